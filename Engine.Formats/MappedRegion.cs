@@ -1,0 +1,92 @@
+using System.IO.MemoryMappedFiles;
+using System.Runtime.InteropServices;
+
+namespace Engine.Formats;
+
+/// <summary>A read-only range of bytes that stays at one address for its lifetime: a memory-mapped file
+/// (weights are never copied to the heap) or a pinned array (for tests that build files in memory).
+/// Readers validate every offset against <see cref="Length"/> before they hand out a view.</summary>
+public sealed unsafe class MappedRegion : IDisposable
+{
+    readonly MemoryMappedFile? _map;
+    readonly MemoryMappedViewAccessor? _view;
+    GCHandle _pin;
+    byte* _pointer;
+
+    public long Length { get; }
+    /// <summary>The file this region maps, or a description of the in-memory source.</summary>
+    public string Source { get; }
+
+    MappedRegion(string source, long length) { Source = source; Length = length; }
+
+    /// <summary>Maps a whole file read-only. The file is opened with sharing that denies writers where the OS
+    /// allows it (checklist F12: a file truncated while mapped is a documented limitation).</summary>
+    public static MappedRegion OpenFile(string path)
+    {
+        FileStream stream;
+        try { stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.RandomAccess); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            throw new ModelFormatException(FormatErrorKind.Io, $"cannot open file: {e.Message}", filePath: path, inner: e);
+        }
+        long length = stream.Length;
+        if (length == 0)
+        {
+            stream.Dispose();
+            // An empty file cannot be mapped; it is still a valid (empty) region for the readers to reject.
+            return new MappedRegion(path, 0);
+        }
+        MemoryMappedFile map;
+        try { map = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            stream.Dispose();
+            throw new ModelFormatException(FormatErrorKind.Io, $"cannot map file: {e.Message}", filePath: path, inner: e);
+        }
+        var view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
+        return new MappedRegion(path, length, map, view);
+    }
+
+    MappedRegion(string source, long length, MemoryMappedFile map, MemoryMappedViewAccessor view) : this(source, length)
+    {
+        _map = map;
+        _view = view;
+        byte* p = null;
+        view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
+        _pointer = p + view.PointerOffset;
+    }
+
+    /// <summary>Wraps bytes already in memory (pinned for the region's lifetime).</summary>
+    public static MappedRegion FromBytes(byte[] bytes, string source = "<memory>")
+    {
+        var region = new MappedRegion(source, bytes.Length);
+        region._pin = GCHandle.Alloc(bytes, GCHandleType.Pinned);
+        region._pointer = (byte*)region._pin.AddrOfPinnedObject();
+        return region;
+    }
+
+    /// <summary>Address of the first byte. Only for code that has validated its offsets against Length.</summary>
+    public byte* Pointer => _pointer != null || Length == 0 ? _pointer : throw new ObjectDisposedException(Source);
+
+    /// <summary>A span over [offset, offset+length); throws if the range is outside the region or over 2 GiB.</summary>
+    public ReadOnlySpan<byte> Span(long offset, long length)
+    {
+        if (offset < 0 || length < 0 || offset > Length || length > Length - offset)
+            throw new ArgumentOutOfRangeException(nameof(offset), $"[{offset}, {offset}+{length}) is outside the region of {Length} bytes");
+        if (length > int.MaxValue)
+            throw new ArgumentOutOfRangeException(nameof(length), "a span cannot cover more than 2 GiB; use the pointer");
+        return new ReadOnlySpan<byte>(_pointer + offset, (int)length);
+    }
+
+    public void Dispose()
+    {
+        if (_view is not null)
+        {
+            if (_pointer != null) _view.SafeMemoryMappedViewHandle.ReleasePointer();
+            _view.Dispose();
+        }
+        _map?.Dispose();
+        if (_pin.IsAllocated) _pin.Free();
+        _pointer = null;
+    }
+}
