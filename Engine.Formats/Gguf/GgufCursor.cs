@@ -1,0 +1,67 @@
+using System.Buffers.Binary;
+using System.Text;
+
+namespace Engine.Formats.Gguf;
+
+/// <summary>Reads little-endian fields from a mapped region, checking every read against the bytes that
+/// remain before it touches memory or allocates. Lengths are validated against caps and the remaining bytes
+/// before any array or string is created (checklist F4, G2, G3).</summary>
+internal unsafe struct GgufCursor
+{
+    readonly MappedRegion _region;
+    public long Position;
+
+    public GgufCursor(MappedRegion region, long position) { _region = region; Position = position; }
+
+    public readonly long Remaining => _region.Length - Position;
+
+    /// <summary>Fails with FileTooShort unless n more bytes are present.</summary>
+    public readonly void Require(long n, string what)
+    {
+        if (n < 0 || n > Remaining)
+            throw new ModelFormatException(FormatErrorKind.FileTooShort,
+                $"file ends inside {what}: needs {n} bytes, {Math.Max(0, Remaining)} remain", offset: Position,
+                expected: $"{n} bytes", actual: $"{Math.Max(0, Remaining)} bytes");
+    }
+
+    ReadOnlySpan<byte> Take(int n, string what)
+    {
+        Require(n, what);
+        var span = new ReadOnlySpan<byte>(_region.Pointer + Position, n);
+        Position += n;
+        return span;
+    }
+
+    public byte ReadU8(string what) => Take(1, what)[0];
+    public ushort ReadU16(string what) => BinaryPrimitives.ReadUInt16LittleEndian(Take(2, what));
+    public uint ReadU32(string what) => BinaryPrimitives.ReadUInt32LittleEndian(Take(4, what));
+    public ulong ReadU64(string what) => BinaryPrimitives.ReadUInt64LittleEndian(Take(8, what));
+    public float ReadF32(string what) => BinaryPrimitives.ReadSingleLittleEndian(Take(4, what));
+    public double ReadF64(string what) => BinaryPrimitives.ReadDoubleLittleEndian(Take(8, what));
+
+    /// <summary>A length-prefixed UTF-8 string. The length must be at most maxBytes and at most what remains.</summary>
+    public string ReadString(long maxBytes, string what)
+    {
+        long start = Position;
+        ulong length = ReadU64(what + " length");
+        if (length > (ulong)maxBytes)
+            throw new ModelFormatException(FormatErrorKind.LengthTooLarge, $"{what} is {length} bytes long, over the cap of {maxBytes}",
+                offset: start, expected: $"<= {maxBytes} bytes", actual: $"{length} bytes");
+        if (length > (ulong)Remaining)
+            throw new ModelFormatException(FormatErrorKind.LengthTooLarge, $"{what} declares {length} bytes but only {Remaining} remain in the file",
+                offset: start, expected: $"<= {Remaining} bytes", actual: $"{length} bytes");
+        var bytes = Take((int)length, what);
+        return DecodeUtf8(bytes, what, start);
+    }
+
+    static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
+    static string DecodeUtf8(ReadOnlySpan<byte> bytes, string what, long offset)
+    {
+        try { return StrictUtf8.GetString(bytes); }
+        catch (DecoderFallbackException)
+        {
+            throw new ModelFormatException(FormatErrorKind.InvalidUtf8, $"{what} is not valid UTF-8", offset: offset);
+        }
+    }
+}
