@@ -64,6 +64,7 @@ public sealed class SafetensorsFile : IDisposable
     /// ggml equivalent (U8, BOOL, FP8, ...) are readable through <see cref="GetBytes"/> but have no view.</summary>
     public TensorView GetView(string name) => CreateView(GetInfo(name));
 
+    /// <summary>False when the name is absent; a present tensor of a dtype with no ggml type still throws.</summary>
     public bool TryGetView(string name, out TensorView? view)
     {
         view = _byName.TryGetValue(name, out var info) ? CreateView(info) : null;
