@@ -2,6 +2,8 @@ using Engine.Backends;
 using Engine.Backends.Cpu;
 using Engine.Formats;
 using Engine.Formats.Gguf;
+using Engine.Formats.HuggingFace;
+using Engine.Formats.Safetensors;
 
 namespace Engine.Models;
 
@@ -31,7 +33,7 @@ public sealed class LoadedModel : IDisposable
     {
         options ??= new ModelOptions();
         if (Directory.Exists(path) || path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
-            throw new ModelFormatException(FormatErrorKind.Io, "Safetensors models are not wired up yet", filePath: path);
+            return OpenHuggingFace(path, options);
         var file = GgufFile.Open(path);
         try
         {
@@ -42,6 +44,25 @@ public sealed class LoadedModel : IDisposable
         }
         catch (ModelFormatException e) { file.Dispose(); throw e.WithFile(path); }
         catch { file.Dispose(); throw; }
+    }
+
+    /// <summary>A Hugging Face folder (config.json + safetensors) or a .safetensors file with config.json beside it.</summary>
+    static LoadedModel OpenHuggingFace(string path, ModelOptions options)
+    {
+        string folder = Directory.Exists(path) ? path : System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!;
+        var hf = HfConfig.Load(folder);
+        var model = SafetensorsModel.Open(path);
+        try
+        {
+            var config = HfModelConfig.Read(hf, model.Contains("lm_head.weight"));
+            var weights = LlamaWeights.Load(config, new HfTensorSource(model, config.TiedOutput));
+            if (config.RopeScaling.Type == RopeScalingType.Llama3 && weights.RopeFrequencyFactors is null)
+                weights = weights with { RopeFrequencyFactors = new WeightVector("rope_freqs.weight", HfModelConfig.Llama3FrequencyFactors(config)) };
+            var backend = new CpuBackend(options.Threads);
+            return new LoadedModel(path, config, new Llama(config, weights, backend, options.MaxBatch), null, model);
+        }
+        catch (ModelFormatException e) { model.Dispose(); throw e.WithFile(path); }
+        catch { model.Dispose(); throw; }
     }
 
     public void Dispose()

@@ -31,7 +31,7 @@ public sealed class WeightLoader(ITensorSource source)
         return new WeightVector(name, ToFloats(view));
     }
 
-    public static Func<GgmlType, bool> IsMatrixType { get; set; } = t => t is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16;
+    static bool IsMatrixType(GgmlType type) => Engine.Quantization.RowFormats.IsSupported(type);
 
     static void CheckShape(TensorView view, long[] expected)
     {

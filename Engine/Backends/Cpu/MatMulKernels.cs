@@ -1,36 +1,59 @@
 using System.Numerics.Tensors;
-using System.Runtime.InteropServices;
 using Engine.Formats;
 using Engine.Models;
+using Engine.Quantization;
 
 namespace Engine.Backends.Cpu;
 
 /// <summary>y = W x over batches of tokens, reading W in place from the memory map. The output rows of W are
-/// split across the workers; each worker walks its rows once and multiplies every token of the batch by
-/// each row while it is in cache, so a batch reads the weights once.</summary>
+/// split across the workers; each worker walks its rows in small tiles and multiplies every token of the
+/// batch by a tile while it is in cache, so a batch reads the weights from memory once.
+/// For quantized W, each token's activations are first quantized to the type's activation format (as
+/// llama.cpp does) so the dot products run on integers.</summary>
 public sealed unsafe class MatMulKernels(WorkSplit split)
 {
+    const int RowTile = 16;
+    byte[] _activations = [];
+
     public void MatMul(WeightMatrix w, float[] x, int tokens, float[] y)
     {
         int k = w.Cols, n = w.Rows;
         byte* basePtr = w.View.Pointer;
         long rowBytes = w.RowBytes;
-        switch (w.Type)
+        if (w.Type == GgmlType.F32)
         {
-            case GgmlType.F32:
-                split.For(n, 16, (start, end, _) =>
+            // Float weights need no activation format: a SIMD dot straight from the map.
+            split.For(n, RowTile, (start, end, _) =>
+            {
+                for (int r = start; r < end; r++)
                 {
-                    for (int r = start; r < end; r++)
-                    {
-                        var row = new ReadOnlySpan<float>(basePtr + r * rowBytes, k);
-                        for (int t = 0; t < tokens; t++)
-                            y[t * n + r] = TensorPrimitives.Dot(row, x.AsSpan(t * k, k));
-                    }
-                });
-                break;
-            default:
-                throw new NotSupportedException($"{w.Name}: matmul for {w.Type} is not implemented");
+                    var row = new ReadOnlySpan<float>(basePtr + r * rowBytes, k);
+                    for (int t = 0; t < tokens; t++)
+                        y[t * n + r] = TensorPrimitives.Dot(row, x.AsSpan(t * k, k));
+                }
+            });
+            return;
         }
+
+        var format = RowFormats.For(w.Type);
+        int actBytes = format.ActivationBytes(k);
+        if (_activations.Length < (long)actBytes * tokens) _activations = new byte[checked(actBytes * tokens)];
+        var acts = _activations;
+        split.For(tokens, 4, (start, end, _) =>
+        {
+            for (int t = start; t < end; t++)
+                format.QuantizeActivations(x.AsSpan(t * k, k), acts.AsSpan(t * actBytes, actBytes));
+        });
+        split.For(n, RowTile, (start, end, _) =>
+        {
+            for (int tile = start; tile < end; tile += RowTile)
+            {
+                int tileEnd = Math.Min(end, tile + RowTile);
+                for (int t = 0; t < tokens; t++)
+                    RowFormats.MatVecRows(format, basePtr, rowBytes, k, acts.AsSpan(t * actBytes, actBytes),
+                        y.AsSpan(t * n, n), tile, tileEnd);
+            }
+        });
     }
 
     /// <summary>Row `row` of W as float32 (the embedding lookup).</summary>
@@ -38,14 +61,6 @@ public sealed unsafe class MatMulKernels(WorkSplit split)
     {
         if ((uint)row >= (uint)w.Rows) throw new ArgumentOutOfRangeException(nameof(row), $"token id {row} is outside the vocabulary of {w.Rows}");
         var bytes = new ReadOnlySpan<byte>(w.View.Pointer + row * w.RowBytes, checked((int)w.RowBytes));
-        switch (w.Type)
-        {
-            case GgmlType.F32: MemoryMarshal.Cast<byte, float>(bytes).CopyTo(dst); break;
-            case GgmlType.F16:
-                var halves = MemoryMarshal.Cast<byte, Half>(bytes);
-                for (int i = 0; i < dst.Length; i++) dst[i] = (float)halves[i];
-                break;
-            default: throw new NotSupportedException($"{w.Name}: dequantization of {w.Type} is not implemented");
-        }
+        RowFormats.For(w.Type).DequantizeRow(bytes, dst);
     }
 }
