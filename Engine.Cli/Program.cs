@@ -1,1 +1,73 @@
-return 0;
+using Engine.Cli;
+using Engine.Cli.Commands;
+using Engine.Formats;
+
+return EntryPoint.Run(args);
+
+namespace Engine.Cli
+{
+    /// <summary>The `engine` command. Every failure a user can cause prints one line on stderr (what is wrong,
+    /// where, what to do) and exits non-zero: 1 for a bad model or request, 2 for a bad command line.</summary>
+    public static class EntryPoint
+    {
+        public const string Usage = """
+            usage: engine <command> [options]
+              inspect FILE_OR_FOLDER [--json]           show format, hyperparameters, tokenizer, metadata, tensors
+              run [PROMPT] [--model M] [-n N] [...]     generate text (default model: models/stories260K.gguf)
+              chat --model M                            interactive chat with the model's template
+              logits --model M (--text T | --tokens "1 2 3") [--all] --out FILE
+              tokenize --model M --text T               print token ids and pieces
+            run 'engine <command> --help' for the options of a command
+            """;
+
+        public static int Run(string[] args)
+        {
+            if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
+            {
+                Console.Out.WriteLine(Usage);
+                return args.Length == 0 ? 2 : 0;
+            }
+            try
+            {
+                var rest = args.Skip(1).ToArray();
+                return args[0] switch
+                {
+                    "inspect" => InspectCommand.Run(rest),
+                    "run" => RunCommand.Run(rest),
+                    "logits" => LogitsCommand.Run(rest),
+                    "tokenize" => TokenizeCommand.Run(rest),
+                    "chat" => ChatCommand.Run(rest),
+                    _ => throw new UsageException($"unknown command '{args[0]}'"),
+                };
+            }
+            catch (UsageException e)
+            {
+                Console.Error.WriteLine($"engine: {e.Message} (see 'engine --help')");
+                return 2;
+            }
+            catch (ModelFormatException e)
+            {
+                Console.Error.WriteLine($"engine: {e.Message}");
+                return 1;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or InvalidOperationException
+                                          or NotSupportedException or Engine.Models.ContextOverflowException)
+            {
+                Console.Error.WriteLine($"engine: {e.Message}");
+                return 1;
+            }
+        }
+
+        /// <summary>models/stories260K.gguf next to the executable's repository, or in the current folder.</summary>
+        public static string DefaultModelPath()
+        {
+            for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            {
+                var candidate = Path.Combine(dir.FullName, "models", "stories260K.gguf");
+                if (File.Exists(candidate)) return candidate;
+            }
+            var local = Path.Combine(Environment.CurrentDirectory, "models", "stories260K.gguf");
+            return File.Exists(local) ? local : throw new UsageException("no --model given and models/stories260K.gguf was not found");
+        }
+    }
+}

@@ -1,0 +1,93 @@
+using System.Globalization;
+
+namespace Engine.Cli;
+
+/// <summary>A wrong command line: printed as one line with a hint, exit code 2.</summary>
+public sealed class UsageException(string message) : Exception(message);
+
+/// <summary>Parsed arguments: positionals plus --name value / --flag options. Small and strict: an unknown
+/// option is an error naming it, so typos never pass silently.</summary>
+public sealed class CommandLine
+{
+    readonly Dictionary<string, string?> _options = new(StringComparer.Ordinal);
+    readonly HashSet<string> _used = new(StringComparer.Ordinal);
+    public List<string> Positionals { get; } = [];
+
+    public CommandLine(IEnumerable<string> args, IReadOnlySet<string> flags)
+    {
+        var list = args.ToList();
+        for (int i = 0; i < list.Count; i++)
+        {
+            var a = list[i];
+            if (a == "--") { Positionals.AddRange(list.Skip(i + 1)); break; }
+            if (a.StartsWith("--") || (a.StartsWith('-') && a.Length == 2 && !char.IsDigit(a[1])))
+            {
+                string name = a.TrimStart('-');
+                string? value = null;
+                int eq = name.IndexOf('=');
+                if (eq >= 0) { value = name[(eq + 1)..]; name = name[..eq]; }
+                else if (!flags.Contains(name))
+                {
+                    if (i + 1 >= list.Count) throw new UsageException($"option {a} needs a value");
+                    value = list[++i];
+                }
+                if (_options.ContainsKey(name)) throw new UsageException($"option --{name} is given twice");
+                _options[name] = value;
+            }
+            else Positionals.Add(a);
+        }
+    }
+
+    public bool Has(string name) { _used.Add(name); return _options.ContainsKey(name); }
+
+    public string? String(string name, string? alias = null)
+    {
+        _used.Add(name);
+        if (alias is not null) _used.Add(alias);
+        return _options.TryGetValue(name, out var v) ? v : alias is not null && _options.TryGetValue(alias, out var w) ? w : null;
+    }
+
+    public int Int(string name, int fallback, int min = int.MinValue, int max = int.MaxValue, string? alias = null)
+    {
+        var text = String(name, alias);
+        if (text is null) return fallback;
+        if (!int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) || v < min || v > max)
+            throw new UsageException($"--{name} must be an integer in [{min}, {max}], got '{text}'");
+        return v;
+    }
+
+    public double Double(string name, double fallback, double min, double max)
+    {
+        var text = String(name);
+        if (text is null) return fallback;
+        if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) || double.IsNaN(v) || v < min || v > max)
+            throw new UsageException($"--{name} must be a number in [{min}, {max}], got '{text}'");
+        return v;
+    }
+
+    public ulong? ULong(string name)
+    {
+        var text = String(name);
+        if (text is null) return null;
+        return ulong.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out ulong v) ? v
+            : throw new UsageException($"--{name} must be a non-negative integer, got '{text}'");
+    }
+
+    /// <summary>Fails on any option no command asked about (call after reading them all).</summary>
+    public void RejectUnknown()
+    {
+        var unknown = _options.Keys.Where(k => !_used.Contains(k)).ToList();
+        if (unknown.Count > 0) throw new UsageException($"unknown option --{unknown[0]}");
+    }
+
+    /// <summary>"1 2 3" or "1,2,3" as token ids.</summary>
+    public static int[] ParseTokens(string text)
+    {
+        var parts = text.Split([' ', ',', '\t', '\n'], StringSplitOptions.RemoveEmptyEntries);
+        var ids = new int[parts.Length];
+        for (int i = 0; i < parts.Length; i++)
+            if (!int.TryParse(parts[i], NumberStyles.Integer, CultureInfo.InvariantCulture, out ids[i]) || ids[i] < 0)
+                throw new UsageException($"--tokens must be non-negative integers, got '{parts[i]}'");
+        return ids;
+    }
+}

@@ -1,0 +1,115 @@
+using Engine.Formats;
+using global::Engine.Quantization;
+
+namespace Engine.Tests.Quantization;
+
+/// <summary>The budgets of llama.cpp's tests/test-quantize-fns.cpp, on the same synthetic data.</summary>
+public class QuantizerTests
+{
+    const int TestSize = 32 * 128;
+    const float MaxQuantizationTotalError = 0.002f;
+    const float MaxQuantizationTotalError2Bits = 0.0075f;
+    const float MaxQuantizationTotalError3Bits = 0.0040f;
+    const float MaxDotProductError = 0.02f;
+
+    public static TheoryData<GgmlType> Quantizable()
+    {
+        var d = new TheoryData<GgmlType>();
+        foreach (var f in RowFormats.Supported)
+            if (RowFormats.QuantizerFor(f.Type) is not null) d.Add(f.Type);
+        return d;
+    }
+
+    [Fact]
+    public void The_converter_types_have_quantizers()
+    {
+        foreach (var t in new[] { GgmlType.Q8_0, GgmlType.Q4_0 })
+            RowFormats.QuantizerFor(t).Should().NotBeNull(t.ToString());
+    }
+
+    /// <summary>array_rmse as ggml writes it: sqrt(sum of squares) / n.</summary>
+    static float GgmlRmse(float[] a, float[] b)
+    {
+        double sum = 0;
+        for (int i = 0; i < a.Length; i++) { double d = a[i] - b[i]; sum += d * d; }
+        return (float)Math.Sqrt(sum) / a.Length;
+    }
+
+    static float Budget(GgmlType t) => t switch
+    {
+        GgmlType.Q2_K => MaxQuantizationTotalError2Bits,
+        GgmlType.Q3_K => MaxQuantizationTotalError3Bits,
+        _ => MaxQuantizationTotalError,
+    };
+
+    [Theory, MemberData(nameof(Quantizable))]
+    public void Quantize_then_dequantize_is_within_ggml_budget(GgmlType t)
+    {
+        var f = RowFormats.For(t);
+        var q = RowFormats.QuantizerFor(t)!;
+        var x = QuantTestData.GgmlTestData(0, TestSize);
+        var bytes = new byte[TestSize / f.BlockSize * f.BytesPerBlock];
+        q.QuantizeRowReference(x, bytes);
+        var back = new float[TestSize];
+        f.DequantizeRow(bytes, back);
+        GgmlRmse(x, back).Should().BeLessThan(Budget(t));
+    }
+
+    [Theory, MemberData(nameof(Quantizable))]
+    public void Quantized_dot_is_within_ggml_budget(GgmlType t)
+    {
+        var f = RowFormats.For(t);
+        var q = RowFormats.QuantizerFor(t)!;
+        var w = QuantTestData.GgmlTestData(0, TestSize);
+        var x = QuantTestData.GgmlTestData(1, TestSize);
+        var bytes = new byte[TestSize / f.BlockSize * f.BytesPerBlock];
+        q.QuantizeRowReference(w, bytes);
+        var act = new byte[f.ActivationBytes(TestSize)];
+        f.QuantizeActivations(x, act);
+        float exact = 0;
+        for (int i = 0; i < TestSize; i++) exact += w[i] * x[i];
+        (MathF.Abs(f.DotRowReference(bytes, act, TestSize) - exact) / TestSize).Should().BeLessThan(MaxDotProductError);
+        (MathF.Abs(f.DotRow(bytes, act, TestSize) - exact) / TestSize).Should().BeLessThan(MaxDotProductError);
+    }
+
+    [Theory, MemberData(nameof(Quantizable))]
+    public void All_zero_rows_quantize_to_zero(GgmlType t)
+    {
+        var f = RowFormats.For(t);
+        int k = f.BlockSize * 2;
+        var bytes = new byte[2 * f.BytesPerBlock];
+        RowFormats.QuantizerFor(t)!.QuantizeRowReference(new float[k], bytes);
+        var back = new float[k];
+        f.DequantizeRow(bytes, back);
+        back.Should().OnlyContain(v => v == 0);
+    }
+
+    [Fact]
+    public void Q8_0_rounds_halves_away_from_zero_like_roundf()
+    {
+        // amax 127 gives d = 1 exactly, so x * id is x itself.
+        var x = new float[32];
+        x[0] = 127; x[1] = 2.5f; x[2] = -2.5f; x[3] = 0.5f; x[4] = -0.49f;
+        var act = new byte[34];
+        RowFormats.For(GgmlType.Q8_0).QuantizeActivations(x, act);
+        ((float)BitConverter.ToHalf(act, 0)).Should().Be(1f);
+        ((sbyte)act[2]).Should().Be(127);
+        ((sbyte)act[3]).Should().Be(3);
+        ((sbyte)act[4]).Should().Be(-3);
+        ((sbyte)act[5]).Should().Be(1);
+        ((sbyte)act[6]).Should().Be(0);
+    }
+
+    [Fact]
+    public void Q4_0_quantizer_maps_the_signed_extreme_to_minus_8()
+    {
+        var x = new float[32];
+        x[0] = -4; x[1] = 2; x[2] = 1; x[3] = 3.9f;
+        var bytes = new byte[18];
+        RowFormats.QuantizerFor(GgmlType.Q4_0)!.QuantizeRowReference(x, bytes);
+        ((float)BitConverter.ToHalf(bytes, 0)).Should().Be(0.5f); // d = max / -8 = -4 / -8
+        (bytes[2] & 0xF).Should().Be(0);                          // -4 / 0.5 + 8 = 0
+        (bytes[3] & 0xF).Should().Be(12);                         // 2 / 0.5 + 8
+        (bytes[5] & 0xF).Should().Be(15);                         // 3.9 / 0.5 + 8.5 = 16.3, clamped to 15
+    }
+}

@@ -1,0 +1,120 @@
+using System.Runtime.CompilerServices;
+using Engine.Formats;
+using global::Engine.Quantization;
+
+namespace Engine.Tests.Quantization;
+
+public class RowFormatTests
+{
+    public static TheoryData<GgmlType> Types()
+    {
+        var d = new TheoryData<GgmlType>();
+        foreach (var f in RowFormats.Supported) d.Add(f.Type);
+        return d;
+    }
+
+    [Fact]
+    public void Block_structs_match_ggml_sizes()
+    {
+        Unsafe.SizeOf<BlockQ4_0>().Should().Be(GgmlType.Q4_0.Info().BytesPerBlock).And.Be(18);
+        Unsafe.SizeOf<BlockQ8_0>().Should().Be(GgmlType.Q8_0.Info().BytesPerBlock).And.Be(34);
+        Unsafe.SizeOf<BlockQ8_1>().Should().Be(GgmlType.Q8_1.Info().BytesPerBlock).And.Be(36);
+        Unsafe.SizeOf<BlockQ8_K>().Should().Be(GgmlType.Q8_K.Info().BytesPerBlock).And.Be(292);
+    }
+
+    [Fact]
+    public void Priority_types_are_supported()
+    {
+        foreach (var t in new[] { GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0 })
+        {
+            RowFormats.IsSupported(t).Should().BeTrue(t.ToString());
+            RowFormats.For(t).Type.Should().Be(t);
+        }
+        RowFormats.IsSupported(GgmlType.IQ2_XXS).Should().BeFalse();
+        FluentActions.Invoking(() => RowFormats.For(GgmlType.IQ2_XXS)).Should().Throw<NotSupportedException>();
+    }
+
+    [Theory, MemberData(nameof(Types))]
+    public void Fast_dequantize_equals_reference_exactly(GgmlType t)
+    {
+        var f = RowFormats.For(t);
+        var rng = new Random(1234 + (int)t);
+        foreach (int k in QuantTestData.Lengths(f.BlockSize, 1))
+        {
+            var row = QuantTestData.RandomRow(t, k, rng);
+            var a = new float[k];
+            var b = new float[k];
+            f.DequantizeRowReference(row, a);
+            f.DequantizeRow(row, b);
+            for (int i = 0; i < k; i++)
+                if (BitConverter.SingleToInt32Bits(a[i]) != BitConverter.SingleToInt32Bits(b[i]))
+                    Assert.Fail($"{t} k={k} element {i}: reference {a[i]} fast {b[i]}");
+        }
+    }
+
+    [Theory, MemberData(nameof(Types))]
+    public void Dots_agree_with_each_other_and_with_float_math(GgmlType t)
+    {
+        var f = RowFormats.For(t);
+        int actBlock = f.ActivationType.Info().BlockSize;
+        var rng = new Random(99 + (int)t);
+        foreach (int k in QuantTestData.Lengths(f.BlockSize, actBlock))
+        {
+            for (int rep = 0; rep < 3; rep++)
+            {
+                var row = QuantTestData.RandomRow(t, k, rng);
+                var x = QuantTestData.RandomActivations(k, rng);
+                var act = new byte[f.ActivationBytes(k)];
+                f.QuantizeActivations(x, act);
+
+                float reference = f.DotRowReference(row, act, k);
+                float fast = f.DotRow(row, act, k);
+
+                // Exact float dot of what the kernels actually multiply: dequantized weights, dequantized activations.
+                var w = new float[k];
+                var xa = new float[k];
+                f.DequantizeRowReference(row, w);
+                Activations.Dequantize(f.ActivationType, act, xa);
+                double exact = 0, magnitude = 0;
+                for (int i = 0; i < k; i++) { exact += (double)w[i] * xa[i]; magnitude += Math.Abs((double)w[i] * xa[i]); }
+
+                double tol = 2e-5 * magnitude + 1e-6;
+                Math.Abs(reference - exact).Should().BeLessThanOrEqualTo(tol, $"{t} k={k}: reference {reference} vs exact {exact}");
+                Math.Abs((double)fast - reference).Should().BeLessThanOrEqualTo(tol, $"{t} k={k}: fast {fast} vs reference {reference}");
+            }
+        }
+    }
+
+    [Theory, MemberData(nameof(Types))]
+    public void MatVecRows_matches_DotRow(GgmlType t)
+    {
+        var f = RowFormats.For(t);
+        int k = Math.Max(f.BlockSize, f.ActivationType.Info().BlockSize) * 3;
+        int rows = 5;
+        var rng = new Random(7);
+        var rowLen = QuantTestData.RandomRow(t, k, rng).Length;
+        var w = new byte[rowLen * rows];
+        for (int r = 0; r < rows; r++) QuantTestData.RandomRow(t, k, rng).CopyTo(w, r * rowLen);
+        var act = new byte[f.ActivationBytes(k)];
+        f.QuantizeActivations(QuantTestData.RandomActivations(k, rng), act);
+
+        var y = new float[rows];
+        RowFormats.MatVecRows(f, w, rowLen, k, act, y, 1, 4);
+        y[0].Should().Be(0);
+        y[4].Should().Be(0);
+        for (int r = 1; r < 4; r++)
+            y[r].Should().Be(f.DotRow(w.AsSpan(r * rowLen, rowLen), act, k));
+    }
+
+    [Fact]
+    public void Bad_arguments_are_rejected()
+    {
+        var f = RowFormats.For(GgmlType.Q4_0);
+        FluentActions.Invoking(() => f.DequantizeRow(new byte[18], new float[33])).Should().Throw<ArgumentException>();
+        FluentActions.Invoking(() => f.DequantizeRow(new byte[17], new float[32])).Should().Throw<ArgumentException>();
+        FluentActions.Invoking(() => f.DotRow(new byte[18], new byte[33], 32)).Should().Throw<ArgumentException>();
+        FluentActions.Invoking(() => f.QuantizeActivations(new float[32], new byte[33])).Should().Throw<ArgumentException>();
+        FluentActions.Invoking(() => RowFormats.MatVecRows(f, new byte[36], 18, 32, new byte[34], new float[2], 0, 3))
+            .Should().Throw<ArgumentException>();
+    }
+}

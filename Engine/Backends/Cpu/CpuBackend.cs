@@ -1,0 +1,163 @@
+using System.Numerics.Tensors;
+using Engine.Models;
+
+namespace Engine.Backends.Cpu;
+
+/// <summary>The CPU backend: TensorPrimitives for float work, per-type row kernels for matmuls, and a
+/// contiguous work split over the cores. Buffers are plain float arrays; scratch is allocated once.</summary>
+public sealed class CpuBackend : IBackend
+{
+    sealed class Buffer(string name, float[] data) : ActivationBuffer(name, data.Length) { public readonly float[] Data = data; }
+
+    sealed class Cache : KvCache
+    {
+        public readonly float[][] Keys, Values; // per layer: [context x width]
+        public Cache(int layers, int ctx, int kw, int vw) : base(layers, ctx, kw, vw)
+        {
+            Keys = new float[layers][];
+            Values = new float[layers][];
+            for (int l = 0; l < layers; l++) { Keys[l] = new float[(long)ctx * kw]; Values[l] = new float[(long)ctx * vw]; }
+        }
+    }
+
+    readonly WorkSplit _split;
+    readonly MatMulKernels _matmul;
+    float[][] _scores = [];
+
+    public string Name => "cpu";
+    public int Threads => _split.Workers;
+
+    public CpuBackend(int threads = 0)
+    {
+        _split = new WorkSplit(threads > 0 ? threads : Environment.ProcessorCount);
+        _matmul = new MatMulKernels(_split);
+    }
+
+    static float[] D(ActivationBuffer b) => ((Buffer)b).Data;
+
+    public ActivationBuffer Allocate(string name, int length) => new Buffer(name, new float[length]);
+
+    public KvCache CreateKvCache(int layers, int contextLength, int keyWidth, int valueWidth)
+    {
+        // Attention scores of one head over the whole context, one row per worker, allocated once.
+        if (_scores.Length == 0 || _scores[0].Length < contextLength)
+            _scores = Enumerable.Range(0, _split.Workers).Select(_ => new float[contextLength]).ToArray();
+        return new Cache(layers, contextLength, keyWidth, valueWidth);
+    }
+
+    public void Embed(WeightMatrix table, ReadOnlySpan<int> tokens, ActivationBuffer x)
+    {
+        var dst = D(x);
+        for (int t = 0; t < tokens.Length; t++)
+            _matmul.DequantizeRow(table, tokens[t], dst.AsSpan(t * table.Cols, table.Cols));
+    }
+
+    public void RmsNorm(ActivationBuffer x, WeightVector weight, float epsilon, int rows, ActivationBuffer y)
+    {
+        int width = weight.Length;
+        var src = D(x); var dst = D(y);
+        for (int r = 0; r < rows; r++)
+        {
+            var row = src.AsSpan(r * width, width);
+            float sumSquares = TensorPrimitives.SumOfSquares(row);
+            float scale = 1f / MathF.Sqrt(sumSquares / width + epsilon);
+            var output = dst.AsSpan(r * width, width);
+            TensorPrimitives.Multiply(row, scale, output);
+            TensorPrimitives.Multiply(output, weight.Values, output);
+        }
+    }
+
+    public void MatMul(WeightMatrix w, ActivationBuffer x, int rows, ActivationBuffer y) =>
+        _matmul.MatMul(w, D(x), rows, D(y));
+
+    public void AddBias(ActivationBuffer y, WeightVector bias, int rows)
+    {
+        var dst = D(y);
+        for (int r = 0; r < rows; r++)
+        {
+            var row = dst.AsSpan(r * bias.Length, bias.Length);
+            TensorPrimitives.Add(row, bias.Values, row);
+        }
+    }
+
+    public void Rope(ActivationBuffer x, int rows, int heads, ReadOnlySpan<int> positions, RopeParameters rope)
+    {
+        var data = D(x);
+        var angles = new RopeAngles(rope);
+        Span<float> cos = stackalloc float[rope.RotatedDims / 2];
+        Span<float> sin = stackalloc float[rope.RotatedDims / 2];
+        for (int t = 0; t < rows; t++)
+        {
+            angles.Compute(positions[t], cos, sin);
+            for (int h = 0; h < heads; h++)
+                RopeKernels.Rotate(data.AsSpan((t * heads + h) * rope.HeadDim, rope.HeadDim), cos, sin, rope.Style, rope.RotatedDims);
+        }
+    }
+
+    public void StoreKv(KvCache cache, int layer, int start, int rows, ActivationBuffer k, ActivationBuffer v)
+    {
+        var c = (Cache)cache;
+        D(k).AsSpan(0, rows * c.KeyWidth).CopyTo(c.Keys[layer].AsSpan(start * c.KeyWidth));
+        D(v).AsSpan(0, rows * c.ValueWidth).CopyTo(c.Values[layer].AsSpan(start * c.ValueWidth));
+    }
+
+    public void Attention(ActivationBuffer q, KvCache cache, int layer, int start, int rows, int heads, int kvHeads, int headDim, int valueDim, ActivationBuffer output)
+    {
+        var c = (Cache)cache;
+        var queries = D(q); var result = D(output);
+        var keys = c.Keys[layer]; var values = c.Values[layer];
+        int group = heads / kvHeads;
+        float scale = 1f / MathF.Sqrt(headDim);
+        _split.For(rows * heads, 1, (begin, end, worker) =>
+        {
+            var scoresRow = _scores[worker];
+            for (int item = begin; item < end; item++)
+            {
+                int t = item / heads, h = item % heads, kvh = h / group;
+                int length = start + t + 1; // causal: a token sees itself and everything before it
+                var query = queries.AsSpan((t * heads + h) * headDim, headDim);
+                var scores = scoresRow.AsSpan(0, length);
+                for (int j = 0; j < length; j++)
+                    scores[j] = TensorPrimitives.Dot(query, keys.AsSpan(j * c.KeyWidth + kvh * headDim, headDim)) * scale;
+                StableSoftmax(scores);
+                var o = result.AsSpan((t * heads + h) * valueDim, valueDim);
+                o.Clear();
+                for (int j = 0; j < length; j++)
+                    TensorPrimitives.MultiplyAdd(values.AsSpan(j * c.ValueWidth + kvh * valueDim, valueDim), scores[j], o, o);
+            }
+        });
+    }
+
+    /// <summary>Softmax in place with the maximum subtracted first (TensorPrimitives.SoftMax does not, and
+    /// overflows for scores above ~88).</summary>
+    public static void StableSoftmax(Span<float> x)
+    {
+        float max = TensorPrimitives.Max(x);
+        TensorPrimitives.Subtract(x, max, x);
+        TensorPrimitives.Exp(x, x);
+        float sum = TensorPrimitives.Sum(x);
+        TensorPrimitives.Divide(x, sum, x);
+    }
+
+    public void SwiGlu(ActivationBuffer gate, ActivationBuffer up, int length, ActivationBuffer y)
+    {
+        var g = D(gate).AsSpan(0, length); var u = D(up).AsSpan(0, length); var dst = D(y).AsSpan(0, length);
+        // silu(g) = g * sigmoid(g)
+        TensorPrimitives.Sigmoid(g, dst);
+        TensorPrimitives.Multiply(dst, g, dst);
+        TensorPrimitives.Multiply(dst, u, dst);
+    }
+
+    public void Add(ActivationBuffer x, ActivationBuffer y, int length)
+    {
+        var a = D(x).AsSpan(0, length);
+        TensorPrimitives.Add(a, D(y).AsSpan(0, length), a);
+    }
+
+    public void Read(ActivationBuffer x, int offset, Span<float> dst) => D(x).AsSpan(offset, dst.Length).CopyTo(dst);
+
+    public void Copy(ActivationBuffer src, int srcOffset, ActivationBuffer dst, int dstOffset, int length) =>
+        D(src).AsSpan(srcOffset, length).CopyTo(D(dst).AsSpan(dstOffset, length));
+
+    public void Dispose() { }
+}

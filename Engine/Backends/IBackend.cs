@@ -1,0 +1,57 @@
+using Engine.Models;
+
+namespace Engine.Backends;
+
+/// <summary>A float32 activation buffer owned by a backend (host memory on the CPU, device memory on a GPU).
+/// The model addresses buffers only through the backend, so the same model code runs on either.</summary>
+public abstract class ActivationBuffer(string name, int length)
+{
+    public string Name { get; } = name;
+    public int Length { get; } = length;
+}
+
+/// <summary>The key/value cache of one sequence, preallocated for the whole context.</summary>
+public abstract class KvCache(int layers, int contextLength, int keyWidth, int valueWidth)
+{
+    public int Layers { get; } = layers;
+    public int ContextLength { get; } = contextLength;
+    public int KeyWidth { get; } = keyWidth;
+    public int ValueWidth { get; } = valueWidth;
+    public long Bytes => (long)Layers * ContextLength * (KeyWidth + ValueWidth) * sizeof(float);
+}
+
+/// <summary>RoPE as the model configures it: which dims rotate, how they pair, and the frequencies.</summary>
+public sealed record RopeParameters(int HeadDim, int RotatedDims, RopeStyle Style, double Theta, RopeScaling Scaling, float[]? FrequencyFactors);
+
+/// <summary>Every heavy operation of a forward pass. Row-major activations: a buffer of `rows` tokens of
+/// `width` floats. Parameter order: sources, arguments, destination.</summary>
+public interface IBackend : IDisposable
+{
+    string Name { get; }
+    ActivationBuffer Allocate(string name, int length);
+    KvCache CreateKvCache(int layers, int contextLength, int keyWidth, int valueWidth);
+
+    /// <summary>x[t] = row tokens[t] of the embedding table.</summary>
+    void Embed(WeightMatrix table, ReadOnlySpan<int> tokens, ActivationBuffer x);
+    /// <summary>y[r] = x[r] / rms(x[r]) * weight, for rows of `width` (width == weight.Length).</summary>
+    void RmsNorm(ActivationBuffer x, WeightVector weight, float epsilon, int rows, ActivationBuffer y);
+    /// <summary>y[t] = W x[t] for t in [0, rows): y is rows x W.Rows, x is rows x W.Cols.</summary>
+    void MatMul(WeightMatrix w, ActivationBuffer x, int rows, ActivationBuffer y);
+    /// <summary>y[r] += bias for each of `rows` rows.</summary>
+    void AddBias(ActivationBuffer y, WeightVector bias, int rows);
+    /// <summary>Rotates each head of x (rows x heads*headDim) by the angle of its token's position.</summary>
+    void Rope(ActivationBuffer x, int rows, int heads, ReadOnlySpan<int> positions, RopeParameters rope);
+    /// <summary>Writes k and v of `rows` tokens into the cache of `layer` at positions [start, start+rows).</summary>
+    void StoreKv(KvCache cache, int layer, int start, int rows, ActivationBuffer k, ActivationBuffer v);
+    /// <summary>Causal grouped-query attention of `rows` queries at positions [start, start+rows) over the
+    /// cache of `layer`: output is rows x heads*valueDim.</summary>
+    void Attention(ActivationBuffer q, KvCache cache, int layer, int start, int rows, int heads, int kvHeads, int headDim, int valueDim, ActivationBuffer output);
+    /// <summary>y = silu(gate) * up, element-wise over `length` values.</summary>
+    void SwiGlu(ActivationBuffer gate, ActivationBuffer up, int length, ActivationBuffer y);
+    /// <summary>x += y over `length` values (the residual connection).</summary>
+    void Add(ActivationBuffer x, ActivationBuffer y, int length);
+    /// <summary>Copies `length` values starting at `offset` into dst (logits out, observers).</summary>
+    void Read(ActivationBuffer x, int offset, Span<float> dst);
+    /// <summary>Copies src[offset..] into `length` values of dst starting at dstOffset (e.g. the last row).</summary>
+    void Copy(ActivationBuffer src, int srcOffset, ActivationBuffer dst, int dstOffset, int length);
+}

@@ -1,0 +1,93 @@
+using Engine.Formats;
+using Engine.Formats.Gguf;
+
+namespace Engine.Models;
+
+/// <summary>Builds a <see cref="ModelConfig"/> from GGUF metadata (keys as llama.cpp writes them).</summary>
+public static class GgufModelConfig
+{
+    public static ModelConfig Read(GgufFile file)
+    {
+        var md = file.Metadata;
+        string arch = md.GetString(GgufKeys.Architecture);
+        var traits = ArchitectureTraits.Get(arch);
+        string K(string suffix) => GgufKeys.Arch(arch, suffix);
+
+        int embd = Int(md, K("embedding_length"));
+        int heads = Int(md, K("attention.head_count"));
+        int kvHeads = IntOr(md, K("attention.head_count_kv"), heads);
+        int headDim = IntOr(md, K("attention.key_length"), heads > 0 ? embd / heads : 0);
+        int valueDim = IntOr(md, K("attention.value_length"), headDim);
+        int vocab = VocabSize(file, arch);
+        var scaling = ReadScaling(md, arch, file);
+
+        var config = new ModelConfig
+        {
+            Architecture = arch,
+            EmbeddingLength = embd,
+            LayerCount = Int(md, K("block_count")),
+            HeadCount = heads,
+            KvHeadCount = kvHeads,
+            HeadDim = headDim,
+            ValueHeadDim = valueDim,
+            FeedForwardLength = Int(md, K("feed_forward_length")),
+            VocabSize = vocab,
+            TrainedContextLength = Int(md, K("context_length")),
+            RmsNormEpsilon = (float)(md.GetFloatOrNull(K("attention.layer_norm_rms_epsilon")) ?? throw GgufMetadataAccess.Missing(K("attention.layer_norm_rms_epsilon"))),
+            RopeTheta = md.GetFloatOrNull(K("rope.freq_base")) ?? 10000.0,
+            RopeDimensions = IntOr(md, K("rope.dimension_count"), headDim),
+            RopeStyle = traits.GgufRopeStyle,
+            RopeScaling = scaling,
+            TiedOutput = !file.TryGetTensor("output.weight", out _),
+        };
+        ModelConfigValidation.Validate(config);
+        return config;
+    }
+
+    static RopeScaling ReadScaling(IReadOnlyDictionary<string, GgufValue> md, string arch, GgufFile file)
+    {
+        string K(string suffix) => GgufKeys.Arch(arch, suffix);
+        string? type = md.GetStringOrNull(K("rope.scaling.type"));
+        double factor = md.GetFloatOrNull(K("rope.scaling.factor")) ?? 0;
+        // Older files state only a linear factor.
+        if (type is null && md.GetFloatOrNull(K("rope.scale_linear")) is double linear) { type = "linear"; factor = linear; }
+        int original = (int)(md.GetIntegerOrNull(K("rope.scaling.original_context_length")) ?? 0);
+        // Llama 3.1+ GGUFs carry their frequency factors precomputed in a rope_freqs tensor instead of a scaling type.
+        if (file.TryGetTensor("rope_freqs.weight", out _)) return new RopeScaling(RopeScalingType.Llama3);
+        switch (type)
+        {
+            case null or "none": return RopeScaling.None;
+            case "linear":
+                if (!(factor > 0) || double.IsInfinity(factor)) throw Bad(K("rope.scaling.factor"), "> 0", factor.ToString());
+                return new RopeScaling(RopeScalingType.Linear, factor);
+            case "yarn":
+                if (!(factor > 0) || double.IsInfinity(factor)) throw Bad(K("rope.scaling.factor"), "> 0", factor.ToString());
+                return new RopeScaling(RopeScalingType.Yarn, factor, original,
+                    YarnBetaFast: md.GetFloatOrNull(K("rope.scaling.yarn_beta_fast")) ?? 32,
+                    YarnBetaSlow: md.GetFloatOrNull(K("rope.scaling.yarn_beta_slow")) ?? 1,
+                    YarnAttentionFactor: md.GetFloatOrNull(K("rope.scaling.attn_factor")) ?? 0);
+            default:
+                throw new ModelFormatException(FormatErrorKind.InvalidConfig, $"unsupported RoPE scaling type '{type}' (supported: none, linear, yarn)",
+                    field: K("rope.scaling.type"), actual: type);
+        }
+    }
+
+    static int VocabSize(GgufFile file, string arch)
+    {
+        if (file.Metadata.GetIntegerOrNull(GgufKeys.Arch(arch, "vocab_size")) is long n) return CheckInt(n, GgufKeys.Arch(arch, "vocab_size"));
+        if (file.Metadata.GetArrayOrNull<string>(GgufKeys.Tokens) is { } tokens) return tokens.Length;
+        if (file.TryGetTensor("token_embd.weight", out var embd) && embd.Shape.Count >= 2) return CheckInt(embd.Shape[1], "token_embd.weight");
+        throw GgufMetadataAccess.Missing(GgufKeys.Tokens);
+    }
+
+    static int Int(IReadOnlyDictionary<string, GgufValue> md, string key) => CheckInt(md.GetInteger(key), key);
+
+    static int IntOr(IReadOnlyDictionary<string, GgufValue> md, string key, int fallback) =>
+        md.GetIntegerOrNull(key) is long v ? CheckInt(v, key) : fallback;
+
+    static int CheckInt(long value, string key) =>
+        value is > 0 and <= int.MaxValue ? (int)value : throw Bad(key, "a positive 32-bit integer", value.ToString());
+
+    static ModelFormatException Bad(string key, string expected, string actual) =>
+        new(FormatErrorKind.InvalidConfig, $"hyperparameter '{key}' is out of range", field: key, expected: expected, actual: actual);
+}

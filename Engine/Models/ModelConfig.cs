@@ -1,0 +1,51 @@
+namespace Engine.Models;
+
+/// <summary>How RoPE pairs the dimensions of a head. "Normal" (GGUF llama, llama2.c) rotates adjacent pairs
+/// (2i, 2i+1); NeoX (Qwen, and every Hugging Face checkpoint) rotates i with i + d/2 ("rotate half").</summary>
+public enum RopeStyle { Normal, NeoX }
+
+/// <summary>Context-extension schemes that rescale RoPE frequencies.</summary>
+public enum RopeScalingType { None, Linear, Yarn, Llama3 }
+
+public sealed record RopeScaling(
+    RopeScalingType Type,
+    double Factor = 1,
+    int OriginalContextLength = 0,
+    double LowFrequencyFactor = 1,
+    double HighFrequencyFactor = 4,
+    double YarnBetaFast = 32,
+    double YarnBetaSlow = 1,
+    double YarnAttentionFactor = 0)
+{
+    public static readonly RopeScaling None = new(RopeScalingType.None);
+}
+
+/// <summary>One validated description of a model, whether it came from GGUF metadata or a Hugging Face
+/// config.json: the model code never asks where it came from.</summary>
+public sealed record ModelConfig
+{
+    /// <summary>Architecture name as GGUF spells it: llama, qwen2, qwen3.</summary>
+    public required string Architecture { get; init; }
+    public required int EmbeddingLength { get; init; }   // d_model
+    public required int LayerCount { get; init; }
+    public required int HeadCount { get; init; }         // query heads
+    public required int KvHeadCount { get; init; }       // key/value heads (grouped-query attention)
+    public required int HeadDim { get; init; }           // per-head width of q and k
+    public required int ValueHeadDim { get; init; }      // per-head width of v
+    public required int FeedForwardLength { get; init; } // SwiGLU hidden width
+    public required int VocabSize { get; init; }
+    public required int TrainedContextLength { get; init; }
+    public required float RmsNormEpsilon { get; init; }
+    public required double RopeTheta { get; init; }
+    public required int RopeDimensions { get; init; }    // leading dims of each head that are rotated
+    public required RopeStyle RopeStyle { get; init; }
+    public RopeScaling RopeScaling { get; init; } = RopeScaling.None;
+    /// <summary>True when there is no separate output projection and the embedding is reused.</summary>
+    public bool TiedOutput { get; init; }
+
+    public int QueryWidth => HeadCount * HeadDim;
+    public int KeyWidth => KvHeadCount * HeadDim;
+    public int ValueWidth => KvHeadCount * ValueHeadDim;
+    /// <summary>Query heads that share one key/value head.</summary>
+    public int GroupSize => HeadCount / KvHeadCount;
+}

@@ -1,0 +1,155 @@
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using Engine.Formats;
+
+namespace Engine.Quantization;
+
+/// <summary>block_q4_0: 32 4-bit quants and an f16 scale; value = d * (q - 8). Byte j holds element j in its
+/// low nibble and element j + 16 in its high nibble.</summary>
+[StructLayout(LayoutKind.Sequential, Pack = 1)]
+public unsafe struct BlockQ4_0
+{
+    public const int QK = 32;
+    public Half D;
+    public fixed byte Qs[QK / 2];
+}
+
+public sealed unsafe class Q4_0Format : RowFormat, IWeightQuantizer
+{
+    public static readonly Q4_0Format Instance = new();
+    Q4_0Format() : base(GgmlType.Q4_0, GgmlType.Q8_0) { }
+
+    /// <summary>quantize_row_q4_0_ref: the signed value of largest magnitude maps to -8 exactly.</summary>
+    public void QuantizeRowReference(ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        if (src.Length % BlockQ4_0.QK != 0 || dst.Length < RowBytes(src.Length)) throw new ArgumentException("bad row length");
+        fixed (float* xp = src) fixed (byte* yp = dst)
+        {
+            float* x = xp;
+            var y = (BlockQ4_0*)yp;
+            for (int i = 0; i < src.Length / BlockQ4_0.QK; i++, x += BlockQ4_0.QK)
+            {
+                float amax = 0, max = 0;
+                for (int j = 0; j < BlockQ4_0.QK; j++)
+                    if (amax < MathF.Abs(x[j])) { amax = MathF.Abs(x[j]); max = x[j]; }
+                float d = max / -8;
+                float id = d != 0 ? 1.0f / d : 0.0f;
+                y[i].D = (Half)d;
+                for (int j = 0; j < BlockQ4_0.QK / 2; j++)
+                {
+                    int q0 = Math.Min(15, (int)(x[j] * id + 8.5f));
+                    int q1 = Math.Min(15, (int)(x[j + 16] * id + 8.5f));
+                    y[i].Qs[j] = (byte)(q0 | (q1 << 4));
+                }
+            }
+        }
+    }
+
+    private protected override void QuantizeActivationsCore(float* x, byte* dst, int k) => Q8_0Format.Quantize(x, (BlockQ8_0*)dst, k);
+
+    private protected override void DequantizeReferenceCore(byte* row, float* dst, int k)
+    {
+        var x = (BlockQ4_0*)row;
+        for (int i = 0; i < k / BlockQ4_0.QK; i++, dst += BlockQ4_0.QK)
+        {
+            float d = (float)x[i].D;
+            for (int j = 0; j < BlockQ4_0.QK / 2; j++)
+            {
+                dst[j] = ((x[i].Qs[j] & 0x0F) - 8) * d;
+                dst[j + 16] = ((x[i].Qs[j] >> 4) - 8) * d;
+            }
+        }
+    }
+
+    private protected override void DequantizeCore(byte* row, float* dst, int k)
+    {
+        if (!Avx2.IsSupported) { DequantizeReferenceCore(row, dst, k); return; }
+        var x = (BlockQ4_0*)row;
+        for (int i = 0; i < k / BlockQ4_0.QK; i++, dst += BlockQ4_0.QK)
+        {
+            var d = Vector256.Create((float)x[i].D);
+            var q = (Simd.Nibbles32(x[i].Qs) - Vector256.Create((byte)8)).AsSByte();
+            Store32(q, d, dst);
+        }
+    }
+
+    /// <summary>Writes 32 int8 values times d as floats.</summary>
+    internal static void Store32(Vector256<sbyte> q, Vector256<float> d, float* dst)
+    {
+        var (s0, s1) = Vector256.Widen(q);
+        var (i0, i1) = Vector256.Widen(s0);
+        var (i2, i3) = Vector256.Widen(s1);
+        (Vector256.ConvertToSingle(i0) * d).Store(dst);
+        (Vector256.ConvertToSingle(i1) * d).Store(dst + 8);
+        (Vector256.ConvertToSingle(i2) * d).Store(dst + 16);
+        (Vector256.ConvertToSingle(i3) * d).Store(dst + 24);
+    }
+
+    /// <summary>ggml_vec_dot_q4_0_q8_0_generic.</summary>
+    private protected override float DotReferenceCore(byte* row, byte* act, int k)
+    {
+        var x = (BlockQ4_0*)row;
+        var y = (BlockQ8_0*)act;
+        float sumf = 0;
+        for (int ib = 0; ib < k / BlockQ4_0.QK; ib++)
+        {
+            int sumi0 = 0, sumi1 = 0;
+            for (int j = 0; j < BlockQ4_0.QK / 2; j++)
+            {
+                int v0 = (x[ib].Qs[j] & 0x0F) - 8;
+                int v1 = (x[ib].Qs[j] >> 4) - 8;
+                sumi0 += v0 * y[ib].Qs[j];
+                sumi1 += v1 * y[ib].Qs[j + 16];
+            }
+            int sumi = sumi0 + sumi1;
+            sumf += sumi * (float)x[ib].D * (float)y[ib].D;
+        }
+        return sumf;
+    }
+
+    private protected override float DotCore(byte* row, byte* act, int k)
+    {
+        var x = (BlockQ4_0*)row;
+        var y = (BlockQ8_0*)act;
+        int nb = k / BlockQ4_0.QK;
+        if (Simd.Avx2Fma)
+        {
+            var off = Vector256.Create((byte)8);
+            Vector256<float> acc0 = default, acc1 = default;
+            int ib = 0;
+            for (; ib + 2 <= nb; ib += 2)
+            {
+                var q0 = (Simd.Nibbles32(x[ib].Qs) - off).AsSByte();
+                var q1 = (Simd.Nibbles32(x[ib + 1].Qs) - off).AsSByte();
+                var p0 = Simd.DotI8I8(q0, Vector256.Load(y[ib].Qs));
+                var p1 = Simd.DotI8I8(q1, Vector256.Load(y[ib + 1].Qs));
+                acc0 = Fma.MultiplyAdd(Vector256.Create((float)x[ib].D * (float)y[ib].D), Avx.ConvertToVector256Single(p0), acc0);
+                acc1 = Fma.MultiplyAdd(Vector256.Create((float)x[ib + 1].D * (float)y[ib + 1].D), Avx.ConvertToVector256Single(p1), acc1);
+            }
+            if (ib < nb)
+            {
+                var q = (Simd.Nibbles32(x[ib].Qs) - off).AsSByte();
+                var p = Simd.DotI8I8(q, Vector256.Load(y[ib].Qs));
+                acc0 = Fma.MultiplyAdd(Vector256.Create((float)x[ib].D * (float)y[ib].D), Avx.ConvertToVector256Single(p), acc0);
+            }
+            return Simd.HSum(acc0 + acc1);
+        }
+        if (Simd.V128)
+        {
+            var mask = Vector128.Create((byte)0x0F);
+            var off = Vector128.Create((byte)8);
+            float sumf = 0;
+            for (int ib = 0; ib < nb; ib++)
+            {
+                var raw = Vector128.Load(x[ib].Qs);
+                var lo = ((raw & mask) - off).AsSByte();
+                var hi = ((Vector128.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & mask) - off).AsSByte();
+                var p = Simd.DotI8I8(lo, Vector128.Load(y[ib].Qs)) + Simd.DotI8I8(hi, Vector128.Load(y[ib].Qs + 16));
+                sumf += Vector128.Sum(p) * (float)x[ib].D * (float)y[ib].D;
+            }
+            return sumf;
+        }
+        return DotReferenceCore(row, act, k);
+    }
+}

@@ -1,0 +1,127 @@
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using Engine.Formats;
+
+namespace Engine.Quantization;
+
+/// <summary>block_q8_0: 32 int8 quants with one f16 scale; value = d * q. Also the activation format of
+/// Q4_0, Q5_0, Q8_0 and IQ4_NL.</summary>
+[StructLayout(LayoutKind.Sequential, Pack = 1)]
+public unsafe struct BlockQ8_0
+{
+    public const int QK = 32;
+    public Half D;
+    public fixed sbyte Qs[QK];
+}
+
+public sealed unsafe class Q8_0Format : RowFormat, IWeightQuantizer
+{
+    public static readonly Q8_0Format Instance = new();
+    Q8_0Format() : base(GgmlType.Q8_0, GgmlType.Q8_0) { }
+
+    /// <summary>quantize_row_q8_0_ref: d = amax/127, q = roundf(x/d) (halves away from zero). llama.cpp's
+    /// AVX build uses 127/amax and round-half-even instead; the two differ only on exact ties.</summary>
+    internal static void Quantize(float* x, BlockQ8_0* y, int k)
+    {
+        int nb = k / BlockQ8_0.QK;
+        for (int i = 0; i < nb; i++, x += BlockQ8_0.QK)
+        {
+            float amax = 0;
+            for (int j = 0; j < BlockQ8_0.QK; j++) amax = Math.Max(amax, MathF.Abs(x[j]));
+            float d = amax / 127;
+            float id = d != 0 ? 1.0f / d : 0.0f;
+            y[i].D = (Half)d;
+            for (int j = 0; j < BlockQ8_0.QK; j++) y[i].Qs[j] = (sbyte)QuantMath.RoundAway(x[j] * id);
+        }
+    }
+
+    public void QuantizeRowReference(ReadOnlySpan<float> x, Span<byte> dst)
+    {
+        if (x.Length % BlockQ8_0.QK != 0 || dst.Length < RowBytes(x.Length)) throw new ArgumentException("bad row length");
+        fixed (float* s = x) fixed (byte* d = dst) Quantize(s, (BlockQ8_0*)d, x.Length);
+    }
+
+    private protected override void QuantizeActivationsCore(float* x, byte* dst, int k) => Quantize(x, (BlockQ8_0*)dst, k);
+
+    private protected override void DequantizeReferenceCore(byte* row, float* dst, int k)
+    {
+        var x = (BlockQ8_0*)row;
+        for (int i = 0; i < k / BlockQ8_0.QK; i++)
+        {
+            float d = (float)x[i].D;
+            for (int j = 0; j < BlockQ8_0.QK; j++) dst[i * BlockQ8_0.QK + j] = x[i].Qs[j] * d;
+        }
+    }
+
+    private protected override void DequantizeCore(byte* row, float* dst, int k)
+    {
+        if (!Vector256.IsHardwareAccelerated) { DequantizeReferenceCore(row, dst, k); return; }
+        var x = (BlockQ8_0*)row;
+        for (int i = 0; i < k / BlockQ8_0.QK; i++, dst += BlockQ8_0.QK)
+        {
+            var d = Vector256.Create((float)x[i].D);
+            var q = Vector256.Load(x[i].Qs);
+            var (s0, s1) = Vector256.Widen(q);
+            var (i0, i1) = Vector256.Widen(s0);
+            var (i2, i3) = Vector256.Widen(s1);
+            (Vector256.ConvertToSingle(i0) * d).Store(dst);
+            (Vector256.ConvertToSingle(i1) * d).Store(dst + 8);
+            (Vector256.ConvertToSingle(i2) * d).Store(dst + 16);
+            (Vector256.ConvertToSingle(i3) * d).Store(dst + 24);
+        }
+    }
+
+    /// <summary>ggml_vec_dot_q8_0_q8_0_generic.</summary>
+    private protected override float DotReferenceCore(byte* row, byte* act, int k)
+    {
+        var x = (BlockQ8_0*)row;
+        var y = (BlockQ8_0*)act;
+        float sumf = 0;
+        for (int ib = 0; ib < k / BlockQ8_0.QK; ib++)
+        {
+            int sumi = 0;
+            for (int j = 0; j < BlockQ8_0.QK; j++) sumi += x[ib].Qs[j] * y[ib].Qs[j];
+            sumf += sumi * ((float)x[ib].D * (float)y[ib].D);
+        }
+        return sumf;
+    }
+
+    private protected override float DotCore(byte* row, byte* act, int k)
+    {
+        var x = (BlockQ8_0*)row;
+        var y = (BlockQ8_0*)act;
+        int nb = k / BlockQ8_0.QK;
+        if (Simd.Avx2Fma)
+        {
+            // Two accumulators: consecutive blocks do not wait on each other's FMA.
+            Vector256<float> acc0 = default, acc1 = default;
+            int ib = 0;
+            for (; ib + 2 <= nb; ib += 2)
+            {
+                var p0 = Simd.DotI8I8(Vector256.Load(x[ib].Qs), Vector256.Load(y[ib].Qs));
+                var p1 = Simd.DotI8I8(Vector256.Load(x[ib + 1].Qs), Vector256.Load(y[ib + 1].Qs));
+                acc0 = Fma.MultiplyAdd(Vector256.Create((float)x[ib].D * (float)y[ib].D), Avx.ConvertToVector256Single(p0), acc0);
+                acc1 = Fma.MultiplyAdd(Vector256.Create((float)x[ib + 1].D * (float)y[ib + 1].D), Avx.ConvertToVector256Single(p1), acc1);
+            }
+            if (ib < nb)
+            {
+                var p = Simd.DotI8I8(Vector256.Load(x[ib].Qs), Vector256.Load(y[ib].Qs));
+                acc0 = Fma.MultiplyAdd(Vector256.Create((float)x[ib].D * (float)y[ib].D), Avx.ConvertToVector256Single(p), acc0);
+            }
+            return Simd.HSum(acc0 + acc1);
+        }
+        if (Simd.V128)
+        {
+            float sumf = 0;
+            for (int ib = 0; ib < nb; ib++)
+            {
+                var p = Simd.DotI8I8(Vector128.Load(x[ib].Qs), Vector128.Load(y[ib].Qs))
+                      + Simd.DotI8I8(Vector128.Load(x[ib].Qs + 16), Vector128.Load(y[ib].Qs + 16));
+                sumf += Vector128.Sum(p) * ((float)x[ib].D * (float)y[ib].D);
+            }
+            return sumf;
+        }
+        return DotReferenceCore(row, act, k);
+    }
+}

@@ -1,0 +1,45 @@
+using Engine.Formats;
+
+namespace Engine.Quantization;
+
+/// <summary>
+/// One weight storage type: how a row of it dequantizes, which format the activation vector must be
+/// quantized to, and the dot product of one row with those quantized activations.
+/// Rows are ggml rows: K elements (ne0) stored as K / BlockSize blocks of BytesPerBlock bytes.
+/// Implementations are stateless and thread-safe.
+/// </summary>
+public interface IRowFormat
+{
+    GgmlType Type { get; }
+    /// <summary>Elements per block.</summary>
+    int BlockSize { get; }
+    int BytesPerBlock { get; }
+    /// <summary>What x must be quantized to for <see cref="DotRow"/>: llama.cpp's vec_dot_type for this type
+    /// (Q8_0, Q8_1, Q8_K, F16, BF16 or F32).</summary>
+    GgmlType ActivationType { get; }
+
+    /// <summary>Plain scalar reference: row bytes to floats; dst.Length is the element count.</summary>
+    void DequantizeRowReference(ReadOnlySpan<byte> row, Span<float> dst);
+    /// <summary>Same result as the reference, bit for bit, using SIMD where it pays.</summary>
+    void DequantizeRow(ReadOnlySpan<byte> row, Span<float> dst);
+
+    /// <summary>Bytes needed by <see cref="QuantizeActivations"/> for a vector of k elements.</summary>
+    int ActivationBytes(int k);
+    /// <summary>Quantizes x (length k) into the activation format, once per matmul; bit-exact with
+    /// llama.cpp's reference quantizer for <see cref="ActivationType"/>.</summary>
+    void QuantizeActivations(ReadOnlySpan<float> x, Span<byte> dst);
+
+    /// <summary>Scalar reference dot of one weight row with quantized activations, written like llama.cpp's
+    /// generic ggml_vec_dot_&lt;type&gt;_&lt;vec_dot_type&gt; (same integer sums, same float order).</summary>
+    float DotRowReference(ReadOnlySpan<byte> row, ReadOnlySpan<byte> activations, int k);
+    /// <summary>Fast dot: integer parts identical to the reference, float summation order may differ.</summary>
+    float DotRow(ReadOnlySpan<byte> row, ReadOnlySpan<byte> activations, int k);
+}
+
+/// <summary>A weight type we can also write: llama.cpp's quantize_row_&lt;type&gt;_ref (no importance matrix).</summary>
+public interface IWeightQuantizer
+{
+    GgmlType Type { get; }
+    /// <summary>Quantizes x (length a multiple of the block size) into dst (the row's bytes).</summary>
+    void QuantizeRowReference(ReadOnlySpan<float> x, Span<byte> dst);
+}

@@ -1,0 +1,259 @@
+using System.Runtime.CompilerServices;
+
+namespace Engine.Quantization;
+
+/// <summary>Scalar helpers shared by the reference quantizers, written to round exactly like ggml-quants.c.</summary>
+internal static unsafe class QuantMath
+{
+    public const int QK_K = 256;
+    public const float GroupMaxEps = 1e-15f;
+
+    /// <summary>ggml's nearest_int: adding 1.5*2^23 puts the integer in the low mantissa bits, so the float
+    /// addition itself rounds (to nearest, ties to even). Valid for |x| &lt;= 4194303.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int NearestInt(float x)
+    {
+        float v = x + 12582912f;
+        return (BitConverter.SingleToInt32Bits(v) & 0x007fffff) - 0x00400000;
+    }
+
+    /// <summary>C's roundf: halves go away from zero (the reference Q8_0/Q8_1 quantizers use it).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float RoundAway(float x) => MathF.Round(x, MidpointRounding.AwayFromZero);
+
+    /// <summary>The 6-bit scale and min of sub-block j of a Q4_K/Q5_K super-block (get_scale_min_k4).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void ScaleMinK4(int j, byte* q, out byte d, out byte m)
+    {
+        if (j < 4)
+        {
+            d = (byte)(q[j] & 63);
+            m = (byte)(q[j + 4] & 63);
+        }
+        else
+        {
+            d = (byte)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+            m = (byte)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+        }
+    }
+
+    /// <summary>make_qx_quants without importance weights: symmetric levels in [-nmax, nmax-1] (stored +nmax);
+    /// rmseType 1 refines the scale over 18 nearby candidates weighted by x^2.</summary>
+    public static float MakeQxQuants(int n, int nmax, float* x, sbyte* L, int rmseType)
+    {
+        float max = 0, amax = 0;
+        for (int i = 0; i < n; i++)
+        {
+            float ax = MathF.Abs(x[i]);
+            if (ax > amax) { amax = ax; max = x[i]; }
+        }
+        if (amax < GroupMaxEps)
+        {
+            for (int i = 0; i < n; i++) L[i] = 0;
+            return 0f;
+        }
+        float iscale = -nmax / max;
+        if (rmseType == 0)
+        {
+            for (int i = 0; i < n; i++)
+            {
+                int l = NearestInt(iscale * x[i]);
+                L[i] = (sbyte)(nmax + Math.Max(-nmax, Math.Min(nmax - 1, l)));
+            }
+            return 1 / iscale;
+        }
+        float sumlx = 0, suml2 = 0;
+        for (int i = 0; i < n; i++)
+        {
+            int l = NearestInt(iscale * x[i]);
+            l = Math.Max(-nmax, Math.Min(nmax - 1, l));
+            L[i] = (sbyte)(l + nmax);
+            float w = Weight(x[i], rmseType);
+            sumlx += w * x[i] * l;
+            suml2 += w * l * l;
+        }
+        float scale = suml2 != 0 ? sumlx / suml2 : 0f;
+        float best = scale * sumlx;
+        for (int step = -9; step <= 9; step++)
+        {
+            if (step == 0) continue;
+            iscale = -(nmax + 0.1f * step) / max;
+            sumlx = suml2 = 0;
+            for (int i = 0; i < n; i++)
+            {
+                int l = NearestInt(iscale * x[i]);
+                l = Math.Max(-nmax, Math.Min(nmax - 1, l));
+                float w = Weight(x[i], rmseType);
+                sumlx += w * x[i] * l;
+                suml2 += w * l * l;
+            }
+            if (suml2 > 0 && sumlx * sumlx > best * suml2)
+            {
+                for (int i = 0; i < n; i++)
+                {
+                    int l = NearestInt(iscale * x[i]);
+                    L[i] = (sbyte)(nmax + Math.Max(-nmax, Math.Min(nmax - 1, l)));
+                }
+                scale = sumlx / suml2;
+                best = scale * sumlx;
+            }
+        }
+        return scale;
+
+        static float Weight(float v, int type) => type switch
+        {
+            1 => v * v,
+            2 => 1,
+            3 => MathF.Abs(v),
+            _ => MathF.Sqrt(MathF.Abs(v)),
+        };
+    }
+
+    /// <summary>make_q3_quants: like make_qx_quants(rmse) but refines levels one at a time (Q3_K).</summary>
+    public static float MakeQ3Quants(int n, int nmax, float* x, sbyte* L, bool doRmse)
+    {
+        float max = 0, amax = 0;
+        for (int i = 0; i < n; i++)
+        {
+            float ax = MathF.Abs(x[i]);
+            if (ax > amax) { amax = ax; max = x[i]; }
+        }
+        if (amax < GroupMaxEps)
+        {
+            for (int i = 0; i < n; i++) L[i] = 0;
+            return 0f;
+        }
+        float iscale = -nmax / max;
+        if (doRmse)
+        {
+            float sumlx = 0, suml2 = 0;
+            for (int i = 0; i < n; i++)
+            {
+                int l = NearestInt(iscale * x[i]);
+                l = Math.Max(-nmax, Math.Min(nmax - 1, l));
+                L[i] = (sbyte)l;
+                float w = x[i] * x[i];
+                sumlx += w * x[i] * l;
+                suml2 += w * l * l;
+            }
+            for (int itry = 0; itry < 5; itry++)
+            {
+                int changed = 0;
+                for (int i = 0; i < n; i++)
+                {
+                    float w = x[i] * x[i];
+                    float slx = sumlx - w * x[i] * L[i];
+                    if (slx > 0)
+                    {
+                        float sl2 = suml2 - w * L[i] * L[i];
+                        int newL = NearestInt(x[i] * sl2 / slx);
+                        newL = Math.Max(-nmax, Math.Min(nmax - 1, newL));
+                        if (newL != L[i])
+                        {
+                            slx += w * x[i] * newL;
+                            sl2 += w * newL * newL;
+                            if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2)
+                            {
+                                L[i] = (sbyte)newL; sumlx = slx; suml2 = sl2;
+                                changed++;
+                            }
+                        }
+                    }
+                }
+                if (changed == 0) break;
+            }
+            for (int i = 0; i < n; i++) L[i] += (sbyte)nmax;
+            return suml2 > 0f ? sumlx / suml2 : 0f;
+        }
+        for (int i = 0; i < n; i++)
+        {
+            int l = NearestInt(iscale * x[i]);
+            l = Math.Max(-nmax, Math.Min(nmax - 1, l));
+            L[i] = (sbyte)(l + nmax);
+        }
+        return 1 / iscale;
+    }
+
+    /// <summary>make_qkx2_quants: asymmetric levels [0, nmax] with a min, searching nstep scales around
+    /// nmax/(max-min) for the lowest weighted error. Returns the scale; theMin receives -min (&gt;= 0).</summary>
+    public static float MakeQkx2Quants(int n, int nmax, float* x, float* weights, byte* L, out float theMin, byte* Laux,
+        float rmin, float rdelta, int nstep, bool useMad)
+    {
+        float min = x[0], max = x[0];
+        float sumW = weights[0];
+        float sumX = sumW * x[0];
+        for (int i = 1; i < n; i++)
+        {
+            if (x[i] < min) min = x[i];
+            if (x[i] > max) max = x[i];
+            float w = weights[i];
+            sumW += w;
+            sumX += w * x[i];
+        }
+        if (min > 0) min = 0;
+        if (max == min)
+        {
+            for (int i = 0; i < n; i++) L[i] = 0;
+            theMin = -min;
+            return 0f;
+        }
+        float iscale = nmax / (max - min);
+        float scale = 1 / iscale;
+        float bestError = 0;
+        for (int i = 0; i < n; i++)
+        {
+            int l = NearestInt(iscale * (x[i] - min));
+            L[i] = (byte)Math.Max(0, Math.Min(nmax, l));
+            float diff = scale * L[i] + min - x[i];
+            diff = useMad ? MathF.Abs(diff) : diff * diff;
+            bestError += weights[i] * diff;
+        }
+        if (nstep < 1)
+        {
+            theMin = -min;
+            return scale;
+        }
+        for (int step = 0; step <= nstep; step++)
+        {
+            iscale = (rmin + rdelta * step + nmax) / (max - min);
+            float sumL = 0, sumL2 = 0, sumXL = 0;
+            for (int i = 0; i < n; i++)
+            {
+                int l = NearestInt(iscale * (x[i] - min));
+                l = Math.Max(0, Math.Min(nmax, l));
+                Laux[i] = (byte)l;
+                float w = weights[i];
+                sumL += w * l;
+                sumL2 += w * l * l;
+                sumXL += w * l * x[i];
+            }
+            float D = sumW * sumL2 - sumL * sumL;
+            if (D > 0)
+            {
+                float thisScale = (sumW * sumXL - sumX * sumL) / D;
+                float thisMin = (sumL2 * sumX - sumL * sumXL) / D;
+                if (thisMin > 0)
+                {
+                    thisMin = 0;
+                    thisScale = sumXL / sumL2;
+                }
+                float curError = 0;
+                for (int i = 0; i < n; i++)
+                {
+                    float diff = thisScale * Laux[i] + thisMin - x[i];
+                    diff = useMad ? MathF.Abs(diff) : diff * diff;
+                    curError += weights[i] * diff;
+                }
+                if (curError < bestError)
+                {
+                    for (int i = 0; i < n; i++) L[i] = Laux[i];
+                    bestError = curError;
+                    scale = thisScale;
+                    min = thisMin;
+                }
+            }
+        }
+        theMin = -min;
+        return scale;
+    }
+}
