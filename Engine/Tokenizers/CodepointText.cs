@@ -38,32 +38,34 @@ internal sealed class CodepointText
         CharStart = starts.ToArray();
     }
 
-    // Stand-ins chosen outside the explicit character ranges the pre-tokenizer patterns name (ASCII, CJK, fullwidth).
+    // Stand-ins chosen outside every explicit character range the pre-tokenizer patterns name: not ASCII, not in
+    // DeepSeek's U+0800-U+9FA5 and U+AC00-U+D7FF "CJK" runs, its fullwidth and quotation-mark punctuation, nor its
+    // letter list (except that supplementary cased letters stand in as Latin cased letters, which that list holds).
     static char StandIn(UnicodeCategory category) => category switch
     {
         UnicodeCategory.UppercaseLetter => '\u0100',
         UnicodeCategory.LowercaseLetter => '\u0101',
         UnicodeCategory.TitlecaseLetter => '\u01C5',
         UnicodeCategory.ModifierLetter => '\u02B0',
-        UnicodeCategory.OtherLetter => '\uA4D0',
+        UnicodeCategory.OtherLetter => '\u05D0',
         UnicodeCategory.NonSpacingMark => '\u0300',
-        UnicodeCategory.SpacingCombiningMark => '\u0903',
-        UnicodeCategory.EnclosingMark => '\u20DD',
+        UnicodeCategory.SpacingCombiningMark => '\uA823',
+        UnicodeCategory.EnclosingMark => '\u0488',
         UnicodeCategory.DecimalDigitNumber => '\u0660',
-        UnicodeCategory.LetterNumber => '\u16EE',
+        UnicodeCategory.LetterNumber => '\uA6E6',
         UnicodeCategory.OtherNumber => '\u00B2',
-        UnicodeCategory.ConnectorPunctuation => '\u203F',
-        UnicodeCategory.DashPunctuation => '\u2010',
-        UnicodeCategory.OpenPunctuation => '\u2045',
-        UnicodeCategory.ClosePunctuation => '\u2046',
-        UnicodeCategory.InitialQuotePunctuation => '\u2039',
-        UnicodeCategory.FinalQuotePunctuation => '\u203A',
-        UnicodeCategory.OtherPunctuation => '\u2020',
-        UnicodeCategory.MathSymbol => '\u2200',
-        UnicodeCategory.CurrencySymbol => '\u20A0',
+        UnicodeCategory.ConnectorPunctuation => '\uFE33',
+        UnicodeCategory.DashPunctuation => '\u058A',
+        UnicodeCategory.OpenPunctuation => '\uFE59',
+        UnicodeCategory.ClosePunctuation => '\uFE5A',
+        UnicodeCategory.InitialQuotePunctuation => '\u00AB',
+        UnicodeCategory.FinalQuotePunctuation => '\u00BB',
+        UnicodeCategory.OtherPunctuation => '\u00A1',
+        UnicodeCategory.MathSymbol => '\u00D7',
+        UnicodeCategory.CurrencySymbol => '\u00A2',
         UnicodeCategory.ModifierSymbol => '\u02C2',
-        UnicodeCategory.OtherSymbol => '\u2195',
-        UnicodeCategory.Format => '\u200B',
+        UnicodeCategory.OtherSymbol => '\u00A6',
+        UnicodeCategory.Format => '\u00AD',
         UnicodeCategory.PrivateUse => '\uE000',
         _ => '\u0378', // unassigned
     };
