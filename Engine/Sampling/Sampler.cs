@@ -88,7 +88,11 @@ public sealed partial class Sampler
             sorted = false;
         }
 
-        if (_options.TopP < 1f) { n = ApplyTopP(n, sorted); sorted = true; }
+        if (_options.TopP < 1f)
+        {
+            n = ApplyTopP(n, sorted);
+            sorted = sorted || n == 1; // the bucketed path leaves only its last part sorted
+        }
         if (_options.MinP > 0f) n = ApplyMinP(n, sorted);
 
         var probs = _probs.AsSpan(0, n);
@@ -96,47 +100,98 @@ public sealed partial class Sampler
         return Draw(probs);
     }
 
-    /// <summary>Keeps the shortest best-first prefix whose probability reaches TopP. Unsorted candidates are not
-    /// fully sorted: the best 64, 256, 1024, … are selected until the nucleus fits, which on real (peaked) logits
-    /// stops at the first round.</summary>
+    /// <summary>Keeps the smallest set of best candidates whose probability reaches TopP (ties by lower id).
+    /// Sorted candidates (after top-k) are cut directly; unsorted ones go through <see cref="NucleusByBuckets"/>
+    /// so that the whole vocabulary is never sorted.</summary>
     int ApplyTopP(int n, bool sorted)
     {
         var logits = _candLogits.AsSpan(0, n);
         var max = sorted ? logits[0] : TensorPrimitives.Max(logits);
-        // Normalizer over all candidates at temperature 1; exp(x - max) keeps it finite.
-        var scratch = _probs.AsSpan(0, n);
-        TensorPrimitives.Subtract(logits, max, scratch);
-        TensorPrimitives.Exp(scratch, scratch);
-        var total = TensorPrimitives.Sum((ReadOnlySpan<float>)scratch);
+        // Unnormalized probabilities at temperature 1: exp(x - max) never overflows.
+        var weights = _probs.AsSpan(0, n);
+        TensorPrimitives.Subtract(logits, max, weights);
+        TensorPrimitives.Exp(weights, weights);
 
-        if (sorted)
-        {
-            var cut = NucleusLength(_candLogits.AsSpan(0, n), max, total);
-            return cut > 0 ? cut : n;
-        }
+        if (!sorted) return NucleusByBuckets(n, max);
 
-        for (var m = Math.Min(64, n); ; m = Math.Min(m * 4, n))
-        {
-            TopSelector.Select(_candIds.AsSpan(0, n), logits, m, _tmpIds, _tmpLogits);
-            var cut = NucleusLength(_tmpLogits.AsSpan(0, m), max, total);
-            if (cut > 0 || m == n)
-            {
-                var keep = cut > 0 ? cut : m; // rounding kept the sum below TopP: keep everything
-                _tmpIds.AsSpan(0, keep).CopyTo(_candIds);
-                _tmpLogits.AsSpan(0, keep).CopyTo(_candLogits);
-                return keep;
-            }
-        }
+        double total = TensorPrimitives.Sum((ReadOnlySpan<float>)weights);
+        var cut = NucleusLength(weights, 0, _options.TopP * total);
+        return cut > 0 ? cut : n; // rounding kept the sum below TopP: keep everything
     }
 
-    /// <summary>Length of the best-first prefix whose cumulative probability reaches TopP, or 0 if it never does.</summary>
-    int NucleusLength(ReadOnlySpan<float> bestFirst, float max, float total)
+    const int TopPBuckets = 256;
+    const float TopPBucketRange = 32f; // logits more than 32 below the max (p < 1e-14 relative) share the last bucket
+
+    /// <summary>
+    /// Top-p without a full sort: candidates are histogrammed by distance below the max logit; walking the buckets
+    /// best-first finds the one where the cumulative probability crosses TopP. Everything in better buckets is in
+    /// the nucleus, everything in worse ones is out, and only the crossing bucket (usually a handful of tokens) is
+    /// sorted to find the exact cut. Result order: better buckets in vocabulary order, then the crossing bucket best-first.
+    /// </summary>
+    int NucleusByBuckets(int n, float max)
     {
-        var cumulative = 0f;
-        for (var i = 0; i < bestFirst.Length; i++)
+        var ids = _candIds.AsSpan(0, n);
+        var logits = _candLogits.AsSpan(0, n);
+        var weights = _probs.AsSpan(0, n);
+
+        Span<double> mass = stackalloc double[TopPBuckets];
+        mass.Clear();
+        for (var i = 0; i < n; i++) mass[BucketOf(logits[i], max)] += weights[i];
+
+        double total = 0;
+        foreach (var m in mass) total += m;
+        var target = _options.TopP * total;
+
+        double before = 0; // mass of the buckets fully inside the nucleus
+        var crossing = 0;
+        while (crossing < TopPBuckets && before + mass[crossing] < target) before += mass[crossing++];
+        if (crossing == TopPBuckets) return n; // rounding: keep everything
+
+        // Compact better buckets to the front (in place: reads never fall behind writes); park the crossing bucket.
+        var kept = 0;
+        var parked = 0;
+        for (var i = 0; i < n; i++)
         {
-            cumulative += MathF.Exp(bestFirst[i] - max) / total;
-            if (cumulative >= _options.TopP) return i + 1;
+            var b = BucketOf(logits[i], max);
+            if (b < crossing)
+            {
+                ids[kept] = ids[i];
+                logits[kept] = logits[i];
+                kept++;
+            }
+            else if (b == crossing)
+            {
+                _tmpIds[parked] = ids[i];
+                _tmpLogits[parked] = logits[i];
+                parked++;
+            }
+        }
+
+        // Sort the crossing bucket into place after the kept ones and cut it where the nucleus is complete.
+        TopSelector.Select(_tmpIds.AsSpan(0, parked), _tmpLogits.AsSpan(0, parked), parked,
+            _candIds.AsSpan(kept, parked), _candLogits.AsSpan(kept, parked));
+        var tail = _probs.AsSpan(kept, parked);
+        TensorPrimitives.Subtract(_candLogits.AsSpan(kept, parked), max, tail);
+        TensorPrimitives.Exp(tail, tail);
+        var cut = NucleusLength(tail, before, target);
+        return kept + (cut > 0 ? cut : parked);
+    }
+
+    static int BucketOf(float logit, float max)
+    {
+        var below = max - logit; // >= 0; +inf for masked tokens
+        return below >= TopPBucketRange ? TopPBuckets - 1 : (int)(below * (TopPBuckets / TopPBucketRange));
+    }
+
+    /// <summary>Length of the best-first prefix of <paramref name="weights"/> after which the cumulative weight,
+    /// starting from <paramref name="start"/>, reaches <paramref name="target"/>; 0 if it never does.</summary>
+    static int NucleusLength(ReadOnlySpan<float> weights, double start, double target)
+    {
+        var cumulative = start;
+        for (var i = 0; i < weights.Length; i++)
+        {
+            cumulative += weights[i];
+            if (cumulative >= target) return i + 1;
         }
         return 0;
     }
