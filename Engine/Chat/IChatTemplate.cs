@@ -1,0 +1,33 @@
+namespace Engine.Chat;
+
+/// <summary>
+/// A built-in chat prompt format. Templates are C# code, never the Jinja text from the model file
+/// (checklist G10: metadata is untrusted; <see cref="ChatTemplates.Detect"/> only looks for markers in it).
+///
+/// BOS policy: <see cref="Render"/> never writes the leading BOS token. The tokenizer adds it (GGUF
+/// tokenizer.ggml.add_bos_token), exactly as llama.cpp's built-in templates expect; <see cref="BosToken"/> says
+/// which one belongs there. BOS tokens in the middle of the text (Llama-2 turns) are written by the template.
+/// The rendered text contains special-token strings (&lt;|im_start|&gt;, …): tokenize it with special-token
+/// parsing on for the template's markers.
+/// </summary>
+public interface IChatTemplate
+{
+    /// <summary>Short name for logs ("chatml", "qwen3", "llama3", "llama2", "deepseek-r1").</summary>
+    string Name { get; }
+
+    /// <summary>Renders the conversation; with <paramref name="addGenerationPrompt"/> the text ends where the
+    /// assistant's reply begins.</summary>
+    /// <exception cref="ChatTemplateException">The conversation does not fit the template (unknown role, order).</exception>
+    string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt);
+
+    /// <summary>Text markers that end the assistant's turn (end-of-turn / end-of-sequence tokens as text). Usually
+    /// also special token ids; match by id when possible, by text as a backstop.</summary>
+    IReadOnlyList<string> StopStrings { get; }
+
+    /// <summary>The BOS token the tokenizer must put first, or null when the format has none (ChatML).</summary>
+    string? BosToken { get; }
+
+    /// <summary>True when the generation prompt already opens a &lt;think&gt; block (DeepSeek-R1), so the reply
+    /// starts inside the reasoning: construct <see cref="ThinkSplitter"/> with startsInThinking = true.</summary>
+    bool GenerationPromptOpensThinking { get; }
+}
