@@ -65,6 +65,24 @@ public sealed class LoadedModel : IDisposable
         catch { model.Dispose(); throw; }
     }
 
+    /// <summary>The model's tokenizer: from GGUF metadata, or tokenizer.json beside Hugging Face weights.</summary>
+    public Engine.Tokenizers.ITokenizer Tokenizer => _tokenizer ??= LoadTokenizer();
+    Engine.Tokenizers.ITokenizer? _tokenizer;
+
+    Engine.Tokenizers.ITokenizer LoadTokenizer()
+    {
+        if (GgufMetadata is not null) return Engine.Tokenizers.TokenizerFactory.FromGguf(GgufMetadata);
+        string folder = Directory.Exists(Path) ? Path : System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(Path))!;
+        var json = System.IO.Path.Combine(folder, "tokenizer.json");
+        if (!File.Exists(json))
+            throw new ModelFormatException(FormatErrorKind.MissingKey, "no tokenizer.json beside the weights: pass token ids with --tokens, or add the model's tokenizer.json",
+                field: "tokenizer.json", filePath: folder);
+        return Engine.Tokenizers.TokenizerFactory.FromTokenizerJson(json);
+    }
+
+    /// <summary>The chat template named in the metadata (never executed: only recognized).</summary>
+    public string? ChatTemplateText => GgufMetadata?.GetStringOrNull(GgufKeys.ChatTemplate);
+
     public void Dispose()
     {
         Model.Dispose();

@@ -126,7 +126,8 @@ internal static class GgufVocabLoader
     static int? SpecialId(IReadOnlyDictionary<string, GgufValue> md, string key, int n)
     {
         var v = md.GetIntegerOrNull(key);
-        if (v is null) return null;
+        // -1 (written as uint32 0xFFFFFFFF by llama.cpp's converters) means "no such token" (LLAMA_TOKEN_NULL).
+        if (v is null or -1 or 0xFFFFFFFF) return null;
         if (v < 0 || v >= n)
             throw Invalid(key, $"special token id {v} is outside the vocabulary", $"0..{n - 1}", v.ToString());
         return (int)v;

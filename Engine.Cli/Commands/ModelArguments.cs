@@ -1,0 +1,63 @@
+using Engine.Generation;
+using Engine.Models;
+using Engine.Sampling;
+
+namespace Engine.Cli.Commands;
+
+/// <summary>Options shared by the commands that load a model.</summary>
+public static class ModelArguments
+{
+    public static readonly HashSet<string> Flags = ["json", "help", "h", "ignore-eos", "all", "no-bos", "verbose", "no-think"];
+
+    public static LoadedModel Open(CommandLine cl, bool required)
+    {
+        var path = cl.String("model", "m");
+        if (path is null)
+        {
+            if (required) throw new UsageException("--model is required");
+            path = EntryPoint.DefaultModelPath();
+        }
+        if (!File.Exists(path) && !Directory.Exists(path)) throw new UsageException($"no such model file or folder: {path}");
+        int threads = cl.Int("threads", 0, 0, 1024, alias: "t");
+        return LoadedModel.Open(path, new ModelOptions { Threads = threads });
+    }
+
+    /// <summary>--ctx: defaults to what the prompt and generation need, capped by the trained context.</summary>
+    public static int Context(CommandLine cl, LoadedModel model, int needed)
+    {
+        int trained = model.Config.TrainedContextLength;
+        int ctx = cl.Int("ctx", Math.Min(trained, Math.Max(needed, Math.Min(trained, 4096))), 1, 1 << 24, alias: "c");
+        return ctx;
+    }
+
+    public static SamplerOptions Sampling(CommandLine cl, int vocab)
+    {
+        var d = SamplerOptions.LlamaCppDefaults;
+        return new SamplerOptions
+        {
+            Temperature = (float)cl.Double("temperature", d.Temperature, 0, 100),
+            TopK = cl.Int("top-k", d.TopK, 0, int.MaxValue),
+            TopP = (float)cl.Double("top-p", d.TopP, 0, 1),
+            MinP = (float)cl.Double("min-p", d.MinP, 0, 1),
+            RepetitionPenalty = (float)cl.Double("repeat-penalty", 1, 0, 100),
+            PresencePenalty = (float)cl.Double("presence-penalty", 0, -100, 100),
+            FrequencyPenalty = (float)cl.Double("frequency-penalty", 0, -100, 100),
+            PenaltyLastN = cl.Int("repeat-last-n", 64, 0, 1 << 20),
+            Seed = cl.ULong("seed"),
+        }.Validate(vocab);
+    }
+
+    public static int[] Prompt(CommandLine cl, LoadedModel model, string? text, bool addSpecial)
+    {
+        var tokens = cl.String("tokens");
+        if (tokens is not null)
+        {
+            if (text is not null) throw new UsageException("give either a prompt text or --tokens, not both");
+            var ids = CommandLine.ParseTokens(tokens);
+            foreach (var id in ids)
+                if (id >= model.Config.VocabSize) throw new UsageException($"token id {id} is outside the vocabulary of {model.Config.VocabSize}");
+            return ids;
+        }
+        return model.Tokenizer.Encode(text ?? "", addSpecial, parseSpecial: true);
+    }
+}
