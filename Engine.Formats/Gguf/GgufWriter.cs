@@ -27,7 +27,8 @@ public sealed class GgufWriter
         ? (uint)_metadata.First(kv => kv.Key == GgufKeys.Alignment).Value.Value
         : GgufLimits.DefaultAlignment;
 
-    public int MetadataCount => _metadata.Count;
+    /// <summary>The metadata added so far, in file order.</summary>
+    public IReadOnlyList<KeyValuePair<string, GgufValue>> Metadata => _metadata;
     public int TensorCount => _tensors.Count;
 
     // ---------------------------------------------------------------- metadata
@@ -209,13 +210,17 @@ public sealed class GgufWriter
             throw new ArgumentException($"tensor '{name}' has unknown ggml type {(uint)type}", nameof(type));
         if (shape.Length is 0 or > GgufLimits.MaxDimensions)
             throw new ArgumentException($"tensor '{name}' has {shape.Length} dimensions; GGUF allows 1..{GgufLimits.MaxDimensions}", nameof(shape));
-        long elements = 1;
         foreach (var d in shape)
-        {
             if (d < 0) throw new ArgumentException($"tensor '{name}' has a negative dimension in {Shape(shape)}", nameof(shape));
-            try { elements = checked(elements * d); }
-            catch (OverflowException) { throw new ArgumentException($"tensor '{name}' element count {Shape(shape)} overflows 64 bits", nameof(shape)); }
-        }
+        long elements = 1;
+        // Any zero dimension makes an empty tensor, whatever the product of the others (as the reader counts).
+        if (shape.Contains(0)) elements = 0;
+        else
+            foreach (var d in shape)
+            {
+                try { elements = checked(elements * d); }
+                catch (OverflowException) { throw new ArgumentException($"tensor '{name}' element count {Shape(shape)} overflows 64 bits", nameof(shape)); }
+            }
         if (shape[0] % info.BlockSize != 0)
             throw new ArgumentException($"tensor '{name}' row length {shape[0]} is not a multiple of the {info.Name} block size {info.BlockSize}", nameof(shape));
         long rows = shape[0] == 0 ? 0 : elements / shape[0];
