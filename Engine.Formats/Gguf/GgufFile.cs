@@ -293,7 +293,7 @@ public sealed class GgufFile : IDisposable
     static string[] ReadStrings(ref GgufCursor cur, int n, string key)
     {
         var result = new string[n];
-        for (int i = 0; i < n; i++) result[i] = cur.ReadString(GgufLimits.MaxStringBytes, $"'{key}'[{i}]");
+        for (int i = 0; i < n; i++) result[i] = cur.ReadString(GgufLimits.MaxStringBytes, key, i);
         return result;
     }
 
