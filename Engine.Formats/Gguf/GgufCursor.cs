@@ -40,28 +40,34 @@ internal unsafe struct GgufCursor
     public double ReadF64(string what) => BinaryPrimitives.ReadDoubleLittleEndian(Take(8, what));
 
     /// <summary>A length-prefixed UTF-8 string. The length must be at most maxBytes and at most what remains.</summary>
-    public string ReadString(long maxBytes, string what)
+    public string ReadString(long maxBytes, string what) => ReadString(maxBytes, what, -1);
+
+    /// <summary>As <see cref="ReadString(long, string)"/>; with index >= 0 the field is element <paramref name="index"/>
+    /// of the array <paramref name="what"/>. The description is only formatted when there is an error to report:
+    /// a vocabulary holds hundreds of thousands of strings, and building a label for each doubled the load time.</summary>
+    public string ReadString(long maxBytes, string what, int index)
     {
         long start = Position;
-        ulong length = ReadU64(what + " length");
+        if (Remaining < 8) Require(8, Describe(what, index) + " length");
+        ulong length = BinaryPrimitives.ReadUInt64LittleEndian(new ReadOnlySpan<byte>(_region.Pointer + Position, 8));
+        Position += 8;
         if (length > (ulong)maxBytes)
-            throw new ModelFormatException(FormatErrorKind.LengthTooLarge, $"{what} is {length} bytes long, over the cap of {maxBytes}",
+            throw new ModelFormatException(FormatErrorKind.LengthTooLarge, $"{Describe(what, index)} is {length} bytes long, over the cap of {maxBytes}",
                 offset: start, expected: $"<= {maxBytes} bytes", actual: $"{length} bytes");
         if (length > (ulong)Remaining)
-            throw new ModelFormatException(FormatErrorKind.LengthTooLarge, $"{what} declares {length} bytes but only {Remaining} remain in the file",
+            throw new ModelFormatException(FormatErrorKind.LengthTooLarge, $"{Describe(what, index)} declares {length} bytes but only {Remaining} remain in the file",
                 offset: start, expected: $"<= {Remaining} bytes", actual: $"{length} bytes");
-        var bytes = Take((int)length, what);
-        return DecodeUtf8(bytes, what, start);
-    }
-
-    static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
-
-    static string DecodeUtf8(ReadOnlySpan<byte> bytes, string what, long offset)
-    {
+        var bytes = new ReadOnlySpan<byte>(_region.Pointer + Position, (int)length);
+        Position += (int)length;
         try { return StrictUtf8.GetString(bytes); }
         catch (DecoderFallbackException)
         {
-            throw new ModelFormatException(FormatErrorKind.InvalidUtf8, $"{what} is not valid UTF-8", offset: offset);
+            throw new ModelFormatException(FormatErrorKind.InvalidUtf8, $"{Describe(what, index)} is not valid UTF-8", offset: start);
         }
     }
+
+    static string Describe(string what, int index) => index < 0 ? what : $"'{what}'[{index}]";
+
+    static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
 }

@@ -98,8 +98,11 @@ public sealed class GgufFile : IDisposable
         CheckCount(kvCount, GgufLimits.MinBytesPerKeyValue, cur.Remaining, "metadata count", countsAt + 8);
         CheckCount(tensorCount, GgufLimits.MinBytesPerTensorInfo, cur.Remaining, "tensor count", countsAt);
 
-        var metadata = new List<KeyValuePair<string, GgufValue>>((int)kvCount);
-        var byKey = new Dictionary<string, GgufValue>((int)kvCount, StringComparer.Ordinal);
+        // Collections grow with what is actually read: presizing them by a declared count would let a file of zeros
+        // (or a sparse file, free on disk) make the reader allocate ~3x its size, and a count over int.MaxValue
+        // (possible in a file over 28 GiB) would wrap negative in the cast.
+        var metadata = new List<KeyValuePair<string, GgufValue>>(InitialCapacity(kvCount));
+        var byKey = new Dictionary<string, GgufValue>(InitialCapacity(kvCount), StringComparer.Ordinal);
         for (ulong i = 0; i < kvCount; i++)
         {
             long keyAt = cur.Position;
@@ -127,7 +130,7 @@ public sealed class GgufFile : IDisposable
                     field: GgufKeys.Alignment, expected: "a power of two <= 1 MiB", actual: alignment.ToString());
         }
 
-        var tensors = new List<GgufTensorInfo>((int)tensorCount);
+        var tensors = new List<GgufTensorInfo>(InitialCapacity(tensorCount));
         var names = new HashSet<string>(StringComparer.Ordinal);
         long expectedOffset = 0;
         for (ulong i = 0; i < tensorCount; i++)
@@ -290,7 +293,7 @@ public sealed class GgufFile : IDisposable
     static string[] ReadStrings(ref GgufCursor cur, int n, string key)
     {
         var result = new string[n];
-        for (int i = 0; i < n; i++) result[i] = cur.ReadString(GgufLimits.MaxStringBytes, $"'{key}'[{i}]");
+        for (int i = 0; i < n; i++) result[i] = cur.ReadString(GgufLimits.MaxStringBytes, key, i);
         return result;
     }
 
@@ -324,6 +327,8 @@ public sealed class GgufFile : IDisposable
     static T ReinterpretByte<T>(byte b) where T : unmanaged => System.Runtime.CompilerServices.Unsafe.As<byte, T>(ref b);
     static TTo Reinterpret<TFrom, TTo>(TFrom v) where TFrom : unmanaged where TTo : unmanaged =>
         System.Runtime.CompilerServices.Unsafe.As<TFrom, TTo>(ref v);
+
+    static int InitialCapacity(ulong declared) => (int)Math.Min(declared, 1024);
 
     static void CheckCount(ulong count, long minBytesEach, long remaining, string what, long offset)
     {
