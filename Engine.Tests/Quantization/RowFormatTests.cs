@@ -20,12 +20,15 @@ public class RowFormatTests
         Unsafe.SizeOf<BlockQ8_0>().Should().Be(GgmlType.Q8_0.Info().BytesPerBlock).And.Be(34);
         Unsafe.SizeOf<BlockQ8_1>().Should().Be(GgmlType.Q8_1.Info().BytesPerBlock).And.Be(36);
         Unsafe.SizeOf<BlockQ8_K>().Should().Be(GgmlType.Q8_K.Info().BytesPerBlock).And.Be(292);
+        Unsafe.SizeOf<BlockQ5_0>().Should().Be(GgmlType.Q5_0.Info().BytesPerBlock).And.Be(22);
+        Unsafe.SizeOf<BlockQ4_K>().Should().Be(GgmlType.Q4_K.Info().BytesPerBlock).And.Be(144);
+        Unsafe.SizeOf<BlockQ6_K>().Should().Be(GgmlType.Q6_K.Info().BytesPerBlock).And.Be(210);
     }
 
     [Fact]
     public void Priority_types_are_supported()
     {
-        foreach (var t in new[] { GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0 })
+        foreach (var t in new[] { GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q5_0, GgmlType.Q4_K, GgmlType.Q6_K })
         {
             RowFormats.IsSupported(t).Should().BeTrue(t.ToString());
             RowFormats.For(t).Type.Should().Be(t);

@@ -17,7 +17,8 @@ public static unsafe class RowFormats
     static IEnumerable<RowFormat> All() =>
     [
         F32Format.Instance, F16Format.Instance, BF16Format.Instance,
-        Q8_0Format.Instance, Q4_0Format.Instance,
+        Q8_0Format.Instance, Q4_0Format.Instance, Q5_0Format.Instance,
+        Q4_KFormat.Instance, Q6_KFormat.Instance,
     ];
 
     public static bool IsSupported(GgmlType t) => (uint)t < (uint)Table.Length && Table[(int)t] is not null;
