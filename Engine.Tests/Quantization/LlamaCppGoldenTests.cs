@@ -15,7 +15,7 @@ public class LlamaCppGoldenTests
 {
     public static TheoryData<GgmlType> Types() => new()
     {
-        GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q5_0, GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.Q4_1, GgmlType.Q5_1,
+        GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q5_0, GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.Q4_1, GgmlType.Q5_1, GgmlType.Q5_K,
     };
 
     [Theory, MemberData(nameof(Types))]

@@ -27,6 +27,7 @@ public class RowFormatTests
         Unsafe.SizeOf<BlockQ5_1>().Should().Be(GgmlType.Q5_1.Info().BytesPerBlock).And.Be(24);
         Unsafe.SizeOf<BlockIQ4_NL>().Should().Be(GgmlType.IQ4_NL.Info().BytesPerBlock).And.Be(18);
         Unsafe.SizeOf<BlockIQ4_XS>().Should().Be(GgmlType.IQ4_XS.Info().BytesPerBlock).And.Be(136);
+        Unsafe.SizeOf<BlockQ5_K>().Should().Be(GgmlType.Q5_K.Info().BytesPerBlock).And.Be(176);
     }
 
     [Fact]
