@@ -23,7 +23,7 @@ public class QuantizerTests
     [Fact]
     public void The_converter_types_have_quantizers()
     {
-        foreach (var t in new[] { GgmlType.Q8_0, GgmlType.Q4_0 })
+        foreach (var t in new[] { GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q5_0, GgmlType.Q4_K, GgmlType.Q6_K })
             RowFormats.QuantizerFor(t).Should().NotBeNull(t.ToString());
     }
 

@@ -20,12 +20,20 @@ public class RowFormatTests
         Unsafe.SizeOf<BlockQ8_0>().Should().Be(GgmlType.Q8_0.Info().BytesPerBlock).And.Be(34);
         Unsafe.SizeOf<BlockQ8_1>().Should().Be(GgmlType.Q8_1.Info().BytesPerBlock).And.Be(36);
         Unsafe.SizeOf<BlockQ8_K>().Should().Be(GgmlType.Q8_K.Info().BytesPerBlock).And.Be(292);
+        Unsafe.SizeOf<BlockQ5_0>().Should().Be(GgmlType.Q5_0.Info().BytesPerBlock).And.Be(22);
+        Unsafe.SizeOf<BlockQ4_K>().Should().Be(GgmlType.Q4_K.Info().BytesPerBlock).And.Be(144);
+        Unsafe.SizeOf<BlockQ6_K>().Should().Be(GgmlType.Q6_K.Info().BytesPerBlock).And.Be(210);
+        Unsafe.SizeOf<BlockQ4_1>().Should().Be(GgmlType.Q4_1.Info().BytesPerBlock).And.Be(20);
+        Unsafe.SizeOf<BlockQ5_1>().Should().Be(GgmlType.Q5_1.Info().BytesPerBlock).And.Be(24);
+        Unsafe.SizeOf<BlockIQ4_NL>().Should().Be(GgmlType.IQ4_NL.Info().BytesPerBlock).And.Be(18);
+        Unsafe.SizeOf<BlockIQ4_XS>().Should().Be(GgmlType.IQ4_XS.Info().BytesPerBlock).And.Be(136);
+        Unsafe.SizeOf<BlockQ5_K>().Should().Be(GgmlType.Q5_K.Info().BytesPerBlock).And.Be(176);
     }
 
     [Fact]
     public void Priority_types_are_supported()
     {
-        foreach (var t in new[] { GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0 })
+        foreach (var t in new[] { GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q5_0, GgmlType.Q4_K, GgmlType.Q6_K })
         {
             RowFormats.IsSupported(t).Should().BeTrue(t.ToString());
             RowFormats.For(t).Type.Should().Be(t);
@@ -78,11 +86,30 @@ public class RowFormatTests
                 double exact = 0, magnitude = 0;
                 for (int i = 0; i < k; i++) { exact += (double)w[i] * xa[i]; magnitude += Math.Abs((double)w[i] * xa[i]); }
 
+                if (f.ActivationType == GgmlType.Q8_1) exact += Q8_1MinCorrection(row, act, k, f.BytesPerBlock);
+
                 double tol = 2e-5 * magnitude + 1e-6;
                 Math.Abs(reference - exact).Should().BeLessThanOrEqualTo(tol, $"{t} k={k}: reference {reference} vs exact {exact}");
                 Math.Abs((double)fast - reference).Should().BeLessThanOrEqualTo(tol, $"{t} k={k}: fast {fast} vs reference {reference}");
             }
         }
+    }
+
+    /// <summary>Q4_1/Q5_1 dots take the min term as m * s, with s = d * sum(q) rounded to f16 by the Q8_1
+    /// quantizer, not as m times the exact sum of the dequantized activations: add that difference.</summary>
+    static double Q8_1MinCorrection(byte[] row, byte[] act, int k, int bytesPerBlock)
+    {
+        double c = 0;
+        for (int b = 0; b < k / 32; b++)
+        {
+            double m = (double)BitConverter.ToHalf(row, b * bytesPerBlock + 2);
+            double d = (double)BitConverter.ToHalf(act, b * 36);
+            double s = (double)BitConverter.ToHalf(act, b * 36 + 2);
+            int sum = 0;
+            for (int j = 0; j < 32; j++) sum += (sbyte)act[b * 36 + 4 + j];
+            c += m * (s - (double)(float)d * sum);
+        }
+        return c;
     }
 
     [Theory, MemberData(nameof(Types))]

@@ -1,0 +1,101 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using Engine.Formats;
+
+namespace Engine.Quantization;
+
+/// <summary>block_iq4_nl: 32 4-bit indices into a fixed non-linear codebook and an f16 scale; value =
+/// d * kvalues[q]. Nibble layout as Q4_0.</summary>
+[StructLayout(LayoutKind.Sequential, Pack = 1)]
+public unsafe struct BlockIQ4_NL
+{
+    public const int QK = 32;
+    public Half D;
+    public fixed byte Qs[QK / 2];
+
+    /// <summary>kvalues_iq4nl from ggml-common.h.</summary>
+    internal static ReadOnlySpan<sbyte> KValues => [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
+
+    /// <summary>The codebook in both 128-bit lanes, for a byte shuffle lookup.</summary>
+    internal static Vector256<sbyte> KValuesVector
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get
+        {
+            var v = Vector128.Create((sbyte)-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
+            return Vector256.Create(v, v);
+        }
+    }
+
+    /// <summary>32 codebook values for the 32 nibbles of 16 bytes (low nibbles first).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<sbyte> Lookup32(byte* qs) => Avx2.Shuffle(KValuesVector, Simd.Nibbles32(qs).AsSByte());
+}
+
+public sealed unsafe class IQ4_NLFormat : RowFormat
+{
+    public static readonly IQ4_NLFormat Instance = new();
+    IQ4_NLFormat() : base(GgmlType.IQ4_NL, GgmlType.Q8_0) { }
+
+    private protected override void QuantizeActivationsCore(float* x, byte* dst, int k) => Q8_0Format.Quantize(x, (BlockQ8_0*)dst, k);
+
+    private protected override void DequantizeReferenceCore(byte* row, float* dst, int k)
+    {
+        var x = (BlockIQ4_NL*)row;
+        var kv = BlockIQ4_NL.KValues;
+        for (int i = 0; i < k / BlockIQ4_NL.QK; i++, dst += BlockIQ4_NL.QK)
+        {
+            float d = (float)x[i].D;
+            for (int j = 0; j < 16; j++)
+            {
+                dst[j] = d * kv[x[i].Qs[j] & 0xF];
+                dst[j + 16] = d * kv[x[i].Qs[j] >> 4];
+            }
+        }
+    }
+
+    private protected override void DequantizeCore(byte* row, float* dst, int k)
+    {
+        if (!Avx2.IsSupported) { DequantizeReferenceCore(row, dst, k); return; }
+        var x = (BlockIQ4_NL*)row;
+        for (int i = 0; i < k / BlockIQ4_NL.QK; i++, dst += BlockIQ4_NL.QK)
+            Q4_0Format.Store32(BlockIQ4_NL.Lookup32(x[i].Qs), Vector256.Create((float)x[i].D), dst);
+    }
+
+    /// <summary>ggml_vec_dot_iq4_nl_q8_0_generic.</summary>
+    private protected override float DotReferenceCore(byte* row, byte* act, int k)
+    {
+        var x = (BlockIQ4_NL*)row;
+        var y = (BlockQ8_0*)act;
+        var kv = BlockIQ4_NL.KValues;
+        float sumf = 0;
+        for (int ib = 0; ib < k / BlockIQ4_NL.QK; ib++)
+        {
+            float d = (float)y[ib].D * (float)x[ib].D;
+            int sumi1 = 0, sumi2 = 0;
+            for (int j = 0; j < 16; j++)
+            {
+                sumi1 += y[ib].Qs[j] * kv[x[ib].Qs[j] & 0xF];
+                sumi2 += y[ib].Qs[j + 16] * kv[x[ib].Qs[j] >> 4];
+            }
+            sumf += d * (sumi1 + sumi2);
+        }
+        return sumf;
+    }
+
+    private protected override float DotCore(byte* row, byte* act, int k)
+    {
+        if (!Simd.Avx2Fma) return DotReferenceCore(row, act, k);
+        var x = (BlockIQ4_NL*)row;
+        var y = (BlockQ8_0*)act;
+        Vector256<float> acc = default;
+        for (int ib = 0; ib < k / BlockIQ4_NL.QK; ib++)
+        {
+            var p = Simd.DotI8I8(BlockIQ4_NL.Lookup32(x[ib].Qs), Vector256.Load(y[ib].Qs));
+            acc = Fma.MultiplyAdd(Vector256.Create((float)y[ib].D * (float)x[ib].D), Avx.ConvertToVector256Single(p), acc);
+        }
+        return Simd.HSum(acc);
+    }
+}

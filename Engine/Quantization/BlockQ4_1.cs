@@ -1,0 +1,113 @@
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using Engine.Formats;
+
+namespace Engine.Quantization;
+
+/// <summary>block_q4_1: 32 4-bit quants with an f16 scale and min; value = d * q + m. Its activations are Q8_1,
+/// whose s = d * sum(q) turns the min term into one multiply per block.</summary>
+[StructLayout(LayoutKind.Sequential, Pack = 1)]
+public unsafe struct BlockQ4_1
+{
+    public const int QK = 32;
+    public Half D;
+    public Half M;
+    public fixed byte Qs[QK / 2];
+}
+
+public sealed unsafe class Q4_1Format : RowFormat, IWeightQuantizer
+{
+    public static readonly Q4_1Format Instance = new();
+    Q4_1Format() : base(GgmlType.Q4_1, GgmlType.Q8_1) { }
+
+    /// <summary>quantize_row_q4_1_ref.</summary>
+    public void QuantizeRowReference(ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        if (src.Length % BlockQ4_1.QK != 0 || dst.Length < RowBytes(src.Length)) throw new ArgumentException("bad row length");
+        fixed (float* xp = src) fixed (byte* yp = dst)
+        {
+            float* x = xp;
+            var y = (BlockQ4_1*)yp;
+            for (int i = 0; i < src.Length / BlockQ4_1.QK; i++, x += BlockQ4_1.QK)
+            {
+                float min = float.MaxValue, max = -float.MaxValue;
+                for (int j = 0; j < BlockQ4_1.QK; j++)
+                {
+                    if (x[j] < min) min = x[j];
+                    if (x[j] > max) max = x[j];
+                }
+                float d = (max - min) / 15;
+                float id = d != 0 ? 1.0f / d : 0.0f;
+                y[i].D = (Half)d;
+                y[i].M = (Half)min;
+                for (int j = 0; j < 16; j++)
+                {
+                    int q0 = Math.Min(15, (int)((x[j] - min) * id + 0.5f));
+                    int q1 = Math.Min(15, (int)((x[j + 16] - min) * id + 0.5f));
+                    y[i].Qs[j] = (byte)(q0 | (q1 << 4));
+                }
+            }
+        }
+    }
+
+    private protected override void QuantizeActivationsCore(float* x, byte* dst, int k) => BlockQ8_1.Quantize(x, (BlockQ8_1*)dst, k);
+
+    private protected override void DequantizeReferenceCore(byte* row, float* dst, int k)
+    {
+        var x = (BlockQ4_1*)row;
+        for (int i = 0; i < k / BlockQ4_1.QK; i++, dst += BlockQ4_1.QK)
+        {
+            float d = (float)x[i].D, m = (float)x[i].M;
+            for (int j = 0; j < 16; j++)
+            {
+                dst[j] = (x[i].Qs[j] & 0x0F) * d + m;
+                dst[j + 16] = (x[i].Qs[j] >> 4) * d + m;
+            }
+        }
+    }
+
+    private protected override void DequantizeCore(byte* row, float* dst, int k)
+    {
+        if (!Avx2.IsSupported) { DequantizeReferenceCore(row, dst, k); return; }
+        var x = (BlockQ4_1*)row;
+        for (int i = 0; i < k / BlockQ4_1.QK; i++, dst += BlockQ4_1.QK)
+            Q5_1Format.StoreAffine(Simd.Nibbles32(x[i].Qs), (float)x[i].D, (float)x[i].M, dst);
+    }
+
+    /// <summary>ggml_vec_dot_q4_1_q8_1_generic.</summary>
+    private protected override float DotReferenceCore(byte* row, byte* act, int k)
+    {
+        var x = (BlockQ4_1*)row;
+        var y = (BlockQ8_1*)act;
+        float sumf = 0;
+        for (int ib = 0; ib < k / BlockQ4_1.QK; ib++)
+        {
+            int sumi0 = 0, sumi1 = 0;
+            for (int j = 0; j < 16; j++)
+            {
+                sumi0 += (x[ib].Qs[j] & 0x0F) * y[ib].Qs[j];
+                sumi1 += (x[ib].Qs[j] >> 4) * y[ib].Qs[j + 16];
+            }
+            int sumi = sumi0 + sumi1;
+            sumf += ((float)x[ib].D * (float)y[ib].D) * sumi + (float)x[ib].M * (float)y[ib].S;
+        }
+        return sumf;
+    }
+
+    private protected override float DotCore(byte* row, byte* act, int k)
+    {
+        if (!Simd.Avx2Fma) return DotReferenceCore(row, act, k);
+        var x = (BlockQ4_1*)row;
+        var y = (BlockQ8_1*)act;
+        Vector256<float> acc = default;
+        float summs = 0;
+        for (int ib = 0; ib < k / BlockQ4_1.QK; ib++)
+        {
+            summs += (float)x[ib].M * (float)y[ib].S;
+            var p = Simd.DotU8I8(Simd.Nibbles32(x[ib].Qs), Vector256.Load(y[ib].Qs));
+            acc = Fma.MultiplyAdd(Vector256.Create((float)x[ib].D * (float)y[ib].D), Avx.ConvertToVector256Single(p), acc);
+        }
+        return Simd.HSum(acc) + summs;
+    }
+}

@@ -1,0 +1,239 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using Engine.Formats;
+using static Engine.Quantization.QuantMath;
+
+namespace Engine.Quantization;
+
+/// <summary>block_q4_K: a 256-element super-block of 8 sub-blocks of 32. Each sub-block has a 6-bit scale and
+/// a 6-bit min (packed into 12 bytes); value = d * scale * q - dmin * min with q in [0, 15]. Each 32 bytes of
+/// qs hold two sub-blocks: the low nibbles one, the high nibbles the next.</summary>
+[StructLayout(LayoutKind.Sequential, Pack = 1)]
+public unsafe struct BlockQ4_K
+{
+    public Half D;
+    public Half DMin;
+    public fixed byte Scales[12];
+    public fixed byte Qs[QK_K / 2];
+
+    /// <summary>Unpacks the 12 scale bytes into 8 scales and 8 mins (the utmp shuffle of ggml's kernels).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void UnpackScales(byte* packed, out ulong scales, out ulong mins)
+    {
+        const uint kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
+        uint u0 = Unsafe.ReadUnaligned<uint>(packed);
+        uint u1 = Unsafe.ReadUnaligned<uint>(packed + 4);
+        uint u2 = Unsafe.ReadUnaligned<uint>(packed + 8);
+        uint s0 = u0 & kmask1;
+        uint s1 = (u2 & kmask2) | (((u0 >> 6) & kmask3) << 4);
+        uint m0 = u1 & kmask1;
+        uint m1 = ((u2 >> 4) & kmask2) | (((u1 >> 6) & kmask3) << 4);
+        scales = s0 | ((ulong)s1 << 32);
+        mins = m0 | ((ulong)m1 << 32);
+    }
+}
+
+public sealed unsafe class Q4_KFormat : RowFormat, IWeightQuantizer
+{
+    public static readonly Q4_KFormat Instance = new();
+    Q4_KFormat() : base(GgmlType.Q4_K, GgmlType.Q8_K) { }
+
+    /// <summary>quantize_row_q4_K_ref.</summary>
+    public void QuantizeRowReference(ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        if (src.Length % QK_K != 0 || dst.Length < RowBytes(src.Length)) throw new ArgumentException("bad row length");
+        byte* L = stackalloc byte[QK_K];
+        byte* Laux = stackalloc byte[32];
+        float* weights = stackalloc float[32];
+        float* mins = stackalloc float[QK_K / 32];
+        float* scales = stackalloc float[QK_K / 32];
+        fixed (float* xp = src) fixed (byte* yp = dst)
+        {
+            float* x = xp;
+            var y = (BlockQ4_K*)yp;
+            for (int i = 0; i < src.Length / QK_K; i++, x += QK_K)
+            {
+                float maxScale = 0, maxMin = 0;
+                for (int j = 0; j < QK_K / 32; j++)
+                {
+                    float sumX2 = 0;
+                    for (int l = 0; l < 32; l++) sumX2 += x[32 * j + l] * x[32 * j + l];
+                    float avX = MathF.Sqrt(sumX2 / 32);
+                    for (int l = 0; l < 32; l++) weights[l] = avX + MathF.Abs(x[32 * j + l]);
+                    scales[j] = MakeQkx2Quants(32, 15, x + 32 * j, weights, L + 32 * j, out mins[j], Laux, -1f, 0.1f, 20, false);
+                    if (scales[j] > maxScale) maxScale = scales[j];
+                    if (mins[j] > maxMin) maxMin = mins[j];
+                }
+                float invScale = maxScale > 0 ? 63f / maxScale : 0f;
+                float invMin = maxMin > 0 ? 63f / maxMin : 0f;
+                for (int j = 0; j < QK_K / 32; j++)
+                {
+                    byte ls = Math.Min((byte)63, (byte)NearestInt(invScale * scales[j]));
+                    byte lm = Math.Min((byte)63, (byte)NearestInt(invMin * mins[j]));
+                    if (j < 4)
+                    {
+                        y[i].Scales[j] = ls;
+                        y[i].Scales[j + 4] = lm;
+                    }
+                    else
+                    {
+                        y[i].Scales[j + 4] = (byte)((ls & 0xF) | ((lm & 0xF) << 4));
+                        y[i].Scales[j - 4] |= (byte)((ls >> 4) << 6);
+                        y[i].Scales[j] |= (byte)((lm >> 4) << 6);
+                    }
+                }
+                y[i].D = (Half)(maxScale / 63f);
+                y[i].DMin = (Half)(maxMin / 63f);
+                for (int j = 0; j < QK_K / 32; j++)
+                {
+                    ScaleMinK4(j, y[i].Scales, out byte sc, out byte m);
+                    float d = (float)y[i].D * sc;
+                    if (d == 0) continue;
+                    float dm = (float)y[i].DMin * m;
+                    for (int ii = 0; ii < 32; ii++)
+                        L[32 * j + ii] = (byte)Math.Max(0, Math.Min(15, NearestInt((x[32 * j + ii] + dm) / d)));
+                }
+                byte* q = y[i].Qs;
+                for (int j = 0; j < QK_K; j += 64, q += 32)
+                    for (int l = 0; l < 32; l++) q[l] = (byte)(L[j + l] | (L[j + l + 32] << 4));
+            }
+        }
+    }
+
+    private protected override void QuantizeActivationsCore(float* x, byte* dst, int k) => BlockQ8_K.Quantize(x, (BlockQ8_K*)dst, k);
+
+    private protected override void DequantizeReferenceCore(byte* row, float* y, int k)
+    {
+        var x = (BlockQ4_K*)row;
+        for (int i = 0; i < k / QK_K; i++)
+        {
+            byte* q = x[i].Qs;
+            float d = (float)x[i].D, min = (float)x[i].DMin;
+            for (int j = 0, s = 0; j < QK_K; j += 64, q += 32, s += 2)
+            {
+                ScaleMinK4(s, x[i].Scales, out byte sc, out byte m);
+                float d1 = d * sc, m1 = min * m;
+                ScaleMinK4(s + 1, x[i].Scales, out sc, out m);
+                float d2 = d * sc, m2 = min * m;
+                for (int l = 0; l < 32; l++) *y++ = d1 * (q[l] & 0xF) - m1;
+                for (int l = 0; l < 32; l++) *y++ = d2 * (q[l] >> 4) - m2;
+            }
+        }
+    }
+
+    private protected override void DequantizeCore(byte* row, float* y, int k)
+    {
+        if (!Avx2.IsSupported) { DequantizeReferenceCore(row, y, k); return; }
+        var x = (BlockQ4_K*)row;
+        for (int i = 0; i < k / QK_K; i++)
+        {
+            float d = (float)x[i].D, min = (float)x[i].DMin;
+            for (int s = 0; s < 8; s += 2, y += 64)
+            {
+                ScaleMinK4(s, x[i].Scales, out byte sc, out byte m);
+                float d1 = d * sc, m1 = min * m;
+                ScaleMinK4(s + 1, x[i].Scales, out sc, out m);
+                float d2 = d * sc, m2 = min * m;
+                var raw = Vector256.Load(x[i].Qs + 16 * s);
+                var lo = raw & Vector256.Create((byte)0x0F);
+                var hi = Vector256.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0F);
+                StoreAffine(lo, d1, m1, y);
+                StoreAffine(hi, d2, m2, y + 32);
+            }
+        }
+    }
+
+    /// <summary>dst[i] = d * q[i] - m for 32 unsigned bytes, multiply then subtract (no FMA) to match the reference.</summary>
+    internal static void StoreAffine(Vector256<byte> q, float d, float m, float* dst)
+    {
+        var dv = Vector256.Create(d);
+        var mv = Vector256.Create(m);
+        var (s0, s1) = Vector256.Widen(q);
+        var (i0, i1) = Vector256.Widen(s0);
+        var (i2, i3) = Vector256.Widen(s1);
+        (Vector256.ConvertToSingle(i0.AsInt32()) * dv - mv).Store(dst);
+        (Vector256.ConvertToSingle(i1.AsInt32()) * dv - mv).Store(dst + 8);
+        (Vector256.ConvertToSingle(i2.AsInt32()) * dv - mv).Store(dst + 16);
+        (Vector256.ConvertToSingle(i3.AsInt32()) * dv - mv).Store(dst + 24);
+    }
+
+    /// <summary>ggml_vec_dot_q4_K_q8_K_generic, including its 8 float lane sums.</summary>
+    private protected override float DotReferenceCore(byte* row, byte* act, int k)
+    {
+        var x = (BlockQ4_K*)row;
+        var y = (BlockQ8_K*)act;
+        sbyte* aux8 = stackalloc sbyte[QK_K];
+        float* sums = stackalloc float[8];
+        int* aux32 = stackalloc int[8];
+        for (int l = 0; l < 8; l++) sums[l] = 0;
+        float sumf = 0;
+        for (int i = 0; i < k / QK_K; i++)
+        {
+            byte* q4 = x[i].Qs;
+            sbyte* q8 = y[i].Qs;
+            for (int l = 0; l < 8; l++) aux32[l] = 0;
+            sbyte* a = aux8;
+            for (int j = 0; j < QK_K / 64; j++, q4 += 32)
+            {
+                for (int l = 0; l < 32; l++) *a++ = (sbyte)(q4[l] & 0xF);
+                for (int l = 0; l < 32; l++) *a++ = (sbyte)(q4[l] >> 4);
+            }
+            BlockQ4_K.UnpackScales(x[i].Scales, out ulong scalesBits, out ulong minsBits);
+            byte* scales = (byte*)&scalesBits;
+            byte* mins = (byte*)&minsBits;
+            int sumi = 0;
+            for (int j = 0; j < QK_K / 16; j++) sumi += y[i].BSums[j] * mins[j / 2];
+            a = aux8;
+            for (int j = 0; j < QK_K / 32; j++)
+            {
+                int scale = scales[j];
+                for (int g = 0; g < 4; g++, q8 += 8, a += 8)
+                    for (int l = 0; l < 8; l++) aux32[l] += scale * (short)(q8[l] * a[l]);
+            }
+            float d = (float)x[i].D * y[i].D;
+            for (int l = 0; l < 8; l++) sums[l] += d * aux32[l];
+            float dmin = (float)x[i].DMin * y[i].D;
+            sumf -= dmin * sumi;
+        }
+        for (int l = 0; l < 8; l++) sumf += sums[l];
+        return sumf;
+    }
+
+    private protected override float DotCore(byte* row, byte* act, int k)
+    {
+        if (!Simd.Avx2Fma) return DotReferenceCore(row, act, k);
+        var x = (BlockQ4_K*)row;
+        var y = (BlockQ8_K*)act;
+        var mask = Vector256.Create((byte)0x0F);
+        Vector256<float> acc = default, accMin = default;
+        for (int i = 0; i < k / QK_K; i++)
+        {
+            float d = (float)x[i].D * y[i].D;
+            float dmin = -(float)x[i].DMin * y[i].D;
+            BlockQ4_K.UnpackScales(x[i].Scales, out ulong scales, out ulong mins);
+
+            // Min term: each min covers two 16-element bsums, so duplicate every min byte and multiply-add pairs.
+            var m8 = Vector128.CreateScalar(mins).AsByte();
+            var mins16 = Avx2.ConvertToVector256Int16(Sse2.UnpackLow(m8, m8));
+            var bsums = Vector256.Load(y[i].BSums);
+            accMin = Fma.MultiplyAdd(Vector256.Create(dmin), Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(bsums, mins16)), accMin);
+
+            byte* sc = (byte*)&scales;
+            Vector256<int> sumi = default;
+            for (int j = 0; j < 4; j++)
+            {
+                var raw = Vector256.Load(x[i].Qs + 32 * j);
+                var lo = raw & mask;
+                var hi = Vector256.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & mask;
+                var p16lo = Avx2.MultiplyAddAdjacent(lo, Vector256.Load(y[i].Qs + 64 * j));
+                var p16hi = Avx2.MultiplyAddAdjacent(hi, Vector256.Load(y[i].Qs + 64 * j + 32));
+                sumi += Avx2.MultiplyAddAdjacent(p16lo, Vector256.Create((short)sc[2 * j]))
+                      + Avx2.MultiplyAddAdjacent(p16hi, Vector256.Create((short)sc[2 * j + 1]));
+            }
+            acc = Fma.MultiplyAdd(Vector256.Create(d), Avx.ConvertToVector256Single(sumi), acc);
+        }
+        return Simd.HSum(acc) + Simd.HSum(accMin);
+    }
+}

@@ -1,0 +1,222 @@
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using Engine.Formats;
+using static Engine.Quantization.QuantMath;
+
+namespace Engine.Quantization;
+
+/// <summary>block_q6_K: 256 6-bit quants in 16 sub-blocks of 16, each with an int8 scale; value =
+/// d * scale * (q - 32). Low 4 bits in ql, high 2 bits in qh. Per 128-element half: ql[0..32) holds elements
+/// 0..31 (low nibble) and 64..95 (high nibble), ql[32..64) elements 32..63 and 96..127; qh[l] holds the high
+/// bits of elements l, l+32, l+64, l+96 in bit pairs 0, 2, 4, 6.</summary>
+[StructLayout(LayoutKind.Sequential, Pack = 1)]
+public unsafe struct BlockQ6_K
+{
+    public fixed byte Ql[QK_K / 2];
+    public fixed byte Qh[QK_K / 4];
+    public fixed sbyte Scales[QK_K / 16];
+    public Half D;
+}
+
+public sealed unsafe class Q6_KFormat : RowFormat, IWeightQuantizer
+{
+    public static readonly Q6_KFormat Instance = new();
+    Q6_KFormat() : base(GgmlType.Q6_K, GgmlType.Q8_K) { }
+
+    /// <summary>quantize_row_q6_K_ref.</summary>
+    public void QuantizeRowReference(ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        if (src.Length % QK_K != 0 || dst.Length < RowBytes(src.Length)) throw new ArgumentException("bad row length");
+        sbyte* L = stackalloc sbyte[QK_K];
+        float* scales = stackalloc float[QK_K / 16];
+        fixed (float* xp = src) fixed (byte* yp = dst)
+        {
+            float* x = xp;
+            var y = (BlockQ6_K*)yp;
+            for (int i = 0; i < src.Length / QK_K; i++, x += QK_K)
+            {
+                float maxScale = 0, maxAbsScale = 0;
+                for (int ib = 0; ib < QK_K / 16; ib++)
+                {
+                    float scale = MakeQxQuants(16, 32, x + 16 * ib, L + 16 * ib, 1);
+                    scales[ib] = scale;
+                    if (MathF.Abs(scale) > maxAbsScale) { maxAbsScale = MathF.Abs(scale); maxScale = scale; }
+                }
+                if (maxAbsScale < GroupMaxEps)
+                {
+                    y[i] = default;
+                    continue;
+                }
+                float iscale = -128f / maxScale;
+                y[i].D = (Half)(1 / iscale);
+                for (int ib = 0; ib < QK_K / 16; ib++)
+                    y[i].Scales[ib] = (sbyte)Math.Min(127, NearestInt(iscale * scales[ib]));
+                for (int j = 0; j < QK_K / 16; j++)
+                {
+                    float d = (float)y[i].D * y[i].Scales[j];
+                    if (d == 0) continue;
+                    for (int ii = 0; ii < 16; ii++)
+                    {
+                        int l = NearestInt(x[16 * j + ii] / d);
+                        L[16 * j + ii] = (sbyte)(Math.Max(-32, Math.Min(31, l)) + 32);
+                    }
+                }
+                byte* ql = y[i].Ql;
+                byte* qh = y[i].Qh;
+                for (int j = 0; j < QK_K; j += 128, ql += 64, qh += 32)
+                    for (int l = 0; l < 32; l++)
+                    {
+                        int q1 = L[j + l] & 0xF, q2 = L[j + l + 32] & 0xF, q3 = L[j + l + 64] & 0xF, q4 = L[j + l + 96] & 0xF;
+                        ql[l] = (byte)(q1 | (q3 << 4));
+                        ql[l + 32] = (byte)(q2 | (q4 << 4));
+                        qh[l] = (byte)((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) | ((L[j + l + 64] >> 4) << 4) | ((L[j + l + 96] >> 4) << 6));
+                    }
+            }
+        }
+    }
+
+    private protected override void QuantizeActivationsCore(float* x, byte* dst, int k) => BlockQ8_K.Quantize(x, (BlockQ8_K*)dst, k);
+
+    private protected override void DequantizeReferenceCore(byte* row, float* y, int k)
+    {
+        var x = (BlockQ6_K*)row;
+        for (int i = 0; i < k / QK_K; i++)
+        {
+            float d = (float)x[i].D;
+            byte* ql = x[i].Ql;
+            byte* qh = x[i].Qh;
+            sbyte* sc = x[i].Scales;
+            for (int n = 0; n < QK_K; n += 128, y += 128, ql += 64, qh += 32, sc += 8)
+                for (int l = 0; l < 32; l++)
+                {
+                    int s = l / 16;
+                    int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+                    int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                    int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                    int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                    y[l] = d * sc[s] * q1;
+                    y[l + 32] = d * sc[s + 2] * q2;
+                    y[l + 64] = d * sc[s + 4] * q3;
+                    y[l + 96] = d * sc[s + 6] * q4;
+                }
+        }
+    }
+
+    /// <summary>The four 32-byte groups of 6-bit quants (unsigned, 0..63) of one 128-element half.</summary>
+    static void Unpack(byte* ql, byte* qh, out Vector256<byte> q0, out Vector256<byte> q1, out Vector256<byte> q2, out Vector256<byte> q3)
+    {
+        var m4 = Vector256.Create((byte)0x0F);
+        var m2 = Vector256.Create((byte)0x30);
+        var h = Vector256.Load(qh).AsUInt16();
+        var l1 = Vector256.Load(ql);
+        var l2 = Vector256.Load(ql + 32);
+        q0 = (l1 & m4) | (Vector256.ShiftLeft(h, 4).AsByte() & m2);
+        q1 = (l2 & m4) | (Vector256.ShiftLeft(h, 2).AsByte() & m2);
+        q2 = (Vector256.ShiftRightLogical(l1.AsUInt16(), 4).AsByte() & m4) | (h.AsByte() & m2);
+        q3 = (Vector256.ShiftRightLogical(l2.AsUInt16(), 4).AsByte() & m4) | (Vector256.ShiftRightLogical(h, 2).AsByte() & m2);
+    }
+
+    private protected override void DequantizeCore(byte* row, float* y, int k)
+    {
+        if (!Avx2.IsSupported) { DequantizeReferenceCore(row, y, k); return; }
+        var x = (BlockQ6_K*)row;
+        for (int i = 0; i < k / QK_K; i++)
+        {
+            float d = (float)x[i].D;
+            for (int half = 0; half < 2; half++, y += 128)
+            {
+                sbyte* sc = x[i].Scales + 8 * half;
+                Unpack(x[i].Ql + 64 * half, x[i].Qh + 32 * half, out var q0, out var q1, out var q2, out var q3);
+                Store(q0, d * sc[0], d * sc[1], y);
+                Store(q1, d * sc[2], d * sc[3], y + 32);
+                Store(q2, d * sc[4], d * sc[5], y + 64);
+                Store(q3, d * sc[6], d * sc[7], y + 96);
+            }
+        }
+
+        static void Store(Vector256<byte> q, float dA, float dB, float* dst)
+        {
+            var s = (q - Vector256.Create((byte)32)).AsSByte();
+            var (s0, s1) = Vector256.Widen(s);
+            var (i0, i1) = Vector256.Widen(s0);
+            var (i2, i3) = Vector256.Widen(s1);
+            (Vector256.ConvertToSingle(i0) * Vector256.Create(dA)).Store(dst);
+            (Vector256.ConvertToSingle(i1) * Vector256.Create(dA)).Store(dst + 8);
+            (Vector256.ConvertToSingle(i2) * Vector256.Create(dB)).Store(dst + 16);
+            (Vector256.ConvertToSingle(i3) * Vector256.Create(dB)).Store(dst + 24);
+        }
+    }
+
+    /// <summary>ggml_vec_dot_q6_K_q8_K_generic, including its 8 float lane sums.</summary>
+    private protected override float DotReferenceCore(byte* row, byte* act, int k)
+    {
+        var x = (BlockQ6_K*)row;
+        var y = (BlockQ8_K*)act;
+        sbyte* aux8 = stackalloc sbyte[QK_K];
+        float* sums = stackalloc float[8];
+        int* aux32 = stackalloc int[8];
+        for (int l = 0; l < 8; l++) sums[l] = 0;
+        for (int i = 0; i < k / QK_K; i++)
+        {
+            byte* q4 = x[i].Ql;
+            byte* qh = x[i].Qh;
+            sbyte* q8 = y[i].Qs;
+            for (int l = 0; l < 8; l++) aux32[l] = 0;
+            sbyte* a = aux8;
+            for (int j = 0; j < QK_K; j += 128, a += 128, q4 += 64, qh += 32)
+                for (int l = 0; l < 32; l++)
+                {
+                    a[l] = (sbyte)(((q4[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);
+                    a[l + 32] = (sbyte)(((q4[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+                    a[l + 64] = (sbyte)(((q4[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+                    a[l + 96] = (sbyte)(((q4[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+                }
+            a = aux8;
+            for (int j = 0; j < QK_K / 16; j++)
+            {
+                int scale = x[i].Scales[j];
+                for (int g = 0; g < 2; g++, q8 += 8, a += 8)
+                    for (int l = 0; l < 8; l++) aux32[l] += scale * (short)(q8[l] * a[l]);
+            }
+            float d = (float)x[i].D * y[i].D;
+            for (int l = 0; l < 8; l++) sums[l] += d * aux32[l];
+        }
+        float sumf = 0;
+        for (int l = 0; l < 8; l++) sumf += sums[l];
+        return sumf;
+    }
+
+    private protected override float DotCore(byte* row, byte* act, int k)
+    {
+        if (!Simd.Avx2Fma) return DotReferenceCore(row, act, k);
+        var x = (BlockQ6_K*)row;
+        var y = (BlockQ8_K*)act;
+        Vector256<float> acc = default;
+        for (int i = 0; i < k / QK_K; i++)
+        {
+            // The -32 offset is applied once per block through bsums: sum(sc * (q - 32) * q8) = sum(sc * q * q8) - 32 * sum(sc * bsum).
+            var sc16 = Avx2.ConvertToVector256Int16(Vector128.Load(x[i].Scales));
+            var offset = Avx2.MultiplyAddAdjacent(Vector256.Load(y[i].BSums), sc16);
+            Vector256<int> sumi = -(offset << 5);
+            for (int half = 0; half < 2; half++)
+            {
+                sbyte* sc = x[i].Scales + 8 * half;
+                sbyte* q8 = y[i].Qs + 128 * half;
+                Unpack(x[i].Ql + 64 * half, x[i].Qh + 32 * half, out var q0, out var q1, out var q2, out var q3);
+                sumi += Group(q0, q8, sc[0], sc[1]) + Group(q1, q8 + 32, sc[2], sc[3])
+                      + Group(q2, q8 + 64, sc[4], sc[5]) + Group(q3, q8 + 96, sc[6], sc[7]);
+            }
+            acc = Fma.MultiplyAdd(Vector256.Create((float)x[i].D * y[i].D), Avx.ConvertToVector256Single(sumi), acc);
+        }
+        return Simd.HSum(acc);
+
+        // 32 quants against 32 activations; the first 16 take scale a, the last 16 scale b.
+        static Vector256<int> Group(Vector256<byte> q, sbyte* q8, sbyte a, sbyte b)
+        {
+            var p16 = Avx2.MultiplyAddAdjacent(q, Vector256.Load(q8));
+            var scales = Vector256.Create(Vector128.Create((short)a), Vector128.Create((short)b));
+            return Avx2.MultiplyAddAdjacent(p16, scales);
+        }
+    }
+}
