@@ -113,7 +113,8 @@ internal static class GgufVocabLoader
             if (sep < 0)
                 throw Invalid(GgufKeys.Merges, $"merge {i} '{m}' is not two tokens separated by a space");
             string left = m[..sep], right = m[(sep + 1)..];
-            if (!textToId.ContainsKey(left) || !textToId.ContainsKey(right))
+            // Both sides and the merged result must be tokens (the BPE engine refuses merges that make unknown tokens).
+            if (!textToId.ContainsKey(left) || !textToId.ContainsKey(right) || !textToId.ContainsKey(left + right))
                 throw Invalid(GgufKeys.Merges, $"merge {i} '{m}' names a token that is not in the vocabulary");
         }
     }
@@ -126,8 +127,8 @@ internal static class GgufVocabLoader
     static int? SpecialId(IReadOnlyDictionary<string, GgufValue> md, string key, int n)
     {
         var v = md.GetIntegerOrNull(key);
-        // -1 (written as uint32 0xFFFFFFFF by llama.cpp's converters) means "no such token" (LLAMA_TOKEN_NULL).
-        if (v is null or -1 or 0xFFFFFFFF) return null;
+        // -1 (as int32, or 0xFFFFFFFF as uint32) is what converters write for "no such token": treat it as absent.
+        if (v is null or -1 or uint.MaxValue) return null;
         if (v < 0 || v >= n)
             throw Invalid(key, $"special token id {v} is outside the vocabulary", $"0..{n - 1}", v.ToString());
         return (int)v;

@@ -136,7 +136,7 @@ internal static class TokenizerJsonLoader
                 left = s[..sep]; right = s[(sep + 1)..];
             }
             else throw Invalid("model.merges", $"merge {merges.Count} is not a pair of tokens");
-            if (!textToId.ContainsKey(left) || !textToId.ContainsKey(right))
+            if (!textToId.ContainsKey(left) || !textToId.ContainsKey(right) || !textToId.ContainsKey(left + right))
                 throw Invalid("model.merges", $"merge {merges.Count} '{left} {right}' names a token that is not in the vocabulary");
             merges.Add(left + " " + right);
         }

@@ -46,7 +46,8 @@ internal sealed class Vocab
     /// <summary>Derives EOT/EOM, the end-of-generation set and the special-token list. Call once, after the ids are set.</summary>
     public void Finish(bool markPhi3SpecialsRStrip = false)
     {
-        // The lowest id wins where several texts match (llama.cpp walks a hash map, so its choice is arbitrary).
+        // The first text of the list wins where several match (llama.cpp walks a hash map, so its choice is arbitrary;
+        // this makes Llama 3's EOT <|eot_id|> rather than <|end_of_text|>).
         if (Eot is null) Eot = FirstWithText(EotTexts);
         if (Eom is null) Eom = FirstWithText(["<|eom_id|>"]);
         foreach (var id in new[] { Eot, Eom }) if (id is int t) Attrs[t] |= TokenAttr.Control;
@@ -87,9 +88,8 @@ internal sealed class Vocab
 
     int? FirstWithText(string[] texts)
     {
-        int? best = null;
         foreach (var t in texts)
-            if (TextToId.TryGetValue(t, out var id) && (best is null || id < best)) best = id;
-        return best;
+            if (TextToId.TryGetValue(t, out var id)) return id;
+        return null;
     }
 }
