@@ -112,4 +112,40 @@ public class QuantizerTests
         (bytes[3] & 0xF).Should().Be(12);                         // 2 / 0.5 + 8
         (bytes[5] & 0xF).Should().Be(15);                         // 3.9 / 0.5 + 8.5 = 16.3, clamped to 15
     }
+
+    [Fact]
+    public void Q8_K_uses_minus_127_over_max_and_rounds_ties_to_even()
+    {
+        // max = -127 gives iscale = 1, so x itself is rounded by nearest_int (ties to even).
+        var x = new float[256];
+        x[0] = -127; x[1] = 2.5f; x[2] = 3.5f; x[3] = -2.5f; x[17] = 100;
+        var act = new byte[292];
+        RowFormats.For(GgmlType.Q4_K).QuantizeActivations(x, act);
+        BitConverter.ToSingle(act, 0).Should().Be(1f);
+        ((sbyte)act[4]).Should().Be(-127);
+        ((sbyte)act[5]).Should().Be(2);
+        ((sbyte)act[6]).Should().Be(4);
+        ((sbyte)act[7]).Should().Be(-2);
+        BitConverter.ToInt16(act, 4 + 256).Should().Be(-127 + 2 + 4 - 2);  // bsums[0]
+        BitConverter.ToInt16(act, 4 + 256 + 2).Should().Be(100);           // bsums[1]
+    }
+
+    [Fact]
+    public void F16_conversions_are_exact_for_every_bit_pattern()
+    {
+        var f = RowFormats.For(GgmlType.F16);
+        var bits = new byte[65536 * 2];
+        for (int i = 0; i < 65536; i++) BitConverter.TryWriteBytes(bits.AsSpan(2 * i), (ushort)i);
+        var a = new float[65536];
+        var b = new float[65536];
+        f.DequantizeRowReference(bits, a);
+        f.DequantizeRow(bits, b);
+        for (int i = 0; i < 65536; i++)
+        {
+            float expected = (float)BitConverter.UInt16BitsToHalf((ushort)i);
+            if (float.IsNaN(expected)) { float.IsNaN(a[i]).Should().BeTrue(); continue; }
+            BitConverter.SingleToInt32Bits(a[i]).Should().Be(BitConverter.SingleToInt32Bits(expected), $"half 0x{i:x4}");
+            BitConverter.SingleToInt32Bits(b[i]).Should().Be(BitConverter.SingleToInt32Bits(expected), $"half 0x{i:x4}");
+        }
+    }
 }

@@ -47,7 +47,7 @@ public sealed unsafe class IQ4_NLFormat : RowFormat
         var kv = BlockIQ4_NL.KValues;
         for (int i = 0; i < k / BlockIQ4_NL.QK; i++, dst += BlockIQ4_NL.QK)
         {
-            float d = (float)x[i].D;
+            float d = Fp16.ToSingle(x[i].D);
             for (int j = 0; j < 16; j++)
             {
                 dst[j] = d * kv[x[i].Qs[j] & 0xF];
@@ -61,7 +61,7 @@ public sealed unsafe class IQ4_NLFormat : RowFormat
         if (!Avx2.IsSupported) { DequantizeReferenceCore(row, dst, k); return; }
         var x = (BlockIQ4_NL*)row;
         for (int i = 0; i < k / BlockIQ4_NL.QK; i++, dst += BlockIQ4_NL.QK)
-            Q4_0Format.Store32(BlockIQ4_NL.Lookup32(x[i].Qs), Vector256.Create((float)x[i].D), dst);
+            Q4_0Format.Store32(BlockIQ4_NL.Lookup32(x[i].Qs), Vector256.Create(Fp16.ToSingle(x[i].D)), dst);
     }
 
     /// <summary>ggml_vec_dot_iq4_nl_q8_0_generic.</summary>
@@ -73,7 +73,7 @@ public sealed unsafe class IQ4_NLFormat : RowFormat
         float sumf = 0;
         for (int ib = 0; ib < k / BlockIQ4_NL.QK; ib++)
         {
-            float d = (float)y[ib].D * (float)x[ib].D;
+            float d = Fp16.ToSingle(y[ib].D) * Fp16.ToSingle(x[ib].D);
             int sumi1 = 0, sumi2 = 0;
             for (int j = 0; j < 16; j++)
             {
@@ -94,7 +94,7 @@ public sealed unsafe class IQ4_NLFormat : RowFormat
         for (int ib = 0; ib < k / BlockIQ4_NL.QK; ib++)
         {
             var p = Simd.DotI8I8(BlockIQ4_NL.Lookup32(x[ib].Qs), Vector256.Load(y[ib].Qs));
-            acc = Fma.MultiplyAdd(Vector256.Create((float)y[ib].D * (float)x[ib].D), Avx.ConvertToVector256Single(p), acc);
+            acc = Fma.MultiplyAdd(Vector256.Create(Fp16.ToSingle(y[ib].D) * Fp16.ToSingle(x[ib].D)), Avx.ConvertToVector256Single(p), acc);
         }
         return Simd.HSum(acc);
     }

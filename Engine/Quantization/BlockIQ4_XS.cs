@@ -34,7 +34,7 @@ public sealed unsafe class IQ4_XSFormat : RowFormat
         for (int i = 0; i < k / QK_K; i++)
         {
             byte* qs = x[i].Qs;
-            float d = (float)x[i].D;
+            float d = Fp16.ToSingle(x[i].D);
             for (int ib = 0; ib < QK_K / 32; ib++, y += 32, qs += 16)
             {
                 float dl = d * x[i].Scale(ib);
@@ -53,7 +53,7 @@ public sealed unsafe class IQ4_XSFormat : RowFormat
         var x = (BlockIQ4_XS*)row;
         for (int i = 0; i < k / QK_K; i++)
         {
-            float d = (float)x[i].D;
+            float d = Fp16.ToSingle(x[i].D);
             for (int ib = 0; ib < QK_K / 32; ib++, y += 32)
                 Q4_0Format.Store32(BlockIQ4_NL.Lookup32(x[i].Qs + 16 * ib), Vector256.Create(d * x[i].Scale(ib)), y);
         }
@@ -68,7 +68,7 @@ public sealed unsafe class IQ4_XSFormat : RowFormat
         float sumf = 0;
         for (int ibl = 0; ibl < k / QK_K; ibl++)
         {
-            float d4d8 = (float)x[ibl].D * y[ibl].D;
+            float d4d8 = Fp16.ToSingle(x[ibl].D) * y[ibl].D;
             byte* qs = x[ibl].Qs;
             sbyte* q8 = y[ibl].Qs;
             for (int ib = 0; ib < QK_K / 32; ib++, qs += 16, q8 += 32)
@@ -100,7 +100,7 @@ public sealed unsafe class IQ4_XSFormat : RowFormat
                 var p = Simd.DotI8I8(BlockIQ4_NL.Lookup32(x[ibl].Qs + 16 * ib), Vector256.Load(y[ibl].Qs + 32 * ib));
                 sumi += Avx2.MultiplyLow(p, Vector256.Create(x[ibl].Scale(ib)));
             }
-            acc = Fma.MultiplyAdd(Vector256.Create((float)x[ibl].D * y[ibl].D), Avx.ConvertToVector256Single(sumi), acc);
+            acc = Fma.MultiplyAdd(Vector256.Create(Fp16.ToSingle(x[ibl].D) * y[ibl].D), Avx.ConvertToVector256Single(sumi), acc);
         }
         return Simd.HSum(acc);
     }

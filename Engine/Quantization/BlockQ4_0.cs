@@ -53,7 +53,7 @@ public sealed unsafe class Q4_0Format : RowFormat, IWeightQuantizer
         var x = (BlockQ4_0*)row;
         for (int i = 0; i < k / BlockQ4_0.QK; i++, dst += BlockQ4_0.QK)
         {
-            float d = (float)x[i].D;
+            float d = Fp16.ToSingle(x[i].D);
             for (int j = 0; j < BlockQ4_0.QK / 2; j++)
             {
                 dst[j] = ((x[i].Qs[j] & 0x0F) - 8) * d;
@@ -68,7 +68,7 @@ public sealed unsafe class Q4_0Format : RowFormat, IWeightQuantizer
         var x = (BlockQ4_0*)row;
         for (int i = 0; i < k / BlockQ4_0.QK; i++, dst += BlockQ4_0.QK)
         {
-            var d = Vector256.Create((float)x[i].D);
+            var d = Vector256.Create(Fp16.ToSingle(x[i].D));
             var q = (Simd.Nibbles32(x[i].Qs) - Vector256.Create((byte)8)).AsSByte();
             Store32(q, d, dst);
         }
@@ -103,7 +103,7 @@ public sealed unsafe class Q4_0Format : RowFormat, IWeightQuantizer
                 sumi1 += v1 * y[ib].Qs[j + 16];
             }
             int sumi = sumi0 + sumi1;
-            sumf += sumi * (float)x[ib].D * (float)y[ib].D;
+            sumf += sumi * Fp16.ToSingle(x[ib].D) * Fp16.ToSingle(y[ib].D);
         }
         return sumf;
     }
@@ -124,14 +124,14 @@ public sealed unsafe class Q4_0Format : RowFormat, IWeightQuantizer
                 var q1 = (Simd.Nibbles32(x[ib + 1].Qs) - off).AsSByte();
                 var p0 = Simd.DotI8I8(q0, Vector256.Load(y[ib].Qs));
                 var p1 = Simd.DotI8I8(q1, Vector256.Load(y[ib + 1].Qs));
-                acc0 = Fma.MultiplyAdd(Vector256.Create((float)x[ib].D * (float)y[ib].D), Avx.ConvertToVector256Single(p0), acc0);
-                acc1 = Fma.MultiplyAdd(Vector256.Create((float)x[ib + 1].D * (float)y[ib + 1].D), Avx.ConvertToVector256Single(p1), acc1);
+                acc0 = Fma.MultiplyAdd(Vector256.Create(Fp16.ToSingle(x[ib].D) * Fp16.ToSingle(y[ib].D)), Avx.ConvertToVector256Single(p0), acc0);
+                acc1 = Fma.MultiplyAdd(Vector256.Create(Fp16.ToSingle(x[ib + 1].D) * Fp16.ToSingle(y[ib + 1].D)), Avx.ConvertToVector256Single(p1), acc1);
             }
             if (ib < nb)
             {
                 var q = (Simd.Nibbles32(x[ib].Qs) - off).AsSByte();
                 var p = Simd.DotI8I8(q, Vector256.Load(y[ib].Qs));
-                acc0 = Fma.MultiplyAdd(Vector256.Create((float)x[ib].D * (float)y[ib].D), Avx.ConvertToVector256Single(p), acc0);
+                acc0 = Fma.MultiplyAdd(Vector256.Create(Fp16.ToSingle(x[ib].D) * Fp16.ToSingle(y[ib].D)), Avx.ConvertToVector256Single(p), acc0);
             }
             return Simd.HSum(acc0 + acc1);
         }
@@ -146,7 +146,7 @@ public sealed unsafe class Q4_0Format : RowFormat, IWeightQuantizer
                 var lo = ((raw & mask) - off).AsSByte();
                 var hi = ((Vector128.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & mask) - off).AsSByte();
                 var p = Simd.DotI8I8(lo, Vector128.Load(y[ib].Qs)) + Simd.DotI8I8(hi, Vector128.Load(y[ib].Qs + 16));
-                sumf += Vector128.Sum(p) * (float)x[ib].D * (float)y[ib].D;
+                sumf += Vector128.Sum(p) * Fp16.ToSingle(x[ib].D) * Fp16.ToSingle(y[ib].D);
             }
             return sumf;
         }

@@ -58,7 +58,7 @@ public sealed unsafe class Q4_1Format : RowFormat, IWeightQuantizer
         var x = (BlockQ4_1*)row;
         for (int i = 0; i < k / BlockQ4_1.QK; i++, dst += BlockQ4_1.QK)
         {
-            float d = (float)x[i].D, m = (float)x[i].M;
+            float d = Fp16.ToSingle(x[i].D), m = Fp16.ToSingle(x[i].M);
             for (int j = 0; j < 16; j++)
             {
                 dst[j] = (x[i].Qs[j] & 0x0F) * d + m;
@@ -72,7 +72,7 @@ public sealed unsafe class Q4_1Format : RowFormat, IWeightQuantizer
         if (!Avx2.IsSupported) { DequantizeReferenceCore(row, dst, k); return; }
         var x = (BlockQ4_1*)row;
         for (int i = 0; i < k / BlockQ4_1.QK; i++, dst += BlockQ4_1.QK)
-            Q5_1Format.StoreAffine(Simd.Nibbles32(x[i].Qs), (float)x[i].D, (float)x[i].M, dst);
+            Q5_1Format.StoreAffine(Simd.Nibbles32(x[i].Qs), Fp16.ToSingle(x[i].D), Fp16.ToSingle(x[i].M), dst);
     }
 
     /// <summary>ggml_vec_dot_q4_1_q8_1_generic.</summary>
@@ -90,7 +90,7 @@ public sealed unsafe class Q4_1Format : RowFormat, IWeightQuantizer
                 sumi1 += (x[ib].Qs[j] >> 4) * y[ib].Qs[j + 16];
             }
             int sumi = sumi0 + sumi1;
-            sumf += ((float)x[ib].D * (float)y[ib].D) * sumi + (float)x[ib].M * (float)y[ib].S;
+            sumf += (Fp16.ToSingle(x[ib].D) * Fp16.ToSingle(y[ib].D)) * sumi + Fp16.ToSingle(x[ib].M) * Fp16.ToSingle(y[ib].S);
         }
         return sumf;
     }
@@ -104,9 +104,9 @@ public sealed unsafe class Q4_1Format : RowFormat, IWeightQuantizer
         float summs = 0;
         for (int ib = 0; ib < k / BlockQ4_1.QK; ib++)
         {
-            summs += (float)x[ib].M * (float)y[ib].S;
+            summs += Fp16.ToSingle(x[ib].M) * Fp16.ToSingle(y[ib].S);
             var p = Simd.DotU8I8(Simd.Nibbles32(x[ib].Qs), Vector256.Load(y[ib].Qs));
-            acc = Fma.MultiplyAdd(Vector256.Create((float)x[ib].D * (float)y[ib].D), Avx.ConvertToVector256Single(p), acc);
+            acc = Fma.MultiplyAdd(Vector256.Create(Fp16.ToSingle(x[ib].D) * Fp16.ToSingle(y[ib].D)), Avx.ConvertToVector256Single(p), acc);
         }
         return Simd.HSum(acc) + summs;
     }

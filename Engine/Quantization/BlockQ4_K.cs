@@ -89,9 +89,9 @@ public sealed unsafe class Q4_KFormat : RowFormat, IWeightQuantizer
                 for (int j = 0; j < QK_K / 32; j++)
                 {
                     ScaleMinK4(j, y[i].Scales, out byte sc, out byte m);
-                    float d = (float)y[i].D * sc;
+                    float d = Fp16.ToSingle(y[i].D) * sc;
                     if (d == 0) continue;
-                    float dm = (float)y[i].DMin * m;
+                    float dm = Fp16.ToSingle(y[i].DMin) * m;
                     for (int ii = 0; ii < 32; ii++)
                         L[32 * j + ii] = (byte)Math.Max(0, Math.Min(15, NearestInt((x[32 * j + ii] + dm) / d)));
                 }
@@ -110,7 +110,7 @@ public sealed unsafe class Q4_KFormat : RowFormat, IWeightQuantizer
         for (int i = 0; i < k / QK_K; i++)
         {
             byte* q = x[i].Qs;
-            float d = (float)x[i].D, min = (float)x[i].DMin;
+            float d = Fp16.ToSingle(x[i].D), min = Fp16.ToSingle(x[i].DMin);
             for (int j = 0, s = 0; j < QK_K; j += 64, q += 32, s += 2)
             {
                 ScaleMinK4(s, x[i].Scales, out byte sc, out byte m);
@@ -129,7 +129,7 @@ public sealed unsafe class Q4_KFormat : RowFormat, IWeightQuantizer
         var x = (BlockQ4_K*)row;
         for (int i = 0; i < k / QK_K; i++)
         {
-            float d = (float)x[i].D, min = (float)x[i].DMin;
+            float d = Fp16.ToSingle(x[i].D), min = Fp16.ToSingle(x[i].DMin);
             for (int s = 0; s < 8; s += 2, y += 64)
             {
                 ScaleMinK4(s, x[i].Scales, out byte sc, out byte m);
@@ -192,9 +192,9 @@ public sealed unsafe class Q4_KFormat : RowFormat, IWeightQuantizer
                 for (int g = 0; g < 4; g++, q8 += 8, a += 8)
                     for (int l = 0; l < 8; l++) aux32[l] += scale * (short)(q8[l] * a[l]);
             }
-            float d = (float)x[i].D * y[i].D;
+            float d = Fp16.ToSingle(x[i].D) * y[i].D;
             for (int l = 0; l < 8; l++) sums[l] += d * aux32[l];
-            float dmin = (float)x[i].DMin * y[i].D;
+            float dmin = Fp16.ToSingle(x[i].DMin) * y[i].D;
             sumf -= dmin * sumi;
         }
         for (int l = 0; l < 8; l++) sumf += sums[l];
@@ -210,8 +210,8 @@ public sealed unsafe class Q4_KFormat : RowFormat, IWeightQuantizer
         Vector256<float> acc = default, accMin = default;
         for (int i = 0; i < k / QK_K; i++)
         {
-            float d = (float)x[i].D * y[i].D;
-            float dmin = -(float)x[i].DMin * y[i].D;
+            float d = Fp16.ToSingle(x[i].D) * y[i].D;
+            float dmin = -Fp16.ToSingle(x[i].DMin) * y[i].D;
             BlockQ4_K.UnpackScales(x[i].Scales, out ulong scales, out ulong mins);
 
             // Min term: each min covers two 16-element bsums, so duplicate every min byte and multiply-add pairs.

@@ -59,7 +59,7 @@ public sealed unsafe class Q5_0Format : RowFormat, IWeightQuantizer
         var x = (BlockQ5_0*)row;
         for (int i = 0; i < k / BlockQ5_0.QK; i++, dst += BlockQ5_0.QK)
         {
-            float d = (float)x[i].D;
+            float d = Fp16.ToSingle(x[i].D);
             uint qh = Unsafe.ReadUnaligned<uint>(x[i].Qh);
             for (int j = 0; j < 16; j++)
             {
@@ -85,7 +85,7 @@ public sealed unsafe class Q5_0Format : RowFormat, IWeightQuantizer
         if (!Avx2.IsSupported) { DequantizeReferenceCore(row, dst, k); return; }
         var x = (BlockQ5_0*)row;
         for (int i = 0; i < k / BlockQ5_0.QK; i++, dst += BlockQ5_0.QK)
-            Q4_0Format.Store32(Quants(x + i), Vector256.Create((float)x[i].D), dst);
+            Q4_0Format.Store32(Quants(x + i), Vector256.Create(Fp16.ToSingle(x[i].D)), dst);
     }
 
     /// <summary>ggml_vec_dot_q5_0_q8_0_generic.</summary>
@@ -108,7 +108,7 @@ public sealed unsafe class Q5_0Format : RowFormat, IWeightQuantizer
                 sumi1 += x1 * y[ib].Qs[j + 16];
             }
             int sumi = sumi0 + sumi1;
-            sumf += ((float)x[ib].D * (float)y[ib].D) * sumi;
+            sumf += (Fp16.ToSingle(x[ib].D) * Fp16.ToSingle(y[ib].D)) * sumi;
         }
         return sumf;
     }
@@ -122,7 +122,7 @@ public sealed unsafe class Q5_0Format : RowFormat, IWeightQuantizer
         for (int ib = 0; ib < k / BlockQ5_0.QK; ib++)
         {
             var p = Simd.DotI8I8(Quants(x + ib), Vector256.Load(y[ib].Qs));
-            acc = Fma.MultiplyAdd(Vector256.Create((float)x[ib].D * (float)y[ib].D), Avx.ConvertToVector256Single(p), acc);
+            acc = Fma.MultiplyAdd(Vector256.Create(Fp16.ToSingle(x[ib].D) * Fp16.ToSingle(y[ib].D)), Avx.ConvertToVector256Single(p), acc);
         }
         return Simd.HSum(acc);
     }

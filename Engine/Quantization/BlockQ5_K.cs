@@ -74,9 +74,9 @@ public sealed unsafe class Q5_KFormat : RowFormat, IWeightQuantizer
                 for (int j = 0; j < QK_K / 32; j++)
                 {
                     ScaleMinK4(j, y[i].Scales, out byte sc, out byte m);
-                    float d = (float)y[i].D * sc;
+                    float d = Fp16.ToSingle(y[i].D) * sc;
                     if (d == 0) continue;
-                    float dm = (float)y[i].DMin * m;
+                    float dm = Fp16.ToSingle(y[i].DMin) * m;
                     for (int ii = 0; ii < 32; ii++)
                         L[32 * j + ii] = (byte)Math.Max(0, Math.Min(31, NearestInt((x[32 * j + ii] + dm) / d)));
                 }
@@ -105,7 +105,7 @@ public sealed unsafe class Q5_KFormat : RowFormat, IWeightQuantizer
         {
             byte* ql = x[i].Qs;
             byte* qh = x[i].Qh;
-            float d = (float)x[i].D, min = (float)x[i].DMin;
+            float d = Fp16.ToSingle(x[i].D), min = Fp16.ToSingle(x[i].DMin);
             byte u1 = 1, u2 = 2;
             for (int j = 0, s = 0; j < QK_K; j += 64, ql += 32, s += 2, u1 <<= 2, u2 <<= 2)
             {
@@ -138,7 +138,7 @@ public sealed unsafe class Q5_KFormat : RowFormat, IWeightQuantizer
         var x = (BlockQ5_K*)row;
         for (int i = 0; i < k / QK_K; i++)
         {
-            float d = (float)x[i].D, min = (float)x[i].DMin;
+            float d = Fp16.ToSingle(x[i].D), min = Fp16.ToSingle(x[i].DMin);
             for (int p = 0; p < 4; p++, y += 64)
             {
                 ScaleMinK4(2 * p, x[i].Scales, out byte sc, out byte m);
@@ -189,9 +189,9 @@ public sealed unsafe class Q5_KFormat : RowFormat, IWeightQuantizer
                 for (int g = 0; g < 4; g++, q8 += 8, a += 8)
                     for (int l = 0; l < 8; l++) aux32[l] += scale * (short)(q8[l] * a[l]);
             }
-            float d = (float)x[i].D * y[i].D;
+            float d = Fp16.ToSingle(x[i].D) * y[i].D;
             for (int l = 0; l < 8; l++) sums[l] += d * aux32[l];
-            float dmin = (float)x[i].DMin * y[i].D;
+            float dmin = Fp16.ToSingle(x[i].DMin) * y[i].D;
             sumf -= dmin * sumi;
         }
         for (int l = 0; l < 8; l++) sumf += sums[l];
@@ -206,8 +206,8 @@ public sealed unsafe class Q5_KFormat : RowFormat, IWeightQuantizer
         Vector256<float> acc = default, accMin = default;
         for (int i = 0; i < k / QK_K; i++)
         {
-            float d = (float)x[i].D * y[i].D;
-            float dmin = -(float)x[i].DMin * y[i].D;
+            float d = Fp16.ToSingle(x[i].D) * y[i].D;
+            float dmin = -Fp16.ToSingle(x[i].DMin) * y[i].D;
             BlockQ4_K.UnpackScales(x[i].Scales, out ulong scales, out ulong mins);
             var m8 = Vector128.CreateScalar(mins).AsByte();
             var mins16 = Avx2.ConvertToVector256Int16(Sse2.UnpackLow(m8, m8));

@@ -54,7 +54,7 @@ public sealed unsafe class Q6_KFormat : RowFormat, IWeightQuantizer
                     y[i].Scales[ib] = (sbyte)Math.Min(127, NearestInt(iscale * scales[ib]));
                 for (int j = 0; j < QK_K / 16; j++)
                 {
-                    float d = (float)y[i].D * y[i].Scales[j];
+                    float d = Fp16.ToSingle(y[i].D) * y[i].Scales[j];
                     if (d == 0) continue;
                     for (int ii = 0; ii < 16; ii++)
                     {
@@ -83,7 +83,7 @@ public sealed unsafe class Q6_KFormat : RowFormat, IWeightQuantizer
         var x = (BlockQ6_K*)row;
         for (int i = 0; i < k / QK_K; i++)
         {
-            float d = (float)x[i].D;
+            float d = Fp16.ToSingle(x[i].D);
             byte* ql = x[i].Ql;
             byte* qh = x[i].Qh;
             sbyte* sc = x[i].Scales;
@@ -123,7 +123,7 @@ public sealed unsafe class Q6_KFormat : RowFormat, IWeightQuantizer
         var x = (BlockQ6_K*)row;
         for (int i = 0; i < k / QK_K; i++)
         {
-            float d = (float)x[i].D;
+            float d = Fp16.ToSingle(x[i].D);
             for (int half = 0; half < 2; half++, y += 128)
             {
                 sbyte* sc = x[i].Scales + 8 * half;
@@ -179,7 +179,7 @@ public sealed unsafe class Q6_KFormat : RowFormat, IWeightQuantizer
                 for (int g = 0; g < 2; g++, q8 += 8, a += 8)
                     for (int l = 0; l < 8; l++) aux32[l] += scale * (short)(q8[l] * a[l]);
             }
-            float d = (float)x[i].D * y[i].D;
+            float d = Fp16.ToSingle(x[i].D) * y[i].D;
             for (int l = 0; l < 8; l++) sums[l] += d * aux32[l];
         }
         float sumf = 0;
@@ -207,7 +207,7 @@ public sealed unsafe class Q6_KFormat : RowFormat, IWeightQuantizer
                 sumi += Group(q0, q8, sc[0], sc[1]) + Group(q1, q8 + 32, sc[2], sc[3])
                       + Group(q2, q8 + 64, sc[4], sc[5]) + Group(q3, q8 + 96, sc[6], sc[7]);
             }
-            acc = Fma.MultiplyAdd(Vector256.Create((float)x[i].D * y[i].D), Avx.ConvertToVector256Single(sumi), acc);
+            acc = Fma.MultiplyAdd(Vector256.Create(Fp16.ToSingle(x[i].D) * y[i].D), Avx.ConvertToVector256Single(sumi), acc);
         }
         return Simd.HSum(acc);
 

@@ -49,7 +49,7 @@ public sealed unsafe class Q8_0Format : RowFormat, IWeightQuantizer
         var x = (BlockQ8_0*)row;
         for (int i = 0; i < k / BlockQ8_0.QK; i++)
         {
-            float d = (float)x[i].D;
+            float d = Fp16.ToSingle(x[i].D);
             for (int j = 0; j < BlockQ8_0.QK; j++) dst[i * BlockQ8_0.QK + j] = x[i].Qs[j] * d;
         }
     }
@@ -60,7 +60,7 @@ public sealed unsafe class Q8_0Format : RowFormat, IWeightQuantizer
         var x = (BlockQ8_0*)row;
         for (int i = 0; i < k / BlockQ8_0.QK; i++, dst += BlockQ8_0.QK)
         {
-            var d = Vector256.Create((float)x[i].D);
+            var d = Vector256.Create(Fp16.ToSingle(x[i].D));
             var q = Vector256.Load(x[i].Qs);
             var (s0, s1) = Vector256.Widen(q);
             var (i0, i1) = Vector256.Widen(s0);
@@ -82,7 +82,7 @@ public sealed unsafe class Q8_0Format : RowFormat, IWeightQuantizer
         {
             int sumi = 0;
             for (int j = 0; j < BlockQ8_0.QK; j++) sumi += x[ib].Qs[j] * y[ib].Qs[j];
-            sumf += sumi * ((float)x[ib].D * (float)y[ib].D);
+            sumf += sumi * (Fp16.ToSingle(x[ib].D) * Fp16.ToSingle(y[ib].D));
         }
         return sumf;
     }
@@ -101,13 +101,13 @@ public sealed unsafe class Q8_0Format : RowFormat, IWeightQuantizer
             {
                 var p0 = Simd.DotI8I8(Vector256.Load(x[ib].Qs), Vector256.Load(y[ib].Qs));
                 var p1 = Simd.DotI8I8(Vector256.Load(x[ib + 1].Qs), Vector256.Load(y[ib + 1].Qs));
-                acc0 = Fma.MultiplyAdd(Vector256.Create((float)x[ib].D * (float)y[ib].D), Avx.ConvertToVector256Single(p0), acc0);
-                acc1 = Fma.MultiplyAdd(Vector256.Create((float)x[ib + 1].D * (float)y[ib + 1].D), Avx.ConvertToVector256Single(p1), acc1);
+                acc0 = Fma.MultiplyAdd(Vector256.Create(Fp16.ToSingle(x[ib].D) * Fp16.ToSingle(y[ib].D)), Avx.ConvertToVector256Single(p0), acc0);
+                acc1 = Fma.MultiplyAdd(Vector256.Create(Fp16.ToSingle(x[ib + 1].D) * Fp16.ToSingle(y[ib + 1].D)), Avx.ConvertToVector256Single(p1), acc1);
             }
             if (ib < nb)
             {
                 var p = Simd.DotI8I8(Vector256.Load(x[ib].Qs), Vector256.Load(y[ib].Qs));
-                acc0 = Fma.MultiplyAdd(Vector256.Create((float)x[ib].D * (float)y[ib].D), Avx.ConvertToVector256Single(p), acc0);
+                acc0 = Fma.MultiplyAdd(Vector256.Create(Fp16.ToSingle(x[ib].D) * Fp16.ToSingle(y[ib].D)), Avx.ConvertToVector256Single(p), acc0);
             }
             return Simd.HSum(acc0 + acc1);
         }
@@ -118,7 +118,7 @@ public sealed unsafe class Q8_0Format : RowFormat, IWeightQuantizer
             {
                 var p = Simd.DotI8I8(Vector128.Load(x[ib].Qs), Vector128.Load(y[ib].Qs))
                       + Simd.DotI8I8(Vector128.Load(x[ib].Qs + 16), Vector128.Load(y[ib].Qs + 16));
-                sumf += Vector128.Sum(p) * ((float)x[ib].D * (float)y[ib].D);
+                sumf += Vector128.Sum(p) * (Fp16.ToSingle(x[ib].D) * Fp16.ToSingle(y[ib].D));
             }
             return sumf;
         }

@@ -6,8 +6,19 @@ namespace Engine.Quantization;
 /// <summary>IEEE half and bfloat16 conversions, scalar and vector, rounding as ggml does.</summary>
 internal static unsafe class Fp16
 {
+    /// <summary>Exact half to float without branches: the same rebias-by-multiply as the vector version below
+    /// (System.Half's conversion is several times slower, and the kernels convert one or two scales per block).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float ToSingle(ushort h) => (float)BitConverter.UInt16BitsToHalf(h);
+    public static float ToSingle(ushort h)
+    {
+        uint em = (uint)(h & 0x7fff) << 13;
+        uint bits = (h & 0x7c00) == 0x7c00 ? em | 0x7f800000u : BitConverter.SingleToUInt32Bits(BitConverter.UInt32BitsToSingle(em) * 5.192296858534828e33f);
+        return BitConverter.UInt32BitsToSingle(bits | ((uint)(h & 0x8000) << 16));
+    }
+
+    /// <summary>A block's f16 scale as float.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float ToSingle(Half h) => ToSingle(BitConverter.HalfToUInt16Bits(h));
 
     /// <summary>Round to nearest even, like F16C / GGML_FP32_TO_FP16.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
