@@ -52,6 +52,8 @@ public interface IBackend : IDisposable
     void Add(ActivationBuffer x, ActivationBuffer y, int length);
     /// <summary>Copies `length` values starting at `offset` into dst (logits out, observers).</summary>
     void Read(ActivationBuffer x, int offset, Span<float> dst);
+    /// <summary>Copies values into x starting at `offset` (tests, observers that replace an intermediate).</summary>
+    void Write(ActivationBuffer x, int offset, ReadOnlySpan<float> values);
     /// <summary>Copies src[offset..] into `length` values of dst starting at dstOffset (e.g. the last row).</summary>
     void Copy(ActivationBuffer src, int srcOffset, ActivationBuffer dst, int dstOffset, int length);
 }

@@ -156,6 +156,8 @@ public sealed class CpuBackend : IBackend
 
     public void Read(ActivationBuffer x, int offset, Span<float> dst) => D(x).AsSpan(offset, dst.Length).CopyTo(dst);
 
+    public void Write(ActivationBuffer x, int offset, ReadOnlySpan<float> values) => values.CopyTo(D(x).AsSpan(offset, values.Length));
+
     public void Copy(ActivationBuffer src, int srcOffset, ActivationBuffer dst, int dstOffset, int length) =>
         D(src).AsSpan(srcOffset, length).CopyTo(D(dst).AsSpan(dstOffset, length));
 
