@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using Engine.Formats;
 
 namespace Engine.Models;
@@ -46,26 +45,15 @@ public sealed class WeightLoader(ITensorSource source)
     static ModelFormatException MissingTensor(string name, string shape) =>
         new(FormatErrorKind.MissingKey, $"required tensor '{name}' {shape} is missing", field: name);
 
-    /// <summary>Converts a small float tensor (F32, F16, BF16) to float32.</summary>
+    /// <summary>Converts a small float tensor (F32, F16, BF16) to float32 with the same row conversion the
+    /// matmuls use (Engine.Quantization's float formats).</summary>
     public static float[] ToFloats(TensorView view)
     {
-        var bytes = view.Bytes;
+        if (view.Type is not (GgmlType.F32 or GgmlType.F16 or GgmlType.BF16))
+            throw new ModelFormatException(FormatErrorKind.UnknownTensorType, $"tensor '{view.Name}' must be F32, F16 or BF16",
+                field: view.Name, actual: view.Type.ToString());
         var result = new float[view.ElementCount];
-        switch (view.Type)
-        {
-            case GgmlType.F32: MemoryMarshal.Cast<byte, float>(bytes).CopyTo(result); break;
-            case GgmlType.F16:
-                var halves = MemoryMarshal.Cast<byte, Half>(bytes);
-                for (int i = 0; i < result.Length; i++) result[i] = (float)halves[i];
-                break;
-            case GgmlType.BF16:
-                var raw = MemoryMarshal.Cast<byte, ushort>(bytes);
-                for (int i = 0; i < result.Length; i++) result[i] = BitConverter.Int32BitsToSingle(raw[i] << 16);
-                break;
-            default:
-                throw new ModelFormatException(FormatErrorKind.UnknownTensorType, $"tensor '{view.Name}' must be F32, F16 or BF16",
-                    field: view.Name, actual: view.Type.ToString());
-        }
+        Engine.Quantization.RowFormats.For(view.Type).DequantizeRow(view.Bytes, result);
         return result;
     }
 }
