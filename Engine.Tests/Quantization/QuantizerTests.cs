@@ -85,19 +85,41 @@ public class QuantizerTests
     }
 
     [Fact]
-    public void Q8_0_rounds_halves_away_from_zero_like_roundf()
+    public void Q8_0_weight_quantizer_rounds_halves_away_from_zero_like_roundf()
     {
         // amax 127 gives d = 1 exactly, so x * id is x itself.
         var x = new float[32];
         x[0] = 127; x[1] = 2.5f; x[2] = -2.5f; x[3] = 0.5f; x[4] = -0.49f;
-        var act = new byte[34];
-        RowFormats.For(GgmlType.Q8_0).QuantizeActivations(x, act);
-        ((float)BitConverter.ToHalf(act, 0)).Should().Be(1f);
-        ((sbyte)act[2]).Should().Be(127);
-        ((sbyte)act[3]).Should().Be(3);
-        ((sbyte)act[4]).Should().Be(-3);
-        ((sbyte)act[5]).Should().Be(1);
-        ((sbyte)act[6]).Should().Be(0);
+        var q = new byte[34];
+        RowFormats.QuantizerFor(GgmlType.Q8_0)!.QuantizeRowReference(x, q);
+        ((float)BitConverter.ToHalf(q, 0)).Should().Be(1f);
+        ((sbyte)q[2]).Should().Be(127);
+        ((sbyte)q[3]).Should().Be(3);
+        ((sbyte)q[4]).Should().Be(-3);
+        ((sbyte)q[5]).Should().Be(1);
+        ((sbyte)q[6]).Should().Be(0);
+    }
+
+    /// <summary>Activations are quantized as llama.cpp's x86 backend does it (127/amax, halves to even), on every
+    /// path: the CI reruns this with AVX2 and all hardware intrinsics disabled.</summary>
+    [Theory]
+    [InlineData(GgmlType.Q8_0)]
+    [InlineData(GgmlType.Q4_1)]
+    public void Activation_quantizer_rounds_halves_to_even(GgmlType weightType)
+    {
+        var x = new float[64];
+        x[0] = 127; x[1] = 2.5f; x[2] = -2.5f; x[3] = 0.5f; x[4] = -0.49f; x[5] = 3.5f; x[6] = -1.5f;
+        x[32] = -63.5f; x[33] = 31.75f;
+        var format = RowFormats.For(weightType);
+        var act = new byte[format.ActivationBytes(64)];
+        format.QuantizeActivations(x, act);
+        var back = new float[64];
+        Activations.Dequantize(format.ActivationType, act, back);
+        back.AsSpan(0, 7).ToArray().Should().Equal(127f, 2f, -2f, 0f, 0f, 4f, -2f);
+        // Second block: amax 63.5, so x * 127/amax = 2x; 31.75 -> 63.5 -> 64 (even), -63.5 -> -127.
+        float d = (float)(Half)(63.5f / 127);
+        back[32].Should().Be(-127 * d);
+        back[33].Should().Be(64 * d);
     }
 
     [Fact]

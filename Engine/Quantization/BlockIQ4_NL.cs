@@ -39,7 +39,7 @@ public sealed unsafe class IQ4_NLFormat : RowFormat
     public static readonly IQ4_NLFormat Instance = new();
     IQ4_NLFormat() : base(GgmlType.IQ4_NL, GgmlType.Q8_0) { }
 
-    private protected override void QuantizeActivationsCore(float* x, byte* dst, int k) => Q8_0Format.Quantize(x, (BlockQ8_0*)dst, k);
+    private protected override void QuantizeActivationsCore(float* x, byte* dst, int k) => Q8_0Format.QuantizeActivations(x, (BlockQ8_0*)dst, k);
 
     private protected override void DequantizeReferenceCore(byte* row, float* dst, int k)
     {

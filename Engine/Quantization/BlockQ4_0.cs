@@ -46,7 +46,7 @@ public sealed unsafe class Q4_0Format : RowFormat, IWeightQuantizer
         }
     }
 
-    private protected override void QuantizeActivationsCore(float* x, byte* dst, int k) => Q8_0Format.Quantize(x, (BlockQ8_0*)dst, k);
+    private protected override void QuantizeActivationsCore(float* x, byte* dst, int k) => Q8_0Format.QuantizeActivations(x, (BlockQ8_0*)dst, k);
 
     private protected override void DequantizeReferenceCore(byte* row, float* dst, int k)
     {

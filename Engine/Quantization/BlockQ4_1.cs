@@ -51,7 +51,7 @@ public sealed unsafe class Q4_1Format : RowFormat, IWeightQuantizer
         }
     }
 
-    private protected override void QuantizeActivationsCore(float* x, byte* dst, int k) => BlockQ8_1.Quantize(x, (BlockQ8_1*)dst, k);
+    private protected override void QuantizeActivationsCore(float* x, byte* dst, int k) => BlockQ8_1.QuantizeActivations(x, (BlockQ8_1*)dst, k);
 
     private protected override void DequantizeReferenceCore(byte* row, float* dst, int k)
     {

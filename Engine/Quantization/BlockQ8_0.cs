@@ -20,8 +20,8 @@ public sealed unsafe class Q8_0Format : RowFormat, IWeightQuantizer
     public static readonly Q8_0Format Instance = new();
     Q8_0Format() : base(GgmlType.Q8_0, GgmlType.Q8_0) { }
 
-    /// <summary>quantize_row_q8_0_ref: d = amax/127, q = roundf(x/d) (halves away from zero). llama.cpp's
-    /// AVX build uses 127/amax and round-half-even instead; the two differ only on exact ties.</summary>
+    /// <summary>quantize_row_q8_0_ref, the weight quantizer llama-quantize uses: d = amax/127,
+    /// q = roundf(x/d) (halves away from zero).</summary>
     internal static void Quantize(float* x, BlockQ8_0* y, int k)
     {
         int nb = k / BlockQ8_0.QK;
@@ -36,13 +36,30 @@ public sealed unsafe class Q8_0Format : RowFormat, IWeightQuantizer
         }
     }
 
+    /// <summary>The activation quantizer of llama.cpp's x86 CPU backend (quantize_row_q8_0 built with AVX):
+    /// it multiplies by 127/amax rather than 1/d and rounds halves to even. That differs from
+    /// <see cref="Quantize"/> only on exact ties, but ties are common when an activation row has few
+    /// distinct values (a row of a 4-bit embedding after RMSNorm), and one flipped level early in the
+    /// network moves the logits well past rounding noise. Scalar and vector paths give identical bytes.</summary>
+    internal static void QuantizeActivations(float* x, BlockQ8_0* y, int k)
+    {
+        int nb = k / BlockQ8_0.QK;
+        for (int i = 0; i < nb; i++, x += BlockQ8_0.QK)
+        {
+            float amax = QuantMath.AbsMax32(x);
+            y[i].D = (Half)(amax / 127);
+            float id = amax != 0 ? 127f / amax : 0f;
+            QuantMath.ScaleRoundToInt8x32(x, id, y[i].Qs);
+        }
+    }
+
     public void QuantizeRowReference(ReadOnlySpan<float> x, Span<byte> dst)
     {
         if (x.Length % BlockQ8_0.QK != 0 || dst.Length < RowBytes(x.Length)) throw new ArgumentException("bad row length");
         fixed (float* s = x) fixed (byte* d = dst) Quantize(s, (BlockQ8_0*)d, x.Length);
     }
 
-    private protected override void QuantizeActivationsCore(float* x, byte* dst, int k) => Quantize(x, (BlockQ8_0*)dst, k);
+    private protected override void QuantizeActivationsCore(float* x, byte* dst, int k) => QuantizeActivations(x, (BlockQ8_0*)dst, k);
 
     private protected override void DequantizeReferenceCore(byte* row, float* dst, int k)
     {

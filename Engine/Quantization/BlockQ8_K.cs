@@ -73,4 +73,20 @@ public unsafe struct BlockQ8_1
             y[i].S = (Half)(sum * d);
         }
     }
+
+    /// <summary>quantize_row_q8_1 of llama.cpp's x86 backend: as <see cref="Q8_0Format.QuantizeActivations"/>
+    /// (127/amax, halves to even), plus s = fp16(d * sum).</summary>
+    internal static void QuantizeActivations(float* x, BlockQ8_1* y, int k)
+    {
+        for (int i = 0; i < k / QK; i++, x += QK)
+        {
+            float amax = QuantMath.AbsMax32(x);
+            float d = amax / 127;
+            y[i].D = (Half)d;
+            QuantMath.ScaleRoundToInt8x32(x, amax != 0 ? 127f / amax : 0f, y[i].Qs);
+            int sum = 0;
+            for (int j = 0; j < QK; j++) sum += y[i].Qs[j];
+            y[i].S = (Half)(d * sum);
+        }
+    }
 }

@@ -73,18 +73,16 @@ public sealed unsafe class F16Format : RowFormat
         float sum = 0;
         if (Simd.Avx2Fma)
         {
-            // Four independent accumulators hide the FMA latency (ggml uses the same GGML_F16_STEP of 32).
-            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-            for (; i + 32 <= k; i += 32)
+            // llama.cpp's order on an AVX-512 CPU (tinyBLAS with 16 float lanes, one fused multiply-add per
+            // lane per 16 elements, then _mm512_reduce_add_ps), kept in two 8-lane halves. The golden
+            // logits come from such a CPU; matching its order keeps us bit-exact with them everywhere.
+            Vector256<float> lo = default, hi = default;
+            for (; i + 16 <= k; i += 16)
             {
-                a0 = Fma.MultiplyAdd(Fp16.Load8(x + i), Fp16.Load8(y + i), a0);
-                a1 = Fma.MultiplyAdd(Fp16.Load8(x + i + 8), Fp16.Load8(y + i + 8), a1);
-                a2 = Fma.MultiplyAdd(Fp16.Load8(x + i + 16), Fp16.Load8(y + i + 16), a2);
-                a3 = Fma.MultiplyAdd(Fp16.Load8(x + i + 24), Fp16.Load8(y + i + 24), a3);
+                lo = Fma.MultiplyAdd(Fp16.Load8(x + i), Fp16.Load8(y + i), lo);
+                hi = Fma.MultiplyAdd(Fp16.Load8(x + i + 8), Fp16.Load8(y + i + 8), hi);
             }
-            for (; i + 8 <= k; i += 8)
-                a0 = Fma.MultiplyAdd(Fp16.Load8(x + i), Fp16.Load8(y + i), a0);
-            sum = Simd.HSum((a0 + a1) + (a2 + a3));
+            sum = Simd.HSum(lo + hi);
         }
         else if (Simd.V128)
         {
@@ -146,17 +144,16 @@ public sealed unsafe class BF16Format : RowFormat
         float sum = 0;
         if (Simd.Avx2Fma)
         {
-            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            // llama.cpp's order on a CPU with AVX512-BF16 (tinyBLAS over vdpbf16ps): 16 float lanes, lane j
+            // taking elements 2j+1 then 2j of each 32, each product exact in float and each add rounded,
+            // then _mm512_reduce_add_ps. Lanes 0-7 come from the first 16 elements, 8-15 from the next 16.
+            Vector256<float> lo = default, hi = default;
             for (; i + 32 <= k; i += 32)
             {
-                a0 = Fma.MultiplyAdd(Fp16.LoadBF8(x + i), Fp16.LoadBF8(y + i), a0);
-                a1 = Fma.MultiplyAdd(Fp16.LoadBF8(x + i + 8), Fp16.LoadBF8(y + i + 8), a1);
-                a2 = Fma.MultiplyAdd(Fp16.LoadBF8(x + i + 16), Fp16.LoadBF8(y + i + 16), a2);
-                a3 = Fma.MultiplyAdd(Fp16.LoadBF8(x + i + 24), Fp16.LoadBF8(y + i + 24), a3);
+                lo = Simd.DotBF16Pairs(x + i, y + i, lo);
+                hi = Simd.DotBF16Pairs(x + i + 16, y + i + 16, hi);
             }
-            for (; i + 8 <= k; i += 8)
-                a0 = Fma.MultiplyAdd(Fp16.LoadBF8(x + i), Fp16.LoadBF8(y + i), a0);
-            sum = Simd.HSum((a0 + a1) + (a2 + a3));
+            sum = Simd.HSum(lo + hi);
         }
         else if (Simd.V128)
         {

@@ -25,8 +25,9 @@ public interface IRowFormat
 
     /// <summary>Bytes needed by <see cref="QuantizeActivations"/> for a vector of k elements.</summary>
     int ActivationBytes(int k);
-    /// <summary>Quantizes x (length k) into the activation format, once per matmul; bit-exact with
-    /// llama.cpp's reference quantizer for <see cref="ActivationType"/>.</summary>
+    /// <summary>Quantizes x (length k) into the activation format, once per matmul; bit-exact with the
+    /// quantizer llama.cpp's x86 CPU backend runs for <see cref="ActivationType"/> (for Q8_0/Q8_1 that is its
+    /// AVX variant, which rounds ties to even, not the roundf of the reference).</summary>
     void QuantizeActivations(ReadOnlySpan<float> x, Span<byte> dst);
 
     /// <summary>Scalar reference dot of one weight row with quantized activations, written like llama.cpp's

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 
 namespace Engine.Quantization;
 
@@ -15,6 +16,38 @@ internal static unsafe class QuantMath
     {
         float v = x + 12582912f;
         return (BitConverter.SingleToInt32Bits(v) & 0x007fffff) - 0x00400000;
+    }
+
+    /// <summary>max |x[j]| over 32 floats (exact, so any evaluation order gives the same value).</summary>
+    public static float AbsMax32(float* x)
+    {
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var m = Vector256.Max(Vector256.Max(Vector256.Abs(Vector256.Load(x)), Vector256.Abs(Vector256.Load(x + 8))),
+                                  Vector256.Max(Vector256.Abs(Vector256.Load(x + 16)), Vector256.Abs(Vector256.Load(x + 24))));
+            var h = Vector128.Max(m.GetLower(), m.GetUpper());
+            return MathF.Max(MathF.Max(h[0], h[1]), MathF.Max(h[2], h[3]));
+        }
+        float amax = 0;
+        for (int j = 0; j < 32; j++) amax = MathF.Max(amax, MathF.Abs(x[j]));
+        return amax;
+    }
+
+    /// <summary>q[j] = round-half-even(x[j] * scale) for 32 values already known to fit in int8
+    /// (what _mm256_round_ps with _MM_ROUND_NEAREST does).</summary>
+    public static void ScaleRoundToInt8x32(float* x, float scale, sbyte* q)
+    {
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var s = Vector256.Create(scale);
+            var i0 = Vector256.ConvertToInt32(Vector256.Round(Vector256.Load(x) * s));
+            var i1 = Vector256.ConvertToInt32(Vector256.Round(Vector256.Load(x + 8) * s));
+            var i2 = Vector256.ConvertToInt32(Vector256.Round(Vector256.Load(x + 16) * s));
+            var i3 = Vector256.ConvertToInt32(Vector256.Round(Vector256.Load(x + 24) * s));
+            Vector256.Narrow(Vector256.Narrow(i0, i1), Vector256.Narrow(i2, i3)).Store(q);
+            return;
+        }
+        for (int j = 0; j < 32; j++) q[j] = (sbyte)MathF.Round(x[j] * scale);
     }
 
     /// <summary>C's roundf: halves go away from zero (the reference Q8_0/Q8_1 quantizers use it).</summary>

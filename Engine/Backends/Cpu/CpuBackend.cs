@@ -58,12 +58,7 @@ public sealed class CpuBackend : IBackend
         var src = D(x); var dst = D(y);
         for (int r = 0; r < rows; r++)
         {
-            var row = src.AsSpan(r * width, width);
-            float sumSquares = TensorPrimitives.SumOfSquares(row);
-            float scale = 1f / MathF.Sqrt(sumSquares / width + epsilon);
-            var output = dst.AsSpan(r * width, width);
-            TensorPrimitives.Multiply(row, scale, output);
-            TensorPrimitives.Multiply(output, weight.Values, output);
+            NormKernels.RmsNorm(src.AsSpan(r * width, width), weight.Values, epsilon, dst.AsSpan(r * width, width));
         }
     }
 

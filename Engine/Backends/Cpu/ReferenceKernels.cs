@@ -6,10 +6,12 @@ public static class ReferenceKernels
 {
     public static void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, float epsilon, Span<float> y)
     {
+        // ggml_compute_forward_rms_norm_f32: float squares, double sum, float mean and scale.
         double sum = 0;
-        for (int i = 0; i < x.Length; i++) sum += (double)x[i] * x[i];
-        double scale = 1.0 / Math.Sqrt(sum / x.Length + epsilon);
-        for (int i = 0; i < x.Length; i++) y[i] = (float)(x[i] * scale) * weight[i];
+        for (int i = 0; i < x.Length; i++) sum += (double)(x[i] * x[i]);
+        float mean = (float)(sum / x.Length);
+        float scale = 1.0f / MathF.Sqrt(mean + epsilon);
+        for (int i = 0; i < x.Length; i++) y[i] = x[i] * scale * weight[i];
     }
 
     /// <summary>Softmax that subtracts the maximum first, so large logits cannot overflow.</summary>
