@@ -14,22 +14,22 @@ public class ChatTemplateDetectTests
         return doc.RootElement.GetProperty("chat_template").GetString();
     }
 
-    [Fact]
+    [SharedFact]
     public void Real_Qwen3_template_is_detected_as_qwen3()
     {
         var jinja = RealTemplate("qwen3-tokenizer");
-        if (jinja is null) return; // ../shared missing: nothing to check
-        var match = ChatTemplates.Detect(jinja, "qwen3");
+        jinja.Should().NotBeNull("../shared/models/qwen3-tokenizer/tokenizer_config.json is part of the shared models");
+        var match = ChatTemplates.Detect(jinja!, "qwen3");
         match.Template.Should().BeOfType<Qwen3Template>();
         match.Rule.Should().Contain("<|im_start|>");
     }
 
-    [Fact]
+    [SharedFact]
     public void Real_Llama3_template_is_detected_as_llama3()
     {
         var jinja = RealTemplate("llama3-tokenizer");
-        if (jinja is null) return;
-        var match = ChatTemplates.Detect(jinja, "llama");
+        jinja.Should().NotBeNull("../shared/models/llama3-tokenizer/tokenizer_config.json is part of the shared models");
+        var match = ChatTemplates.Detect(jinja!, "llama");
         match.Template.Should().BeOfType<Llama3Template>();
         match.Rule.Should().Contain("<|eot_id|>");
     }

@@ -9,7 +9,7 @@ namespace Engine.Tests.Quantization;
 /// Golden checks against files llama.cpp wrote: the fixture models in ../shared/fixtures were quantized by
 /// llama-quantize --pure from fx-llama-F32.gguf without an importance matrix, which runs exactly the
 /// quantize_row_*_ref functions. Our reference quantizers must reproduce those bytes, and our dequantized
-/// rows must be what llama.cpp's types describe. Passes vacuously when ../shared is absent.
+/// rows must be what llama.cpp's types describe. Skipped, with the reason shown, when ../shared is absent.
 /// </summary>
 public class LlamaCppGoldenTests
 {
@@ -18,15 +18,15 @@ public class LlamaCppGoldenTests
         GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q5_0, GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.Q4_1, GgmlType.Q5_1, GgmlType.Q5_K,
     };
 
-    [Theory, MemberData(nameof(Types))]
+    [SharedTheory, MemberData(nameof(Types))]
     public void Reference_quantizer_reproduces_llama_quantize_bytes(GgmlType t)
     {
         var srcPath = TestPaths.Shared("fixtures", "fx-llama-F32.gguf");
         var qPath = TestPaths.Shared("fixtures", $"fx-llama-{t}.gguf");
-        if (srcPath is null || qPath is null) return;
+        srcPath.Should().NotBeNull(); qPath.Should().NotBeNull();
 
-        using var src = GgufFile.Open(srcPath);
-        using var quant = GgufFile.Open(qPath);
+        using var src = GgufFile.Open(srcPath!);
+        using var quant = GgufFile.Open(qPath!);
         var f = RowFormats.For(t);
         var q = RowFormats.QuantizerFor(t)!;
         int checkedTensors = 0;
