@@ -17,6 +17,7 @@ namespace Engine.Cli
               chat --model M                            interactive chat with the model's template
               logits --model M (--text T | --tokens "1 2 3") [--all] --out FILE
               tokenize --model M --text T               print token ids and pieces
+              bench --model M [-p 128] [-n 64] [-r 3]   prompt and generation tokens/s, like llama-bench
             run 'engine <command> --help' for the options of a command
             """;
 
@@ -37,6 +38,7 @@ namespace Engine.Cli
                     "logits" => LogitsCommand.Run(rest),
                     "tokenize" => TokenizeCommand.Run(rest),
                     "chat" => ChatCommand.Run(rest),
+                    "bench" => BenchCommand.Run(rest),
                     _ => throw new UsageException($"unknown command '{args[0]}'"),
                 };
             }

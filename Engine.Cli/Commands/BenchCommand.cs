@@ -1,0 +1,89 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Engine.Benchmarking;
+
+namespace Engine.Cli.Commands;
+
+/// <summary>`engine bench`: prompt (pp) and generation (tg) tokens/s measured the way llama-bench measures
+/// them, with the bytes of weights each generated token reads and the share of the machine's memory
+/// bandwidth that generation reaches.</summary>
+public static class BenchCommand
+{
+    const string Help = """
+        usage: engine bench --model M [-p 128] [-n 64] [-r 3] [--threads N] [--json]
+          -p N         prompt tokens, fed as one batch (0 skips the test)
+          -n N         generated tokens, one decode each (0 skips the test)
+          -r N         measured repetitions after one warm-up
+          --threads N  worker threads (default: all cores)
+          --json       {"pp":{"tokens_per_second":..},"tg":{"tokens_per_second":..},...} on stdout
+        """;
+
+    public static int Run(string[] args)
+    {
+        var cl = new CommandLine(args, ModelArguments.Flags);
+        if (cl.Has("help") || cl.Has("h")) { Console.WriteLine(Help); return 0; }
+        int prompt = cl.Int("p", 128, 0, 1 << 20, alias: "n-prompt");
+        int generate = cl.Int("n", 64, 0, 1 << 20, alias: "n-gen");
+        int reps = cl.Int("r", 3, 1, 1000, alias: "repetitions");
+        bool json = cl.Has("json");
+        using var model = ModelArguments.Open(cl, required: true);
+        cl.RejectUnknown();
+        if (prompt == 0 && generate == 0) throw new UsageException("nothing to measure: -p and -n are both 0");
+        int ctx = Math.Max(prompt, generate);
+        if (ctx > model.Config.TrainedContextLength)
+            throw new UsageException($"-p/-n of {ctx} tokens exceed the model's context of {model.Config.TrainedContextLength}");
+
+        int threads = (model.Model.Backend as Engine.Backends.Cpu.CpuBackend)?.Threads ?? Environment.ProcessorCount;
+        var fileBytes = new FileInfo(model.Path).Exists ? new FileInfo(model.Path).Length : 0;
+        long bytesPerToken = WeightTraffic.BytesPerToken(model.Model.Weights);
+        Console.Error.WriteLine($"bench: {Path.GetFileName(model.Path)}, {threads} threads, measuring memory bandwidth...");
+        double bandwidth = MemoryBandwidth.MeasureBytesPerSecond(threads);
+        var result = Benchmark.Run(model.Model, new BenchOptions(prompt, generate, reps),
+            progress: message => Console.Error.WriteLine("bench: " + message));
+
+        double ceiling = bandwidth / bytesPerToken;
+        if (json)
+        {
+            var root = new JsonObject
+            {
+                ["model"] = model.Path,
+                ["architecture"] = model.Config.Architecture,
+                ["file_bytes"] = fileBytes,
+                ["threads"] = threads,
+                ["weight_bytes_per_token"] = bytesPerToken,
+                ["memory_bandwidth_bytes_per_second"] = Math.Round(bandwidth),
+                ["tg_ceiling_tokens_per_second"] = Math.Round(ceiling, 2),
+            };
+            if (result.Prompt is { } pp) root["pp"] = Stat(pp);
+            if (result.Generation is { } tg)
+            {
+                var node = Stat(tg);
+                node["bandwidth_share"] = Math.Round(tg.Mean / ceiling, 4);
+                root["tg"] = node;
+            }
+            Console.WriteLine(root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            return 0;
+        }
+
+        Console.WriteLine($"| model | size | threads | test | t/s |");
+        Console.WriteLine($"| --- | ---: | ---: | ---: | ---: |");
+        foreach (var stat in new[] { result.Prompt, result.Generation })
+            if (stat is not null)
+                Console.WriteLine($"| {Path.GetFileName(model.Path)} | {fileBytes / 1048576.0:F1} MiB | {threads} | {stat.Test} | {stat.Mean:F2} ± {stat.StdDev:F2} |");
+        Console.WriteLine();
+        Console.WriteLine($"weights read per generated token: {bytesPerToken / 1048576.0:F1} MiB");
+        Console.WriteLine($"memory bandwidth ({threads} threads): {bandwidth / 1e9:F1} GB/s -> generation ceiling {ceiling:F1} tok/s");
+        if (result.Generation is { } g)
+            Console.WriteLine($"generation reaches {100 * g.Mean / ceiling:F0}% of that ceiling");
+        return 0;
+    }
+
+    static JsonObject Stat(BenchStat s) => new()
+    {
+        ["test"] = s.Test,
+        ["tokens"] = s.Tokens,
+        ["tokens_per_second"] = Math.Round(s.Mean, 3),
+        ["stddev"] = Math.Round(s.StdDev, 3),
+        ["samples_tokens_per_second"] = new JsonArray([.. s.TokensPerSecond.Select(v => (JsonNode)Math.Round(v, 3))]),
+    };
+}

@@ -1,0 +1,44 @@
+using Engine.Benchmarking;
+using Engine.Models;
+using Engine.Tests.Support;
+
+namespace Engine.Tests.Cli;
+
+public class BenchCliTests
+{
+    [Fact]
+    public void Bench_json_reports_prompt_and_generation_speed_and_the_bandwidth_share()
+    {
+        var r = CliRunner.Run("bench", "--model", TestPaths.Repo("models", "stories260K.gguf"), "-p", "8", "-n", "4", "-r", "2", "--json");
+        r.ExitCode.Should().Be(0, r.Stderr);
+        using var doc = System.Text.Json.JsonDocument.Parse(r.Stdout);
+        var root = doc.RootElement;
+        root.GetProperty("pp").GetProperty("tokens_per_second").GetDouble().Should().BePositive();
+        root.GetProperty("pp").GetProperty("samples_tokens_per_second").GetArrayLength().Should().Be(2);
+        root.GetProperty("tg").GetProperty("tokens_per_second").GetDouble().Should().BePositive();
+        root.GetProperty("tg").GetProperty("bandwidth_share").GetDouble().Should().BePositive();
+        root.GetProperty("weight_bytes_per_token").GetInt64().Should().BePositive();
+        r.Stderr.Should().Contain("warm-up");
+    }
+
+    [Fact]
+    public void Bench_rejects_nothing_to_measure()
+    {
+        var r = CliRunner.Run("bench", "--model", TestPaths.Repo("models", "stories260K.gguf"), "-p", "0", "-n", "0");
+        r.ExitCode.Should().Be(2);
+        r.Stderr.Should().Contain("nothing to measure");
+    }
+
+    /// <summary>stories260K ties its output to the embedding: every matrix once, the shared table once.</summary>
+    [Fact]
+    public void Bytes_per_token_count_each_matrix_once_and_the_tied_table_once()
+    {
+        using var model = LoadedModel.Open(TestPaths.Repo("models", "stories260K.gguf"));
+        var w = model.Model.Weights;
+        long expected = w.Output.View.ByteSize;
+        foreach (var l in w.Layers)
+            expected += l.Query.View.ByteSize + l.Key.View.ByteSize + l.Value.View.ByteSize + l.Output.View.ByteSize
+                      + l.Gate.View.ByteSize + l.Up.View.ByteSize + l.Down.View.ByteSize;
+        WeightTraffic.BytesPerToken(w).Should().Be(expected);
+    }
+}
