@@ -99,28 +99,46 @@ public sealed class CpuBackend : IBackend
     public void Attention(ActivationBuffer q, KvCache cache, int layer, int start, int rows, int heads, int kvHeads, int headDim, int valueDim, ActivationBuffer output)
     {
         var c = (Cache)cache;
-        var queries = D(q); var result = D(output);
-        var keys = c.Keys[layer]; var values = c.Values[layer];
-        int group = heads / kvHeads;
-        float scale = 1f / MathF.Sqrt(headDim);
-        _split.For(rows * heads, 1, (begin, end, worker) =>
+        var work = _attentionWork;
+        work.Queries = D(q); work.Result = D(output);
+        work.Keys = c.Keys[layer]; work.Values = c.Values[layer];
+        work.KeyWidth = c.KeyWidth; work.ValueWidth = c.ValueWidth;
+        work.Start = start; work.Heads = heads; work.Group = heads / kvHeads;
+        work.HeadDim = headDim; work.ValueDim = valueDim;
+        work.Scale = 1f / MathF.Sqrt(headDim);
+        work.Scores = _scores;
+        _split.For(rows * heads, 1, work);
+    }
+
+    readonly AttentionWork _attentionWork = new();
+
+    /// <summary>Causal grouped-query attention for one (token, head) pair per item: scores against every cached
+    /// key up to the token's own position, a stable softmax, then the weighted sum of the values.</summary>
+    sealed class AttentionWork : IRangeWork
+    {
+        public float[] Queries = [], Result = [], Keys = [], Values = [];
+        public float[][] Scores = [];
+        public int KeyWidth, ValueWidth, Start, Heads, Group, HeadDim, ValueDim;
+        public float Scale;
+
+        public void Execute(int begin, int end, int worker)
         {
-            var scoresRow = _scores[worker];
+            var scoresRow = Scores[worker];
             for (int item = begin; item < end; item++)
             {
-                int t = item / heads, h = item % heads, kvh = h / group;
-                int length = start + t + 1; // causal: a token sees itself and everything before it
-                var query = queries.AsSpan((t * heads + h) * headDim, headDim);
+                int t = item / Heads, h = item % Heads, kvh = h / Group;
+                int length = Start + t + 1; // causal: a token sees itself and everything before it
+                var query = Queries.AsSpan((t * Heads + h) * HeadDim, HeadDim);
                 var scores = scoresRow.AsSpan(0, length);
                 for (int j = 0; j < length; j++)
-                    scores[j] = TensorPrimitives.Dot(query, keys.AsSpan(j * c.KeyWidth + kvh * headDim, headDim)) * scale;
+                    scores[j] = TensorPrimitives.Dot(query, Keys.AsSpan(j * KeyWidth + kvh * HeadDim, HeadDim)) * Scale;
                 StableSoftmax(scores);
-                var o = result.AsSpan((t * heads + h) * valueDim, valueDim);
+                var o = Result.AsSpan((t * Heads + h) * ValueDim, ValueDim);
                 o.Clear();
                 for (int j = 0; j < length; j++)
-                    TensorPrimitives.MultiplyAdd(values.AsSpan(j * c.ValueWidth + kvh * valueDim, valueDim), scores[j], o, o);
+                    TensorPrimitives.MultiplyAdd(Values.AsSpan(j * ValueWidth + kvh * ValueDim, ValueDim), scores[j], o, o);
             }
-        });
+        }
     }
 
     /// <summary>Softmax in place with the maximum subtracted first (TensorPrimitives.SoftMax does not, and
@@ -156,5 +174,5 @@ public sealed class CpuBackend : IBackend
     public void Copy(ActivationBuffer src, int srcOffset, ActivationBuffer dst, int dstOffset, int length) =>
         D(src).AsSpan(srcOffset, length).CopyTo(D(dst).AsSpan(dstOffset, length));
 
-    public void Dispose() { }
+    public void Dispose() => _split.Dispose();
 }

@@ -14,46 +14,33 @@ public sealed unsafe class MatMulKernels(WorkSplit split)
 {
     const int RowTile = 16;
     byte[] _activations = [];
+    readonly FloatRowsWork _floatRows = new();
+    readonly QuantizeWork _quantize = new();
+    readonly QuantRowsWork _quantRows = new();
 
     public void MatMul(WeightMatrix w, float[] x, int tokens, float[] y)
     {
         int k = w.Cols, n = w.Rows;
-        byte* basePtr = w.View.Pointer;
-        long rowBytes = w.RowBytes;
         if (w.Type == GgmlType.F32)
         {
             // Float weights need no activation format: a SIMD dot straight from the map.
-            split.For(n, RowTile, (start, end, _) =>
-            {
-                for (int r = start; r < end; r++)
-                {
-                    var row = new ReadOnlySpan<float>(basePtr + r * rowBytes, k);
-                    for (int t = 0; t < tokens; t++)
-                        y[t * n + r] = TensorPrimitives.Dot(row, x.AsSpan(t * k, k));
-                }
-            });
+            var f = _floatRows;
+            f.Weights = w.View.Pointer; f.RowBytes = w.RowBytes; f.K = k; f.N = n; f.Tokens = tokens; f.X = x; f.Y = y;
+            split.For(n, RowTile, f);
             return;
         }
-
         var format = RowFormats.For(w.Type);
         int actBytes = format.ActivationBytes(k);
         if (_activations.Length < (long)actBytes * tokens) _activations = new byte[checked(actBytes * tokens)];
-        var acts = _activations;
-        split.For(tokens, 4, (start, end, _) =>
-        {
-            for (int t = start; t < end; t++)
-                format.QuantizeActivations(x.AsSpan(t * k, k), acts.AsSpan(t * actBytes, actBytes));
-        });
-        split.For(n, RowTile, (start, end, _) =>
-        {
-            for (int tile = start; tile < end; tile += RowTile)
-            {
-                int tileEnd = Math.Min(end, tile + RowTile);
-                for (int t = 0; t < tokens; t++)
-                    RowFormats.MatVecRows(format, basePtr, rowBytes, k, acts.AsSpan(t * actBytes, actBytes),
-                        y.AsSpan(t * n, n), tile, tileEnd);
-            }
-        });
+
+        var q = _quantize;
+        q.Format = format; q.K = k; q.ActBytes = actBytes; q.X = x; q.Activations = _activations;
+        split.For(tokens, 4, q);
+
+        var r = _quantRows;
+        r.Format = format; r.Weights = w.View.Pointer; r.RowBytes = w.RowBytes; r.K = k; r.N = n; r.Tokens = tokens;
+        r.ActBytes = actBytes; r.Activations = _activations; r.Y = y;
+        split.For(n, RowTile, r);
     }
 
     /// <summary>Row `row` of W as float32 (the embedding lookup).</summary>
@@ -62,5 +49,48 @@ public sealed unsafe class MatMulKernels(WorkSplit split)
         if ((uint)row >= (uint)w.Rows) throw new ArgumentOutOfRangeException(nameof(row), $"token id {row} is outside the vocabulary of {w.Rows}");
         var bytes = new ReadOnlySpan<byte>(w.View.Pointer + row * w.RowBytes, checked((int)w.RowBytes));
         RowFormats.For(w.Type).DequantizeRow(bytes, dst);
+    }
+
+    sealed class FloatRowsWork : IRangeWork
+    {
+        public byte* Weights; public long RowBytes; public int K, N, Tokens; public float[] X = [], Y = [];
+
+        public void Execute(int start, int end, int worker)
+        {
+            for (int r = start; r < end; r++)
+            {
+                var row = new ReadOnlySpan<float>(Weights + r * RowBytes, K);
+                for (int t = 0; t < Tokens; t++)
+                    Y[t * N + r] = TensorPrimitives.Dot(row, X.AsSpan(t * K, K));
+            }
+        }
+    }
+
+    sealed class QuantizeWork : IRangeWork
+    {
+        public IRowFormat Format = null!; public int K, ActBytes; public float[] X = []; public byte[] Activations = [];
+
+        public void Execute(int start, int end, int worker)
+        {
+            for (int t = start; t < end; t++)
+                Format.QuantizeActivations(X.AsSpan(t * K, K), Activations.AsSpan(t * ActBytes, ActBytes));
+        }
+    }
+
+    sealed class QuantRowsWork : IRangeWork
+    {
+        public IRowFormat Format = null!; public byte* Weights; public long RowBytes; public int K, N, Tokens, ActBytes;
+        public byte[] Activations = []; public float[] Y = [];
+
+        public void Execute(int start, int end, int worker)
+        {
+            for (int tile = start; tile < end; tile += RowTile)
+            {
+                int tileEnd = Math.Min(end, tile + RowTile);
+                for (int t = 0; t < Tokens; t++)
+                    RowFormats.MatVecRows(Format, Weights, RowBytes, K, Activations.AsSpan(t * ActBytes, ActBytes),
+                        Y.AsSpan(t * N, N), tile, tileEnd);
+            }
+        }
     }
 }
