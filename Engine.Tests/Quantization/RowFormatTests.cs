@@ -133,6 +133,38 @@ public class RowFormatTests
             y[r].Should().Be(f.DotRow(w.AsSpan(r * rowLen, rowLen), act, k));
     }
 
+    /// <summary>The batched (prompt) kernel gives every (row, token) the bits of the one-token dot, for token counts
+    /// around its groups of four and rows inside a larger output.</summary>
+    [Theory, MemberData(nameof(Types))]
+    public unsafe void MatMulRows_gives_every_row_and_token_the_bits_of_DotRow(GgmlType t)
+    {
+        var f = RowFormats.For(t);
+        int k = Math.Max(f.BlockSize, f.ActivationType.Info().BlockSize) * 5;
+        int rows = 6;
+        var rng = new Random(11);
+        var rowLen = QuantTestData.RandomRow(t, k, rng).Length;
+        var w = new byte[rowLen * rows];
+        for (int r = 0; r < rows; r++) QuantTestData.RandomRow(t, k, rng).CopyTo(w, r * rowLen);
+        int actBytes = f.ActivationBytes(k);
+        foreach (int tokens in new[] { 1, 3, 4, 5, 9 })
+        {
+            var acts = new byte[actBytes * tokens];
+            for (int i = 0; i < tokens; i++)
+                f.QuantizeActivations(QuantTestData.RandomActivations(k, rng), acts.AsSpan(i * actBytes, actBytes));
+            var y = new float[rows * tokens];
+            fixed (byte* wp = w)
+                RowFormats.MatMulRows(f, wp, rowLen, k, acts, actBytes, tokens, y, rows, 1, 5);
+            for (int i = 0; i < tokens; i++)
+            {
+                y[i * rows].Should().Be(0, "row 0 is outside the range");
+                y[i * rows + 5].Should().Be(0, "row 5 is outside the range");
+                for (int r = 1; r < 5; r++)
+                    y[i * rows + r].Should().Be(f.DotRow(w.AsSpan(r * rowLen, rowLen), acts.AsSpan(i * actBytes, actBytes), k),
+                        $"{t}: token {i} of {tokens}, row {r}");
+            }
+        }
+    }
+
     [Fact]
     public void Bad_arguments_are_rejected()
     {

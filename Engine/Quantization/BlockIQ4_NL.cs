@@ -85,17 +85,24 @@ public sealed unsafe class IQ4_NLFormat : RowFormat
         return sumf;
     }
 
+    internal override void MatMulCore(byte* weights, long rowBytes, int k, byte* acts, int actStride, int tokens,
+        float* y, int yStride, int rowStart, int rowEnd)
+    {
+        if (Simd.Avx2Fma) Q8_0ActivationKernels.MatMul<Weights>(weights, rowBytes, k / BlockIQ4_NL.QK, acts, actStride, tokens, y, yStride, rowStart, rowEnd);
+        else base.MatMulCore(weights, rowBytes, k, acts, actStride, tokens, y, yStride, rowStart, rowEnd);
+    }
+
     private protected override float DotCore(byte* row, byte* act, int k)
     {
         if (!Simd.Avx2Fma) return DotReferenceCore(row, act, k);
-        var x = (BlockIQ4_NL*)row;
-        var y = (BlockQ8_0*)act;
-        Vector256<float> acc = default;
-        for (int ib = 0; ib < k / BlockIQ4_NL.QK; ib++)
-        {
-            var p = Simd.DotI8I8(BlockIQ4_NL.Lookup32(x[ib].Qs), Vector256.Load(y[ib].Qs));
-            acc = Fma.MultiplyAdd(Vector256.Create(Fp16.ToSingle(y[ib].D) * Fp16.ToSingle(x[ib].D)), Avx.ConvertToVector256Single(p), acc);
-        }
-        return Simd.HSum(acc);
+        return Q8_0ActivationKernels.Dot<Weights>(row, act, k / BlockIQ4_NL.QK);
+    }
+
+    /// <summary>block_iq4_nl seen by the shared kernel: nibbles looked up in the non-linear table.</summary>
+    struct Weights : IByteBlockWeights
+    {
+        public static int BlockBytes => sizeof(BlockIQ4_NL);
+        public static Vector256<sbyte> Quants(byte* block) => BlockIQ4_NL.Lookup32(((BlockIQ4_NL*)block)->Qs);
+        public static float Scale(byte* block) => Fp16.ToSingle(((BlockIQ4_NL*)block)->D);
     }
 }

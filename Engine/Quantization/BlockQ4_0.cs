@@ -108,33 +108,27 @@ public sealed unsafe class Q4_0Format : RowFormat, IWeightQuantizer
         return sumf;
     }
 
+    internal override void MatMulCore(byte* weights, long rowBytes, int k, byte* acts, int actStride, int tokens,
+        float* y, int yStride, int rowStart, int rowEnd)
+    {
+        if (Simd.Avx2Fma) Q8_0ActivationKernels.MatMul<Weights>(weights, rowBytes, k / BlockQ4_0.QK, acts, actStride, tokens, y, yStride, rowStart, rowEnd);
+        else base.MatMulCore(weights, rowBytes, k, acts, actStride, tokens, y, yStride, rowStart, rowEnd);
+    }
+
+    /// <summary>block_q4_0 seen by the shared kernel: nibbles minus 8.</summary>
+    struct Weights : IByteBlockWeights
+    {
+        public static int BlockBytes => sizeof(BlockQ4_0);
+        public static Vector256<sbyte> Quants(byte* block) => (Simd.Nibbles32(((BlockQ4_0*)block)->Qs) - Vector256.Create((byte)8)).AsSByte();
+        public static float Scale(byte* block) => Fp16.ToSingle(((BlockQ4_0*)block)->D);
+    }
+
     private protected override float DotCore(byte* row, byte* act, int k)
     {
         var x = (BlockQ4_0*)row;
         var y = (BlockQ8_0*)act;
         int nb = k / BlockQ4_0.QK;
-        if (Simd.Avx2Fma)
-        {
-            var off = Vector256.Create((byte)8);
-            Vector256<float> acc0 = default, acc1 = default;
-            int ib = 0;
-            for (; ib + 2 <= nb; ib += 2)
-            {
-                var q0 = (Simd.Nibbles32(x[ib].Qs) - off).AsSByte();
-                var q1 = (Simd.Nibbles32(x[ib + 1].Qs) - off).AsSByte();
-                var p0 = Simd.DotI8I8(q0, Vector256.Load(y[ib].Qs));
-                var p1 = Simd.DotI8I8(q1, Vector256.Load(y[ib + 1].Qs));
-                acc0 = Fma.MultiplyAdd(Vector256.Create(Fp16.ToSingle(x[ib].D) * Fp16.ToSingle(y[ib].D)), Avx.ConvertToVector256Single(p0), acc0);
-                acc1 = Fma.MultiplyAdd(Vector256.Create(Fp16.ToSingle(x[ib + 1].D) * Fp16.ToSingle(y[ib + 1].D)), Avx.ConvertToVector256Single(p1), acc1);
-            }
-            if (ib < nb)
-            {
-                var q = (Simd.Nibbles32(x[ib].Qs) - off).AsSByte();
-                var p = Simd.DotI8I8(q, Vector256.Load(y[ib].Qs));
-                acc0 = Fma.MultiplyAdd(Vector256.Create(Fp16.ToSingle(x[ib].D) * Fp16.ToSingle(y[ib].D)), Avx.ConvertToVector256Single(p), acc0);
-            }
-            return Simd.HSum(acc0 + acc1);
-        }
+        if (Simd.Avx2Fma) return Q8_0ActivationKernels.Dot<Weights>(row, act, nb);
         if (Simd.V128)
         {
             var mask = Vector128.Create((byte)0x0F);

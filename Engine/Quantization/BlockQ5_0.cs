@@ -74,7 +74,7 @@ public sealed unsafe class Q5_0Format : RowFormat, IWeightQuantizer
     /// <summary>The 32 signed quants of a block: the nibble, minus 16 where the fifth bit is clear (OR-ing 0xF0
     /// into a nibble n gives the int8 n - 16).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector256<sbyte> Quants(BlockQ5_0* b)
+    internal static Vector256<sbyte> Quants(BlockQ5_0* b)
     {
         var high = Simd.BytesFromBits32(Unsafe.ReadUnaligned<uint>(b->Qh));
         return (Simd.Nibbles32(b->Qs) | Vector256.AndNot(Vector256.Create((byte)0xF0), high)).AsSByte();
@@ -113,17 +113,24 @@ public sealed unsafe class Q5_0Format : RowFormat, IWeightQuantizer
         return sumf;
     }
 
+    internal override void MatMulCore(byte* weights, long rowBytes, int k, byte* acts, int actStride, int tokens,
+        float* y, int yStride, int rowStart, int rowEnd)
+    {
+        if (Simd.Avx2Fma) Q8_0ActivationKernels.MatMul<Weights>(weights, rowBytes, k / BlockQ5_0.QK, acts, actStride, tokens, y, yStride, rowStart, rowEnd);
+        else base.MatMulCore(weights, rowBytes, k, acts, actStride, tokens, y, yStride, rowStart, rowEnd);
+    }
+
     private protected override float DotCore(byte* row, byte* act, int k)
     {
         if (!Simd.Avx2Fma) return DotReferenceCore(row, act, k);
-        var x = (BlockQ5_0*)row;
-        var y = (BlockQ8_0*)act;
-        Vector256<float> acc = default;
-        for (int ib = 0; ib < k / BlockQ5_0.QK; ib++)
-        {
-            var p = Simd.DotI8I8(Quants(x + ib), Vector256.Load(y[ib].Qs));
-            acc = Fma.MultiplyAdd(Vector256.Create(Fp16.ToSingle(x[ib].D) * Fp16.ToSingle(y[ib].D)), Avx.ConvertToVector256Single(p), acc);
-        }
-        return Simd.HSum(acc);
+        return Q8_0ActivationKernels.Dot<Weights>(row, act, k / BlockQ5_0.QK);
+    }
+
+    /// <summary>block_q5_0 seen by the shared kernel: 5-bit values minus 16.</summary>
+    struct Weights : IByteBlockWeights
+    {
+        public static int BlockBytes => sizeof(BlockQ5_0);
+        public static Vector256<sbyte> Quants(byte* block) => Q5_0Format.Quants((BlockQ5_0*)block);
+        public static float Scale(byte* block) => Fp16.ToSingle(((BlockQ5_0*)block)->D);
     }
 }

@@ -104,30 +104,27 @@ public sealed unsafe class Q8_0Format : RowFormat, IWeightQuantizer
         return sumf;
     }
 
+    internal override void MatMulCore(byte* weights, long rowBytes, int k, byte* acts, int actStride, int tokens,
+        float* y, int yStride, int rowStart, int rowEnd)
+    {
+        if (Simd.Avx2Fma) Q8_0ActivationKernels.MatMul<Weights>(weights, rowBytes, k / BlockQ8_0.QK, acts, actStride, tokens, y, yStride, rowStart, rowEnd);
+        else base.MatMulCore(weights, rowBytes, k, acts, actStride, tokens, y, yStride, rowStart, rowEnd);
+    }
+
+    /// <summary>block_q8_0 seen by the shared kernel: the quants are the signed bytes themselves.</summary>
+    struct Weights : IByteBlockWeights
+    {
+        public static int BlockBytes => sizeof(BlockQ8_0);
+        public static Vector256<sbyte> Quants(byte* block) => Vector256.Load(((BlockQ8_0*)block)->Qs);
+        public static float Scale(byte* block) => Fp16.ToSingle(((BlockQ8_0*)block)->D);
+    }
+
     private protected override float DotCore(byte* row, byte* act, int k)
     {
         var x = (BlockQ8_0*)row;
         var y = (BlockQ8_0*)act;
         int nb = k / BlockQ8_0.QK;
-        if (Simd.Avx2Fma)
-        {
-            // Two accumulators: consecutive blocks do not wait on each other's FMA.
-            Vector256<float> acc0 = default, acc1 = default;
-            int ib = 0;
-            for (; ib + 2 <= nb; ib += 2)
-            {
-                var p0 = Simd.DotI8I8(Vector256.Load(x[ib].Qs), Vector256.Load(y[ib].Qs));
-                var p1 = Simd.DotI8I8(Vector256.Load(x[ib + 1].Qs), Vector256.Load(y[ib + 1].Qs));
-                acc0 = Fma.MultiplyAdd(Vector256.Create(Fp16.ToSingle(x[ib].D) * Fp16.ToSingle(y[ib].D)), Avx.ConvertToVector256Single(p0), acc0);
-                acc1 = Fma.MultiplyAdd(Vector256.Create(Fp16.ToSingle(x[ib + 1].D) * Fp16.ToSingle(y[ib + 1].D)), Avx.ConvertToVector256Single(p1), acc1);
-            }
-            if (ib < nb)
-            {
-                var p = Simd.DotI8I8(Vector256.Load(x[ib].Qs), Vector256.Load(y[ib].Qs));
-                acc0 = Fma.MultiplyAdd(Vector256.Create(Fp16.ToSingle(x[ib].D) * Fp16.ToSingle(y[ib].D)), Avx.ConvertToVector256Single(p), acc0);
-            }
-            return Simd.HSum(acc0 + acc1);
-        }
+        if (Simd.Avx2Fma) return Q8_0ActivationKernels.Dot<Weights>(row, act, nb);
         if (Simd.V128)
         {
             float sumf = 0;

@@ -102,6 +102,18 @@ public abstract unsafe class RowFormat : IRowFormat
         if (act.Length < ActivationBytes(k)) throw new ArgumentException($"{Type}: activations hold {act.Length} bytes, {ActivationBytes(k)} needed for {k} elements", nameof(act));
     }
 
+    /// <summary>The prompt-processing form: y[t * yStride + r] = row r . activations of token t, for every token
+    /// of the batch and r in [rowStart, rowEnd). The default walks rows then tokens with <see cref="DotCore"/>;
+    /// a format overrides it to decode each weight block once for several tokens. Overrides must give every
+    /// (row, token) exactly the bits DotCore gives, so prefill and decode agree and both match llama.cpp.</summary>
+    internal virtual void MatMulCore(byte* weights, long rowBytes, int k, byte* acts, int actStride, int tokens,
+        float* y, int yStride, int rowStart, int rowEnd)
+    {
+        for (int r = rowStart; r < rowEnd; r++)
+            for (int t = 0; t < tokens; t++)
+                y[(long)t * yStride + r] = DotCore(weights + r * rowBytes, acts + (long)t * actStride, k);
+    }
+
     internal void CheckMatVec(long rowBytes, int k, int activationLength, int yLength, int rowStart, int rowEnd)
     {
         CheckK(k);

@@ -65,4 +65,30 @@ public static unsafe class RowFormats
             throw new ArgumentException($"weights hold {weights.Length} bytes, too few for {rowEnd} rows of stride {rowBytes}", nameof(weights));
         fixed (byte* w = weights) MatVecRows(f, w, rowBytes, k, activations, y, rowStart, rowEnd);
     }
+
+    /// <summary>
+    /// The batched form of <see cref="MatVecRows(IRowFormat, byte*, long, int, ReadOnlySpan{byte}, Span{float}, int, int)"/>:
+    /// for each of `tokens` activation vectors (token t's quantized activations start at t * actStride),
+    /// y[t * yStride + r] = dot(row r of W, x_t) for r in [rowStart, rowEnd). Each result has the same bits
+    /// the single-token form gives.
+    /// </summary>
+    public static void MatMulRows(IRowFormat f, byte* weights, long rowBytes, int k, ReadOnlySpan<byte> activations, int actStride,
+        int tokens, Span<float> y, int yStride, int rowStart, int rowEnd)
+    {
+        ArgumentNullException.ThrowIfNull(f);
+        if (tokens <= 0 || rowEnd <= rowStart) return;
+        if (actStride < f.ActivationBytes(k) || (long)actStride * (tokens - 1) + f.ActivationBytes(k) > activations.Length)
+            throw new ArgumentException($"activations hold {activations.Length} bytes, too few for {tokens} tokens of stride {actStride}", nameof(activations));
+        if (yStride < rowEnd || (long)yStride * (tokens - 1) + rowEnd > y.Length)
+            throw new ArgumentException($"output holds {y.Length} values, too few for {tokens} rows of stride {yStride}", nameof(y));
+        if (f is RowFormat rf)
+        {
+            rf.CheckMatVec(rowBytes, k, actStride, yStride, rowStart, rowEnd);
+            fixed (byte* a = activations) fixed (float* yp = y)
+                rf.MatMulCore(weights, rowBytes, k, a, actStride, tokens, yp, yStride, rowStart, rowEnd);
+            return;
+        }
+        for (int t = 0; t < tokens; t++)
+            MatVecRows(f, weights, rowBytes, k, activations.Slice(t * actStride, actStride), y.Slice(t * yStride, yStride), rowStart, rowEnd);
+    }
 }

@@ -84,12 +84,15 @@ public sealed unsafe class MatMulKernels(WorkSplit split)
 
         public void Execute(int start, int end, int worker)
         {
+            // A tile of rows stays in cache while every token of the batch passes over it.
             for (int tile = start; tile < end; tile += RowTile)
             {
                 int tileEnd = Math.Min(end, tile + RowTile);
-                for (int t = 0; t < Tokens; t++)
-                    RowFormats.MatVecRows(Format, Weights, RowBytes, K, Activations.AsSpan(t * ActBytes, ActBytes),
-                        Y.AsSpan(t * N, N), tile, tileEnd);
+                if (Tokens == 1)
+                    RowFormats.MatVecRows(Format, Weights, RowBytes, K, Activations.AsSpan(0, ActBytes), Y.AsSpan(0, N), tile, tileEnd);
+                else
+                    RowFormats.MatMulRows(Format, Weights, RowBytes, K, Activations.AsSpan(0, Tokens * ActBytes), ActBytes, Tokens,
+                        Y.AsSpan(0, Tokens * N), N, tile, tileEnd);
             }
         }
     }

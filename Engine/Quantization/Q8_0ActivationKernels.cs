@@ -1,0 +1,87 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Engine.Quantization;
+
+/// <summary>How one family of weight blocks looks to the shared kernel: 32 weights with one f16 scale, which
+/// decode to 32 signed bytes. Implemented by small structs so the JIT specializes the kernel per format.</summary>
+internal unsafe interface IByteBlockWeights
+{
+    static abstract int BlockBytes { get; }
+    /// <summary>The block's 32 weights as signed bytes (before the scale).</summary>
+    static abstract Vector256<sbyte> Quants(byte* block);
+    static abstract float Scale(byte* block);
+}
+
+/// <summary>The AVX2 dot kernel of every format whose blocks hold 32 weights and meet Q8_0 activations (Q8_0,
+/// Q4_0, Q5_0, IQ4_NL). Per (row, token) it runs llama.cpp's order: one accumulator over the blocks,
+/// acc += (d_w * d_x) * float(int dot of the block), then ggml's horizontal sum. For a batch of tokens it
+/// decodes each weight block once and reuses it for up to four tokens, which is what makes prompt processing
+/// cheaper per token than decoding; every result keeps exactly the bits of the one-token call.</summary>
+internal static unsafe class Q8_0ActivationKernels
+{
+    const int ActivationBlockBytes = 34; // block_q8_0: f16 scale + 32 int8
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static float ActivationScale(byte* block) => Fp16.ToSingle(*(ushort*)block);
+
+    /// <summary>One row times one token.</summary>
+    public static float Dot<TWeights>(byte* row, byte* act, int blocks) where TWeights : struct, IByteBlockWeights
+    {
+        Vector256<float> acc = default;
+        for (int b = 0; b < blocks; b++, row += TWeights.BlockBytes, act += ActivationBlockBytes)
+        {
+            var w = TWeights.Quants(row);
+            var product = Simd.DotI8I8(w, Vector256.Load((sbyte*)(act + 2)));
+            acc = Fma.MultiplyAdd(Vector256.Create(TWeights.Scale(row) * ActivationScale(act)), Avx.ConvertToVector256Single(product), acc);
+        }
+        return Simd.HSum(acc);
+    }
+
+    /// <summary>Rows [rowStart, rowEnd) times every token: y[t * yStride + r].</summary>
+    public static void MatMul<TWeights>(byte* weights, long rowBytes, int blocks, byte* acts, int actStride, int tokens,
+        float* y, int yStride, int rowStart, int rowEnd) where TWeights : struct, IByteBlockWeights
+    {
+        for (int r = rowStart; r < rowEnd; r++)
+        {
+            byte* row = weights + r * rowBytes;
+            int t = 0;
+            for (; t + 4 <= tokens; t += 4)
+                Dot4<TWeights>(row, acts + (long)t * actStride, actStride, blocks, y + (long)t * yStride + r, yStride);
+            for (; t < tokens; t++)
+                y[(long)t * yStride + r] = Dot<TWeights>(row, acts + (long)t * actStride, blocks);
+        }
+    }
+
+    /// <summary>One row times four tokens: the weight block is decoded, and its absolute value taken, once.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Dot4<TWeights>(byte* row, byte* act, int actStride, int blocks, float* y, int yStride) where TWeights : struct, IByteBlockWeights
+    {
+        Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        byte* a0 = act, a1 = act + actStride, a2 = act + 2 * actStride, a3 = act + 3 * actStride;
+        for (int b = 0; b < blocks; b++, row += TWeights.BlockBytes)
+        {
+            var w = TWeights.Quants(row);
+            var magnitude = Avx2.Abs(w);
+            float dw = TWeights.Scale(row);
+            int o = b * ActivationBlockBytes;
+            acc0 = Step(magnitude, w, dw, a0 + o, acc0);
+            acc1 = Step(magnitude, w, dw, a1 + o, acc1);
+            acc2 = Step(magnitude, w, dw, a2 + o, acc2);
+            acc3 = Step(magnitude, w, dw, a3 + o, acc3);
+        }
+        y[0] = Simd.HSum(acc0);
+        y[yStride] = Simd.HSum(acc1);
+        y[2 * yStride] = Simd.HSum(acc2);
+        y[3 * yStride] = Simd.HSum(acc3);
+    }
+
+    /// <summary>acc += (dw * dx) * float(w . x) with w . x = |w| . sign(x, w), as Simd.DotI8I8 computes it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<float> Step(Vector256<byte> magnitude, Vector256<sbyte> w, float dw, byte* actBlock, Vector256<float> acc)
+    {
+        var product = Simd.DotU8I8(magnitude, Avx2.Sign(Vector256.Load((sbyte*)(actBlock + 2)), w));
+        return Fma.MultiplyAdd(Vector256.Create(dw * ActivationScale(actBlock)), Avx.ConvertToVector256Single(product), acc);
+    }
+}
