@@ -39,37 +39,51 @@ internal static unsafe class Q8_0ActivationKernels
         return Simd.HSum(acc);
     }
 
-    /// <summary>Rows [rowStart, rowEnd) times every token: y[t * yStride + r].</summary>
+    /// <summary>Rows [rowStart, rowEnd) times every token: y[t * yStride + r]. Tokens go in groups of four whose
+    /// activation scales are converted from f16 once per group (not once per row), then every row of the range
+    /// passes over the group.</summary>
     public static void MatMul<TWeights>(byte* weights, long rowBytes, int blocks, byte* acts, int actStride, int tokens,
         float* y, int yStride, int rowStart, int rowEnd) where TWeights : struct, IByteBlockWeights
     {
-        for (int r = rowStart; r < rowEnd; r++)
+        const int MaxStackBlocks = 4096; // 64 KiB of scales; longer rows convert per row instead
+        int t = 0;
+        if (blocks <= MaxStackBlocks)
         {
-            byte* row = weights + r * rowBytes;
-            int t = 0;
+            float* scales = stackalloc float[4 * blocks];
             for (; t + 4 <= tokens; t += 4)
-                Dot4<TWeights>(row, acts + (long)t * actStride, actStride, blocks, y + (long)t * yStride + r, yStride);
-            for (; t < tokens; t++)
-                y[(long)t * yStride + r] = Dot<TWeights>(row, acts + (long)t * actStride, blocks);
+            {
+                byte* group = acts + (long)t * actStride;
+                for (int i = 0; i < 4; i++)
+                    for (int b = 0; b < blocks; b++)
+                        scales[i * blocks + b] = ActivationScale(group + (long)i * actStride + b * ActivationBlockBytes);
+                for (int r = rowStart; r < rowEnd; r++)
+                    Dot4<TWeights>(weights + r * rowBytes, group, actStride, scales, blocks, y + (long)t * yStride + r, yStride);
+            }
         }
+        for (; t < tokens; t++)
+            for (int r = rowStart; r < rowEnd; r++)
+                y[(long)t * yStride + r] = Dot<TWeights>(weights + r * rowBytes, acts + (long)t * actStride, blocks);
     }
 
-    /// <summary>One row times four tokens: the weight block is decoded, and its absolute value taken, once.</summary>
+    /// <summary>One row times four tokens: the weight block is decoded, and its absolute value taken, once.
+    /// scales[i * blocks + b] is token i's scale of block b.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Dot4<TWeights>(byte* row, byte* act, int actStride, int blocks, float* y, int yStride) where TWeights : struct, IByteBlockWeights
+    static void Dot4<TWeights>(byte* row, byte* act, int actStride, float* scales, int blocks, float* y, int yStride)
+        where TWeights : struct, IByteBlockWeights
     {
         Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
-        byte* a0 = act, a1 = act + actStride, a2 = act + 2 * actStride, a3 = act + 3 * actStride;
+        byte* a0 = act + 2, a1 = act + actStride + 2, a2 = act + 2 * actStride + 2, a3 = act + 3 * actStride + 2;
+        float* s0 = scales, s1 = scales + blocks, s2 = scales + 2 * blocks, s3 = scales + 3 * blocks;
         for (int b = 0; b < blocks; b++, row += TWeights.BlockBytes)
         {
             var w = TWeights.Quants(row);
             var magnitude = Avx2.Abs(w);
             float dw = TWeights.Scale(row);
             int o = b * ActivationBlockBytes;
-            acc0 = Step(magnitude, w, dw, a0 + o, acc0);
-            acc1 = Step(magnitude, w, dw, a1 + o, acc1);
-            acc2 = Step(magnitude, w, dw, a2 + o, acc2);
-            acc3 = Step(magnitude, w, dw, a3 + o, acc3);
+            acc0 = Step(magnitude, w, dw * s0[b], a0 + o, acc0);
+            acc1 = Step(magnitude, w, dw * s1[b], a1 + o, acc1);
+            acc2 = Step(magnitude, w, dw * s2[b], a2 + o, acc2);
+            acc3 = Step(magnitude, w, dw * s3[b], a3 + o, acc3);
         }
         y[0] = Simd.HSum(acc0);
         y[yStride] = Simd.HSum(acc1);
@@ -77,11 +91,12 @@ internal static unsafe class Q8_0ActivationKernels
         y[3 * yStride] = Simd.HSum(acc3);
     }
 
-    /// <summary>acc += (dw * dx) * float(w . x) with w . x = |w| . sign(x, w), as Simd.DotI8I8 computes it.</summary>
+    /// <summary>acc += scale * float(w . x), with w . x = |w| . sign(x, w) as Simd.DotI8I8 computes it and
+    /// scale = d_w * d_x rounded to float first, as in the one-token dot.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector256<float> Step(Vector256<byte> magnitude, Vector256<sbyte> w, float dw, byte* actBlock, Vector256<float> acc)
+    static Vector256<float> Step(Vector256<byte> magnitude, Vector256<sbyte> w, float scale, byte* actQuants, Vector256<float> acc)
     {
-        var product = Simd.DotU8I8(magnitude, Avx2.Sign(Vector256.Load((sbyte*)(actBlock + 2)), w));
-        return Fma.MultiplyAdd(Vector256.Create(dw * ActivationScale(actBlock)), Avx.ConvertToVector256Single(product), acc);
+        var product = Simd.DotU8I8(magnitude, Avx2.Sign(Vector256.Load((sbyte*)actQuants), w));
+        return Fma.MultiplyAdd(Vector256.Create(scale), Avx.ConvertToVector256Single(product), acc);
     }
 }
