@@ -110,10 +110,11 @@ public sealed unsafe class Q3_KFormat : RowFormat, IWeightQuantizer
     private protected override void DequantizeReferenceCore(byte* row, float* y, int k)
     {
         var x = (BlockQ3_K*)row;
+        sbyte* scales = stackalloc sbyte[16];
         for (int i = 0; i < k / QK_K; i++)
         {
             float dAll = Fp16.ToSingle(x[i].D);
-            var scales = BlockQ3_K.UnpackScales(x[i].Scales);
+            BlockQ3_K.UnpackScales(x[i].Scales).Store(scales);
             byte* q = x[i].Qs;
             byte* hm = x[i].HMask;
             int m = 1, s = 0;
@@ -141,10 +142,11 @@ public sealed unsafe class Q3_KFormat : RowFormat, IWeightQuantizer
     {
         if (!Avx2.IsSupported) { DequantizeReferenceCore(row, y, k); return; }
         var x = (BlockQ3_K*)row;
+        sbyte* scales = stackalloc sbyte[16];
         for (int i = 0; i < k / QK_K; i++)
         {
             float dAll = Fp16.ToSingle(x[i].D);
-            var scales = BlockQ3_K.UnpackScales(x[i].Scales);
+            BlockQ3_K.UnpackScales(x[i].Scales).Store(scales);
             var hmask = Vector256.Load(x[i].HMask);
             for (int c = 0; c < 8; c++, y += 32)
             {
@@ -169,6 +171,7 @@ public sealed unsafe class Q3_KFormat : RowFormat, IWeightQuantizer
         var x = (BlockQ3_K*)row;
         var y = (BlockQ8_K*)act;
         sbyte* aux8 = stackalloc sbyte[QK_K];
+        sbyte* scales = stackalloc sbyte[16];
         float* sums = stackalloc float[8];
         int* aux32 = stackalloc int[8];
         for (int l = 0; l < 8; l++) sums[l] = 0;
@@ -184,7 +187,7 @@ public sealed unsafe class Q3_KFormat : RowFormat, IWeightQuantizer
                 for (int shift = 0; shift < 8; shift += 2, m <<= 1, a += 32)
                     for (int l = 0; l < 32; l++)
                         a[l] = (sbyte)(((q3[l] >> shift) & 3) - ((hm[l] & m) != 0 ? 0 : 4));
-            var scales = BlockQ3_K.UnpackScales(x[i].Scales);
+            BlockQ3_K.UnpackScales(x[i].Scales).Store(scales);
             a = aux8;
             for (int j = 0; j < QK_K / 16; j++)
             {
@@ -207,25 +210,48 @@ public sealed unsafe class Q3_KFormat : RowFormat, IWeightQuantizer
         if (!Simd.Avx2Fma) return DotReferenceCore(row, act, k);
         var x = (BlockQ3_K*)row;
         var y = (BlockQ8_K*)act;
+        var shuffle0 = ScaleShuffle(0);
+        var shuffle1 = ScaleShuffle(1);
+        var shuffle2 = ScaleShuffle(2);
+        var shuffle3 = ScaleShuffle(3);
         Vector256<float> acc = default;
         for (int i = 0; i < k / QK_K; i++)
         {
             float d = y[i].D * Fp16.ToSingle(x[i].D);
-            var scales = BlockQ3_K.UnpackScales(x[i].Scales);
+            // Each half's 8 int16 scales in both 128-bit lanes, so an in-lane byte shuffle can pick scale 2g for
+            // the low lane (elements 0..15 of group g) and 2g + 1 for the high lane.
+            var scales16 = Avx2.ConvertToVector256Int16(BlockQ3_K.UnpackScales(x[i].Scales));
             var hmask = Vector256.Load(x[i].HMask);
             sbyte* q8 = y[i].Qs;
             Vector256<int> sumi = default;
-            for (int c = 0; c < 8; c++, q8 += 32)
+            for (int half = 0; half < 2; half++, q8 += 128)
             {
-                var lowBits = Vector256.Load(x[i].Qs + 32 * (c / 4)).AsUInt16();
-                var q = Quants(lowBits, hmask, c);
-                // Weights are in [-4, 3], so the sign trick puts |q| <= 4 on pmaddubsw's unsigned side.
-                var p16 = Avx2.MultiplyAddAdjacent(Avx2.Abs(q), Avx2.Sign(Vector256.Load(q8), q));
-                var scale = Vector256.Create(Vector128.Create((short)scales[2 * c]), Vector128.Create((short)scales[2 * c + 1]));
-                sumi += Avx2.MultiplyAddAdjacent(p16, scale);
+                var halfScales = (half == 0 ? Avx2.Permute2x128(scales16, scales16, 0x00) : Avx2.Permute2x128(scales16, scales16, 0x11)).AsByte();
+                var lowBits = Vector256.Load(x[i].Qs + 32 * half).AsUInt16();
+                sumi += Group(Quants(lowBits, hmask, 4 * half + 0), q8, Avx2.Shuffle(halfScales, shuffle0))
+                      + Group(Quants(lowBits, hmask, 4 * half + 1), q8 + 32, Avx2.Shuffle(halfScales, shuffle1))
+                      + Group(Quants(lowBits, hmask, 4 * half + 2), q8 + 64, Avx2.Shuffle(halfScales, shuffle2))
+                      + Group(Quants(lowBits, hmask, 4 * half + 3), q8 + 96, Avx2.Shuffle(halfScales, shuffle3));
             }
             acc = Fma.MultiplyAdd(Vector256.Create(d), Avx.ConvertToVector256Single(sumi), acc);
         }
         return Simd.HSum(acc);
+
+        // 32 weights in [-4, 3] against 32 activations: the sign trick puts |q| <= 4 on pmaddubsw's unsigned side.
+        static Vector256<int> Group(Vector256<sbyte> q, sbyte* q8, Vector256<byte> scale)
+        {
+            var p16 = Avx2.MultiplyAddAdjacent(Avx2.Abs(q), Avx2.Sign(Vector256.Load(q8), q));
+            return Avx2.MultiplyAddAdjacent(p16, scale.AsInt16());
+        }
+    }
+
+    /// <summary>Byte shuffle selecting int16 scale 2g in the low 128-bit lane and 2g + 1 in the high lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<byte> ScaleShuffle(int g)
+    {
+        byte lo = (byte)(4 * g), hi = (byte)(4 * g + 2);
+        var low = Vector128.Create((ushort)(lo | (lo + 1) << 8)).AsByte();
+        var high = Vector128.Create((ushort)(hi | (hi + 1) << 8)).AsByte();
+        return Vector256.Create(low, high);
     }
 }
