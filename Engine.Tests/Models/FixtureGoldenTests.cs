@@ -82,6 +82,7 @@ public class SharedQuantFixtureTests
 {
     [SharedTheory]
     [InlineData("fx-llama-Q4_1")] [InlineData("fx-llama-Q5_0")] [InlineData("fx-llama-Q5_1")]
+    [InlineData("fx-llama-Q2_K")] [InlineData("fx-llama-Q3_K")]
     [InlineData("fx-llama-Q4_K")] [InlineData("fx-llama-Q5_K")] [InlineData("fx-llama-Q6_K")]
     [InlineData("fx-llama-Q4_K_M")] [InlineData("fx-llama-Q5_K_M")] [InlineData("fx-llama-tied-Q4_K_M")]
     [InlineData("fx-qwen2-Q4_K_M")] [InlineData("fx-qwen3-Q4_K_M")]

@@ -16,6 +16,7 @@ public class LlamaCppGoldenTests
     public static TheoryData<GgmlType> Types() => new()
     {
         GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q5_0, GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.Q4_1, GgmlType.Q5_1, GgmlType.Q5_K,
+        GgmlType.Q2_K, GgmlType.Q3_K,
     };
 
     [SharedTheory, MemberData(nameof(Types))]

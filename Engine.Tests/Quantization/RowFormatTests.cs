@@ -28,6 +28,8 @@ public class RowFormatTests
         Unsafe.SizeOf<BlockIQ4_NL>().Should().Be(GgmlType.IQ4_NL.Info().BytesPerBlock).And.Be(18);
         Unsafe.SizeOf<BlockIQ4_XS>().Should().Be(GgmlType.IQ4_XS.Info().BytesPerBlock).And.Be(136);
         Unsafe.SizeOf<BlockQ5_K>().Should().Be(GgmlType.Q5_K.Info().BytesPerBlock).And.Be(176);
+        Unsafe.SizeOf<BlockQ2_K>().Should().Be(GgmlType.Q2_K.Info().BytesPerBlock).And.Be(84);
+        Unsafe.SizeOf<BlockQ3_K>().Should().Be(GgmlType.Q3_K.Info().BytesPerBlock).And.Be(110);
     }
 
     [Fact]

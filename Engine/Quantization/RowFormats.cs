@@ -20,6 +20,7 @@ public static unsafe class RowFormats
         Q8_0Format.Instance, Q4_0Format.Instance, Q5_0Format.Instance,
         Q4_1Format.Instance, Q5_1Format.Instance, IQ4_NLFormat.Instance,
         Q4_KFormat.Instance, Q6_KFormat.Instance, IQ4_XSFormat.Instance, Q5_KFormat.Instance,
+        Q2_KFormat.Instance, Q3_KFormat.Instance,
     ];
 
     public static bool IsSupported(GgmlType t) => (uint)t < (uint)Table.Length && Table[(int)t] is not null;
