@@ -9,18 +9,16 @@ namespace Engine.Tests.Models;
 /// the router arithmetic (softmax, top-k with llama.cpp's tie order, renormalization).</summary>
 public class ExpertRoutingTests
 {
-    const string Fixture = "fx-qwen3moe-Q8_0";
-
     sealed class RecordedModel : IDisposable
     {
         public readonly GgufFile File;
         public readonly Llama Model;
         public readonly RecordingBackend Backend;
 
-        public RecordedModel()
+        public RecordedModel(string fixture = "fx-qwen3moe-Q8_0")
         {
-            var folder = FixtureGoldenTests.FixtureFolder(Fixture)!;
-            File = GgufFile.Open(Path.Combine(folder, Fixture + ".gguf"));
+            var folder = FixtureGoldenTests.FixtureFolder(fixture)!;
+            File = GgufFile.Open(Path.Combine(folder, fixture + ".gguf"));
             var config = GgufModelConfig.Read(File);
             Backend = new RecordingBackend(new CpuBackend(2));
             Model = new Llama(config, LlamaWeights.Load(config, new GgufTensorSource(File)), Backend);
@@ -47,10 +45,13 @@ public class ExpertRoutingTests
 
     static readonly int[] Prompt = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 280, 294, 263, 415, 414, 397, 355, 267, 337, 322, 265, 298, 295, 418];
 
-    [Fact]
-    public void A_decoded_token_multiplies_only_its_chosen_experts_weights()
+    [Theory]
+    [InlineData("fx-qwen3moe-Q8_0")]
+    [InlineData("fx-qwen2moe-Q8_0")]
+    [InlineData("fx-llamamoe-Q8_0")]
+    public void A_decoded_token_multiplies_only_its_chosen_experts_weights(string fixture)
     {
-        using var m = new RecordedModel();
+        using var m = new RecordedModel(fixture);
         var cache = m.Model.CreateCache(Prompt.Length + 1);
         var logits = new float[m.Model.Config.VocabSize];
         m.Model.Forward(Prompt, 0, cache, logits);
@@ -78,6 +79,10 @@ public class ExpertRoutingTests
                     .Should().Equal(expert.Gate, expert.Up, expert.Down);
                 expertCalls.Where(call => expertOf[call.Weights] == e).Should().OnlyContain(call => call.Rows == 1);
             }
+            // qwen2moe's shared expert and its gate run for every token, beside the routed ones.
+            if (m.Layer(l).SharedExpert is { } shared)
+                m.Backend.MatMuls.Select(call => call.Weights).Should()
+                    .Contain([m.Layer(l).SharedExpertGate!, shared.Gate, shared.Up, shared.Down]);
         }
     }
 
@@ -101,10 +106,12 @@ public class ExpertRoutingTests
             }
     }
 
-    [Fact]
-    public void A_prompt_batch_reads_each_expert_once_per_layer()
+    [Theory]
+    [InlineData("fx-qwen3moe-Q8_0")]
+    [InlineData("fx-llamamoe-Q8_0")]
+    public void A_prompt_batch_reads_each_expert_once_per_layer(string fixture)
     {
-        using var m = new RecordedModel();
+        using var m = new RecordedModel(fixture);
         var cache = m.Model.CreateCache(Prompt.Length);
         var logits = new float[m.Model.Config.VocabSize];
         m.Model.Forward(Prompt, 0, cache, logits);

@@ -5,13 +5,19 @@ namespace Engine.Tests.Models;
 
 /// <summary>The qwen3moe fixtures (8 experts, 2 per token) against llama.cpp's golden logits and greedy tokens,
 /// with the tolerances of ../shared/fixtures/README.md. fx-qwen3moe-Q8_0 is copied into Engine.Tests/Fixtures
-/// so a fresh clone tests MoE; the F16, Q4_K_M and Hugging Face copies are read from ../shared.</summary>
+/// so a fresh clone tests MoE; the F16, Q4_K_M and Hugging Face copies are read from ../shared.
+/// Also the qwen2moe and llama (Mixtral-style) MoE fixtures, which live only in Engine.Tests/Fixtures.</summary>
 public class MoeFixtureTests
 {
-    [Fact]
-    public void Qwen3moe_Q8_0_matches_llama_cpp()
+    /// <summary>fx-qwen2moe (4 experts, 2 per token, plus a shared expert behind a sigmoid gate) and fx-llamamoe
+    /// (Mixtral layout: llama with 4 experts, 2 per token) were made for this project with ../oracle, as the
+    /// shared fixtures are (Engine.Tests/Fixtures/PROVENANCE.md).</summary>
+    [Theory]
+    [InlineData("fx-qwen3moe-Q8_0")]
+    [InlineData("fx-qwen2moe-Q8_0")]
+    [InlineData("fx-llamamoe-Q8_0")]
+    public void In_repo_moe_fixture_matches_llama_cpp(string name)
     {
-        const string name = "fx-qwen3moe-Q8_0";
         var folder = FixtureGoldenTests.FixtureFolder(name) ?? throw new FileNotFoundException($"{name}.gguf is not in Engine.Tests/Fixtures");
         using var model = LoadedModel.Open(Path.Combine(folder, name + ".gguf"));
         FixtureGoldenTests.CheckAgainstGolden(model.Model, GoldenCase.LoadFixture(folder, name), FixtureGoldenTests.Tolerance.Quantized);
