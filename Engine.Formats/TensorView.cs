@@ -37,6 +37,18 @@ public sealed unsafe class TensorView
     /// <summary>The bytes as a span (tensors over 2 GiB must be read through <see cref="Pointer"/> row by row).</summary>
     public ReadOnlySpan<byte> Bytes => _region.Span(FileOffset, ByteSize);
 
+    /// <summary>A view of part of this tensor's bytes under its own name and shape, still zero-copy: one expert
+    /// of a stacked [cols, rows, experts] tensor is the byte range of its rows. The range must lie inside this
+    /// tensor, and byteSize must hold exactly the elements of shape (the caller knows the row size of the type).</summary>
+    public TensorView Slice(string name, long[] shape, long byteOffset, long byteSize)
+    {
+        if (byteOffset < 0 || byteSize < 0 || byteOffset > ByteSize || byteSize > ByteSize - byteOffset)
+            throw new ArgumentOutOfRangeException(nameof(byteOffset), $"slice [{byteOffset}, +{byteSize}) is outside tensor '{Name}' ({ByteSize} bytes)");
+        long elements = 1;
+        foreach (long d in shape) elements = checked(elements * d);
+        return new TensorView(name, Type, shape, elements, byteSize, FileOffset + byteOffset, _region);
+    }
+
     public string ShapeText => "[" + string.Join(", ", Shape) + "]";
     public override string ToString() => $"{Name} {Type} {ShapeText}";
 }

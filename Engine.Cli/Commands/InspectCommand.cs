@@ -72,7 +72,22 @@ public static class InspectCommand
         new("rms_epsilon", c.RmsNormEpsilon.ToString("R")),
         new("rope", $"{c.RopeStyle}, theta {c.RopeTheta}, {c.RopeDimensions} dims, scaling {c.RopeScaling.Type}"),
         new("output", c.TiedOutput ? "tied to token_embd" : "separate output.weight"),
+        .. Experts(c),
     ];
+
+    static List<KeyValuePair<string, string>> Experts(ModelConfig c)
+    {
+        if (c.ExpertCount == 0) return [];
+        int moeLayers = Enumerable.Range(0, c.LayerCount).Count(c.IsMoeLayer);
+        var experts = new List<KeyValuePair<string, string>>
+        {
+            new("experts", $"{c.ExpertCount}, {c.ExpertsPerToken} per token, feed-forward {c.ExpertFeedForwardLength} each, " +
+                $"{c.ExpertGating.ToString().ToLowerInvariant()} router, weights {(c.NormalizeExpertWeights ? "renormalized" : "as routed")}"),
+            new("moe_layers", $"{moeLayers} of {c.LayerCount}"),
+        };
+        if (c.SharedExpertFeedForwardLength > 0) experts.Add(new("shared_expert", $"feed-forward {c.SharedExpertFeedForwardLength}, sigmoid gate"));
+        return experts;
+    }
 
     static List<KeyValuePair<string, string>> TokenizerSummary(IReadOnlyDictionary<string, GgufValue> md)
     {

@@ -50,6 +50,14 @@ public interface IBackend : IDisposable
     void SwiGlu(ActivationBuffer gate, ActivationBuffer up, int length, ActivationBuffer y);
     /// <summary>x += y over `length` values (the residual connection).</summary>
     void Add(ActivationBuffer x, ActivationBuffer y, int length);
+    /// <summary>x = 0 over `length` values (an accumulator before ScatterAddRows).</summary>
+    void Clear(ActivationBuffer x, int length);
+    /// <summary>dst row i = src row rows[i], rows of `width` values: collects the tokens routed to one expert
+    /// into a contiguous sub-batch, so the expert's weights are read once for all of them.</summary>
+    void GatherRows(ActivationBuffer src, ReadOnlySpan<int> rows, int width, ActivationBuffer dst);
+    /// <summary>dst row rows[i] += scales[i] * src row i (the product rounded, then added): returns an expert's
+    /// sub-batch to its tokens, weighted by the router.</summary>
+    void ScatterAddRows(ActivationBuffer src, ReadOnlySpan<int> rows, ReadOnlySpan<float> scales, int width, ActivationBuffer dst);
     /// <summary>Copies `length` values starting at `offset` into dst (logits out, observers).</summary>
     void Read(ActivationBuffer x, int offset, Span<float> dst);
     /// <summary>Copies values into x starting at `offset` (tests, observers that replace an intermediate).</summary>

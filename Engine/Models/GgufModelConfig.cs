@@ -20,6 +20,10 @@ public static class GgufModelConfig
         int valueDim = IntOr(md, K("attention.value_length"), headDim);
         int vocab = VocabSize(file, arch);
         var scaling = ReadScaling(md, arch, file);
+        int feedForward = Int(md, K("feed_forward_length"));
+        // llama.cpp reads expert_count for every architecture; a dense one simply has none.
+        int experts = traits.Experts == ExpertLayout.None ? 0 : CountOrZero(md, K("expert_count"));
+        int used = experts > 0 ? CountOrZero(md, K("expert_used_count")) : 0;
 
         var config = new ModelConfig
         {
@@ -30,7 +34,7 @@ public static class GgufModelConfig
             KvHeadCount = kvHeads,
             HeadDim = headDim,
             ValueHeadDim = valueDim,
-            FeedForwardLength = Int(md, K("feed_forward_length")),
+            FeedForwardLength = feedForward,
             VocabSize = vocab,
             TrainedContextLength = Int(md, K("context_length")),
             RmsNormEpsilon = (float)(md.GetFloatOrNull(K("attention.layer_norm_rms_epsilon")) ?? throw GgufMetadataAccess.Missing(K("attention.layer_norm_rms_epsilon"))),
@@ -39,6 +43,12 @@ public static class GgufModelConfig
             RopeStyle = traits.GgufRopeStyle,
             RopeScaling = scaling,
             TiedOutput = !file.TryGetTensor("output.weight", out _),
+            ExpertCount = experts,
+            ExpertsPerToken = used,
+            ExpertFeedForwardLength = experts == 0 ? 0 : ExpertFeedForwardLength(md, arch, traits, feedForward, used),
+            SharedExpertFeedForwardLength = experts > 0 && traits.SharedExpert ? IntOr(md, K("expert_shared_feed_forward_length"), feedForward) : 0,
+            NormalizeExpertWeights = traits.NormalizesExpertWeights,
+            ExpertGating = ExpertGating.Softmax, // llama.cpp's fixed choice for llama, qwen2moe and qwen3moe
         };
         ModelConfigValidation.Validate(config);
         return config;
@@ -71,6 +81,19 @@ public static class GgufModelConfig
                     field: K("rope.scaling.type"), actual: type);
         }
     }
+
+    /// <summary>As llama.cpp: Mixtral's experts are feed_forward_length wide; the Qwen MoEs give
+    /// expert_feed_forward_length, falling back to feed_forward_length / expert_used_count.</summary>
+    static int ExpertFeedForwardLength(IReadOnlyDictionary<string, GgufValue> md, string arch, ArchitectureTraits traits, int feedForward, int used)
+    {
+        if (traits == ArchitectureTraits.Llama) return feedForward;
+        return IntOr(md, GgufKeys.Arch(arch, "expert_feed_forward_length"), used > 0 ? feedForward / used : 0);
+    }
+
+    /// <summary>A count that may be absent or 0 (llama files often write expert_count = 0); validation checks
+    /// the relations afterwards.</summary>
+    static int CountOrZero(IReadOnlyDictionary<string, GgufValue> md, string key) =>
+        md.GetIntegerOrNull(key) is long v ? (v is >= 0 and <= int.MaxValue ? (int)v : throw Bad(key, "a non-negative 32-bit integer", v.ToString())) : 0;
 
     static int VocabSize(GgufFile file, string arch)
     {

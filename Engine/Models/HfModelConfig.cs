@@ -10,7 +10,8 @@ public static class HfModelConfig
 {
     static readonly Dictionary<string, string> ArchitectureByModelType = new()
     {
-        ["llama"] = "llama", ["mistral"] = "llama", ["qwen2"] = "qwen2", ["qwen3"] = "qwen3",
+        ["llama"] = "llama", ["mistral"] = "llama", ["mixtral"] = "llama", ["qwen2"] = "qwen2", ["qwen3"] = "qwen3",
+        ["qwen2_moe"] = "qwen2moe", ["qwen3_moe"] = "qwen3moe",
     };
 
     public static ModelConfig Read(HfConfig hf, bool hasLmHead)
@@ -38,8 +39,31 @@ public static class HfModelConfig
             RopeScaling = Scaling(hf),
             TiedOutput = hf.TieWordEmbeddings || !hasLmHead,
         };
+        if (hf.IsMoe) config = WithExperts(config, hf);
         ModelConfigValidation.Validate(config);
         return config;
+    }
+
+    /// <summary>The mixture-of-experts fields as transformers reads them: Mixtral's experts are intermediate_size
+    /// wide and always renormalized; the Qwen MoEs give moe_intermediate_size, renormalize only with
+    /// norm_topk_prob (default false), and make layer i sparse unless it is in mlp_only_layers or
+    /// (i + 1) is not a multiple of decoder_sparse_step.</summary>
+    static ModelConfig WithExperts(ModelConfig config, HfConfig hf)
+    {
+        bool mixtral = config.Architecture == "llama";
+        int step = hf.DecoderSparseStep ?? 1;
+        var dense = Enumerable.Range(0, hf.NumHiddenLayers)
+            .Where(layer => !mixtral && (hf.MlpOnlyLayers.Contains(layer) || (layer + 1) % step != 0)).ToArray();
+        return config with
+        {
+            ExpertCount = hf.NumExperts!.Value,
+            ExpertsPerToken = hf.NumExpertsPerTok ?? 0,
+            ExpertFeedForwardLength = mixtral ? hf.IntermediateSize : hf.MoeIntermediateSize ?? 0,
+            SharedExpertFeedForwardLength = config.Architecture == "qwen2moe" ? hf.SharedExpertIntermediateSize ?? 0 : 0,
+            NormalizeExpertWeights = mixtral || (hf.NormTopkProb ?? false),
+            ExpertGating = ExpertGating.Softmax,
+            DenseLayers = dense,
+        };
     }
 
     static RopeScaling Scaling(HfConfig hf)

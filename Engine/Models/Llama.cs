@@ -2,16 +2,19 @@ using Engine.Backends;
 
 namespace Engine.Models;
 
-/// <summary>The decoder-only transformer of Llama 2/3, Qwen2 and Qwen3, written as the papers describe it:
+/// <summary>The decoder-only transformer of Llama 2/3, Mixtral, Qwen2, Qwen3 and their MoE variants, written
+/// as the papers describe it:
 ///
 ///   x = embed(tokens)
 ///   for each layer:
 ///       h = x + Wo · attention(RoPE(Wq · norm(x)), RoPE(Wk · norm(x)), Wv · norm(x))     (causal, grouped-query)
-///       x = h + W_down · (silu(W_gate · norm(h)) ⊙ (W_up · norm(h)))                      (SwiGLU)
+///       x = h + FFN(norm(h))
 ///   logits = W_out · norm(x)
 ///
-/// norm is RMSNorm with a learned scale. Qwen2 adds biases to q, k, v; Qwen3 RMS-normalizes each head of q and
-/// k before RoPE. The heavy lifting is in the backend; this class only says what happens in which order.</summary>
+/// norm is RMSNorm with a learned scale. FFN is SwiGLU, W_down · (silu(W_gate · h) ⊙ (W_up · h)), or in MoE
+/// layers a router's weighted sum of a few SwiGLU experts (MoeFeedForward). Qwen2 adds biases to q, k, v;
+/// Qwen3 RMS-normalizes each head of q and k before RoPE. The heavy lifting is in the backend; this class only
+/// says what happens in which order.</summary>
 public sealed class Llama : IDisposable
 {
     public ModelConfig Config { get; }
@@ -23,8 +26,10 @@ public sealed class Llama : IDisposable
 
     readonly RopeParameters _rope;
     // Activations for up to MaxBatch tokens, allocated once (the forward pass allocates nothing).
-    readonly ActivationBuffer _x, _norm, _q, _k, _v, _attention, _projected, _gate, _up, _hidden, _lastRow, _logits;
+    readonly ActivationBuffer _x, _norm, _q, _k, _v, _attention, _projected, _lastRow, _logits;
     readonly int[] _positions;
+    readonly SwiGluFeedForward _swiGlu;
+    readonly MoeFeedForward? _experts;
 
     public Llama(ModelConfig config, LlamaWeights weights, IBackend backend, int maxBatch = 64)
     {
@@ -42,9 +47,9 @@ public sealed class Llama : IDisposable
         _v = backend.Allocate("Vcur", b * config.ValueWidth);
         _attention = backend.Allocate("kqv_out", b * config.HeadCount * config.ValueHeadDim);
         _projected = backend.Allocate("proj", b * c);
-        _gate = backend.Allocate("ffn_gate", b * config.FeedForwardLength);
-        _up = backend.Allocate("ffn_up", b * config.FeedForwardLength);
-        _hidden = backend.Allocate("ffn_act", b * config.FeedForwardLength);
+        int widestHidden = Math.Max(config.FeedForwardLength, Math.Max(config.ExpertFeedForwardLength, config.SharedExpertFeedForwardLength));
+        _swiGlu = new SwiGluFeedForward(backend, b, widestHidden);
+        if (config.ExpertCount > 0) _experts = new MoeFeedForward(backend, config, _swiGlu, b);
         _lastRow = backend.Allocate("result_norm", c);
         _logits = backend.Allocate("result_output", b * config.VocabSize);
         _positions = new int[b];
@@ -114,16 +119,23 @@ public sealed class Llama : IDisposable
             be.Add(_x, _projected, rows * width);                   // residual
             Observe("ffn_inp", l, _x, rows, width);
 
-            // SwiGLU feed-forward on the normalized residual stream.
+            // Feed-forward on the normalized residual stream: one SwiGLU, or a mixture of SwiGLU experts.
             be.RmsNorm(_x, w.FeedForwardNorm, c.RmsNormEpsilon, rows, _norm);
             Observe("ffn_norm", l, _norm, rows, width);
-            be.MatMul(w.Gate, _norm, rows, _gate);
-            be.MatMul(w.Up, _norm, rows, _up);
-            be.SwiGlu(_gate, _up, rows * c.FeedForwardLength, _hidden);
-            be.MatMul(w.Down, _hidden, rows, _projected);
+            FeedForward(w.FeedForward, l, rows);                    // _norm -> _projected
             Observe("ffn_out", l, _projected, rows, width);
             be.Add(_x, _projected, rows * width);                   // residual
             Observe("l_out", l, _x, rows, width);
+        }
+    }
+
+    void FeedForward(FeedForwardWeights weights, int layer, int rows)
+    {
+        switch (weights)
+        {
+            case SwiGluWeights dense: _swiGlu.Forward(dense, _norm, rows, _projected); break;
+            case MixtureOfExpertsWeights moe: _experts!.Forward(moe, _norm, rows, _projected, layer, Observer); break;
+            default: throw new NotSupportedException($"feed-forward {weights.GetType().Name}");
         }
     }
 

@@ -13,11 +13,9 @@ public sealed record LlamaLayerWeights(
     WeightVector? KeyNorm,        // qwen3
     WeightMatrix Output,          // [n_head*value_dim x d_model]
     WeightVector FeedForwardNorm, // [d_model]
-    WeightMatrix Gate,            // [d_model x d_ff]
-    WeightMatrix Up,              // [d_model x d_ff]
-    WeightMatrix Down);           // [d_ff x d_model]
+    FeedForwardWeights FeedForward); // one SwiGLU, or a mixture of experts
 
-/// <summary>All weights of a dense Llama-family model, declared with their expected shapes and checked at load.</summary>
+/// <summary>All weights of a Llama-family model, declared with their expected shapes and checked at load.</summary>
 public sealed record LlamaWeights(
     WeightMatrix TokenEmbedding,  // [d_model x vocab]: row t is the embedding of token t
     LlamaLayerWeights[] Layers,
@@ -45,14 +43,33 @@ public sealed record LlamaWeights(
                 KeyNorm: traits.QkNorm ? w.Vector(P("attn_k_norm.weight"), c.HeadDim) : null,
                 Output: w.Matrix(P("attn_output.weight"), c.HeadCount * c.ValueHeadDim, c.EmbeddingLength),
                 FeedForwardNorm: w.Vector(P("ffn_norm.weight"), c.EmbeddingLength),
-                Gate: w.Matrix(P("ffn_gate.weight"), c.EmbeddingLength, c.FeedForwardLength),
-                Up: w.Matrix(P("ffn_up.weight"), c.EmbeddingLength, c.FeedForwardLength),
-                Down: w.Matrix(P("ffn_down.weight"), c.FeedForwardLength, c.EmbeddingLength));
+                FeedForward: c.IsMoeLayer(i) ? MixtureOfExperts(w, c, traits, i) : SwiGlu(w, i, "", c.EmbeddingLength, c.FeedForwardLength));
         }
         var embedding = w.Matrix("token_embd.weight", c.EmbeddingLength, c.VocabSize);
         // M4: a missing output projection means the embedding is tied (documented fallback, as llama.cpp).
         var output = w.TryMatrix("output.weight", c.EmbeddingLength, c.VocabSize) ?? embedding;
         return new LlamaWeights(embedding, layers, w.Vector("output_norm.weight", c.EmbeddingLength), output,
             w.TryVector("rope_freqs.weight", c.RopeDimensions / 2));
+    }
+
+    /// <summary>blk.N.ffn_{gate,up,down}{suffix}.weight: the dense feed-forward (no suffix) or the shared expert ("_shexp").</summary>
+    static SwiGluWeights SwiGlu(WeightLoader w, int layer, string suffix, int width, int hidden) => new(
+        Gate: w.Matrix($"blk.{layer}.ffn_gate{suffix}.weight", width, hidden),
+        Up: w.Matrix($"blk.{layer}.ffn_up{suffix}.weight", width, hidden),
+        Down: w.Matrix($"blk.{layer}.ffn_down{suffix}.weight", hidden, width));
+
+    static MixtureOfExpertsWeights MixtureOfExperts(WeightLoader w, ModelConfig c, ArchitectureTraits traits, int layer)
+    {
+        int width = c.EmbeddingLength, hidden = c.ExpertFeedForwardLength, count = c.ExpertCount;
+        WeightMatrix[] Experts(string kind, int cols, int rows) =>
+            w.Experts($"blk.{layer}.ffn_{kind}_exps.weight", e => $"blk.{layer}.ffn_{kind}.{e}.weight", cols, rows, count);
+        var gates = Experts("gate", width, hidden);
+        var ups = Experts("up", width, hidden);
+        var downs = Experts("down", hidden, width);
+        return new MixtureOfExpertsWeights(
+            Router: w.Matrix($"blk.{layer}.ffn_gate_inp.weight", width, count),
+            Experts: Enumerable.Range(0, count).Select(e => new SwiGluWeights(gates[e], ups[e], downs[e])).ToArray(),
+            SharedExpert: traits.SharedExpert ? SwiGlu(w, layer, "_shexp", width, c.SharedExpertFeedForwardLength) : null,
+            SharedExpertGate: traits.SharedExpert ? w.Matrix($"blk.{layer}.ffn_gate_inp_shexp.weight", width, 1) : null);
     }
 }

@@ -20,11 +20,14 @@ public sealed record RopeScaling(
     public static readonly RopeScaling None = new(RopeScalingType.None);
 }
 
+/// <summary>How a router's logits become the probabilities that choose and weight the experts.</summary>
+public enum ExpertGating { Softmax, Sigmoid }
+
 /// <summary>One validated description of a model, whether it came from GGUF metadata or a Hugging Face
 /// config.json: the model code never asks where it came from.</summary>
 public sealed record ModelConfig
 {
-    /// <summary>Architecture name as GGUF spells it: llama, qwen2, qwen3.</summary>
+    /// <summary>Architecture name as GGUF spells it: llama, qwen2, qwen3, qwen2moe, qwen3moe.</summary>
     public required string Architecture { get; init; }
     public required int EmbeddingLength { get; init; }   // d_model
     public required int LayerCount { get; init; }
@@ -42,6 +45,26 @@ public sealed record ModelConfig
     public RopeScaling RopeScaling { get; init; } = RopeScaling.None;
     /// <summary>True when there is no separate output projection and the embedding is reused.</summary>
     public bool TiedOutput { get; init; }
+
+    // ---- Mixture of experts. ExpertCount == 0: a dense model, every layer has the one SwiGLU feed-forward.
+    /// <summary>Experts in each MoE layer.</summary>
+    public int ExpertCount { get; init; }
+    /// <summary>Experts each token is routed to (the k of top-k).</summary>
+    public int ExpertsPerToken { get; init; }
+    /// <summary>Hidden width of one expert's SwiGLU (FeedForwardLength stays the width of dense layers).</summary>
+    public int ExpertFeedForwardLength { get; init; }
+    /// <summary>Hidden width of the shared expert every token also passes through (qwen2moe); 0: none.</summary>
+    public int SharedExpertFeedForwardLength { get; init; }
+    /// <summary>Rescale the chosen experts' probabilities to sum to 1 (Hugging Face norm_topk_prob; llama.cpp
+    /// fixes it per architecture).</summary>
+    public bool NormalizeExpertWeights { get; init; }
+    public ExpertGating ExpertGating { get; init; } = ExpertGating.Softmax;
+    /// <summary>Layers of an MoE model that keep a dense feed-forward (Hugging Face mlp_only_layers and
+    /// decoder_sparse_step); empty for GGUF, where llama.cpp makes every layer of these architectures MoE.</summary>
+    public IReadOnlyList<int> DenseLayers { get; init; } = [];
+
+    /// <summary>True when layer's feed-forward is a mixture of experts rather than one SwiGLU.</summary>
+    public bool IsMoeLayer(int layer) => ExpertCount > 0 && !DenseLayers.Contains(layer);
 
     public int QueryWidth => HeadCount * HeadDim;
     public int KeyWidth => KvHeadCount * HeadDim;

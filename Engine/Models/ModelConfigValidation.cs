@@ -30,6 +30,32 @@ public static class ModelConfigValidation
         if (!(c.RmsNormEpsilon > 0) || !float.IsFinite(c.RmsNormEpsilon))
             Fail("attention.layer_norm_rms_epsilon", "a finite value > 0", c.RmsNormEpsilon.ToString());
         if (!(c.RopeTheta > 0) || !double.IsFinite(c.RopeTheta)) Fail("rope.freq_base", "a finite value > 0", c.RopeTheta.ToString());
+        ValidateExperts(c);
+    }
+
+    /// <summary>llama.cpp's own limit on experts per layer; no model is near it.</summary>
+    public const int MaxExperts = 1024;
+
+    static void ValidateExperts(ModelConfig c)
+    {
+        var traits = ArchitectureTraits.Get(c.Architecture);
+        if (traits.Experts == ExpertLayout.Required && c.ExpertCount == 0)
+            Fail("expert_count", $"> 0 (every {c.Architecture} layer is a mixture of experts)", "0");
+        if (c.ExpertCount < 0 || c.ExpertCount > MaxExperts) Fail("expert_count", $"in [0, {MaxExperts}]", c.ExpertCount.ToString());
+        if (c.ExpertCount == 0)
+        {
+            if (c.ExpertsPerToken != 0) Fail("expert_used_count", "0 when expert_count is 0", c.ExpertsPerToken.ToString());
+            return;
+        }
+        if (c.ExpertsPerToken <= 0 || c.ExpertsPerToken > c.ExpertCount)
+            Fail("expert_used_count", $"in [1, expert_count = {c.ExpertCount}]", c.ExpertsPerToken.ToString());
+        Positive(c.ExpertFeedForwardLength, "expert_feed_forward_length");
+        if (c.SharedExpertFeedForwardLength < 0 || c.SharedExpertFeedForwardLength > 16 * MaxDimension)
+            Fail("expert_shared_feed_forward_length", "a non-negative value", c.SharedExpertFeedForwardLength.ToString());
+        if (traits.SharedExpert && c.SharedExpertFeedForwardLength == 0)
+            Fail("expert_shared_feed_forward_length", $"> 0 ({c.Architecture} has a shared expert)", "0");
+        foreach (int layer in c.DenseLayers)
+            if (layer < 0 || layer >= c.LayerCount) Fail("mlp_only_layers", $"layer indices in [0, {c.LayerCount})", layer.ToString());
     }
 
     static void Positive(int value, string key)

@@ -14,10 +14,35 @@ public sealed class WeightLoader(ITensorSource source)
     {
         if (!source.TryGetTensor(name, out var view)) return null;
         CheckShape(view, [cols, rows]);
-        if (!IsMatrixType(view.Type))
-            throw new ModelFormatException(FormatErrorKind.UnknownTensorType,
-                $"tensor '{name}' has type {view.Type}, which this engine cannot compute with yet", field: name, actual: view.Type.ToString());
+        CheckMatrixType(view);
         return new WeightMatrix(name, view);
+    }
+
+    /// <summary>One [cols, rows] matrix per expert. A stacked tensor (stackedName, shape [cols, rows, experts],
+    /// as llama.cpp writes MoE models) is cut into per-expert views of its own bytes, so a token that picks two
+    /// experts touches only those two byte ranges. Without it, per-expert tensors expertName(e) are used: older
+    /// Mixtral GGUFs ("blk.N.ffn_gate.E.weight"), and a Hugging Face checkpoint's experts.E.*_proj.</summary>
+    public WeightMatrix[] Experts(string stackedName, Func<int, string> expertName, int cols, int rows, int experts)
+    {
+        var matrices = new WeightMatrix[experts];
+        if (source.TryGetTensor(stackedName, out var stacked))
+        {
+            CheckShape(stacked, [cols, rows, experts]);
+            CheckMatrixType(stacked);
+            long expertBytes = stacked.ByteSize / experts; // whole rows: a row is whole blocks of its type
+            for (int e = 0; e < experts; e++)
+            {
+                var slice = stacked.Slice($"{stackedName}[{e}]", [cols, rows], e * expertBytes, expertBytes);
+                matrices[e] = new WeightMatrix(slice.Name, slice);
+            }
+            return matrices;
+        }
+        for (int e = 0; e < experts; e++)
+            matrices[e] = TryMatrix(expertName(e), cols, rows)
+                ?? throw new ModelFormatException(FormatErrorKind.MissingKey,
+                    $"required tensor '{stackedName}' [{cols}, {rows}, {experts}] is missing (and so is the per-expert '{expertName(e)}' [{cols}, {rows}])",
+                    field: stackedName);
+        return matrices;
     }
 
     public WeightVector Vector(string name, int length) =>
@@ -32,14 +57,27 @@ public sealed class WeightLoader(ITensorSource source)
 
     static bool IsMatrixType(GgmlType type) => Engine.Quantization.RowFormats.IsSupported(type);
 
+    static void CheckMatrixType(TensorView view)
+    {
+        if (!IsMatrixType(view.Type))
+            throw new ModelFormatException(FormatErrorKind.UnknownTensorType,
+                $"tensor '{view.Name}' has type {view.Type}, which this engine cannot compute with yet", field: view.Name, actual: view.Type.ToString());
+    }
+
     static void CheckShape(TensorView view, long[] expected)
     {
-        // Trailing dimensions of 1 are equivalent (some writers keep them).
-        var actual = view.Shape.ToList();
-        while (actual.Count > expected.Length && actual[^1] == 1) actual.RemoveAt(actual.Count - 1);
-        if (!actual.SequenceEqual(expected))
+        // Trailing dimensions of 1 are equivalent (some writers keep them; a one-row matrix such as qwen2moe's
+        // shared-expert gate is stored as a vector).
+        if (!WithoutTrailingOnes(view.Shape).SequenceEqual(WithoutTrailingOnes(expected)))
             throw new ModelFormatException(FormatErrorKind.InvalidShape, $"tensor '{view.Name}' has wrong shape", field: view.Name,
                 expected: "[" + string.Join(", ", expected) + "]", actual: view.ShapeText);
+    }
+
+    static List<long> WithoutTrailingOnes(IReadOnlyList<long> shape)
+    {
+        var trimmed = shape.ToList();
+        while (trimmed.Count > 1 && trimmed[^1] == 1) trimmed.RemoveAt(trimmed.Count - 1);
+        return trimmed;
     }
 
     static ModelFormatException MissingTensor(string name, string shape) =>

@@ -167,6 +167,27 @@ public sealed class CpuBackend : IBackend
         TensorPrimitives.Add(a, D(y).AsSpan(0, length), a);
     }
 
+    public void Clear(ActivationBuffer x, int length) => D(x).AsSpan(0, length).Clear();
+
+    public void GatherRows(ActivationBuffer src, ReadOnlySpan<int> rows, int width, ActivationBuffer dst)
+    {
+        var from = D(src); var to = D(dst);
+        for (int i = 0; i < rows.Length; i++)
+            from.AsSpan(rows[i] * width, width).CopyTo(to.AsSpan(i * width, width));
+    }
+
+    public void ScatterAddRows(ActivationBuffer src, ReadOnlySpan<int> rows, ReadOnlySpan<float> scales, int width, ActivationBuffer dst)
+    {
+        if (scales.Length != rows.Length) throw new ArgumentException("one scale per row", nameof(scales));
+        var from = D(src); var to = D(dst);
+        for (int i = 0; i < rows.Length; i++)
+        {
+            var target = to.AsSpan(rows[i] * width, width);
+            // MultiplyAdd rounds the product before the sum (FusedMultiplyAdd would not), as ggml's mul then add.
+            TensorPrimitives.MultiplyAdd(from.AsSpan(i * width, width), scales[i], target, target);
+        }
+    }
+
     public void Read(ActivationBuffer x, int offset, Span<float> dst) => D(x).AsSpan(offset, dst.Length).CopyTo(dst);
 
     public void Write(ActivationBuffer x, int offset, ReadOnlySpan<float> values) => values.CopyTo(D(x).AsSpan(offset, values.Length));

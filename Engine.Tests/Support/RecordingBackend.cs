@@ -1,0 +1,39 @@
+using Engine.Backends;
+using Engine.Models;
+
+namespace Engine.Tests.Support;
+
+/// <summary>A backend that forwards every call to another and records which weight matrices were multiplied,
+/// with how many rows: the observable trace of which weight bytes a forward pass reads.</summary>
+public sealed class RecordingBackend(IBackend inner) : IBackend
+{
+    public List<(WeightMatrix Weights, int Rows)> MatMuls { get; } = [];
+
+    public string Name => "recording " + inner.Name;
+    public ActivationBuffer Allocate(string name, int length) => inner.Allocate(name, length);
+    public KvCache CreateKvCache(int layers, int contextLength, int keyWidth, int valueWidth) => inner.CreateKvCache(layers, contextLength, keyWidth, valueWidth);
+    public void Embed(WeightMatrix table, ReadOnlySpan<int> tokens, ActivationBuffer x) => inner.Embed(table, tokens, x);
+    public void RmsNorm(ActivationBuffer x, WeightVector weight, float epsilon, int rows, ActivationBuffer y) => inner.RmsNorm(x, weight, epsilon, rows, y);
+
+    public void MatMul(WeightMatrix w, ActivationBuffer x, int rows, ActivationBuffer y)
+    {
+        MatMuls.Add((w, rows));
+        inner.MatMul(w, x, rows, y);
+    }
+
+    public void AddBias(ActivationBuffer y, WeightVector bias, int rows) => inner.AddBias(y, bias, rows);
+    public void Rope(ActivationBuffer x, int rows, int heads, ReadOnlySpan<int> positions, RopeParameters rope) => inner.Rope(x, rows, heads, positions, rope);
+    public void StoreKv(KvCache cache, int layer, int start, int rows, ActivationBuffer k, ActivationBuffer v) => inner.StoreKv(cache, layer, start, rows, k, v);
+    public void Attention(ActivationBuffer q, KvCache cache, int layer, int start, int rows, int heads, int kvHeads, int headDim, int valueDim, ActivationBuffer output) =>
+        inner.Attention(q, cache, layer, start, rows, heads, kvHeads, headDim, valueDim, output);
+    public void SwiGlu(ActivationBuffer gate, ActivationBuffer up, int length, ActivationBuffer y) => inner.SwiGlu(gate, up, length, y);
+    public void Add(ActivationBuffer x, ActivationBuffer y, int length) => inner.Add(x, y, length);
+    public void Clear(ActivationBuffer x, int length) => inner.Clear(x, length);
+    public void GatherRows(ActivationBuffer src, ReadOnlySpan<int> rows, int width, ActivationBuffer dst) => inner.GatherRows(src, rows, width, dst);
+    public void ScatterAddRows(ActivationBuffer src, ReadOnlySpan<int> rows, ReadOnlySpan<float> scales, int width, ActivationBuffer dst) =>
+        inner.ScatterAddRows(src, rows, scales, width, dst);
+    public void Read(ActivationBuffer x, int offset, Span<float> dst) => inner.Read(x, offset, dst);
+    public void Write(ActivationBuffer x, int offset, ReadOnlySpan<float> values) => inner.Write(x, offset, values);
+    public void Copy(ActivationBuffer src, int srcOffset, ActivationBuffer dst, int dstOffset, int length) => inner.Copy(src, srcOffset, dst, dstOffset, length);
+    public void Dispose() => inner.Dispose();
+}
