@@ -35,7 +35,7 @@ public static class BenchCommand
 
         int threads = (model.Model.Backend as Engine.Backends.Cpu.CpuBackend)?.Threads ?? Environment.ProcessorCount;
         var fileBytes = new FileInfo(model.Path).Exists ? new FileInfo(model.Path).Length : 0;
-        long bytesPerToken = WeightTraffic.BytesPerToken(model.Model.Weights);
+        long bytesPerToken = WeightTraffic.BytesPerToken(model.Model.Weights, model.Config);
         Console.Error.WriteLine($"bench: {Path.GetFileName(model.Path)}, {threads} threads, measuring memory bandwidth...");
         double bandwidth = MemoryBandwidth.MeasureBytesPerSecond(threads);
         var result = Benchmark.Run(model.Model, new BenchOptions(prompt, generate, reps),

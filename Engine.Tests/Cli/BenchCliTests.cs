@@ -40,8 +40,29 @@ public class BenchCliTests
         var w = model.Model.Weights;
         long expected = w.Output.View.ByteSize + (tied ? 0 : w.TokenEmbedding.RowBytes);
         foreach (var l in w.Layers)
+        {
+            var f = (SwiGluWeights)l.FeedForward;
             expected += l.Query.View.ByteSize + l.Key.View.ByteSize + l.Value.View.ByteSize + l.Output.View.ByteSize
-                      + l.Gate.View.ByteSize + l.Up.View.ByteSize + l.Down.View.ByteSize;
-        WeightTraffic.BytesPerToken(w).Should().Be(expected);
+                      + f.Gate.View.ByteSize + f.Up.View.ByteSize + f.Down.View.ByteSize;
+        }
+        WeightTraffic.BytesPerToken(w, model.Config).Should().Be(expected);
+    }
+
+    /// <summary>A mixture-of-experts layer counts its router and only the experts a token uses (2 of 8 here).</summary>
+    [Fact]
+    public void Bytes_per_token_count_only_the_used_experts()
+    {
+        using var model = LoadedModel.Open(TestPaths.Repo("Engine.Tests", "Fixtures", "fx-qwen3moe-Q8_0.gguf"));
+        var w = model.Model.Weights;
+        model.Config.ExpertsPerToken.Should().Be(2);
+        long expected = w.Output.View.ByteSize + w.TokenEmbedding.RowBytes;
+        foreach (var l in w.Layers)
+        {
+            var m = (MixtureOfExpertsWeights)l.FeedForward;
+            var e = m.Experts[0];
+            expected += l.Query.View.ByteSize + l.Key.View.ByteSize + l.Value.View.ByteSize + l.Output.View.ByteSize
+                      + m.Router.View.ByteSize + 2 * (e.Gate.View.ByteSize + e.Up.View.ByteSize + e.Down.View.ByteSize);
+        }
+        WeightTraffic.BytesPerToken(w, model.Config).Should().Be(expected);
     }
 }

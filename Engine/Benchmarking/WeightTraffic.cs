@@ -2,20 +2,34 @@ using Engine.Models;
 
 namespace Engine.Benchmarking;
 
-/// <summary>Bytes of weights one decoded token reads: every matrix of every layer and the output projection
-/// once, but only one row of the token embedding (unless it doubles as the output). This is the numerator of
-/// the decode ceiling: tokens/s &lt;= memory bandwidth / bytes per token.</summary>
+/// <summary>Bytes of weights one decoded token reads: every attention matrix and the output projection once,
+/// one row of the token embedding (unless it doubles as the output), and of a mixture-of-experts layer only
+/// the router, the experts a token is routed to, and the shared expert. This is the numerator of the decode
+/// ceiling: tokens/s &lt;= memory bandwidth / bytes per token.</summary>
 public static unsafe class WeightTraffic
 {
-    public static long BytesPerToken(LlamaWeights w)
+    public static long BytesPerToken(LlamaWeights w, ModelConfig config)
     {
         long bytes = 0;
         foreach (var layer in w.Layers)
-            foreach (var m in new[] { layer.Query, layer.Key, layer.Value, layer.Output, layer.Gate, layer.Up, layer.Down })
-                bytes += m.View.ByteSize;
+        {
+            bytes += layer.Query.View.ByteSize + layer.Key.View.ByteSize + layer.Value.View.ByteSize + layer.Output.View.ByteSize;
+            bytes += FeedForwardBytes(layer.FeedForward, config.ExpertsPerToken);
+        }
         bytes += w.Output.View.ByteSize;
         if (w.Output.View.Pointer != w.TokenEmbedding.View.Pointer) // a tied output already read the whole table
             bytes += w.TokenEmbedding.RowBytes;
         return bytes;
     }
+
+    static long FeedForwardBytes(FeedForwardWeights ffn, int expertsPerToken) => ffn switch
+    {
+        SwiGluWeights s => s.Gate.View.ByteSize + s.Up.View.ByteSize + s.Down.View.ByteSize,
+        // Experts of one layer share a shape, so k of them cost k times the first one's bytes.
+        MixtureOfExpertsWeights m => m.Router.View.ByteSize
+            + expertsPerToken * FeedForwardBytes(m.Experts[0], 0)
+            + (m.SharedExpert is { } shared ? FeedForwardBytes(shared, 0) : 0)
+            + (m.SharedExpertGate?.View.ByteSize ?? 0),
+        _ => throw new NotSupportedException(ffn.GetType().Name),
+    };
 }
