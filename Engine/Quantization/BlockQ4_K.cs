@@ -201,6 +201,74 @@ public sealed unsafe class Q4_KFormat : RowFormat, IWeightQuantizer
         return sumf;
     }
 
+    /// <summary>Prompt form: each super-block's nibbles and scales are unpacked once for four tokens; every
+    /// (row, token) result has the bits of <see cref="DotCore"/>.</summary>
+    internal override void MatMulCore(byte* weights, long rowBytes, int k, byte* acts, int actStride, int tokens,
+        float* y, int yStride, int rowStart, int rowEnd)
+    {
+        if (!Simd.Avx2Fma) { base.MatMulCore(weights, rowBytes, k, acts, actStride, tokens, y, yStride, rowStart, rowEnd); return; }
+        int t = 0;
+        for (; t + 4 <= tokens; t += 4)
+            for (int r = rowStart; r < rowEnd; r++)
+                Dot4((BlockQ4_K*)(weights + r * rowBytes), acts + (long)t * actStride, actStride, k / QK_K, y + (long)t * yStride + r, yStride);
+        for (; t < tokens; t++)
+            for (int r = rowStart; r < rowEnd; r++)
+                y[(long)t * yStride + r] = DotCore(weights + r * rowBytes, acts + (long)t * actStride, k);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Dot4(BlockQ4_K* x, byte* act, int actStride, int superBlocks, float* y, int yStride)
+    {
+        var mask = Vector256.Create((byte)0x0F);
+        var y0 = (BlockQ8_K*)act; var y1 = (BlockQ8_K*)(act + actStride);
+        var y2 = (BlockQ8_K*)(act + 2 * actStride); var y3 = (BlockQ8_K*)(act + 3 * actStride);
+        Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        Vector256<float> min0 = default, min1 = default, min2 = default, min3 = default;
+        for (int i = 0; i < superBlocks; i++)
+        {
+            float dx = Fp16.ToSingle(x[i].D), dminx = Fp16.ToSingle(x[i].DMin);
+            BlockQ4_K.UnpackScales(x[i].Scales, out ulong scales, out ulong mins);
+            var m8 = Vector128.CreateScalar(mins).AsByte();
+            var mins16 = Avx2.ConvertToVector256Int16(Sse2.UnpackLow(m8, m8));
+            min0 = MinTerm(mins16, dminx, y0 + i, min0);
+            min1 = MinTerm(mins16, dminx, y1 + i, min1);
+            min2 = MinTerm(mins16, dminx, y2 + i, min2);
+            min3 = MinTerm(mins16, dminx, y3 + i, min3);
+
+            byte* sc = (byte*)&scales;
+            Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
+            for (int j = 0; j < 4; j++)
+            {
+                var raw = Vector256.Load(x[i].Qs + 32 * j);
+                var lo = raw & mask;
+                var hi = Vector256.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & mask;
+                var scLo = Vector256.Create((short)sc[2 * j]);
+                var scHi = Vector256.Create((short)sc[2 * j + 1]);
+                s0 += ScaledPairSums(lo, hi, scLo, scHi, y0[i].Qs + 64 * j);
+                s1 += ScaledPairSums(lo, hi, scLo, scHi, y1[i].Qs + 64 * j);
+                s2 += ScaledPairSums(lo, hi, scLo, scHi, y2[i].Qs + 64 * j);
+                s3 += ScaledPairSums(lo, hi, scLo, scHi, y3[i].Qs + 64 * j);
+            }
+            acc0 = Fma.MultiplyAdd(Vector256.Create(dx * y0[i].D), Avx.ConvertToVector256Single(s0), acc0);
+            acc1 = Fma.MultiplyAdd(Vector256.Create(dx * y1[i].D), Avx.ConvertToVector256Single(s1), acc1);
+            acc2 = Fma.MultiplyAdd(Vector256.Create(dx * y2[i].D), Avx.ConvertToVector256Single(s2), acc2);
+            acc3 = Fma.MultiplyAdd(Vector256.Create(dx * y3[i].D), Avx.ConvertToVector256Single(s3), acc3);
+        }
+        y[0] = Simd.HSum(acc0) + Simd.HSum(min0);
+        y[yStride] = Simd.HSum(acc1) + Simd.HSum(min1);
+        y[2 * yStride] = Simd.HSum(acc2) + Simd.HSum(min2);
+        y[3 * yStride] = Simd.HSum(acc3) + Simd.HSum(min3);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<float> MinTerm(Vector256<short> mins16, float dminx, BlockQ8_K* y, Vector256<float> acc)
+        => Fma.MultiplyAdd(Vector256.Create(-dminx * y->D), Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Vector256.Load(y->BSums), mins16)), acc);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<int> ScaledPairSums(Vector256<byte> lo, Vector256<byte> hi, Vector256<short> scLo, Vector256<short> scHi, sbyte* q)
+        => Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(lo, Vector256.Load(q)), scLo)
+         + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(hi, Vector256.Load(q + 32)), scHi);
+
     private protected override float DotCore(byte* row, byte* act, int k)
     {
         if (!Simd.Avx2Fma) return DotReferenceCore(row, act, k);
