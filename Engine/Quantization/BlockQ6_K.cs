@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -185,6 +186,65 @@ public sealed unsafe class Q6_KFormat : RowFormat, IWeightQuantizer
         float sumf = 0;
         for (int l = 0; l < 8; l++) sumf += sums[l];
         return sumf;
+    }
+
+    /// <summary>Prompt form: each super-block's 6-bit quants are unpacked once for four tokens; every
+    /// (row, token) result has the bits of <see cref="DotCore"/> (its integer sums are exact in any order).</summary>
+    internal override void MatMulCore(byte* weights, long rowBytes, int k, byte* acts, int actStride, int tokens,
+        float* y, int yStride, int rowStart, int rowEnd)
+    {
+        if (!Simd.Avx2Fma) { base.MatMulCore(weights, rowBytes, k, acts, actStride, tokens, y, yStride, rowStart, rowEnd); return; }
+        int t = 0;
+        for (; t + 4 <= tokens; t += 4)
+            for (int r = rowStart; r < rowEnd; r++)
+                Dot4((BlockQ6_K*)(weights + r * rowBytes), acts + (long)t * actStride, actStride, k / QK_K, y + (long)t * yStride + r, yStride);
+        for (; t < tokens; t++)
+            for (int r = rowStart; r < rowEnd; r++)
+                y[(long)t * yStride + r] = DotCore(weights + r * rowBytes, acts + (long)t * actStride, k);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Dot4(BlockQ6_K* x, byte* act, int actStride, int superBlocks, float* y, int yStride)
+    {
+        var y0 = (BlockQ8_K*)act; var y1 = (BlockQ8_K*)(act + actStride);
+        var y2 = (BlockQ8_K*)(act + 2 * actStride); var y3 = (BlockQ8_K*)(act + 3 * actStride);
+        Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        for (int i = 0; i < superBlocks; i++)
+        {
+            var sc16 = Avx2.ConvertToVector256Int16(Vector128.Load(x[i].Scales));
+            var s0 = Offset(sc16, y0 + i); var s1 = Offset(sc16, y1 + i);
+            var s2 = Offset(sc16, y2 + i); var s3 = Offset(sc16, y3 + i);
+            for (int half = 0; half < 2; half++)
+            {
+                sbyte* sc = x[i].Scales + 8 * half;
+                int o = 128 * half;
+                Unpack(x[i].Ql + 64 * half, x[i].Qh + 32 * half, out var q0, out var q1, out var q2, out var q3);
+                var g0 = Scales(sc[0], sc[1]); var g1 = Scales(sc[2], sc[3]);
+                var g2 = Scales(sc[4], sc[5]); var g3 = Scales(sc[6], sc[7]);
+                s0 += Half(q0, q1, q2, q3, g0, g1, g2, g3, y0[i].Qs + o);
+                s1 += Half(q0, q1, q2, q3, g0, g1, g2, g3, y1[i].Qs + o);
+                s2 += Half(q0, q1, q2, q3, g0, g1, g2, g3, y2[i].Qs + o);
+                s3 += Half(q0, q1, q2, q3, g0, g1, g2, g3, y3[i].Qs + o);
+            }
+            float dx = Fp16.ToSingle(x[i].D);
+            acc0 = Fma.MultiplyAdd(Vector256.Create(dx * y0[i].D), Avx.ConvertToVector256Single(s0), acc0);
+            acc1 = Fma.MultiplyAdd(Vector256.Create(dx * y1[i].D), Avx.ConvertToVector256Single(s1), acc1);
+            acc2 = Fma.MultiplyAdd(Vector256.Create(dx * y2[i].D), Avx.ConvertToVector256Single(s2), acc2);
+            acc3 = Fma.MultiplyAdd(Vector256.Create(dx * y3[i].D), Avx.ConvertToVector256Single(s3), acc3);
+        }
+        y[0] = Simd.HSum(acc0);
+        y[yStride] = Simd.HSum(acc1);
+        y[2 * yStride] = Simd.HSum(acc2);
+        y[3 * yStride] = Simd.HSum(acc3);
+
+        static Vector256<int> Offset(Vector256<short> sc16, BlockQ8_K* y) => -(Avx2.MultiplyAddAdjacent(Vector256.Load(y->BSums), sc16) << 5);
+        static Vector256<short> Scales(sbyte a, sbyte b) => Vector256.Create(Vector128.Create((short)a), Vector128.Create((short)b));
+        static Vector256<int> Half(Vector256<byte> q0, Vector256<byte> q1, Vector256<byte> q2, Vector256<byte> q3,
+            Vector256<short> g0, Vector256<short> g1, Vector256<short> g2, Vector256<short> g3, sbyte* q8)
+            => Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q0, Vector256.Load(q8)), g0)
+             + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q1, Vector256.Load(q8 + 32)), g1)
+             + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q2, Vector256.Load(q8 + 64)), g2)
+             + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q3, Vector256.Load(q8 + 96)), g3);
     }
 
     private protected override float DotCore(byte* row, byte* act, int k)
