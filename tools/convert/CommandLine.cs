@@ -12,7 +12,7 @@ public static class CommandLine
     {
         string? preset = null, type = null, output = null, vocab = null, format = null;
         ulong seed = 0;
-        int? layers = null;
+        int? layers = null, pool = null;
         bool force = false;
         for (int i = 0; i < args.Count; i++)
         {
@@ -36,6 +36,12 @@ public static class CommandLine
                         throw new ConvertException($"--layers must be a positive integer, not '{l}'");
                     layers = n;
                     break;
+                case "--pool":
+                    var q = Value();
+                    if (!int.TryParse(q, NumberStyles.None, CultureInfo.InvariantCulture, out int size) || size < 1024)
+                        throw new ConvertException($"--pool must be an integer >= 1024, not '{q}'");
+                    pool = size;
+                    break;
                 default: throw new ConvertException($"unknown option '{args[i]}'");
             }
         }
@@ -52,7 +58,8 @@ public static class CommandLine
             _ => throw new ConvertException($"unknown format '{format}' (gguf or safetensors)"),
         };
         if (layers is int count) p = p.WithLayers(count);
-        return new SynthOptions(p, t, output) { Seed = seed, Format = f, VocabPath = vocab, Overwrite = force };
+        var options = new SynthOptions(p, t, output) { Seed = seed, Format = f, VocabPath = vocab, Overwrite = force };
+        return pool is int poolLength ? options with { PoolLength = poolLength } : options;
     }
 
     static string TypeNames => string.Join(", ", OutputType.All.Select(t => t.Name));

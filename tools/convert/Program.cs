@@ -9,12 +9,13 @@ const string Usage = """
       engine-convert presets
           list the presets with parameter counts and sizes
       engine-convert synth --preset NAME --type TYPE -o OUT [--seed N] [--layers N] [--format gguf|safetensors]
-                           [--vocab PATH] [--force]
+                           [--vocab PATH] [--force] [--pool N]
           TYPE: F16, BF16, Q8_0, Q4_0, Q4_K_M (llama-quantize's mix), F32
           --format safetensors writes a Hugging Face folder OUT (config.json + model.safetensors; F16, BF16, F32)
           --vocab: the vocab GGUF to copy tokenizer.* from (default: the preset's llama.cpp models/ggml-vocab-*.gguf,
                    found under $ENGINE_SHARED_DIR/models/ggml-vocab or shared/models/ggml-vocab above this folder)
           --force: replace OUT if it exists. OUT is written as OUT.part and renamed when complete.
+          --pool N: random values drawn once and reused (default 4194304); smaller is quicker for tiny shapes
     """;
 
 if (args.Length == 0 || args[0] is "-h" or "--help" or "help")

@@ -3,7 +3,8 @@ namespace Engine.Convert.Weights;
 /// <summary>A fixed pool of normally distributed floats from a seeded generator, read as a ring. Weights are cut
 /// from it rather than drawn one by one: speed does not depend on weight values, and a pool of a few million values
 /// makes even a 30B shape cheap to generate. The generator is written out here (xoshiro256** seeded by SplitMix64,
-/// Box-Muller) so the same seed gives the same file on every .NET version.</summary>
+/// Box-Muller) so the same seed gives the same file on every .NET version. Values are rounded to F16 precision, as
+/// in an F16 checkpoint: then quantizing them gives the very bytes llama-quantize makes from the F16 file.</summary>
 public sealed class NormalPool
 {
     public const int DefaultLength = 1 << 22; // 4M values, 16 MiB
@@ -21,8 +22,8 @@ public sealed class NormalPool
             // Box-Muller: two uniforms in (0, 1] give two independent standard normals.
             double u1 = 1.0 - rng.NextDouble(), u2 = rng.NextDouble();
             double r = Math.Sqrt(-2.0 * Math.Log(u1)) * std;
-            _values[i] = (float)(r * Math.Cos(2 * Math.PI * u2));
-            _values[i + 1] = (float)(r * Math.Sin(2 * Math.PI * u2));
+            _values[i] = (float)(Half)(r * Math.Cos(2 * Math.PI * u2));
+            _values[i + 1] = (float)(Half)(r * Math.Sin(2 * Math.PI * u2));
         }
         if (length % 2 == 1) _values[^1] = 0;
     }
