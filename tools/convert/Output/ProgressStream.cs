@@ -14,7 +14,7 @@ public sealed class ProgressStream(Stream inner, TextWriter? log, long totalByte
     public long Written { get; private set; }
     /// <summary>The tensor being written (1-based) and its name, for the report.</summary>
     public int TensorNumber { get; set; }
-    public string TensorName { get; set; } = "";
+    public string TensorName { get; set; } = "(metadata)";
 
     public override bool CanRead => false;
     public override bool CanSeek => false;

@@ -80,7 +80,8 @@ public static class SafetensorsSynthesizer
             log?.WriteLine("no tokenizer.json found for this vocabulary; the folder has weights and config.json only");
             return;
         }
+        // Copied as bytes rather than with File.Copy, which would carry over a read-only mode and block a later --force.
         foreach (var name in new[] { "tokenizer.json", "tokenizer_config.json" })
-            if (File.Exists(Path.Combine(source, name))) File.Copy(Path.Combine(source, name), Path.Combine(folder, name), overwrite: true);
+            if (File.Exists(Path.Combine(source, name))) File.WriteAllBytes(Path.Combine(folder, name), File.ReadAllBytes(Path.Combine(source, name)));
     }
 }
