@@ -13,7 +13,7 @@ public static class CommandLine
         string? preset = null, type = null, output = null, vocab = null, format = null;
         ulong seed = 0;
         int? layers = null, pool = null;
-        bool force = false;
+        bool force = false, dryRun = false;
         for (int i = 0; i < args.Count; i++)
         {
             string Value() => i + 1 < args.Count ? args[++i] : throw new ConvertException($"{args[i]} needs a value");
@@ -25,6 +25,7 @@ public static class CommandLine
                 case "--vocab": vocab = Value(); break;
                 case "--format": format = Value(); break;
                 case "--force": force = true; break;
+                case "--dry-run": dryRun = true; break;
                 case "--seed":
                     var s = Value();
                     if (!ulong.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out seed))
@@ -58,7 +59,7 @@ public static class CommandLine
             _ => throw new ConvertException($"unknown format '{format}' (gguf or safetensors)"),
         };
         if (layers is int count) p = p.WithLayers(count);
-        var options = new SynthOptions(p, t, output) { Seed = seed, Format = f, VocabPath = vocab, Overwrite = force };
+        var options = new SynthOptions(p, t, output) { Seed = seed, Format = f, VocabPath = vocab, Overwrite = force, DryRun = dryRun };
         return pool is int poolLength ? options with { PoolLength = poolLength } : options;
     }
 

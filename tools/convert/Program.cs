@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Engine.Convert;
 using Engine.Convert.Gguf;
 using Engine.Convert.Safetensors;
@@ -9,12 +10,13 @@ const string Usage = """
       engine-convert presets
           list the presets with parameter counts and sizes
       engine-convert synth --preset NAME --type TYPE -o OUT [--seed N] [--layers N] [--format gguf|safetensors]
-                           [--vocab PATH] [--force] [--pool N]
+                           [--vocab PATH] [--force] [--pool N] [--dry-run]
           TYPE: F16, BF16, Q8_0, Q4_0, Q4_K_M (llama-quantize's mix), F32
           --format safetensors writes a Hugging Face folder OUT (config.json + model.safetensors; F16, BF16, F32)
           --vocab: the vocab GGUF to copy tokenizer.* from (default: the preset's llama.cpp models/ggml-vocab-*.gguf,
                    found under $ENGINE_SHARED_DIR/models/ggml-vocab or shared/models/ggml-vocab above this folder)
           --force: replace OUT if it exists. OUT is written as OUT.part and renamed when complete.
+          --dry-run: print every tensor's name, type and shape and the file size; write nothing
           --pool N: random values drawn once and reused (default 4194304); smaller is quicker for tiny shapes
     """;
 
@@ -25,7 +27,10 @@ if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
 }
 
 using var cancel = new CancellationTokenSource();
-Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
+// Ctrl-C and `kill` stop the write at the next buffer so the .part file is removed rather than left behind.
+void Stop(PosixSignalContext context) { context.Cancel = true; cancel.Cancel(); }
+using var onInterrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
+using var onTerminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
 try
 {
     switch (args[0])

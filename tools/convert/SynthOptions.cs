@@ -16,6 +16,8 @@ public sealed record SynthOptions(ModelPreset Preset, OutputType Type, string Ou
     /// <summary>--force: replace an existing output.</summary>
     public bool Overwrite { get; init; }
     public int PoolLength { get; init; } = NormalPool.DefaultLength;
+    /// <summary>--dry-run: print the tensor table (name, type, shape) and sizes, write nothing.</summary>
+    public bool DryRun { get; init; }
 }
 
 /// <summary>What was written.</summary>

@@ -43,6 +43,11 @@ public static class GgufSynthesizer
         log?.WriteLine($"{preset.Name} {o.Type}: {tensors.Count} tensors, {Units.Count(parameters)} parameters, " +
                        $"tokenizer {Path.GetFileName(tokenizer.SourcePath)} ({tokenizer.OriginalTokenCount} tokens{padded}) -> {o.OutputPath} ({Units.Size(fileBytes)})");
         log?.WriteLine($"types: {typeCounts}");
+        if (o.DryRun)
+        {
+            foreach (var t in tensors) log?.WriteLine($"  {t.Spec.Name,-32} {t.Type,-6} {t.Spec.ShapeText,-22} {t.ByteSize,14:N0}");
+            return new SynthResult(Path.GetFullPath(o.OutputPath), fileBytes, tensors.Count, parameters, typeCounts, clock.Elapsed);
+        }
 
         PartFile.Write(o.OutputPath, o.Overwrite, fileBytes, file =>
         {

@@ -49,6 +49,11 @@ public static class SafetensorsSynthesizer
         long parameters = tensors.Sum(t => t.ElementCount);
         long fileBytes = writer.FileSize;
         log?.WriteLine($"{preset.Name} {o.Type} safetensors: {tensors.Count} tensors, {Units.Count(parameters)} parameters -> {model} ({Units.Size(fileBytes)})");
+        if (o.DryRun)
+        {
+            foreach (var t in tensors) log?.WriteLine($"  {t.Name,-48} {dtypeName,-4} [{string.Join(", ", t.Shape)}]");
+            return new SynthResult(folder, fileBytes, tensors.Count, parameters, $"{dtype} {tensors.Count}", clock.Elapsed);
+        }
         PartFile.Write(model, o.Overwrite, fileBytes, file =>
         {
             progress = new ProgressStream(file, log, fileBytes, tensors.Count, cancel);
