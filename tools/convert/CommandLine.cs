@@ -1,0 +1,67 @@
+using System.Globalization;
+using Engine.Convert.Presets;
+using Engine.Convert.Quant;
+
+namespace Engine.Convert;
+
+/// <summary>Parses `synth` options into <see cref="SynthOptions"/>; every mistake is a <see cref="ConvertException"/>
+/// naming the option.</summary>
+public static class CommandLine
+{
+    public static SynthOptions ParseSynth(IReadOnlyList<string> args)
+    {
+        string? preset = null, type = null, output = null, vocab = null, format = null;
+        ulong seed = 0;
+        int? layers = null, pool = null;
+        bool force = false, dryRun = false;
+        for (int i = 0; i < args.Count; i++)
+        {
+            string Value() => i + 1 < args.Count ? args[++i] : throw new ConvertException($"{args[i]} needs a value");
+            switch (args[i])
+            {
+                case "--preset": preset = Value(); break;
+                case "--type": type = Value(); break;
+                case "-o" or "--output": output = Value(); break;
+                case "--vocab": vocab = Value(); break;
+                case "--format": format = Value(); break;
+                case "--force": force = true; break;
+                case "--dry-run": dryRun = true; break;
+                case "--seed":
+                    var s = Value();
+                    if (!ulong.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out seed))
+                        throw new ConvertException($"--seed must be a non-negative integer, not '{s}'");
+                    break;
+                case "--layers":
+                    var l = Value();
+                    if (!int.TryParse(l, NumberStyles.None, CultureInfo.InvariantCulture, out int n) || n < 1)
+                        throw new ConvertException($"--layers must be a positive integer, not '{l}'");
+                    layers = n;
+                    break;
+                case "--pool":
+                    var q = Value();
+                    if (!int.TryParse(q, NumberStyles.None, CultureInfo.InvariantCulture, out int size) || size < 1024)
+                        throw new ConvertException($"--pool must be an integer >= 1024, not '{q}'");
+                    pool = size;
+                    break;
+                default: throw new ConvertException($"unknown option '{args[i]}'");
+            }
+        }
+        if (preset is null) throw new ConvertException("--preset is required (see `engine-convert presets`)");
+        if (type is null) throw new ConvertException($"--type is required: {TypeNames}");
+        if (output is null) throw new ConvertException("-o OUT is required");
+        var p = PresetCatalog.Find(preset) ?? throw new ConvertException(
+            $"unknown preset '{preset}' (known: {string.Join(", ", PresetCatalog.All.Select(x => x.Name))})");
+        var t = OutputType.Find(type) ?? throw new ConvertException($"unknown type '{type}' (known: {TypeNames})");
+        var f = format?.ToLowerInvariant() switch
+        {
+            null or "gguf" => OutputFormat.Gguf,
+            "safetensors" => OutputFormat.Safetensors,
+            _ => throw new ConvertException($"unknown format '{format}' (gguf or safetensors)"),
+        };
+        if (layers is int count) p = p.WithLayers(count);
+        var options = new SynthOptions(p, t, output) { Seed = seed, Format = f, VocabPath = vocab, Overwrite = force, DryRun = dryRun };
+        return pool is int poolLength ? options with { PoolLength = poolLength } : options;
+    }
+
+    static string TypeNames => string.Join(", ", OutputType.All.Select(t => t.Name));
+}
