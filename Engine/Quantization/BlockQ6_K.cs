@@ -104,6 +104,28 @@ public sealed unsafe class Q6_KFormat : RowFormat, IWeightQuantizer
         }
     }
 
+    // Lane indices for PermuteVar8x32: [2p + 4h] four times, then [2p + 1 + 4h] four times.
+    static readonly Vector256<int> ScaleIndex00 = Vector256.Create(0, 0, 0, 0, 1, 1, 1, 1);
+    static readonly Vector256<int> ScaleIndex01 = Vector256.Create(2, 2, 2, 2, 3, 3, 3, 3);
+    static readonly Vector256<int> ScaleIndex10 = Vector256.Create(4, 4, 4, 4, 5, 5, 5, 5);
+    static readonly Vector256<int> ScaleIndex11 = Vector256.Create(6, 6, 6, 6, 7, 7, 7, 7);
+
+    /// <summary>The scale vectors of the four 32-quant groups of one half (128 quants) of a super-block: group g
+    /// needs scale 8h+2g on its first 16 int16 lanes and 8h+2g+1 on the last 16. pairsLow/pairsHigh hold every
+    /// scale twice as a 32-bit pair (UnpackLow/High of the 16 scales with themselves: [s0..s3 | s8..s11] and
+    /// [s4..s7 | s12..s15]), so one cross-lane permute per group builds it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void GroupScales(Vector256<int> pairsLow, Vector256<int> pairsHigh, int half,
+        out Vector256<short> g0, out Vector256<short> g1, out Vector256<short> g2, out Vector256<short> g3)
+    {
+        var even = half == 0 ? ScaleIndex00 : ScaleIndex10;
+        var odd = half == 0 ? ScaleIndex01 : ScaleIndex11;
+        g0 = Avx2.PermuteVar8x32(pairsLow, even).AsInt16();
+        g1 = Avx2.PermuteVar8x32(pairsLow, odd).AsInt16();
+        g2 = Avx2.PermuteVar8x32(pairsHigh, even).AsInt16();
+        g3 = Avx2.PermuteVar8x32(pairsHigh, odd).AsInt16();
+    }
+
     /// <summary>The four 32-byte groups of 6-bit quants (unsigned, 0..63) of one 128-element half.</summary>
     static void Unpack(byte* ql, byte* qh, out Vector256<byte> q0, out Vector256<byte> q1, out Vector256<byte> q2, out Vector256<byte> q3)
     {
@@ -214,13 +236,13 @@ public sealed unsafe class Q6_KFormat : RowFormat, IWeightQuantizer
             var sc16 = Avx2.ConvertToVector256Int16(Vector128.Load(x[i].Scales));
             var s0 = Offset(sc16, y0 + i); var s1 = Offset(sc16, y1 + i);
             var s2 = Offset(sc16, y2 + i); var s3 = Offset(sc16, y3 + i);
+            var pairsLow = Avx2.UnpackLow(sc16, sc16).AsInt32();
+            var pairsHigh = Avx2.UnpackHigh(sc16, sc16).AsInt32();
             for (int half = 0; half < 2; half++)
             {
-                sbyte* sc = x[i].Scales + 8 * half;
                 int o = 128 * half;
                 Unpack(x[i].Ql + 64 * half, x[i].Qh + 32 * half, out var q0, out var q1, out var q2, out var q3);
-                var g0 = Scales(sc[0], sc[1]); var g1 = Scales(sc[2], sc[3]);
-                var g2 = Scales(sc[4], sc[5]); var g3 = Scales(sc[6], sc[7]);
+                GroupScales(pairsLow, pairsHigh, half, out var g0, out var g1, out var g2, out var g3);
                 s0 += Half(q0, q1, q2, q3, g0, g1, g2, g3, y0[i].Qs + o);
                 s1 += Half(q0, q1, q2, q3, g0, g1, g2, g3, y1[i].Qs + o);
                 s2 += Half(q0, q1, q2, q3, g0, g1, g2, g3, y2[i].Qs + o);
@@ -238,7 +260,6 @@ public sealed unsafe class Q6_KFormat : RowFormat, IWeightQuantizer
         y[3 * yStride] = Simd.HSum(acc3);
 
         static Vector256<int> Offset(Vector256<short> sc16, BlockQ8_K* y) => -(Avx2.MultiplyAddAdjacent(Vector256.Load(y->BSums), sc16) << 5);
-        static Vector256<short> Scales(sbyte a, sbyte b) => Vector256.Create(Vector128.Create((short)a), Vector128.Create((short)b));
         static Vector256<int> Half(Vector256<byte> q0, Vector256<byte> q1, Vector256<byte> q2, Vector256<byte> q3,
             Vector256<short> g0, Vector256<short> g1, Vector256<short> g2, Vector256<short> g3, sbyte* q8)
             => Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q0, Vector256.Load(q8)), g0)
@@ -259,24 +280,21 @@ public sealed unsafe class Q6_KFormat : RowFormat, IWeightQuantizer
             var sc16 = Avx2.ConvertToVector256Int16(Vector128.Load(x[i].Scales));
             var offset = Avx2.MultiplyAddAdjacent(Vector256.Load(y[i].BSums), sc16);
             Vector256<int> sumi = -(offset << 5);
+            var pairsLow = Avx2.UnpackLow(sc16, sc16).AsInt32();
+            var pairsHigh = Avx2.UnpackHigh(sc16, sc16).AsInt32();
             for (int half = 0; half < 2; half++)
             {
-                sbyte* sc = x[i].Scales + 8 * half;
                 sbyte* q8 = y[i].Qs + 128 * half;
                 Unpack(x[i].Ql + 64 * half, x[i].Qh + 32 * half, out var q0, out var q1, out var q2, out var q3);
-                sumi += Group(q0, q8, sc[0], sc[1]) + Group(q1, q8 + 32, sc[2], sc[3])
-                      + Group(q2, q8 + 64, sc[4], sc[5]) + Group(q3, q8 + 96, sc[6], sc[7]);
+                GroupScales(pairsLow, pairsHigh, half, out var g0, out var g1, out var g2, out var g3);
+                sumi += Group(q0, q8, g0) + Group(q1, q8 + 32, g1) + Group(q2, q8 + 64, g2) + Group(q3, q8 + 96, g3);
             }
             acc = Fma.MultiplyAdd(Vector256.Create(Fp16.ToSingle(x[i].D) * y[i].D), Avx.ConvertToVector256Single(sumi), acc);
         }
         return Simd.HSum(acc);
 
-        // 32 quants against 32 activations; the first 16 take scale a, the last 16 scale b.
-        static Vector256<int> Group(Vector256<byte> q, sbyte* q8, sbyte a, sbyte b)
-        {
-            var p16 = Avx2.MultiplyAddAdjacent(q, Vector256.Load(q8));
-            var scales = Vector256.Create(Vector128.Create((short)a), Vector128.Create((short)b));
-            return Avx2.MultiplyAddAdjacent(p16, scales);
-        }
+        // 32 quants against 32 activations; the first 16 take one scale, the last 16 the next.
+        static Vector256<int> Group(Vector256<byte> q, sbyte* q8, Vector256<short> scales)
+            => Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, Vector256.Load(q8)), scales);
     }
 }
