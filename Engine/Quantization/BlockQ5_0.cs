@@ -113,6 +113,12 @@ public sealed unsafe class Q5_0Format : RowFormat, IWeightQuantizer
         return sumf;
     }
 
+    internal override void MatVecCore(byte* weights, long rowBytes, int k, byte* act, float* y, int rowStart, int rowEnd)
+    {
+        if (Simd.Avx2Fma) Q8_0ActivationKernels.MatVec<Weights>(weights, rowBytes, k / BlockQ5_0.QK, act, y, rowStart, rowEnd);
+        else base.MatVecCore(weights, rowBytes, k, act, y, rowStart, rowEnd);
+    }
+
     internal override void MatMulCore(byte* weights, long rowBytes, int k, byte* acts, int actStride, int tokens,
         float* y, int yStride, int rowStart, int rowEnd)
     {

@@ -39,6 +39,33 @@ internal static unsafe class Q8_0ActivationKernels
         return Simd.HSum(acc);
     }
 
+    /// <summary>Rows [rowStart, rowEnd) times one token (decode). The token's f16 block scales are converted once
+    /// for the whole range instead of once per row.</summary>
+    public static void MatVec<TWeights>(byte* weights, long rowBytes, int blocks, byte* act, float* y, int rowStart, int rowEnd)
+        where TWeights : struct, IByteBlockWeights
+    {
+        const int MaxStackBlocks = 8192;
+        if (blocks > MaxStackBlocks)
+        {
+            for (int r = rowStart; r < rowEnd; r++) y[r] = Dot<TWeights>(weights + r * rowBytes, act, blocks);
+            return;
+        }
+        float* scales = stackalloc float[blocks];
+        for (int b = 0; b < blocks; b++) scales[b] = ActivationScale(act + b * ActivationBlockBytes);
+        for (int r = rowStart; r < rowEnd; r++)
+        {
+            byte* row = weights + r * rowBytes;
+            byte* quants = act + 2;
+            Vector256<float> acc = default;
+            for (int b = 0; b < blocks; b++, row += TWeights.BlockBytes, quants += ActivationBlockBytes)
+            {
+                var product = Simd.DotI8I8(TWeights.Quants(row), Vector256.Load((sbyte*)quants));
+                acc = Fma.MultiplyAdd(Vector256.Create(TWeights.Scale(row) * scales[b]), Avx.ConvertToVector256Single(product), acc);
+            }
+            y[r] = Simd.HSum(acc);
+        }
+    }
+
     /// <summary>Rows [rowStart, rowEnd) times every token: y[t * yStride + r]. Tokens go in groups of four whose
     /// activation scales are converted from f16 once per group (not once per row), then every row of the range
     /// passes over the group.</summary>
