@@ -215,19 +215,15 @@ public sealed unsafe class Q6_KFormat : RowFormat, IWeightQuantizer
     internal override void MatMulCore(byte* weights, long rowBytes, int k, byte* acts, int actStride, int tokens,
         float* y, int yStride, int rowStart, int rowEnd)
     {
-        if (!Simd.Avx2Fma) { base.MatMulCore(weights, rowBytes, k, acts, actStride, tokens, y, yStride, rowStart, rowEnd); return; }
-        int t = 0;
-        for (; t + 4 <= tokens; t += 4)
-            for (int r = rowStart; r < rowEnd; r++)
-                Dot4((BlockQ6_K*)(weights + r * rowBytes), acts + (long)t * actStride, actStride, k / QK_K, y + (long)t * yStride + r, yStride);
-        for (; t < tokens; t++)
-            for (int r = rowStart; r < rowEnd; r++)
-                y[(long)t * yStride + r] = DotCore(weights + r * rowBytes, acts + (long)t * actStride, k);
+        if (Simd.Avx2Fma) MatMulInGroupsOfFour(weights, rowBytes, k, acts, actStride, tokens, y, yStride, rowStart, rowEnd, &Dot4);
+        else base.MatMulCore(weights, rowBytes, k, acts, actStride, tokens, y, yStride, rowStart, rowEnd);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Dot4(BlockQ6_K* x, byte* act, int actStride, int superBlocks, float* y, int yStride)
+    static void Dot4(byte* row, byte* act, int actStride, int k, float* y, int yStride)
     {
+        var x = (BlockQ6_K*)row;
+        int superBlocks = k / QK_K;
         var y0 = (BlockQ8_K*)act; var y1 = (BlockQ8_K*)(act + actStride);
         var y2 = (BlockQ8_K*)(act + 2 * actStride); var y3 = (BlockQ8_K*)(act + 3 * actStride);
         Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;

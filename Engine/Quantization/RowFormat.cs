@@ -114,6 +114,20 @@ public abstract unsafe class RowFormat : IRowFormat
                 y[(long)t * yStride + r] = DotCore(weights + r * rowBytes, acts + (long)t * actStride, k);
     }
 
+    /// <summary>A kernel that multiplies one weight row by four tokens' activations at once:
+    /// dot4(row, firstActivation, activationStride, k, y, yStride) writes y[0], y[yStride], y[2y], y[3y].</summary>
+    private protected void MatMulInGroupsOfFour(byte* weights, long rowBytes, int k, byte* acts, int actStride, int tokens,
+        float* y, int yStride, int rowStart, int rowEnd, delegate*<byte*, byte*, int, int, float*, int, void> dot4)
+    {
+        int t = 0;
+        for (; t + 4 <= tokens; t += 4)
+            for (int r = rowStart; r < rowEnd; r++)
+                dot4(weights + r * rowBytes, acts + (long)t * actStride, actStride, k, y + (long)t * yStride + r, yStride);
+        for (; t < tokens; t++)
+            for (int r = rowStart; r < rowEnd; r++)
+                y[(long)t * yStride + r] = DotCore(weights + r * rowBytes, acts + (long)t * actStride, k);
+    }
+
     internal void CheckMatVec(long rowBytes, int k, int activationLength, int yLength, int rowStart, int rowEnd)
     {
         CheckK(k);
