@@ -25,8 +25,8 @@ public sealed class WorkSplit : IDisposable
     IRangeWork? _work;
     int _count, _chunks;
     int _pending;
+    Exception? _failure; // the first exception a worker threw during the current operation
     volatile bool _disposed;
-    readonly DelegateWork _delegateWork = new();
     readonly Lock _dispatch = new();
 
     public WorkSplit(int workers)
@@ -75,19 +75,6 @@ public sealed class WorkSplit : IDisposable
         }
     }
 
-    /// <summary>Convenience overload for code that is not on a hot path (it allocates the closure it is given).</summary>
-    public void For(int count, int minChunk, Action<int, int, int> body)
-    {
-        lock (_delegateWork)
-        {
-            _delegateWork.Body = body;
-            try { For(count, minChunk, _delegateWork); }
-            finally { _delegateWork.Body = null; }
-        }
-    }
-
-    Exception? _failure;
-
     void RunChunk(int worker)
     {
         int start = (int)((long)_count * worker / _chunks);
@@ -115,11 +102,5 @@ public sealed class WorkSplit : IDisposable
         foreach (var s in _wake) s.Release();
         foreach (var t in _threads) t.Join();
         foreach (var s in _wake) s.Dispose();
-    }
-
-    sealed class DelegateWork : IRangeWork
-    {
-        public Action<int, int, int>? Body;
-        public void Execute(int start, int end, int worker) => Body!(start, end, worker);
     }
 }
