@@ -88,8 +88,7 @@ internal static unsafe class Q8_0ActivationKernels
             }
         }
         for (; t < tokens; t++)
-            for (int r = rowStart; r < rowEnd; r++)
-                y[(long)t * yStride + r] = Dot<TWeights>(weights + r * rowBytes, acts + (long)t * actStride, blocks);
+            MatVec<TWeights>(weights, rowBytes, blocks, acts + (long)t * actStride, y + (long)t * yStride, rowStart, rowEnd);
     }
 
     /// <summary>One row times four tokens: the weight block is decoded, and its absolute value taken, once.

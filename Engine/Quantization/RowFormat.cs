@@ -103,15 +103,19 @@ public abstract unsafe class RowFormat : IRowFormat
     }
 
     /// <summary>The prompt-processing form: y[t * yStride + r] = row r . activations of token t, for every token
-    /// of the batch and r in [rowStart, rowEnd). The default walks rows then tokens with <see cref="DotCore"/>;
+    /// of the batch and r in [rowStart, rowEnd). The default runs <see cref="MatVecCore"/> once per token;
     /// a format overrides it to decode each weight block once for several tokens. Overrides must give every
     /// (row, token) exactly the bits DotCore gives, so prefill and decode agree and both match llama.cpp.</summary>
     internal virtual void MatMulCore(byte* weights, long rowBytes, int k, byte* acts, int actStride, int tokens,
+        float* y, int yStride, int rowStart, int rowEnd) =>
+        MatVecEachToken(weights, rowBytes, k, acts, actStride, 0, tokens, y, yStride, rowStart, rowEnd);
+
+    /// <summary>Tokens [firstToken, tokens) one at a time through <see cref="MatVecCore"/>.</summary>
+    private protected void MatVecEachToken(byte* weights, long rowBytes, int k, byte* acts, int actStride, int firstToken, int tokens,
         float* y, int yStride, int rowStart, int rowEnd)
     {
-        for (int r = rowStart; r < rowEnd; r++)
-            for (int t = 0; t < tokens; t++)
-                y[(long)t * yStride + r] = DotCore(weights + r * rowBytes, acts + (long)t * actStride, k);
+        for (int t = firstToken; t < tokens; t++)
+            MatVecCore(weights, rowBytes, k, acts + (long)t * actStride, y + (long)t * yStride, rowStart, rowEnd);
     }
 
     /// <summary>A kernel that multiplies one weight row by four tokens' activations at once:
@@ -123,9 +127,7 @@ public abstract unsafe class RowFormat : IRowFormat
         for (; t + 4 <= tokens; t += 4)
             for (int r = rowStart; r < rowEnd; r++)
                 dot4(weights + r * rowBytes, acts + (long)t * actStride, actStride, k, y + (long)t * yStride + r, yStride);
-        for (; t < tokens; t++)
-            for (int r = rowStart; r < rowEnd; r++)
-                y[(long)t * yStride + r] = DotCore(weights + r * rowBytes, acts + (long)t * actStride, k);
+        MatVecEachToken(weights, rowBytes, k, acts, actStride, t, tokens, y, yStride, rowStart, rowEnd);
     }
 
     internal void CheckMatVec(long rowBytes, int k, int activationLength, int yLength, int rowStart, int rowEnd)

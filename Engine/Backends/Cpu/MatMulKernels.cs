@@ -88,11 +88,8 @@ public sealed unsafe class MatMulKernels(WorkSplit split)
             for (int tile = start; tile < end; tile += RowTile)
             {
                 int tileEnd = Math.Min(end, tile + RowTile);
-                if (Tokens == 1)
-                    RowFormats.MatVecRows(Format, Weights, RowBytes, K, Activations.AsSpan(0, ActBytes), Y.AsSpan(0, N), tile, tileEnd);
-                else
-                    RowFormats.MatMulRows(Format, Weights, RowBytes, K, Activations.AsSpan(0, Tokens * ActBytes), ActBytes, Tokens,
-                        Y.AsSpan(0, Tokens * N), N, tile, tileEnd);
+                RowFormats.MatMulRows(Format, Weights, RowBytes, K, Activations.AsSpan(0, Tokens * ActBytes), ActBytes, Tokens,
+                    Y.AsSpan(0, Tokens * N), N, tile, tileEnd);
             }
         }
     }
