@@ -34,12 +34,10 @@ public unsafe struct BlockIQ4_NL
     internal static Vector256<sbyte> Lookup32(byte* qs) => Avx2.Shuffle(KValuesVector, Simd.Nibbles32(qs).AsSByte());
 }
 
-public sealed unsafe class IQ4_NLFormat : RowFormat
+public sealed unsafe class IQ4_NLFormat : ByteBlockFormat<IQ4_NLBytes>
 {
     public static readonly IQ4_NLFormat Instance = new();
-    IQ4_NLFormat() : base(GgmlType.IQ4_NL, GgmlType.Q8_0) { }
-
-    private protected override void QuantizeActivationsCore(float* x, byte* dst, int k) => Q8_0Format.QuantizeActivations(x, (BlockQ8_0*)dst, k);
+    IQ4_NLFormat() : base(GgmlType.IQ4_NL) { }
 
     private protected override void DequantizeReferenceCore(byte* row, float* dst, int k)
     {
@@ -84,31 +82,12 @@ public sealed unsafe class IQ4_NLFormat : RowFormat
         }
         return sumf;
     }
+}
 
-    internal override void MatVecCore(byte* weights, long rowBytes, int k, byte* act, float* y, int rowStart, int rowEnd)
-    {
-        if (Simd.Avx2Fma) Q8_0ActivationKernels.MatVec<Weights>(weights, rowBytes, k / BlockIQ4_NL.QK, act, y, rowStart, rowEnd);
-        else base.MatVecCore(weights, rowBytes, k, act, y, rowStart, rowEnd);
-    }
-
-    internal override void MatMulCore(byte* weights, long rowBytes, int k, byte* acts, int actStride, int tokens,
-        float* y, int yStride, int rowStart, int rowEnd)
-    {
-        if (Simd.Avx2Fma) Q8_0ActivationKernels.MatMul<Weights>(weights, rowBytes, k / BlockIQ4_NL.QK, acts, actStride, tokens, y, yStride, rowStart, rowEnd);
-        else base.MatMulCore(weights, rowBytes, k, acts, actStride, tokens, y, yStride, rowStart, rowEnd);
-    }
-
-    private protected override float DotCore(byte* row, byte* act, int k)
-    {
-        if (!Simd.Avx2Fma) return DotReferenceCore(row, act, k);
-        return Q8_0ActivationKernels.Dot<Weights>(row, act, k / BlockIQ4_NL.QK);
-    }
-
-    /// <summary>block_iq4_nl seen by the shared kernel: nibbles looked up in the non-linear table.</summary>
-    struct Weights : IByteBlockWeights
-    {
-        public static int BlockBytes => sizeof(BlockIQ4_NL);
-        public static Vector256<sbyte> Quants(byte* block) => BlockIQ4_NL.Lookup32(((BlockIQ4_NL*)block)->Qs);
-        public static float Scale(byte* block) => Fp16.ToSingle(((BlockIQ4_NL*)block)->D);
-    }
+/// <summary>block_iq4_nl seen by the shared kernel: nibbles looked up in the non-linear table.</summary>
+public unsafe struct IQ4_NLBytes : IByteBlockWeights
+{
+    public static int BlockBytes => sizeof(BlockIQ4_NL);
+    public static Vector256<sbyte> Quants(byte* block) => BlockIQ4_NL.Lookup32(((BlockIQ4_NL*)block)->Qs);
+    public static float Scale(byte* block) => Fp16.ToSingle(((BlockIQ4_NL*)block)->D);
 }

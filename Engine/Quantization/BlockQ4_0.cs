@@ -15,10 +15,10 @@ public unsafe struct BlockQ4_0
     public fixed byte Qs[QK / 2];
 }
 
-public sealed unsafe class Q4_0Format : RowFormat, IWeightQuantizer
+public sealed unsafe class Q4_0Format : ByteBlockFormat<Q4_0Bytes>, IWeightQuantizer
 {
     public static readonly Q4_0Format Instance = new();
-    Q4_0Format() : base(GgmlType.Q4_0, GgmlType.Q8_0) { }
+    Q4_0Format() : base(GgmlType.Q4_0) { }
 
     /// <summary>quantize_row_q4_0_ref: the signed value of largest magnitude maps to -8 exactly.</summary>
     public void QuantizeRowReference(ReadOnlySpan<float> src, Span<byte> dst)
@@ -45,8 +45,6 @@ public sealed unsafe class Q4_0Format : RowFormat, IWeightQuantizer
             }
         }
     }
-
-    private protected override void QuantizeActivationsCore(float* x, byte* dst, int k) => Q8_0Format.QuantizeActivations(x, (BlockQ8_0*)dst, k);
 
     private protected override void DequantizeReferenceCore(byte* row, float* dst, int k)
     {
@@ -108,33 +106,11 @@ public sealed unsafe class Q4_0Format : RowFormat, IWeightQuantizer
         return sumf;
     }
 
-    internal override void MatVecCore(byte* weights, long rowBytes, int k, byte* act, float* y, int rowStart, int rowEnd)
-    {
-        if (Simd.Avx2Fma) Q8_0ActivationKernels.MatVec<Weights>(weights, rowBytes, k / BlockQ4_0.QK, act, y, rowStart, rowEnd);
-        else base.MatVecCore(weights, rowBytes, k, act, y, rowStart, rowEnd);
-    }
-
-    internal override void MatMulCore(byte* weights, long rowBytes, int k, byte* acts, int actStride, int tokens,
-        float* y, int yStride, int rowStart, int rowEnd)
-    {
-        if (Simd.Avx2Fma) Q8_0ActivationKernels.MatMul<Weights>(weights, rowBytes, k / BlockQ4_0.QK, acts, actStride, tokens, y, yStride, rowStart, rowEnd);
-        else base.MatMulCore(weights, rowBytes, k, acts, actStride, tokens, y, yStride, rowStart, rowEnd);
-    }
-
-    /// <summary>block_q4_0 seen by the shared kernel: nibbles minus 8.</summary>
-    struct Weights : IByteBlockWeights
-    {
-        public static int BlockBytes => sizeof(BlockQ4_0);
-        public static Vector256<sbyte> Quants(byte* block) => (Simd.Nibbles32(((BlockQ4_0*)block)->Qs) - Vector256.Create((byte)8)).AsSByte();
-        public static float Scale(byte* block) => Fp16.ToSingle(((BlockQ4_0*)block)->D);
-    }
-
-    private protected override float DotCore(byte* row, byte* act, int k)
+    private protected override float DotWithoutAvx2(byte* row, byte* act, int k)
     {
         var x = (BlockQ4_0*)row;
         var y = (BlockQ8_0*)act;
         int nb = k / BlockQ4_0.QK;
-        if (Simd.Avx2Fma) return Q8_0ActivationKernels.Dot<Weights>(row, act, nb);
         if (Simd.V128)
         {
             var mask = Vector128.Create((byte)0x0F);
@@ -152,4 +128,12 @@ public sealed unsafe class Q4_0Format : RowFormat, IWeightQuantizer
         }
         return DotReferenceCore(row, act, k);
     }
+}
+
+/// <summary>block_q4_0 seen by the shared kernel: nibbles minus 8.</summary>
+public unsafe struct Q4_0Bytes : IByteBlockWeights
+{
+    public static int BlockBytes => sizeof(BlockQ4_0);
+    public static Vector256<sbyte> Quants(byte* block) => (Simd.Nibbles32(((BlockQ4_0*)block)->Qs) - Vector256.Create((byte)8)).AsSByte();
+    public static float Scale(byte* block) => Fp16.ToSingle(((BlockQ4_0*)block)->D);
 }

@@ -17,10 +17,10 @@ public unsafe struct BlockQ5_0
     public fixed byte Qs[QK / 2];
 }
 
-public sealed unsafe class Q5_0Format : RowFormat, IWeightQuantizer
+public sealed unsafe class Q5_0Format : ByteBlockFormat<Q5_0Bytes>, IWeightQuantizer
 {
     public static readonly Q5_0Format Instance = new();
-    Q5_0Format() : base(GgmlType.Q5_0, GgmlType.Q8_0) { }
+    Q5_0Format() : base(GgmlType.Q5_0) { }
 
     /// <summary>quantize_row_q5_0_ref: the signed extreme maps to -16 exactly.</summary>
     public void QuantizeRowReference(ReadOnlySpan<float> src, Span<byte> dst)
@@ -51,8 +51,6 @@ public sealed unsafe class Q5_0Format : RowFormat, IWeightQuantizer
             }
         }
     }
-
-    private protected override void QuantizeActivationsCore(float* x, byte* dst, int k) => Q8_0Format.QuantizeActivations(x, (BlockQ8_0*)dst, k);
 
     private protected override void DequantizeReferenceCore(byte* row, float* dst, int k)
     {
@@ -112,31 +110,12 @@ public sealed unsafe class Q5_0Format : RowFormat, IWeightQuantizer
         }
         return sumf;
     }
+}
 
-    internal override void MatVecCore(byte* weights, long rowBytes, int k, byte* act, float* y, int rowStart, int rowEnd)
-    {
-        if (Simd.Avx2Fma) Q8_0ActivationKernels.MatVec<Weights>(weights, rowBytes, k / BlockQ5_0.QK, act, y, rowStart, rowEnd);
-        else base.MatVecCore(weights, rowBytes, k, act, y, rowStart, rowEnd);
-    }
-
-    internal override void MatMulCore(byte* weights, long rowBytes, int k, byte* acts, int actStride, int tokens,
-        float* y, int yStride, int rowStart, int rowEnd)
-    {
-        if (Simd.Avx2Fma) Q8_0ActivationKernels.MatMul<Weights>(weights, rowBytes, k / BlockQ5_0.QK, acts, actStride, tokens, y, yStride, rowStart, rowEnd);
-        else base.MatMulCore(weights, rowBytes, k, acts, actStride, tokens, y, yStride, rowStart, rowEnd);
-    }
-
-    private protected override float DotCore(byte* row, byte* act, int k)
-    {
-        if (!Simd.Avx2Fma) return DotReferenceCore(row, act, k);
-        return Q8_0ActivationKernels.Dot<Weights>(row, act, k / BlockQ5_0.QK);
-    }
-
-    /// <summary>block_q5_0 seen by the shared kernel: 5-bit values minus 16.</summary>
-    struct Weights : IByteBlockWeights
-    {
-        public static int BlockBytes => sizeof(BlockQ5_0);
-        public static Vector256<sbyte> Quants(byte* block) => Q5_0Format.Quants((BlockQ5_0*)block);
-        public static float Scale(byte* block) => Fp16.ToSingle(((BlockQ5_0*)block)->D);
-    }
+/// <summary>block_q5_0 seen by the shared kernel: 5-bit values minus 16.</summary>
+public unsafe struct Q5_0Bytes : IByteBlockWeights
+{
+    public static int BlockBytes => sizeof(BlockQ5_0);
+    public static Vector256<sbyte> Quants(byte* block) => Q5_0Format.Quants((BlockQ5_0*)block);
+    public static float Scale(byte* block) => Fp16.ToSingle(((BlockQ5_0*)block)->D);
 }

@@ -15,10 +15,10 @@ public unsafe struct BlockQ8_0
     public fixed sbyte Qs[QK];
 }
 
-public sealed unsafe class Q8_0Format : RowFormat, IWeightQuantizer
+public sealed unsafe class Q8_0Format : ByteBlockFormat<Q8_0Bytes>, IWeightQuantizer
 {
     public static readonly Q8_0Format Instance = new();
-    Q8_0Format() : base(GgmlType.Q8_0, GgmlType.Q8_0) { }
+    Q8_0Format() : base(GgmlType.Q8_0) { }
 
     /// <summary>quantize_row_q8_0_ref, the weight quantizer llama-quantize uses: d = amax/127,
     /// q = roundf(x/d) (halves away from zero).</summary>
@@ -58,8 +58,6 @@ public sealed unsafe class Q8_0Format : RowFormat, IWeightQuantizer
         if (x.Length % BlockQ8_0.QK != 0 || dst.Length < RowBytes(x.Length)) throw new ArgumentException("bad row length");
         fixed (float* s = x) fixed (byte* d = dst) Quantize(s, (BlockQ8_0*)d, x.Length);
     }
-
-    private protected override void QuantizeActivationsCore(float* x, byte* dst, int k) => QuantizeActivations(x, (BlockQ8_0*)dst, k);
 
     private protected override void DequantizeReferenceCore(byte* row, float* dst, int k)
     {
@@ -104,33 +102,11 @@ public sealed unsafe class Q8_0Format : RowFormat, IWeightQuantizer
         return sumf;
     }
 
-    internal override void MatVecCore(byte* weights, long rowBytes, int k, byte* act, float* y, int rowStart, int rowEnd)
-    {
-        if (Simd.Avx2Fma) Q8_0ActivationKernels.MatVec<Weights>(weights, rowBytes, k / BlockQ8_0.QK, act, y, rowStart, rowEnd);
-        else base.MatVecCore(weights, rowBytes, k, act, y, rowStart, rowEnd);
-    }
-
-    internal override void MatMulCore(byte* weights, long rowBytes, int k, byte* acts, int actStride, int tokens,
-        float* y, int yStride, int rowStart, int rowEnd)
-    {
-        if (Simd.Avx2Fma) Q8_0ActivationKernels.MatMul<Weights>(weights, rowBytes, k / BlockQ8_0.QK, acts, actStride, tokens, y, yStride, rowStart, rowEnd);
-        else base.MatMulCore(weights, rowBytes, k, acts, actStride, tokens, y, yStride, rowStart, rowEnd);
-    }
-
-    /// <summary>block_q8_0 seen by the shared kernel: the quants are the signed bytes themselves.</summary>
-    struct Weights : IByteBlockWeights
-    {
-        public static int BlockBytes => sizeof(BlockQ8_0);
-        public static Vector256<sbyte> Quants(byte* block) => Vector256.Load(((BlockQ8_0*)block)->Qs);
-        public static float Scale(byte* block) => Fp16.ToSingle(((BlockQ8_0*)block)->D);
-    }
-
-    private protected override float DotCore(byte* row, byte* act, int k)
+    private protected override float DotWithoutAvx2(byte* row, byte* act, int k)
     {
         var x = (BlockQ8_0*)row;
         var y = (BlockQ8_0*)act;
         int nb = k / BlockQ8_0.QK;
-        if (Simd.Avx2Fma) return Q8_0ActivationKernels.Dot<Weights>(row, act, nb);
         if (Simd.V128)
         {
             float sumf = 0;
@@ -144,4 +120,12 @@ public sealed unsafe class Q8_0Format : RowFormat, IWeightQuantizer
         }
         return DotReferenceCore(row, act, k);
     }
+}
+
+/// <summary>block_q8_0 seen by the shared kernel: the quants are the signed bytes themselves.</summary>
+public unsafe struct Q8_0Bytes : IByteBlockWeights
+{
+    public static int BlockBytes => sizeof(BlockQ8_0);
+    public static Vector256<sbyte> Quants(byte* block) => Vector256.Load(((BlockQ8_0*)block)->Qs);
+    public static float Scale(byte* block) => Fp16.ToSingle(((BlockQ8_0*)block)->D);
 }

@@ -1,17 +1,51 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using Engine.Formats;
 
 namespace Engine.Quantization;
 
 /// <summary>How one family of weight blocks looks to the shared kernel: 32 weights with one f16 scale, which
 /// decode to 32 signed bytes. Implemented by small structs so the JIT specializes the kernel per format.</summary>
-internal unsafe interface IByteBlockWeights
+public unsafe interface IByteBlockWeights
 {
     static abstract int BlockBytes { get; }
     /// <summary>The block's 32 weights as signed bytes (before the scale).</summary>
     static abstract Vector256<sbyte> Quants(byte* block);
     static abstract float Scale(byte* block);
+}
+
+/// <summary>A format whose blocks hold 32 weights that decode to signed bytes and meet Q8_0 activations (Q8_0,
+/// Q4_0, Q5_0, IQ4_NL). With AVX2 all of them run <see cref="Q8_0ActivationKernels"/>, described to it by
+/// TWeights; without AVX2 each keeps its own portable dot (<see cref="DotWithoutAvx2"/>).</summary>
+public abstract unsafe class ByteBlockFormat<TWeights> : RowFormat where TWeights : struct, IByteBlockWeights
+{
+    const int BlockWeights = 32;
+
+    private protected ByteBlockFormat(GgmlType type) : base(type, GgmlType.Q8_0) { }
+
+    private protected sealed override void QuantizeActivationsCore(float* x, byte* dst, int k) =>
+        Q8_0Format.QuantizeActivations(x, (BlockQ8_0*)dst, k);
+
+    private protected sealed override float DotCore(byte* row, byte* act, int k) =>
+        Simd.Avx2Fma ? Q8_0ActivationKernels.Dot<TWeights>(row, act, k / BlockWeights) : DotWithoutAvx2(row, act, k);
+
+    /// <summary>The dot on machines without AVX2 and FMA: the scalar reference unless the format has a portable
+    /// SIMD path.</summary>
+    private protected virtual float DotWithoutAvx2(byte* row, byte* act, int k) => DotReferenceCore(row, act, k);
+
+    internal sealed override void MatVecCore(byte* weights, long rowBytes, int k, byte* act, float* y, int rowStart, int rowEnd)
+    {
+        if (Simd.Avx2Fma) Q8_0ActivationKernels.MatVec<TWeights>(weights, rowBytes, k / BlockWeights, act, y, rowStart, rowEnd);
+        else base.MatVecCore(weights, rowBytes, k, act, y, rowStart, rowEnd);
+    }
+
+    internal sealed override void MatMulCore(byte* weights, long rowBytes, int k, byte* acts, int actStride, int tokens,
+        float* y, int yStride, int rowStart, int rowEnd)
+    {
+        if (Simd.Avx2Fma) Q8_0ActivationKernels.MatMul<TWeights>(weights, rowBytes, k / BlockWeights, acts, actStride, tokens, y, yStride, rowStart, rowEnd);
+        else base.MatMulCore(weights, rowBytes, k, acts, actStride, tokens, y, yStride, rowStart, rowEnd);
+    }
 }
 
 /// <summary>The AVX2 dot kernel of every format whose blocks hold 32 weights and meet Q8_0 activations (Q8_0,
