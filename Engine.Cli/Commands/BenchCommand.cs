@@ -34,7 +34,8 @@ public static class BenchCommand
             throw new UsageException($"-p/-n of {ctx} tokens exceed the model's context of {model.Config.TrainedContextLength}");
 
         int threads = (model.Model.Backend as Engine.Backends.Cpu.CpuBackend)?.Threads ?? Environment.ProcessorCount;
-        var fileBytes = new FileInfo(model.Path).Exists ? new FileInfo(model.Path).Length : 0;
+        var file = new FileInfo(model.Path); // a Hugging Face folder has no single file size
+        long fileBytes = file.Exists ? file.Length : 0;
         long bytesPerToken = WeightTraffic.BytesPerToken(model.Model.Weights, model.Config);
         Console.Error.WriteLine($"bench: {Path.GetFileName(model.Path)}, {threads} threads, measuring memory bandwidth...");
         double bandwidth = MemoryBandwidth.MeasureBytesPerSecond(threads);
