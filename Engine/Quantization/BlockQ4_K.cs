@@ -33,6 +33,24 @@ public unsafe struct BlockQ4_K
         scales = s0 | ((ulong)s1 << 32);
         mins = m0 | ((ulong)m1 << 32);
     }
+
+    /// <summary><see cref="UnpackScales"/> in one register: bytes 0-7 the scales, 8-15 the mins. Reads 16 bytes at
+    /// packed (the 12 scale bytes and the first 4 quant bytes, which are masked away).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector128<byte> UnpackScalesVector(byte* packed)
+    {
+        if (!Avx2.IsSupported)
+        {
+            UnpackScales(packed, out ulong scales, out ulong mins);
+            return Vector128.Create(scales, mins).AsByte();
+        }
+        var u = Vector128.Load((uint*)packed); // u0 u1 u2 (u3)
+        // Lanes s0 = u0 & 3f, s1 = (u2 & 0f) | ((u0 >> 6) & 03) << 4, m0 = u1 & 3f, m1 = ((u2 >> 4) & 0f) | ((u1 >> 6) & 03) << 4.
+        var low = Avx2.ShiftRightLogicalVariable(Sse2.Shuffle(u, 0b10_01_10_00), Vector128.Create(0u, 0u, 0u, 4u))
+                & Vector128.Create(0x3f3f3f3fu, 0x0f0f0f0fu, 0x3f3f3f3fu, 0x0f0f0f0fu);
+        var high = ((Sse2.Shuffle(u, 0b01_00_00_00) >> 6) & Vector128.Create(0u, 0x03030303u, 0u, 0x03030303u)) << 4;
+        return (low | high).AsByte();
+    }
 }
 
 public sealed unsafe class Q4_KFormat : RowFormat, IWeightQuantizer
@@ -268,36 +286,50 @@ public sealed unsafe class Q4_KFormat : RowFormat, IWeightQuantizer
     private protected override float DotCore(byte* row, byte* act, int k)
     {
         if (!Simd.Avx2Fma) return DotReferenceCore(row, act, k);
-        var x = (BlockQ4_K*)row;
-        var y = (BlockQ8_K*)act;
         var mask = Vector256.Create((byte)0x0F);
         Vector256<float> acc = default, accMin = default;
-        for (int i = 0; i < k / QK_K; i++)
+        byte* block = row;
+        byte* end = row + (long)(k / QK_K) * sizeof(BlockQ4_K);
+        // Raw pointers, the scales kept in a register and every sub-block pair written out: the loop body is what
+        // a decode step executes for every 144 bytes of weights, so its instruction count is the speed limit.
+        for (; block < end; block += sizeof(BlockQ4_K), act += sizeof(BlockQ8_K))
         {
-            float d = Fp16.ToSingle(x[i].D) * y[i].D;
-            float dmin = -Fp16.ToSingle(x[i].DMin) * y[i].D;
-            BlockQ4_K.UnpackScales(x[i].Scales, out ulong scales, out ulong mins);
+            float yd = *(float*)act;
+            var dAndMin = Fp16.ToSingle(Vector128.WidenLower(Vector128.CreateScalar(*(uint*)block).AsUInt16()));
+            float d = dAndMin.ToScalar() * yd;
+            float dmin = -dAndMin.GetElement(1) * yd;
+            var scalesAndMins = BlockQ4_K.UnpackScalesVector(block + 4);
 
             // Min term: each min covers two 16-element bsums, so duplicate every min byte and multiply-add pairs.
-            var m8 = Vector128.CreateScalar(mins).AsByte();
-            var mins16 = Avx2.ConvertToVector256Int16(Sse2.UnpackLow(m8, m8));
-            var bsums = Vector256.Load(y[i].BSums);
+            var mins16 = Avx2.ConvertToVector256Int16(Sse2.UnpackHigh(scalesAndMins, scalesAndMins));
+            var bsums = Vector256.Load((short*)(act + 4 + QK_K));
             accMin = Fma.MultiplyAdd(Vector256.Create(dmin), Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(bsums, mins16)), accMin);
 
-            byte* sc = (byte*)&scales;
-            Vector256<int> sumi = default;
-            for (int j = 0; j < 4; j++)
-            {
-                var raw = Vector256.Load(x[i].Qs + 32 * j);
-                var lo = raw & mask;
-                var hi = Vector256.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & mask;
-                var p16lo = Avx2.MultiplyAddAdjacent(lo, Vector256.Load(y[i].Qs + 64 * j));
-                var p16hi = Avx2.MultiplyAddAdjacent(hi, Vector256.Load(y[i].Qs + 64 * j + 32));
-                sumi += Avx2.MultiplyAddAdjacent(p16lo, Vector256.Create((short)sc[2 * j]))
-                      + Avx2.MultiplyAddAdjacent(p16hi, Vector256.Create((short)sc[2 * j + 1]));
-            }
+            var scales = Vector256.Create(scalesAndMins, scalesAndMins);
+            sbyte* q8 = (sbyte*)act + 4;
+            byte* q4 = block + 16;
+            var sumi = SubBlockPair(q4, q8, scales, 0, mask)
+                     + SubBlockPair(q4 + 32, q8 + 64, scales, 2, mask)
+                     + SubBlockPair(q4 + 64, q8 + 128, scales, 4, mask)
+                     + SubBlockPair(q4 + 96, q8 + 192, scales, 6, mask);
             acc = Fma.MultiplyAdd(Vector256.Create(d), Avx.ConvertToVector256Single(sumi), acc);
         }
         return Simd.HSum(acc) + Simd.HSum(accMin);
+    }
+
+    /// <summary>Two sub-blocks (the low and high nibbles of 32 bytes) against their 64 activations, each pair
+    /// sum times its sub-block's scale: the integer lanes of ggml's AVX2 q4_K dot.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<int> SubBlockPair(byte* q4, sbyte* q8, Vector256<byte> scales, int subBlock, Vector256<byte> mask)
+    {
+        var raw = Vector256.Load(q4);
+        var lo = raw & mask;
+        var hi = Vector256.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & mask;
+        var p16lo = Avx2.MultiplyAddAdjacent(lo, Vector256.Load(q8));
+        var p16hi = Avx2.MultiplyAddAdjacent(hi, Vector256.Load(q8 + 32));
+        // vpshufb controls spreading scale byte j over every int16 lane (0x80 zeroes the high byte); constants once inlined.
+        var lowScale = Avx2.Shuffle(scales, Vector256.Create((ushort)(0x8000 | subBlock)).AsByte()).AsInt16();
+        var highScale = Avx2.Shuffle(scales, Vector256.Create((ushort)(0x8000 | (subBlock + 1))).AsByte()).AsInt16();
+        return Avx2.MultiplyAddAdjacent(p16lo, lowScale) + Avx2.MultiplyAddAdjacent(p16hi, highScale);
     }
 }
