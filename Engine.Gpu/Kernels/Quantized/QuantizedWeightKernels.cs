@@ -1,0 +1,18 @@
+using ILGPU.Runtime;
+
+namespace Engine.Gpu.Kernels.Quantized;
+
+/// <summary>Entry point for the weight-kernel registry: the kernels of every quantized block type implemented
+/// here, compiled for one accelerator.</summary>
+public static class QuantizedWeightKernels
+{
+    public static IEnumerable<IWeightKernels> Create(Accelerator accelerator)
+    {
+        ArgumentNullException.ThrowIfNull(accelerator);
+        return
+        [
+            new BlockWeightKernels<Q8_0Decoder>(accelerator),
+            new BlockWeightKernels<Q4_0Decoder>(accelerator),
+        ];
+    }
+}

@@ -1,0 +1,130 @@
+using Engine.Formats;
+using Engine.Gpu.Kernels;
+using Engine.Tests.Quantization;
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace Engine.Tests.Gpu.Quantized;
+
+/// <summary>
+/// Every quantized type's device kernels against the CPU scalar reference. Shapes: 67 rows (more than one
+/// 64-row tile, not a multiple of the decode kernel's rows per group) and 3 blocks of 32 (a partial 128-column
+/// step) or 2 super-blocks of 256; tokens 1 (decode kernel), 2, 5 and 17 (prompt kernel, one and two token tiles).
+/// Tolerance of a product: |gpu - exact| &lt;= 1e-4 * sum |w * x| + 1e-6, where exact is the double dot of the
+/// reference weights: float accumulation in another order over at most 512 terms stays far inside it, while a
+/// single wrong weight (a misplaced nibble, scale or column) does not.
+/// </summary>
+[Collection(QuantizedDeviceCollection.Name)]
+public class BlockWeightKernelsTests(QuantizedTestDevice device)
+{
+    const int Rows = 67;
+    const double RelativeTolerance = 1e-4, AbsoluteTolerance = 1e-6;
+
+    public static TheoryData<GgmlType, int> TypesAndTokens()
+    {
+        var data = new TheoryData<GgmlType, int>();
+        foreach (var type in Types)
+            foreach (int tokens in new[] { 1, 2, 5, 17 })
+                data.Add(type, tokens);
+        return data;
+    }
+
+    public static TheoryData<GgmlType> AllTypes() => new(Types);
+
+    static readonly GgmlType[] Types = [GgmlType.Q8_0, GgmlType.Q4_0];
+
+    static int ColsFor(GgmlType type) => type.Info().BlockSize == 32 ? 96 : 512;
+
+    [DeviceTheory]
+    [MemberData(nameof(TypesAndTokens))]
+    public void MatMulMatchesCpuReference(GgmlType type, int tokens)
+    {
+        var kernels = device.Kernels[type];
+        using var matrix = new QuantizedMatrix(type, Rows, ColsFor(type), seed: (int)type * 100 + tokens);
+        var rng = new Random(tokens);
+        var x = QuantTestData.RandomActivations(tokens * matrix.Cols, rng);
+        using var w = kernels.Upload(matrix.Weights);
+        using var xs = device.Accelerator.Allocate1D(x);
+        using var ys = device.Accelerator.Allocate1D<float>(tokens * Rows);
+        ys.MemSetToZero();
+
+        kernels.MatMul(w, xs.View, tokens, ys.View);
+        device.Accelerator.Synchronize();
+
+        var y = ys.GetAsArray1D();
+        var (expected, magnitude) = matrix.Reference(x, tokens);
+        for (int i = 0; i < y.Length; i++)
+        {
+            double allowed = RelativeTolerance * magnitude[i] + AbsoluteTolerance;
+            Math.Abs(y[i] - expected[i]).Should().BeLessThanOrEqualTo(allowed,
+                $"{type} token {i / Rows} row {i % Rows}: gpu {y[i]} vs reference {expected[i]}");
+        }
+    }
+
+    [DeviceTheory]
+    [MemberData(nameof(AllTypes))]
+    public void DequantizeRowsIsBitExact(GgmlType type)
+    {
+        var kernels = device.Kernels[type];
+        using var matrix = new QuantizedMatrix(type, Rows, ColsFor(type), seed: (int)type);
+        int[] ids = [0, Rows - 1, 5, 5, 33];
+        using var w = kernels.Upload(matrix.Weights);
+        using var rowIds = device.Accelerator.Allocate1D(ids);
+        using var dst = device.Accelerator.Allocate1D<float>(ids.Length * matrix.Cols);
+
+        kernels.DequantizeRows(w, rowIds.View, ids.Length, dst.View);
+        device.Accelerator.Synchronize();
+
+        var got = dst.GetAsArray1D();
+        for (int i = 0; i < ids.Length; i++)
+            for (int c = 0; c < matrix.Cols; c++)
+            {
+                float want = matrix.Dequantized[ids[i] * matrix.Cols + c];
+                if (BitConverter.SingleToInt32Bits(got[i * matrix.Cols + c]) != BitConverter.SingleToInt32Bits(want))
+                    Assert.Fail($"{type} row {ids[i]} column {c}: gpu {got[i * matrix.Cols + c]} vs reference {want}");
+            }
+    }
+
+    [DeviceFact]
+    public void DequantizeRowsWritesZerosForAnIdOutsideTheMatrix()
+    {
+        var kernels = device.Kernels[GgmlType.Q8_0];
+        using var matrix = new QuantizedMatrix(GgmlType.Q8_0, Rows, 64, seed: 9);
+        int[] ids = [-1, Rows, 2];
+        using var w = kernels.Upload(matrix.Weights);
+        using var rowIds = device.Accelerator.Allocate1D(ids);
+        using var dst = device.Accelerator.Allocate1D<float>(ids.Length * 64);
+        dst.MemSet(0xFF);
+
+        kernels.DequantizeRows(w, rowIds.View, ids.Length, dst.View);
+        device.Accelerator.Synchronize();
+
+        var got = dst.GetAsArray1D();
+        got[..128].Should().OnlyContain(v => v == 0f);
+        got[128..].Should().Equal(matrix.Dequantized[128..192]);
+    }
+
+    [DeviceFact]
+    public void UploadRejectsAnotherType()
+    {
+        using var matrix = new QuantizedMatrix(GgmlType.Q4_0, 4, 64, seed: 2);
+        var upload = () => device.Kernels[GgmlType.Q8_0].Upload(matrix.Weights);
+        upload.Should().Throw<ArgumentException>().WithMessage("*Q4_0*Q8_0*");
+    }
+
+    [DeviceTheory]
+    [MemberData(nameof(AllTypes))]
+    public void DeviceBytesIsWhatUploadTakes(GgmlType type)
+    {
+        var kernels = device.Kernels[type];
+        using var matrix = new QuantizedMatrix(type, Rows, ColsFor(type), seed: 1);
+        using var w = kernels.Upload(matrix.Weights);
+        w.Bytes.Should().Be(kernels.DeviceBytes(Rows, matrix.Cols));
+        // Re-packing adds at most the two bytes of padding per block.
+        w.Bytes.Should().BeLessThanOrEqualTo(matrix.Bytes.Length + 2L * Rows * matrix.Cols / type.Info().BlockSize);
+    }
+
+    [DeviceFact]
+    public void RegistryOffersEveryImplementedType() =>
+        device.Kernels.Keys.Should().BeEquivalentTo(Types);
+}
