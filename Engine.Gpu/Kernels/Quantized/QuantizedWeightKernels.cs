@@ -13,6 +13,9 @@ public static class QuantizedWeightKernels
         [
             new BlockWeightKernels<Q8_0Decoder>(accelerator),
             new BlockWeightKernels<Q4_0Decoder>(accelerator),
+            new BlockWeightKernels<Q5_0Decoder>(accelerator),
+            new BlockWeightKernels<Q4_KDecoder>(accelerator),
+            new BlockWeightKernels<Q6_KDecoder>(accelerator),
         ];
     }
 }

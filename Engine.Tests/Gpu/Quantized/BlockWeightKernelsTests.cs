@@ -31,7 +31,7 @@ public class BlockWeightKernelsTests(QuantizedTestDevice device)
 
     public static TheoryData<GgmlType> AllTypes() => new(Types);
 
-    static readonly GgmlType[] Types = [GgmlType.Q8_0, GgmlType.Q4_0];
+    static readonly GgmlType[] Types = [GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q5_0, GgmlType.Q4_K, GgmlType.Q6_K];
 
     static int ColsFor(GgmlType type) => type.Info().BlockSize == 32 ? 96 : 512;
 
