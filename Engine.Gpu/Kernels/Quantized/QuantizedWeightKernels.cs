@@ -16,6 +16,13 @@ public static class QuantizedWeightKernels
             new BlockWeightKernels<Q5_0Decoder>(accelerator),
             new BlockWeightKernels<Q4_KDecoder>(accelerator),
             new BlockWeightKernels<Q6_KDecoder>(accelerator),
+            new BlockWeightKernels<Q4_1Decoder>(accelerator),
+            new BlockWeightKernels<Q5_1Decoder>(accelerator),
+            new BlockWeightKernels<Q5_KDecoder>(accelerator),
+            new BlockWeightKernels<Q2_KDecoder>(accelerator),
+            new BlockWeightKernels<Q3_KDecoder>(accelerator),
+            new BlockWeightKernels<IQ4_NLDecoder>(accelerator),
+            new BlockWeightKernels<IQ4_XSDecoder>(accelerator),
         ];
     }
 }

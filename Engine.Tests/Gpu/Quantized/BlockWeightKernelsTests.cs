@@ -31,7 +31,11 @@ public class BlockWeightKernelsTests(QuantizedTestDevice device)
 
     public static TheoryData<GgmlType> AllTypes() => new(Types);
 
-    static readonly GgmlType[] Types = [GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q5_0, GgmlType.Q4_K, GgmlType.Q6_K];
+    static readonly GgmlType[] Types =
+    [
+        GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q5_0, GgmlType.Q4_K, GgmlType.Q6_K,
+        GgmlType.Q4_1, GgmlType.Q5_1, GgmlType.Q5_K, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.IQ4_NL, GgmlType.IQ4_XS,
+    ];
 
     static int ColsFor(GgmlType type) => type.Info().BlockSize == 32 ? 96 : 512;
 
