@@ -17,10 +17,17 @@ public static class BlockKernels<TDecoder> where TDecoder : struct, IBlockDecode
     public const int TileTokens = 16;
     const int PiecesPerChunk = ChunkCols / 8;
     const int TileOutputs = TileRows * TileTokens;
+    /// <summary>Row stride of the shared weight tile: one more than TileRows, so the 16 threads that write the 16
+    /// pieces of one row (columns 4 apart) hit different banks instead of all the same one.</summary>
+    const int WeightStride = TileRows + 1;
+    /// <summary>Each task of the dot step is one row times this many tokens: one weight load from shared memory
+    /// feeds four multiply-adds.</summary>
+    const int TokensPerTask = 4;
+    const int Tasks = TileRows * (TileTokens / TokensPerTask);
 
     /// <summary>Shared memory one group of <see cref="MatMulTiled"/> uses: the weight tile, the activation tile
     /// and the accumulators.</summary>
-    public const int MatMulSharedBytes = (ChunkCols * TileRows + ChunkCols * TileTokens + TileOutputs) * sizeof(float);
+    public const int MatMulSharedBytes = (ChunkCols * WeightStride + ChunkCols * TileTokens + TileOutputs) * sizeof(float);
 
     /// <summary>
     /// Decode (one token): one warp per output row. Lane l reads pieces l, l + warp, ... of the row, so a warp's
@@ -58,13 +65,13 @@ public static class BlockKernels<TDecoder> where TDecoder : struct, IBlockDecode
     /// Prompt (many tokens): one group per tile of TileRows rows x TileTokens tokens (grid X over row tiles, Y over
     /// token tiles). For each step of ChunkCols columns the group dequantizes the tile's weights once into shared
     /// memory ([column][row], so consecutive threads read consecutive rows), stages the tokens' activations
-    /// ([column][token]), and every thread adds the dot products of the outputs it owns to their accumulators.
-    /// Weights are thus read from device memory once per TileTokens tokens instead of once per token. Works with
-    /// any group size (threads stride over pieces, activations and outputs).
+    /// ([column][token]), and each thread adds the dot products of the row x four tokens it owns to their
+    /// accumulators (in shared memory, so the kernel works with any group size).
+    /// Weights are thus read from device memory once per TileTokens tokens instead of once per token.
     /// </summary>
     public static void MatMulTiled(ArrayView<uint> blocks, int rows, int cols, ArrayView<float> x, int tokens, ArrayView<float> y)
     {
-        var weightTile = SharedMemory.Allocate<float>(ChunkCols * TileRows);
+        var weightTile = SharedMemory.Allocate<float>(ChunkCols * WeightStride);
         var tokenTile = SharedMemory.Allocate<float>(ChunkCols * TileTokens);
         var accumulators = SharedMemory.Allocate<float>(TileOutputs);
         int firstRow = Grid.IdxX * TileRows, firstToken = Grid.IdxY * TileTokens;
@@ -85,10 +92,10 @@ public static class BlockKernels<TDecoder> where TDecoder : struct, IBlockDecode
                 if (row >= rows || g >= piecesPerRow) continue;
                 int block = g / piecesPerBlock;
                 var p = TDecoder.Decode(blocks, ((long)row * blocksPerRow + block) * TDecoder.BlockWords, g - block * piecesPerBlock);
-                int a = (block * TDecoder.BlockElements + p.ColA - firstCol) * TileRows + localRow;
-                int b = (block * TDecoder.BlockElements + p.ColB - firstCol) * TileRows + localRow;
-                weightTile[a] = p.V0; weightTile[a + TileRows] = p.V1; weightTile[a + 2 * TileRows] = p.V2; weightTile[a + 3 * TileRows] = p.V3;
-                weightTile[b] = p.V4; weightTile[b + TileRows] = p.V5; weightTile[b + 2 * TileRows] = p.V6; weightTile[b + 3 * TileRows] = p.V7;
+                int a = (block * TDecoder.BlockElements + p.ColA - firstCol) * WeightStride + localRow;
+                int b = (block * TDecoder.BlockElements + p.ColB - firstCol) * WeightStride + localRow;
+                weightTile[a] = p.V0; weightTile[a + WeightStride] = p.V1; weightTile[a + 2 * WeightStride] = p.V2; weightTile[a + 3 * WeightStride] = p.V3;
+                weightTile[b] = p.V4; weightTile[b + WeightStride] = p.V5; weightTile[b + 2 * WeightStride] = p.V6; weightTile[b + 3 * WeightStride] = p.V7;
             }
             int chunk = cols - firstCol < ChunkCols ? cols - firstCol : ChunkCols;
             for (int i = thread; i < TileTokens * ChunkCols; i += threads)
@@ -98,12 +105,26 @@ public static class BlockKernels<TDecoder> where TDecoder : struct, IBlockDecode
             }
             Group.Barrier();
 
-            for (int o = thread; o < TileOutputs; o += threads)
+            // Consecutive threads take consecutive rows of the same four tokens: conflict-free weight reads and
+            // broadcast activation reads.
+            for (int task = thread; task < Tasks; task += threads)
             {
-                int localRow = o % TileRows, localToken = o / TileRows;
-                float sum = 0;
-                for (int c = 0; c < chunk; c++) sum += weightTile[c * TileRows + localRow] * tokenTile[c * TileTokens + localToken];
-                accumulators[o] += sum;
+                int localRow = task % TileRows, firstLocalToken = task / TileRows * TokensPerTask;
+                float sum0 = 0, sum1 = 0, sum2 = 0, sum3 = 0;
+                for (int c = 0; c < chunk; c++)
+                {
+                    float weight = weightTile[c * WeightStride + localRow];
+                    int t = c * TileTokens + firstLocalToken;
+                    sum0 += weight * tokenTile[t];
+                    sum1 += weight * tokenTile[t + 1];
+                    sum2 += weight * tokenTile[t + 2];
+                    sum3 += weight * tokenTile[t + 3];
+                }
+                int o = firstLocalToken * TileRows + localRow;
+                accumulators[o] += sum0;
+                accumulators[o + TileRows] += sum1;
+                accumulators[o + 2 * TileRows] += sum2;
+                accumulators[o + 3 * TileRows] += sum3;
             }
             // The next step overwrites both tiles.
             Group.Barrier();

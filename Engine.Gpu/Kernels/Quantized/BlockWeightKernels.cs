@@ -63,7 +63,7 @@ public sealed class BlockWeightKernels<TDecoder> : IWeightKernels where TDecoder
         if (count < 0 || count > rowIds.Length) throw new ArgumentOutOfRangeException(nameof(count), count, $"rowIds holds {rowIds.Length}");
         if (dst.Length < (long)count * m.Cols) throw new ArgumentException($"dst holds {dst.Length} floats, {count} x {m.Cols} needed", nameof(dst));
         if (count == 0) return;
-        _dequantizeRows(count * (m.Cols / 8), m.Words, m.Rows, m.Cols, rowIds, dst);
+        _dequantizeRows(checked(count * (m.Cols / 8)), m.Words, m.Rows, m.Cols, rowIds, dst);
     }
 
     BlockDeviceMatrix Check(DeviceMatrix w) =>
