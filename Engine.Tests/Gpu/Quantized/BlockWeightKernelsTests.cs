@@ -1,5 +1,6 @@
 using Engine.Formats;
 using Engine.Gpu.Kernels;
+using Engine.Gpu.Kernels.Quantized;
 using Engine.Tests.Quantization;
 using ILGPU;
 using ILGPU.Runtime;
@@ -146,6 +147,9 @@ public class BlockWeightKernelsTests(QuantizedTestDevice device)
     }
 
     [DeviceFact]
-    public void RegistryOffersEveryImplementedType() =>
+    public void RegistryOffersEveryImplementedType()
+    {
         device.Kernels.Keys.Should().BeEquivalentTo(Types);
+        QuantizedWeightKernels.Factories(device.Accelerator).Select(f => f.Type).Should().BeEquivalentTo(Types);
+    }
 }
