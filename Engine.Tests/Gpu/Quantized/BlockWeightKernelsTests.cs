@@ -9,8 +9,9 @@ namespace Engine.Tests.Gpu.Quantized;
 
 /// <summary>
 /// Every quantized type's device kernels against the CPU scalar reference. Shapes: 67 rows (more than one
-/// 64-row tile, not a multiple of the decode kernel's rows per group) and 3 blocks of 32 (a partial 128-column
-/// step) or 2 super-blocks of 256; tokens 1 (decode kernel), 2, 5 and 17 (prompt kernel, one and two token tiles).
+/// 64-row tile, not a multiple of the decode kernel's rows per group) and 9 blocks of 32 (two full 128-column
+/// steps and a partial one) or 3 super-blocks of 256 (six steps); tokens 1 (decode kernel), 2, 5 and 17 (prompt
+/// kernel, one and two token tiles).
 /// Tolerance of a product: |gpu - exact| &lt;= 1e-4 * sum |w * x| + 1e-6, where exact is the double dot of the
 /// reference weights: float accumulation in another order over at most 512 terms stays far inside it, while a
 /// single wrong weight (a misplaced nibble, scale or column) does not.
@@ -38,7 +39,7 @@ public class BlockWeightKernelsTests(QuantizedTestDevice device)
         GgmlType.Q4_1, GgmlType.Q5_1, GgmlType.Q5_K, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.IQ4_NL, GgmlType.IQ4_XS,
     ];
 
-    static int ColsFor(GgmlType type) => type.Info().BlockSize == 32 ? 96 : 512;
+    static int ColsFor(GgmlType type) => type.Info().BlockSize == 32 ? 288 : 768;
 
     [DeviceTheory]
     [MemberData(nameof(TypesAndTokens))]
@@ -124,6 +125,41 @@ public class BlockWeightKernelsTests(QuantizedTestDevice device)
         var got = dst.GetAsArray1D();
         got[..128].Should().OnlyContain(v => v == 0f);
         got[128..].Should().Equal(matrix.Dequantized[128..192]);
+    }
+
+    [DeviceTheory]
+    [InlineData(GgmlType.Q4_0, 1)]
+    [InlineData(GgmlType.Q4_0, 3)]
+    [InlineData(GgmlType.Q6_K, 1)]
+    [InlineData(GgmlType.Q6_K, 3)]
+    public void OneRowOfOneBlockWorks(GgmlType type, int tokens)
+    {
+        var kernels = device.Kernels[type];
+        using var matrix = new QuantizedMatrix(type, 1, type.Info().BlockSize, seed: 5);
+        var x = QuantTestData.RandomActivations(tokens * matrix.Cols, new Random(6));
+        using var w = kernels.Upload(matrix.Weights);
+        using var xs = device.Accelerator.Allocate1D(x);
+        using var ys = device.Accelerator.Allocate1D<float>(tokens);
+
+        kernels.MatMul(w, xs.View, tokens, ys.View);
+        device.Accelerator.Synchronize();
+
+        var y = ys.GetAsArray1D();
+        var (expected, magnitude) = matrix.Reference(x, tokens);
+        for (int t = 0; t < tokens; t++)
+            Math.Abs(y[t] - expected[t]).Should().BeLessThanOrEqualTo(RelativeTolerance * magnitude[t] + AbsoluteTolerance);
+    }
+
+    [DeviceFact]
+    public void MatMulRejectsActivationsShorterThanTokensTimesCols()
+    {
+        var kernels = device.Kernels[GgmlType.Q8_0];
+        using var matrix = new QuantizedMatrix(GgmlType.Q8_0, 4, 64, seed: 7);
+        using var w = kernels.Upload(matrix.Weights);
+        using var xs = device.Accelerator.Allocate1D<float>(64);
+        using var ys = device.Accelerator.Allocate1D<float>(8);
+        var call = () => kernels.MatMul(w, xs.View, 2, ys.View);
+        call.Should().Throw<ArgumentException>().WithMessage("*2 x 64*");
     }
 
     [DeviceFact]

@@ -24,8 +24,16 @@ public sealed class QuantizedTestDevice : IDisposable
     static readonly Lazy<string?> CudaSkipReason = new(() =>
     {
         if (!WantsCuda) return null;
-        using var context = Context.Create(b => b.Cuda());
-        return context.GetCudaDevices().Count > 0 ? null : $"{EnvironmentVariable}=cuda but ILGPU finds no CUDA device";
+        try
+        {
+            using var context = Context.Create(b => b.Cuda());
+            return context.GetCudaDevices().Count > 0 ? null : $"{EnvironmentVariable}=cuda but ILGPU finds no CUDA device";
+        }
+        catch (Exception e)
+        {
+            // A broken driver install is as much "no CUDA here" as a missing one; say which.
+            return $"{EnvironmentVariable}=cuda but ILGPU cannot open CUDA: {e.Message}";
+        }
     });
 
     /// <summary>Why the tests cannot run here, or null when they can.</summary>
