@@ -18,6 +18,8 @@ namespace Engine.Cli
               logits --model M (--text T | --tokens "1 2 3") [--all] --out FILE
               tokenize --model M --text T               print token ids and pieces
               bench --model M [-p 128] [-n 64] [-r 3]   prompt and generation tokens/s, like llama-bench
+              devices                                   list the accelerators --device can use
+            run, chat, logits and bench take --device cpu|cuda|opencl|auto (default cpu)
             run 'engine <command> --help' for the options of a command
             """;
 
@@ -39,6 +41,7 @@ namespace Engine.Cli
                     "tokenize" => TokenizeCommand.Run(rest),
                     "chat" => ChatCommand.Run(rest),
                     "bench" => BenchCommand.Run(rest),
+                    "devices" => DevicesCommand.Run(rest),
                     _ => throw new UsageException($"unknown command '{args[0]}'"),
                 };
             }

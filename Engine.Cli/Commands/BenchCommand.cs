@@ -10,11 +10,12 @@ namespace Engine.Cli.Commands;
 public static class BenchCommand
 {
     const string Help = """
-        usage: engine bench --model M [-p 128] [-n 64] [-r 3] [--threads N] [--json]
+        usage: engine bench --model M [-p 128] [-n 64] [-r 3] [--threads N] [--device D] [--json]
           -p N         prompt tokens, fed as one batch (0 skips the test)
           -n N         generated tokens, one decode each (0 skips the test)
           -r N         measured repetitions after one warm-up
           --threads N  worker threads (default: all cores)
+          --device D   cpu (default), cuda, opencl, auto or ilgpu-cpu
           --json       {"pp":{"tokens_per_second":..},"tg":{"tokens_per_second":..},...} on stdout
         """;
 
@@ -37,7 +38,7 @@ public static class BenchCommand
         var file = new FileInfo(model.Path); // a Hugging Face folder has no single file size
         long fileBytes = file.Exists ? file.Length : 0;
         long bytesPerToken = WeightTraffic.BytesPerToken(model.Model.Weights, model.Config);
-        Console.Error.WriteLine($"bench: {Path.GetFileName(model.Path)}, {threads} threads, measuring memory bandwidth...");
+        Console.Error.WriteLine($"bench: {Path.GetFileName(model.Path)} on {model.Model.Backend.Name}, {threads} threads, measuring memory bandwidth...");
         double bandwidth = MemoryBandwidth.MeasureBytesPerSecond(threads);
         var result = Benchmark.Run(model.Model, new BenchOptions(prompt, generate, reps),
             progress: message => Console.Error.WriteLine("bench: " + message));

@@ -1,4 +1,5 @@
 using Engine.Generation;
+using Engine.Gpu;
 using Engine.Models;
 using Engine.Sampling;
 
@@ -19,8 +20,18 @@ public static class ModelArguments
         }
         if (!File.Exists(path) && !Directory.Exists(path)) throw new UsageException($"no such model file or folder: {path}");
         int threads = cl.Int("threads", 0, 0, 1024, alias: "t");
-        return LoadedModel.Open(path, new ModelOptions { Threads = threads });
+        var backend = DeviceSelection.BackendFactory(Device(cl), threads, Console.Error);
+        return LoadedModel.Open(path, new ModelOptions { Threads = threads, BackendFactory = backend });
     }
+
+    /// <summary>--device: where the model runs (default cpu).</summary>
+    public static DeviceChoice Device(CommandLine cl)
+    {
+        var text = cl.String("device") ?? "cpu";
+        return DeviceSelection.TryParse(text, out var choice) ? choice
+            : throw new UsageException($"--device must be {DeviceSelection.Names}, got '{text}'");
+    }
+
 
     /// <summary>--ctx: defaults to what the prompt and generation need, capped by the trained context.</summary>
     public static int Context(CommandLine cl, LoadedModel model, int needed)

@@ -9,8 +9,9 @@ public static class RunCommand
     const string Help = """
         usage: engine run [PROMPT] [--model M] [-n N] [--temperature T] [--top-k K] [--top-p P] [--min-p P]
                           [--repeat-penalty R] [--presence-penalty P] [--frequency-penalty F] [--seed S]
-                          [--threads N] [--ctx N] [--tokens "1 2 3"] [--stop TEXT] [--ignore-eos] [--json]
+                          [--threads N] [--device D] [--ctx N] [--tokens "1 2 3"] [--stop TEXT] [--ignore-eos] [--json]
         Without --model, runs models/stories260K.gguf. --temperature 0 is greedy.
+        --device: cpu (default), cuda, opencl, auto (a GPU when usable, else the CPU) or ilgpu-cpu (GPU code on the CPU, slow).
         """;
 
     public static int Run(string[] args)

@@ -23,6 +23,47 @@ public sealed record LlamaWeights(
     WeightMatrix Output,          // [d_model x vocab], the embedding itself when tied
     WeightVector? RopeFrequencyFactors) // llama 3.1+: per-pair divisors of the RoPE frequencies
 {
+    /// <summary>Every matrix, each once (a tied output is the embedding itself).</summary>
+    public IEnumerable<WeightMatrix> Matrices()
+    {
+        var seen = new HashSet<WeightMatrix>(ReferenceEqualityComparer.Instance);
+        IEnumerable<WeightMatrix> All()
+        {
+            yield return TokenEmbedding;
+            foreach (var layer in Layers)
+            {
+                yield return layer.Query; yield return layer.Key; yield return layer.Value; yield return layer.Output;
+                foreach (var m in FeedForwardMatrices(layer.FeedForward)) yield return m;
+            }
+            yield return Output;
+        }
+        return All().Where(seen.Add);
+    }
+
+    /// <summary>Every vector (norm scales, biases, RoPE frequency factors).</summary>
+    public IEnumerable<WeightVector> Vectors()
+    {
+        yield return OutputNorm;
+        if (RopeFrequencyFactors is not null) yield return RopeFrequencyFactors;
+        foreach (var layer in Layers)
+            foreach (var v in new[] { layer.AttentionNorm, layer.QueryBias, layer.KeyBias, layer.ValueBias, layer.QueryNorm, layer.KeyNorm, layer.FeedForwardNorm })
+                if (v is not null) yield return v;
+    }
+
+    static IEnumerable<WeightMatrix> FeedForwardMatrices(FeedForwardWeights weights)
+    {
+        static IEnumerable<WeightMatrix> SwiGluMatrices(SwiGluWeights w) => [w.Gate, w.Up, w.Down];
+        return weights switch
+        {
+            SwiGluWeights dense => SwiGluMatrices(dense),
+            MixtureOfExpertsWeights moe => new[] { moe.Router }
+                .Concat(moe.Experts.SelectMany(SwiGluMatrices))
+                .Concat(moe.SharedExpert is null ? [] : SwiGluMatrices(moe.SharedExpert))
+                .Concat(moe.SharedExpertGate is null ? [] : [moe.SharedExpertGate]),
+            _ => throw new NotSupportedException($"feed-forward {weights.GetType().Name}"),
+        };
+    }
+
     public static LlamaWeights Load(ModelConfig c, ITensorSource source)
     {
         var traits = ArchitectureTraits.Get(c.Architecture);

@@ -12,6 +12,10 @@ public sealed record ModelOptions
 {
     public int Threads { get; init; }
     public int MaxBatch { get; init; } = 64;
+    /// <summary>Creates the backend the model runs on, once its config and weights are known; null means the CPU
+    /// backend with <see cref="Threads"/>. The hook keeps this assembly free of any GPU library: front ends wire
+    /// it to Engine.Gpu (see engine's --device).</summary>
+    public Func<ModelConfig, LlamaWeights, IBackend>? BackendFactory { get; init; }
 }
 
 /// <summary>A model file opened, validated and bound to a backend; owns the memory map.</summary>
@@ -39,11 +43,29 @@ public sealed class LoadedModel : IDisposable
         {
             var config = GgufModelConfig.Read(file);
             var weights = LlamaWeights.Load(config, new GgufTensorSource(file));
-            var backend = new CpuBackend(options.Threads);
-            return new LoadedModel(path, config, new Llama(config, weights, backend, options.MaxBatch), file.Metadata, file);
+            return new LoadedModel(path, config, Bind(config, weights, options), file.Metadata, file);
         }
         catch (ModelFormatException e) { file.Dispose(); throw e.WithFile(path); }
         catch { file.Dispose(); throw; }
+    }
+
+    /// <summary>The model on the backend the options ask for. A backend that holds its own copy of the weights
+    /// receives them after the activations are allocated, so its memory check sees everything but the KV cache.</summary>
+    static Llama Bind(ModelConfig config, LlamaWeights weights, ModelOptions options)
+    {
+        var backend = options.BackendFactory?.Invoke(config, weights) ?? new CpuBackend(options.Threads);
+        Llama? model = null;
+        try
+        {
+            model = new Llama(config, weights, backend, options.MaxBatch);
+            if (backend is IResidentWeights resident) resident.Upload(weights);
+            return model;
+        }
+        catch
+        {
+            if (model is not null) model.Dispose(); else backend.Dispose();
+            throw;
+        }
     }
 
     /// <summary>A Hugging Face folder (config.json + safetensors) or a .safetensors file with config.json beside it.</summary>
@@ -58,8 +80,7 @@ public sealed class LoadedModel : IDisposable
             var weights = LlamaWeights.Load(config, new HfTensorSource(model, config.TiedOutput));
             if (config.RopeScaling.Type == RopeScalingType.Llama3 && weights.RopeFrequencyFactors is null)
                 weights = weights with { RopeFrequencyFactors = new WeightVector("rope_freqs.weight", HfModelConfig.Llama3FrequencyFactors(config)) };
-            var backend = new CpuBackend(options.Threads);
-            return new LoadedModel(path, config, new Llama(config, weights, backend, options.MaxBatch), null, model);
+            return new LoadedModel(path, config, Bind(config, weights, options), null, model);
         }
         catch (ModelFormatException e) { model.Dispose(); throw e.WithFile(path); }
         catch { model.Dispose(); throw; }

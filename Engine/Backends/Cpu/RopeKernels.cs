@@ -29,6 +29,32 @@ public readonly struct RopeAngles
         }
     }
 
+    /// <summary>The same angles as a rate per position: pair i turns by position * rates[i] (the exact product,
+    /// where <see cref="Compute"/> multiplies step by step, so the two agree to float rounding), and every cos
+    /// and sin is scaled by <see cref="MagnitudeScale"/>. For backends that compute the angles on a device from
+    /// the positions alone.</summary>
+    public void AngleRates(Span<float> rates)
+    {
+        float frequency = 1f;
+        var factors = _rope.FrequencyFactors;
+        for (int i = 0; i < rates.Length; i++)
+        {
+            float extrapolated = factors is null ? frequency : frequency / factors[i];
+            float rate = _freqScale * extrapolated;
+            if (_extFactor != 0)
+            {
+                float y = (i - _corrLow) / MathF.Max(0.001f, _corrHigh - _corrLow);
+                float ramp = (1 - MathF.Min(1, MathF.Max(0, y))) * _extFactor;
+                rate = rate * (1 - ramp) + extrapolated * ramp;
+            }
+            rates[i] = rate;
+            frequency *= _thetaScale;
+        }
+    }
+
+    /// <summary>The factor every cos and sin is multiplied by (1 except for YaRN).</summary>
+    public float MagnitudeScale => _extFactor != 0 ? _attnFactor * (1.0f + 0.1f * MathF.Log(1.0f / _freqScale)) : _attnFactor;
+
     /// <summary>cos and sin for each of the RotatedDims/2 pairs at this position.</summary>
     public void Compute(int position, Span<float> cos, Span<float> sin)
     {

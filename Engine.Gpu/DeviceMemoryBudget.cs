@@ -1,0 +1,26 @@
+namespace Engine.Gpu;
+
+/// <summary>Device memory the backend has taken, checked against the accelerator's size before each
+/// allocation, so a model that does not fit fails with a message naming what did not fit instead of a
+/// driver error halfway through the upload.</summary>
+public sealed class DeviceMemoryBudget(long capacity)
+{
+    public long Capacity { get; } = capacity;
+    public long Used { get; private set; }
+
+    public void Reserve(long bytes, string what)
+    {
+        if (bytes > Capacity - Used) throw new DeviceMemoryException(what, bytes, Used, Capacity);
+        Used += bytes;
+    }
+
+    public void Release(long bytes) => Used -= bytes;
+}
+
+/// <summary>The model, its KV cache and its activations do not fit in the device's memory.</summary>
+public sealed class DeviceMemoryException(string what, long bytes, long used, long capacity)
+    : InvalidOperationException($"{what} needs {Mib(bytes)} MiB of device memory, but {Mib(used)} of the device's {Mib(capacity)} MiB " +
+                                "are already taken; use a smaller --ctx, a smaller model or quantization, or --device cpu")
+{
+    static long Mib(long bytes) => (bytes + (1 << 20) - 1) >> 20;
+}

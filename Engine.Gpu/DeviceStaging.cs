@@ -1,0 +1,28 @@
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace Engine.Gpu;
+
+/// <summary>A small device buffer for values the host sends each step (token ids, positions, row ids, router
+/// weights). It grows only when a larger batch than any before arrives, so steady-state steps allocate nothing.</summary>
+public sealed class DeviceStaging<T>(Accelerator accelerator, DeviceMemoryBudget budget, string name) : IDisposable where T : unmanaged
+{
+    MemoryBuffer1D<T, Stride1D.Dense>? _buffer;
+
+    /// <summary>Copies values to the device (synchronously: the span may be reused at once) and returns their view.</summary>
+    public ArrayView<T> Upload(ReadOnlySpan<T> values)
+    {
+        if (_buffer is null || _buffer.Length < values.Length)
+        {
+            long capacity = Math.Max(64, values.Length);
+            if (_buffer is not null) { budget.Release(_buffer.LengthInBytes); _buffer.Dispose(); _buffer = null; }
+            budget.Reserve(capacity * System.Runtime.CompilerServices.Unsafe.SizeOf<T>(), name);
+            _buffer = accelerator.Allocate1D<T>(capacity);
+        }
+        var view = _buffer.View.SubView(0, values.Length);
+        if (values.Length > 0) view.CopyFromCPU(accelerator.DefaultStream, values);
+        return view;
+    }
+
+    public void Dispose() => _buffer?.Dispose();
+}

@@ -1,0 +1,83 @@
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using ILGPU.Runtime.Cuda;
+using ILGPU.Runtime.OpenCL;
+
+namespace Engine.Gpu;
+
+/// <summary>Which ILGPU accelerator to run on. IlgpuCpu is ILGPU's GPU simulator on the CPU: far slower than the
+/// CPU backend, it exists so the device code can be tested on machines without a GPU.</summary>
+public enum DeviceKind { Cuda, OpenCL, IlgpuCpu }
+
+/// <summary>An ILGPU context and one accelerator created in it; owns both.</summary>
+public sealed class GpuDevice : IDisposable
+{
+    public Context Context { get; }
+    public Accelerator Accelerator { get; }
+    public DeviceKind Kind { get; }
+    public string Description => $"{Kind}: {Accelerator.Name} ({Accelerator.MemorySize / (1 << 20)} MiB)";
+
+    GpuDevice(Context context, Accelerator accelerator, DeviceKind kind)
+    {
+        Context = context; Accelerator = accelerator; Kind = kind;
+    }
+
+    /// <summary>The first accelerator of that kind, or a <see cref="DeviceUnavailableException"/> saying what
+    /// to do instead (never a hang or a native crash: ILGPU reports a missing driver as zero devices).</summary>
+    public static GpuDevice Open(DeviceKind kind)
+    {
+        var context = Context.Create(builder =>
+        {
+            builder.EnableAlgorithms();
+            switch (kind)
+            {
+                case DeviceKind.Cuda: builder.Cuda(); break;
+                case DeviceKind.OpenCL: builder.OpenCL(); break;
+                default: builder.CPU(CPUDevice.Default); break;
+            }
+        });
+        try
+        {
+            var wanted = kind switch
+            {
+                DeviceKind.Cuda => AcceleratorType.Cuda,
+                DeviceKind.OpenCL => AcceleratorType.OpenCL,
+                _ => AcceleratorType.CPU,
+            };
+            var device = context.Devices.FirstOrDefault(d => d.AcceleratorType == wanted);
+            if (device is null) throw new DeviceUnavailableException(kind);
+            return new GpuDevice(context, device.CreateAccelerator(context), kind);
+        }
+        catch
+        {
+            context.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The best GPU present (CUDA first, then OpenCL), or null when there is none.</summary>
+    public static GpuDevice? TryOpenAnyGpu()
+    {
+        foreach (var kind in new[] { DeviceKind.Cuda, DeviceKind.OpenCL })
+        {
+            try { return Open(kind); }
+            catch (DeviceUnavailableException) { }
+        }
+        return null;
+    }
+
+    public void Dispose()
+    {
+        Accelerator.Dispose();
+        Context.Dispose();
+    }
+}
+
+/// <summary>The requested device is not on this machine (or its driver is missing).</summary>
+public sealed class DeviceUnavailableException(DeviceKind kind)
+    : InvalidOperationException($"no {(kind == DeviceKind.Cuda ? "CUDA" : kind.ToString())} device was found " +
+                                "(see 'engine devices' for what is available); use --device cpu, or --device auto to fall back to the CPU")
+{
+    public DeviceKind Kind { get; } = kind;
+}

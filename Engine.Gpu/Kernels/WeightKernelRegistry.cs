@@ -1,0 +1,48 @@
+using Engine.Formats;
+using Engine.Gpu.Kernels.Float;
+using Engine.Models;
+using ILGPU.Runtime;
+
+namespace Engine.Gpu.Kernels;
+
+/// <summary>The device kernels of every weight type one accelerator supports. Each type's kernels are compiled
+/// on first use, so a model pays only for the types it contains.</summary>
+public sealed class WeightKernelRegistry
+{
+    readonly Dictionary<GgmlType, Lazy<IWeightKernels>> _kernels = [];
+
+    public Accelerator Accelerator { get; }
+
+    public WeightKernelRegistry(Accelerator accelerator)
+    {
+        Accelerator = accelerator;
+        Register(GgmlType.F32, () => new FloatWeightKernels<float, F32Element>(accelerator, GgmlType.F32));
+        Register(GgmlType.F16, () => new FloatWeightKernels<ushort, F16Element>(accelerator, GgmlType.F16));
+        Register(GgmlType.BF16, () => new FloatWeightKernels<ushort, BF16Element>(accelerator, GgmlType.BF16));
+
+        // QUANTIZED KERNELS HOOK: the quantized types (Engine.Gpu/Kernels/Quantized/) register themselves here.
+        // TODO(issue 6): enable once Engine.Gpu.Kernels.Quantized.QuantizedWeightKernels lands on main.
+        // Engine.Gpu.Kernels.Quantized.QuantizedWeightKernels.Register(accelerator, this);
+    }
+
+    /// <summary>Adds (or replaces) the kernels of one type; `create` runs once, when a matrix of that type is
+    /// first seen.</summary>
+    public void Register(GgmlType type, Func<IWeightKernels> create) => _kernels[type] = new Lazy<IWeightKernels>(create);
+
+    public bool Supports(GgmlType type) => _kernels.ContainsKey(type);
+
+    public IEnumerable<GgmlType> SupportedTypes => _kernels.Keys;
+
+    /// <summary>The kernels for this matrix's type, or an error naming the tensor when the device has none.</summary>
+    public IWeightKernels For(WeightMatrix w) =>
+        _kernels.TryGetValue(w.Type, out var kernels) ? kernels.Value : throw new UnsupportedDeviceWeightException(w.Name, w.Type, SupportedTypes);
+}
+
+/// <summary>A weight type the selected device has no kernels for: the model cannot run there as it is.</summary>
+public sealed class UnsupportedDeviceWeightException(string tensor, GgmlType type, IEnumerable<GgmlType> supported)
+    : NotSupportedException($"tensor {tensor} is {type}, which the GPU backend has no kernels for (it supports " +
+                            $"{string.Join(", ", supported)}); run with --device cpu")
+{
+    public string Tensor { get; } = tensor;
+    public GgmlType Type { get; } = type;
+}
