@@ -40,7 +40,7 @@ public class FixtureGoldenTests
     public static Tolerance ToleranceFor(string name) =>
         name.EndsWith("F32") ? Tolerance.F32 : name.EndsWith("F16") || name.EndsWith("BF16") ? Tolerance.Half : Tolerance.Quantized;
 
-    public static void CheckAgainstGolden(Llama model, GoldenCase golden, Tolerance tolerance)
+    internal static void CheckAgainstGolden(Llama model, GoldenCase golden, Tolerance tolerance)
     {
         var cache = model.CreateCache(golden.Rows + golden.GreedyTokens.Length);
         var logits = new float[golden.Rows * golden.Vocab];
