@@ -231,42 +231,42 @@ public sealed unsafe class Q4_KFormat : RowFormat, IWeightQuantizer
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Dot4(byte* row, byte* act, int actStride, int k, float* y, int yStride)
     {
-        var x = (BlockQ4_K*)row;
-        int superBlocks = k / QK_K;
         var mask = Vector256.Create((byte)0x0F);
-        var y0 = (BlockQ8_K*)act; var y1 = (BlockQ8_K*)(act + actStride);
-        var y2 = (BlockQ8_K*)(act + 2 * actStride); var y3 = (BlockQ8_K*)(act + 3 * actStride);
+        byte* a0 = act, a1 = act + actStride, a2 = act + 2 * actStride, a3 = act + 3 * actStride;
         Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
         Vector256<float> min0 = default, min1 = default, min2 = default, min3 = default;
-        for (int i = 0; i < superBlocks; i++)
+        byte* end = row + (long)(k / QK_K) * sizeof(BlockQ4_K);
+        for (byte* block = row; block < end; block += sizeof(BlockQ4_K), a0 += sizeof(BlockQ8_K), a1 += sizeof(BlockQ8_K), a2 += sizeof(BlockQ8_K), a3 += sizeof(BlockQ8_K))
         {
-            float dx = Fp16.ToSingle(x[i].D), dminx = Fp16.ToSingle(x[i].DMin);
-            BlockQ4_K.UnpackScales(x[i].Scales, out ulong scales, out ulong mins);
-            var m8 = Vector128.CreateScalar(mins).AsByte();
-            var mins16 = Avx2.ConvertToVector256Int16(Sse2.UnpackLow(m8, m8));
-            min0 = MinTerm(mins16, dminx, y0 + i, min0);
-            min1 = MinTerm(mins16, dminx, y1 + i, min1);
-            min2 = MinTerm(mins16, dminx, y2 + i, min2);
-            min3 = MinTerm(mins16, dminx, y3 + i, min3);
+            // Everything that depends only on the weights is done once for the four tokens.
+            var dAndMin = Fp16.ToSingle(Vector128.WidenLower(Vector128.CreateScalar(*(uint*)block).AsUInt16()));
+            float dx = dAndMin.ToScalar(), dminx = dAndMin.GetElement(1);
+            var scalesAndMins = BlockQ4_K.UnpackScalesVector(block + 4);
+            var mins16 = Avx2.ConvertToVector256Int16(Sse2.UnpackHigh(scalesAndMins, scalesAndMins));
+            min0 = MinTerm(mins16, dminx, (BlockQ8_K*)a0, min0);
+            min1 = MinTerm(mins16, dminx, (BlockQ8_K*)a1, min1);
+            min2 = MinTerm(mins16, dminx, (BlockQ8_K*)a2, min2);
+            min3 = MinTerm(mins16, dminx, (BlockQ8_K*)a3, min3);
 
-            byte* sc = (byte*)&scales;
+            var scales = Vector256.Create(scalesAndMins, scalesAndMins);
             Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
             for (int j = 0; j < 4; j++)
             {
-                var raw = Vector256.Load(x[i].Qs + 32 * j);
+                var raw = Vector256.Load(block + 16 + 32 * j);
                 var lo = raw & mask;
                 var hi = Vector256.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & mask;
-                var scLo = Vector256.Create((short)sc[2 * j]);
-                var scHi = Vector256.Create((short)sc[2 * j + 1]);
-                s0 += ScaledPairSums(lo, hi, scLo, scHi, y0[i].Qs + 64 * j);
-                s1 += ScaledPairSums(lo, hi, scLo, scHi, y1[i].Qs + 64 * j);
-                s2 += ScaledPairSums(lo, hi, scLo, scHi, y2[i].Qs + 64 * j);
-                s3 += ScaledPairSums(lo, hi, scLo, scHi, y3[i].Qs + 64 * j);
+                var scLo = Avx2.Shuffle(scales, Vector256.Create((ushort)(0x8000 | (2 * j))).AsByte()).AsInt16();
+                var scHi = Avx2.Shuffle(scales, Vector256.Create((ushort)(0x8000 | (2 * j + 1))).AsByte()).AsInt16();
+                int o = 4 + 64 * j;
+                s0 += ScaledPairSums(lo, hi, scLo, scHi, (sbyte*)a0 + o);
+                s1 += ScaledPairSums(lo, hi, scLo, scHi, (sbyte*)a1 + o);
+                s2 += ScaledPairSums(lo, hi, scLo, scHi, (sbyte*)a2 + o);
+                s3 += ScaledPairSums(lo, hi, scLo, scHi, (sbyte*)a3 + o);
             }
-            acc0 = Fma.MultiplyAdd(Vector256.Create(dx * y0[i].D), Avx.ConvertToVector256Single(s0), acc0);
-            acc1 = Fma.MultiplyAdd(Vector256.Create(dx * y1[i].D), Avx.ConvertToVector256Single(s1), acc1);
-            acc2 = Fma.MultiplyAdd(Vector256.Create(dx * y2[i].D), Avx.ConvertToVector256Single(s2), acc2);
-            acc3 = Fma.MultiplyAdd(Vector256.Create(dx * y3[i].D), Avx.ConvertToVector256Single(s3), acc3);
+            acc0 = Fma.MultiplyAdd(Vector256.Create(dx * *(float*)a0), Avx.ConvertToVector256Single(s0), acc0);
+            acc1 = Fma.MultiplyAdd(Vector256.Create(dx * *(float*)a1), Avx.ConvertToVector256Single(s1), acc1);
+            acc2 = Fma.MultiplyAdd(Vector256.Create(dx * *(float*)a2), Avx.ConvertToVector256Single(s2), acc2);
+            acc3 = Fma.MultiplyAdd(Vector256.Create(dx * *(float*)a3), Avx.ConvertToVector256Single(s3), acc3);
         }
         y[0] = Simd.HSum(acc0) + Simd.HSum(min0);
         y[yStride] = Simd.HSum(acc1) + Simd.HSum(min1);

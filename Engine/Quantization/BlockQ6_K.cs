@@ -127,6 +127,7 @@ public sealed unsafe class Q6_KFormat : RowFormat, IWeightQuantizer
     }
 
     /// <summary>The four 32-byte groups of 6-bit quants (unsigned, 0..63) of one 128-element half.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static void Unpack(byte* ql, byte* qh, out Vector256<byte> q0, out Vector256<byte> q1, out Vector256<byte> q2, out Vector256<byte> q3)
     {
         var m4 = Vector256.Create((byte)0x0F);
