@@ -25,34 +25,44 @@ public static class FloatMatMulKernels
         if (lane == 0 && row < rows) y[row] = total;
     }
 
+    /// <summary>The widest slice of K the matrix-matrix kernel stages at once (shared memory holds
+    /// 2 x MaxTileEdge x (MaxSlice + 1) floats, 16.5 KiB, under every device's minimum of 32 KiB).</summary>
+    public const int MaxSlice = 128;
+
+    /// <summary>The largest tile edge (16 x 16 = 256 threads, <see cref="GroupShape.MaxGroupSize"/>).</summary>
+    public const int MaxTileEdge = 16;
+
     /// <summary>Many tokens (prompt): each group computes an edge x edge tile of y (edge tokens by edge rows).
-    /// The K dimension is walked in slices of `edge`: the group loads a slice of W rows and of x tokens into
-    /// shared memory once, and every thread reuses both from there, so each W element is read from device
-    /// memory once per tile of tokens instead of once per token.</summary>
+    /// K is walked in slices of `slice`: the group copies the tile's W rows and x tokens over the slice into
+    /// shared memory (neighbouring threads reading neighbouring elements), then every thread reuses them from
+    /// there, so each W element is read from device memory once per tile of tokens instead of once per token.
+    /// Shared rows are padded by one float so that the threads of a warp, reading different rows at the same
+    /// column, hit different banks.</summary>
     public static void MatMul<TRaw, TElement>(ArrayView<TRaw> w, ArrayView<float> x, ArrayView<float> y,
-        int rows, int cols, int tokens, int edge, int rowTiles)
+        int rows, int cols, int tokens, int edge, int slice, int rowTiles)
         where TRaw : unmanaged where TElement : struct, IWeightElement<TRaw>
     {
-        var wTile = SharedMemory.Allocate<float>(GroupShape.MaxGroupSize);
-        var xTile = SharedMemory.Allocate<float>(GroupShape.MaxGroupSize);
+        var wTile = SharedMemory.Allocate<float>(MaxTileEdge * (MaxSlice + 1));
+        var xTile = SharedMemory.Allocate<float>(MaxTileEdge * (MaxSlice + 1));
         int rowBase = Grid.IdxX % rowTiles * edge, tokenBase = Grid.IdxX / rowTiles * edge;
-        int lane = Group.IdxX;
-        // For loading: this thread fetches element `across` of row/token `along` of the slice.
-        // For computing: this thread owns y[tokenBase + along, rowBase + across].
-        int along = lane / edge, across = lane % edge;
+        int lane = Group.IdxX, stride = slice + 1;
+        // This thread owns y[tokenBase + token, rowBase + row].
+        int token = lane / edge, row = lane % edge;
         float sum = 0;
-        for (int k0 = 0; k0 < cols; k0 += edge)
+        for (int k0 = 0; k0 < cols; k0 += slice)
         {
-            int k = k0 + across;
-            int loadRow = rowBase + along, loadToken = tokenBase + along;
-            wTile[lane] = loadRow < rows && k < cols ? default(TElement).ToFloat(w[(long)loadRow * cols + k]) : 0f;
-            xTile[lane] = loadToken < tokens && k < cols ? x[(long)loadToken * cols + k] : 0f;
+            for (int i = lane; i < edge * slice; i += Group.DimX)
+            {
+                int along = i / slice, k = k0 + i % slice;
+                int loadRow = rowBase + along, loadToken = tokenBase + along;
+                wTile[along * stride + i % slice] = loadRow < rows && k < cols ? default(TElement).ToFloat(w[(long)loadRow * cols + k]) : 0f;
+                xTile[along * stride + i % slice] = loadToken < tokens && k < cols ? x[(long)loadToken * cols + k] : 0f;
+            }
             Group.Barrier();
-            for (int i = 0; i < edge; i++) sum += wTile[across * edge + i] * xTile[along * edge + i];
+            for (int i = 0; i < slice; i++) sum += wTile[row * stride + i] * xTile[token * stride + i];
             Group.Barrier();
         }
-        int token = tokenBase + along, row = rowBase + across;
-        if (token < tokens && row < rows) y[(long)token * rows + row] = sum;
+        if (tokenBase + token < tokens && rowBase + row < rows) y[(long)(tokenBase + token) * rows + rowBase + row] = sum;
     }
 
     /// <summary>dst[i * cols + c] = W[rowIds[i], c]: one thread per output element.</summary>

@@ -15,7 +15,7 @@ public sealed class FloatWeightKernels<TRaw, TElement> : IWeightKernels
     readonly Accelerator _accelerator;
     readonly GroupShape _shape;
     readonly Action<KernelConfig, ArrayView<TRaw>, ArrayView<float>, ArrayView<float>, int, int> _matVec;
-    readonly Action<KernelConfig, ArrayView<TRaw>, ArrayView<float>, ArrayView<float>, int, int, int, int, int> _matMul;
+    readonly Action<KernelConfig, ArrayView<TRaw>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, int> _matMul;
     readonly Action<Index1D, ArrayView<TRaw>, ArrayView<int>, ArrayView<float>, int> _dequantizeRows;
 
     public GgmlType Type { get; }
@@ -27,7 +27,7 @@ public sealed class FloatWeightKernels<TRaw, TElement> : IWeightKernels
         Type = type;
         _matVec = accelerator.LoadStreamKernel<ArrayView<TRaw>, ArrayView<float>, ArrayView<float>, int, int>(
             FloatMatMulKernels.MatVec<TRaw, TElement>);
-        _matMul = accelerator.LoadStreamKernel<ArrayView<TRaw>, ArrayView<float>, ArrayView<float>, int, int, int, int, int>(
+        _matMul = accelerator.LoadStreamKernel<ArrayView<TRaw>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, int>(
             FloatMatMulKernels.MatMul<TRaw, TElement>);
         _dequantizeRows = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<TRaw>, ArrayView<int>, ArrayView<float>, int>(
             FloatMatMulKernels.DequantizeRows<TRaw, TElement>);
@@ -62,9 +62,9 @@ public sealed class FloatWeightKernels<TRaw, TElement> : IWeightKernels
             _matVec(new KernelConfig(m.Rows, _shape.GroupSize), m.Data, x, y, m.Rows, m.Cols);
             return;
         }
-        int edge = _shape.TileEdge;
+        int edge = _shape.TileEdge, slice = Math.Min(FloatMatMulKernels.MaxSlice, edge * edge);
         int rowTiles = (m.Rows + edge - 1) / edge, tokenTiles = (tokens + edge - 1) / edge;
-        _matMul(new KernelConfig(rowTiles * tokenTiles, edge * edge), m.Data, x, y, m.Rows, m.Cols, tokens, edge, rowTiles);
+        _matMul(new KernelConfig(rowTiles * tokenTiles, edge * edge), m.Data, x, y, m.Rows, m.Cols, tokens, edge, slice, rowTiles);
     }
 
     public void DequantizeRows(DeviceMatrix w, ArrayView<int> rowIds, int count, ArrayView<float> dst)
