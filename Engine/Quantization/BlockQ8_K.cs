@@ -140,4 +140,23 @@ internal static unsafe class V128Dot
         var i = v.AsInt32();
         return ((i << 16) >> 16) + (i >> 16);
     }
+
+    /// <summary>16 bits to 16 bytes: byte j is 0xFF where bit j of bits is set, else 0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<byte> BytesFromBits16(uint bits)
+    {
+        var spread = Vector128.ShuffleNative(Vector128.CreateScalar(bits).AsByte(),
+            Vector128.Create((byte)0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
+        var bit = Vector128.Create((byte)1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
+        return Vector128.Equals(spread & bit, bit);
+    }
+
+    /// <summary>The low and high nibbles of 16 bytes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Nibbles(byte* p, out Vector128<byte> low, out Vector128<byte> high)
+    {
+        var raw = Vector128.Load(p);
+        low = raw & Vector128.Create((byte)0x0F);
+        high = (raw.AsUInt16() >> 4).AsByte() & Vector128.Create((byte)0x0F);
+    }
 }
