@@ -97,6 +97,40 @@ public class RowFormatTests
         }
     }
 
+    /// <summary>DotRow (AVX2, portable Vector128 or scalar, whichever this process runs: CI repeats the suite
+    /// under DOTNET_EnableAVX2=0 and DOTNET_EnableHWIntrinsic=0) against DotRowReference at every block count
+    /// up to 256 elements (at least 8 blocks) and two large odd counts. The integer sums are exact on every path,
+    /// so only the float accumulation order differs: 1e-5 of the sum of |terms| bounds that.</summary>
+    [Theory, MemberData(nameof(Types))]
+    public void DotRow_matches_DotRowReference_at_every_length(GgmlType t)
+    {
+        var f = RowFormats.For(t);
+        int unit = Math.Max(f.BlockSize, f.ActivationType.Info().BlockSize);
+        var lengths = Enumerable.Range(0, Math.Max(256 / unit, 8) + 1).Select(n => n * unit).Concat([unit * 37, unit * 101]);
+        var rng = new Random(4242 + (int)t);
+        foreach (int k in lengths)
+        {
+            for (int rep = 0; rep < 4; rep++)
+            {
+                var row = QuantTestData.RandomRow(t, k, rng);
+                var x = QuantTestData.RandomActivations(k, rng);
+                var act = new byte[f.ActivationBytes(k)];
+                f.QuantizeActivations(x, act);
+                float reference = f.DotRowReference(row, act, k);
+                float fast = f.DotRow(row, act, k);
+
+                var w = new float[k];
+                var xa = new float[k];
+                f.DequantizeRowReference(row, w);
+                Activations.Dequantize(f.ActivationType, act, xa);
+                double magnitude = 0;
+                for (int i = 0; i < k; i++) magnitude += Math.Abs((double)w[i] * xa[i]);
+                double tol = 1e-5 * magnitude + 1e-6;
+                Math.Abs((double)fast - reference).Should().BeLessThanOrEqualTo(tol, $"{t} k={k} rep {rep}: DotRow {fast} vs reference {reference}");
+            }
+        }
+    }
+
     /// <summary>Q4_1/Q5_1 dots take the min term as m * s, with s = d * sum(q) rounded to f16 by the Q8_1
     /// quantizer, not as m times the exact sum of the dequantized activations: add that difference.</summary>
     static double Q8_1MinCorrection(byte[] row, byte[] act, int k, int bytesPerBlock)

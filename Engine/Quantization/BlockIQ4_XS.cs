@@ -88,7 +88,7 @@ public sealed unsafe class IQ4_XSFormat : RowFormat
 
     private protected override float DotCore(byte* row, byte* act, int k)
     {
-        if (!Simd.Avx2Fma) return DotReferenceCore(row, act, k);
+        if (!Simd.Avx2Fma) return Simd.V128 ? DotV128(row, act, k) : DotReferenceCore(row, act, k);
         var x = (BlockIQ4_XS*)row;
         var y = (BlockQ8_K*)act;
         Vector256<float> acc = default;
@@ -103,5 +103,31 @@ public sealed unsafe class IQ4_XSFormat : RowFormat
             acc = Fma.MultiplyAdd(Vector256.Create(Fp16.ToSingle(x[ibl].D) * y[ibl].D), Avx.ConvertToVector256Single(sumi), acc);
         }
         return Simd.HSum(acc);
+    }
+
+    /// <summary>The portable dot (no AVX2), as the AVX2 one: codebook lookups by byte shuffle, each sub-block's
+    /// integer dot times its scale summed exactly in int32 lanes, then d * float(lanes) per super-block.</summary>
+    static float DotV128(byte* row, byte* act, int k)
+    {
+        var x = (BlockIQ4_XS*)row;
+        var y = (BlockQ8_K*)act;
+        var kv = Vector128.Create((sbyte)-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
+        Vector128<float> acc = default;
+        for (int ibl = 0; ibl < k / QK_K; ibl++)
+        {
+            Vector128<int> sumi = default;
+            byte* qs = x[ibl].Qs;
+            sbyte* q8 = y[ibl].Qs;
+            for (int ib = 0; ib < QK_K / 32; ib++, qs += 16, q8 += 32)
+            {
+                V128Dot.Nibbles(qs, out var lo, out var hi);
+                // |codebook value * q8| <= 127 * 127: a pair of products fits int16, two pairs do not, so widen each.
+                var p = V128Dot.AddPairs(V128Dot.PairSumsSigned(Vector128.ShuffleNative(kv, lo.AsSByte()), q8))
+                      + V128Dot.AddPairs(V128Dot.PairSumsSigned(Vector128.ShuffleNative(kv, hi.AsSByte()), q8 + 16));
+                sumi += p * Vector128.Create(x[ibl].Scale(ib));
+            }
+            acc += Vector128.Create(Fp16.ToSingle(x[ibl].D) * y[ibl].D) * Vector128.ConvertToSingle(sumi);
+        }
+        return Vector128.Sum(acc);
     }
 }

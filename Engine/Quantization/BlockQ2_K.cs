@@ -182,7 +182,7 @@ public sealed unsafe class Q2_KFormat : RowFormat, IWeightQuantizer
     /// group); one horizontal sum at the end.</summary>
     private protected override float DotCore(byte* row, byte* act, int k)
     {
-        if (!Simd.Avx2Fma) return DotReferenceCore(row, act, k);
+        if (!Simd.Avx2Fma) return Simd.V128 ? DotV128(row, act, k) : DotReferenceCore(row, act, k);
         var x = (BlockQ2_K*)row;
         var y = (BlockQ8_K*)act;
         var m3 = Vector256.Create((byte)3);
@@ -216,5 +216,44 @@ public sealed unsafe class Q2_KFormat : RowFormat, IWeightQuantizer
             acc = Fma.MultiplyAdd(Vector256.Create(d), Avx.ConvertToVector256Single(sumi), acc);
         }
         return Simd.HSum(acc);
+    }
+
+    /// <summary>The portable dot (no AVX2): per super-block the reference's isum and summs as int32 lanes, then
+    /// d * float(isum lanes) - dmin * float(summs lanes). The 4-bit scales and mins are small enough to multiply
+    /// in int16: |pair sum * scale| &lt;= 2 * 3 * 127 * 15 and |bsum * min| &lt;= 16 * 127 * 15.</summary>
+    static float DotV128(byte* row, byte* act, int k)
+    {
+        var x = (BlockQ2_K*)row;
+        var y = (BlockQ8_K*)act;
+        var m3 = Vector128.Create((byte)3);
+        var m4 = Vector128.Create((byte)0x0F);
+        Vector128<float> acc = default, accMin = default;
+        for (int i = 0; i < k / QK_K; i++)
+        {
+            var (mins0, mins1) = Vector128.Widen((Vector128.Load(x[i].Scales).AsUInt16() >> 4).AsByte() & m4);
+            var minSums = V128Dot.AddPairs(Vector128.Load(y[i].BSums) * mins0.AsInt16())
+                        + V128Dot.AddPairs(Vector128.Load(y[i].BSums + 8) * mins1.AsInt16());
+
+            byte* sc = x[i].Scales;
+            sbyte* q8 = y[i].Qs;
+            Vector128<int> sumi = default;
+            for (int half = 0; half < 2; half++)
+            {
+                var b0 = Vector128.Load(x[i].Qs + 32 * half).AsUInt16();
+                var b1 = Vector128.Load(x[i].Qs + 32 * half + 16).AsUInt16();
+                for (int shift = 0; shift < 8; shift += 2, sc += 2, q8 += 32, b0 >>= 2, b1 >>= 2)
+                {
+                    // Bytes 0..15 of the group belong to sub-block sc[0], 16..31 to sc[1].
+                    var p = V128Dot.PairSumsUnsigned(b0.AsByte() & m3, q8) * Vector128.Create((short)(sc[0] & 0xF))
+                          + V128Dot.PairSumsUnsigned(b1.AsByte() & m3, q8 + 16) * Vector128.Create((short)(sc[1] & 0xF));
+                    sumi += V128Dot.AddPairs(p);
+                }
+            }
+            float d = y[i].D * Fp16.ToSingle(x[i].D);
+            float dmin = y[i].D * Fp16.ToSingle(x[i].DMin);
+            acc += Vector128.Create(d) * Vector128.ConvertToSingle(sumi);
+            accMin += Vector128.Create(dmin) * Vector128.ConvertToSingle(minSums);
+        }
+        return Vector128.Sum(acc) - Vector128.Sum(accMin);
     }
 }

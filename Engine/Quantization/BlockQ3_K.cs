@@ -207,7 +207,7 @@ public sealed unsafe class Q3_KFormat : RowFormat, IWeightQuantizer
     /// 32-byte group), one FMA with d, one horizontal sum at the end.</summary>
     private protected override float DotCore(byte* row, byte* act, int k)
     {
-        if (!Simd.Avx2Fma) return DotReferenceCore(row, act, k);
+        if (!Simd.Avx2Fma) return Simd.V128 ? DotV128(row, act, k) : DotReferenceCore(row, act, k);
         var x = (BlockQ3_K*)row;
         var y = (BlockQ8_K*)act;
         var shuffle0 = ScaleShuffle(0);
@@ -243,6 +243,44 @@ public sealed unsafe class Q3_KFormat : RowFormat, IWeightQuantizer
             var p16 = Avx2.MultiplyAddAdjacent(Avx2.Abs(q), Avx2.Sign(Vector256.Load(q8), q));
             return Avx2.MultiplyAddAdjacent(p16, scale.AsInt16());
         }
+    }
+
+    /// <summary>The portable dot (no AVX2): per super-block the reference's integer sum(scale * q * q8) as int32
+    /// lanes, then d * float(lanes). |pair sum * scale| &lt;= 2 * 4 * 127 * 32 fits int16, so each 16-element
+    /// sub-block takes its scale with an int16 multiply before widening.</summary>
+    static float DotV128(byte* row, byte* act, int k)
+    {
+        var x = (BlockQ3_K*)row;
+        var y = (BlockQ8_K*)act;
+        var m3 = Vector128.Create((byte)3);
+        var b2 = Vector128.Create((byte)4);
+        sbyte* scales = stackalloc sbyte[16];
+        Vector128<float> acc = default;
+        for (int i = 0; i < k / QK_K; i++)
+        {
+            BlockQ3_K.UnpackScales(x[i].Scales).Store(scales);
+            // Bit c of hmask[l] is the third bit of element 32c + l: shifted down one per group, then bit 0 of
+            // every byte moved to bit 2.
+            var h0 = Vector128.Load(x[i].HMask).AsUInt16();
+            var h1 = Vector128.Load(x[i].HMask + 16).AsUInt16();
+            sbyte* sc = scales;
+            sbyte* q8 = y[i].Qs;
+            Vector128<int> sumi = default;
+            for (int half = 0; half < 2; half++)
+            {
+                var l0 = Vector128.Load(x[i].Qs + 32 * half).AsUInt16();
+                var l1 = Vector128.Load(x[i].Qs + 32 * half + 16).AsUInt16();
+                for (int g = 0; g < 4; g++, sc += 2, q8 += 32, l0 >>= 2, l1 >>= 2, h0 >>= 1, h1 >>= 1)
+                {
+                    var q0 = ((l0.AsByte() & m3) | ((h0 << 2).AsByte() & b2)) - b2;
+                    var q1 = ((l1.AsByte() & m3) | ((h1 << 2).AsByte() & b2)) - b2;
+                    sumi += V128Dot.AddPairs(V128Dot.PairSumsSigned(q0.AsSByte(), q8) * Vector128.Create((short)sc[0]))
+                          + V128Dot.AddPairs(V128Dot.PairSumsSigned(q1.AsSByte(), q8 + 16) * Vector128.Create((short)sc[1]));
+                }
+            }
+            acc += Vector128.Create(Fp16.ToSingle(x[i].D) * y[i].D) * Vector128.ConvertToSingle(sumi);
+        }
+        return Vector128.Sum(acc);
     }
 
     /// <summary>Byte shuffle selecting int16 scale 2g in the low 128-bit lane and 2g + 1 in the high lane.</summary>

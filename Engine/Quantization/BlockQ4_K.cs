@@ -285,7 +285,7 @@ public sealed unsafe class Q4_KFormat : RowFormat, IWeightQuantizer
 
     private protected override float DotCore(byte* row, byte* act, int k)
     {
-        if (!Simd.Avx2Fma) return DotReferenceCore(row, act, k);
+        if (!Simd.Avx2Fma) return Simd.V128 ? DotV128(row, act, k) : DotReferenceCore(row, act, k);
         var mask = Vector256.Create((byte)0x0F);
         Vector256<float> acc = default, accMin = default;
         byte* block = row;
@@ -331,5 +331,46 @@ public sealed unsafe class Q4_KFormat : RowFormat, IWeightQuantizer
         var lowScale = Avx2.Shuffle(scales, Vector256.Create((ushort)(0x8000 | subBlock)).AsByte()).AsInt16();
         var highScale = Avx2.Shuffle(scales, Vector256.Create((ushort)(0x8000 | (subBlock + 1))).AsByte()).AsInt16();
         return Avx2.MultiplyAddAdjacent(p16lo, lowScale) + Avx2.MultiplyAddAdjacent(p16hi, highScale);
+    }
+
+    /// <summary>The portable dot (no AVX2): per super-block the reference's two integers, sum(scale * q4 . q8) and
+    /// sum(min * bsums), as int32 lanes, then d * float(lanes) and dmin * float(lanes) into float accumulators.</summary>
+    static float DotV128(byte* row, byte* act, int k)
+    {
+        var m4 = Vector128.Create((ushort)0x000F);
+        Vector128<float> acc = default, accMin = default;
+        byte* end = row + (long)(k / QK_K) * sizeof(BlockQ4_K);
+        for (byte* block = row; block < end; block += sizeof(BlockQ4_K), act += sizeof(BlockQ8_K))
+        {
+            var x = (BlockQ4_K*)block;
+            var y = (BlockQ8_K*)act;
+            BlockQ4_K.UnpackScales(x->Scales, out ulong scales, out ulong mins);
+
+            // Each min covers two 16-element bsums: add the bsum pairs, then one int32 multiply per min.
+            var (mins0, mins1) = Vector128.Widen(Vector128.WidenLower(Vector128.CreateScalar(mins).AsByte()));
+            var minSums = V128Dot.AddPairs(Vector128.Load(y->BSums)) * mins0.AsInt32()
+                        + V128Dot.AddPairs(Vector128.Load(y->BSums + 8)) * mins1.AsInt32();
+
+            // Sub-blocks 2p (low nibbles) and 2p + 1 (high nibbles) of 32 quant bytes; |4 products| <= 4 * 15 * 128 fits int16.
+            Vector128<int> sumi = default;
+            byte* q4 = x->Qs;
+            sbyte* q8 = y->Qs;
+            for (int p = 0; p < 4; p++, q4 += 32, q8 += 64, scales >>= 16)
+            {
+                var a = Vector128.Load((ushort*)q4);
+                var b = Vector128.Load((ushort*)(q4 + 16));
+                var lo = V128Dot.PairSums((a & m4).AsInt16(), ((a >> 8) & m4).AsInt16(), q8)
+                       + V128Dot.PairSums((b & m4).AsInt16(), ((b >> 8) & m4).AsInt16(), q8 + 16);
+                var hi = V128Dot.PairSums(((a >> 4) & m4).AsInt16(), (a >> 12).AsInt16(), q8 + 32)
+                       + V128Dot.PairSums(((b >> 4) & m4).AsInt16(), (b >> 12).AsInt16(), q8 + 48);
+                sumi += V128Dot.AddPairs(lo) * Vector128.Create((int)(scales & 0xFF))
+                      + V128Dot.AddPairs(hi) * Vector128.Create((int)((scales >> 8) & 0xFF));
+            }
+            float d = Fp16.ToSingle(x->D) * y->D;
+            float dmin = Fp16.ToSingle(x->DMin) * y->D;
+            acc += Vector128.Create(d) * Vector128.ConvertToSingle(sumi);
+            accMin += Vector128.Create(dmin) * Vector128.ConvertToSingle(minSums);
+        }
+        return Vector128.Sum(acc) - Vector128.Sum(accMin);
     }
 }

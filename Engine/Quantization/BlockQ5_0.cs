@@ -110,6 +110,28 @@ public sealed unsafe class Q5_0Format : ByteBlockFormat<Q5_0Bytes>, IWeightQuant
         }
         return sumf;
     }
+
+    /// <summary>Without AVX2: the reference's per-block integer (5-bit values minus 16, signed, against the Q8_0
+    /// quants) as int32 lanes, times d_x * d_y, in a float vector accumulator.</summary>
+    private protected override float DotWithoutAvx2(byte* row, byte* act, int k)
+    {
+        if (!Simd.V128) return DotReferenceCore(row, act, k);
+        var x = (BlockQ5_0*)row;
+        var y = (BlockQ8_0*)act;
+        var f0 = Vector128.Create((byte)0xF0);
+        Vector128<float> acc = default;
+        for (int ib = 0; ib < k / BlockQ5_0.QK; ib++)
+        {
+            uint qh = Unsafe.ReadUnaligned<uint>(x[ib].Qh);
+            V128Dot.Nibbles(x[ib].Qs, out var lo, out var hi);
+            // OR-ing 0xF0 into a nibble n where the fifth bit is clear gives the int8 n - 16; |4 products| <= 4 * 16 * 128.
+            lo |= Vector128.AndNot(f0, V128Dot.BytesFromBits16(qh));
+            hi |= Vector128.AndNot(f0, V128Dot.BytesFromBits16(qh >> 16));
+            var sumi = V128Dot.AddPairs(V128Dot.PairSumsSigned(lo.AsSByte(), y[ib].Qs) + V128Dot.PairSumsSigned(hi.AsSByte(), y[ib].Qs + 16));
+            acc += Vector128.Create(Fp16.ToSingle(x[ib].D) * Fp16.ToSingle(y[ib].D)) * Vector128.ConvertToSingle(sumi);
+        }
+        return Vector128.Sum(acc);
+    }
 }
 
 /// <summary>block_q5_0 seen by the shared kernel: 5-bit values minus 16.</summary>

@@ -126,7 +126,7 @@ public sealed unsafe class Q5_1Format : RowFormat, IWeightQuantizer
 
     private protected override float DotCore(byte* row, byte* act, int k)
     {
-        if (!Simd.Avx2Fma) return DotReferenceCore(row, act, k);
+        if (!Simd.Avx2Fma) return Simd.V128 ? DotV128(row, act, k) : DotReferenceCore(row, act, k);
         var x = (BlockQ5_1*)row;
         var y = (BlockQ8_1*)act;
         Vector256<float> acc = default;
@@ -138,5 +138,27 @@ public sealed unsafe class Q5_1Format : RowFormat, IWeightQuantizer
             acc = Fma.MultiplyAdd(Vector256.Create(Fp16.ToSingle(x[ib].D) * Fp16.ToSingle(y[ib].D)), Avx.ConvertToVector256Single(p), acc);
         }
         return Simd.HSum(acc) + summs;
+    }
+
+    /// <summary>The portable dot (no AVX2): the reference's per-block integer (unsigned 5-bit values against the
+    /// Q8_1 quants, |4 products| &lt;= 4 * 31 * 128) as int32 lanes times d_x * d_y, and the min terms summed apart.</summary>
+    static float DotV128(byte* row, byte* act, int k)
+    {
+        var x = (BlockQ5_1*)row;
+        var y = (BlockQ8_1*)act;
+        var b4 = Vector128.Create((byte)0x10);
+        Vector128<float> acc = default;
+        float summs = 0;
+        for (int ib = 0; ib < k / BlockQ5_1.QK; ib++)
+        {
+            summs += Fp16.ToSingle(x[ib].M) * Fp16.ToSingle(y[ib].S);
+            uint qh = Unsafe.ReadUnaligned<uint>(x[ib].Qh);
+            V128Dot.Nibbles(x[ib].Qs, out var lo, out var hi);
+            lo |= V128Dot.BytesFromBits16(qh) & b4;
+            hi |= V128Dot.BytesFromBits16(qh >> 16) & b4;
+            var sumi = V128Dot.AddPairs(V128Dot.PairSumsUnsigned(lo, y[ib].Qs) + V128Dot.PairSumsUnsigned(hi, y[ib].Qs + 16));
+            acc += Vector128.Create(Fp16.ToSingle(x[ib].D) * Fp16.ToSingle(y[ib].D)) * Vector128.ConvertToSingle(sumi);
+        }
+        return Vector128.Sum(acc) + summs;
     }
 }

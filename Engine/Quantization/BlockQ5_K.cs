@@ -200,7 +200,7 @@ public sealed unsafe class Q5_KFormat : RowFormat, IWeightQuantizer
 
     private protected override float DotCore(byte* row, byte* act, int k)
     {
-        if (!Simd.Avx2Fma) return DotReferenceCore(row, act, k);
+        if (!Simd.Avx2Fma) return Simd.V128 ? DotV128(row, act, k) : DotReferenceCore(row, act, k);
         var x = (BlockQ5_K*)row;
         var y = (BlockQ8_K*)act;
         Vector256<float> acc = default, accMin = default;
@@ -226,5 +226,50 @@ public sealed unsafe class Q5_KFormat : RowFormat, IWeightQuantizer
             acc = Fma.MultiplyAdd(Vector256.Create(d), Avx.ConvertToVector256Single(sumi), acc);
         }
         return Simd.HSum(acc) + Simd.HSum(accMin);
+    }
+
+    /// <summary>The portable dot (no AVX2), as Q4_K's: per super-block the reference's two integers,
+    /// sum(scale * q5 . q8) and sum(min * bsums), as int32 lanes, then d * float(lanes) and dmin * float(lanes).</summary>
+    static float DotV128(byte* row, byte* act, int k)
+    {
+        var x = (BlockQ5_K*)row;
+        var y = (BlockQ8_K*)act;
+        var bit = Vector128.Create((byte)0x10);
+        Vector128<float> acc = default, accMin = default;
+        for (int i = 0; i < k / QK_K; i++)
+        {
+            BlockQ4_K.UnpackScales(x[i].Scales, out ulong scales, out ulong mins);
+            var (mins0, mins1) = Vector128.Widen(Vector128.WidenLower(Vector128.CreateScalar(mins).AsByte()));
+            var minSums = V128Dot.AddPairs(Vector128.Load(y[i].BSums)) * mins0.AsInt32()
+                        + V128Dot.AddPairs(Vector128.Load(y[i].BSums + 8)) * mins1.AsInt32();
+
+            // The fifth bits of elements l (qh[l], l < 32) of sub-block j are bit j: shifted down one per sub-block,
+            // then bit 0 of every byte moved to bit 4. |4 products| <= 4 * 31 * 128 fits int16.
+            var h0 = Vector128.Load(x[i].Qh).AsUInt16();
+            var h1 = Vector128.Load(x[i].Qh + 16).AsUInt16();
+            Vector128<int> sumi = default;
+            byte* q5 = x[i].Qs;
+            sbyte* q8 = y[i].Qs;
+            for (int p = 0; p < 4; p++, q5 += 32, q8 += 64, scales >>= 16)
+            {
+                V128Dot.Nibbles(q5, out var lo0, out var hi0);
+                V128Dot.Nibbles(q5 + 16, out var lo1, out var hi1);
+                var lo = V128Dot.PairSumsUnsigned(lo0 | ((h0 << 4).AsByte() & bit), q8)
+                       + V128Dot.PairSumsUnsigned(lo1 | ((h1 << 4).AsByte() & bit), q8 + 16);
+                h0 >>= 1;
+                h1 >>= 1;
+                var hi = V128Dot.PairSumsUnsigned(hi0 | ((h0 << 4).AsByte() & bit), q8 + 32)
+                       + V128Dot.PairSumsUnsigned(hi1 | ((h1 << 4).AsByte() & bit), q8 + 48);
+                h0 >>= 1;
+                h1 >>= 1;
+                sumi += V128Dot.AddPairs(lo) * Vector128.Create((int)(scales & 0xFF))
+                      + V128Dot.AddPairs(hi) * Vector128.Create((int)((scales >> 8) & 0xFF));
+            }
+            float d = Fp16.ToSingle(x[i].D) * y[i].D;
+            float dmin = Fp16.ToSingle(x[i].DMin) * y[i].D;
+            acc += Vector128.Create(d) * Vector128.ConvertToSingle(sumi);
+            accMin += Vector128.Create(dmin) * Vector128.ConvertToSingle(minSums);
+        }
+        return Vector128.Sum(acc) - Vector128.Sum(accMin);
     }
 }

@@ -267,7 +267,7 @@ public sealed unsafe class Q6_KFormat : RowFormat, IWeightQuantizer
 
     private protected override float DotCore(byte* row, byte* act, int k)
     {
-        if (!Simd.Avx2Fma) return DotReferenceCore(row, act, k);
+        if (!Simd.Avx2Fma) return Simd.V128 ? DotV128(row, act, k) : DotReferenceCore(row, act, k);
         var x = (BlockQ6_K*)row;
         var y = (BlockQ8_K*)act;
         Vector256<float> acc = default;
@@ -293,5 +293,51 @@ public sealed unsafe class Q6_KFormat : RowFormat, IWeightQuantizer
         // 32 quants against 32 activations; the first 16 take one scale, the last 16 the next.
         static Vector256<int> Group(Vector256<byte> q, sbyte* q8, Vector256<short> scales)
             => Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, Vector256.Load(q8)), scales);
+    }
+
+    /// <summary>The portable dot (no AVX2): per super-block the reference's integer sum(scale * (q - 32) * q8) as
+    /// int32 lanes, with the -32 taken once through bsums as in the AVX2 path, then d * float(lanes).</summary>
+    static float DotV128(byte* row, byte* act, int k)
+    {
+        var x = (BlockQ6_K*)row;
+        var y = (BlockQ8_K*)act;
+        var m4 = Vector128.Create((byte)0x0F);
+        var m2 = Vector128.Create((byte)0x30);
+        Vector128<float> acc = default;
+        for (int i = 0; i < k / QK_K; i++)
+        {
+            // 32 * sum(scale * bsum): |scale * bsum| <= 128 * 2032 needs int32 lanes.
+            var (sc0, sc1) = Vector128.Widen(Vector128.Load(x[i].Scales));
+            var (s0, s1) = Vector128.Widen(sc0);
+            var (s2, s3) = Vector128.Widen(sc1);
+            var (b0, b1) = Vector128.Widen(Vector128.Load(y[i].BSums));
+            var (b2, b3) = Vector128.Widen(Vector128.Load(y[i].BSums + 8));
+            var sumi = -((s0 * b0 + s1 * b1 + s2 * b2 + s3 * b3) << 5);
+
+            for (int half = 0; half < 2; half++)
+            {
+                byte* ql = x[i].Ql + 64 * half;
+                byte* qh = x[i].Qh + 32 * half;
+                sbyte* q8 = y[i].Qs + 128 * half;
+                sbyte* sc = x[i].Scales + 8 * half;
+                for (int c = 0; c < 2; c++, ql += 16, qh += 16, q8 += 16, sc++)
+                {
+                    // Bytes 16c.. of the half's four 32-element groups; unsigned 6-bit quants, |pair sum| <= 2 * 63 * 128.
+                    var l1 = Vector128.Load(ql);
+                    var l2 = Vector128.Load(ql + 32);
+                    var h = Vector128.Load(qh).AsUInt16();
+                    var q0 = (l1 & m4) | ((h << 4).AsByte() & m2);
+                    var q1 = (l2 & m4) | ((h << 2).AsByte() & m2);
+                    var q2 = ((l1.AsUInt16() >> 4).AsByte() & m4) | (h.AsByte() & m2);
+                    var q3 = ((l2.AsUInt16() >> 4).AsByte() & m4) | ((h >> 2).AsByte() & m2);
+                    sumi += V128Dot.AddPairs(V128Dot.PairSumsUnsigned(q0, q8)) * Vector128.Create((int)sc[0])
+                          + V128Dot.AddPairs(V128Dot.PairSumsUnsigned(q1, q8 + 32)) * Vector128.Create((int)sc[2])
+                          + V128Dot.AddPairs(V128Dot.PairSumsUnsigned(q2, q8 + 64)) * Vector128.Create((int)sc[4])
+                          + V128Dot.AddPairs(V128Dot.PairSumsUnsigned(q3, q8 + 96)) * Vector128.Create((int)sc[6]);
+                }
+            }
+            acc += Vector128.Create(Fp16.ToSingle(x[i].D) * y[i].D) * Vector128.ConvertToSingle(sumi);
+        }
+        return Vector128.Sum(acc);
     }
 }
