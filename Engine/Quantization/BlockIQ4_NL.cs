@@ -82,6 +82,27 @@ public sealed unsafe class IQ4_NLFormat : ByteBlockFormat<IQ4_NLBytes>
         }
         return sumf;
     }
+
+    /// <summary>Without AVX2: the codebook looked up by byte shuffle, the reference's integer exactly, and its float
+    /// order (one scalar accumulator, d * sumi per block).</summary>
+    private protected override float DotWithoutAvx2(byte* row, byte* act, int k)
+    {
+        if (!Simd.V128) return DotReferenceCore(row, act, k);
+        var x = (BlockIQ4_NL*)row;
+        var y = (BlockQ8_0*)act;
+        var kv = Vector128.Create((sbyte)-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
+        float sumf = 0;
+        for (int ib = 0; ib < k / BlockIQ4_NL.QK; ib++)
+        {
+            float d = Fp16.ToSingle(y[ib].D) * Fp16.ToSingle(x[ib].D);
+            V128Dot.Nibbles(x[ib].Qs, out var lo, out var hi);
+            // |codebook value * q8| <= 127 * 127: a pair of products fits int16, so widen each pair sum.
+            var p = V128Dot.AddPairs(V128Dot.PairSumsSigned(Vector128.ShuffleNative(kv, lo.AsSByte()), y[ib].Qs))
+                  + V128Dot.AddPairs(V128Dot.PairSumsSigned(Vector128.ShuffleNative(kv, hi.AsSByte()), y[ib].Qs + 16));
+            sumf += d * Vector128.Sum(p);
+        }
+        return sumf;
+    }
 }
 
 /// <summary>block_iq4_nl seen by the shared kernel: nibbles looked up in the non-linear table.</summary>

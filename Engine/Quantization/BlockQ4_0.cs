@@ -121,7 +121,8 @@ public sealed unsafe class Q4_0Format : ByteBlockFormat<Q4_0Bytes>, IWeightQuant
                 var raw = Vector128.Load(x[ib].Qs);
                 var lo = ((raw & mask) - off).AsSByte();
                 var hi = ((Vector128.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & mask) - off).AsSByte();
-                var p = Simd.DotI8I8(lo, Vector128.Load(y[ib].Qs)) + Simd.DotI8I8(hi, Vector128.Load(y[ib].Qs + 16));
+                // |4 products| <= 4 * 8 * 128 fits the int16 pair sums.
+                var p = V128Dot.AddPairs(V128Dot.PairSumsSigned(lo, y[ib].Qs) + V128Dot.PairSumsSigned(hi, y[ib].Qs + 16));
                 sumf += Vector128.Sum(p) * Fp16.ToSingle(x[ib].D) * Fp16.ToSingle(y[ib].D);
             }
             return sumf;

@@ -112,8 +112,9 @@ public sealed unsafe class Q8_0Format : ByteBlockFormat<Q8_0Bytes>, IWeightQuant
             float sumf = 0;
             for (int ib = 0; ib < nb; ib++)
             {
-                var p = Simd.DotI8I8(Vector128.Load(x[ib].Qs), Vector128.Load(y[ib].Qs))
-                      + Simd.DotI8I8(Vector128.Load(x[ib].Qs + 16), Vector128.Load(y[ib].Qs + 16));
+                // |2 products| <= 2 * 128 * 127 fits an int16 pair sum; each is widened before adding.
+                var p = V128Dot.AddPairs(V128Dot.PairSumsSigned(Vector128.Load(x[ib].Qs), y[ib].Qs))
+                      + V128Dot.AddPairs(V128Dot.PairSumsSigned(Vector128.Load(x[ib].Qs + 16), y[ib].Qs + 16));
                 sumf += Vector128.Sum(p) * (Fp16.ToSingle(x[ib].D) * Fp16.ToSingle(y[ib].D));
             }
             return sumf;
