@@ -32,17 +32,6 @@ internal static unsafe class Simd
     public static Vector256<int> DotI8I8(Vector256<sbyte> w, Vector256<sbyte> b)
         => DotU8I8(Avx2.Abs(w), Avx2.Sign(b, w));
 
-    /// <summary>Widens the 32 bytes to int16 pairs-products, then int32 lanes: a portable signed dot of 16 bytes.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector128<int> DotI8I8(Vector128<sbyte> a, Vector128<sbyte> b)
-    {
-        var (al, ah) = Vector128.Widen(a);
-        var (bl, bh) = Vector128.Widen(b);
-        var (p0, p1) = Vector128.Widen(al * bl);
-        var (p2, p3) = Vector128.Widen(ah * bh);
-        return (p0 + p1) + (p2 + p3);
-    }
-
     /// <summary>16 nibbles of 16 bytes: low nibbles in the low 128-bit lane, high nibbles in the high lane.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<byte> Nibbles32(byte* p)
