@@ -13,7 +13,8 @@ namespace Engine.Gpu;
 /// out. Every kernel is enqueued on the accelerator's default stream; reading a result back waits for it.</summary>
 public sealed class GpuBackend : IBackend, IResidentWeights
 {
-    sealed class Buffer(string name, MemoryBuffer1D<float, Stride1D.Dense> data) : ActivationBuffer(name, checked((int)data.Length))
+    // The device buffer holds at least one float (ILGPU cannot allocate none); Length is what was asked for.
+    sealed class Buffer(string name, int length, MemoryBuffer1D<float, Stride1D.Dense> data) : ActivationBuffer(name, length)
     {
         public readonly MemoryBuffer1D<float, Stride1D.Dense> Data = data;
         public ArrayView<float> View => Data.View;
@@ -94,7 +95,7 @@ public sealed class GpuBackend : IBackend, IResidentWeights
         var data = _accelerator.Allocate1D<float>(Math.Max(1, length));
         data.MemSetToZero();
         _allocations.Add(data);
-        return new Buffer(name, data);
+        return new Buffer(name, length, data);
     }
 
     public KvCache CreateKvCache(int layers, int contextLength, int keyWidth, int valueWidth)

@@ -13,9 +13,12 @@ public sealed class GpuTestDevice : IDisposable
     /// reductions and tiles take several steps.</summary>
     public GpuDevice Device { get; }
 
-    /// <summary>For whole forward passes: on the CPU simulator, groups of 4 threads (about 10x faster there);
-    /// on a real device the same device as <see cref="Device"/>.</summary>
+    /// <summary>For whole forward passes: on the CPU simulator, groups of 16 threads run by both cores; on a
+    /// real device the same device as <see cref="Device"/>.</summary>
     public GpuDevice ModelDevice { get; }
+
+    /// <summary>True when ENGINE_GPU_TEST_DEVICE picked a real accelerator (not the CPU simulator).</summary>
+    public bool IsRealDevice => Device.Kind != DeviceKind.IlgpuCpu;
 
     public GpuTestDevice()
     {
@@ -28,7 +31,7 @@ public sealed class GpuTestDevice : IDisposable
         else
         {
             Device = GpuDevice.OpenCpuSimulator(threadsPerGroup: 16, parallelGroups: 1);
-            ModelDevice = GpuDevice.OpenCpuSimulator(threadsPerGroup: 4);
+            ModelDevice = GpuDevice.OpenCpuSimulator(threadsPerGroup: 16);
         }
     }
 

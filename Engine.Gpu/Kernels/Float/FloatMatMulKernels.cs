@@ -7,22 +7,42 @@ namespace Engine.Gpu.Kernels.Float;
 /// to rounding, not to the bit).</summary>
 public static class FloatMatMulKernels
 {
-    /// <summary>One token (decode): one group per output row. The threads stride over the row so that
-    /// neighbouring threads read neighbouring elements (coalesced), then the group sums its partial sums.</summary>
+    /// <summary>Output rows one group of the matrix-vector kernel computes together.</summary>
+    public const int RowsPerGroup = 4;
+
+    /// <summary>One token (decode): each group computes <see cref="RowsPerGroup"/> output rows. The threads stride
+    /// over the rows so that neighbouring threads read neighbouring elements (coalesced) and each x element is
+    /// loaded once for all the rows, then the group sums the partial sums of all its rows in one tree (one set
+    /// of barriers for several rows).</summary>
     public static void MatVec<TRaw, TElement>(ArrayView<TRaw> w, ArrayView<float> x, ArrayView<float> y, int rows, int cols)
         where TRaw : unmanaged where TElement : struct, IWeightElement<TRaw>
     {
-        var scratch = SharedMemory.Allocate<float>(GroupShape.MaxGroupSize);
-        int row = Grid.IdxX, lane = Group.IdxX;
-        float sum = 0;
-        if (row < rows)
+        var scratch = SharedMemory.Allocate<float>(RowsPerGroup * GroupShape.MaxGroupSize);
+        int firstRow = Grid.IdxX * RowsPerGroup, lane = Group.IdxX, size = Group.DimX;
+        float sum0 = 0, sum1 = 0, sum2 = 0, sum3 = 0;
+        long start0 = (long)firstRow * cols;
+        for (int c = lane; c < cols; c += size)
         {
-            long rowStart = (long)row * cols;
-            for (int c = lane; c < cols; c += Group.DimX)
-                sum += default(TElement).ToFloat(w[rowStart + c]) * x[c];
+            float xc = x[c];
+            // Rows past the end read row 0 instead (always valid); their sums are never written.
+            sum0 += default(TElement).ToFloat(w[start0 + c]) * xc;
+            sum1 += default(TElement).ToFloat(w[(firstRow + 1 < rows ? start0 + cols : 0) + c]) * xc;
+            sum2 += default(TElement).ToFloat(w[(firstRow + 2 < rows ? start0 + 2L * cols : 0) + c]) * xc;
+            sum3 += default(TElement).ToFloat(w[(firstRow + 3 < rows ? start0 + 3L * cols : 0) + c]) * xc;
         }
-        float total = GroupReduction.Sum(scratch, sum);
-        if (lane == 0 && row < rows) y[row] = total;
+        scratch[lane] = sum0;
+        scratch[size + lane] = sum1;
+        scratch[2 * size + lane] = sum2;
+        scratch[3 * size + lane] = sum3;
+        Group.Barrier();
+        for (int stride = size / 2; stride > 0; stride >>= 1)
+        {
+            if (lane < stride)
+                for (int r = 0; r < RowsPerGroup; r++) scratch[r * size + lane] += scratch[r * size + lane + stride];
+            Group.Barrier();
+        }
+        for (int r = lane; r < RowsPerGroup; r += size)
+            if (firstRow + r < rows) y[firstRow + r] = scratch[r * size];
     }
 
     /// <summary>The widest slice of K the matrix-matrix kernel stages at once (shared memory holds

@@ -59,10 +59,13 @@ public sealed class FloatWeightKernels<TRaw, TElement> : IWeightKernels
         var m = (FloatDeviceMatrix<TRaw>)w;
         if (tokens == 1)
         {
-            _matVec(new KernelConfig(m.Rows, _shape.GroupSize), m.Data, x, y, m.Rows, m.Cols);
+            int groups = (m.Rows + FloatMatMulKernels.RowsPerGroup - 1) / FloatMatMulKernels.RowsPerGroup;
+            _matVec(new KernelConfig(groups, _shape.GroupSize), m.Data, x, y, m.Rows, m.Cols);
             return;
         }
-        int edge = _shape.TileEdge, slice = Math.Min(FloatMatMulKernels.MaxSlice, edge * edge);
+        // The widest slice whatever the group size: fewer barriers per tile (and the ILGPU CPU simulator, where a
+        // barrier is an OS rendezvous, gets through a prompt several times faster).
+        int edge = _shape.TileEdge, slice = FloatMatMulKernels.MaxSlice;
         int rowTiles = (m.Rows + edge - 1) / edge, tokenTiles = (tokens + edge - 1) / edge;
         _matMul(new KernelConfig(rowTiles * tokenTiles, edge * edge), m.Data, x, y, m.Rows, m.Cols, tokens, edge, slice, rowTiles);
     }
