@@ -20,9 +20,9 @@ public sealed class WeightKernelRegistry
         Register(GgmlType.F16, () => new FloatWeightKernels<ushort, F16Element>(accelerator, GgmlType.F16));
         Register(GgmlType.BF16, () => new FloatWeightKernels<ushort, BF16Element>(accelerator, GgmlType.BF16));
 
-        // QUANTIZED KERNELS HOOK: the quantized types (Engine.Gpu/Kernels/Quantized/) register themselves here.
-        // TODO(issue 6): enable once Engine.Gpu.Kernels.Quantized.QuantizedWeightKernels lands on main.
-        // Engine.Gpu.Kernels.Quantized.QuantizedWeightKernels.Register(accelerator, this);
+        // The quantized block types (Engine.Gpu/Kernels/Quantized/), each compiled when first needed.
+        foreach (var (type, create) in Engine.Gpu.Kernels.Quantized.QuantizedWeightKernels.Factories(accelerator))
+            Register(type, create);
     }
 
     /// <summary>Adds (or replaces) the kernels of one type; `create` runs once, when a matrix of that type is

@@ -22,6 +22,7 @@ public class GpuForwardPassTests(GpuTestDevice device, ITestOutputHelper output)
     [InlineData("fx-llama-F32")]
     [InlineData("fx-llama-F16")]
     [InlineData("fx-qwen3-BF16")] // per-head q/k RMSNorm, NeoX RoPE
+    [InlineData("fx-qwen3moe-F16")] // router, top-k experts, gather/scatter on the device
     public void Logits_and_greedy_tokens_match_llama_cpp(string name)
     {
         var folder = FixtureGoldenTests.FixtureFolder(name) ?? throw new FileNotFoundException(name);
@@ -34,6 +35,45 @@ public class GpuForwardPassTests(GpuTestDevice device, ITestOutputHelper output)
         int greedy = device.IsRealDevice && name.EndsWith("F32") ? golden.GreedyTokens.Length : SimulatorGreedyTokens;
         CheckPromptAndGreedy(model.Model, golden, MaxAbsDiff(name), greedy);
         output.WriteLine($"{name} on {device.ModelDevice.Description}: {clock.Elapsed.TotalSeconds:F1} s");
+    }
+
+    /// <summary>Quantized weights on the device kernels (Engine.Gpu/Kernels/Quantized). These multiply the float
+    /// activations, while llama.cpp (on its CPU, which made the goldens, and in its CUDA kernels) first quantizes
+    /// them to 8 bits, so the logits differ by the activation rounding: measured NMSE 3.8e-4 (Q8_0), 8.2e-4 (Q4_0)
+    /// against the fixtures' 5e-4 budget for quantized CPU backends (and 6e-4 to 1e-3 for any Q4_0 computation with
+    /// float activations, measured on the CPU). The bound here is NMSE 1e-3 and the same top token at 21 or more
+    /// of the 24 positions; the first greedy token (the last position's top token) is reported, not required,
+    /// because the activation rounding flips near ties there (fx-qwen2-Q4_0: 470 against 35). In a
+    /// mixture-of-experts model that rounding also flips near-tied router choices, which moves whole expert
+    /// outputs (NMSE 2.5e-2 on fx-qwen3moe-Q8_0), so that case gets NMSE 5e-2 with the same token check; the
+    /// routing itself is checked on fx-qwen3moe-F16 above (max|diff| 8.1e-3, NMSE 7.9e-7).</summary>
+    [Theory]
+    [InlineData("fx-llama-Q8_0", 1e-3)]
+    [InlineData("fx-qwen2-Q4_0", 1e-3)] // q/k/v biases
+    [InlineData("fx-llama-Q4_0", 1e-3)]
+    [InlineData("fx-qwen3-Q4_0", 1e-3)]
+    [InlineData("fx-qwen2-Q8_0", 1e-3)]
+    [InlineData("fx-qwen3moe-Q8_0", 5e-2)] // experts chosen from quantized-weight router inputs
+    public void Quantized_models_match_llama_cpp(string name, double maxNmse)
+    {
+        var folder = FixtureGoldenTests.FixtureFolder(name) ?? throw new FileNotFoundException(name);
+        var options = new ModelOptions { BackendFactory = (_, _) => new GpuBackend(device.ModelDevice, ownsDevice: false) };
+        var clock = Stopwatch.StartNew();
+        using var model = LoadedModel.Open(Path.Combine(folder, name + ".gguf"), options);
+        model.Model.Backend.Should().BeOfType<GpuBackend>();
+        var golden = GoldenCase.LoadFixture(folder, name);
+        var cache = model.Model.CreateCache(golden.Rows);
+        var logits = new float[golden.Rows * golden.Vocab];
+        model.Model.Forward(golden.Tokens, 0, cache, logits);
+        double nmse = LogitCompare.Nmse(logits, golden.Logits);
+        int sameTop = 0;
+        for (int i = 0; i < golden.Rows; i++)
+            if (LogitCompare.Argmax(logits.AsSpan(i * golden.Vocab, golden.Vocab)) == LogitCompare.Argmax(golden.Row(i))) sameTop++;
+        int firstGreedy = LogitCompare.Argmax(logits.AsSpan((golden.Rows - 1) * golden.Vocab, golden.Vocab));
+        string report = $"{name} on {device.ModelDevice.Description}: NMSE {nmse:E2}, top token equal at {sameTop}/{golden.Rows}, first greedy {firstGreedy} (llama.cpp {golden.GreedyTokens[0]}), {clock.Elapsed.TotalSeconds:F1} s";
+        output.WriteLine(report);
+        nmse.Should().BeLessThanOrEqualTo(maxNmse, report);
+        sameTop.Should().BeGreaterThanOrEqualTo(21, report);
     }
 
     /// <summary>The CPU backend's bounds, except BF16: llama.cpp's CPU reference (the golden logits) rounds the
