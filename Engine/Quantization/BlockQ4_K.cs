@@ -255,8 +255,8 @@ public sealed unsafe class Q4_KFormat : RowFormat, IWeightQuantizer
                 var raw = Vector256.Load(block + 16 + 32 * j);
                 var lo = raw & mask;
                 var hi = Vector256.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & mask;
-                var scLo = Avx2.Shuffle(scales, Vector256.Create((ushort)(0x8000 | (2 * j))).AsByte()).AsInt16();
-                var scHi = Avx2.Shuffle(scales, Vector256.Create((ushort)(0x8000 | (2 * j + 1))).AsByte()).AsInt16();
+                var scLo = ScaleOf(scales, 2 * j);
+                var scHi = ScaleOf(scales, 2 * j + 1);
                 int o = 4 + 64 * j;
                 s0 += ScaledPairSums(lo, hi, scLo, scHi, (sbyte*)a0 + o);
                 s1 += ScaledPairSums(lo, hi, scLo, scHi, (sbyte*)a1 + o);
@@ -278,6 +278,12 @@ public sealed unsafe class Q4_KFormat : RowFormat, IWeightQuantizer
     static Vector256<float> MinTerm(Vector256<short> mins16, float dminx, BlockQ8_K* y, Vector256<float> acc)
         => Fma.MultiplyAdd(Vector256.Create(-dminx * y->D), Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Vector256.Load(y->BSums), mins16)), acc);
 
+    /// <summary>Scale byte `subBlock` of the unpacked scales (both 128-bit lanes hold them) in every int16 lane:
+    /// a vpshufb whose control (byte j, then 0x80 to zero the high byte) is a constant once inlined.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<short> ScaleOf(Vector256<byte> scales, int subBlock)
+        => Avx2.Shuffle(scales, Vector256.Create((ushort)(0x8000 | subBlock)).AsByte()).AsInt16();
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static Vector256<int> ScaledPairSums(Vector256<byte> lo, Vector256<byte> hi, Vector256<short> scLo, Vector256<short> scHi, sbyte* q)
         => Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(lo, Vector256.Load(q)), scLo)
@@ -297,13 +303,11 @@ public sealed unsafe class Q4_KFormat : RowFormat, IWeightQuantizer
             float yd = *(float*)act;
             var dAndMin = Fp16.ToSingle(Vector128.WidenLower(Vector128.CreateScalar(*(uint*)block).AsUInt16()));
             float d = dAndMin.ToScalar() * yd;
-            float dmin = -dAndMin.GetElement(1) * yd;
             var scalesAndMins = BlockQ4_K.UnpackScalesVector(block + 4);
 
             // Min term: each min covers two 16-element bsums, so duplicate every min byte and multiply-add pairs.
             var mins16 = Avx2.ConvertToVector256Int16(Sse2.UnpackHigh(scalesAndMins, scalesAndMins));
-            var bsums = Vector256.Load((short*)(act + 4 + QK_K));
-            accMin = Fma.MultiplyAdd(Vector256.Create(dmin), Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(bsums, mins16)), accMin);
+            accMin = MinTerm(mins16, dAndMin.GetElement(1), (BlockQ8_K*)act, accMin);
 
             var scales = Vector256.Create(scalesAndMins, scalesAndMins);
             sbyte* q8 = (sbyte*)act + 4;
@@ -325,12 +329,7 @@ public sealed unsafe class Q4_KFormat : RowFormat, IWeightQuantizer
         var raw = Vector256.Load(q4);
         var lo = raw & mask;
         var hi = Vector256.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & mask;
-        var p16lo = Avx2.MultiplyAddAdjacent(lo, Vector256.Load(q8));
-        var p16hi = Avx2.MultiplyAddAdjacent(hi, Vector256.Load(q8 + 32));
-        // vpshufb controls spreading scale byte j over every int16 lane (0x80 zeroes the high byte); constants once inlined.
-        var lowScale = Avx2.Shuffle(scales, Vector256.Create((ushort)(0x8000 | subBlock)).AsByte()).AsInt16();
-        var highScale = Avx2.Shuffle(scales, Vector256.Create((ushort)(0x8000 | (subBlock + 1))).AsByte()).AsInt16();
-        return Avx2.MultiplyAddAdjacent(p16lo, lowScale) + Avx2.MultiplyAddAdjacent(p16hi, highScale);
+        return ScaledPairSums(lo, hi, ScaleOf(scales, subBlock), ScaleOf(scales, subBlock + 1), q8);
     }
 
     /// <summary>The portable dot (no AVX2): per super-block the reference's two integers, sum(scale * q4 . q8) and
