@@ -25,12 +25,8 @@ public class GpuForwardPassTests(GpuTestDevice device, ITestOutputHelper output)
     [InlineData("fx-qwen3moe-F16")] // router, top-k experts, gather/scatter on the device
     public void Logits_and_greedy_tokens_match_llama_cpp(string name)
     {
-        var folder = FixtureGoldenTests.FixtureFolder(name) ?? throw new FileNotFoundException(name);
-        var options = new ModelOptions { BackendFactory = (_, _) => new GpuBackend(device.ModelDevice, ownsDevice: false) };
         var clock = Stopwatch.StartNew();
-        using var model = LoadedModel.Open(Path.Combine(folder, name + ".gguf"), options);
-        model.Model.Backend.Should().BeOfType<GpuBackend>();
-        var golden = GoldenCase.LoadFixture(folder, name);
+        using var model = OpenOnDevice(name, out var golden);
         // Half-precision greedy runs may drift apart after 8 tokens (as on the CPU backend); F32 ones may not.
         int greedy = device.IsRealDevice && name.EndsWith("F32") ? golden.GreedyTokens.Length : SimulatorGreedyTokens;
         CheckPromptAndGreedy(model.Model, golden, MaxAbsDiff(name), greedy);
@@ -56,12 +52,8 @@ public class GpuForwardPassTests(GpuTestDevice device, ITestOutputHelper output)
     [InlineData("fx-qwen3moe-Q8_0", 5e-2)] // experts chosen from quantized-weight router inputs
     public void Quantized_models_match_llama_cpp(string name, double maxNmse)
     {
-        var folder = FixtureGoldenTests.FixtureFolder(name) ?? throw new FileNotFoundException(name);
-        var options = new ModelOptions { BackendFactory = (_, _) => new GpuBackend(device.ModelDevice, ownsDevice: false) };
         var clock = Stopwatch.StartNew();
-        using var model = LoadedModel.Open(Path.Combine(folder, name + ".gguf"), options);
-        model.Model.Backend.Should().BeOfType<GpuBackend>();
-        var golden = GoldenCase.LoadFixture(folder, name);
+        using var model = OpenOnDevice(name, out var golden);
         var cache = model.Model.CreateCache(golden.Rows);
         var logits = new float[golden.Rows * golden.Vocab];
         model.Model.Forward(golden.Tokens, 0, cache, logits);
@@ -74,6 +66,17 @@ public class GpuForwardPassTests(GpuTestDevice device, ITestOutputHelper output)
         output.WriteLine(report);
         nmse.Should().BeLessThanOrEqualTo(maxNmse, report);
         sameTop.Should().BeGreaterThanOrEqualTo(21, report);
+    }
+
+    /// <summary>Opens fixture `name` (in the repository or ../shared/fixtures) on the test device, with its golden case.</summary>
+    LoadedModel OpenOnDevice(string name, out GoldenCase golden)
+    {
+        var folder = FixtureGoldenTests.FixtureFolder(name) ?? throw new FileNotFoundException(name);
+        var options = new ModelOptions { BackendFactory = (_, _) => new GpuBackend(device.ModelDevice, ownsDevice: false) };
+        var model = LoadedModel.Open(Path.Combine(folder, name + ".gguf"), options);
+        model.Model.Backend.Should().BeOfType<GpuBackend>();
+        golden = GoldenCase.LoadFixture(folder, name);
+        return model;
     }
 
     /// <summary>The CPU backend's bounds, except BF16: llama.cpp's CPU reference (the golden logits) rounds the

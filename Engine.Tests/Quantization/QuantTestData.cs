@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using Engine.Formats;
+using global::Engine.Quantization;
 
 namespace Engine.Tests.Quantization;
 
@@ -77,5 +78,18 @@ static class QuantTestData
         int unit = Math.Max(blockSize, activationBlock);
         for (int n = 0; n <= 8; n++) yield return unit * n;
         yield return unit * 37;
+    }
+
+    /// <summary>The float dot of what a kernel actually multiplies (the dequantized row and the dequantized
+    /// activations) in double, and the sum of the |products|, which scales the rounding bound of a float sum.</summary>
+    public static (double Exact, double Magnitude) DequantizedDot(IRowFormat f, byte[] row, byte[] act, int k)
+    {
+        var w = new float[k];
+        var xa = new float[k];
+        f.DequantizeRowReference(row, w);
+        Activations.Dequantize(f.ActivationType, act, xa);
+        double exact = 0, magnitude = 0;
+        for (int i = 0; i < k; i++) { exact += (double)w[i] * xa[i]; magnitude += Math.Abs((double)w[i] * xa[i]); }
+        return (exact, magnitude);
     }
 }

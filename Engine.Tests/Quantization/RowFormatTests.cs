@@ -81,12 +81,7 @@ public class RowFormatTests
                 float fast = f.DotRow(row, act, k);
 
                 // Exact float dot of what the kernels actually multiply: dequantized weights, dequantized activations.
-                var w = new float[k];
-                var xa = new float[k];
-                f.DequantizeRowReference(row, w);
-                Activations.Dequantize(f.ActivationType, act, xa);
-                double exact = 0, magnitude = 0;
-                for (int i = 0; i < k; i++) { exact += (double)w[i] * xa[i]; magnitude += Math.Abs((double)w[i] * xa[i]); }
+                var (exact, magnitude) = QuantTestData.DequantizedDot(f, row, act, k);
 
                 if (f.ActivationType == GgmlType.Q8_1) exact += Q8_1MinCorrection(row, act, k, f.BytesPerBlock);
 
@@ -119,12 +114,7 @@ public class RowFormatTests
                 float reference = f.DotRowReference(row, act, k);
                 float fast = f.DotRow(row, act, k);
 
-                var w = new float[k];
-                var xa = new float[k];
-                f.DequantizeRowReference(row, w);
-                Activations.Dequantize(f.ActivationType, act, xa);
-                double magnitude = 0;
-                for (int i = 0; i < k; i++) magnitude += Math.Abs((double)w[i] * xa[i]);
+                var (_, magnitude) = QuantTestData.DequantizedDot(f, row, act, k);
                 double tol = 1e-5 * magnitude + 1e-6;
                 Math.Abs((double)fast - reference).Should().BeLessThanOrEqualTo(tol, $"{t} k={k} rep {rep}: DotRow {fast} vs reference {reference}");
             }
