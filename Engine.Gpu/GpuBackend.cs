@@ -107,16 +107,16 @@ public sealed class GpuBackend : IBackend, IResidentWeights
     }
 
     /// <summary>Checks that all weights fit beside what is already allocated, then uploads them.</summary>
-    public void Upload(LlamaWeights weights)
+    public void Upload(WeightSet weights)
     {
-        var matrices = weights.Matrices().Where(m => !_matrices.ContainsKey(m)).ToList();
+        var matrices = weights.Matrices.Where(m => !_matrices.ContainsKey(m)).ToList();
         long bytes = 0;
         foreach (var m in matrices) bytes += _registry.For(m).DeviceBytes(m.Rows, m.Cols); // also rejects unsupported types first
-        foreach (var v in weights.Vectors()) bytes += (long)v.Length * sizeof(float);
+        foreach (var v in weights.Vectors) bytes += (long)v.Length * sizeof(float);
         if (bytes > _budget.Capacity - _budget.Used)
             throw new DeviceMemoryException($"the weights ({matrices.Count} matrices)", bytes, _budget.Used, _budget.Capacity);
         foreach (var m in matrices) Resident(m);
-        foreach (var v in weights.Vectors()) Resident(v);
+        foreach (var v in weights.Vectors) Resident(v);
     }
 
     ResidentMatrix Resident(WeightMatrix w)

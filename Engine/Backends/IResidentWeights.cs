@@ -2,10 +2,14 @@ using Engine.Models;
 
 namespace Engine.Backends;
 
-/// <summary>A backend that keeps the weights in its own memory (a GPU) rather than reading them from the memory
-/// map. The loader hands it every weight once, after the model has allocated its activations, so it can check
-/// that everything fits and upload it all before the first token.</summary>
+/// <summary>A backend that keeps weights in its own memory (a GPU's, or the CPU backend's re-laid-out copy)
+/// rather than reading them from the memory map. The loader hands it the weights it will compute with once,
+/// after the model has allocated its activations, so it can check that everything fits and prepare it all
+/// before the first token.</summary>
 public interface IResidentWeights
 {
-    void Upload(LlamaWeights weights);
+    void Upload(WeightSet weights);
 }
+
+/// <summary>The weights one backend computes with: all of a model's, or those of its share of the layers.</summary>
+public sealed record WeightSet(IReadOnlyList<WeightMatrix> Matrices, IReadOnlyList<WeightVector> Vectors);

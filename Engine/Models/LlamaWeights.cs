@@ -1,3 +1,5 @@
+using Engine.Backends;
+
 namespace Engine.Models;
 
 /// <summary>The weights of one transformer block, shapes in y = W x form ([input x output]).</summary>
@@ -24,30 +26,31 @@ public sealed record LlamaWeights(
     WeightVector? RopeFrequencyFactors) // llama 3.1+: per-pair divisors of the RoPE frequencies
 {
     /// <summary>Every matrix, each once (a tied output is the embedding itself).</summary>
-    public IEnumerable<WeightMatrix> Matrices()
-    {
-        var seen = new HashSet<WeightMatrix>(ReferenceEqualityComparer.Instance);
-        IEnumerable<WeightMatrix> All()
-        {
-            yield return TokenEmbedding;
-            foreach (var layer in Layers)
-            {
-                yield return layer.Query; yield return layer.Key; yield return layer.Value; yield return layer.Output;
-                foreach (var m in FeedForwardMatrices(layer.FeedForward)) yield return m;
-            }
-            yield return Output;
-        }
-        return All().Where(seen.Add);
-    }
+    public IEnumerable<WeightMatrix> Matrices() => Part(0, Layers.Length, embedding: true, output: true).Matrices;
 
     /// <summary>Every vector (norm scales, biases, RoPE frequency factors).</summary>
-    public IEnumerable<WeightVector> Vectors()
+    public IEnumerable<WeightVector> Vectors() => Part(0, Layers.Length, embedding: true, output: true).Vectors;
+
+    /// <summary>The weights of layers [firstLayer, firstLayer + layerCount), with the token embedding and the
+    /// output head (its norm and projection) when asked: what one backend of a split model computes with.
+    /// Each matrix appears once (a tied output is the embedding itself). RoPE factors go with every part.</summary>
+    public WeightSet Part(int firstLayer, int layerCount, bool embedding, bool output)
     {
-        yield return OutputNorm;
-        if (RopeFrequencyFactors is not null) yield return RopeFrequencyFactors;
-        foreach (var layer in Layers)
+        var matrices = new List<WeightMatrix>();
+        var seen = new HashSet<WeightMatrix>(ReferenceEqualityComparer.Instance);
+        void Add(WeightMatrix m) { if (seen.Add(m)) matrices.Add(m); }
+        var vectors = new List<WeightVector>();
+        if (embedding) Add(TokenEmbedding);
+        if (RopeFrequencyFactors is not null) vectors.Add(RopeFrequencyFactors);
+        foreach (var layer in Layers.AsSpan(firstLayer, layerCount))
+        {
+            Add(layer.Query); Add(layer.Key); Add(layer.Value); Add(layer.Output);
+            foreach (var m in FeedForwardMatrices(layer.FeedForward)) Add(m);
             foreach (var v in new[] { layer.AttentionNorm, layer.QueryBias, layer.KeyBias, layer.ValueBias, layer.QueryNorm, layer.KeyNorm, layer.FeedForwardNorm })
-                if (v is not null) yield return v;
+                if (v is not null) vectors.Add(v);
+        }
+        if (output) { Add(Output); vectors.Add(OutputNorm); }
+        return new WeightSet(matrices, vectors);
     }
 
     static IEnumerable<WeightMatrix> FeedForwardMatrices(FeedForwardWeights weights)

@@ -58,7 +58,7 @@ public sealed class LoadedModel : IDisposable
         try
         {
             model = new Llama(config, weights, backend, options.MaxBatch);
-            if (backend is IResidentWeights resident) resident.Upload(weights);
+            if (backend is IResidentWeights resident) resident.Upload(weights.Part(0, config.LayerCount, embedding: true, output: true));
             return model;
         }
         catch
