@@ -19,7 +19,7 @@ namespace Engine.Cli
               tokenize --model M --text T               print token ids and pieces
               bench --model M [-p 128] [-n 64] [-r 3]   prompt and generation tokens/s, like llama-bench
               devices                                   list the accelerators --device can use
-            run, chat, logits and bench take --device cpu|cuda|opencl|auto (default cpu)
+            run, chat, logits and bench take --device cpu|cuda|opencl|auto (default cpu) and --gpu-layers N|all
             run 'engine <command> --help' for the options of a command
             """;
 

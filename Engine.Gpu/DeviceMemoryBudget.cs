@@ -18,9 +18,10 @@ public sealed class DeviceMemoryBudget(long capacity)
 }
 
 /// <summary>The model, its KV cache and its activations do not fit in the device's memory.</summary>
-public sealed class DeviceMemoryException(string what, long bytes, long used, long capacity)
-    : InvalidOperationException($"{what} needs {Mib(bytes)} MiB of device memory, but {Mib(used)} of the device's {Mib(capacity)} MiB " +
-                                "are already taken; use a smaller --ctx, a smaller model or quantization, or --device cpu")
+public sealed class DeviceMemoryException(string what, long bytes, long used, long capacity, string? advice = null)
+    : InvalidOperationException($"{what} needs {Mib(bytes)} MiB of device memory, " +
+                                (used == 0 ? $"more than the device's {Mib(capacity)} MiB; " : $"but {Mib(used)} of the device's {Mib(capacity)} MiB are already taken; ") +
+                                (advice ?? "use a smaller --ctx, fewer --gpu-layers, a smaller model or quantization, or --device cpu"))
 {
     static long Mib(long bytes) => (bytes + (1 << 20) - 1) >> 20;
 }

@@ -28,14 +28,17 @@ public static class DeviceSelection
         return parsed is not null;
     }
 
-    /// <summary>The factory for `choice`, or null for the CPU backend. An explicit device is opened here, so a
-    /// missing one fails (<see cref="DeviceUnavailableException"/>) before the model file is read. `auto` uses a
-    /// GPU when one is present and can run the model, and otherwise says on `log` why it runs on the CPU.</summary>
-    public static Func<ModelConfig, LlamaWeights, IBackend>? BackendFactory(DeviceChoice choice, int threads, TextWriter log)
+    /// <summary>The stage factory for `choice` (--device) and `gpuLayers` (--gpu-layers; null: all layers), or null
+    /// for the CPU backend. An explicit device is opened here, so a missing one fails
+    /// (<see cref="DeviceUnavailableException"/>) before the model file is read. `auto` uses a GPU when one is present
+    /// and can run the model, with as many layers as fit when not all do, and otherwise says on `log` why it runs on
+    /// the CPU.</summary>
+    public static Func<ModelConfig, LlamaWeights, IReadOnlyList<LayerStage>>? StageFactory(DeviceChoice choice, int threads, int? gpuLayers, TextWriter log)
     {
         switch (choice)
         {
             case DeviceChoice.Cpu:
+                if (gpuLayers > 0) log.WriteLine("engine: --gpu-layers has no effect with --device cpu");
                 return null;
             case DeviceChoice.Auto:
                 var gpu = GpuDevice.TryOpenAnyGpu();
@@ -44,7 +47,7 @@ public static class DeviceSelection
                     log.WriteLine("engine: --device auto: no CUDA or OpenCL device found, running on the CPU");
                     return null;
                 }
-                return (config, weights) => AutoBackend(gpu, config, weights, threads, log);
+                return (config, weights) => AutoStages(gpu, config, weights, threads, gpuLayers, log);
             default:
                 var device = GpuDevice.Open(choice switch
                 {
@@ -52,39 +55,35 @@ public static class DeviceSelection
                     DeviceChoice.OpenCL => DeviceKind.OpenCL,
                     _ => DeviceKind.IlgpuCpu,
                 });
-                log.WriteLine($"engine: running on {device.Description}");
-                return (_, _) => new GpuBackend(device);
+                return (config, weights) => LayerOffload.Place(device, config, weights, gpuLayers ?? config.LayerCount, threads, log);
         }
     }
 
-    static IBackend AutoBackend(GpuDevice device, ModelConfig config, LlamaWeights weights, int threads, TextWriter log)
+    static IReadOnlyList<LayerStage> AutoStages(GpuDevice device, ModelConfig config, LlamaWeights weights, int threads, int? gpuLayers, TextWriter log)
     {
         string? reason = WhyNotOnDevice(device, config, weights);
-        if (reason is null)
+        int layers = gpuLayers ?? LayerOffload.LayersThatFit(device.Accelerator.MemorySize, config, weights);
+        if (reason is null && layers == 0) reason = $"not even one layer of the model fits in the {device.Accelerator.MemorySize >> 20} MiB of {device.Description}";
+        if (reason is not null)
         {
-            log.WriteLine($"engine: --device auto: running on {device.Description}");
-            return new GpuBackend(device);
+            log.WriteLine($"engine: --device auto: {reason}; running on the CPU");
+            device.Dispose();
+            return [new LayerStage(new CpuBackend(threads), 0, config.LayerCount)];
         }
-        log.WriteLine($"engine: --device auto: {reason}; running on the CPU");
-        device.Dispose();
-        return new CpuBackend(threads);
+        if (gpuLayers is null && layers < config.LayerCount)
+            log.WriteLine($"engine: --device auto: the whole model does not fit in {device.Description}; {layers} of {config.LayerCount} layers go on it");
+        return LayerOffload.Place(device, config, weights, layers, threads, log);
     }
 
-    /// <summary>Why this model cannot run on the device (an unsupported weight type, a head too wide, too little
-    /// memory for the weights alone), or null when it can.</summary>
+    /// <summary>Why this model cannot run on the device at all (an unsupported weight type, a head too wide), or
+    /// null when it can.</summary>
     static string? WhyNotOnDevice(GpuDevice device, ModelConfig config, LlamaWeights weights)
     {
         if (Math.Max(config.HeadDim, config.ValueHeadDim) > AttentionKernels.MaxHeadDim)
             return $"{device.Description} has no attention kernel for heads wider than {AttentionKernels.MaxHeadDim}";
         var registry = new WeightKernelRegistry(device.Accelerator);
-        long bytes = 0;
         foreach (var m in weights.Matrices())
-        {
             if (!registry.Supports(m.Type)) return $"the GPU backend has no kernels for {m.Type} ({m.Name})";
-            bytes += m.View.ByteSize; // the file's size of it: close enough to decide, and compiles no kernel
-        }
-        if (bytes > device.Accelerator.MemorySize)
-            return $"the weights need {bytes >> 20} MiB, more than the {device.Accelerator.MemorySize >> 20} MiB of {device.Description}";
         return null;
     }
 }

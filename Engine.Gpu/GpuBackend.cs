@@ -11,7 +11,7 @@ namespace Engine.Gpu;
 /// uploaded once (in their file type; each type's kernels decode them), kernels are compiled once in the
 /// constructor, and a step copies only token ids, positions and MoE routing in and logits and router scores
 /// out. Every kernel is enqueued on the accelerator's default stream; reading a result back waits for it.</summary>
-public sealed class GpuBackend : IBackend, IResidentWeights
+public sealed class GpuBackend : IBackend, IResidentWeights, Engine.Benchmarking.IMemoryBandwidth
 {
     // The device buffer holds at least one float (ILGPU cannot allocate none); Length is what was asked for.
     sealed class Buffer(string name, int length, MemoryBuffer1D<float, Stride1D.Dense> data) : ActivationBuffer(name, length)
@@ -247,6 +247,27 @@ public sealed class GpuBackend : IBackend, IResidentWeights
     {
         if (length == 0) return;
         ((Buffer)src).Data.View.SubView(srcOffset, length).CopyTo(((Buffer)dst).Data.View.SubView(dstOffset, length));
+    }
+
+    /// <summary>Device-to-device copies of a buffer far larger than any cache: each reads and writes every byte,
+    /// so reads run at half the bytes moved (the figure a decode, which only reads weights, can reach).</summary>
+    public double MeasureBytesPerSecond()
+    {
+        long bytes = Math.Min(512L << 20, (_budget.Capacity - _budget.Used) / 4) / sizeof(float) * sizeof(float);
+        if (bytes < (1 << 20)) return 0;
+        using var source = _accelerator.Allocate1D<float>(bytes / sizeof(float));
+        using var target = _accelerator.Allocate1D<float>(bytes / sizeof(float));
+        source.MemSetToZero();
+        _accelerator.Synchronize();
+        double best = 0;
+        for (int pass = 0; pass < 5; pass++)
+        {
+            var watch = System.Diagnostics.Stopwatch.StartNew();
+            source.View.CopyTo(target.View);
+            _accelerator.Synchronize();
+            best = Math.Max(best, 2.0 * bytes / watch.Elapsed.TotalSeconds);
+        }
+        return best;
     }
 
     public void Dispose()

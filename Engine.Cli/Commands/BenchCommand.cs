@@ -10,12 +10,13 @@ namespace Engine.Cli.Commands;
 public static class BenchCommand
 {
     const string Help = """
-        usage: engine bench --model M [-p 128] [-n 64] [-r 3] [--threads N] [--device D] [--json]
+        usage: engine bench --model M [-p 128] [-n 64] [-r 3] [--threads N] [--device D] [--gpu-layers N] [--json]
           -p N         prompt tokens, fed as one batch (0 skips the test)
           -n N         generated tokens, one decode each (0 skips the test)
           -r N         measured repetitions after one warm-up
           --threads N  worker threads (default: all cores)
           --device D   cpu (default), cuda, opencl, auto or ilgpu-cpu
+          --gpu-layers N   the first N layers on the device, the rest on the CPU (default all)
           --json       {"pp":{"tokens_per_second":..},"tg":{"tokens_per_second":..},...} on stdout
         """;
 
@@ -34,12 +35,22 @@ public static class BenchCommand
         if (ctx > model.Config.TrainedContextLength)
             throw new UsageException($"-p/-n of {ctx} tokens exceed the model's context of {model.Config.TrainedContextLength}");
 
-        int threads = (model.Model.Backend as Engine.Backends.Cpu.CpuBackend)?.Threads ?? Environment.ProcessorCount;
+        var stages = model.Model.Stages;
+        int threads = stages.Select(s => s.Backend).OfType<Engine.Backends.Cpu.CpuBackend>().FirstOrDefault()?.Threads ?? Environment.ProcessorCount;
         var file = new FileInfo(model.Path); // a Hugging Face folder has no single file size
         long fileBytes = file.Exists ? file.Length : 0;
         long bytesPerToken = WeightTraffic.BytesPerToken(model.Model.Weights, model.Config);
-        Console.Error.WriteLine($"bench: {Path.GetFileName(model.Path)} on {model.Model.Backend.Name}, {threads} threads, measuring memory bandwidth...");
-        double bandwidth = MemoryBandwidth.MeasureBytesPerSecond(threads);
+        string placement = string.Join(" + ", stages.Select(s => stages.Count == 1 ? s.Backend.Name : $"{s.Backend.Name} (layers {s.FirstLayer}-{s.EndLayer - 1})"));
+        Console.Error.WriteLine($"bench: {Path.GetFileName(model.Path)} on {placement}, {threads} threads, measuring memory bandwidth...");
+        // The ceiling of a split model: each stage streams its share of the weights from its own memory.
+        double secondsPerToken = 0, hostBandwidth = 0;
+        foreach (var stage in stages)
+        {
+            double stageBandwidth = stage.Backend is IMemoryBandwidth device ? device.MeasureBytesPerSecond()
+                : hostBandwidth > 0 ? hostBandwidth : hostBandwidth = MemoryBandwidth.MeasureBytesPerSecond(threads);
+            secondsPerToken += WeightTraffic.BytesPerToken(model.Model.Weights, model.Config, stage.FirstLayer, stage.LayerCount) / Math.Max(stageBandwidth, 1);
+        }
+        double bandwidth = bytesPerToken / secondsPerToken; // the effective figure over all stages
         var result = Benchmark.Run(model.Model, new BenchOptions(prompt, generate, reps),
             progress: message => Console.Error.WriteLine("bench: " + message));
 
@@ -52,6 +63,7 @@ public static class BenchCommand
                 ["architecture"] = model.Config.Architecture,
                 ["file_bytes"] = fileBytes,
                 ["threads"] = threads,
+                ["backend"] = placement,
                 ["weight_bytes_per_token"] = bytesPerToken,
                 ["memory_bandwidth_bytes_per_second"] = Math.Round(bandwidth),
                 ["tg_ceiling_tokens_per_second"] = Math.Round(ceiling, 2),
@@ -74,7 +86,7 @@ public static class BenchCommand
                 Console.WriteLine($"| {Path.GetFileName(model.Path)} | {fileBytes / 1048576.0:F1} MiB | {threads} | {stat.Test} | {stat.Mean:F2} ± {stat.StdDev:F2} |");
         Console.WriteLine();
         Console.WriteLine($"weights read per generated token: {bytesPerToken / 1048576.0:F1} MiB");
-        Console.WriteLine($"memory bandwidth ({threads} threads): {bandwidth / 1e9:F1} GB/s -> generation ceiling {ceiling:F1} tok/s");
+        Console.WriteLine($"memory bandwidth ({(stages.Count == 1 && stages[0].Backend is IMemoryBandwidth ? "device" : $"{threads} threads")}): {bandwidth / 1e9:F1} GB/s -> generation ceiling {ceiling:F1} tok/s");
         if (result.Generation is { } g)
             Console.WriteLine($"generation reaches {100 * g.Mean / ceiling:F0}% of that ceiling");
         return 0;

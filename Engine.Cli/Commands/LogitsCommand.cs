@@ -6,7 +6,7 @@ namespace Engine.Cli.Commands;
 /// comparison with a reference such as llama.cpp.</summary>
 public static class LogitsCommand
 {
-    const string Help = "usage: engine logits --model M (--text T | --tokens \"1 2 3\") [--all] --out FILE [--no-bos] [--device D]";
+    const string Help = "usage: engine logits --model M (--text T | --tokens \"1 2 3\") [--all] --out FILE [--no-bos] [--device D] [--gpu-layers N]";
 
     public static int Run(string[] args)
     {

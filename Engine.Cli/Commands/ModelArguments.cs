@@ -20,8 +20,18 @@ public static class ModelArguments
         }
         if (!File.Exists(path) && !Directory.Exists(path)) throw new UsageException($"no such model file or folder: {path}");
         int threads = cl.Int("threads", 0, 0, 1024, alias: "t");
-        var backend = DeviceSelection.BackendFactory(Device(cl), threads, Console.Error);
-        return LoadedModel.Open(path, new ModelOptions { Threads = threads, BackendFactory = backend });
+        var stages = DeviceSelection.StageFactory(Device(cl), threads, GpuLayers(cl), Console.Error);
+        return LoadedModel.Open(path, new ModelOptions { Threads = threads, StageFactory = stages });
+    }
+
+    /// <summary>--gpu-layers N|all: how many of the first layers run on the device (default all; with --device auto,
+    /// as many as fit).</summary>
+    public static int? GpuLayers(CommandLine cl)
+    {
+        var text = cl.String("gpu-layers", "ngl");
+        if (text is null || text.Equals("all", StringComparison.OrdinalIgnoreCase)) return null;
+        return int.TryParse(text, out int n) && n >= 0 ? n
+            : throw new UsageException($"--gpu-layers must be a number of layers (0 or more) or 'all', got '{text}'");
     }
 
     /// <summary>--device: where the model runs (default cpu).</summary>

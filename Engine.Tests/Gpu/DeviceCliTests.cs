@@ -28,4 +28,25 @@ public class DeviceCliTests
     [Fact]
     public void Devices_lists_the_cpu_simulator() =>
         CliRunner.Run("devices").Stdout.Should().Contain("CPU");
+
+    [Fact]
+    public void Gpu_layers_splits_the_model_and_generates_the_same_text()
+    {
+        string[] greedy = ["run", "Once upon a time", "-n", "12", "--temperature", "0"];
+        var onCpu = CliRunner.Run(greedy);
+        var split = CliRunner.Run([.. greedy, "--device", "ilgpu-cpu", "--gpu-layers", "2"]);
+        split.ExitCode.Should().Be(0, split.Stderr);
+        split.Stderr.Should().Contain("layers 0-1 on IlgpuCpu").And.Contain("layers 2-4 and the output on the CPU");
+        split.Stdout.Should().Be(onCpu.Stdout);
+    }
+
+    [Theory]
+    [InlineData("-1")]
+    [InlineData("many")]
+    public void A_bad_gpu_layer_count_is_a_usage_error(string count)
+    {
+        var r = CliRunner.Run("run", "--device", "ilgpu-cpu", "--gpu-layers", count, "-n", "2");
+        r.ExitCode.Should().Be(2);
+        r.Stderr.Should().Contain("--gpu-layers must be");
+    }
 }

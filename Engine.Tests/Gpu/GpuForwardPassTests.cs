@@ -112,6 +112,27 @@ public class GpuForwardPassTests(GpuTestDevice device, ITestOutputHelper output)
         greedy.Should().Equal(golden.GreedyTokens.Take(greedyCount), report);
     }
 
+    /// <summary>--gpu-layers: the first layer on the device, the second and the output on the CPU, against the same
+    /// goldens; the device holds only its part of the weights and of the KV cache.</summary>
+    [Fact]
+    public void A_model_split_between_the_device_and_the_cpu_matches_llama_cpp()
+    {
+        const string name = "fx-llama-F32";
+        var folder = FixtureGoldenTests.FixtureFolder(name)!;
+        GpuBackend? gpu = null;
+        var options = new ModelOptions
+        {
+            StageFactory = (config, _) => [new LayerStage(gpu = new GpuBackend(device.ModelDevice, ownsDevice: false), 0, 1),
+                                           new LayerStage(new Engine.Backends.Cpu.CpuBackend(2), 1, config.LayerCount - 1)],
+        };
+        using var model = LoadedModel.Open(Path.Combine(folder, name + ".gguf"), options);
+        var w = model.Model.Weights;
+        long devicePart = w.Part(0, 1, embedding: true, output: false).Matrices.Sum(m => m.View.ByteSize);
+        long all = w.Matrices().Sum(m => m.View.ByteSize);
+        gpu!.Memory.Used.Should().BeGreaterThan(devicePart).And.BeLessThan(all, "the second layer and the output stay on the CPU");
+        CheckPromptAndGreedy(model.Model, GoldenCase.LoadFixture(folder, name), MaxAbsDiff(name), SimulatorGreedyTokens);
+    }
+
     [Fact]
     public void Weights_are_uploaded_once_when_the_model_is_opened()
     {

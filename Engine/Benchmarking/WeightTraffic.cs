@@ -8,17 +8,23 @@ namespace Engine.Benchmarking;
 /// ceiling: tokens/s &lt;= memory bandwidth / bytes per token.</summary>
 public static unsafe class WeightTraffic
 {
-    public static long BytesPerToken(LlamaWeights w, ModelConfig config)
+    public static long BytesPerToken(LlamaWeights w, ModelConfig config) => BytesPerToken(w, config, 0, w.Layers.Length);
+
+    /// <summary>The share of layers [firstLayer, firstLayer + layerCount), one stage of a split model: the stage with
+    /// layer 0 also embeds the token, the one with the last layer also computes the logits.</summary>
+    public static long BytesPerToken(LlamaWeights w, ModelConfig config, int firstLayer, int layerCount)
     {
+        bool first = firstLayer == 0, last = firstLayer + layerCount == w.Layers.Length;
         long bytes = 0;
-        foreach (var layer in w.Layers)
+        foreach (var layer in w.Layers.AsSpan(firstLayer, layerCount))
         {
             bytes += layer.Query.View.ByteSize + layer.Key.View.ByteSize + layer.Value.View.ByteSize + layer.Output.View.ByteSize;
             bytes += FeedForwardBytes(layer.FeedForward, config.ExpertsPerToken);
         }
-        bytes += w.Output.View.ByteSize;
-        if (w.Output.View.Pointer != w.TokenEmbedding.View.Pointer) // a tied output already read the whole table
-            bytes += w.TokenEmbedding.RowBytes;
+        if (last) bytes += w.Output.View.ByteSize;
+        // A tied output already read the whole table when the same stage computes the logits.
+        bool tiedHere = last && w.Output.View.Pointer == w.TokenEmbedding.View.Pointer;
+        if (first && !tiedHere) bytes += w.TokenEmbedding.RowBytes;
         return bytes;
     }
 

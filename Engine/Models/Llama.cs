@@ -14,49 +14,51 @@ namespace Engine.Models;
 /// norm is RMSNorm with a learned scale. FFN is SwiGLU, W_down · (silu(W_gate · h) ⊙ (W_up · h)), or in MoE
 /// layers a router's weighted sum of a few SwiGLU experts (MoeFeedForward). Qwen2 adds biases to q, k, v;
 /// Qwen3 RMS-normalizes each head of q and k before RoPE. The heavy lifting is in the backend; this class only
-/// says what happens in which order.</summary>
+/// says what happens in which order. The layers may be split over several backends (LayerStage: a GPU's first
+/// layers, the CPU's rest); the residual stream x then changes hands between them.</summary>
 public sealed class Llama : IDisposable
 {
     public ModelConfig Config { get; }
     public LlamaWeights Weights { get; }
-    public IBackend Backend { get; }
+    /// <summary>Which backend runs which layers: one stage, or a GPU's first layers and the CPU's rest.</summary>
+    public IReadOnlyList<LayerStage> Stages { get; }
+    /// <summary>The backend of the first stage (the only one unless the layers are split).</summary>
+    public IBackend Backend => Stages[0].Backend;
     /// <summary>Most tokens one Forward call processes at once; longer prompts are fed in slices.</summary>
     public int MaxBatch { get; }
     public ForwardObserver? Observer { get; set; }
 
     readonly RopeParameters _rope;
-    // Activations for up to MaxBatch tokens, allocated once (the forward pass allocates nothing).
-    readonly ActivationBuffer _x, _norm, _q, _k, _v, _attention, _projected, _lastRow, _logits;
+    readonly StageActivations[] _stages;
     readonly int[] _positions;
-    readonly SwiGluFeedForward _swiGlu;
-    readonly MoeFeedForward? _experts;
+    // The residual stream on its way from one stage's backend to the next (host memory, allocated once).
+    readonly float[] _handOver;
 
     public Llama(ModelConfig config, LlamaWeights weights, IBackend backend, int maxBatch = 64)
+        : this(config, weights, [new LayerStage(backend, 0, config.LayerCount)], maxBatch) { }
+
+    public Llama(ModelConfig config, LlamaWeights weights, IReadOnlyList<LayerStage> stages, int maxBatch = 64)
     {
+        LayerStage.Validate(stages, config.LayerCount);
         Config = config;
         Weights = weights;
-        Backend = backend;
+        Stages = stages;
         MaxBatch = Math.Max(1, maxBatch);
         _rope = new RopeParameters(config.HeadDim, config.RopeDimensions, config.RopeStyle, config.RopeTheta, config.RopeScaling,
             weights.RopeFrequencyFactors?.Values);
-        int b = MaxBatch, c = config.EmbeddingLength;
-        _x = backend.Allocate("x", b * c);
-        _norm = backend.Allocate("norm", b * c);
-        _q = backend.Allocate("Qcur", b * config.QueryWidth);
-        _k = backend.Allocate("Kcur", b * config.KeyWidth);
-        _v = backend.Allocate("Vcur", b * config.ValueWidth);
-        _attention = backend.Allocate("kqv_out", b * config.HeadCount * config.ValueHeadDim);
-        _projected = backend.Allocate("proj", b * c);
-        int widestHidden = Math.Max(config.FeedForwardLength, Math.Max(config.ExpertFeedForwardLength, config.SharedExpertFeedForwardLength));
-        _swiGlu = new SwiGluFeedForward(backend, b, widestHidden);
-        if (config.ExpertCount > 0) _experts = new MoeFeedForward(backend, config, _swiGlu, b);
-        _lastRow = backend.Allocate("result_norm", c);
-        _logits = backend.Allocate("result_output", b * config.VocabSize);
-        _positions = new int[b];
+        _stages = stages.Select((stage, i) => new StageActivations(stage, config, MaxBatch, computesLogits: i == stages.Count - 1)).ToArray();
+        _positions = new int[MaxBatch];
+        _handOver = stages.Count > 1 ? new float[MaxBatch * config.EmbeddingLength] : [];
     }
 
-    public KvCache CreateCache(int contextLength) =>
-        Backend.CreateKvCache(Config.LayerCount, contextLength, Config.KeyWidth, Config.ValueWidth);
+    /// <summary>A KV cache for `contextLength` tokens; split over the stages' backends when the layers are.</summary>
+    public KvCache CreateCache(int contextLength)
+    {
+        var c = Config;
+        if (_stages.Length == 1) return Backend.CreateKvCache(c.LayerCount, contextLength, c.KeyWidth, c.ValueWidth);
+        var parts = Stages.Select(s => s.Backend.CreateKvCache(s.LayerCount, contextLength, c.KeyWidth, c.ValueWidth)).ToArray();
+        return new StagedKvCache(parts, c.LayerCount, contextLength, c.KeyWidth, c.ValueWidth);
+    }
 
     /// <summary>Feeds tokens at positions [start, start + tokens.Length) and writes logits: of the last token
     /// (logits.Length == vocab) or of every token (logits.Length == tokens.Length * vocab).</summary>
@@ -83,93 +85,120 @@ public sealed class Llama : IDisposable
 
     void Layers(ReadOnlySpan<int> tokens, int start, KvCache cache)
     {
-        var c = Config;
-        var be = Backend;
-        int rows = tokens.Length, width = c.EmbeddingLength;
+        int rows = tokens.Length, width = Config.EmbeddingLength;
         for (int t = 0; t < rows; t++) _positions[t] = start + t;
         var positions = _positions.AsSpan(0, rows);
 
-        be.Embed(Weights.TokenEmbedding, tokens, _x);
-        Observe("inp_embd", -1, _x, rows, width);
+        var first = _stages[0];
+        first.Backend.Embed(Weights.TokenEmbedding, tokens, first.X);
+        Observe(first, "inp_embd", -1, first.X, rows, width);
 
-        for (int l = 0; l < c.LayerCount; l++)
+        for (int s = 0; s < _stages.Length; s++)
         {
-            var w = Weights.Layers[l];
-
-            // Self-attention on the normalized input.
-            be.RmsNorm(_x, w.AttentionNorm, c.RmsNormEpsilon, rows, _norm);
-            Observe("attn_norm", l, _norm, rows, width);
-            be.MatMul(w.Query, _norm, rows, _q);
-            be.MatMul(w.Key, _norm, rows, _k);
-            be.MatMul(w.Value, _norm, rows, _v);
-            if (w.QueryBias is not null) be.AddBias(_q, w.QueryBias, rows);
-            if (w.KeyBias is not null) be.AddBias(_k, w.KeyBias, rows);
-            if (w.ValueBias is not null) be.AddBias(_v, w.ValueBias, rows);
-            if (w.QueryNorm is not null) be.RmsNorm(_q, w.QueryNorm, c.RmsNormEpsilon, rows * c.HeadCount, _q);
-            if (w.KeyNorm is not null) be.RmsNorm(_k, w.KeyNorm, c.RmsNormEpsilon, rows * c.KvHeadCount, _k);
-            be.Rope(_q, rows, c.HeadCount, positions, _rope);
-            be.Rope(_k, rows, c.KvHeadCount, positions, _rope);
-            Observe("Qcur", l, _q, rows, c.QueryWidth);
-            Observe("Kcur", l, _k, rows, c.KeyWidth);
-            Observe("Vcur", l, _v, rows, c.ValueWidth);
-            be.StoreKv(cache, l, start, rows, _k, _v);
-            be.Attention(_q, cache, l, start, rows, c.HeadCount, c.KvHeadCount, c.HeadDim, c.ValueHeadDim, _attention);
-            Observe("kqv_out", l, _attention, rows, c.HeadCount * c.ValueHeadDim);
-            be.MatMul(w.Output, _attention, rows, _projected);
-            be.Add(_x, _projected, rows * width);                   // residual
-            Observe("ffn_inp", l, _x, rows, width);
-
-            // Feed-forward on the normalized residual stream: one SwiGLU, or a mixture of SwiGLU experts.
-            be.RmsNorm(_x, w.FeedForwardNorm, c.RmsNormEpsilon, rows, _norm);
-            Observe("ffn_norm", l, _norm, rows, width);
-            FeedForward(w.FeedForward, l, rows);                    // _norm -> _projected
-            Observe("ffn_out", l, _projected, rows, width);
-            be.Add(_x, _projected, rows * width);                   // residual
-            Observe("l_out", l, _x, rows, width);
+            var a = _stages[s];
+            if (s > 0) HandOver(_stages[s - 1], a, rows * width);
+            var stageCache = cache is StagedKvCache staged ? staged.Parts[s] : cache;
+            for (int l = a.Stage.FirstLayer; l < a.Stage.EndLayer; l++)
+                Layer(a, l, stageCache, l - a.Stage.FirstLayer, start, rows, positions);
         }
     }
 
-    void FeedForward(FeedForwardWeights weights, int layer, int rows)
+    /// <summary>One transformer block on the residual stream a.X. `cacheLayer` is the layer's index in the
+    /// stage's own cache.</summary>
+    void Layer(StageActivations a, int l, KvCache cache, int cacheLayer, int start, int rows, ReadOnlySpan<int> positions)
+    {
+        var c = Config;
+        var be = a.Backend;
+        var w = Weights.Layers[l];
+        int width = c.EmbeddingLength;
+
+        // Self-attention on the normalized input.
+        be.RmsNorm(a.X, w.AttentionNorm, c.RmsNormEpsilon, rows, a.Norm);
+        Observe(a, "attn_norm", l, a.Norm, rows, width);
+        be.MatMul(w.Query, a.Norm, rows, a.Q);
+        be.MatMul(w.Key, a.Norm, rows, a.K);
+        be.MatMul(w.Value, a.Norm, rows, a.V);
+        if (w.QueryBias is not null) be.AddBias(a.Q, w.QueryBias, rows);
+        if (w.KeyBias is not null) be.AddBias(a.K, w.KeyBias, rows);
+        if (w.ValueBias is not null) be.AddBias(a.V, w.ValueBias, rows);
+        if (w.QueryNorm is not null) be.RmsNorm(a.Q, w.QueryNorm, c.RmsNormEpsilon, rows * c.HeadCount, a.Q);
+        if (w.KeyNorm is not null) be.RmsNorm(a.K, w.KeyNorm, c.RmsNormEpsilon, rows * c.KvHeadCount, a.K);
+        be.Rope(a.Q, rows, c.HeadCount, positions, _rope);
+        be.Rope(a.K, rows, c.KvHeadCount, positions, _rope);
+        Observe(a, "Qcur", l, a.Q, rows, c.QueryWidth);
+        Observe(a, "Kcur", l, a.K, rows, c.KeyWidth);
+        Observe(a, "Vcur", l, a.V, rows, c.ValueWidth);
+        be.StoreKv(cache, cacheLayer, start, rows, a.K, a.V);
+        be.Attention(a.Q, cache, cacheLayer, start, rows, c.HeadCount, c.KvHeadCount, c.HeadDim, c.ValueHeadDim, a.Attention);
+        Observe(a, "kqv_out", l, a.Attention, rows, c.HeadCount * c.ValueHeadDim);
+        be.MatMul(w.Output, a.Attention, rows, a.Projected);
+        be.Add(a.X, a.Projected, rows * width);                  // residual
+        Observe(a, "ffn_inp", l, a.X, rows, width);
+
+        // Feed-forward on the normalized residual stream: one SwiGLU, or a mixture of SwiGLU experts.
+        be.RmsNorm(a.X, w.FeedForwardNorm, c.RmsNormEpsilon, rows, a.Norm);
+        Observe(a, "ffn_norm", l, a.Norm, rows, width);
+        FeedForward(a, w.FeedForward, l, rows);                  // a.Norm -> a.Projected
+        Observe(a, "ffn_out", l, a.Projected, rows, width);
+        be.Add(a.X, a.Projected, rows * width);                  // residual
+        Observe(a, "l_out", l, a.X, rows, width);
+    }
+
+    void FeedForward(StageActivations a, FeedForwardWeights weights, int layer, int rows)
     {
         switch (weights)
         {
-            case SwiGluWeights dense: _swiGlu.Forward(dense, _norm, rows, _projected); break;
-            case MixtureOfExpertsWeights moe: _experts!.Forward(moe, _norm, rows, _projected, layer, Observer); break;
+            case SwiGluWeights dense: a.SwiGlu.Forward(dense, a.Norm, rows, a.Projected); break;
+            case MixtureOfExpertsWeights moe: a.Experts!.Forward(moe, a.Norm, rows, a.Projected, layer, Observer); break;
             default: throw new NotSupportedException($"feed-forward {weights.GetType().Name}");
         }
+    }
+
+    /// <summary>The residual stream of `length` values moves from one backend's memory to the next one's: the
+    /// only copy a split model adds per step (one row of d_model floats per token).</summary>
+    void HandOver(StageActivations from, StageActivations to, int length)
+    {
+        var values = _handOver.AsSpan(0, length);
+        from.Backend.Read(from.X, 0, values);
+        to.Backend.Write(to.X, 0, values);
     }
 
     void Logits(int rows, Span<float> logits, bool allRows)
     {
         var c = Config;
+        var a = _stages[^1];
+        var be = a.Backend;
         if (allRows)
         {
-            Backend.RmsNorm(_x, Weights.OutputNorm, c.RmsNormEpsilon, rows, _norm);
-            Observe("result_norm", -1, _norm, rows, c.EmbeddingLength);
-            Backend.MatMul(Weights.Output, _norm, rows, _logits);
-            Backend.Read(_logits, 0, logits);
-            Observe("result_output", -1, _logits, rows, c.VocabSize);
+            be.RmsNorm(a.X, Weights.OutputNorm, c.RmsNormEpsilon, rows, a.Norm);
+            Observe(a, "result_norm", -1, a.Norm, rows, c.EmbeddingLength);
+            be.MatMul(Weights.Output, a.Norm, rows, a.Logits!);
+            be.Read(a.Logits!, 0, logits);
+            Observe(a, "result_output", -1, a.Logits!, rows, c.VocabSize);
         }
         else
         {
-            Backend.Copy(_x, (rows - 1) * c.EmbeddingLength, _norm, 0, c.EmbeddingLength);
-            Backend.RmsNorm(_norm, Weights.OutputNorm, c.RmsNormEpsilon, 1, _lastRow);
-            Observe("result_norm", -1, _lastRow, 1, c.EmbeddingLength);
-            Backend.MatMul(Weights.Output, _lastRow, 1, _logits);
-            Backend.Read(_logits, 0, logits);
-            Observe("result_output", -1, _logits, 1, c.VocabSize);
+            be.Copy(a.X, (rows - 1) * c.EmbeddingLength, a.Norm, 0, c.EmbeddingLength);
+            be.RmsNorm(a.Norm, Weights.OutputNorm, c.RmsNormEpsilon, 1, a.LastRow!);
+            Observe(a, "result_norm", -1, a.LastRow!, 1, c.EmbeddingLength);
+            be.MatMul(Weights.Output, a.LastRow!, 1, a.Logits!);
+            be.Read(a.Logits!, 0, logits);
+            Observe(a, "result_output", -1, a.Logits!, 1, c.VocabSize);
         }
     }
 
-    void Observe(string name, int layer, ActivationBuffer buffer, int rows, int width)
+    void Observe(StageActivations a, string name, int layer, ActivationBuffer buffer, int rows, int width)
     {
         if (Observer is null) return;
         var copy = new float[rows * width];
-        Backend.Read(buffer, 0, copy);
+        a.Backend.Read(buffer, 0, copy);
         Observer(name, layer, rows, width, copy);
     }
 
-    public void Dispose() => Backend.Dispose();
+    public void Dispose()
+    {
+        foreach (var stage in Stages) stage.Backend.Dispose();
+    }
 }
 
 /// <summary>A prompt plus generation that would not fit in the KV cache: never silently truncated.</summary>

@@ -16,6 +16,9 @@ public sealed record ModelOptions
     /// backend with <see cref="Threads"/>. The hook keeps this assembly free of any GPU library: front ends wire
     /// it to Engine.Gpu (see engine's --device).</summary>
     public Func<ModelConfig, LlamaWeights, IBackend>? BackendFactory { get; init; }
+    /// <summary>Splits the layers over several backends (a GPU's first layers, the CPU's rest: --gpu-layers);
+    /// when set it replaces <see cref="BackendFactory"/>. The stages must cover every layer in order.</summary>
+    public Func<ModelConfig, LlamaWeights, IReadOnlyList<LayerStage>>? StageFactory { get; init; }
 }
 
 /// <summary>A model file opened, validated and bound to a backend; owns the memory map.</summary>
@@ -49,21 +52,26 @@ public sealed class LoadedModel : IDisposable
         catch { file.Dispose(); throw; }
     }
 
-    /// <summary>The model on the backend the options ask for. A backend that holds its own copy of the weights
-    /// receives them after the activations are allocated, so its memory check sees everything but the KV cache.</summary>
+    /// <summary>The model on the backend(s) the options ask for. A backend that holds its own copy of the weights
+    /// receives its stage's share after the activations are allocated, so its memory check sees everything but
+    /// the KV cache.</summary>
     static Llama Bind(ModelConfig config, LlamaWeights weights, ModelOptions options)
     {
-        var backend = options.BackendFactory?.Invoke(config, weights) ?? new CpuBackend(options.Threads);
+        IReadOnlyList<LayerStage> stages = options.StageFactory?.Invoke(config, weights)
+            ?? [new LayerStage(options.BackendFactory?.Invoke(config, weights) ?? new CpuBackend(options.Threads), 0, config.LayerCount)];
         Llama? model = null;
         try
         {
-            model = new Llama(config, weights, backend, options.MaxBatch);
-            if (backend is IResidentWeights resident) resident.Upload(weights.Part(0, config.LayerCount, embedding: true, output: true));
+            model = new Llama(config, weights, stages, options.MaxBatch);
+            for (int s = 0; s < stages.Count; s++)
+                if (stages[s].Backend is IResidentWeights resident)
+                    resident.Upload(weights.Part(stages[s].FirstLayer, stages[s].LayerCount, embedding: s == 0, output: s == stages.Count - 1));
             return model;
         }
         catch
         {
-            if (model is not null) model.Dispose(); else backend.Dispose();
+            if (model is not null) model.Dispose();
+            else foreach (var stage in stages) stage.Backend.Dispose();
             throw;
         }
     }
