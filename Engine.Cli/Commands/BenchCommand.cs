@@ -86,7 +86,7 @@ public static class BenchCommand
                 Console.WriteLine($"| {Path.GetFileName(model.Path)} | {fileBytes / 1048576.0:F1} MiB | {threads} | {stat.Test} | {stat.Mean:F2} ± {stat.StdDev:F2} |");
         Console.WriteLine();
         Console.WriteLine($"weights read per generated token: {bytesPerToken / 1048576.0:F1} MiB");
-        Console.WriteLine($"memory bandwidth ({(stages.Count == 1 && stages[0].Backend is IMemoryBandwidth ? "device" : $"{threads} threads")}): {bandwidth / 1e9:F1} GB/s -> generation ceiling {ceiling:F1} tok/s");
+        Console.WriteLine($"memory bandwidth ({(stages.Count > 1 ? $"effective over {stages.Count} stages" : stages[0].Backend is IMemoryBandwidth ? "device" : $"{threads} threads")}): {bandwidth / 1e9:F1} GB/s -> generation ceiling {ceiling:F1} tok/s");
         if (result.Generation is { } g)
             Console.WriteLine($"generation reaches {100 * g.Mean / ceiling:F0}% of that ceiling");
         return 0;
