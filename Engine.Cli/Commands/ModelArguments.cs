@@ -8,7 +8,7 @@ namespace Engine.Cli.Commands;
 /// <summary>Options shared by the commands that load a model.</summary>
 public static class ModelArguments
 {
-    public static readonly HashSet<string> Flags = ["json", "help", "h", "ignore-eos", "all", "no-bos", "verbose", "no-think"];
+    public static readonly HashSet<string> Flags = ["json", "help", "h", "ignore-eos", "all", "no-bos", "verbose", "no-think", "no-repack"];
 
     public static LoadedModel Open(CommandLine cl, bool required)
     {
@@ -21,7 +21,7 @@ public static class ModelArguments
         if (!File.Exists(path) && !Directory.Exists(path)) throw new UsageException($"no such model file or folder: {path}");
         int threads = cl.Int("threads", 0, 0, 1024, alias: "t");
         var backend = DeviceSelection.BackendFactory(Device(cl), threads, Console.Error);
-        return LoadedModel.Open(path, new ModelOptions { Threads = threads, BackendFactory = backend });
+        return LoadedModel.Open(path, new ModelOptions { Threads = threads, BackendFactory = backend, RepackWeights = !cl.Has("no-repack") });
     }
 
     /// <summary>--device: where the model runs (default cpu).</summary>

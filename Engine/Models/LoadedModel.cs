@@ -16,6 +16,9 @@ public sealed record ModelOptions
     /// backend with <see cref="Threads"/>. The hook keeps this assembly free of any GPU library: front ends wire
     /// it to Engine.Gpu (see engine's --device).</summary>
     public Func<ModelConfig, LlamaWeights, IBackend>? BackendFactory { get; init; }
+    /// <summary>Let the CPU backend repack Q4_K matrices into 8-row groups at load (faster matmuls; llama.cpp's
+    /// default too). Off (engine's --no-repack) every matrix is read in place from the map.</summary>
+    public bool RepackWeights { get; init; } = true;
 }
 
 /// <summary>A model file opened, validated and bound to a backend; owns the memory map.</summary>
@@ -53,7 +56,7 @@ public sealed class LoadedModel : IDisposable
     /// receives them after the activations are allocated, so its memory check sees everything but the KV cache.</summary>
     static Llama Bind(ModelConfig config, LlamaWeights weights, ModelOptions options)
     {
-        var backend = options.BackendFactory?.Invoke(config, weights) ?? new CpuBackend(options.Threads);
+        var backend = options.BackendFactory?.Invoke(config, weights) ?? new CpuBackend(options.Threads, options.RepackWeights);
         Llama? model = null;
         try
         {

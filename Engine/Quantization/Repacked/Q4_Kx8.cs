@@ -60,6 +60,19 @@ public static unsafe class Q4_Kx8
             Q4_Kx8Kernels.Dot8(p + group * (long)(k / QK_K) * BlockQ4_Kx8.Size, a, k / QK_K, y);
     }
 
+    /// <summary>The decode form: y[r] = row r . activations for the rows of groups [groupStart, groupEnd) (rows
+    /// 8 * groupStart to 8 * groupEnd), y indexed by absolute row so threads can share it.</summary>
+    public static void MatVec(ReadOnlySpan<byte> packed, int k, ReadOnlySpan<byte> activations, Span<float> y, int groupStart, int groupEnd)
+    {
+        if (k <= 0 || k % QK_K != 0) throw new ArgumentException($"k {k} is not a positive multiple of {QK_K}", nameof(k));
+        long groupBytes = (long)(k / QK_K) * BlockQ4_Kx8.Size;
+        if (groupStart < 0 || groupEnd < groupStart || groupEnd * groupBytes > packed.Length || 8L * groupEnd > y.Length)
+            throw new ArgumentOutOfRangeException(nameof(groupEnd));
+        if (activations.Length < Q4_KFormat.Instance.ActivationBytes(k)) throw new ArgumentException("activations too short", nameof(activations));
+        fixed (byte* p = packed) fixed (byte* a = activations) fixed (float* yp = y)
+            Q4_Kx8Kernels.MatVec(p, k, a, yp, groupStart, groupEnd);
+    }
+
     /// <summary>The prompt form over a whole matrix: y[t * rows + r] = row r . token t for every row and every one
     /// of `tokens` activation vectors (token t's at t * ActivationBytes(k)).</summary>
     public static void MatMul(ReadOnlySpan<byte> packed, int rows, int k, ReadOnlySpan<byte> activations, int tokens, Span<float> y)
