@@ -14,7 +14,8 @@ namespace Engine.Quantization.Repacked;
 /// Why it is faster than a row at a time (<see cref="Q4_KFormat"/>): each 32-byte load of quants holds 4 bytes
 /// of each of the 8 rows, so one 4-byte activation broadcast serves all 8 rows and the lanes end as the 8 row
 /// results (no horizontal sums); eight pmaddubsw products of a sub-block are summed in int16 before a single
-/// pmaddwd by the scales (a row kernel pays one pmaddwd per pmaddubsw); the scales come unpacked.
+/// pmaddwd by the scales (a row kernel pays one pmaddwd per pmaddubsw); the 8 rows' scales and mins are
+/// unpacked together, a few vector operations per super-block.
 /// int16 cannot overflow: a pmaddubsw lane is at most 2 * 15 * 127 = 3810 (Q8_K quants lie in [-127, 127]),
 /// eight of them 30480.
 /// </summary>
@@ -69,15 +70,15 @@ internal static unsafe class Q4_Kx8Kernels
                 int isum = 0, imin = 0;
                 for (int s = 0; s < 8; s++)
                 {
-                    int p = s / 2, h = s & 1, at = 16 * p + 2 * j + h;
+                    int p = s / 2, h = s & 1;
                     int dot = 0;
                     for (int e = 0; e < 32; e++)
                     {
                         byte q = g->Qs[256 * p + 32 * (e / 4) + 4 * j + e % 4];
                         dot += (h == 0 ? q & 0xF : q >> 4) * a->Qs[64 * p + 32 * h + e];
                     }
-                    isum += g->Scales[at] * dot;
-                    imin += g->Mins[at] * (a->BSums[2 * s] + a->BSums[2 * s + 1]);
+                    isum += BlockQ4_Kx8.Scale(g, j, s) * dot;
+                    imin += BlockQ4_Kx8.Min(g, j, s) * (a->BSums[2 * s] + a->BSums[2 * s + 1]);
                 }
                 acc = MathF.FusedMultiplyAdd(isum, Fp16.ToSingle(g->D[j]) * a->D, acc);
                 accMin = MathF.FusedMultiplyAdd(imin, Fp16.ToSingle(g->DMin[j]) * a->D, accMin);
@@ -96,22 +97,39 @@ internal static unsafe class Q4_Kx8Kernels
         {
             var g = (BlockQ4_Kx8*)group;
             var a = (BlockQ8_K*)act;
-            var bsumPairs = BsumPairs(a);
+            UnpackScales(g, out var sa, out var sb, out var ma, out var mb);
             byte* q = g->Qs;
             sbyte* q8 = a->Qs;
-            var isum = Pair(g, q, q8, m4, 0) + Pair(g, q + 256, q8 + 64, m4, 1)
-                     + Pair(g, q + 512, q8 + 128, m4, 2) + Pair(g, q + 768, q8 + 192, m4, 3);
-            var imin = MinPair(g, bsumPairs, 0) + MinPair(g, bsumPairs, 1) + MinPair(g, bsumPairs, 2) + MinPair(g, bsumPairs, 3);
+            var isum = Pair(q, q8, m4, sa, 0) + Pair(q + 256, q8 + 64, m4, sa, 1)
+                     + Pair(q + 512, q8 + 128, m4, sb, 0) + Pair(q + 768, q8 + 192, m4, sb, 1);
             var yd = Vector256.Create(a->D);
             acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), Fp16.Load8(g->D) * yd, acc);
-            accMin = Fma.MultiplyAdd(Avx.ConvertToVector256Single(imin), Fp16.Load8(g->DMin) * yd, accMin);
+            accMin = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MinSums(ma, mb, a)), Fp16.Load8(g->DMin) * yd, accMin);
         }
         (acc - accMin).Store(y);
     }
 
-    /// <summary>Quant pair p (sub-blocks 2p, 2p + 1) of the 8 rows: each row's scaled sums in its int32 lane.</summary>
+    /// <summary>The four 32-byte vectors of 6-bit values (see <see cref="BlockQ4_Kx8"/>): scales of sub-blocks
+    /// 0-3 (sa) and 4-7 (sb), mins likewise; row j's four values at bytes 4j .. 4j + 3.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector256<int> Pair(BlockQ4_Kx8* g, byte* q, sbyte* q8, Vector256<byte> m4, int p)
+    static void UnpackScales(BlockQ4_Kx8* g, out Vector256<byte> sa, out Vector256<byte> sb, out Vector256<byte> ma, out Vector256<byte> mb)
+    {
+        var m4 = Vector256.Create((byte)0x0F);
+        var top = Vector256.Create((byte)0x30);
+        var low0 = Vector256.Load(g->Low);
+        var low1 = Vector256.Load(g->Low + 32);
+        var high = Vector256.Load(g->High).AsUInt16();
+        // 16-bit shifts move bits across bytes, but only into bits the masks clear.
+        sa = (low0 & m4) | (Vector256.ShiftLeft(high, 4).AsByte() & top);
+        sb = (low1 & m4) | (Vector256.ShiftLeft(high, 2).AsByte() & top);
+        ma = (Vector256.ShiftRightLogical(low0.AsUInt16(), 4).AsByte() & m4) | (high.AsByte() & top);
+        mb = (Vector256.ShiftRightLogical(low1.AsUInt16(), 4).AsByte() & m4) | (Vector256.ShiftRightLogical(high, 2).AsByte() & top);
+    }
+
+    /// <summary>A quant pair (two sub-blocks: the low and high nibbles of 256 bytes) of the 8 rows: each row's
+    /// scaled sums in its int32 lane. `scales` is sa or sb; `half` says which pair of it (0: its sub-blocks 0, 1).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<int> Pair(byte* q, sbyte* q8, Vector256<byte> m4, Vector256<byte> scales, int half)
     {
         Vector256<short> lo16 = default, hi16 = default;
         for (int i = 0; i < 8; i++)
@@ -122,44 +140,39 @@ internal static unsafe class Q4_Kx8Kernels
             lo16 += Avx2.MultiplyAddAdjacent(lo, Broadcast4(q8 + 4 * i));
             hi16 += Avx2.MultiplyAddAdjacent(hi, Broadcast4(q8 + 32 + 4 * i));
         }
-        var scales = Avx2.BroadcastVector128ToVector256(g->Scales + 16 * p);
-        return Avx2.MultiplyAddAdjacent(lo16, Avx2.Shuffle(scales, ScaleControl(0)).AsInt16())
-             + Avx2.MultiplyAddAdjacent(hi16, Avx2.Shuffle(scales, ScaleControl(1)).AsInt16());
+        return Avx2.MultiplyAddAdjacent(lo16, ScaleOf(scales, 2 * half))
+             + Avx2.MultiplyAddAdjacent(hi16, ScaleOf(scales, 2 * half + 1));
     }
 
-    /// <summary>The min term of pair p: lane j = min[j][2p] * bs[2p] + min[j][2p+1] * bs[2p+1].</summary>
+    /// <summary>Row j's scale c (byte 4j + c of sa or sb) in both int16 halves of int32 lane j: one vpshufb, whose
+    /// control is a constant once inlined (rows 0-3 and 4-7 each in their own 128-bit lane, as vpshufb needs).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector256<int> MinPair(BlockQ4_Kx8* g, Vector256<int> bsumPairs, int p)
+    static Vector256<short> ScaleOf(Vector256<byte> scales, int c) => Avx2.Shuffle(scales, (c switch
     {
-        var pair = p switch
-        {
-            0 => Avx2.Shuffle(bsumPairs, 0x00),
-            1 => Avx2.Shuffle(bsumPairs, 0x55),
-            2 => Avx2.Shuffle(bsumPairs, 0xAA),
-            _ => Avx2.Shuffle(bsumPairs, 0xFF),
-        };
-        return Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(g->Mins + 16 * p), pair.AsInt16());
-    }
+        0 => Vector256.Create(0x80008000u, 0x80048004u, 0x80088008u, 0x800C800Cu, 0x80008000u, 0x80048004u, 0x80088008u, 0x800C800Cu),
+        1 => Vector256.Create(0x80018001u, 0x80058005u, 0x80098009u, 0x800D800Du, 0x80018001u, 0x80058005u, 0x80098009u, 0x800D800Du),
+        2 => Vector256.Create(0x80028002u, 0x80068006u, 0x800A800Au, 0x800E800Eu, 0x80028002u, 0x80068006u, 0x800A800Au, 0x800E800Eu),
+        _ => Vector256.Create(0x80038003u, 0x80078007u, 0x800B800Bu, 0x800F800Fu, 0x80038003u, 0x80078007u, 0x800B800Bu, 0x800F800Fu),
+    }).AsByte()).AsInt16();
 
-    /// <summary>The 8 sub-block sums of the activations (bs[s] = bsums[2s] + bsums[2s + 1]) as int16, in both
-    /// 128-bit lanes, so int32 lane p holds the pair (bs[2p], bs[2p + 1]).</summary>
+    /// <summary>The min term of the 8 rows: lane j = sum over sub-blocks s of min[j][s] * bs[s], where bs[s] =
+    /// bsums[2s] + bsums[2s + 1]; per quant pair one pmaddwd of (min[j][2p], min[j][2p + 1]) by (bs[2p], bs[2p + 1]).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector256<int> BsumPairs(BlockQ8_K* a)
+    static Vector256<int> MinSums(Vector256<byte> ma, Vector256<byte> mb, BlockQ8_K* a)
     {
         var bs = Ssse3.HorizontalAdd(Vector128.Load(a->BSums), Vector128.Load(a->BSums + 8));
-        return Vector256.Create(bs, bs).AsInt32();
+        var pairs = Vector256.Create(bs, bs).AsInt32(); // int32 lane p: (bs[2p], bs[2p + 1]), in both 128-bit lanes
+        var evenPairs = Vector256.Create(0x80018000u, 0x80058004u, 0x80098008u, 0x800D800Cu, 0x80018000u, 0x80058004u, 0x80098008u, 0x800D800Cu).AsByte();
+        var oddPairs = Vector256.Create(0x80038002u, 0x80078006u, 0x800B800Au, 0x800F800Eu, 0x80038002u, 0x80078006u, 0x800B800Au, 0x800F800Eu).AsByte();
+        return Avx2.MultiplyAddAdjacent(Avx2.Shuffle(ma, evenPairs).AsInt16(), Avx2.Shuffle(pairs, 0x00).AsInt16())
+             + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(ma, oddPairs).AsInt16(), Avx2.Shuffle(pairs, 0x55).AsInt16())
+             + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(mb, evenPairs).AsInt16(), Avx2.Shuffle(pairs, 0xAA).AsInt16())
+             + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(mb, oddPairs).AsInt16(), Avx2.Shuffle(pairs, 0xFF).AsInt16());
     }
 
     /// <summary>4 activation bytes in every int32 lane (vpbroadcastd from memory).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static Vector256<sbyte> Broadcast4(sbyte* p) => Avx2.BroadcastScalarToVector256((int*)p).AsSByte();
-
-    /// <summary>vpshufb control that puts row j's scale of sub-block 2p + h (byte 2j + h of the pair's 16 scale
-    /// bytes, in both 128-bit lanes) into both int16 halves of int32 lane j.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector256<byte> ScaleControl(int h) => h == 0
-        ? Vector256.Create(0x80008000u, 0x80028002u, 0x80048004u, 0x80068006u, 0x80088008u, 0x800A800Au, 0x800C800Cu, 0x800E800Eu).AsByte()
-        : Vector256.Create(0x80018001u, 0x80038003u, 0x80058005u, 0x80078007u, 0x80098009u, 0x800B800Bu, 0x800D800Du, 0x800F800Fu).AsByte();
 
     /// <summary>The prompt tile: 8 rows x 4 tokens (token t's activations at act + t * actStride, its 8 results
     /// at y + t * yStride). Each 32 bytes of quants is unpacked once for the four tokens; per (row, token) the
@@ -174,26 +187,33 @@ internal static unsafe class Q4_Kx8Kernels
         for (int b = 0; b < nb; b++, group += GroupSize, a0 += sizeof(BlockQ8_K), a1 += sizeof(BlockQ8_K), a2 += sizeof(BlockQ8_K), a3 += sizeof(BlockQ8_K))
         {
             var g = (BlockQ4_Kx8*)group;
+            UnpackScales(g, out var sa, out var sb, out var ma, out var mb);
             Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
-            for (int p = 0; p < 4; p++)
-            {
-                byte* q = g->Qs + 256 * p;
-                int o = 4 + 64 * p; // the quants of pair p inside a BlockQ8_K (after the float d)
-                var scales = Avx2.BroadcastVector128ToVector256(g->Scales + 16 * p);
-                TileHalf(q, a0 + o, a1 + o, a2 + o, a3 + o, m4, Avx2.Shuffle(scales, ScaleControl(0)).AsInt16(), high: false, ref s0, ref s1, ref s2, ref s3);
-                TileHalf(q, a0 + o + 32, a1 + o + 32, a2 + o + 32, a3 + o + 32, m4, Avx2.Shuffle(scales, ScaleControl(1)).AsInt16(), high: true, ref s0, ref s1, ref s2, ref s3);
-            }
+            // The quants of pair p start at byte 4 + 64p of a BlockQ8_K (after its float d).
+            TilePair(g->Qs, 4, a0, a1, a2, a3, m4, sa, 0, ref s0, ref s1, ref s2, ref s3);
+            TilePair(g->Qs + 256, 4 + 64, a0, a1, a2, a3, m4, sa, 1, ref s0, ref s1, ref s2, ref s3);
+            TilePair(g->Qs + 512, 4 + 128, a0, a1, a2, a3, m4, sb, 0, ref s0, ref s1, ref s2, ref s3);
+            TilePair(g->Qs + 768, 4 + 192, a0, a1, a2, a3, m4, sb, 1, ref s0, ref s1, ref s2, ref s3);
             var d = Fp16.Load8(g->D);
             var dmin = Fp16.Load8(g->DMin);
-            acc0 = Accumulate(s0, d, (BlockQ8_K*)a0, acc0); min0 = AccumulateMin(g, dmin, (BlockQ8_K*)a0, min0);
-            acc1 = Accumulate(s1, d, (BlockQ8_K*)a1, acc1); min1 = AccumulateMin(g, dmin, (BlockQ8_K*)a1, min1);
-            acc2 = Accumulate(s2, d, (BlockQ8_K*)a2, acc2); min2 = AccumulateMin(g, dmin, (BlockQ8_K*)a2, min2);
-            acc3 = Accumulate(s3, d, (BlockQ8_K*)a3, acc3); min3 = AccumulateMin(g, dmin, (BlockQ8_K*)a3, min3);
+            acc0 = Accumulate(s0, d, (BlockQ8_K*)a0, acc0); min0 = Accumulate(MinSums(ma, mb, (BlockQ8_K*)a0), dmin, (BlockQ8_K*)a0, min0);
+            acc1 = Accumulate(s1, d, (BlockQ8_K*)a1, acc1); min1 = Accumulate(MinSums(ma, mb, (BlockQ8_K*)a1), dmin, (BlockQ8_K*)a1, min1);
+            acc2 = Accumulate(s2, d, (BlockQ8_K*)a2, acc2); min2 = Accumulate(MinSums(ma, mb, (BlockQ8_K*)a2), dmin, (BlockQ8_K*)a2, min2);
+            acc3 = Accumulate(s3, d, (BlockQ8_K*)a3, acc3); min3 = Accumulate(MinSums(ma, mb, (BlockQ8_K*)a3), dmin, (BlockQ8_K*)a3, min3);
         }
         (acc0 - min0).Store(y);
         (acc1 - min1).Store(y + yStride);
         (acc2 - min2).Store(y + 2 * yStride);
         (acc3 - min3).Store(y + 3 * yStride);
+    }
+
+    /// <summary>A quant pair of the 8 rows against 4 tokens: its low nibbles, then its high nibbles.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void TilePair(byte* q, int o, byte* a0, byte* a1, byte* a2, byte* a3, Vector256<byte> m4, Vector256<byte> scales, int half,
+        ref Vector256<int> s0, ref Vector256<int> s1, ref Vector256<int> s2, ref Vector256<int> s3)
+    {
+        TileHalf(q, a0 + o, a1 + o, a2 + o, a3 + o, m4, ScaleOf(scales, 2 * half), high: false, ref s0, ref s1, ref s2, ref s3);
+        TileHalf(q, a0 + o + 32, a1 + o + 32, a2 + o + 32, a3 + o + 32, m4, ScaleOf(scales, 2 * half + 1), high: true, ref s0, ref s1, ref s2, ref s3);
     }
 
     /// <summary>One sub-block (the low or the high nibbles of a quant pair) of the 8 rows against 4 tokens: the
@@ -219,14 +239,6 @@ internal static unsafe class Q4_Kx8Kernels
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector256<float> Accumulate(Vector256<int> isum, Vector256<float> d, BlockQ8_K* a, Vector256<float> acc)
-        => Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), d * Vector256.Create(a->D), acc);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector256<float> AccumulateMin(BlockQ4_Kx8* g, Vector256<float> dmin, BlockQ8_K* a, Vector256<float> acc)
-    {
-        var bsumPairs = BsumPairs(a);
-        var imin = MinPair(g, bsumPairs, 0) + MinPair(g, bsumPairs, 1) + MinPair(g, bsumPairs, 2) + MinPair(g, bsumPairs, 3);
-        return Fma.MultiplyAdd(Avx.ConvertToVector256Single(imin), dmin * Vector256.Create(a->D), acc);
-    }
+    static Vector256<float> Accumulate(Vector256<int> sums, Vector256<float> scale, BlockQ8_K* a, Vector256<float> acc)
+        => Fma.MultiplyAdd(Avx.ConvertToVector256Single(sums), scale * Vector256.Create(a->D), acc);
 }
