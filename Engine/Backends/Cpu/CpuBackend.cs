@@ -44,7 +44,7 @@ public sealed class CpuBackend : IBackend, IResidentWeights
     }
 
     /// <summary>Repacks the eligible Q4_K matrices (whole groups of 8 rows; not a matrix only used for lookups):
-    /// the 8-row kernels decode them about twice as fast as the row kernels read them from the map.</summary>
+    /// the 8-row kernels compute about twice as fast as the row kernels (docs/quantization.md).</summary>
     public void Upload(WeightSet weights)
     {
         if (!_repackWeights || !Quantization.Simd.Avx2Fma) return;
