@@ -12,6 +12,9 @@ public sealed unsafe class MappedRegion : IDisposable
     readonly MemoryMappedViewAccessor? _view;
     GCHandle _pin;
     byte* _pointer;
+    readonly string? _filePath; // set for a mapped file: Read goes through the file, not the map
+    Microsoft.Win32.SafeHandles.SafeFileHandle? _readHandle;
+    readonly Lock _openHandle = new();
 
     public long Length { get; }
     /// <summary>The file this region maps, or a description of the in-memory source.</summary>
@@ -49,6 +52,7 @@ public sealed unsafe class MappedRegion : IDisposable
 
     MappedRegion(string source, long length, MemoryMappedFile map, MemoryMappedViewAccessor view) : this(source, length)
     {
+        _filePath = source;
         _map = map;
         _view = view;
         byte* p = null;
@@ -78,8 +82,41 @@ public sealed unsafe class MappedRegion : IDisposable
         return new ReadOnlySpan<byte>(_pointer + offset, (int)length);
     }
 
+    /// <summary>Copies [offset, offset + destination.Length) into destination. A mapped file is read with ordinary
+    /// file reads (the page cache), not through the map: a backend that copies weights into a layout of its own
+    /// (the CPU backend's repacked matrices) would otherwise fault every page of the map into this process, and
+    /// resident memory would hold the weights twice. Safe to call from several threads.</summary>
+    public void Read(long offset, Span<byte> destination)
+    {
+        if (offset < 0 || offset > Length || destination.Length > Length - offset)
+            throw new ArgumentOutOfRangeException(nameof(offset), $"[{offset}, {offset}+{destination.Length}) is outside the region of {Length} bytes");
+        if (_filePath is null)
+        {
+            new ReadOnlySpan<byte>(Pointer + offset, destination.Length).CopyTo(destination);
+            return;
+        }
+        var handle = ReadHandle();
+        while (!destination.IsEmpty)
+        {
+            int n = RandomAccess.Read(handle, destination, offset);
+            if (n <= 0) throw new ModelFormatException(FormatErrorKind.Io, $"file ended at byte {offset} while reading weights", filePath: _filePath);
+            destination = destination[n..];
+            offset += n;
+        }
+    }
+
+    Microsoft.Win32.SafeHandles.SafeFileHandle ReadHandle()
+    {
+        lock (_openHandle)
+        {
+            ObjectDisposedException.ThrowIf(_pointer == null, Source);
+            return _readHandle ??= File.OpenHandle(_filePath!, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
+        }
+    }
+
     public void Dispose()
     {
+        lock (_openHandle) { _readHandle?.Dispose(); _readHandle = null; }
         if (_view is not null)
         {
             if (_pointer != null) _view.SafeMemoryMappedViewHandle.ReleasePointer();

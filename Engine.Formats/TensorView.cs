@@ -49,6 +49,15 @@ public sealed unsafe class TensorView
         return new TensorView(name, Type, shape, elements, byteSize, FileOffset + byteOffset, _region);
     }
 
+    /// <summary>Copies bytes [offset, offset + destination.Length) of this tensor, through the file when the region
+    /// maps one (see <see cref="MappedRegion.Read"/>: the map's pages are not touched).</summary>
+    public void ReadBytes(long offset, Span<byte> destination)
+    {
+        if (offset < 0 || offset > ByteSize || destination.Length > ByteSize - offset)
+            throw new ArgumentOutOfRangeException(nameof(offset), $"[{offset}, +{destination.Length}) is outside tensor '{Name}' ({ByteSize} bytes)");
+        _region.Read(FileOffset + offset, destination);
+    }
+
     public string ShapeText => "[" + string.Join(", ", Shape) + "]";
     public override string ToString() => $"{Name} {Type} {ShapeText}";
 }

@@ -33,7 +33,7 @@ public static class DeviceSelection
     /// (<see cref="DeviceUnavailableException"/>) before the model file is read. `auto` uses a GPU when one is present
     /// and can run the model, with as many layers as fit when not all do, and otherwise says on `log` why it runs on
     /// the CPU.</summary>
-    public static Func<ModelConfig, LlamaWeights, IReadOnlyList<LayerStage>>? StageFactory(DeviceChoice choice, int threads, int? gpuLayers, TextWriter log)
+    public static Func<ModelConfig, LlamaWeights, IReadOnlyList<LayerStage>>? StageFactory(DeviceChoice choice, int threads, int? gpuLayers, TextWriter log, bool repack = true)
     {
         switch (choice)
         {
@@ -47,7 +47,7 @@ public static class DeviceSelection
                     log.WriteLine("engine: --device auto: no CUDA or OpenCL device found, running on the CPU");
                     return null;
                 }
-                return (config, weights) => AutoStages(gpu, config, weights, threads, gpuLayers, log);
+                return (config, weights) => AutoStages(gpu, config, weights, threads, gpuLayers, log, repack);
             default:
                 var device = GpuDevice.Open(choice switch
                 {
@@ -55,11 +55,11 @@ public static class DeviceSelection
                     DeviceChoice.OpenCL => DeviceKind.OpenCL,
                     _ => DeviceKind.IlgpuCpu,
                 });
-                return (config, weights) => LayerOffload.Place(device, config, weights, gpuLayers ?? config.LayerCount, threads, log);
+                return (config, weights) => LayerOffload.Place(device, config, weights, gpuLayers ?? config.LayerCount, threads, log, repack);
         }
     }
 
-    static IReadOnlyList<LayerStage> AutoStages(GpuDevice device, ModelConfig config, LlamaWeights weights, int threads, int? gpuLayers, TextWriter log)
+    static IReadOnlyList<LayerStage> AutoStages(GpuDevice device, ModelConfig config, LlamaWeights weights, int threads, int? gpuLayers, TextWriter log, bool repack)
     {
         string? reason = WhyNotOnDevice(device, config, weights);
         int layers = gpuLayers ?? LayerOffload.LayersThatFit(device.Accelerator.MemorySize, config, weights);
@@ -68,11 +68,11 @@ public static class DeviceSelection
         {
             log.WriteLine($"engine: --device auto: {reason}; running on the CPU");
             device.Dispose();
-            return [new LayerStage(new CpuBackend(threads), 0, config.LayerCount)];
+            return [new LayerStage(new CpuBackend(threads, repack), 0, config.LayerCount)];
         }
         if (gpuLayers is null && layers < config.LayerCount)
             log.WriteLine($"engine: --device auto: the whole model does not fit in {device.Description}; {layers} of {config.LayerCount} layers go on it");
-        return LayerOffload.Place(device, config, weights, layers, threads, log);
+        return LayerOffload.Place(device, config, weights, layers, threads, log, repack);
     }
 
     /// <summary>Why this model cannot run on the device at all (an unsupported weight type, a head too wide), or

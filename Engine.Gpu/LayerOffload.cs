@@ -20,7 +20,7 @@ public static class LayerOffload
     /// <summary>The stages for `deviceLayers` layers on `device` (all when it is at least the layer count, none when
     /// 0). Says on `log` how the model was split. Checks first that the device part can fit, so a too-large N fails
     /// before anything is uploaded, with the N that would fit.</summary>
-    public static IReadOnlyList<LayerStage> Place(GpuDevice device, ModelConfig config, LlamaWeights weights, int deviceLayers, int threads, TextWriter log)
+    public static IReadOnlyList<LayerStage> Place(GpuDevice device, ModelConfig config, LlamaWeights weights, int deviceLayers, int threads, TextWriter log, bool repack = true)
     {
         int layers = config.LayerCount;
         int n = Math.Clamp(deviceLayers, 0, layers);
@@ -28,7 +28,7 @@ public static class LayerOffload
         {
             log.WriteLine($"engine: --gpu-layers 0: running on the CPU");
             device.Dispose();
-            return [new LayerStage(new CpuBackend(threads), 0, layers)];
+            return [new LayerStage(new CpuBackend(threads, repack), 0, layers)];
         }
         long bytes = Bytes(weights.Part(0, n, embedding: true, output: n == layers));
         if (bytes > device.Accelerator.MemorySize)
@@ -45,7 +45,7 @@ public static class LayerOffload
         }
         log.WriteLine($"engine: layers 0-{n - 1} on {device.Description}; layers {n}-{layers - 1} and the output on the CPU");
         var gpu = new GpuBackend(device);
-        try { return [new LayerStage(gpu, 0, n), new LayerStage(new CpuBackend(threads), n, layers - n)]; }
+        try { return [new LayerStage(gpu, 0, n), new LayerStage(new CpuBackend(threads, repack), n, layers - n)]; }
         catch { gpu.Dispose(); throw; }
     }
 

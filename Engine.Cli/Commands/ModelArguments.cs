@@ -8,7 +8,7 @@ namespace Engine.Cli.Commands;
 /// <summary>Options shared by the commands that load a model.</summary>
 public static class ModelArguments
 {
-    public static readonly HashSet<string> Flags = ["json", "help", "h", "ignore-eos", "all", "no-bos", "verbose", "no-think"];
+    public static readonly HashSet<string> Flags = ["json", "help", "h", "ignore-eos", "all", "no-bos", "verbose", "no-think", "no-repack"];
 
     public static LoadedModel Open(CommandLine cl, bool required)
     {
@@ -20,8 +20,9 @@ public static class ModelArguments
         }
         if (!File.Exists(path) && !Directory.Exists(path)) throw new UsageException($"no such model file or folder: {path}");
         int threads = cl.Int("threads", 0, 0, 1024, alias: "t");
-        var stages = DeviceSelection.StageFactory(Device(cl), threads, GpuLayers(cl), Console.Error);
-        return LoadedModel.Open(path, new ModelOptions { Threads = threads, StageFactory = stages });
+        bool repack = !cl.Has("no-repack");
+        var stages = DeviceSelection.StageFactory(Device(cl), threads, GpuLayers(cl), Console.Error, repack);
+        return LoadedModel.Open(path, new ModelOptions { Threads = threads, StageFactory = stages, RepackWeights = repack });
     }
 
     /// <summary>--gpu-layers N|all: how many of the first layers run on the device (default all; with --device auto,

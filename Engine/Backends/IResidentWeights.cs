@@ -12,4 +12,9 @@ public interface IResidentWeights
 }
 
 /// <summary>The weights one backend computes with: all of a model's, or those of its share of the layers.</summary>
-public sealed record WeightSet(IReadOnlyList<WeightMatrix> Matrices, IReadOnlyList<WeightVector> Vectors);
+public sealed record WeightSet(IReadOnlyList<WeightMatrix> Matrices, IReadOnlyList<WeightVector> Vectors)
+{
+    /// <summary>Those of <see cref="Matrices"/> only read a row at a time, never multiplied (an untied token
+    /// embedding): a backend need not lay them out for matmuls.</summary>
+    public IReadOnlyList<WeightMatrix> LookupOnly { get; init; } = [];
+}

@@ -50,7 +50,8 @@ public sealed record LlamaWeights(
                 if (v is not null) vectors.Add(v);
         }
         if (output) { Add(Output); vectors.Add(OutputNorm); }
-        return new WeightSet(matrices, vectors);
+        bool embeddingMultiplied = output && ReferenceEquals(TokenEmbedding, Output);
+        return new WeightSet(matrices, vectors) { LookupOnly = embedding && !embeddingMultiplied ? [TokenEmbedding] : [] };
     }
 
     static IEnumerable<WeightMatrix> FeedForwardMatrices(FeedForwardWeights weights)

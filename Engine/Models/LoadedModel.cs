@@ -19,6 +19,9 @@ public sealed record ModelOptions
     /// <summary>Splits the layers over several backends (a GPU's first layers, the CPU's rest: --gpu-layers);
     /// when set it replaces <see cref="BackendFactory"/>. The stages must cover every layer in order.</summary>
     public Func<ModelConfig, LlamaWeights, IReadOnlyList<LayerStage>>? StageFactory { get; init; }
+    /// <summary>Let the CPU backend repack Q4_K matrices into 8-row groups at load (faster matmuls; llama.cpp's
+    /// default too). Off (engine's --no-repack) every matrix is read in place from the map.</summary>
+    public bool RepackWeights { get; init; } = true;
 }
 
 /// <summary>A model file opened, validated and bound to a backend; owns the memory map.</summary>
@@ -58,7 +61,7 @@ public sealed class LoadedModel : IDisposable
     static Llama Bind(ModelConfig config, LlamaWeights weights, ModelOptions options)
     {
         IReadOnlyList<LayerStage> stages = options.StageFactory?.Invoke(config, weights)
-            ?? [new LayerStage(options.BackendFactory?.Invoke(config, weights) ?? new CpuBackend(options.Threads), 0, config.LayerCount)];
+            ?? [new LayerStage(options.BackendFactory?.Invoke(config, weights) ?? new CpuBackend(options.Threads, options.RepackWeights), 0, config.LayerCount)];
         Llama? model = null;
         try
         {

@@ -4,8 +4,10 @@ using Engine.Models;
 namespace Engine.Backends.Cpu;
 
 /// <summary>The CPU backend: TensorPrimitives for float work, per-type row kernels for matmuls, and a
-/// contiguous work split over the cores. Buffers are plain float arrays; scratch is allocated once.</summary>
-public sealed class CpuBackend : IBackend
+/// contiguous work split over the cores. Buffers are plain float arrays; scratch is allocated once.
+/// As a resident-weights backend it repacks the Q4_K matrices it is handed into 8-row groups (unless told not
+/// to, or without AVX2, where the row kernels are the faster ones); every other matrix is read from the map.</summary>
+public sealed class CpuBackend : IBackend, IResidentWeights
 {
     sealed class Buffer(string name, float[] data) : ActivationBuffer(name, data.Length) { public readonly float[] Data = data; }
 
@@ -22,15 +24,32 @@ public sealed class CpuBackend : IBackend
 
     readonly WorkSplit _split;
     readonly MatMulKernels _matmul;
+    readonly bool _repackWeights;
+    readonly RepackedWeights _repacked = new();
     float[][] _scores = [];
 
     public string Name => "cpu";
     public int Threads => _split.Workers;
 
-    public CpuBackend(int threads = 0)
+    /// <summary>Bytes of the repacked copies of weights this backend holds (0 when none were repacked).</summary>
+    public long RepackedBytes => _repacked.Bytes;
+    /// <summary>Number of matrices held repacked.</summary>
+    public int RepackedMatrices => _repacked.Count;
+
+    public CpuBackend(int threads = 0, bool repackWeights = true)
     {
         _split = new WorkSplit(threads > 0 ? threads : Environment.ProcessorCount);
-        _matmul = new MatMulKernels(_split);
+        _matmul = new MatMulKernels(_split) { Repacked = _repacked };
+        _repackWeights = repackWeights;
+    }
+
+    /// <summary>Repacks the eligible Q4_K matrices (whole groups of 8 rows; not a matrix only used for lookups):
+    /// the 8-row kernels compute about twice as fast as the row kernels (docs/quantization.md).</summary>
+    public void Upload(WeightSet weights)
+    {
+        if (!_repackWeights || !Quantization.Simd.Avx2Fma) return;
+        var lookupOnly = new HashSet<WeightMatrix>(weights.LookupOnly, ReferenceEqualityComparer.Instance);
+        _repacked.Add(weights.Matrices.Where(m => !lookupOnly.Contains(m)), _split.Workers);
     }
 
     static float[] D(ActivationBuffer b) => ((Buffer)b).Data;
@@ -195,5 +214,9 @@ public sealed class CpuBackend : IBackend
     public void Copy(ActivationBuffer src, int srcOffset, ActivationBuffer dst, int dstOffset, int length) =>
         D(src).AsSpan(srcOffset, length).CopyTo(D(dst).AsSpan(dstOffset, length));
 
-    public void Dispose() => _split.Dispose();
+    public void Dispose()
+    {
+        _split.Dispose();
+        _repacked.Dispose();
+    }
 }

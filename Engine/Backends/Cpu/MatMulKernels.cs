@@ -2,6 +2,7 @@ using System.Numerics.Tensors;
 using Engine.Formats;
 using Engine.Models;
 using Engine.Quantization;
+using Engine.Quantization.Repacked;
 
 namespace Engine.Backends.Cpu;
 
@@ -9,14 +10,20 @@ namespace Engine.Backends.Cpu;
 /// split across the workers; each worker walks its rows in small tiles and multiplies every token of the
 /// batch by a tile while it is in cache, so a batch reads the weights from memory once.
 /// For quantized W, each token's activations are first quantized to the type's activation format (as
-/// llama.cpp does) so the dot products run on integers.</summary>
+/// llama.cpp does) so the dot products run on integers. Matrices the backend holds repacked (Q4_K in groups of
+/// 8 rows, see <see cref="RepackedWeights"/>) run the 8-row kernels, split over the workers in whole groups.</summary>
 public sealed unsafe class MatMulKernels(WorkSplit split)
 {
     const int RowTile = 16;
+    const int GroupTile = 2; // groups of 8 rows: the smallest piece of a repacked matrix a worker takes
     byte[] _activations = [];
     readonly FloatRowsWork _floatRows = new();
     readonly QuantizeWork _quantize = new();
     readonly QuantRowsWork _quantRows = new();
+    readonly RepackedRowsWork _repackedRows = new();
+
+    /// <summary>Repacked copies of some matrices, used in place of the map; null for none.</summary>
+    internal RepackedWeights? Repacked { get; set; }
 
     public void MatMul(WeightMatrix w, float[] x, int tokens, float[] y)
     {
@@ -36,6 +43,14 @@ public sealed unsafe class MatMulKernels(WorkSplit split)
         var q = _quantize;
         q.Format = format; q.K = k; q.ActBytes = actBytes; q.X = x; q.Activations = _activations;
         split.For(tokens, 4, q);
+
+        if (Repacked is { } repacked && repacked.TryGet(w, out byte* packed))
+        {
+            var g = _repackedRows;
+            g.Packed = packed; g.K = k; g.N = n; g.Tokens = tokens; g.ActBytes = actBytes; g.Activations = _activations; g.Y = y;
+            split.For(n / 8, GroupTile, g);
+            return;
+        }
 
         var r = _quantRows;
         r.Format = format; r.Weights = w.View.Pointer; r.RowBytes = w.RowBytes; r.K = k; r.N = n; r.Tokens = tokens;
@@ -90,6 +105,20 @@ public sealed unsafe class MatMulKernels(WorkSplit split)
                 int tileEnd = Math.Min(end, tile + RowTile);
                 RowFormats.MatMulRows(Format, Weights, RowBytes, K, Activations.AsSpan(0, Tokens * ActBytes), ActBytes, Tokens,
                     Y.AsSpan(0, Tokens * N), N, tile, tileEnd);
+            }
+        }
+    }
+
+    sealed class RepackedRowsWork : IRangeWork
+    {
+        public byte* Packed; public int K, N, Tokens, ActBytes; public byte[] Activations = []; public float[] Y = [];
+
+        public void Execute(int start, int end, int worker)
+        {
+            fixed (byte* a = Activations) fixed (float* y = Y)
+            {
+                if (Tokens == 1) Q4_Kx8Kernels.MatVec(Packed, K, a, y, start, end);
+                else Q4_Kx8Kernels.MatMul(Packed, K, a, ActBytes, Tokens, y, N, start, end);
             }
         }
     }

@@ -1,0 +1,83 @@
+using System.Runtime.InteropServices;
+using Engine.Formats;
+using Engine.Models;
+using Engine.Quantization;
+using Engine.Quantization.Repacked;
+
+namespace Engine.Backends.Cpu;
+
+/// <summary>
+/// The CPU backend's repacked copies of Q4_K matrices (<see cref="BlockQ4_Kx8"/>: 8 rows per group), keyed by
+/// the WeightMatrix object, in native memory it owns (64-byte aligned, freed on Dispose).
+///
+/// The source bytes are read through the file (<see cref="TensorView.ReadBytes"/>), never through the memory
+/// map: touching the map would make its pages resident in this process too, and a repacked model would hold
+/// its Q4_K weights twice. So the resident size stays about the file's size: the map's pages for the other
+/// matrices plus the repacked copies (the same size as their source).
+/// </summary>
+internal sealed unsafe class RepackedWeights : IDisposable
+{
+    /// <summary>How much of a matrix is read from the file at a time.</summary>
+    const long ChunkBytes = 4 << 20;
+
+    readonly Dictionary<WeightMatrix, nint> _packed = new(ReferenceEqualityComparer.Instance);
+    readonly Lock _add = new();
+
+    /// <summary>Bytes of all repacked copies.</summary>
+    public long Bytes { get; private set; }
+    public int Count => _packed.Count;
+
+    /// <summary>A Q4_K matrix in whole groups of 8 rows of whole super-blocks, rows stored back to back.</summary>
+    public static bool Eligible(WeightMatrix m) =>
+        m.Type == GgmlType.Q4_K && Q4_Kx8.CanRepack(m.Rows, m.Cols) && m.RowBytes == Q4_KFormat.Instance.RowBytes(m.Cols);
+
+    public bool TryGet(WeightMatrix m, out byte* packed)
+    {
+        bool found = _packed.TryGetValue(m, out nint p);
+        packed = (byte*)p;
+        return found;
+    }
+
+    /// <summary>Repacks every eligible matrix not already held, matrices spread over `threads` threads.</summary>
+    public void Add(IEnumerable<WeightMatrix> matrices, int threads)
+    {
+        var todo = matrices.Where(m => Eligible(m) && !_packed.ContainsKey(m)).Distinct(ReferenceEqualityComparer.Instance).Cast<WeightMatrix>().ToArray();
+        Parallel.ForEach(todo, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, threads) }, () => new byte[ChunkBytes],
+            (m, _, buffer) =>
+            {
+                long bytes = Q4_Kx8.PackedBytes(m.Rows, m.Cols);
+                var dst = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
+                try { Repack(m, dst, buffer); }
+                catch { NativeMemory.AlignedFree(dst); throw; }
+                lock (_add) { _packed[m] = (nint)dst; Bytes += bytes; }
+                return buffer;
+            },
+            _ => { });
+    }
+
+    /// <summary>Reads the matrix in chunks of whole groups of 8 rows and repacks each chunk into dst.</summary>
+    static void Repack(WeightMatrix m, byte* dst, byte[] buffer)
+    {
+        long rowBytes = m.RowBytes;
+        int chunkRows = (int)Math.Max(8, buffer.Length / rowBytes / 8 * 8);
+        if (chunkRows * rowBytes > buffer.Length) buffer = new byte[chunkRows * rowBytes];
+        long groupBytes = Q4_Kx8.PackedBytes(8, m.Cols);
+        fixed (byte* src = buffer)
+            for (int row = 0; row < m.Rows; row += chunkRows)
+            {
+                int rows = Math.Min(chunkRows, m.Rows - row);
+                m.View.ReadBytes(row * rowBytes, buffer.AsSpan(0, checked((int)(rows * rowBytes))));
+                Q4_Kx8.RepackRows(src, rowBytes, rows, m.Cols, dst + row / 8 * groupBytes);
+            }
+    }
+
+    public void Dispose()
+    {
+        lock (_add)
+        {
+            foreach (var p in _packed.Values) NativeMemory.AlignedFree((void*)p);
+            _packed.Clear();
+            Bytes = 0;
+        }
+    }
+}
