@@ -43,7 +43,8 @@ public sealed class CpuBackend : IBackend, IResidentWeights
         _repackWeights = repackWeights;
     }
 
-    /// <summary>Repacks the eligible Q4_K matrices (whole groups of 8 rows; not a matrix only used for lookups):
+    /// <summary>Repacks the eligible matrices (a type with a repacked layout, whole groups of 8 rows; not a matrix
+    /// only used for lookups):
     /// the 8-row kernels compute about twice as fast as the row kernels (docs/quantization.md).</summary>
     public void Upload(WeightSet weights)
     {

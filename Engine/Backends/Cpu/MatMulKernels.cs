@@ -44,10 +44,10 @@ public sealed unsafe class MatMulKernels(WorkSplit split)
         q.Format = format; q.K = k; q.ActBytes = actBytes; q.X = x; q.Activations = _activations;
         split.For(tokens, 4, q);
 
-        if (Repacked is { } repacked && repacked.TryGet(w, out byte* packed))
+        if (Repacked is { } repacked && repacked.TryGet(w, out var packed))
         {
             var g = _repackedRows;
-            g.Packed = packed; g.K = k; g.N = n; g.Tokens = tokens; g.ActBytes = actBytes; g.Activations = _activations; g.Y = y;
+            g.Packed = (byte*)packed.Bytes; g.Format = packed.Format; g.K = k; g.N = n; g.Tokens = tokens; g.ActBytes = actBytes; g.Activations = _activations; g.Y = y;
             split.For(n / 8, GroupTile, g);
             return;
         }
@@ -111,14 +111,14 @@ public sealed unsafe class MatMulKernels(WorkSplit split)
 
     sealed class RepackedRowsWork : IRangeWork
     {
-        public byte* Packed; public int K, N, Tokens, ActBytes; public byte[] Activations = []; public float[] Y = [];
+        public byte* Packed; public IRepackedFormat Format = null!; public int K, N, Tokens, ActBytes; public byte[] Activations = []; public float[] Y = [];
 
         public void Execute(int start, int end, int worker)
         {
             fixed (byte* a = Activations) fixed (float* y = Y)
             {
-                if (Tokens == 1) Q4_Kx8Kernels.MatVec(Packed, K, a, y, start, end);
-                else Q4_Kx8Kernels.MatMul(Packed, K, a, ActBytes, Tokens, y, N, start, end);
+                if (Tokens == 1) Format.MatVec(Packed, K, a, y, start, end);
+                else Format.MatMul(Packed, K, a, ActBytes, Tokens, y, N, start, end);
             }
         }
     }

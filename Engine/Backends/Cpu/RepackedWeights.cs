@@ -7,8 +7,9 @@ using Engine.Quantization.Repacked;
 namespace Engine.Backends.Cpu;
 
 /// <summary>
-/// The CPU backend's repacked copies of Q4_K matrices (<see cref="BlockQ4_Kx8"/>: 8 rows per group), keyed by
-/// the WeightMatrix object, in native memory it owns (64-byte aligned, freed on Dispose).
+/// The CPU backend's repacked copies of matrices (<see cref="IRepackedFormat"/>: 8 rows per group, e.g.
+/// <see cref="BlockQ4_Kx8"/>), keyed by the WeightMatrix object, in native memory it owns (64-byte aligned, freed
+/// on Dispose).
 ///
 /// The source bytes are read through the file (<see cref="TensorView.ReadBytes"/>), never through the memory
 /// map: touching the map would make its pages resident in this process too, and a repacked model would hold
@@ -20,23 +21,22 @@ internal sealed unsafe class RepackedWeights : IDisposable
     /// <summary>How much of a matrix is read from the file at a time.</summary>
     const long ChunkBytes = 4 << 20;
 
-    readonly Dictionary<WeightMatrix, nint> _packed = new(ReferenceEqualityComparer.Instance);
+    /// <summary>A repacked matrix: its bytes and the layout they are in.</summary>
+    public readonly record struct Packed(nint Bytes, IRepackedFormat Format);
+
+    readonly Dictionary<WeightMatrix, Packed> _packed = new(ReferenceEqualityComparer.Instance);
     readonly Lock _add = new();
 
     /// <summary>Bytes of all repacked copies.</summary>
     public long Bytes { get; private set; }
     public int Count => _packed.Count;
 
-    /// <summary>A Q4_K matrix in whole groups of 8 rows of whole super-blocks, rows stored back to back.</summary>
+    /// <summary>A matrix of a type with a repacked layout, in whole groups of 8 rows of whole blocks, rows stored
+    /// back to back.</summary>
     public static bool Eligible(WeightMatrix m) =>
-        m.Type == GgmlType.Q4_K && Q4_Kx8.CanRepack(m.Rows, m.Cols) && m.RowBytes == Q4_KFormat.Instance.RowBytes(m.Cols);
+        RepackedFormats.For(m.Type) is { } format && format.CanRepack(m.Rows, m.Cols) && RowFormats.For(m.Type) is RowFormat rows && m.RowBytes == rows.RowBytes(m.Cols);
 
-    public bool TryGet(WeightMatrix m, out byte* packed)
-    {
-        bool found = _packed.TryGetValue(m, out nint p);
-        packed = (byte*)p;
-        return found;
-    }
+    public bool TryGet(WeightMatrix m, out Packed packed) => _packed.TryGetValue(m, out packed);
 
     /// <summary>Repacks every eligible matrix not already held, matrices spread over `threads` threads.</summary>
     public void Add(IEnumerable<WeightMatrix> matrices, int threads)
@@ -45,29 +45,30 @@ internal sealed unsafe class RepackedWeights : IDisposable
         Parallel.ForEach(todo, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, threads) }, () => new byte[ChunkBytes],
             (m, _, buffer) =>
             {
-                long bytes = Q4_Kx8.PackedBytes(m.Rows, m.Cols);
+                var format = RepackedFormats.For(m.Type)!;
+                long bytes = format.PackedBytes(m.Rows, m.Cols);
                 var dst = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
-                try { Repack(m, dst, buffer); }
+                try { Repack(m, format, dst, buffer); }
                 catch { NativeMemory.AlignedFree(dst); throw; }
-                lock (_add) { _packed[m] = (nint)dst; Bytes += bytes; }
+                lock (_add) { _packed[m] = new Packed((nint)dst, format); Bytes += bytes; }
                 return buffer;
             },
             _ => { });
     }
 
     /// <summary>Reads the matrix in chunks of whole groups of 8 rows and repacks each chunk into dst.</summary>
-    static void Repack(WeightMatrix m, byte* dst, byte[] buffer)
+    static void Repack(WeightMatrix m, IRepackedFormat format, byte* dst, byte[] buffer)
     {
         long rowBytes = m.RowBytes;
         int chunkRows = (int)Math.Max(8, buffer.Length / rowBytes / 8 * 8);
         if (chunkRows * rowBytes > buffer.Length) buffer = new byte[chunkRows * rowBytes];
-        long groupBytes = Q4_Kx8.PackedBytes(8, m.Cols);
+        long groupBytes = format.PackedBytes(8, m.Cols);
         fixed (byte* src = buffer)
             for (int row = 0; row < m.Rows; row += chunkRows)
             {
                 int rows = Math.Min(chunkRows, m.Rows - row);
                 m.View.ReadBytes(row * rowBytes, buffer.AsSpan(0, checked((int)(rows * rowBytes))));
-                Q4_Kx8.RepackRows(src, rowBytes, rows, m.Cols, dst + row / 8 * groupBytes);
+                format.RepackRows(src, rowBytes, rows, m.Cols, dst + row / 8 * groupBytes);
             }
     }
 
@@ -75,7 +76,7 @@ internal sealed unsafe class RepackedWeights : IDisposable
     {
         lock (_add)
         {
-            foreach (var p in _packed.Values) NativeMemory.AlignedFree((void*)p);
+            foreach (var p in _packed.Values) NativeMemory.AlignedFree((void*)p.Bytes);
             _packed.Clear();
             Bytes = 0;
         }

@@ -1,0 +1,62 @@
+using Engine.Formats;
+
+namespace Engine.Quantization.Repacked;
+
+/// <summary>
+/// A block type with an 8-row interleaved layout the CPU backend can copy a matrix into at load: one group holds
+/// the same block column of 8 consecutive rows, so a kernel loads each activation once for 8 rows and ends with
+/// the 8 row results in 8 lanes. Activations are the block type's own (<see cref="RowFormat"/>'s activation
+/// format), quantized once per matmul as for the row kernels.
+///
+/// A format lists itself in <see cref="RepackedFormats"/>; <c>Engine.Backends.Cpu.RepackedWeights</c> does the
+/// rest (reading the source through the file, memory, dispatch over groups of rows).
+/// </summary>
+internal unsafe interface IRepackedFormat
+{
+    GgmlType Type { get; }
+
+    /// <summary>True when a rows x k matrix can be repacked (whole groups of 8 rows, whole blocks).</summary>
+    bool CanRepack(int rows, int k);
+
+    /// <summary>Bytes of the repacked form of a rows x k matrix.</summary>
+    long PackedBytes(int rows, int k);
+
+    /// <summary>Repacks `rows` rows of k elements (row r at src + r * rowBytes; rows a multiple of 8) into dst.</summary>
+    void RepackRows(byte* src, long rowBytes, int rows, int k, byte* dst);
+
+    /// <summary>y[8g + j] = row 8g + j . act for the groups [groupStart, groupEnd) (one token: decode).</summary>
+    void MatVec(byte* packed, int k, byte* act, float* y, int groupStart, int groupEnd);
+
+    /// <summary>y[t * yStride + 8g + j] for every token t (its activations at acts + t * actStride) and the groups
+    /// [groupStart, groupEnd) (a prompt).</summary>
+    void MatMul(byte* packed, int k, byte* acts, int actStride, int tokens, float* y, int yStride, int groupStart, int groupEnd);
+}
+
+/// <summary>The block types with a repacked layout, and whether this machine runs their kernels faster than the
+/// row kernels (their fast paths need AVX2 + FMA; without them the row kernels, Vector128 included, win).</summary>
+internal static class RepackedFormats
+{
+    static readonly IRepackedFormat[] All = [Q4_Kx8Format.Instance];
+
+    /// <summary>The repacked layout for `type`, or null when there is none or this machine would not gain from it.</summary>
+    public static IRepackedFormat? For(GgmlType type)
+    {
+        if (!Simd.Avx2Fma) return null;
+        foreach (var format in All)
+            if (format.Type == type) return format;
+        return null;
+    }
+}
+
+/// <summary><see cref="Q4_Kx8"/> behind the repacked-format interface.</summary>
+internal sealed unsafe class Q4_Kx8Format : IRepackedFormat
+{
+    public static readonly Q4_Kx8Format Instance = new();
+    public GgmlType Type => GgmlType.Q4_K;
+    public bool CanRepack(int rows, int k) => Q4_Kx8.CanRepack(rows, k);
+    public long PackedBytes(int rows, int k) => Q4_Kx8.PackedBytes(rows, k);
+    public void RepackRows(byte* src, long rowBytes, int rows, int k, byte* dst) => Q4_Kx8.RepackRows(src, rowBytes, rows, k, dst);
+    public void MatVec(byte* packed, int k, byte* act, float* y, int groupStart, int groupEnd) => Q4_Kx8Kernels.MatVec(packed, k, act, y, groupStart, groupEnd);
+    public void MatMul(byte* packed, int k, byte* acts, int actStride, int tokens, float* y, int yStride, int groupStart, int groupEnd) =>
+        Q4_Kx8Kernels.MatMul(packed, k, acts, actStride, tokens, y, yStride, groupStart, groupEnd);
+}
