@@ -118,9 +118,10 @@ internal static unsafe class Q6_Kx8Kernels
     {
         var m4 = Vector256.Create((byte)0x0F);
         var m2 = Vector256.Create((byte)0x30);
-        var l1 = Vector256.Load(g->Ql + 64 * s);
-        var l2 = Vector256.Load(g->Ql + 64 * s + 32);
-        var h = Vector256.Load(g->Qh + 32 * s).AsUInt16();
+        byte* q = g->Qs + 96 * s;
+        var l1 = Vector256.Load(q);
+        var l2 = Vector256.Load(q + 32);
+        var h = Vector256.Load(q + 64).AsUInt16();
         // 16-bit shifts move bits across bytes, but only into bits the masks clear.
         q0 = (l1 & m4) | (Vector256.ShiftLeft(h, 4).AsByte() & m2);
         q1 = (l2 & m4) | (Vector256.ShiftLeft(h, 2).AsByte() & m2);
