@@ -118,14 +118,14 @@ public class Q6_Kx8Tests
         }
     }
 
-    /// <summary>The prompt form (4-token tiles plus single tokens) gives every (row, token) the decode bits.</summary>
+    /// <summary>The prompt form (8- and 4-token tiles plus single tokens) gives every (row, token) the decode bits.</summary>
     [Fact]
     public void MatMul_gives_each_token_the_decode_bits()
     {
         var rng = new Random(3);
         const int rows = 24;
         foreach (int k in new[] { 256, 1280, 4096 })
-            foreach (int tokens in new[] { 1, 3, 4, 5, 8, 11 })
+            foreach (int tokens in new[] { 1, 3, 4, 5, 8, 11, 12 })
             {
                 var src = RandomRows(rows, k, rng);
                 var packed = new byte[Q6_Kx8.PackedBytes(rows, k)];
