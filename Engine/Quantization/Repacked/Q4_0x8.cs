@@ -77,14 +77,20 @@ public static unsafe class Q4_0x8
     /// <summary>The prompt form over a whole matrix: y[t * rows + r] = row r . token t for every row and every one
     /// of `tokens` activation vectors (token t's at t * ActivationBytes(k)).</summary>
     public static void MatMul(ReadOnlySpan<byte> packed, int rows, int k, ReadOnlySpan<byte> activations, int tokens, Span<float> y)
+        => MatMul(packed, rows, k, activations, tokens, y, 0, rows / 8);
+
+    /// <summary>As above for the groups [groupStart, groupEnd) only (rows 8 * groupStart to 8 * groupEnd; y still
+    /// has rows values per token), so threads can share a matrix.</summary>
+    public static void MatMul(ReadOnlySpan<byte> packed, int rows, int k, ReadOnlySpan<byte> activations, int tokens, Span<float> y, int groupStart, int groupEnd)
     {
+        if (groupStart < 0 || groupEnd < groupStart || 8L * groupEnd > rows) throw new ArgumentOutOfRangeException(nameof(groupEnd));
         Check(rows, k);
         int actBytes = Q4_0Format.Instance.ActivationBytes(k);
         if (packed.Length < PackedBytes(rows, k)) throw new ArgumentException("packed matrix too short", nameof(packed));
         if (activations.Length < (long)actBytes * tokens) throw new ArgumentException("activations too short", nameof(activations));
         if (y.Length < (long)rows * tokens) throw new ArgumentException("output too short", nameof(y));
         fixed (byte* p = packed) fixed (byte* a = activations) fixed (float* yp = y)
-            Q4_0x8Kernels.MatMul(p, k, a, actBytes, tokens, yp, rows, 0, rows / 8);
+            Q4_0x8Kernels.MatMul(p, k, a, actBytes, tokens, yp, rows, groupStart, groupEnd);
     }
 
     internal static void RepackRows(byte* src, long rowBytes, int rows, int k, byte* dst)
