@@ -20,7 +20,7 @@ namespace Engine.Cli
               bench --model M [-p 128] [-n 64] [-r 3]   prompt and generation tokens/s, like llama-bench
               devices                                   list the accelerators --device can use
             run, chat, logits and bench take --device cpu|cuda|opencl|auto (default cpu) and --gpu-layers N|all
-            and --no-repack (the CPU backend then reads Q4_K matrices in place instead of repacking them at load)
+            and --no-repack (the CPU backend then reads Q4_K and Q4_0 matrices in place instead of repacking them at load)
             run 'engine <command> --help' for the options of a command
             """;
 

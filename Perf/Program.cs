@@ -1,6 +1,9 @@
 using BenchmarkDotNet.Running;
+using Engine.Perf;
 
 // Kernel suites, each fast path against its scalar reference as the baseline:
 //   dotnet run -c Release --project Perf -- --filter '*MatVec*'
 //   dotnet run -c Release --project Perf -- --filter '*' --job short
-BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+// Quick Stopwatch harness of the repacked Q4_0 kernels: dotnet run -c Release --project Perf -- repacked-q4_0
+if (args is ["repacked-q4_0"]) RepackedQ4_0Benchmarks.Quick();
+else BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);

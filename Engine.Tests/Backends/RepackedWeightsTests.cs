@@ -22,14 +22,16 @@ public class RepackedWeightsTests
         return [.. logits, .. next];
     }
 
-    /// <summary>Q4_K_M keeps output, attn_v and half the ffn_down in Q6_K, so both repacked layouts run; the Q6_K
-    /// fixture has nothing else.</summary>
+    /// <summary>Q4_K_M keeps output, attn_v and half the ffn_down in Q6_K, so both k-quant layouts run; the Q6_K
+    /// fixture has nothing else; the Q4_0 ones use the Q4_0 layout.</summary>
     [SharedTheory]
-    [InlineData("fx-llama-Q4_K_M.gguf")]
-    [InlineData("fx-llama-Q6_K.gguf")]
-    public void Repacked_model_matches_the_unrepacked_one(string fixture)
+    [InlineData("fx-llama-Q4_K_M")]
+    [InlineData("fx-llama-Q6_K")]
+    [InlineData("fx-llama-Q4_0")]
+    [InlineData("fx-qwen2-Q4_0")]
+    public void Repacked_model_matches_the_unrepacked_one(string name)
     {
-        var path = TestPaths.Shared("fixtures", fixture)!;
+        var path = TestPaths.Shared("fixtures", name + ".gguf")!;
         var on = Logits(path, repack: true, out var withRepack, out var a);
         var off = Logits(path, repack: false, out var without, out var b);
         using (a) using (b)
@@ -43,6 +45,32 @@ public class RepackedWeightsTests
             for (int i = 0; i < on.Length; i++)
                 Math.Abs(on[i] - off[i]).Should().BeLessThan(1e-3f, $"logit {i}");
         }
+    }
+
+    /// <summary>llama.cpp's Q4_0 goldens come from its repacked path (ggml_gemv/gemm_q4_0_8x8_q8_0), whose order
+    /// (one FMA of float(block integer) * (d_w * d_x) per row and block) the repacked kernels follow: both ways stay
+    /// within the fixture tolerance, and repacking brings the logits closer to the golden.</summary>
+    [SharedTheory]
+    [InlineData("fx-llama-Q4_0")]
+    [InlineData("fx-qwen2-Q4_0")]
+    [InlineData("fx-qwen3-Q4_0")]
+    public void Repacked_Q4_0_stays_within_the_golden_tolerance(string name)
+    {
+        var folder = Path.GetDirectoryName(TestPaths.Shared("fixtures", name + ".gguf"))!;
+        var golden = GoldenCase.LoadFixture(folder, name);
+        double Nmse(bool repack)
+        {
+            using var model = LoadedModel.Open(Path.Combine(folder, name + ".gguf"), new ModelOptions { Threads = 2, RepackWeights = repack });
+            Models.FixtureGoldenTests.CheckAgainstGolden(model.Model, golden, Models.FixtureGoldenTests.Tolerance.Quantized);
+            var cache = model.Model.CreateCache(golden.Rows);
+            var logits = new float[golden.Rows * golden.Vocab];
+            model.Model.Forward(golden.Tokens, 0, cache, logits);
+            return LogitCompare.Nmse(logits, golden.Logits);
+        }
+        double on = Nmse(true), off = Nmse(false);
+        Console.WriteLine($"{name}: NMSE against the golden {on:E2} repacked, {off:E2} row kernels");
+        on.Should().BeLessThanOrEqualTo(5e-4);
+        if (System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported) on.Should().BeLessThanOrEqualTo(off * 1.0001 + 1e-15, "the repacked order is llama.cpp's");
     }
 
     [Fact]

@@ -10,7 +10,7 @@ namespace Engine.Backends.Cpu;
 /// split across the workers; each worker walks its rows in small tiles and multiplies every token of the
 /// batch by a tile while it is in cache, so a batch reads the weights from memory once.
 /// For quantized W, each token's activations are first quantized to the type's activation format (as
-/// llama.cpp does) so the dot products run on integers. Matrices the backend holds repacked (Q4_K, Q6_K in groups of
+/// llama.cpp does) so the dot products run on integers. Matrices the backend holds repacked (Q4_K, Q6_K, Q4_0 in groups of
 /// 8 rows, see <see cref="RepackedWeights"/>) run the 8-row kernels, split over the workers in whole groups.</summary>
 public sealed unsafe class MatMulKernels(WorkSplit split)
 {

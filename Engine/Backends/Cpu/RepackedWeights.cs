@@ -13,7 +13,7 @@ namespace Engine.Backends.Cpu;
 ///
 /// The source bytes are read through the file (<see cref="TensorView.ReadBytes"/>), never through the memory
 /// map: touching the map would make its pages resident in this process too, and a repacked model would hold
-/// its Q4_K weights twice. So the resident size stays about the file's size: the map's pages for the other
+/// its repacked weights twice. So the resident size stays about the file's size: the map's pages for the other
 /// matrices plus the repacked copies (the same size as their source).
 /// </summary>
 internal sealed unsafe class RepackedWeights : IDisposable
