@@ -37,11 +37,16 @@ public sealed unsafe class F32Format : RowFormat
 }
 
 /// <summary>F16 weights; activations rounded to F16 first (llama.cpp's vec_dot_type for F16), products
-/// accumulated in float (SIMD) or double (reference, as ggml's generic ggml_vec_dot_f16).</summary>
+/// accumulated in float (SIMD) or double (reference, as ggml's generic ggml_vec_dot_f16). The rounded activations
+/// are kept as the floats they round to (exactly representable), so a dot converts only the weights: .NET exposes
+/// no F16C instruction, and converting both sides in software made F16 matmuls compute-bound at a third of the
+/// speed. Values and results are the same as with half activations.</summary>
 public sealed unsafe class F16Format : RowFormat
 {
     public static readonly F16Format Instance = new();
-    F16Format() : base(GgmlType.F16, GgmlType.F16) { }
+    F16Format() : base(GgmlType.F16, GgmlType.F32) { }
+
+    [ThreadStatic] static Half[]? t_rounding;
 
     private protected override void DequantizeReferenceCore(byte* row, float* dst, int k)
     {
@@ -52,23 +57,28 @@ public sealed unsafe class F16Format : RowFormat
     private protected override void DequantizeCore(byte* row, float* dst, int k)
         => TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(row, k), new Span<float>(dst, k));
 
+    /// <summary>x rounded to F16 (nearest even, as F16C), stored as float. The half scratch is one per thread,
+    /// grown to the widest row once.</summary>
     private protected override void QuantizeActivationsCore(float* x, byte* dst, int k)
     {
-        var d = (ushort*)dst;
-        for (int i = 0; i < k; i++) d[i] = Fp16.FromSingle(x[i]);
+        var halves = t_rounding is { } h && h.Length >= k ? t_rounding : t_rounding = new Half[Math.Max(k, 4096)];
+        TensorPrimitives.ConvertToHalf(new ReadOnlySpan<float>(x, k), halves.AsSpan(0, k));
+        TensorPrimitives.ConvertToSingle(halves.AsSpan(0, k), new Span<float>(dst, k));
     }
 
     private protected override float DotReferenceCore(byte* row, byte* act, int k)
     {
-        ushort* x = (ushort*)row, y = (ushort*)act;
+        ushort* x = (ushort*)row;
+        float* y = (float*)act;
         double sum = 0;
-        for (int i = 0; i < k; i++) sum += Fp16.ToSingle(x[i]) * Fp16.ToSingle(y[i]);
+        for (int i = 0; i < k; i++) sum += Fp16.ToSingle(x[i]) * y[i];
         return (float)sum;
     }
 
     private protected override float DotCore(byte* row, byte* act, int k)
     {
-        ushort* x = (ushort*)row, y = (ushort*)act;
+        ushort* x = (ushort*)row;
+        float* y = (float*)act;
         int i = 0;
         float sum = 0;
         if (Simd.Avx2Fma)
@@ -79,8 +89,8 @@ public sealed unsafe class F16Format : RowFormat
             Vector256<float> lo = default, hi = default;
             for (; i + 16 <= k; i += 16)
             {
-                lo = Fma.MultiplyAdd(Fp16.Load8(x + i), Fp16.Load8(y + i), lo);
-                hi = Fma.MultiplyAdd(Fp16.Load8(x + i + 8), Fp16.Load8(y + i + 8), hi);
+                lo = Fma.MultiplyAdd(Fp16.Load8(x + i), Vector256.Load(y + i), lo);
+                hi = Fma.MultiplyAdd(Fp16.Load8(x + i + 8), Vector256.Load(y + i + 8), hi);
             }
             sum = Simd.HSum(lo + hi);
         }
@@ -90,14 +100,46 @@ public sealed unsafe class F16Format : RowFormat
             for (; i + 8 <= k; i += 8)
             {
                 var vx = Vector128.Load(x + i);
-                var vy = Vector128.Load(y + i);
-                a0 += Fp16.ToSingle(Vector128.WidenLower(vx)) * Fp16.ToSingle(Vector128.WidenLower(vy));
-                a1 += Fp16.ToSingle(Vector128.WidenUpper(vx)) * Fp16.ToSingle(Vector128.WidenUpper(vy));
+                a0 += Fp16.ToSingle(Vector128.WidenLower(vx)) * Vector128.Load(y + i);
+                a1 += Fp16.ToSingle(Vector128.WidenUpper(vx)) * Vector128.Load(y + i + 4);
             }
             sum = Vector128.Sum(a0 + a1);
         }
-        for (; i < k; i++) sum += Fp16.ToSingle(x[i]) * Fp16.ToSingle(y[i]);
+        for (; i < k; i++) sum += Fp16.ToSingle(x[i]) * y[i];
         return sum;
+    }
+
+    /// <summary>Prompt form: each 16 weights are converted once for four tokens; every (row, token) gets the bits
+    /// of <see cref="DotCore"/>.</summary>
+    internal override void MatMulCore(byte* weights, long rowBytes, int k, byte* acts, int actStride, int tokens,
+        float* y, int yStride, int rowStart, int rowEnd)
+    {
+        if (Simd.Avx2Fma) MatMulInGroupsOfFour(weights, rowBytes, k, acts, actStride, tokens, y, yStride, rowStart, rowEnd, &Dot4);
+        else base.MatMulCore(weights, rowBytes, k, acts, actStride, tokens, y, yStride, rowStart, rowEnd);
+    }
+
+    static void Dot4(byte* row, byte* act, int actStride, int k, float* y, int yStride)
+    {
+        ushort* x = (ushort*)row;
+        float* a0 = (float*)act, a1 = (float*)(act + actStride), a2 = (float*)(act + 2 * actStride), a3 = (float*)(act + 3 * actStride);
+        Vector256<float> lo0 = default, hi0 = default, lo1 = default, hi1 = default, lo2 = default, hi2 = default, lo3 = default, hi3 = default;
+        int i = 0;
+        for (; i + 16 <= k; i += 16)
+        {
+            var wLo = Fp16.Load8(x + i);
+            var wHi = Fp16.Load8(x + i + 8);
+            lo0 = Fma.MultiplyAdd(wLo, Vector256.Load(a0 + i), lo0); hi0 = Fma.MultiplyAdd(wHi, Vector256.Load(a0 + i + 8), hi0);
+            lo1 = Fma.MultiplyAdd(wLo, Vector256.Load(a1 + i), lo1); hi1 = Fma.MultiplyAdd(wHi, Vector256.Load(a1 + i + 8), hi1);
+            lo2 = Fma.MultiplyAdd(wLo, Vector256.Load(a2 + i), lo2); hi2 = Fma.MultiplyAdd(wHi, Vector256.Load(a2 + i + 8), hi2);
+            lo3 = Fma.MultiplyAdd(wLo, Vector256.Load(a3 + i), lo3); hi3 = Fma.MultiplyAdd(wHi, Vector256.Load(a3 + i + 8), hi3);
+        }
+        float s0 = Simd.HSum(lo0 + hi0), s1 = Simd.HSum(lo1 + hi1), s2 = Simd.HSum(lo2 + hi2), s3 = Simd.HSum(lo3 + hi3);
+        for (; i < k; i++)
+        {
+            float w = Fp16.ToSingle(x[i]);
+            s0 += w * a0[i]; s1 += w * a1[i]; s2 += w * a2[i]; s3 += w * a3[i];
+        }
+        y[0] = s0; y[yStride] = s1; y[2 * yStride] = s2; y[3 * yStride] = s3;
     }
 }
 
