@@ -165,7 +165,14 @@ public class RowFormatTests
     public unsafe void MatMulRows_gives_every_row_and_token_the_bits_of_DotRow(GgmlType t)
     {
         var f = RowFormats.For(t);
-        int k = Math.Max(f.BlockSize, f.ActivationType.Info().BlockSize) * 5;
+        int unit = Math.Max(f.BlockSize, f.ActivationType.Info().BlockSize);
+        // Float types (blocks of 1) also at lengths that reach their 16- and 32-wide vector loops and leave a tail.
+        foreach (int k in unit == 1 ? new[] { 5, 83, 131 } : [unit * 5])
+            MatMulRowsMatchesDotRow(f, t, k);
+    }
+
+    unsafe void MatMulRowsMatchesDotRow(IRowFormat f, GgmlType t, int k)
+    {
         int rows = 6;
         var rng = new Random(11);
         var rowLen = QuantTestData.RandomRow(t, k, rng).Length;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -211,5 +212,50 @@ public sealed unsafe class BF16Format : RowFormat
         }
         for (; i < k; i++) sum += Fp16.BF16ToSingle(x[i]) * Fp16.BF16ToSingle(y[i]);
         return sum;
+    }
+
+    /// <summary>Prompt form: each 32 weights are split into their odd and even halves once for four tokens, in
+    /// <see cref="Simd.DotBF16Pairs"/>'s order, so every (row, token) gets the bits of <see cref="DotCore"/>.</summary>
+    internal override void MatMulCore(byte* weights, long rowBytes, int k, byte* acts, int actStride, int tokens,
+        float* y, int yStride, int rowStart, int rowEnd)
+    {
+        if (Simd.Avx2Fma) MatMulInGroupsOfFour(weights, rowBytes, k, acts, actStride, tokens, y, yStride, rowStart, rowEnd, &Dot4);
+        else base.MatMulCore(weights, rowBytes, k, acts, actStride, tokens, y, yStride, rowStart, rowEnd);
+    }
+
+    static void Dot4(byte* row, byte* act, int actStride, int k, float* y, int yStride)
+    {
+        ushort* x = (ushort*)row;
+        ushort* a0 = (ushort*)act, a1 = (ushort*)(act + actStride), a2 = (ushort*)(act + 2 * actStride), a3 = (ushort*)(act + 3 * actStride);
+        Vector256<float> lo0 = default, hi0 = default, lo1 = default, hi1 = default, lo2 = default, hi2 = default, lo3 = default, hi3 = default;
+        var high = Vector256.Create(0xFFFF0000u);
+        int i = 0;
+        for (; i + 32 <= k; i += 32)
+        {
+            var wLo = Vector256.Load((uint*)(x + i));
+            var wHi = Vector256.Load((uint*)(x + i + 16));
+            Vector256<float> oddLo = (wLo & high).AsSingle(), evenLo = (wLo << 16).AsSingle();
+            Vector256<float> oddHi = (wHi & high).AsSingle(), evenHi = (wHi << 16).AsSingle();
+            lo0 = Pairs(oddLo, evenLo, a0 + i, lo0); hi0 = Pairs(oddHi, evenHi, a0 + i + 16, hi0);
+            lo1 = Pairs(oddLo, evenLo, a1 + i, lo1); hi1 = Pairs(oddHi, evenHi, a1 + i + 16, hi1);
+            lo2 = Pairs(oddLo, evenLo, a2 + i, lo2); hi2 = Pairs(oddHi, evenHi, a2 + i + 16, hi2);
+            lo3 = Pairs(oddLo, evenLo, a3 + i, lo3); hi3 = Pairs(oddHi, evenHi, a3 + i + 16, hi3);
+        }
+        float s0 = Simd.HSum(lo0 + hi0), s1 = Simd.HSum(lo1 + hi1), s2 = Simd.HSum(lo2 + hi2), s3 = Simd.HSum(lo3 + hi3);
+        for (; i < k; i++)
+        {
+            float w = Fp16.BF16ToSingle(x[i]);
+            s0 += w * Fp16.BF16ToSingle(a0[i]); s1 += w * Fp16.BF16ToSingle(a1[i]);
+            s2 += w * Fp16.BF16ToSingle(a2[i]); s3 += w * Fp16.BF16ToSingle(a3[i]);
+        }
+        y[0] = s0; y[yStride] = s1; y[2 * yStride] = s2; y[3 * yStride] = s3;
+    }
+
+    /// <summary><see cref="Simd.DotBF16Pairs"/> with the weight halves already split: (acc + odd products) + even products.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<float> Pairs(Vector256<float> odd, Vector256<float> even, ushort* act, Vector256<float> acc)
+    {
+        var v = Vector256.Load((uint*)act);
+        return (acc + odd * (v & Vector256.Create(0xFFFF0000u)).AsSingle()) + even * (v << 16).AsSingle();
     }
 }
