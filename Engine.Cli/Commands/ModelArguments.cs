@@ -22,7 +22,11 @@ public static class ModelArguments
         int threads = cl.Int("threads", 0, 0, 1024, alias: "t");
         bool repack = !cl.Has("no-repack");
         var stages = DeviceSelection.StageFactory(Device(cl), threads, GpuLayers(cl), Console.Error, repack);
-        return LoadedModel.Open(path, new ModelOptions { Threads = threads, StageFactory = stages, RepackWeights = repack });
+        return LoadedModel.Open(path, new ModelOptions
+        {
+            Threads = threads, StageFactory = stages, RepackWeights = repack,
+            Progress = message => Console.Error.WriteLine("engine: " + message),
+        });
     }
 
     /// <summary>--gpu-layers N|all: how many of the first layers run on the device (default all; with --device auto,

@@ -22,6 +22,8 @@ public sealed record ModelOptions
     /// <summary>Let the CPU backend repack Q4_K matrices into 8-row groups at load (faster matmuls; llama.cpp's
     /// default too). Off (engine's --no-repack) every matrix is read in place from the map.</summary>
     public bool RepackWeights { get; init; } = true;
+    /// <summary>Told what long loading steps are doing (a GPU upload, repacking a large model), one line each.</summary>
+    public Action<string>? Progress { get; init; }
 }
 
 /// <summary>A model file opened, validated and bound to a backend; owns the memory map.</summary>
@@ -67,8 +69,8 @@ public sealed class LoadedModel : IDisposable
         {
             model = new Llama(config, weights, stages, options.MaxBatch);
             for (int s = 0; s < stages.Count; s++)
-                if (stages[s].Backend is IResidentWeights resident)
-                    resident.Upload(weights.Part(stages[s].FirstLayer, stages[s].LayerCount, embedding: s == 0, output: s == stages.Count - 1));
+                if (stages[s].Backend is IResidentWeights resident and not CpuBackend { RepacksWeights: false })
+                    Upload(resident, stages[s].Backend.Name, weights.Part(stages[s].FirstLayer, stages[s].LayerCount, embedding: s == 0, output: s == stages.Count - 1), options.Progress);
             return model;
         }
         catch
@@ -77,6 +79,18 @@ public sealed class LoadedModel : IDisposable
             else foreach (var stage in stages) stage.Backend.Dispose();
             throw;
         }
+    }
+
+    /// <summary>Hands a backend its weights, saying so when there are enough of them to take a noticeable time
+    /// (about a second per GiB on a GPU's bus or for repacking on the CPU).</summary>
+    static void Upload(IResidentWeights backend, string name, WeightSet weights, Action<string>? progress)
+    {
+        long bytes = weights.Matrices.Sum(m => m.View.ByteSize);
+        bool report = progress is not null && bytes >= 512L << 20;
+        if (report) progress!($"preparing {bytes / (double)(1 << 30):F1} GiB of weights for {name}...");
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        backend.Upload(weights);
+        if (report) progress!($"weights ready in {clock.Elapsed.TotalSeconds:F1} s");
     }
 
     /// <summary>A Hugging Face folder (config.json + safetensors) or a .safetensors file with config.json beside it.</summary>

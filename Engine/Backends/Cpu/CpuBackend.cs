@@ -47,6 +47,9 @@ public sealed class CpuBackend : IBackend, IResidentWeights
     /// <summary>Repacks the eligible matrices (a type with a repacked layout, whole groups of 8 rows; not a matrix
     /// only used for lookups):
     /// the 8-row kernels compute about twice as fast as the row kernels (docs/quantization.md).</summary>
+    /// <summary>Whether <see cref="Upload"/> repacks anything (asked to, and the machine has the kernels).</summary>
+    public bool RepacksWeights => _repackWeights && Quantization.Simd.Avx2Fma;
+
     public void Upload(WeightSet weights)
     {
         if (!_repackWeights || !Quantization.Simd.Avx2Fma) return;
