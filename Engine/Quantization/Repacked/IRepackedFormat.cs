@@ -36,7 +36,7 @@ internal unsafe interface IRepackedFormat
 /// row kernels (their fast paths need AVX2 + FMA; without them the row kernels, Vector128 included, win).</summary>
 internal static class RepackedFormats
 {
-    static readonly IRepackedFormat[] All = [Q4_Kx8Format.Instance, Q6_Kx8Format.Instance, Q4_0x8Format.Instance];
+    static readonly IRepackedFormat[] All = [RepackedFormat<Q4_Kx8>.Instance, RepackedFormat<Q6_Kx8>.Instance, RepackedFormat<Q4_0x8>.Instance];
 
     /// <summary>The repacked layout for `type`, or null when there is none or this machine would not gain from it.</summary>
     public static IRepackedFormat? For(GgmlType type)
@@ -46,43 +46,4 @@ internal static class RepackedFormats
             if (format.Type == type) return format;
         return null;
     }
-}
-
-/// <summary><see cref="Q4_Kx8"/> behind the repacked-format interface.</summary>
-internal sealed unsafe class Q4_Kx8Format : IRepackedFormat
-{
-    public static readonly Q4_Kx8Format Instance = new();
-    public GgmlType Type => GgmlType.Q4_K;
-    public bool CanRepack(int rows, int k) => Q4_Kx8.CanRepack(rows, k);
-    public long PackedBytes(int rows, int k) => Q4_Kx8.PackedBytes(rows, k);
-    public void RepackRows(byte* src, long rowBytes, int rows, int k, byte* dst) => Q4_Kx8.RepackRows(src, rowBytes, rows, k, dst);
-    public void MatVec(byte* packed, int k, byte* act, float* y, int groupStart, int groupEnd) => Q4_Kx8Kernels.MatVec(packed, k, act, y, groupStart, groupEnd);
-    public void MatMul(byte* packed, int k, byte* acts, int actStride, int tokens, float* y, int yStride, int groupStart, int groupEnd) =>
-        Q4_Kx8Kernels.MatMul(packed, k, acts, actStride, tokens, y, yStride, groupStart, groupEnd);
-}
-
-/// <summary><see cref="Q6_Kx8"/> behind the repacked-format interface.</summary>
-internal sealed unsafe class Q6_Kx8Format : IRepackedFormat
-{
-    public static readonly Q6_Kx8Format Instance = new();
-    public GgmlType Type => GgmlType.Q6_K;
-    public bool CanRepack(int rows, int k) => Q6_Kx8.CanRepack(rows, k);
-    public long PackedBytes(int rows, int k) => Q6_Kx8.PackedBytes(rows, k);
-    public void RepackRows(byte* src, long rowBytes, int rows, int k, byte* dst) => Q6_Kx8.RepackRows(src, rowBytes, rows, k, dst);
-    public void MatVec(byte* packed, int k, byte* act, float* y, int groupStart, int groupEnd) => Q6_Kx8Kernels.MatVec(packed, k, act, y, groupStart, groupEnd);
-    public void MatMul(byte* packed, int k, byte* acts, int actStride, int tokens, float* y, int yStride, int groupStart, int groupEnd) =>
-        Q6_Kx8Kernels.MatMul(packed, k, acts, actStride, tokens, y, yStride, groupStart, groupEnd);
-}
-
-/// <summary><see cref="Q4_0x8"/> behind the repacked-format interface.</summary>
-internal sealed unsafe class Q4_0x8Format : IRepackedFormat
-{
-    public static readonly Q4_0x8Format Instance = new();
-    public GgmlType Type => GgmlType.Q4_0;
-    public bool CanRepack(int rows, int k) => Q4_0x8.CanRepack(rows, k);
-    public long PackedBytes(int rows, int k) => Q4_0x8.PackedBytes(rows, k);
-    public void RepackRows(byte* src, long rowBytes, int rows, int k, byte* dst) => Q4_0x8.RepackRows(src, rowBytes, rows, k, dst);
-    public void MatVec(byte* packed, int k, byte* act, float* y, int groupStart, int groupEnd) => Q4_0x8Kernels.MatVec(packed, k, act, y, groupStart, groupEnd);
-    public void MatMul(byte* packed, int k, byte* acts, int actStride, int tokens, float* y, int yStride, int groupStart, int groupEnd) =>
-        Q4_0x8Kernels.MatMul(packed, k, acts, actStride, tokens, y, yStride, groupStart, groupEnd);
 }
