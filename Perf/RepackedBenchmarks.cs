@@ -6,13 +6,17 @@ using Engine.Quantization.Repacked;
 
 namespace Engine.Perf;
 
-/// <summary>The decode matmul of one Q4_K matrix (k = 4096 columns), the row kernels reading the file layout
-/// against the 8-row kernels reading the repacked copy, on 1 and 2 threads of a WorkSplit (as the CPU backend
-/// runs them). 256 rows (576 KB) stay in cache; 14336 rows (the FFN of Llama-3-8B, 33 MB) come from memory.
-/// GB/s of weights = Rows * 2304 bytes / the mean time.
-///   dotnet run -c Release --project Perf -- --filter '*RepackedQ4_K*'</summary>
-public unsafe class RepackedQ4_KBenchmarks
+/// <summary>The decode matmul of one Q4_K or Q6_K matrix (k = 4096 columns), the row kernels reading the file
+/// layout against the 8-row kernels reading the repacked copy, on 1 and 2 threads of a WorkSplit (as the CPU
+/// backend runs them). 256 rows (576 KB of Q4_K, 840 KB of Q6_K) stay in cache; 14336 rows (the FFN of
+/// Llama-3-8B, 33 / 48 MB) come from memory. GB/s of weights = Rows * row bytes (2304 / 3360) / the mean time.
+///   dotnet run -c Release --project Perf -- --filter '*RepackedBenchmarks*'</summary>
+[GenericTypeArguments(typeof(Q4_Kx8))]
+[GenericTypeArguments(typeof(Q6_Kx8))]
+public unsafe class RepackedBenchmarks<TLayout> where TLayout : RepackedMatrix<TLayout>, IRepackedLayout
 {
+    static RowFormat Format => TLayout.Source;
+
     const int Cols = 4096;
     [Params(256, 14336)] public int Rows;
     [Params(1, 2)] public int Threads;
@@ -24,10 +28,10 @@ public unsafe class RepackedQ4_KBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        var format = Q4_KFormat.Instance;
-        var weights = RandomWeights.Quantized(GgmlType.Q4_K, Rows, Cols, out long rowBytes);
-        var packed = new byte[Q4_Kx8.PackedBytes(Rows, Cols)];
-        Q4_Kx8.Repack(weights, rowBytes, Rows, Cols, packed);
+        var format = Format;
+        var weights = RandomWeights.Quantized(format.Type, Rows, Cols, out long rowBytes);
+        var packed = new byte[RepackedMatrix<TLayout>.PackedBytes(Rows, Cols)];
+        RepackedMatrix<TLayout>.Repack(weights, rowBytes, Rows, Cols, packed);
         var act = new byte[format.ActivationBytes(Cols)];
         format.QuantizeActivations(RandomWeights.Floats(Cols, seed: 7), act);
         _rows.Weights = weights; _rows.RowBytes = rowBytes; _rows.Act = act; _rows.Y = new float[Rows];
@@ -56,12 +60,12 @@ public unsafe class RepackedQ4_KBenchmarks
     {
         public byte[] Weights = [], Act = []; public long RowBytes; public float[] Y = [];
         public void Execute(int start, int end, int worker) =>
-            RowFormats.MatVecRows(Q4_KFormat.Instance, Weights, RowBytes, Cols, Act, Y, start, end);
+            RowFormats.MatVecRows(Format, Weights, RowBytes, Cols, Act, Y, start, end);
     }
 
     sealed class GroupsWork : IRangeWork
     {
         public byte[] Packed = [], Act = []; public float[] Y = [];
-        public void Execute(int start, int end, int worker) => Q4_Kx8.MatVec(Packed, Cols, Act, Y, start, end);
+        public void Execute(int start, int end, int worker) => RepackedMatrix<TLayout>.MatVec(Packed, Cols, Act, Y, start, end);
     }
 }
