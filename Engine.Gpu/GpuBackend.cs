@@ -48,7 +48,7 @@ public sealed class GpuBackend : IBackend, IResidentWeights, Engine.Benchmarking
     readonly ElementwiseKernels _elementwise;
     readonly RopeKernels _rope;
     readonly AttentionKernels _attention;
-    readonly DeviceStaging<int> _tokenIds, _positions, _rowIds;
+    readonly DeviceStaging<int> _tokenIds, _rowIds;
     readonly DeviceStaging<float> _scales;
     // Keyed by identity: a model hands the same weight objects to every call.
     readonly Dictionary<WeightMatrix, ResidentMatrix> _matrices = new(ReferenceEqualityComparer.Instance);
@@ -56,9 +56,6 @@ public sealed class GpuBackend : IBackend, IResidentWeights, Engine.Benchmarking
     readonly Dictionary<RopeParameters, RopeTable> _ropeTables = new(ReferenceEqualityComparer.Instance);
     readonly List<IDisposable> _allocations = [];
     readonly HashSet<int> _distinctRows = [];
-    int[] _uploadedPositions = [];
-    int _uploadedPositionCount = -1;
-    ArrayView<int> _positionsView;
 
     public string Name => $"gpu ({_device.Description})";
     public GpuDevice Device => _device;
@@ -80,7 +77,6 @@ public sealed class GpuBackend : IBackend, IResidentWeights, Engine.Benchmarking
         _rope = new RopeKernels(_accelerator);
         _attention = new AttentionKernels(_accelerator, shape);
         _tokenIds = new DeviceStaging<int>(_accelerator, _budget, "token ids");
-        _positions = new DeviceStaging<int>(_accelerator, _budget, "positions");
         _rowIds = new DeviceStaging<int>(_accelerator, _budget, "row ids");
         _scales = new DeviceStaging<float>(_accelerator, _budget, "row scales");
     }
@@ -158,10 +154,10 @@ public sealed class GpuBackend : IBackend, IResidentWeights, Engine.Benchmarking
     public void AddBias(ActivationBuffer y, WeightVector bias, int rows) =>
         _elementwise.AddBias(V(y), Resident(bias), rows, bias.Length);
 
-    public void Rope(ActivationBuffer x, int rows, int heads, ReadOnlySpan<int> positions, RopeParameters rope)
+    public void Rope(ActivationBuffer x, int rows, int heads, int start, RopeParameters rope)
     {
         var table = RopeTableFor(rope, heads);
-        _rope.Rope(V(x), rows, Positions(positions[..rows]), table.Rates.View, table.Shape with { Heads = heads });
+        _rope.Rope(V(x), rows, start, table.Rates.View, table.Shape with { Heads = heads });
     }
 
     RopeTable RopeTableFor(RopeParameters rope, int heads)
@@ -175,19 +171,6 @@ public sealed class GpuBackend : IBackend, IResidentWeights, Engine.Benchmarking
         table = new RopeTable(buffer, new RopeKernels.RopeShape(heads, rope.HeadDim, rates.Length, rope.Style == RopeStyle.NeoX ? 1 : 0, angles.MagnitudeScale));
         _ropeTables.Add(rope, table);
         return table;
-    }
-
-    /// <summary>The positions on the device. q and k of every layer rotate by the same positions, so they are
-    /// sent once per step, not once per call.</summary>
-    ArrayView<int> Positions(ReadOnlySpan<int> positions)
-    {
-        if (_uploadedPositionCount == positions.Length && positions.SequenceEqual(_uploadedPositions.AsSpan(0, positions.Length)))
-            return _positionsView;
-        _positionsView = _positions.Upload(positions);
-        if (_uploadedPositions.Length < positions.Length) _uploadedPositions = new int[Math.Max(64, positions.Length)];
-        positions.CopyTo(_uploadedPositions);
-        _uploadedPositionCount = positions.Length;
-        return _positionsView;
     }
 
     public void StoreKv(KvCache cache, int layer, int start, int rows, ActivationBuffer k, ActivationBuffer v)
@@ -277,7 +260,7 @@ public sealed class GpuBackend : IBackend, IResidentWeights, Engine.Benchmarking
         foreach (var v in _vectors.Values) v.Dispose();
         foreach (var t in _ropeTables.Values) t.Rates.Dispose();
         foreach (var a in _allocations) a.Dispose();
-        _tokenIds.Dispose(); _positions.Dispose(); _rowIds.Dispose(); _scales.Dispose();
+        _tokenIds.Dispose(); _rowIds.Dispose(); _scales.Dispose();
         if (_ownsDevice) _device.Dispose();
     }
 }

@@ -68,9 +68,8 @@ public class CpuKernelTests
         var rope = new RopeParameters(dim, dim, style, 10000, RopeScaling.None, null);
         var q = Random(rng, tokens * heads * dim); var k = Random(rng, tokens * kvHeads * dim); var v = Random(rng, tokens * kvHeads * dim);
         var bq = Load(backend, q); var bk = Load(backend, k); var bv = Load(backend, v);
-        var positions = Enumerable.Range(0, tokens).ToArray();
-        backend.Rope(bq, tokens, heads, positions, rope);
-        backend.Rope(bk, tokens, kvHeads, positions, rope);
+        backend.Rope(bq, tokens, heads, 0, rope);
+        backend.Rope(bk, tokens, kvHeads, 0, rope);
         var ropedQ = new float[q.Length]; backend.Read(bq, 0, ropedQ);
         var ropedK = new float[k.Length]; backend.Read(bk, 0, ropedK);
         for (int t = 0; t < tokens; t++)

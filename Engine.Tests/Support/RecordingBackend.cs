@@ -22,7 +22,7 @@ public sealed class RecordingBackend(IBackend inner) : IBackend
     }
 
     public void AddBias(ActivationBuffer y, WeightVector bias, int rows) => inner.AddBias(y, bias, rows);
-    public void Rope(ActivationBuffer x, int rows, int heads, ReadOnlySpan<int> positions, RopeParameters rope) => inner.Rope(x, rows, heads, positions, rope);
+    public void Rope(ActivationBuffer x, int rows, int heads, int start, RopeParameters rope) => inner.Rope(x, rows, heads, start, rope);
     public void StoreKv(KvCache cache, int layer, int start, int rows, ActivationBuffer k, ActivationBuffer v) => inner.StoreKv(cache, layer, start, rows, k, v);
     public void Attention(ActivationBuffer q, KvCache cache, int layer, int start, int rows, int heads, int kvHeads, int headDim, int valueDim, ActivationBuffer output) =>
         inner.Attention(q, cache, layer, start, rows, heads, kvHeads, headDim, valueDim, output);

@@ -39,8 +39,10 @@ public interface IBackend : IDisposable
     void MatMul(WeightMatrix w, ActivationBuffer x, int rows, ActivationBuffer y);
     /// <summary>y[r] += bias for each of `rows` rows.</summary>
     void AddBias(ActivationBuffer y, WeightVector bias, int rows);
-    /// <summary>Rotates each head of x (rows x heads*headDim) by the angle of its token's position.</summary>
-    void Rope(ActivationBuffer x, int rows, int heads, ReadOnlySpan<int> positions, RopeParameters rope);
+    /// <summary>Rotates each head of x (rows x heads*headDim) by the angle of its token's position: token t of the
+    /// batch is at position start + t (a batch is always consecutive positions, so a GPU derives them itself
+    /// instead of being sent them each step).</summary>
+    void Rope(ActivationBuffer x, int rows, int heads, int start, RopeParameters rope);
     /// <summary>Writes k and v of `rows` tokens into the cache of `layer` at positions [start, start+rows).</summary>
     void StoreKv(KvCache cache, int layer, int start, int rows, ActivationBuffer k, ActivationBuffer v);
     /// <summary>Causal grouped-query attention of `rows` queries at positions [start, start+rows) over the

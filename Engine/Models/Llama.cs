@@ -30,7 +30,6 @@ public sealed class Llama : IDisposable
 
     readonly RopeParameters _rope;
     readonly StageActivations[] _stages;
-    readonly int[] _positions;
     // The residual stream on its way from one stage's backend to the next (host memory, allocated once).
     readonly float[] _handOver;
 
@@ -47,7 +46,6 @@ public sealed class Llama : IDisposable
         _rope = new RopeParameters(config.HeadDim, config.RopeDimensions, config.RopeStyle, config.RopeTheta, config.RopeScaling,
             weights.RopeFrequencyFactors?.Values);
         _stages = stages.Select((stage, i) => new StageActivations(stage, config, MaxBatch, computesLogits: i == stages.Count - 1)).ToArray();
-        _positions = new int[MaxBatch];
         _handOver = stages.Count > 1 ? new float[MaxBatch * config.EmbeddingLength] : [];
     }
 
@@ -86,8 +84,6 @@ public sealed class Llama : IDisposable
     void Layers(ReadOnlySpan<int> tokens, int start, KvCache cache)
     {
         int rows = tokens.Length, width = Config.EmbeddingLength;
-        for (int t = 0; t < rows; t++) _positions[t] = start + t;
-        var positions = _positions.AsSpan(0, rows);
 
         var first = _stages[0];
         first.Backend.Embed(Weights.TokenEmbedding, tokens, first.X);
@@ -99,13 +95,13 @@ public sealed class Llama : IDisposable
             if (s > 0) HandOver(_stages[s - 1], a, rows * width);
             var stageCache = cache is StagedKvCache staged ? staged.Parts[s] : cache;
             for (int l = a.Stage.FirstLayer; l < a.Stage.EndLayer; l++)
-                Layer(a, l, stageCache, l - a.Stage.FirstLayer, start, rows, positions);
+                Layer(a, l, stageCache, l - a.Stage.FirstLayer, start, rows);
         }
     }
 
     /// <summary>One transformer block on the residual stream a.X. `cacheLayer` is the layer's index in the
     /// stage's own cache.</summary>
-    void Layer(StageActivations a, int l, KvCache cache, int cacheLayer, int start, int rows, ReadOnlySpan<int> positions)
+    void Layer(StageActivations a, int l, KvCache cache, int cacheLayer, int start, int rows)
     {
         var c = Config;
         var be = a.Backend;
@@ -123,8 +119,8 @@ public sealed class Llama : IDisposable
         if (w.ValueBias is not null) be.AddBias(a.V, w.ValueBias, rows);
         if (w.QueryNorm is not null) be.RmsNorm(a.Q, w.QueryNorm, c.RmsNormEpsilon, rows * c.HeadCount, a.Q);
         if (w.KeyNorm is not null) be.RmsNorm(a.K, w.KeyNorm, c.RmsNormEpsilon, rows * c.KvHeadCount, a.K);
-        be.Rope(a.Q, rows, c.HeadCount, positions, _rope);
-        be.Rope(a.K, rows, c.KvHeadCount, positions, _rope);
+        be.Rope(a.Q, rows, c.HeadCount, start, _rope);           // token t at position start + t
+        be.Rope(a.K, rows, c.KvHeadCount, start, _rope);
         Observe(a, "Qcur", l, a.Q, rows, c.QueryWidth);
         Observe(a, "Kcur", l, a.K, rows, c.KeyWidth);
         Observe(a, "Vcur", l, a.V, rows, c.ValueWidth);

@@ -99,7 +99,7 @@ public sealed class CpuBackend : IBackend, IResidentWeights
         }
     }
 
-    public void Rope(ActivationBuffer x, int rows, int heads, ReadOnlySpan<int> positions, RopeParameters rope)
+    public void Rope(ActivationBuffer x, int rows, int heads, int start, RopeParameters rope)
     {
         var data = D(x);
         var angles = new RopeAngles(rope);
@@ -107,7 +107,7 @@ public sealed class CpuBackend : IBackend, IResidentWeights
         Span<float> sin = stackalloc float[rope.RotatedDims / 2];
         for (int t = 0; t < rows; t++)
         {
-            angles.Compute(positions[t], cos, sin);
+            angles.Compute(start + t, cos, sin);
             for (int h = 0; h < heads; h++)
                 RopeKernels.Rotate(data.AsSpan((t * heads + h) * rope.HeadDim, rope.HeadDim), cos, sin, rope.Style, rope.RotatedDims);
         }
