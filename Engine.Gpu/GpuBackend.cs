@@ -7,10 +7,11 @@ using ILGPU.Runtime;
 
 namespace Engine.Gpu;
 
-/// <summary>The ILGPU backend: activations, the KV cache and every weight live in device memory. Weights are
-/// uploaded once (in their file type; each type's kernels decode them), kernels are compiled once in the
-/// constructor, and a step copies only token ids, positions and MoE routing in and logits and router scores
-/// out. Every kernel is enqueued on the accelerator's default stream; reading a result back waits for it.</summary>
+/// <summary>The ILGPU backend: activations, the KV cache, every weight and the MoE routing live in device memory.
+/// Weights are uploaded once (in their file type; each type's kernels decode them; a layer's experts as one stack
+/// indexed on the device), kernels are compiled once, and a step copies only the token ids in and the logits out
+/// (<see cref="HostTransfers"/> counts every copy). Every kernel is enqueued on the accelerator's default stream;
+/// reading a result back waits for it.</summary>
 public sealed class GpuBackend : IBackend, IResidentWeights, Engine.Benchmarking.IMemoryBandwidth
 {
     // The device buffer holds at least one float (ILGPU cannot allocate none); Length is what was asked for.
@@ -48,14 +49,19 @@ public sealed class GpuBackend : IBackend, IResidentWeights, Engine.Benchmarking
     readonly ElementwiseKernels _elementwise;
     readonly RopeKernels _rope;
     readonly AttentionKernels _attention;
-    readonly DeviceStaging<int> _tokenIds, _rowIds;
-    readonly DeviceStaging<float> _scales;
+    readonly ExpertKernels _experts;
+    readonly DeviceStaging<int> _tokenIds;
     // Keyed by identity: a model hands the same weight objects to every call.
     readonly Dictionary<WeightMatrix, ResidentMatrix> _matrices = new(ReferenceEqualityComparer.Instance);
+    readonly Dictionary<ExpertMatrices, ResidentMatrix> _stacks = new(ReferenceEqualityComparer.Instance);
     readonly Dictionary<WeightVector, MemoryBuffer1D<float, Stride1D.Dense>> _vectors = new(ReferenceEqualityComparer.Instance);
     readonly Dictionary<RopeParameters, RopeTable> _ropeTables = new(ReferenceEqualityComparer.Instance);
     readonly List<IDisposable> _allocations = [];
-    readonly HashSet<int> _distinctRows = [];
+    readonly List<GpuExpertRouting> _routings = [];
+
+    /// <summary>Copies between host and device made by forward-pass operations since the backend was created
+    /// (weight uploads and allocations aside): what a step costs in transfers.</summary>
+    public HostTransferCount HostTransfers { get; } = new();
 
     public string Name => $"gpu ({_device.Description})";
     public GpuDevice Device => _device;
@@ -76,9 +82,8 @@ public sealed class GpuBackend : IBackend, IResidentWeights, Engine.Benchmarking
         _elementwise = new ElementwiseKernels(_accelerator);
         _rope = new RopeKernels(_accelerator);
         _attention = new AttentionKernels(_accelerator, shape);
+        _experts = new ExpertKernels(_accelerator);
         _tokenIds = new DeviceStaging<int>(_accelerator, _budget, "token ids");
-        _rowIds = new DeviceStaging<int>(_accelerator, _budget, "row ids");
-        _scales = new DeviceStaging<float>(_accelerator, _budget, "row scales");
     }
 
     public WeightKernelRegistry Kernels => _registry;
@@ -107,11 +112,14 @@ public sealed class GpuBackend : IBackend, IResidentWeights, Engine.Benchmarking
     {
         var matrices = weights.Matrices.Where(m => !_matrices.ContainsKey(m)).ToList();
         long bytes = 0;
+        var stacks = weights.ExpertStacks.Where(s => !_stacks.ContainsKey(s)).ToList();
         foreach (var m in matrices) bytes += _registry.For(m).DeviceBytes(m.Rows, m.Cols); // also rejects unsupported types first
+        foreach (var s in stacks) bytes += s.Count * _registry.For(s[0]).DeviceBytes(s.Rows, s.Cols);
         foreach (var v in weights.Vectors) bytes += (long)v.Length * sizeof(float);
         if (bytes > _budget.Capacity - _budget.Used)
-            throw new DeviceMemoryException($"the weights ({matrices.Count} matrices)", bytes, _budget.Used, _budget.Capacity);
+            throw new DeviceMemoryException($"the weights ({matrices.Count} matrices, {stacks.Count} expert stacks)", bytes, _budget.Used, _budget.Capacity);
         foreach (var m in matrices) Resident(m);
+        foreach (var s in stacks) Resident(s);
         foreach (var v in weights.Vectors) Resident(v);
     }
 
@@ -122,6 +130,18 @@ public sealed class GpuBackend : IBackend, IResidentWeights, Engine.Benchmarking
         _budget.Reserve(kernels.DeviceBytes(w.Rows, w.Cols), w.Name);
         resident = new ResidentMatrix(kernels, kernels.Upload(w));
         _matrices.Add(w, resident);
+        return resident;
+    }
+
+    /// <summary>A layer's experts as one device matrix: expert e's rows follow expert e - 1's, so a kernel finds
+    /// the expert a token chose from its index alone.</summary>
+    ResidentMatrix Resident(ExpertMatrices w)
+    {
+        if (_stacks.TryGetValue(w, out var resident)) return resident;
+        var kernels = _registry.For(w[0]);
+        _budget.Reserve(w.Count * kernels.DeviceBytes(w.Rows, w.Cols), w.Name);
+        resident = new ResidentMatrix(kernels, kernels.UploadStack(w.Name, w.Experts));
+        _stacks.Add(w, resident);
         return resident;
     }
 
@@ -139,6 +159,7 @@ public sealed class GpuBackend : IBackend, IResidentWeights, Engine.Benchmarking
         foreach (int token in tokens)
             if ((uint)token >= (uint)table.Rows) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {token} is outside the vocabulary of {table.Rows}");
         var m = Resident(table);
+        HostTransfers.Uploaded(tokens.Length * sizeof(int));
         m.Kernels.DequantizeRows(m.Matrix, _tokenIds.Upload(tokens), tokens.Length, V(x));
     }
 
@@ -197,33 +218,78 @@ public sealed class GpuBackend : IBackend, IResidentWeights, Engine.Benchmarking
         if (length > 0) ((Buffer)x).Data.View.SubView(0, length).MemSetToZero();
     }
 
-    public void GatherRows(ActivationBuffer src, ReadOnlySpan<int> rows, int width, ActivationBuffer dst)
+    public ExpertRouting CreateExpertRouting(ExpertRoutingShape shape)
     {
-        if (rows.Length == 0) return;
-        _elementwise.GatherRows(V(src), _rowIds.Upload(rows), rows.Length, width, V(dst));
+        var routing = new GpuExpertRouting(_accelerator, _budget, shape);
+        _routings.Add(routing);
+        return routing;
     }
 
-    public void ScatterAddRows(ActivationBuffer src, ReadOnlySpan<int> rows, ReadOnlySpan<float> scales, int width, ActivationBuffer dst)
+    public void RouteExperts(ActivationBuffer routerLogits, int rows, ExpertRouting routing, ActivationBuffer probabilities)
     {
-        if (scales.Length != rows.Length) throw new ArgumentException("one scale per row", nameof(scales));
-        if (rows.Length == 0) return;
-        // One thread per element and no atomics: two sources adding into one row would race.
-        _distinctRows.Clear();
-        foreach (int row in rows)
-            if (!_distinctRows.Add(row)) throw new ArgumentException($"row {row} appears twice; the GPU backend scatters distinct rows only", nameof(rows));
-        _elementwise.ScatterAddRows(V(src), _rowIds.Upload(rows), _scales.Upload(scales), rows.Length, width, V(dst));
+        var r = (GpuExpertRouting)routing;
+        r.CheckRows(rows);
+        _experts.Route(V(routerLogits), rows, V(probabilities), r.Chosen, r.Weights, r.Rule);
+        // A prompt's expert matmuls read the slots sorted by expert; a decode step multiplies slot by slot.
+        if (rows > 1) _experts.Sort(r.Chosen, rows * r.Shape.ExpertsPerToken, r.Shape.Experts, r.Counts, r.SortedSlots, r.SegmentExpert, r.Segments(rows));
+        r.Rows = rows;
     }
+
+    public void ExpertMatMul(ExpertMatrices w, ExpertRouting routing, ActivationBuffer x, int rows, bool inputPerSlot, ActivationBuffer y)
+    {
+        var r = Routed(routing, rows);
+        if (w.Count != r.Shape.Experts) throw new ArgumentException($"{w.Name} has {w.Count} experts, the routing {r.Shape.Experts}", nameof(w));
+        if (Math.Max(w.Rows, w.Cols) > r.Shape.MaxWidth) throw new ArgumentException($"{w} is wider than the routing's {r.Shape.MaxWidth}", nameof(w));
+        var m = Resident(w);
+        int k = r.Shape.ExpertsPerToken, slotsPerInput = inputPerSlot ? 1 : k;
+        if (rows == 1)
+        {
+            m.Kernels.ExpertMatVec(m.Matrix, w.Rows, r.Chosen, k, V(x), slotsPerInput, V(y));
+            return;
+        }
+        int tokens = r.Segments(rows) * ExpertSegment.Tokens;
+        _experts.Gather(V(x), r.SortedSlots, tokens, w.Cols, slotsPerInput, r.SortedInput);
+        m.Kernels.ExpertMatMul(m.Matrix, w.Rows, r.SegmentExpert, r.SortedInput, tokens, r.SortedOutput);
+        _experts.Scatter(r.SortedOutput, r.SortedSlots, tokens, w.Rows, V(y));
+    }
+
+    public void CombineExperts(ActivationBuffer expertOutputs, ExpertRouting routing, int rows, int width, ActivationBuffer output)
+    {
+        var r = Routed(routing, rows);
+        _experts.Combine(V(expertOutputs), r.Weights, rows, r.Shape.ExpertsPerToken, width, V(output));
+    }
+
+    public void ReadRouting(ExpertRouting routing, int rows, Span<int> chosen, Span<float> weights)
+    {
+        var r = Routed(routing, rows);
+        int slots = rows * r.Shape.ExpertsPerToken;
+        r.Chosen.SubView(0, slots).CopyToCPU(_accelerator.DefaultStream, chosen[..slots]);
+        r.Weights.SubView(0, slots).CopyToCPU(_accelerator.DefaultStream, weights[..slots]);
+        HostTransfers.Read(slots * (sizeof(int) + sizeof(float)));
+    }
+
+    static GpuExpertRouting Routed(ExpertRouting routing, int rows)
+    {
+        var r = (GpuExpertRouting)routing;
+        if (rows != r.Rows) throw new InvalidOperationException($"the routing holds {r.Rows} tokens, not {rows}: route the batch first");
+        return r;
+    }
+
+    public void AddSigmoidGated(ActivationBuffer gateLogits, ActivationBuffer src, int rows, int width, ActivationBuffer dst) =>
+        _experts.AddSigmoidGated(V(gateLogits), V(src), rows, width, V(dst));
 
     public void Read(ActivationBuffer x, int offset, Span<float> dst)
     {
         if (dst.Length == 0) return;
         ((Buffer)x).Data.View.SubView(offset, dst.Length).CopyToCPU(_accelerator.DefaultStream, dst);
+        HostTransfers.Read(dst.Length * sizeof(float));
     }
 
     public void Write(ActivationBuffer x, int offset, ReadOnlySpan<float> values)
     {
         if (values.Length == 0) return;
         ((Buffer)x).Data.View.SubView(offset, values.Length).CopyFromCPU(_accelerator.DefaultStream, values);
+        HostTransfers.Uploaded(values.Length * sizeof(float));
     }
 
     public void Copy(ActivationBuffer src, int srcOffset, ActivationBuffer dst, int dstOffset, int length)
@@ -257,10 +323,12 @@ public sealed class GpuBackend : IBackend, IResidentWeights, Engine.Benchmarking
     {
         _accelerator.Synchronize();
         foreach (var m in _matrices.Values) m.Matrix.Dispose();
+        foreach (var m in _stacks.Values) m.Matrix.Dispose();
+        foreach (var r in _routings) r.Dispose();
         foreach (var v in _vectors.Values) v.Dispose();
         foreach (var t in _ropeTables.Values) t.Rates.Dispose();
         foreach (var a in _allocations) a.Dispose();
-        _tokenIds.Dispose(); _rowIds.Dispose(); _scales.Dispose();
+        _tokenIds.Dispose();
         if (_ownsDevice) _device.Dispose();
     }
 }

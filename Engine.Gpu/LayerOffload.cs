@@ -74,5 +74,5 @@ public static class LayerOffload
 
     /// <summary>Bytes in the file of a set of weights (norm vectors as the float32 the device holds).</summary>
     static long Bytes(WeightSet part) =>
-        part.Matrices.Sum(m => m.View.ByteSize) + part.Vectors.Sum(v => (long)v.Length * sizeof(float));
+        part.AllMatrices.Sum(m => m.View.ByteSize) + part.Vectors.Sum(v => (long)v.Length * sizeof(float));
 }

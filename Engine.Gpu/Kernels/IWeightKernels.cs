@@ -43,4 +43,17 @@ public interface IWeightKernels
 
     /// <summary>dst[i * Cols + c] = W[rowIds[i], c] as float, for i &lt; count (the embedding lookup).</summary>
     void DequantizeRows(DeviceMatrix w, ArrayView<int> rowIds, int count, ArrayView<float> dst);
+
+    /// <summary>Copies equal matrices (a layer's experts) to the device once, one after another: a stack of
+    /// experts.Count x rows rows, expert e's first row at e * rows.</summary>
+    DeviceMatrix UploadStack(string name, IReadOnlyList<WeightMatrix> experts);
+
+    /// <summary>Decode through experts: y[s * expertRows + r] = W_e[r] · x[(s / slotsPerInput) * Cols ..] for each slot
+    /// s &lt; slots, with e = expertOfSlot[s] read on the device and W_e expert e's expertRows rows of the stack.</summary>
+    void ExpertMatVec(DeviceMatrix stack, int expertRows, ArrayView<int> expertOfSlot, int slots, ArrayView<float> x, int slotsPerInput, ArrayView<float> y);
+
+    /// <summary>A prompt through experts: x holds `tokens` rows sorted by expert in segments of
+    /// <see cref="ExpertSegment.Tokens"/>, segment g all of expert segmentExpert[g] (-1: unused, skipped);
+    /// y[p * expertRows + r] = W_e[r] · x[p * Cols ..] with e the expert of p's segment.</summary>
+    void ExpertMatMul(DeviceMatrix stack, int expertRows, ArrayView<int> segmentExpert, ArrayView<float> x, int tokens, ArrayView<float> y);
 }

@@ -59,7 +59,7 @@ public class BenchCliTests
         foreach (var l in w.Layers)
         {
             var m = (MixtureOfExpertsWeights)l.FeedForward;
-            var e = m.Experts[0];
+            var e = m.Expert(0);
             expected += l.Query.View.ByteSize + l.Key.View.ByteSize + l.Value.View.ByteSize + l.Output.View.ByteSize
                       + m.Router.View.ByteSize + 2 * (e.Gate.View.ByteSize + e.Up.View.ByteSize + e.Down.View.ByteSize);
         }

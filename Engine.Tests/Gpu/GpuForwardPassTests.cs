@@ -22,7 +22,7 @@ public class GpuForwardPassTests(GpuTestDevice device, ITestOutputHelper output)
     [InlineData("fx-llama-F32")]
     [InlineData("fx-llama-F16")]
     [InlineData("fx-qwen3-BF16")] // per-head q/k RMSNorm, NeoX RoPE
-    [InlineData("fx-qwen3moe-F16")] // router, top-k experts, gather/scatter on the device
+    [InlineData("fx-qwen3moe-F16")] // router, top-k and the expert matmuls on the device
     public void Logits_and_greedy_tokens_match_llama_cpp(string name)
     {
         var clock = Stopwatch.StartNew();
@@ -66,6 +66,36 @@ public class GpuForwardPassTests(GpuTestDevice device, ITestOutputHelper output)
         output.WriteLine(report);
         nmse.Should().BeLessThanOrEqualTo(maxNmse, report);
         sameTop.Should().BeGreaterThanOrEqualTo(21, report);
+    }
+
+    /// <summary>The rule for the device: a decode step copies its token id in and the logits out, and
+    /// nothing else crosses between host and device: no positions (RoPE derives them from the start), no router
+    /// scores or chosen experts (routing, top-k, the expert matmuls and their weighted sum all stay on the device),
+    /// no shared-expert gate (qwen2moe). The whole prompt, a batch, may not copy more either.</summary>
+    [Theory]
+    [InlineData("fx-llama-F32")]
+    [InlineData("fx-qwen3moe-Q8_0")] // 8 experts, 2 per token
+    [InlineData("fx-qwen2moe-Q8_0")] // plus a shared expert behind a sigmoid gate
+    public void A_step_copies_only_the_tokens_in_and_the_logits_out(string name)
+    {
+        using var model = OpenOnDevice(name, out var golden);
+        var transfers = ((GpuBackend)model.Model.Backend).HostTransfers;
+        var cache = model.Model.CreateCache(golden.Rows + 1);
+        var logits = new float[golden.Vocab];
+
+        var (uploads, uploaded, reads, read) = (transfers.Uploads, transfers.UploadedBytes, transfers.Reads, transfers.ReadBytes);
+        model.Model.Forward(golden.Tokens, 0, cache, logits);
+        (transfers.Uploads - uploads).Should().Be(1, $"the prompt's token ids go in once ({transfers})");
+        (transfers.UploadedBytes - uploaded).Should().Be(golden.Rows * sizeof(int));
+        (transfers.Reads - reads).Should().Be(1, "only the last row's logits come out");
+        (transfers.ReadBytes - read).Should().Be(golden.Vocab * sizeof(float));
+
+        (uploads, uploaded, reads, read) = (transfers.Uploads, transfers.UploadedBytes, transfers.Reads, transfers.ReadBytes);
+        model.Model.Forward([LogitCompare.Argmax(logits)], golden.Rows, cache, logits);
+        (transfers.Uploads - uploads).Should().Be(1, $"a decode step sends its one token id ({transfers})");
+        (transfers.UploadedBytes - uploaded).Should().Be(sizeof(int));
+        (transfers.Reads - reads).Should().Be(1, "and reads back the logits, nothing else");
+        (transfers.ReadBytes - read).Should().Be(golden.Vocab * sizeof(float));
     }
 
     /// <summary>Opens fixture `name` (in the repository or ../shared/fixtures) on the test device, with its golden case.</summary>

@@ -30,12 +30,12 @@ public class ExpertRoutingTests
         public Dictionary<WeightMatrix, int> ExpertOf(int l)
         {
             var map = new Dictionary<WeightMatrix, int>(ReferenceEqualityComparer.Instance);
-            var experts = Layer(l).Experts;
-            for (int e = 0; e < experts.Length; e++)
+            var layer = Layer(l);
+            for (int e = 0; e < layer.ExpertCount; e++)
             {
-                map[experts[e].Gate] = e;
-                map[experts[e].Up] = e;
-                map[experts[e].Down] = e;
+                map[layer.Gate[e]] = e;
+                map[layer.Up[e]] = e;
+                map[layer.Down[e]] = e;
             }
             return map;
         }
@@ -73,7 +73,7 @@ public class ExpertRoutingTests
             expertCalls.Select(call => expertOf[call.Weights]).Distinct().Should().BeEquivalentTo(chosen[l], $"layer {l} reads only the chosen experts");
             foreach (int e in chosen[l])
             {
-                var expert = m.Layer(l).Experts[e];
+                var expert = m.Layer(l).Expert(e);
                 // Gate, up and down of the chosen expert, each exactly once, for the one token.
                 expertCalls.Where(call => expertOf[call.Weights] == e).Select(call => call.Weights)
                     .Should().Equal(expert.Gate, expert.Up, expert.Down);
@@ -91,12 +91,13 @@ public class ExpertRoutingTests
     {
         using var m = new RecordedModel();
         for (int l = 0; l < m.Model.Config.LayerCount; l++)
-            foreach (var (kind, pick) in new (string, Func<SwiGluWeights, WeightMatrix>)[] { ("gate", x => x.Gate), ("up", x => x.Up), ("down", x => x.Down) })
+            foreach (var (kind, stack) in new[] { ("gate", m.Layer(l).Gate), ("up", m.Layer(l).Up), ("down", m.Layer(l).Down) })
             {
                 var stacked = m.File.GetTensor($"blk.{l}.ffn_{kind}_exps.weight");
-                var experts = m.Layer(l).Experts.Select(pick).ToArray();
-                long size = stacked.ByteSize / experts.Length;
-                for (int e = 0; e < experts.Length; e++)
+                var experts = stack.Experts;
+                stack.Name.Should().Be($"blk.{l}.ffn_{kind}_exps.weight");
+                long size = stacked.ByteSize / experts.Count;
+                for (int e = 0; e < experts.Count; e++)
                 {
                     // Expert e is the e-th slice of the file's bytes, in place: nothing copied, nothing shared.
                     experts[e].View.FileOffset.Should().Be(stacked.FileOffset + e * size, $"blk.{l} {kind} expert {e}");
@@ -123,7 +124,7 @@ public class ExpertRoutingTests
             var calls = m.Backend.MatMuls.Where(call => expertOf.ContainsKey(call.Weights)).ToList();
             calls.GroupBy(call => call.Weights, ReferenceEqualityComparer.Instance).Should().OnlyContain(g => g.Count() == 1, "an expert's weights are read once for all its tokens");
             // Every token reaches k experts: the gate matmuls' rows add up to tokens x k.
-            var gates = m.Layer(l).Experts.Select(x => x.Gate).ToHashSet(ReferenceEqualityComparer.Instance);
+            var gates = m.Layer(l).Gate.Experts.ToHashSet(ReferenceEqualityComparer.Instance);
             calls.Where(call => gates.Contains(call.Weights)).Sum(call => call.Rows).Should().Be(Prompt.Length * k);
         }
     }

@@ -29,9 +29,20 @@ public sealed class RecordingBackend(IBackend inner) : IBackend
     public void SwiGlu(ActivationBuffer gate, ActivationBuffer up, int length, ActivationBuffer y) => inner.SwiGlu(gate, up, length, y);
     public void Add(ActivationBuffer x, ActivationBuffer y, int length) => inner.Add(x, y, length);
     public void Clear(ActivationBuffer x, int length) => inner.Clear(x, length);
-    public void GatherRows(ActivationBuffer src, ReadOnlySpan<int> rows, int width, ActivationBuffer dst) => inner.GatherRows(src, rows, width, dst);
-    public void ScatterAddRows(ActivationBuffer src, ReadOnlySpan<int> rows, ReadOnlySpan<float> scales, int width, ActivationBuffer dst) =>
-        inner.ScatterAddRows(src, rows, scales, width, dst);
+    public ExpertRouting CreateExpertRouting(ExpertRoutingShape shape) => inner.CreateExpertRouting(shape);
+    public void RouteExperts(ActivationBuffer routerLogits, int rows, ExpertRouting routing, ActivationBuffer probabilities) =>
+        inner.RouteExperts(routerLogits, rows, routing, probabilities);
+
+    /// <summary>Runs the host routing's expert-by-expert decomposition through this backend, so each expert's
+    /// matmul is recorded (the inner backend must keep its routing in host memory, as the CPU does).</summary>
+    public void ExpertMatMul(ExpertMatrices w, ExpertRouting routing, ActivationBuffer x, int rows, bool inputPerSlot, ActivationBuffer y) =>
+        ((HostExpertRouting)routing).MatMul(this, w, x, rows, inputPerSlot, y);
+
+    public void CombineExperts(ActivationBuffer expertOutputs, ExpertRouting routing, int rows, int width, ActivationBuffer output) =>
+        inner.CombineExperts(expertOutputs, routing, rows, width, output);
+    public void ReadRouting(ExpertRouting routing, int rows, Span<int> chosen, Span<float> weights) => inner.ReadRouting(routing, rows, chosen, weights);
+    public void AddSigmoidGated(ActivationBuffer gateLogits, ActivationBuffer src, int rows, int width, ActivationBuffer dst) =>
+        inner.AddSigmoidGated(gateLogits, src, rows, width, dst);
     public void Read(ActivationBuffer x, int offset, Span<float> dst) => inner.Read(x, offset, dst);
     public void Write(ActivationBuffer x, int offset, ReadOnlySpan<float> values) => inner.Write(x, offset, values);
     public void Copy(ActivationBuffer src, int srcOffset, ActivationBuffer dst, int dstOffset, int length) => inner.Copy(src, srcOffset, dst, dstOffset, length);

@@ -52,14 +52,30 @@ public interface IBackend : IDisposable
     void SwiGlu(ActivationBuffer gate, ActivationBuffer up, int length, ActivationBuffer y);
     /// <summary>x += y over `length` values (the residual connection).</summary>
     void Add(ActivationBuffer x, ActivationBuffer y, int length);
-    /// <summary>x = 0 over `length` values (an accumulator before ScatterAddRows).</summary>
+    /// <summary>x = 0 over `length` values.</summary>
     void Clear(ActivationBuffer x, int length);
-    /// <summary>dst row i = src row rows[i], rows of `width` values: collects the tokens routed to one expert
-    /// into a contiguous sub-batch, so the expert's weights are read once for all of them.</summary>
-    void GatherRows(ActivationBuffer src, ReadOnlySpan<int> rows, int width, ActivationBuffer dst);
-    /// <summary>dst row rows[i] += scales[i] * src row i (the product rounded, then added): returns an expert's
-    /// sub-batch to its tokens, weighted by the router.</summary>
-    void ScatterAddRows(ActivationBuffer src, ReadOnlySpan<int> rows, ReadOnlySpan<float> scales, int width, ActivationBuffer dst);
+
+    // Mixture of experts. The routing is computed and kept where the backend computes (device memory on a GPU),
+    // so a decode step never moves it through the host: the model code only names the steps.
+
+    /// <summary>Routing tables for batches of up to shape.MaxRows tokens, allocated once.</summary>
+    ExpertRouting CreateExpertRouting(ExpertRoutingShape shape);
+    /// <summary>For each of `rows` tokens: probabilities (rows x n_expert) = softmax or sigmoid of its router logits;
+    /// its k most probable experts, most probable first (ties: lower expert first) and their weights (the chosen
+    /// probabilities, renormalized to sum 1 when the shape says so), into `routing`.</summary>
+    void RouteExperts(ActivationBuffer routerLogits, int rows, ExpertRouting routing, ActivationBuffer probabilities);
+    /// <summary>y[t*k + slot] = W[chosen[t*k + slot]] · x[i] for t &lt; rows, where i is t (every chosen expert reads
+    /// the token's own input) or t*k + slot when inputPerSlot (each reads its own hidden state). y holds rows*k rows
+    /// of W.Rows. Only the chosen experts' weights are read, each at most once per batch where it can be.</summary>
+    void ExpertMatMul(ExpertMatrices w, ExpertRouting routing, ActivationBuffer x, int rows, bool inputPerSlot, ActivationBuffer y);
+    /// <summary>output[t] = Σ over slots, in slot order, of weight[t*k + slot] * expertOutputs[t*k + slot] (each
+    /// product rounded before it is added, as ggml's mul then add), for rows of `width`.</summary>
+    void CombineExperts(ActivationBuffer expertOutputs, ExpertRouting routing, int rows, int width, ActivationBuffer output);
+    /// <summary>Copies the routing of `rows` tokens to the host: chosen and weights hold rows*k values (observers, tests).</summary>
+    void ReadRouting(ExpertRouting routing, int rows, Span<int> chosen, Span<float> weights);
+    /// <summary>dst[t] += sigmoid(gateLogits[t]) * src[t] for `rows` rows of `width` (the product rounded, then
+    /// added): qwen2moe's gated shared expert.</summary>
+    void AddSigmoidGated(ActivationBuffer gateLogits, ActivationBuffer src, int rows, int width, ActivationBuffer dst);
     /// <summary>Copies `length` values starting at `offset` into dst (logits out, observers).</summary>
     void Read(ActivationBuffer x, int offset, Span<float> dst);
     /// <summary>Copies values into x starting at `offset` (tests, observers that replace an intermediate).</summary>

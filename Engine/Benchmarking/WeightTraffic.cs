@@ -33,7 +33,7 @@ public static unsafe class WeightTraffic
         SwiGluWeights s => s.Gate.View.ByteSize + s.Up.View.ByteSize + s.Down.View.ByteSize,
         // Experts of one layer share a shape, so k of them cost k times the first one's bytes.
         MixtureOfExpertsWeights m => m.Router.View.ByteSize
-            + expertsPerToken * FeedForwardBytes(m.Experts[0], 0)
+            + expertsPerToken * FeedForwardBytes(m.Expert(0), 0)
             + (m.SharedExpert is { } shared ? FeedForwardBytes(shared, 0) : 0)
             + (m.SharedExpertGate?.View.ByteSize ?? 0),
         _ => throw new NotSupportedException(ffn.GetType().Name),

@@ -26,7 +26,7 @@ public sealed record LlamaWeights(
     WeightVector? RopeFrequencyFactors) // llama 3.1+: per-pair divisors of the RoPE frequencies
 {
     /// <summary>Every matrix, each once (a tied output is the embedding itself).</summary>
-    public IEnumerable<WeightMatrix> Matrices() => Part(0, Layers.Length, embedding: true, output: true).Matrices;
+    public IEnumerable<WeightMatrix> Matrices() => Part(0, Layers.Length, embedding: true, output: true).AllMatrices;
 
     /// <summary>Every vector (norm scales, biases, RoPE frequency factors).</summary>
     public IEnumerable<WeightVector> Vectors() => Part(0, Layers.Length, embedding: true, output: true).Vectors;
@@ -40,20 +40,23 @@ public sealed record LlamaWeights(
         var seen = new HashSet<WeightMatrix>(ReferenceEqualityComparer.Instance);
         void Add(WeightMatrix m) { if (seen.Add(m)) matrices.Add(m); }
         var vectors = new List<WeightVector>();
+        var stacks = new List<ExpertMatrices>();
         if (embedding) Add(TokenEmbedding);
         if (RopeFrequencyFactors is not null) vectors.Add(RopeFrequencyFactors);
         foreach (var layer in Layers.AsSpan(firstLayer, layerCount))
         {
             Add(layer.Query); Add(layer.Key); Add(layer.Value); Add(layer.Output);
             foreach (var m in FeedForwardMatrices(layer.FeedForward)) Add(m);
+            if (layer.FeedForward is MixtureOfExpertsWeights moe) stacks.AddRange([moe.Gate, moe.Up, moe.Down]);
             foreach (var v in new[] { layer.AttentionNorm, layer.QueryBias, layer.KeyBias, layer.ValueBias, layer.QueryNorm, layer.KeyNorm, layer.FeedForwardNorm })
                 if (v is not null) vectors.Add(v);
         }
         if (output) { Add(Output); vectors.Add(OutputNorm); }
         bool embeddingMultiplied = output && ReferenceEquals(TokenEmbedding, Output);
-        return new WeightSet(matrices, vectors) { LookupOnly = embedding && !embeddingMultiplied ? [TokenEmbedding] : [] };
+        return new WeightSet(matrices, vectors) { ExpertStacks = stacks, LookupOnly = embedding && !embeddingMultiplied ? [TokenEmbedding] : [] };
     }
 
+    /// <summary>The feed-forward's matrices other than the expert stacks.</summary>
     static IEnumerable<WeightMatrix> FeedForwardMatrices(FeedForwardWeights weights)
     {
         static IEnumerable<WeightMatrix> SwiGluMatrices(SwiGluWeights w) => [w.Gate, w.Up, w.Down];
@@ -61,7 +64,6 @@ public sealed record LlamaWeights(
         {
             SwiGluWeights dense => SwiGluMatrices(dense),
             MixtureOfExpertsWeights moe => new[] { moe.Router }
-                .Concat(moe.Experts.SelectMany(SwiGluMatrices))
                 .Concat(moe.SharedExpert is null ? [] : SwiGluMatrices(moe.SharedExpert))
                 .Concat(moe.SharedExpertGate is null ? [] : [moe.SharedExpertGate]),
             _ => throw new NotSupportedException($"feed-forward {weights.GetType().Name}"),
@@ -106,14 +108,16 @@ public sealed record LlamaWeights(
     static MixtureOfExpertsWeights MixtureOfExperts(WeightLoader w, ModelConfig c, ArchitectureTraits traits, int layer)
     {
         int width = c.EmbeddingLength, hidden = c.ExpertFeedForwardLength, count = c.ExpertCount;
-        WeightMatrix[] Experts(string kind, int cols, int rows) =>
-            w.Experts($"blk.{layer}.ffn_{kind}_exps.weight", e => $"blk.{layer}.ffn_{kind}.{e}.weight", cols, rows, count);
-        var gates = Experts("gate", width, hidden);
-        var ups = Experts("up", width, hidden);
-        var downs = Experts("down", hidden, width);
+        ExpertMatrices Experts(string kind, int cols, int rows)
+        {
+            string stacked = $"blk.{layer}.ffn_{kind}_exps.weight";
+            return new ExpertMatrices(stacked, w.Experts(stacked, e => $"blk.{layer}.ffn_{kind}.{e}.weight", cols, rows, count));
+        }
         return new MixtureOfExpertsWeights(
             Router: w.Matrix($"blk.{layer}.ffn_gate_inp.weight", width, count),
-            Experts: Enumerable.Range(0, count).Select(e => new SwiGluWeights(gates[e], ups[e], downs[e])).ToArray(),
+            Gate: Experts("gate", width, hidden),
+            Up: Experts("up", width, hidden),
+            Down: Experts("down", hidden, width),
             SharedExpert: traits.SharedExpert ? SwiGlu(w, layer, "_shexp", width, c.SharedExpertFeedForwardLength) : null,
             SharedExpertGate: traits.SharedExpert ? w.Matrix($"blk.{layer}.ffn_gate_inp_shexp.weight", width, 1) : null);
     }

@@ -18,6 +18,25 @@ public static class FloatMatMulKernels
         where TRaw : unmanaged where TElement : struct, IWeightElement<TRaw>
     {
         var scratch = SharedMemory.Allocate<float>(RowsPerGroup * GroupShape.MaxGroupSize);
+        MatVecRows<TRaw, TElement>(w, x, y, rows, cols, scratch);
+    }
+
+    /// <summary>Decode through a mixture of experts: grid Y is the slot s, whose groups compute
+    /// y[s * rows ..] = W_e · x[(s / slotsPerInput) * cols ..] with e = expertOfSlot[s] read on the device and W_e
+    /// expert e's rows x cols of the stack.</summary>
+    public static void ExpertMatVec<TRaw, TElement>(ArrayView<TRaw> stack, ArrayView<float> x, ArrayView<float> y, int rows, int cols, ArrayView<int> expertOfSlot, int slotsPerInput)
+        where TRaw : unmanaged where TElement : struct, IWeightElement<TRaw>
+    {
+        var scratch = SharedMemory.Allocate<float>(RowsPerGroup * GroupShape.MaxGroupSize);
+        int slot = Grid.IdxY;
+        long size = (long)rows * cols;
+        MatVecRows<TRaw, TElement>(stack.SubView(expertOfSlot[slot] * size, size), x.SubView((long)(slot / slotsPerInput) * cols, cols),
+            y.SubView((long)slot * rows, rows), rows, cols, scratch);
+    }
+
+    static void MatVecRows<TRaw, TElement>(ArrayView<TRaw> w, ArrayView<float> x, ArrayView<float> y, int rows, int cols, ArrayView<float> scratch)
+        where TRaw : unmanaged where TElement : struct, IWeightElement<TRaw>
+    {
         int firstRow = Grid.IdxX * RowsPerGroup, lane = Group.IdxX, size = Group.DimX;
         float sum0 = 0, sum1 = 0, sum2 = 0, sum3 = 0;
         long start0 = (long)firstRow * cols;
@@ -64,7 +83,30 @@ public static class FloatMatMulKernels
     {
         var wTile = SharedMemory.Allocate<float>(MaxTileEdge * (MaxSlice + 1));
         var xTile = SharedMemory.Allocate<float>(MaxTileEdge * (MaxSlice + 1));
-        int rowBase = Grid.IdxX % rowTiles * edge, tokenBase = Grid.IdxX / rowTiles * edge;
+        Tile<TRaw, TElement>(w, x, y, rows, cols, tokens, edge, slice, Grid.IdxX % rowTiles * edge, Grid.IdxX / rowTiles * edge, wTile, xTile);
+    }
+
+    /// <summary>A prompt through a mixture of experts: x's tokens come sorted by expert in segments of
+    /// <see cref="ExpertSegment.Tokens"/> (edge divides it), so each tile of tokens belongs to the one expert
+    /// segmentExpert[tokenBase / segment], or to none (-1: the group stops at once). Then it is <see cref="MatMul"/>
+    /// on that expert's rows of the stack.</summary>
+    public static void ExpertMatMul<TRaw, TElement>(ArrayView<TRaw> stack, ArrayView<float> x, ArrayView<float> y,
+        int rows, int cols, int tokens, int edge, int slice, int rowTiles, ArrayView<int> segmentExpert)
+        where TRaw : unmanaged where TElement : struct, IWeightElement<TRaw>
+    {
+        var wTile = SharedMemory.Allocate<float>(MaxTileEdge * (MaxSlice + 1));
+        var xTile = SharedMemory.Allocate<float>(MaxTileEdge * (MaxSlice + 1));
+        int tokenBase = Grid.IdxX / rowTiles * edge;
+        int expert = segmentExpert[tokenBase / ExpertSegment.Tokens];
+        if (expert < 0) return; // the whole group leaves before any barrier
+        long size = (long)rows * cols;
+        Tile<TRaw, TElement>(stack.SubView(expert * size, size), x, y, rows, cols, tokens, edge, slice, Grid.IdxX % rowTiles * edge, tokenBase, wTile, xTile);
+    }
+
+    static void Tile<TRaw, TElement>(ArrayView<TRaw> w, ArrayView<float> x, ArrayView<float> y,
+        int rows, int cols, int tokens, int edge, int slice, int rowBase, int tokenBase, ArrayView<float> wTile, ArrayView<float> xTile)
+        where TRaw : unmanaged where TElement : struct, IWeightElement<TRaw>
+    {
         int lane = Group.IdxX, stride = slice + 1;
         // This thread owns y[tokenBase + token, rowBase + row].
         int token = lane / edge, row = lane % edge;

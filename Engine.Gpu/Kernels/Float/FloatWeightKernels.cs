@@ -17,6 +17,8 @@ public sealed class FloatWeightKernels<TRaw, TElement> : IWeightKernels
     readonly Action<KernelConfig, ArrayView<TRaw>, ArrayView<float>, ArrayView<float>, int, int> _matVec;
     readonly Action<KernelConfig, ArrayView<TRaw>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, int> _matMul;
     readonly Action<Index1D, ArrayView<TRaw>, ArrayView<int>, ArrayView<float>, int> _dequantizeRows;
+    readonly Action<KernelConfig, ArrayView<TRaw>, ArrayView<float>, ArrayView<float>, int, int, ArrayView<int>, int> _expertMatVec;
+    readonly Action<KernelConfig, ArrayView<TRaw>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, int, ArrayView<int>> _expertMatMul;
 
     public GgmlType Type { get; }
 
@@ -31,27 +33,40 @@ public sealed class FloatWeightKernels<TRaw, TElement> : IWeightKernels
             FloatMatMulKernels.MatMul<TRaw, TElement>);
         _dequantizeRows = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<TRaw>, ArrayView<int>, ArrayView<float>, int>(
             FloatMatMulKernels.DequantizeRows<TRaw, TElement>);
+        _expertMatVec = accelerator.LoadStreamKernel<ArrayView<TRaw>, ArrayView<float>, ArrayView<float>, int, int, ArrayView<int>, int>(
+            FloatMatMulKernels.ExpertMatVec<TRaw, TElement>);
+        _expertMatMul = accelerator.LoadStreamKernel<ArrayView<TRaw>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, int, ArrayView<int>>(
+            FloatMatMulKernels.ExpertMatMul<TRaw, TElement>);
     }
 
     public long DeviceBytes(int rows, int cols) => (long)rows * cols * Unsafe.SizeOf<TRaw>();
 
-    public unsafe DeviceMatrix Upload(WeightMatrix weights)
+    public DeviceMatrix Upload(WeightMatrix weights) => UploadStack(weights.Name, [weights]);
+
+    public unsafe DeviceMatrix UploadStack(string name, IReadOnlyList<WeightMatrix> experts)
     {
-        if (weights.Type != Type) throw new ArgumentException($"{weights.Name} is {weights.Type}, these kernels are for {Type}", nameof(weights));
-        long count = (long)weights.Rows * weights.Cols;
-        if (weights.View.ByteSize != count * Unsafe.SizeOf<TRaw>())
-            throw new ArgumentException($"{weights.Name}: {weights.View.ByteSize} bytes for {count} {Type} elements", nameof(weights));
-        var buffer = _accelerator.Allocate1D<TRaw>(count);
+        if (experts.Count == 0) throw new ArgumentException($"{name}: nothing to upload", nameof(experts));
+        var first = experts[0];
+        long count = (long)first.Rows * first.Cols;
+        foreach (var weights in experts)
+        {
+            if (weights.Type != Type) throw new ArgumentException($"{weights.Name} is {weights.Type}, these kernels are for {Type}", nameof(experts));
+            if (weights.Rows != first.Rows || weights.Cols != first.Cols) throw new ArgumentException($"{weights} differs in shape from {first}", nameof(experts));
+            if (weights.View.ByteSize != count * Unsafe.SizeOf<TRaw>())
+                throw new ArgumentException($"{weights.Name}: {weights.View.ByteSize} bytes for {count} {Type} elements", nameof(experts));
+        }
+        var buffer = _accelerator.Allocate1D<TRaw>(experts.Count * count);
         try
         {
-            buffer.View.CopyFromCPU(ref Unsafe.AsRef<TRaw>(weights.View.Pointer), count);
+            for (int e = 0; e < experts.Count; e++)
+                buffer.View.SubView(e * count, count).CopyFromCPU(ref Unsafe.AsRef<TRaw>(experts[e].View.Pointer), count);
         }
         catch
         {
             buffer.Dispose();
             throw;
         }
-        return new FloatDeviceMatrix<TRaw>(weights.Name, Type, weights.Rows, weights.Cols, buffer);
+        return new FloatDeviceMatrix<TRaw>(name, Type, checked(experts.Count * first.Rows), first.Cols, buffer);
     }
 
     public void MatMul(DeviceMatrix w, ArrayView<float> x, int tokens, ArrayView<float> y)
@@ -68,6 +83,34 @@ public sealed class FloatWeightKernels<TRaw, TElement> : IWeightKernels
         int edge = _shape.TileEdge, slice = FloatMatMulKernels.MaxSlice;
         int rowTiles = (m.Rows + edge - 1) / edge, tokenTiles = (tokens + edge - 1) / edge;
         _matMul(new KernelConfig(rowTiles * tokenTiles, edge * edge), m.Data, x, y, m.Rows, m.Cols, tokens, edge, slice, rowTiles);
+    }
+
+    public void ExpertMatVec(DeviceMatrix stack, int expertRows, ArrayView<int> expertOfSlot, int slots, ArrayView<float> x, int slotsPerInput, ArrayView<float> y)
+    {
+        var m = Stack(stack, expertRows);
+        if (slots <= 0 || slots > expertOfSlot.Length) throw new ArgumentOutOfRangeException(nameof(slots), slots, $"expertOfSlot holds {expertOfSlot.Length}");
+        if (slotsPerInput <= 0) throw new ArgumentOutOfRangeException(nameof(slotsPerInput), slotsPerInput, "at least 1");
+        int groups = (expertRows + FloatMatMulKernels.RowsPerGroup - 1) / FloatMatMulKernels.RowsPerGroup;
+        _expertMatVec(new KernelConfig(new Index2D(groups, slots), new Index2D(_shape.GroupSize, 1)), m.Data, x, y, expertRows, m.Cols, expertOfSlot, slotsPerInput);
+    }
+
+    public void ExpertMatMul(DeviceMatrix stack, int expertRows, ArrayView<int> segmentExpert, ArrayView<float> x, int tokens, ArrayView<float> y)
+    {
+        var m = Stack(stack, expertRows);
+        if (tokens <= 0 || tokens % ExpertSegment.Tokens != 0 || tokens / ExpertSegment.Tokens > segmentExpert.Length)
+            throw new ArgumentOutOfRangeException(nameof(tokens), tokens, $"whole segments of {ExpertSegment.Tokens}, at most {segmentExpert.Length}");
+        // The tile edge is a power of two of at most 16, so it divides the segment: no tile spans two experts.
+        int edge = _shape.TileEdge, slice = FloatMatMulKernels.MaxSlice;
+        int rowTiles = (expertRows + edge - 1) / edge, tokenTiles = tokens / edge;
+        _expertMatMul(new KernelConfig(rowTiles * tokenTiles, edge * edge), m.Data, x, y, expertRows, m.Cols, tokens, edge, slice, rowTiles, segmentExpert);
+    }
+
+    static FloatDeviceMatrix<TRaw> Stack(DeviceMatrix stack, int expertRows)
+    {
+        var m = (FloatDeviceMatrix<TRaw>)stack;
+        if (expertRows <= 0 || m.Rows % expertRows != 0)
+            throw new ArgumentException($"{m.Name} has {m.Rows} rows, not a stack of {expertRows}-row experts", nameof(expertRows));
+        return m;
     }
 
     public void DequantizeRows(DeviceMatrix w, ArrayView<int> rowIds, int count, ArrayView<float> dst)

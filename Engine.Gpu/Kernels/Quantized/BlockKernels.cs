@@ -34,7 +34,26 @@ public static class BlockKernels<TDecoder> where TDecoder : struct, IBlockDecode
     /// loads of one block are adjacent words; each lane keeps a float partial sum and the warp adds them with
     /// shuffles. Launch with any number of whole warps per group and ceil(rows / warpsPerGroup) groups.
     /// </summary>
-    public static void MatVec(ArrayView<uint> blocks, int rows, int cols, ArrayView<float> x, ArrayView<float> y)
+    public static void MatVec(ArrayView<uint> blocks, int rows, int cols, ArrayView<float> x, ArrayView<float> y) =>
+        MatVecRows(blocks, rows, cols, x, y);
+
+    /// <summary>Words of one expert's rows x cols matrix in a stack of experts.</summary>
+    static long ExpertWords(int rows, int cols) => (long)rows * (cols / TDecoder.BlockElements) * TDecoder.BlockWords;
+
+    /// <summary>
+    /// Decode through a mixture of experts: grid Y is the slot s (a token's chosen expert), and its groups compute
+    /// y[s * rows ..] = W[expertOfSlot[s]] · x[(s / slotsPerInput) * cols ..], W being expert e's rows of a stack of
+    /// equal matrices. The expert is read from device memory, so routing never passes through the host.
+    /// </summary>
+    public static void ExpertMatVec(ArrayView<uint> stack, int rows, int cols, ArrayView<float> x, ArrayView<float> y, ArrayView<int> expertOfSlot, int slotsPerInput)
+    {
+        int slot = Grid.IdxY;
+        long words = ExpertWords(rows, cols);
+        MatVecRows(stack.SubView(expertOfSlot[slot] * words, words), rows, cols,
+            x.SubView((long)(slot / slotsPerInput) * cols, cols), y.SubView((long)slot * rows, rows));
+    }
+
+    static void MatVecRows(ArrayView<uint> blocks, int rows, int cols, ArrayView<float> x, ArrayView<float> y)
     {
         int warpsPerGroup = Group.DimX / Warp.WarpSize;
         int row = Grid.IdxX * warpsPerGroup + Warp.WarpIdx;
@@ -74,7 +93,31 @@ public static class BlockKernels<TDecoder> where TDecoder : struct, IBlockDecode
         var weightTile = SharedMemory.Allocate<float>(ChunkCols * WeightStride);
         var tokenTile = SharedMemory.Allocate<float>(ChunkCols * TileTokens);
         var accumulators = SharedMemory.Allocate<float>(TileOutputs);
-        int firstRow = Grid.IdxX * TileRows, firstToken = Grid.IdxY * TileTokens;
+        Tile(blocks, rows, cols, x, tokens, y, Grid.IdxX * TileRows, Grid.IdxY * TileTokens, weightTile, tokenTile, accumulators);
+    }
+
+    /// <summary>
+    /// A prompt through a mixture of experts: the tokens' slots come sorted by expert, each expert's run padded to
+    /// whole segments of <see cref="ExpertSegment.Tokens"/> (a multiple of TileTokens), so every token tile belongs to
+    /// one expert: segmentExpert[firstToken / segment], or -1 past the used segments, where the group stops at once.
+    /// Then it is <see cref="MatMulTiled"/> on that expert's rows of the stack: each expert's weights are read
+    /// once per tile of its tokens.
+    /// </summary>
+    public static void ExpertMatMulTiled(ArrayView<uint> stack, int rows, int cols, ArrayView<float> x, int tokens, ArrayView<float> y, ArrayView<int> segmentExpert)
+    {
+        var weightTile = SharedMemory.Allocate<float>(ChunkCols * WeightStride);
+        var tokenTile = SharedMemory.Allocate<float>(ChunkCols * TileTokens);
+        var accumulators = SharedMemory.Allocate<float>(TileOutputs);
+        int firstToken = Grid.IdxY * TileTokens;
+        int expert = segmentExpert[firstToken / ExpertSegment.Tokens];
+        if (expert < 0) return; // the whole group leaves before any barrier
+        long words = ExpertWords(rows, cols);
+        Tile(stack.SubView(expert * words, words), rows, cols, x, tokens, y, Grid.IdxX * TileRows, firstToken, weightTile, tokenTile, accumulators);
+    }
+
+    static void Tile(ArrayView<uint> blocks, int rows, int cols, ArrayView<float> x, int tokens, ArrayView<float> y, int firstRow, int firstToken,
+        ArrayView<float> weightTile, ArrayView<float> tokenTile, ArrayView<float> accumulators)
+    {
         int thread = Group.IdxX, threads = Group.DimX;
         int piecesPerBlock = TDecoder.BlockElements / 8;
         int blocksPerRow = cols / TDecoder.BlockElements;

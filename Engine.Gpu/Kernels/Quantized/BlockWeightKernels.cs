@@ -19,6 +19,8 @@ public sealed class BlockWeightKernels<TDecoder> : IWeightKernels where TDecoder
     readonly Action<KernelConfig, ArrayView<uint>, int, int, ArrayView<float>, ArrayView<float>> _matVec;
     readonly Action<KernelConfig, ArrayView<uint>, int, int, ArrayView<float>, int, ArrayView<float>> _matMul;
     readonly Action<Index1D, ArrayView<uint>, int, int, ArrayView<int>, ArrayView<float>> _dequantizeRows;
+    readonly Action<KernelConfig, ArrayView<uint>, int, int, ArrayView<float>, ArrayView<float>, ArrayView<int>, int> _expertMatVec;
+    readonly Action<KernelConfig, ArrayView<uint>, int, int, ArrayView<float>, int, ArrayView<float>, ArrayView<int>> _expertMatMul;
 
     public BlockWeightKernels(Accelerator accelerator)
     {
@@ -32,6 +34,8 @@ public sealed class BlockWeightKernels<TDecoder> : IWeightKernels where TDecoder
         _matVec = accelerator.LoadStreamKernel<ArrayView<uint>, int, int, ArrayView<float>, ArrayView<float>>(BlockKernels<TDecoder>.MatVec);
         _matMul = accelerator.LoadStreamKernel<ArrayView<uint>, int, int, ArrayView<float>, int, ArrayView<float>>(BlockKernels<TDecoder>.MatMulTiled);
         _dequantizeRows = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<uint>, int, int, ArrayView<int>, ArrayView<float>>(BlockKernels<TDecoder>.DequantizeRows);
+        _expertMatVec = accelerator.LoadStreamKernel<ArrayView<uint>, int, int, ArrayView<float>, ArrayView<float>, ArrayView<int>, int>(BlockKernels<TDecoder>.ExpertMatVec);
+        _expertMatMul = accelerator.LoadStreamKernel<ArrayView<uint>, int, int, ArrayView<float>, int, ArrayView<float>, ArrayView<int>>(BlockKernels<TDecoder>.ExpertMatMulTiled);
     }
 
     public GgmlType Type => TDecoder.Type;
@@ -39,6 +43,39 @@ public sealed class BlockWeightKernels<TDecoder> : IWeightKernels where TDecoder
     public long DeviceBytes(int rows, int cols) => BlockRepacker<TDecoder>.Words(rows, cols) * sizeof(uint);
 
     public DeviceMatrix Upload(WeightMatrix weights) => BlockRepacker<TDecoder>.Upload(_accelerator, weights);
+
+    public DeviceMatrix UploadStack(string name, IReadOnlyList<WeightMatrix> experts) => BlockRepacker<TDecoder>.Upload(_accelerator, name, experts);
+
+    public void ExpertMatVec(DeviceMatrix stack, int expertRows, ArrayView<int> expertOfSlot, int slots, ArrayView<float> x, int slotsPerInput, ArrayView<float> y)
+    {
+        var m = CheckStack(stack, expertRows);
+        if (slots <= 0 || slots > expertOfSlot.Length) throw new ArgumentOutOfRangeException(nameof(slots), slots, $"expertOfSlot holds {expertOfSlot.Length}");
+        if (slotsPerInput <= 0) throw new ArgumentOutOfRangeException(nameof(slotsPerInput), slotsPerInput, "at least 1");
+        if (x.Length < (long)((slots - 1) / slotsPerInput + 1) * m.Cols) throw new ArgumentException($"x holds {x.Length} floats", nameof(x));
+        if (y.Length < (long)slots * expertRows) throw new ArgumentException($"y holds {y.Length} floats, {slots} x {expertRows} needed", nameof(y));
+        int rowsPerGroup = _matVecGroupSize / _accelerator.WarpSize;
+        var grid = new Index2D((expertRows + rowsPerGroup - 1) / rowsPerGroup, slots);
+        _expertMatVec(new KernelConfig(grid, new Index2D(_matVecGroupSize, 1)), m.Words, expertRows, m.Cols, x, y, expertOfSlot, slotsPerInput);
+    }
+
+    public void ExpertMatMul(DeviceMatrix stack, int expertRows, ArrayView<int> segmentExpert, ArrayView<float> x, int tokens, ArrayView<float> y)
+    {
+        var m = CheckStack(stack, expertRows);
+        if (tokens <= 0 || tokens % ExpertSegment.Tokens != 0 || tokens / ExpertSegment.Tokens > segmentExpert.Length)
+            throw new ArgumentOutOfRangeException(nameof(tokens), tokens, $"whole segments of {ExpertSegment.Tokens}, at most {segmentExpert.Length}");
+        if (x.Length < (long)tokens * m.Cols) throw new ArgumentException($"x holds {x.Length} floats, {tokens} x {m.Cols} needed", nameof(x));
+        if (y.Length < (long)tokens * expertRows) throw new ArgumentException($"y holds {y.Length} floats, {tokens} x {expertRows} needed", nameof(y));
+        var grid = new Index2D((expertRows + BlockKernels<TDecoder>.TileRows - 1) / BlockKernels<TDecoder>.TileRows, tokens / BlockKernels<TDecoder>.TileTokens);
+        _expertMatMul(new KernelConfig(grid, new Index2D(_matMulGroupSize, 1)), m.Words, expertRows, m.Cols, x, tokens, y, segmentExpert);
+    }
+
+    BlockDeviceMatrix CheckStack(DeviceMatrix stack, int expertRows)
+    {
+        var m = Check(stack);
+        if (expertRows <= 0 || m.Rows % expertRows != 0)
+            throw new ArgumentException($"{m.Name} has {m.Rows} rows, not a stack of {expertRows}-row experts", nameof(expertRows));
+        return m;
+    }
 
     public void MatMul(DeviceMatrix w, ArrayView<float> x, int tokens, ArrayView<float> y)
     {

@@ -54,7 +54,7 @@ public sealed class CpuBackend : IBackend, IResidentWeights
     {
         if (!_repackWeights || !Quantization.Simd.Avx2Fma) return;
         var lookupOnly = new HashSet<WeightMatrix>(weights.LookupOnly, ReferenceEqualityComparer.Instance);
-        _repacked.Add(weights.Matrices.Where(m => !lookupOnly.Contains(m)), _split.Workers);
+        _repacked.Add(weights.AllMatrices.Where(m => !lookupOnly.Contains(m)), _split.Workers);
     }
 
     static float[] D(ActivationBuffer b) => ((Buffer)b).Data;
@@ -193,22 +193,45 @@ public sealed class CpuBackend : IBackend, IResidentWeights
 
     public void Clear(ActivationBuffer x, int length) => D(x).AsSpan(0, length).Clear();
 
-    public void GatherRows(ActivationBuffer src, ReadOnlySpan<int> rows, int width, ActivationBuffer dst)
+    public ExpertRouting CreateExpertRouting(ExpertRoutingShape shape) => new HostExpertRouting(shape, this);
+
+    public void RouteExperts(ActivationBuffer routerLogits, int rows, ExpertRouting routing, ActivationBuffer probabilities)
     {
-        var from = D(src); var to = D(dst);
-        for (int i = 0; i < rows.Length; i++)
-            from.AsSpan(rows[i] * width, width).CopyTo(to.AsSpan(i * width, width));
+        int n = rows * routing.Shape.Experts;
+        ((HostExpertRouting)routing).Route(D(routerLogits).AsSpan(0, n), rows, D(probabilities).AsSpan(0, n));
     }
 
-    public void ScatterAddRows(ActivationBuffer src, ReadOnlySpan<int> rows, ReadOnlySpan<float> scales, int width, ActivationBuffer dst)
+    public void ExpertMatMul(ExpertMatrices w, ExpertRouting routing, ActivationBuffer x, int rows, bool inputPerSlot, ActivationBuffer y) =>
+        ((HostExpertRouting)routing).MatMul(this, w, x, rows, inputPerSlot, y);
+
+    public void CombineExperts(ActivationBuffer expertOutputs, ExpertRouting routing, int rows, int width, ActivationBuffer output)
     {
-        if (scales.Length != rows.Length) throw new ArgumentException("one scale per row", nameof(scales));
-        var from = D(src); var to = D(dst);
-        for (int i = 0; i < rows.Length; i++)
+        var r = (HostExpertRouting)routing;
+        r.CheckRows(rows);
+        int k = r.Shape.ExpertsPerToken;
+        var from = D(expertOutputs); var to = D(output);
+        var weights = r.Weights;
+        for (int t = 0; t < rows; t++)
         {
-            var target = to.AsSpan(rows[i] * width, width);
+            var target = to.AsSpan(t * width, width);
+            TensorPrimitives.Multiply(from.AsSpan(t * k * width, width), weights[t * k], target);
             // MultiplyAdd rounds the product before the sum (FusedMultiplyAdd would not), as ggml's mul then add.
-            TensorPrimitives.MultiplyAdd(from.AsSpan(i * width, width), scales[i], target, target);
+            for (int slot = 1; slot < k; slot++)
+                TensorPrimitives.MultiplyAdd(from.AsSpan((t * k + slot) * width, width), weights[t * k + slot], target, target);
+        }
+    }
+
+    public void ReadRouting(ExpertRouting routing, int rows, Span<int> chosen, Span<float> weights) =>
+        ((HostExpertRouting)routing).Read(rows, chosen, weights);
+
+    public void AddSigmoidGated(ActivationBuffer gateLogits, ActivationBuffer src, int rows, int width, ActivationBuffer dst)
+    {
+        var gates = D(gateLogits); var from = D(src); var to = D(dst);
+        for (int t = 0; t < rows; t++)
+        {
+            float gate = 1f / (1f + MathF.Exp(-gates[t]));
+            var target = to.AsSpan(t * width, width);
+            TensorPrimitives.MultiplyAdd(from.AsSpan(t * width, width), gate, target, target);
         }
     }
 
