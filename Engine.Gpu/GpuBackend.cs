@@ -12,7 +12,7 @@ namespace Engine.Gpu;
 /// indexed on the device), kernels are compiled once, and a step copies only the token ids in and the logits out
 /// (<see cref="HostTransfers"/> counts every copy). Every kernel is enqueued on the accelerator's default stream;
 /// reading a result back waits for it.</summary>
-public sealed class GpuBackend : IBackend, IResidentWeights, Engine.Benchmarking.IMemoryBandwidth
+public sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, Engine.Benchmarking.IMemoryBandwidth
 {
     // The device buffer holds at least one float (ILGPU cannot allocate none); Length is what was asked for.
     sealed class Buffer(string name, int length, MemoryBuffer1D<float, Stride1D.Dense> data) : ActivationBuffer(name, length)
@@ -159,7 +159,7 @@ public sealed class GpuBackend : IBackend, IResidentWeights, Engine.Benchmarking
         foreach (int token in tokens)
             if ((uint)token >= (uint)table.Rows) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {token} is outside the vocabulary of {table.Rows}");
         var m = Resident(table);
-        HostTransfers.Uploaded(tokens.Length * sizeof(int));
+        HostTransfers.CountUpload(tokens.Length * sizeof(int));
         m.Kernels.DequantizeRows(m.Matrix, _tokenIds.Upload(tokens), tokens.Length, V(x));
     }
 
@@ -265,7 +265,7 @@ public sealed class GpuBackend : IBackend, IResidentWeights, Engine.Benchmarking
         int slots = rows * r.Shape.ExpertsPerToken;
         r.Chosen.SubView(0, slots).CopyToCPU(_accelerator.DefaultStream, chosen[..slots]);
         r.Weights.SubView(0, slots).CopyToCPU(_accelerator.DefaultStream, weights[..slots]);
-        HostTransfers.Read(slots * (sizeof(int) + sizeof(float)));
+        HostTransfers.CountRead(slots * (sizeof(int) + sizeof(float)));
     }
 
     static GpuExpertRouting Routed(ExpertRouting routing, int rows)
@@ -282,14 +282,14 @@ public sealed class GpuBackend : IBackend, IResidentWeights, Engine.Benchmarking
     {
         if (dst.Length == 0) return;
         ((Buffer)x).Data.View.SubView(offset, dst.Length).CopyToCPU(_accelerator.DefaultStream, dst);
-        HostTransfers.Read(dst.Length * sizeof(float));
+        HostTransfers.CountRead(dst.Length * sizeof(float));
     }
 
     public void Write(ActivationBuffer x, int offset, ReadOnlySpan<float> values)
     {
         if (values.Length == 0) return;
         ((Buffer)x).Data.View.SubView(offset, values.Length).CopyFromCPU(_accelerator.DefaultStream, values);
-        HostTransfers.Uploaded(values.Length * sizeof(float));
+        HostTransfers.CountUpload(values.Length * sizeof(float));
     }
 
     public void Copy(ActivationBuffer src, int srcOffset, ActivationBuffer dst, int dstOffset, int length)

@@ -73,6 +73,11 @@ public static class BenchCommand
             {
                 var node = Stat(tg);
                 node["bandwidth_share"] = Math.Round(tg.Mean / ceiling, 4);
+                if (result.CopiesPerGeneratedToken is { } c)
+                    node["host_copies_per_token"] = new JsonObject
+                    {
+                        ["uploads"] = c.Uploads, ["uploaded_bytes"] = c.UploadedBytes, ["reads"] = c.Reads, ["read_bytes"] = c.ReadBytes,
+                    };
                 root["tg"] = node;
             }
             Console.WriteLine(root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
@@ -89,6 +94,8 @@ public static class BenchCommand
         Console.WriteLine($"memory bandwidth ({(stages.Count > 1 ? $"effective over {stages.Count} stages" : stages[0].Backend is IMemoryBandwidth ? "device" : $"{threads} threads")}): {bandwidth / 1e9:F1} GB/s -> generation ceiling {ceiling:F1} tok/s");
         if (result.Generation is { } g)
             Console.WriteLine($"generation reaches {100 * g.Mean / ceiling:F0}% of that ceiling");
+        if (result.CopiesPerGeneratedToken is { } copies)
+            Console.WriteLine($"host-device copies per generated token: {copies}");
         return 0;
     }
 

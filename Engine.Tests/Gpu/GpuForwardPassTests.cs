@@ -1,3 +1,4 @@
+using Engine.Backends;
 using System.Diagnostics;
 using Engine.Gpu;
 using Engine.Models;
@@ -83,19 +84,15 @@ public class GpuForwardPassTests(GpuTestDevice device, ITestOutputHelper output)
         var cache = model.Model.CreateCache(golden.Rows + 1);
         var logits = new float[golden.Vocab];
 
-        var (uploads, uploaded, reads, read) = (transfers.Uploads, transfers.UploadedBytes, transfers.Reads, transfers.ReadBytes);
+        var before = transfers.Snapshot();
         model.Model.Forward(golden.Tokens, 0, cache, logits);
-        (transfers.Uploads - uploads).Should().Be(1, $"the prompt's token ids go in once ({transfers})");
-        (transfers.UploadedBytes - uploaded).Should().Be(golden.Rows * sizeof(int));
-        (transfers.Reads - reads).Should().Be(1, "only the last row's logits come out");
-        (transfers.ReadBytes - read).Should().Be(golden.Vocab * sizeof(float));
+        (transfers.Snapshot() - before).Should().Be(new HostTransferSnapshot(1, golden.Rows * sizeof(int), 1, golden.Vocab * sizeof(float)),
+            "a prompt sends its token ids once and reads back only the last row's logits");
 
-        (uploads, uploaded, reads, read) = (transfers.Uploads, transfers.UploadedBytes, transfers.Reads, transfers.ReadBytes);
+        before = transfers.Snapshot();
         model.Model.Forward([LogitCompare.Argmax(logits)], golden.Rows, cache, logits);
-        (transfers.Uploads - uploads).Should().Be(1, $"a decode step sends its one token id ({transfers})");
-        (transfers.UploadedBytes - uploaded).Should().Be(sizeof(int));
-        (transfers.Reads - reads).Should().Be(1, "and reads back the logits, nothing else");
-        (transfers.ReadBytes - read).Should().Be(golden.Vocab * sizeof(float));
+        (transfers.Snapshot() - before).Should().Be(new HostTransferSnapshot(1, sizeof(int), 1, golden.Vocab * sizeof(float)),
+            "a decode step sends its one token id and reads back the logits, nothing else");
     }
 
     /// <summary>Opens fixture `name` (in the repository or ../shared/fixtures) on the test device, with its golden case.</summary>

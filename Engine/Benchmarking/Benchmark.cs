@@ -24,7 +24,9 @@ public sealed record BenchStat(string Test, int Tokens, double[] Seconds)
     }
 }
 
-public sealed record BenchResult(BenchStat? Prompt, BenchStat? Generation);
+/// <summary>The tests' figures; for a model on a device, also the host-device copies per generated token
+/// (summed over the stages whose backend counts them; null when none does).</summary>
+public sealed record BenchResult(BenchStat? Prompt, BenchStat? Generation, Engine.Backends.HostTransferSnapshot? CopiesPerGeneratedToken = null);
 
 /// <summary>llama-bench's method on our forward pass: random token ids, a fresh cache per repetition, one
 /// warm-up, the prompt as one call (logits of its last token only), generation as single-token decodes
@@ -54,8 +56,11 @@ public static class Benchmark
                 return watch.Elapsed.TotalSeconds;
             });
         }
+        Engine.Backends.HostTransferSnapshot? copies = null;
         if (options.GeneratedTokens > 0)
         {
+            var counted = model.Stages.Select(s => s.Backend).OfType<Engine.Backends.IHostTransfers>().Select(b => b.HostTransfers).ToList();
+            var before = Total(counted);
             var token = new int[1];
             generation = Measure($"tg{options.GeneratedTokens}", options.GeneratedTokens, options.Repetitions, progress, () =>
             {
@@ -68,9 +73,13 @@ public static class Benchmark
                 }
                 return watch.Elapsed.TotalSeconds;
             });
+            if (counted.Count > 0) copies = (Total(counted) - before).Per((options.Repetitions + 1.0) * options.GeneratedTokens);
         }
-        return new BenchResult(prompt, generation);
+        return new BenchResult(prompt, generation, copies);
     }
+
+    static Engine.Backends.HostTransferSnapshot Total(List<Engine.Backends.HostTransferCount> counts) =>
+        counts.Aggregate(new Engine.Backends.HostTransferSnapshot(), (sum, c) => sum + c.Snapshot());
 
     static BenchStat Measure(string test, int tokens, int repetitions, Action<string>? progress, Func<double> once)
     {
