@@ -3,6 +3,7 @@ using Engine.Backends.Cpu;
 using Engine.Formats;
 using Engine.Models;
 using Engine.Tests.Gpu;
+using Engine.Tests.Support;
 
 namespace Engine.Tests.Backends;
 
@@ -16,20 +17,6 @@ public class ExpertOpsTests
 
     static ExpertRoutingShape Shape(bool normalize, ExpertGating gating = ExpertGating.Softmax) => new(Experts, K, gating, normalize, MaxRows: 8, MaxWidth: 256);
 
-    static ActivationBuffer Load(IBackend backend, float[] values)
-    {
-        var buffer = backend.Allocate("in", values.Length);
-        backend.Write(buffer, 0, values);
-        return buffer;
-    }
-
-    static float[] Read(IBackend backend, ActivationBuffer buffer, int length)
-    {
-        var values = new float[length];
-        backend.Read(buffer, 0, values);
-        return values;
-    }
-
     [Theory]
     [InlineData(true, ExpertGating.Softmax)]
     [InlineData(false, ExpertGating.Softmax)]
@@ -38,26 +25,12 @@ public class ExpertOpsTests
     {
         using var backend = new CpuBackend(2);
         var logits = TestWeights.Random(Rows * Experts, seed: 31, scale: 3f);
-        var routing = backend.CreateExpertRouting(Shape(normalize, gating));
-        var probabilities = backend.Allocate("probs", Rows * Experts);
-        backend.RouteExperts(Load(backend, logits), Rows, routing, probabilities);
-
-        var chosen = new int[Rows * K];
-        var weights = new float[Rows * K];
-        backend.ReadRouting(routing, Rows, chosen, weights);
-        var p = Read(backend, probabilities, Rows * Experts);
-        for (int t = 0; t < Rows; t++)
-        {
-            var expectedP = new float[Experts];
-            var expectedChosen = new int[K];
-            var expectedWeights = new float[K];
-            ExpertRouter.Probabilities(logits.AsSpan(t * Experts, Experts), gating, expectedP);
-            ExpertRouter.TopK(expectedP, expectedChosen);
-            ExpertRouter.Weights(expectedP, expectedChosen, normalize, expectedWeights);
-            p.Skip(t * Experts).Take(Experts).Should().Equal(expectedP);
-            chosen.Skip(t * K).Take(K).Should().Equal(expectedChosen);
-            weights.Skip(t * K).Take(K).Should().Equal(expectedWeights);
-        }
+        var shape = Shape(normalize, gating);
+        var actual = backend.Route(backend.CreateExpertRouting(shape), logits, Rows);
+        var expected = ExpertRoutingHelpers.Expected(shape, logits, Rows);
+        actual.Probabilities.Should().Equal(expected.Probabilities);
+        actual.Chosen.Should().Equal(expected.Chosen);
+        actual.Weights.Should().Equal(expected.Weights);
     }
 
     [Theory]
@@ -72,16 +45,14 @@ public class ExpertOpsTests
         using var experts = new TestExpertStack(type, Experts, rows: 24, cols: TestExpertStack.ColsFor(type), seed: 40);
         int cols = experts.Cols, outputs = experts.Rows;
         var routing = backend.CreateExpertRouting(Shape(normalize: true));
-        backend.RouteExperts(Load(backend, TestWeights.Random(rows * Experts, seed: 41, scale: 3f)), rows, routing, backend.Allocate("p", rows * Experts));
-        var chosen = new int[rows * K];
-        backend.ReadRouting(routing, rows, chosen, new float[rows * K]);
+        var chosen = backend.Route(routing, TestWeights.Random(rows * Experts, seed: 41, scale: 3f), rows).Chosen;
 
         foreach (bool inputPerSlot in new[] { false, true })
         {
             var x = TestWeights.Random((inputPerSlot ? rows * K : rows) * cols, seed: 42);
             var y = backend.Allocate("y", rows * K * outputs);
-            backend.ExpertMatMul(experts.Stack, routing, Load(backend, x), rows, inputPerSlot, y);
-            var actual = Read(backend, y, rows * K * outputs);
+            backend.ExpertMatMul(experts.Stack, routing, backend.Load(x), rows, inputPerSlot, y);
+            var actual = backend.ReadAll(y, rows * K * outputs);
 
             var one = backend.Allocate("one", cols);
             var expected = backend.Allocate("expected", outputs);
@@ -90,7 +61,7 @@ public class ExpertOpsTests
                 int input = inputPerSlot ? slot : slot / K;
                 backend.Write(one, 0, x.AsSpan(input * cols, cols));
                 backend.MatMul(experts.Stack[chosen[slot]], one, 1, expected);
-                actual.Skip(slot * outputs).Take(outputs).Should().Equal(Read(backend, expected, outputs), $"slot {slot} (expert {chosen[slot]}, input row {input})");
+                actual.Skip(slot * outputs).Take(outputs).Should().Equal(backend.ReadAll(expected, outputs), $"slot {slot} (expert {chosen[slot]}, input row {input})");
             }
         }
     }
@@ -101,12 +72,10 @@ public class ExpertOpsTests
         using var backend = new CpuBackend(2);
         const int width = 9;
         var routing = backend.CreateExpertRouting(Shape(normalize: true));
-        backend.RouteExperts(Load(backend, TestWeights.Random(Rows * Experts, seed: 50, scale: 3f)), Rows, routing, backend.Allocate("p", Rows * Experts));
-        var weights = new float[Rows * K];
-        backend.ReadRouting(routing, Rows, new int[Rows * K], weights);
+        var weights = backend.Route(routing, TestWeights.Random(Rows * Experts, seed: 50, scale: 3f), Rows).Weights;
         var outputs = TestWeights.Random(Rows * K * width, seed: 51);
         var combined = backend.Allocate("out", Rows * width);
-        backend.CombineExperts(Load(backend, outputs), routing, Rows, width, combined);
+        backend.CombineExperts(backend.Load(outputs), routing, Rows, width, combined);
 
         var expected = new float[Rows * width];
         for (int t = 0; t < Rows; t++)
@@ -120,16 +89,16 @@ public class ExpertOpsTests
                 }
                 expected[t * width + c] = sum;
             }
-        Read(backend, combined, Rows * width).Should().Equal(expected);
+        backend.ReadAll(combined, Rows * width).Should().Equal(expected);
 
         var gates = TestWeights.Random(Rows, seed: 52, scale: 4f);
         var shared = TestWeights.Random(Rows * width, seed: 53);
-        backend.AddSigmoidGated(Load(backend, gates), Load(backend, shared), Rows, width, combined);
+        backend.AddSigmoidGated(backend.Load(gates), backend.Load(shared), Rows, width, combined);
         for (int i = 0; i < expected.Length; i++)
         {
             float product = 1f / (1f + MathF.Exp(-gates[i / width])) * shared[i];
             expected[i] += product;
         }
-        Read(backend, combined, Rows * width).Should().Equal(expected);
+        backend.ReadAll(combined, Rows * width).Should().Equal(expected);
     }
 }

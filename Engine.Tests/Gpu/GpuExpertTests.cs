@@ -3,6 +3,7 @@ using Engine.Backends.Cpu;
 using Engine.Formats;
 using Engine.Gpu;
 using Engine.Models;
+using Engine.Tests.Support;
 
 namespace Engine.Tests.Gpu;
 
@@ -24,20 +25,6 @@ public sealed class GpuExpertTests(GpuTestDevice device) : IDisposable
     static ExpertRoutingShape Shape(int maxRows, bool normalize = true, ExpertGating gating = ExpertGating.Softmax) =>
         new(Experts, K, gating, normalize, maxRows, MaxWidth: 256);
 
-    ActivationBuffer Load(float[] values)
-    {
-        var buffer = _gpu.Allocate("in", values.Length);
-        _gpu.Write(buffer, 0, values);
-        return buffer;
-    }
-
-    float[] Read(ActivationBuffer buffer, int length)
-    {
-        var values = new float[length];
-        _gpu.Read(buffer, 0, values);
-        return values;
-    }
-
     [Theory]
     [InlineData(true, ExpertGating.Softmax)]
     [InlineData(false, ExpertGating.Softmax)]
@@ -46,37 +33,19 @@ public sealed class GpuExpertTests(GpuTestDevice device) : IDisposable
     {
         const int rows = 9;
         var logits = TestWeights.Random(rows * Experts, seed: 60, scale: 3f);
-        var routing = _gpu.CreateExpertRouting(Shape(rows, normalize, gating));
-        var probabilities = _gpu.Allocate("probs", rows * Experts);
-        _gpu.RouteExperts(Load(logits), rows, routing, probabilities);
-        var chosen = new int[rows * K];
-        var weights = new float[rows * K];
-        _gpu.ReadRouting(routing, rows, chosen, weights);
-        var p = Read(probabilities, rows * Experts);
-
-        for (int t = 0; t < rows; t++)
-        {
-            var expectedP = new float[Experts];
-            var expectedChosen = new int[K];
-            var expectedWeights = new float[K];
-            ExpertRouter.Probabilities(logits.AsSpan(t * Experts, Experts), gating, expectedP);
-            ExpertRouter.TopK(expectedP, expectedChosen);
-            ExpertRouter.Weights(expectedP, expectedChosen, normalize, expectedWeights);
-            chosen.Skip(t * K).Take(K).Should().Equal(expectedChosen, $"token {t}");
-            for (int e = 0; e < Experts; e++) p[t * Experts + e].Should().BeApproximately(expectedP[e], 1e-6f);
-            for (int s = 0; s < K; s++) weights[t * K + s].Should().BeApproximately(expectedWeights[s], 1e-6f);
-        }
+        var shape = Shape(rows, normalize, gating);
+        var actual = _gpu.Route(_gpu.CreateExpertRouting(shape), logits, rows);
+        var expected = ExpertRoutingHelpers.Expected(shape, logits, rows);
+        actual.Chosen.Should().Equal(expected.Chosen);
+        for (int i = 0; i < expected.Probabilities.Length; i++) actual.Probabilities[i].Should().BeApproximately(expected.Probabilities[i], 1e-6f);
+        for (int i = 0; i < expected.Weights.Length; i++) actual.Weights[i].Should().BeApproximately(expected.Weights[i], 1e-6f);
     }
 
     [Fact]
     public void Ties_keep_the_lower_expert_first_on_the_device()
     {
         float[] logits = [0.5f, 2f, 2f, -1f, 2f, 0f];
-        var routing = _gpu.CreateExpertRouting(Shape(1));
-        _gpu.RouteExperts(Load(logits), 1, routing, _gpu.Allocate("p", Experts));
-        var chosen = new int[K];
-        _gpu.ReadRouting(routing, 1, chosen, new float[K]);
-        chosen.Should().Equal(1, 2);
+        _gpu.Route(_gpu.CreateExpertRouting(Shape(1)), logits, 1).Chosen.Should().Equal(1, 2);
     }
 
     public static TheoryData<GgmlType, int> TypesAndRows()
@@ -100,17 +69,15 @@ public sealed class GpuExpertTests(GpuTestDevice device) : IDisposable
         using var experts = new TestExpertStack(type, Experts, rows: 37, cols: TestExpertStack.ColsFor(type), seed: (int)type * 10 + rows);
         int cols = experts.Cols, outputs = experts.Rows;
         var routing = _gpu.CreateExpertRouting(Shape(rows));
-        _gpu.RouteExperts(Load(TestWeights.Random(rows * Experts, seed: 61 + rows, scale: 3f)), rows, routing, _gpu.Allocate("p", rows * Experts));
-        var chosen = new int[rows * K];
-        _gpu.ReadRouting(routing, rows, chosen, new float[rows * K]);
+        var chosen = _gpu.Route(routing, TestWeights.Random(rows * Experts, seed: 61 + rows, scale: 3f), rows).Chosen;
         if (rows > 1) chosen.Distinct().Count().Should().BeLessThan(Experts + 1).And.BeGreaterThan(2, "the prompt case spreads over several experts");
 
         foreach (bool inputPerSlot in new[] { false, true })
         {
             var x = TestWeights.Random((inputPerSlot ? rows * K : rows) * cols, seed: 62);
             var y = _gpu.Allocate("y", rows * K * outputs);
-            _gpu.ExpertMatMul(experts.Stack, routing, Load(x), rows, inputPerSlot, y);
-            var actual = Read(y, rows * K * outputs);
+            _gpu.ExpertMatMul(experts.Stack, routing, _gpu.Load(x), rows, inputPerSlot, y);
+            var actual = _gpu.ReadAll(y, rows * K * outputs);
             for (int slot = 0; slot < rows * K; slot++)
                 for (int r = 0; r < outputs; r++)
                 {
@@ -132,15 +99,12 @@ public sealed class GpuExpertTests(GpuTestDevice device) : IDisposable
 
         float[] Run(IBackend be)
         {
-            ActivationBuffer L(float[] v) { var b = be.Allocate("b", v.Length); be.Write(b, 0, v); return b; }
             var routing = be.CreateExpertRouting(Shape(rows));
-            be.RouteExperts(L(logits), rows, routing, be.Allocate("p", rows * Experts));
+            be.Route(routing, logits, rows);
             var output = be.Allocate("out", rows * width);
-            be.CombineExperts(L(outputs), routing, rows, width, output);
-            be.AddSigmoidGated(L(gates), L(shared), rows, width, output);
-            var values = new float[rows * width];
-            be.Read(output, 0, values);
-            return values;
+            be.CombineExperts(be.Load(outputs), routing, rows, width, output);
+            be.AddSigmoidGated(be.Load(gates), be.Load(shared), rows, width, output);
+            return be.ReadAll(output, rows * width);
         }
 
         using var cpu = new CpuBackend(1);
