@@ -1,0 +1,197 @@
+using System.Runtime.CompilerServices;
+using global::Engine.Quantization;
+using global::Engine.Quantization.Repacked;
+
+namespace Engine.Tests.Quantization;
+
+/// <summary>A repacked 8-row layout against the scalar reference (to the bit: the integers are exact and the float
+/// steps are the same) and against the row kernels of the unrepacked rows (within the rounding of another
+/// accumulation order): repacking round-trips every row, the fast dot and the decode form give the reference's
+/// bits, and the prompt form gives every (row, token) the decode bits. One derived class per layout supplies its
+/// lengths and where its f16 scales are. Runs on whichever kernels this process has: CI repeats it without
+/// AVX-512, AVX2 and all hardware intrinsics.</summary>
+public abstract class RepackedLayoutTests<TLayout> where TLayout : RepackedMatrix<TLayout>, IRepackedLayout
+{
+    static RowFormat F => TLayout.Source;
+
+    /// <summary>Row lengths for the dot tests: small to the FFN width of Llama-3-8B.</summary>
+    protected abstract int[] Lengths { get; }
+    /// <summary>A few row lengths for the slower round-trip and prompt tests.</summary>
+    protected abstract int[] ShortLengths { get; }
+    /// <summary>Byte offsets of the f16 scales within one source block.</summary>
+    protected abstract int[] HalfOffsets { get; }
+    /// <summary>The size of the layout's group-block struct.</summary>
+    protected abstract int GroupStructSize { get; }
+
+    /// <summary>One f16 scale as real files have them: from subnormal halves (common in trained weights) to normal
+    /// ones, occasionally zero.</summary>
+    protected virtual ushort RandomScale(Random rng) => rng.Next(4) switch
+    {
+        0 => (ushort)rng.Next(1, 0x400),
+        1 => Fp16.FromSingle((float)(rng.NextDouble() * 1e-3)),
+        2 => Fp16.FromSingle((float)(rng.NextDouble() * 0.05)),
+        _ => (ushort)(rng.Next(30) == 0 ? 0 : Fp16.FromSingle((float)(1e-4 + rng.NextDouble() * 1e-2))),
+    };
+
+    [Fact]
+    public void A_group_block_is_8_source_blocks()
+    {
+        int block = TLayout.BlockWidth;
+        GroupStructSize.Should().Be(TLayout.GroupBlockBytes).And.Be(8 * F.BytesPerBlock);
+        RepackedMatrix<TLayout>.PackedBytes(16, 2 * block).Should().Be(2 * 2 * TLayout.GroupBlockBytes);
+        RepackedMatrix<TLayout>.CanRepack(16, block).Should().BeTrue();
+        RepackedMatrix<TLayout>.CanRepack(12, block).Should().BeFalse("rows come in groups of 8");
+        RepackedMatrix<TLayout>.CanRepack(16, block + block / 2).Should().BeFalse("rows are whole blocks");
+    }
+
+    /// <summary>Random rows: every byte random, then the f16 scales set (sometimes negative) so they stay finite.</summary>
+    byte[] RandomRows(int rows, int k, Random rng)
+    {
+        var bytes = new byte[rows * F.RowBytes(k)];
+        rng.NextBytes(bytes);
+        for (int block = 0; block < bytes.Length / F.BytesPerBlock; block++)
+            foreach (int offset in HalfOffsets)
+            {
+                ushort h = RandomScale(rng);
+                if (rng.Next(10) == 0) h |= 0x8000;
+                BitConverter.TryWriteBytes(bytes.AsSpan(block * F.BytesPerBlock + offset), h);
+            }
+        return bytes;
+    }
+
+    static byte[] Activations(int tokens, int k, Random rng)
+    {
+        int actBytes = F.ActivationBytes(k);
+        var act = new byte[tokens * actBytes];
+        for (int t = 0; t < tokens; t++)
+            F.QuantizeActivations(QuantTestData.RandomActivations(k, rng), act.AsSpan(t * actBytes, actBytes));
+        return act;
+    }
+
+    static byte[] Repacked(byte[] src, int rows, int k)
+    {
+        var packed = new byte[RepackedMatrix<TLayout>.PackedBytes(rows, k)];
+        RepackedMatrix<TLayout>.Repack(src, F.RowBytes(k), rows, k, packed);
+        return packed;
+    }
+
+    static bool SameBits(float a, float b) => BitConverter.SingleToInt32Bits(a) == BitConverter.SingleToInt32Bits(b);
+
+    [Fact]
+    public void Repack_round_trips_every_row_exactly()
+    {
+        var rng = new Random(1);
+        const int rows = 24;
+        foreach (int k in ShortLengths)
+        {
+            var src = RandomRows(rows, k, rng);
+            var packed = Repacked(src, rows, k);
+            int rowBytes = (int)F.RowBytes(k);
+            var expected = new float[k];
+            var actual = new float[k];
+            for (int r = 0; r < rows; r++)
+            {
+                F.DequantizeRowReference(src.AsSpan(r * rowBytes, rowBytes), expected);
+                RepackedMatrix<TLayout>.DequantizeRow(packed, k, r, actual);
+                for (int i = 0; i < k; i++)
+                    if (!SameBits(expected[i], actual[i])) Assert.Fail($"k={k} row {r} element {i}: source {expected[i]} repacked {actual[i]}");
+            }
+        }
+    }
+
+    [Fact]
+    public void Fast_dot_and_decode_match_reference_bits_and_the_row_kernels()
+    {
+        var rng = new Random(2);
+        const int rows = 16;
+        var fast = new float[8];
+        var reference = new float[8];
+        foreach (int k in Lengths)
+        {
+            var src = RandomRows(rows, k, rng);
+            var packed = Repacked(src, rows, k);
+            int rowBytes = (int)F.RowBytes(k);
+            var act = Activations(1, k, rng);
+            var matvec = new float[rows];
+            RepackedMatrix<TLayout>.MatVec(packed, k, act, matvec, 0, rows / 8);
+            for (int g = 0; g < rows / 8; g++)
+            {
+                RepackedMatrix<TLayout>.DotReference(packed, g, act, k, reference);
+                RepackedMatrix<TLayout>.Dot(packed, g, act, k, fast);
+                for (int j = 0; j < 8; j++)
+                {
+                    int r = 8 * g + j;
+                    SameBits(fast[j], reference[j]).Should().BeTrue($"k={k} row {r}: fast {fast[j]} reference {reference[j]}");
+                    SameBits(matvec[r], reference[j]).Should().BeTrue($"k={k} row {r}: MatVec {matvec[r]} reference {reference[j]}");
+                    var row = src.AsSpan(r * rowBytes, rowBytes);
+                    float rowReference = F.DotRowReference(row, act, k);
+                    float rowFast = F.DotRow(row, act, k);
+                    var (_, magnitude) = QuantTestData.DequantizedDot(F, row.ToArray(), act, k);
+                    double tolerance = 1e-5 * magnitude + 1e-30;
+                    Math.Abs((double)reference[j] - rowReference).Should().BeLessThanOrEqualTo(tolerance, $"k={k} row {r}: repacked {reference[j]} row reference {rowReference}");
+                    Math.Abs((double)reference[j] - rowFast).Should().BeLessThanOrEqualTo(tolerance, $"k={k} row {r}: repacked {reference[j]} row kernel {rowFast}");
+                }
+            }
+        }
+    }
+
+    /// <summary>The prompt form (8- or 4-token tiles plus single tokens) gives every (row, token) the decode bits.</summary>
+    [Fact]
+    public void MatMul_gives_each_token_the_decode_bits()
+    {
+        var rng = new Random(3);
+        const int rows = 24;
+        foreach (int k in ShortLengths)
+            foreach (int tokens in new[] { 1, 2, 3, 4, 5, 7, 8, 9, 11, 12, 16 })
+            {
+                var packed = Repacked(RandomRows(rows, k, rng), rows, k);
+                int actBytes = F.ActivationBytes(k);
+                var act = Activations(tokens, k, rng);
+                var y = new float[tokens * rows];
+                RepackedMatrix<TLayout>.MatMul(packed, rows, k, act, tokens, y);
+                var one = new float[8];
+                for (int t = 0; t < tokens; t++)
+                    for (int g = 0; g < rows / 8; g++)
+                    {
+                        RepackedMatrix<TLayout>.DotReference(packed, g, act.AsSpan(t * actBytes, actBytes), k, one);
+                        for (int j = 0; j < 8; j++)
+                            SameBits(y[t * rows + 8 * g + j], one[j]).Should().BeTrue(
+                                $"k={k} tokens={tokens} token {t} row {8 * g + j}: {y[t * rows + 8 * g + j]} vs {one[j]}");
+                    }
+            }
+    }
+}
+
+/// <summary>Every multiple of 256 up to 4096, and 14336. Q4_K blocks hold d and dmin at bytes 0 and 2.</summary>
+public class Q4_Kx8Tests : RepackedLayoutTests<Q4_Kx8>
+{
+    protected override int[] Lengths => [.. Enumerable.Range(1, 16).Select(i => 256 * i), 14336];
+    protected override int[] ShortLengths => [256, 768, 1280, 4096];
+    protected override int[] HalfOffsets => [0, 2];
+    protected override int GroupStructSize => Unsafe.SizeOf<BlockQ4_Kx8>();
+}
+
+/// <summary>Q6_K blocks end with d (byte 208); subnormal scales are common in trained Q6_K weights.</summary>
+public class Q6_Kx8Tests : RepackedLayoutTests<Q6_Kx8>
+{
+    protected override int[] Lengths => [.. Enumerable.Range(1, 16).Select(i => 256 * i), 14336];
+    protected override int[] ShortLengths => [256, 768, 1280, 4096];
+    protected override int[] HalfOffsets => [208];
+    protected override int GroupStructSize => Unsafe.SizeOf<BlockQ6_Kx8>();
+
+    protected override ushort RandomScale(Random rng) => rng.Next(4) switch
+    {
+        0 or 1 => (ushort)rng.Next(1, 0x400),
+        2 => Fp16.FromSingle((float)(rng.NextDouble() * 1e-3)),
+        _ => (ushort)(rng.Next(30) == 0 ? 0 : Fp16.FromSingle((float)(1e-5 + rng.NextDouble() * 1e-2))),
+    };
+}
+
+/// <summary>From one block up, odd block counts included. Q4_0 blocks start with d.</summary>
+public class Q4_0x8Tests : RepackedLayoutTests<Q4_0x8>
+{
+    protected override int[] Lengths => [32, 64, 96, 160, 288, 480, 896, 1024, 1568, 2048, 3040, 4096, 4864, 14336];
+    protected override int[] ShortLengths => [32, 96, 1248, 4096, 14336];
+    protected override int[] HalfOffsets => [0];
+    protected override int GroupStructSize => Unsafe.SizeOf<BlockQ4_0x8>();
+}
