@@ -1,3 +1,4 @@
+using Engine.Formats;
 using Engine.Backends.Cpu;
 using Engine.Formats.Gguf;
 using Engine.Models;
@@ -127,6 +128,20 @@ public class ExpertRoutingTests
             var gates = m.Layer(l).Gate.Experts.ToHashSet(ReferenceEqualityComparer.Instance);
             calls.Where(call => gates.Contains(call.Weights)).Sum(call => call.Rows).Should().Be(Prompt.Length * k);
         }
+    }
+
+    /// <summary>A backend multiplies a layer's experts as one stack, so they must agree in shape and type; a file whose
+    /// per-expert tensors do not is refused at load with the tensor named, not multiplied wrongly.</summary>
+    [Fact]
+    public void Experts_of_one_layer_must_share_shape_and_type()
+    {
+        var f32 = Engine.Tests.Gpu.TestWeights.Matrix("blk.0.ffn_gate.0.weight", GgmlType.F32, 4, 8, new float[32]);
+        var f16 = Engine.Tests.Gpu.TestWeights.Matrix("blk.0.ffn_gate.1.weight", GgmlType.F16, 4, 8, new float[32]);
+        var wide = Engine.Tests.Gpu.TestWeights.Matrix("blk.0.ffn_gate.2.weight", GgmlType.F32, 4, 16, new float[64]);
+        new ExpertMatrices("blk.0.ffn_gate_exps.weight", [f32, f32]).Rows.Should().Be(4);
+        foreach (var odd in new[] { f16, wide })
+            FluentActions.Invoking(() => new ExpertMatrices("blk.0.ffn_gate_exps.weight", [f32, odd]))
+                .Should().Throw<ModelFormatException>().Where(e => e.Message.Contains(odd.Name) && e.Message.Contains("one shape and type"));
     }
 
     [Fact]
