@@ -240,8 +240,11 @@ public sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, Eng
         var r = Routed(routing, rows);
         if (w.Count != r.Shape.Experts) throw new ArgumentException($"{w.Name} has {w.Count} experts, the routing {r.Shape.Experts}", nameof(w));
         if (Math.Max(w.Rows, w.Cols) > r.Shape.MaxWidth) throw new ArgumentException($"{w} is wider than the routing's {r.Shape.MaxWidth}", nameof(w));
-        var m = Resident(w);
         int k = r.Shape.ExpertsPerToken, slotsPerInput = inputPerSlot ? 1 : k;
+        // The kernels index the device buffers without bounds checks: check the sizes here.
+        CheckLength(x, (long)rows * k / slotsPerInput * w.Cols, "x");
+        CheckLength(y, (long)rows * k * w.Rows, "y");
+        var m = Resident(w);
         if (rows == 1)
         {
             m.Kernels.ExpertMatVec(m.Matrix, w.Rows, r.Chosen, k, V(x), slotsPerInput, V(y));
@@ -256,6 +259,8 @@ public sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, Eng
     public void CombineExperts(ActivationBuffer expertOutputs, ExpertRouting routing, int rows, int width, ActivationBuffer output)
     {
         var r = Routed(routing, rows);
+        CheckLength(expertOutputs, (long)rows * r.Shape.ExpertsPerToken * width, nameof(expertOutputs));
+        CheckLength(output, (long)rows * width, nameof(output));
         _experts.Combine(V(expertOutputs), r.Weights, rows, r.Shape.ExpertsPerToken, width, V(output));
     }
 
@@ -275,8 +280,19 @@ public sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, Eng
         return r;
     }
 
-    public void AddSigmoidGated(ActivationBuffer gateLogits, ActivationBuffer src, int rows, int width, ActivationBuffer dst) =>
+    public void AddSigmoidGated(ActivationBuffer gateLogits, ActivationBuffer src, int rows, int width, ActivationBuffer dst)
+    {
+        CheckLength(gateLogits, rows, nameof(gateLogits));
+        CheckLength(src, (long)rows * width, nameof(src));
+        CheckLength(dst, (long)rows * width, nameof(dst));
         _experts.AddSigmoidGated(V(gateLogits), V(src), rows, width, V(dst));
+    }
+
+    static void CheckLength(ActivationBuffer buffer, long needed, string parameter)
+    {
+        if (buffer.Length < needed)
+            throw new ArgumentException($"{buffer.Name} holds {buffer.Length} values, {needed} needed", parameter);
+    }
 
     public void Read(ActivationBuffer x, int offset, Span<float> dst)
     {

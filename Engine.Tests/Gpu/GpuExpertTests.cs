@@ -88,6 +88,25 @@ public sealed class GpuExpertTests(GpuTestDevice device) : IDisposable
         }
     }
 
+    /// <summary>The device kernels index without bounds checks, so the backend refuses buffers that are too short
+    /// (and a batch the routing does not hold) before launching anything.</summary>
+    [Fact]
+    public void Short_buffers_and_unrouted_batches_are_refused_before_any_launch()
+    {
+        using var experts = new TestExpertStack(GgmlType.F32, Experts, rows: 8, cols: 16, seed: 80);
+        var routing = _gpu.CreateExpertRouting(Shape(4));
+        _gpu.Route(routing, TestWeights.Random(3 * Experts, seed: 81), 3);
+        var y = _gpu.Allocate("y", 3 * K * 8);
+        FluentActions.Invoking(() => _gpu.ExpertMatMul(experts.Stack, routing, _gpu.Allocate("x", 2 * 16), 3, false, y))
+            .Should().Throw<ArgumentException>().WithMessage("*48 needed*");
+        FluentActions.Invoking(() => _gpu.ExpertMatMul(experts.Stack, routing, _gpu.Allocate("x", 3 * 16), 3, true, y))
+            .Should().Throw<ArgumentException>().WithMessage("*96 needed*", "each slot reads its own row");
+        FluentActions.Invoking(() => _gpu.ExpertMatMul(experts.Stack, routing, _gpu.Allocate("x", 2 * 16), 2, false, y))
+            .Should().Throw<InvalidOperationException>().WithMessage("*route the batch first*");
+        FluentActions.Invoking(() => _gpu.CombineExperts(y, routing, 3, 9, _gpu.Allocate("out", 27)))
+            .Should().Throw<ArgumentException>().WithMessage("*54 needed*");
+    }
+
     [Fact]
     public void Combine_and_the_gated_shared_expert_match_the_cpu()
     {
