@@ -82,7 +82,7 @@ public sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, Eng
         _elementwise = new ElementwiseKernels(_accelerator);
         _rope = new RopeKernels(_accelerator);
         _attention = new AttentionKernels(_accelerator, shape);
-        _experts = new ExpertKernels(_accelerator);
+        _experts = new ExpertKernels(_accelerator, shape);
         _tokenIds = new DeviceStaging<int>(_accelerator, _budget, "token ids");
     }
 

@@ -16,16 +16,22 @@ public sealed class ExpertKernels
     /// <summary>llama.cpp clamps the sum of the chosen probabilities to the smallest normal F16 before dividing.</summary>
     const float MinimumWeightSum = 6.103515625e-5f;
 
-    readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, Rule> _route;
+    /// <summary>Most experts a layer may have (llama.cpp's limit, checked when a model is loaded): the routing kernel
+    /// keeps one "already chosen" flag per expert in shared memory.</summary>
+    public const int MaxExperts = Engine.Models.ModelConfigValidation.MaxExperts;
+
+    readonly int _groupSize;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, Rule> _route;
     readonly Action<Index1D, ArrayView<int>, int, int, ArrayView<int>, ArrayView<int>, ArrayView<int>, int> _sort;
     readonly Action<Index1D, ArrayView<float>, ArrayView<int>, int, int, ArrayView<float>> _gather;
     readonly Action<Index1D, ArrayView<float>, ArrayView<int>, int, ArrayView<float>> _scatter;
     readonly Action<Index1D, ArrayView<float>, ArrayView<float>, int, int, ArrayView<float>> _combine;
     readonly Action<Index1D, ArrayView<float>, ArrayView<float>, int, ArrayView<float>> _addSigmoidGated;
 
-    public ExpertKernels(Accelerator accelerator)
+    public ExpertKernels(Accelerator accelerator, GroupShape shape)
     {
-        _route = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, Rule>(RouteKernel);
+        _groupSize = shape.GroupSize;
+        _route = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, Rule>(RouteKernel);
         _sort = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<int>, int, int, ArrayView<int>, ArrayView<int>, ArrayView<int>, int>(SortKernel);
         _gather = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<int>, int, int, ArrayView<float>>(GatherKernel);
         _scatter = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<int>, int, ArrayView<float>>(ScatterKernel);
@@ -34,9 +40,13 @@ public sealed class ExpertKernels
     }
 
     /// <summary>For each of `rows` tokens: probabilities from its logits, its k most probable experts into
-    /// chosen[t*k ..] (ties keep the lower expert first) and their weights into weights[t*k ..].</summary>
-    public void Route(ArrayView<float> logits, int rows, ArrayView<float> probabilities, ArrayView<int> chosen, ArrayView<float> weights, Rule rule) =>
-        _route(rows, logits, probabilities, chosen, weights, rule);
+    /// chosen[t*k ..] (ties keep the lower expert first) and their weights into weights[t*k ..]. One group per
+    /// token: its threads share the experts, and each of the k choices is one group-wide arg-max.</summary>
+    public void Route(ArrayView<float> logits, int rows, ArrayView<float> probabilities, ArrayView<int> chosen, ArrayView<float> weights, Rule rule)
+    {
+        if (rule.Experts > MaxExperts) throw new ArgumentOutOfRangeException(nameof(rule), rule.Experts, $"at most {MaxExperts} experts");
+        _route(new KernelConfig(rows, _groupSize), logits, probabilities, chosen, weights, rule);
+    }
 
     /// <summary>Sorts `slots` slots by expert (tokens ascending within one): sortedSlots gets each expert's slots in a
     /// run padded with -1 to whole segments of <see cref="ExpertSegment.Tokens"/>, segmentExpert the expert of each
@@ -61,48 +71,79 @@ public sealed class ExpertKernels
     public void AddSigmoidGated(ArrayView<float> gateLogits, ArrayView<float> src, int rows, int width, ArrayView<float> dst) =>
         _addSigmoidGated(rows * width, gateLogits, src, width, dst);
 
-    static void RouteKernel(Index1D token, ArrayView<float> logits, ArrayView<float> probabilities, ArrayView<int> chosen, ArrayView<float> weights, Rule rule)
+    static void RouteKernel(ArrayView<float> logits, ArrayView<float> probabilities, ArrayView<int> chosen, ArrayView<float> weights, Rule rule)
     {
-        long first = (long)(int)token * rule.Experts;
+        var scratch = SharedMemory.Allocate<float>(GroupShape.MaxGroupSize);
+        var bestValues = SharedMemory.Allocate<float>(GroupShape.MaxGroupSize);
+        var bestExperts = SharedMemory.Allocate<int>(GroupShape.MaxGroupSize);
+        var taken = SharedMemory.Allocate<int>(MaxExperts);
+        int lane = Group.IdxX, size = Group.DimX;
+        long first = (long)Grid.IdxX * rule.Experts;
+
         if (rule.Sigmoid != 0)
         {
-            for (int e = 0; e < rule.Experts; e++) probabilities[first + e] = 1f / (1f + XMath.Exp(-logits[first + e]));
+            for (int e = lane; e < rule.Experts; e += size) probabilities[first + e] = 1f / (1f + XMath.Exp(-logits[first + e]));
         }
         else
         {
             // Softmax as ggml: subtract the maximum, exponentiate, multiply by the reciprocal of the sum (summed in
-            // float here, in double on the CPU: the weights agree to rounding).
-            float max = float.NegativeInfinity;
-            for (int e = 0; e < rule.Experts; e++) max = XMath.Max(max, logits[first + e]);
-            float sum = 0;
-            for (int e = 0; e < rule.Experts; e++)
+            // float over the group here, in double on the CPU: the weights agree to rounding).
+            float localMax = float.NegativeInfinity;
+            for (int e = lane; e < rule.Experts; e += size) localMax = XMath.Max(localMax, logits[first + e]);
+            float max = GroupReduction.Max(scratch, localMax);
+            float localSum = 0;
+            for (int e = lane; e < rule.Experts; e += size)
             {
                 float p = XMath.Exp(logits[first + e] - max);
                 probabilities[first + e] = p;
-                sum += p;
+                localSum += p;
             }
-            float scale = 1f / sum;
-            for (int e = 0; e < rule.Experts; e++) probabilities[first + e] *= scale;
+            float scale = 1f / GroupReduction.Sum(scratch, localSum);
+            for (int e = lane; e < rule.Experts; e += size) probabilities[first + e] *= scale;
         }
+        for (int e = lane; e < rule.Experts; e += size) taken[e] = 0;
+        Group.Barrier();
 
-        long slots = (long)(int)token * rule.K;
-        float chosenSum = 0;
+        long slots = (long)Grid.IdxX * rule.K;
         for (int slot = 0; slot < rule.K; slot++)
         {
+            // This thread's best untaken expert (strided, ascending: a strict > keeps the lower of equal ones)...
             int best = -1;
             float bestP = 0;
-            for (int e = 0; e < rule.Experts; e++)
+            for (int e = lane; e < rule.Experts; e += size)
             {
-                bool taken = false;
-                for (int previous = 0; previous < slot; previous++) taken |= chosen[slots + previous] == e;
                 float p = probabilities[first + e];
-                if (!taken && (best < 0 || p > bestP)) { best = e; bestP = p; } // strict: ties keep the lower expert
+                if (taken[e] == 0 && (best < 0 || p > bestP)) { best = e; bestP = p; }
             }
-            chosen[slots + slot] = best;
-            weights[slots + slot] = bestP;
-            chosenSum += bestP;
+            // ...then the group's: the higher probability, or on a tie the lower expert (-1: none).
+            bestValues[lane] = bestP;
+            bestExperts[lane] = best;
+            Group.Barrier();
+            for (int stride = size / 2; stride > 0; stride >>= 1)
+            {
+                if (lane < stride)
+                {
+                    int other = bestExperts[lane + stride], mine = bestExperts[lane];
+                    float otherP = bestValues[lane + stride], mineP = bestValues[lane];
+                    if (other >= 0 && (mine < 0 || otherP > mineP || (otherP == mineP && other < mine)))
+                    {
+                        bestExperts[lane] = other;
+                        bestValues[lane] = otherP;
+                    }
+                }
+                Group.Barrier();
+            }
+            if (lane == 0)
+            {
+                chosen[slots + slot] = bestExperts[0];
+                weights[slots + slot] = bestValues[0];
+                taken[bestExperts[0]] = 1;
+            }
+            Group.Barrier();
         }
-        if (rule.Normalize == 0) return;
+        if (rule.Normalize == 0 || lane != 0) return;
+        float chosenSum = 0;
+        for (int slot = 0; slot < rule.K; slot++) chosenSum += weights[slots + slot];
         float divisor = XMath.Max(chosenSum, MinimumWeightSum);
         for (int slot = 0; slot < rule.K; slot++) weights[slots + slot] /= divisor;
     }

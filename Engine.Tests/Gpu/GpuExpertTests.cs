@@ -41,6 +41,20 @@ public sealed class GpuExpertTests(GpuTestDevice device) : IDisposable
         for (int i = 0; i < expected.Weights.Length; i++) actual.Weights[i].Should().BeApproximately(expected.Weights[i], 1e-6f);
     }
 
+    /// <summary>More experts than threads in a group (each thread scans several) and k = 8, with logits rounded
+    /// to a coarse grid so that many probabilities tie exactly: still ExpertRouter's choices in its order.</summary>
+    [Fact]
+    public void Routing_many_experts_with_ties_matches_the_router()
+    {
+        const int rows = 5, experts = 40, k = 8;
+        var logits = TestWeights.Random(rows * experts, seed: 90, scale: 2f).Select(v => MathF.Round(v * 4) / 4).ToArray();
+        var shape = new ExpertRoutingShape(experts, k, ExpertGating.Softmax, NormalizeWeights: true, MaxRows: rows, MaxWidth: 16);
+        var actual = _gpu.Route(_gpu.CreateExpertRouting(shape), logits, rows);
+        var expected = ExpertRoutingHelpers.Expected(shape, logits, rows);
+        actual.Chosen.Should().Equal(expected.Chosen);
+        for (int i = 0; i < expected.Weights.Length; i++) actual.Weights[i].Should().BeApproximately(expected.Weights[i], 1e-6f);
+    }
+
     [Fact]
     public void Ties_keep_the_lower_expert_first_on_the_device()
     {
