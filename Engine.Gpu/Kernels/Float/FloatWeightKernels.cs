@@ -72,9 +72,7 @@ public sealed class FloatWeightKernels<TRaw, TElement> : IWeightKernels
     public void MatMul(DeviceMatrix w, ArrayView<float> x, int tokens, ArrayView<float> y)
     {
         var m = (FloatDeviceMatrix<TRaw>)w;
-        if (tokens <= 0) throw new ArgumentOutOfRangeException(nameof(tokens), tokens, "at least one token");
-        if (x.Length < (long)tokens * m.Cols) throw new ArgumentException($"x holds {x.Length} floats, {tokens} x {m.Cols} needed", nameof(x));
-        if (y.Length < (long)tokens * m.Rows) throw new ArgumentException($"y holds {y.Length} floats, {tokens} x {m.Rows} needed", nameof(y));
+        KernelArguments.MatMul(m, x, tokens, y);
         if (tokens == 1)
         {
             int groups = (m.Rows + FloatMatMulKernels.RowsPerGroup - 1) / FloatMatMulKernels.RowsPerGroup;
@@ -90,34 +88,20 @@ public sealed class FloatWeightKernels<TRaw, TElement> : IWeightKernels
 
     public void ExpertMatVec(DeviceMatrix stack, int expertRows, ArrayView<int> expertOfSlot, int slots, ArrayView<float> x, int slotsPerInput, ArrayView<float> y)
     {
-        var m = Stack(stack, expertRows);
-        if (slots <= 0 || slots > expertOfSlot.Length) throw new ArgumentOutOfRangeException(nameof(slots), slots, $"expertOfSlot holds {expertOfSlot.Length}");
-        if (slotsPerInput <= 0) throw new ArgumentOutOfRangeException(nameof(slotsPerInput), slotsPerInput, "at least 1");
-        if (x.Length < (long)((slots - 1) / slotsPerInput + 1) * m.Cols) throw new ArgumentException($"x holds {x.Length} floats", nameof(x));
-        if (y.Length < (long)slots * expertRows) throw new ArgumentException($"y holds {y.Length} floats, {slots} x {expertRows} needed", nameof(y));
+        var m = (FloatDeviceMatrix<TRaw>)stack;
+        KernelArguments.ExpertMatVec(m, expertRows, expertOfSlot, slots, x, slotsPerInput, y);
         int groups = (expertRows + FloatMatMulKernels.RowsPerGroup - 1) / FloatMatMulKernels.RowsPerGroup;
         _expertMatVec(new KernelConfig(new Index2D(groups, slots), new Index2D(_shape.GroupSize, 1)), m.Data, x, y, expertRows, m.Cols, expertOfSlot, slotsPerInput);
     }
 
     public void ExpertMatMul(DeviceMatrix stack, int expertRows, ArrayView<int> segmentExpert, ArrayView<float> x, int tokens, ArrayView<float> y)
     {
-        var m = Stack(stack, expertRows);
-        if (tokens <= 0 || tokens % ExpertSegment.Tokens != 0 || tokens / ExpertSegment.Tokens > segmentExpert.Length)
-            throw new ArgumentOutOfRangeException(nameof(tokens), tokens, $"whole segments of {ExpertSegment.Tokens}, at most {segmentExpert.Length}");
-        if (x.Length < (long)tokens * m.Cols) throw new ArgumentException($"x holds {x.Length} floats, {tokens} x {m.Cols} needed", nameof(x));
-        if (y.Length < (long)tokens * expertRows) throw new ArgumentException($"y holds {y.Length} floats, {tokens} x {expertRows} needed", nameof(y));
+        var m = (FloatDeviceMatrix<TRaw>)stack;
+        KernelArguments.ExpertMatMul(m, expertRows, segmentExpert, x, tokens, y);
         // The tile edge is a power of two of at most 16, so it divides the segment: no tile spans two experts.
         int edge = _shape.TileEdge, slice = FloatMatMulKernels.MaxSlice;
         int rowTiles = (expertRows + edge - 1) / edge, tokenTiles = tokens / edge;
         _expertMatMul(new KernelConfig(rowTiles * tokenTiles, edge * edge), m.Data, x, y, expertRows, m.Cols, tokens, edge, slice, rowTiles, segmentExpert);
-    }
-
-    static FloatDeviceMatrix<TRaw> Stack(DeviceMatrix stack, int expertRows)
-    {
-        var m = (FloatDeviceMatrix<TRaw>)stack;
-        if (expertRows <= 0 || m.Rows % expertRows != 0)
-            throw new ArgumentException($"{m.Name} has {m.Rows} rows, not a stack of {expertRows}-row experts", nameof(expertRows));
-        return m;
     }
 
     public void DequantizeRows(DeviceMatrix w, ArrayView<int> rowIds, int count, ArrayView<float> dst)

@@ -48,11 +48,8 @@ public sealed class BlockWeightKernels<TDecoder> : IWeightKernels where TDecoder
 
     public void ExpertMatVec(DeviceMatrix stack, int expertRows, ArrayView<int> expertOfSlot, int slots, ArrayView<float> x, int slotsPerInput, ArrayView<float> y)
     {
-        var m = CheckStack(stack, expertRows);
-        if (slots <= 0 || slots > expertOfSlot.Length) throw new ArgumentOutOfRangeException(nameof(slots), slots, $"expertOfSlot holds {expertOfSlot.Length}");
-        if (slotsPerInput <= 0) throw new ArgumentOutOfRangeException(nameof(slotsPerInput), slotsPerInput, "at least 1");
-        if (x.Length < (long)((slots - 1) / slotsPerInput + 1) * m.Cols) throw new ArgumentException($"x holds {x.Length} floats", nameof(x));
-        if (y.Length < (long)slots * expertRows) throw new ArgumentException($"y holds {y.Length} floats, {slots} x {expertRows} needed", nameof(y));
+        var m = Check(stack);
+        KernelArguments.ExpertMatVec(m, expertRows, expertOfSlot, slots, x, slotsPerInput, y);
         int rowsPerGroup = _matVecGroupSize / _accelerator.WarpSize;
         var grid = new Index2D((expertRows + rowsPerGroup - 1) / rowsPerGroup, slots);
         _expertMatVec(new KernelConfig(grid, new Index2D(_matVecGroupSize, 1)), m.Words, expertRows, m.Cols, x, y, expertOfSlot, slotsPerInput);
@@ -60,29 +57,16 @@ public sealed class BlockWeightKernels<TDecoder> : IWeightKernels where TDecoder
 
     public void ExpertMatMul(DeviceMatrix stack, int expertRows, ArrayView<int> segmentExpert, ArrayView<float> x, int tokens, ArrayView<float> y)
     {
-        var m = CheckStack(stack, expertRows);
-        if (tokens <= 0 || tokens % ExpertSegment.Tokens != 0 || tokens / ExpertSegment.Tokens > segmentExpert.Length)
-            throw new ArgumentOutOfRangeException(nameof(tokens), tokens, $"whole segments of {ExpertSegment.Tokens}, at most {segmentExpert.Length}");
-        if (x.Length < (long)tokens * m.Cols) throw new ArgumentException($"x holds {x.Length} floats, {tokens} x {m.Cols} needed", nameof(x));
-        if (y.Length < (long)tokens * expertRows) throw new ArgumentException($"y holds {y.Length} floats, {tokens} x {expertRows} needed", nameof(y));
+        var m = Check(stack);
+        KernelArguments.ExpertMatMul(m, expertRows, segmentExpert, x, tokens, y);
         var grid = new Index2D((expertRows + BlockKernels<TDecoder>.TileRows - 1) / BlockKernels<TDecoder>.TileRows, tokens / BlockKernels<TDecoder>.TileTokens);
         _expertMatMul(new KernelConfig(grid, new Index2D(_matMulGroupSize, 1)), m.Words, expertRows, m.Cols, x, tokens, y, segmentExpert);
-    }
-
-    BlockDeviceMatrix CheckStack(DeviceMatrix stack, int expertRows)
-    {
-        var m = Check(stack);
-        if (expertRows <= 0 || m.Rows % expertRows != 0)
-            throw new ArgumentException($"{m.Name} has {m.Rows} rows, not a stack of {expertRows}-row experts", nameof(expertRows));
-        return m;
     }
 
     public void MatMul(DeviceMatrix w, ArrayView<float> x, int tokens, ArrayView<float> y)
     {
         var m = Check(w);
-        if (tokens <= 0) throw new ArgumentOutOfRangeException(nameof(tokens), tokens, "at least one token");
-        if (x.Length < (long)tokens * m.Cols) throw new ArgumentException($"x holds {x.Length} floats, {tokens} x {m.Cols} needed", nameof(x));
-        if (y.Length < (long)tokens * m.Rows) throw new ArgumentException($"y holds {y.Length} floats, {tokens} x {m.Rows} needed", nameof(y));
+        KernelArguments.MatMul(m, x, tokens, y);
         if (tokens == 1)
         {
             int rowsPerGroup = _matVecGroupSize / _accelerator.WarpSize;
