@@ -232,14 +232,13 @@ public sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, Eng
         _experts.Route(V(routerLogits), rows, V(probabilities), r.Chosen, r.Weights, r.Rule);
         // A prompt's expert matmuls read the slots sorted by expert; a decode step multiplies slot by slot.
         if (rows > 1) _experts.Sort(r.Chosen, rows * r.Shape.ExpertsPerToken, r.Shape.Experts, r.Counts, r.SortedSlots, r.SegmentExpert, r.Segments(rows));
-        r.Rows = rows;
+        r.MarkRouted(rows);
     }
 
     public void ExpertMatMul(ExpertMatrices w, ExpertRouting routing, ActivationBuffer x, int rows, bool inputPerSlot, ActivationBuffer y)
     {
         var r = Routed(routing, rows);
-        if (w.Count != r.Shape.Experts) throw new ArgumentException($"{w.Name} has {w.Count} experts, the routing {r.Shape.Experts}", nameof(w));
-        if (Math.Max(w.Rows, w.Cols) > r.Shape.MaxWidth) throw new ArgumentException($"{w} is wider than the routing's {r.Shape.MaxWidth}", nameof(w));
+        r.CheckExperts(w);
         int k = r.Shape.ExpertsPerToken, slotsPerInput = inputPerSlot ? 1 : k;
         // The kernels index the device buffers without bounds checks: check the sizes here.
         CheckLength(x, (long)rows * k / slotsPerInput * w.Cols, "x");
@@ -276,7 +275,7 @@ public sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, Eng
     static GpuExpertRouting Routed(ExpertRouting routing, int rows)
     {
         var r = (GpuExpertRouting)routing;
-        if (rows != r.Rows) throw new InvalidOperationException($"the routing holds {r.Rows} tokens, not {rows}: route the batch first");
+        r.CheckRouted(rows);
         return r;
     }
 

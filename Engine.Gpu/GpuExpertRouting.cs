@@ -18,8 +18,6 @@ sealed class GpuExpertRouting : ExpertRouting, IDisposable
     public readonly ArrayView<int> Chosen, Counts, SortedSlots, SegmentExpert;
     public readonly ArrayView<float> Weights, SortedInput, SortedOutput;
     public readonly ExpertKernels.Rule Rule;
-    /// <summary>Tokens of the batch routed last (0 before the first).</summary>
-    public int Rows { get; set; }
 
     public GpuExpertRouting(Accelerator accelerator, DeviceMemoryBudget budget, ExpertRoutingShape shape) : base(shape)
     {

@@ -23,10 +23,29 @@ public abstract class ExpertRouting(ExpertRoutingShape shape)
 {
     public ExpertRoutingShape Shape { get; } = shape;
 
+    /// <summary>Tokens of the batch routed last (0 before the first).</summary>
+    public int Rows { get; private set; }
+
     /// <summary>Throws unless a batch of `rows` tokens fits this table.</summary>
     public void CheckRows(int rows)
     {
         if (rows <= 0 || rows > Shape.MaxRows)
             throw new ArgumentOutOfRangeException(nameof(rows), rows, $"a routing table holds 1..{Shape.MaxRows} tokens");
+    }
+
+    /// <summary>Records that the backend has routed a batch of `rows` tokens (already checked) into this table.</summary>
+    public void MarkRouted(int rows) => Rows = rows;
+
+    /// <summary>Throws unless this table holds the routing of a batch of `rows` tokens.</summary>
+    public void CheckRouted(int rows)
+    {
+        if (rows != Rows) throw new InvalidOperationException($"the routing holds {Rows} tokens, not {rows}: route the batch first");
+    }
+
+    /// <summary>Throws unless `w` has one matrix per expert of this routing, no wider than its staging rows.</summary>
+    public void CheckExperts(ExpertMatrices w)
+    {
+        if (w.Count != Shape.Experts) throw new ArgumentException($"{w.Name} has {w.Count} experts, the routing {Shape.Experts}", nameof(w));
+        if (Math.Max(w.Cols, w.Rows) > Shape.MaxWidth) throw new ArgumentException($"{w} is wider than the routing's {Shape.MaxWidth}", nameof(w));
     }
 }

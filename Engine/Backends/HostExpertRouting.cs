@@ -17,7 +17,6 @@ public sealed class HostExpertRouting : ExpertRouting
     readonly int[] _expertStart, _slotsByExpert;
     // One expert's sub-batch, in the backend's memory: inputs and outputs of up to MaxRows rows of MaxWidth.
     readonly ActivationBuffer _expertInput, _expertOutput;
-    int _rows;
 
     public HostExpertRouting(ExpertRoutingShape shape, IBackend backend) : base(shape)
     {
@@ -30,8 +29,8 @@ public sealed class HostExpertRouting : ExpertRouting
         _expertOutput = backend.Allocate("ffn_moe_expert_output", shape.MaxRows * shape.MaxWidth);
     }
 
-    public ReadOnlySpan<int> Chosen => _chosen.AsSpan(0, _rows * Shape.ExpertsPerToken);
-    public ReadOnlySpan<float> Weights => _weights.AsSpan(0, _rows * Shape.ExpertsPerToken);
+    public ReadOnlySpan<int> Chosen => _chosen.AsSpan(0, Rows * Shape.ExpertsPerToken);
+    public ReadOnlySpan<float> Weights => _weights.AsSpan(0, Rows * Shape.ExpertsPerToken);
 
     /// <summary>Routes `rows` tokens from their router logits (rows x n_expert), writing their probabilities.</summary>
     public void Route(ReadOnlySpan<float> logits, int rows, Span<float> probabilities)
@@ -46,7 +45,7 @@ public sealed class HostExpertRouting : ExpertRouting
             ExpertRouter.TopK(p, chosen);
             ExpertRouter.Weights(p, chosen, Shape.NormalizeWeights, _weights.AsSpan(t * k, k));
         }
-        _rows = rows;
+        MarkRouted(rows);
         GroupByExpert();
     }
 
@@ -65,9 +64,8 @@ public sealed class HostExpertRouting : ExpertRouting
     /// scatter (through backend.Copy and backend.MatMul, so a wrapping backend sees every expert matmul).</summary>
     public void MatMul(IBackend backend, ExpertMatrices w, ActivationBuffer x, int rows, bool inputPerSlot, ActivationBuffer y)
     {
-        if (rows != _rows) throw new InvalidOperationException($"the routing holds {_rows} tokens, not {rows}: route the batch first");
-        if (w.Count != Shape.Experts) throw new ArgumentException($"{w.Name} has {w.Count} experts, the routing {Shape.Experts}", nameof(w));
-        if (Math.Max(w.Cols, w.Rows) > Shape.MaxWidth) throw new ArgumentException($"{w} is wider than the routing's {Shape.MaxWidth}", nameof(w));
+        CheckRouted(rows);
+        CheckExperts(w);
         int k = Shape.ExpertsPerToken, cols = w.Cols, outputs = w.Rows;
         for (int e = 0; e < Shape.Experts; e++)
         {
@@ -84,7 +82,7 @@ public sealed class HostExpertRouting : ExpertRouting
 
     public void Read(int rows, Span<int> chosen, Span<float> weights)
     {
-        if (rows != _rows) throw new InvalidOperationException($"the routing holds {_rows} tokens, not {rows}");
+        CheckRouted(rows);
         Chosen.CopyTo(chosen);
         Weights.CopyTo(weights);
     }

@@ -207,7 +207,7 @@ public sealed class CpuBackend : IBackend, IResidentWeights
     public void CombineExperts(ActivationBuffer expertOutputs, ExpertRouting routing, int rows, int width, ActivationBuffer output)
     {
         var r = (HostExpertRouting)routing;
-        r.CheckRows(rows);
+        r.CheckRouted(rows);
         int k = r.Shape.ExpertsPerToken;
         var from = D(expertOutputs); var to = D(output);
         var weights = r.Weights;
