@@ -57,7 +57,7 @@ namespace Engine.Cli
                 return 1;
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or InvalidOperationException
-                                          or NotSupportedException or Engine.Models.ContextOverflowException)
+                                          or NotSupportedException or ContextOverflowException)
             {
                 Console.Error.WriteLine($"engine: {e.Message}");
                 return 1;

@@ -1,4 +1,3 @@
-using Engine.Generation;
 using Engine.Gpu;
 using Engine.Models;
 using Engine.Sampling;
@@ -29,6 +28,66 @@ public static class ModelArguments
         });
     }
 
+    /// <summary>The model through the library's public API (run, chat): --model (default: the shipped stories260K),
+    /// --device, --gpu-layers, --threads, --no-repack, --template; loading steps reported on stderr.</summary>
+    public static Model Load(CommandLine cl, bool required)
+    {
+        var path = cl.String("model", "m");
+        if (path is null)
+        {
+            if (required) throw new UsageException("--model is required");
+            path = EntryPoint.DefaultModelPath();
+        }
+        if (!File.Exists(path) && !Directory.Exists(path)) throw new UsageException($"no such model file or folder: {path}");
+        var template = cl.String("template");
+        if (template is not null && Engine.Chat.ChatTemplates.ByName(template) is null)
+            throw new UsageException($"unknown template '{template}': use chatml, qwen2, qwen3, llama3, llama2, deepseek-r1 or deepseek-v3");
+        return Model.Load(path, new ModelLoadOptions
+        {
+            Device = GpuDevices.Parse(Device(cl) switch
+            {
+                DeviceChoice.Cpu => "cpu", DeviceChoice.Cuda => "cuda", DeviceChoice.OpenCL => "opencl", DeviceChoice.Auto => "auto", _ => "ilgpu-cpu",
+            }),
+            GpuLayers = GpuLayers(cl),
+            Threads = cl.Int("threads", 0, 0, 1024, alias: "t"),
+            RepackWeights = !cl.Has("no-repack"),
+            ChatTemplate = template,
+            Progress = new Progress(),
+        });
+    }
+
+    /// <summary>Prints each loading step on stderr as it happens (not through a synchronization context, as
+    /// System.Progress would).</summary>
+    sealed class Progress : IProgress<ModelLoadProgress>
+    {
+        public void Report(ModelLoadProgress value)
+        {
+            if (value.Fraction is null) Console.Error.WriteLine("engine: " + value.Message);
+        }
+    }
+
+    /// <summary>Sampling and stopping options from the command line (llama.cpp's defaults).</summary>
+    public static GenerateOptions Generate(CommandLine cl, int vocabularySize)
+    {
+        var d = new GenerateOptions();
+        var options = new GenerateOptions
+        {
+            Temperature = (float)cl.Double("temperature", d.Temperature, 0, 100),
+            TopK = cl.Int("top-k", d.TopK, 0, int.MaxValue),
+            TopP = (float)cl.Double("top-p", d.TopP, 0, 1),
+            MinP = (float)cl.Double("min-p", d.MinP, 0, 1),
+            RepetitionPenalty = (float)cl.Double("repeat-penalty", 1, 0, 100),
+            PresencePenalty = (float)cl.Double("presence-penalty", 0, -100, 100),
+            FrequencyPenalty = (float)cl.Double("frequency-penalty", 0, -100, 100),
+            PenaltyLastN = cl.Int("repeat-last-n", 64, 0, 1 << 20),
+            Seed = cl.ULong("seed"),
+            IgnoreEndOfGeneration = cl.Has("ignore-eos"),
+            StopSequences = cl.String("stop") is { } stop ? [stop] : [],
+        };
+        options.ToSampler(vocabularySize); // a bad value is reported before the model runs
+        return options;
+    }
+
     /// <summary>--gpu-layers N|all: how many of the first layers run on the device (default all; with --device auto,
     /// as many as fit).</summary>
     public static int? GpuLayers(CommandLine cl)
@@ -49,9 +108,11 @@ public static class ModelArguments
 
 
     /// <summary>--ctx: defaults to what the prompt and generation need, capped by the trained context.</summary>
-    public static int Context(CommandLine cl, LoadedModel model, int needed)
+    public static int Context(CommandLine cl, LoadedModel model, int needed) => Context(cl, model.Config.TrainedContextLength, needed);
+
+    /// <summary>--ctx: defaults to what the prompt and generation need, capped by the trained context.</summary>
+    public static int Context(CommandLine cl, int trained, int needed)
     {
-        int trained = model.Config.TrainedContextLength;
         int ctx = cl.Int("ctx", Math.Min(trained, Math.Max(needed, Math.Min(trained, 4096))), 1, 1 << 24, alias: "c");
         return ctx;
     }

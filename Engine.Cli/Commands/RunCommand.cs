@@ -1,16 +1,16 @@
 using System.Text.Json;
-using Engine.Generation;
 
 namespace Engine.Cli.Commands;
 
-/// <summary>`engine run [PROMPT]`: generates text and streams it to stdout; statistics go to stderr.</summary>
+/// <summary>`engine run [PROMPT]`: generates text and streams it to stdout; statistics go to stderr. A thin layer over
+/// <see cref="Session.GenerateAsync(IReadOnlyList{int}, GenerateOptions?, CancellationToken)"/>.</summary>
 public static class RunCommand
 {
     const string Help = """
         usage: engine run [PROMPT] [--model M] [-n N] [--temperature T] [--top-k K] [--top-p P] [--min-p P]
                           [--repeat-penalty R] [--presence-penalty P] [--frequency-penalty F] [--seed S]
                           [--threads N] [--device D] [--gpu-layers N] [--ctx N] [--tokens "1 2 3"] [--stop TEXT] [--ignore-eos] [--json]
-        Without --model, runs models/stories260K.gguf. --temperature 0 is greedy.
+        Without --model, runs the stories260K model that comes with engine. --temperature 0 is greedy.
         --device: cpu (default), cuda, opencl, auto (a GPU when usable, else the CPU) or ilgpu-cpu (GPU code on the CPU, slow).
         --gpu-layers: the first N layers (and the embedding) on the device, the rest and the output on the CPU,
           for models larger than the card (default all; --device auto picks as many as fit).
@@ -20,7 +20,7 @@ public static class RunCommand
     {
         var cl = new CommandLine(args, ModelArguments.Flags);
         if (cl.Has("help") || cl.Has("h")) { Console.WriteLine(Help); return 0; }
-        using var model = ModelArguments.Open(cl, required: false);
+        using var model = ModelArguments.Load(cl, required: false);
         string? text = cl.Positionals.Count switch
         {
             0 => null,
@@ -29,33 +29,61 @@ public static class RunCommand
         };
         int n = cl.Int("n", 256, -1, 1 << 24, alias: "n-predict");
         bool json = cl.Has("json");
-        var options = new GenerationOptions
-        {
-            MaxTokens = n < 0 ? null : n,
-            Sampling = ModelArguments.Sampling(cl, model.Config.VocabSize),
-            IgnoreEndOfGeneration = cl.Has("ignore-eos"),
-            StopStrings = cl.String("stop") is { } stop ? [stop] : [],
-        };
-        var prompt = ModelArguments.Prompt(cl, model, text ?? (cl.String("tokens") is null ? "" : null), addSpecial: true);
-        int ctx = ModelArguments.Context(cl, model, prompt.Length + Math.Max(0, n));
+        var options = ModelArguments.Generate(cl, model.Info.VocabularySize) with { MaxTokens = n < 0 ? null : n };
+        var prompt = Prompt(cl, model, text ?? (cl.String("tokens") is null ? "" : null));
+        int ctx = ModelArguments.Context(cl, model.Info.TrainedContextLength, prompt.Length + Math.Max(0, n));
         cl.RejectUnknown();
         if (prompt.Length == 0) throw new UsageException("the prompt tokenizes to nothing; give a prompt");
+        if (n > 0 && prompt.Length + n > ctx)
+            throw new ArgumentException($"the prompt has {prompt.Length} tokens and {n} more were requested, but the context holds {ctx}: lower -n or raise --ctx");
 
-        var session = new Session(model.Model, model.Tokenizer, ctx);
+        using var session = model.CreateSession(ctx);
         var stdout = Console.Out;
         if (!json && text is not null) stdout.Write(text);
-        var result = session.Generate(prompt, options, json ? null : piece => { stdout.Write(piece); stdout.Flush(); });
+        var generated = new List<int>();
+        var output = new System.Text.StringBuilder();
+        GeneratedToken? last = null;
+        var stream = session.GenerateAsync(prompt, options).GetAsyncEnumerator();
+        try
+        {
+            while (stream.MoveNextAsync().AsTask().GetAwaiter().GetResult())
+            {
+                var token = stream.Current;
+                if (!token.IsEndOfGeneration && token.Id >= 0) generated.Add(token.Id);
+                output.Append(token.Text);
+                if (!json && token.Text.Length > 0) { stdout.Write(token.Text); stdout.Flush(); }
+                last = token;
+            }
+        }
+        finally { stream.DisposeAsync().AsTask().GetAwaiter().GetResult(); }
+
         if (json)
         {
-            var payload = new { prompt_tokens = result.PromptTokens, generated_tokens = result.GeneratedTokens, text = result.Text };
+            var payload = new { prompt_tokens = prompt, generated_tokens = generated, text = output.ToString() };
             stdout.WriteLine(JsonSerializer.Serialize(payload));
         }
         else
         {
             stdout.WriteLine();
-            Console.Error.WriteLine($"[{result.PromptTokens.Length} prompt tokens at {result.PromptTokensPerSecond:F1} tok/s, " +
-                                    $"{result.GeneratedTokens.Length} generated at {result.GenerationTokensPerSecond:F1} tok/s, stop: {result.StopReason}]");
+            var t = last!.Timings!;
+            Console.Error.WriteLine($"[{t.PromptTokens} prompt tokens at {t.PromptTokensPerSecond:F1} tok/s, " +
+                                    $"{t.GeneratedTokens} generated at {t.GenerationTokensPerSecond:F1} tok/s, stop: {last.FinishReason}]");
         }
         return 0;
+    }
+
+    /// <summary>The prompt's tokens: --tokens as given, or the text with BOS and special-token parsing (as llama.cpp's CLI).</summary>
+    static int[] Prompt(CommandLine cl, Model model, string? text)
+    {
+        var tokens = cl.String("tokens");
+        if (tokens is not null)
+        {
+            if (text is not null) throw new UsageException("give either a prompt text or --tokens, not both");
+            var ids = CommandLine.ParseTokens(tokens);
+            foreach (var id in ids)
+                if (id >= model.Info.VocabularySize) throw new UsageException($"token id {id} is outside the vocabulary of {model.Info.VocabularySize}");
+            return ids;
+        }
+        return [.. model.Tokenize(text ?? "", addSpecialTokens: true, parseSpecialTokens: true)];
     }
 }

@@ -11,8 +11,10 @@ public abstract class ActivationBuffer(string name, int length)
 }
 
 /// <summary>The key/value cache of one sequence, preallocated for the whole context.</summary>
-public abstract class KvCache(int layers, int contextLength, int keyWidth, int valueWidth)
+public abstract class KvCache(int layers, int contextLength, int keyWidth, int valueWidth) : IDisposable
 {
+    /// <summary>Returns the cache's memory.</summary>
+    public virtual void Dispose() { }
     public int Layers { get; } = layers;
     public int ContextLength { get; } = contextLength;
     public int KeyWidth { get; } = keyWidth;

@@ -1,4 +1,4 @@
-namespace Engine.Models;
+namespace Engine;
 
 /// <summary>Receives every named intermediate of a forward pass (names as llama.cpp's graph callbacks:
 /// "attn_norm", "Qcur", "kqv_out", "ffn_out", "l_out", "result_norm", "result_output"; in MoE layers also

@@ -81,6 +81,30 @@ public sealed class Llama : IDisposable
         }
     }
 
+    /// <summary>Feeds tokens at positions [start, start + tokens.Length) and writes every token's final hidden state,
+    /// after the output norm and before the output projection (llama.cpp's embedding mode): hidden is
+    /// tokens.Length x d_model.</summary>
+    public void ForwardHidden(ReadOnlySpan<int> tokens, int start, KvCache cache, Span<float> hidden)
+    {
+        int width = Config.EmbeddingLength, vocab = Config.VocabSize;
+        if (hidden.Length != tokens.Length * width)
+            throw new ArgumentException($"hidden must hold {tokens.Length} x {width} values", nameof(hidden));
+        if (start < 0 || start + tokens.Length > cache.ContextLength)
+            throw new ContextOverflowException(cache.ContextLength, start, tokens.Length);
+        foreach (int token in tokens)
+            if ((uint)token >= (uint)vocab) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {token} is outside the vocabulary of {vocab}");
+
+        var a = _stages[^1];
+        for (int done = 0; done < tokens.Length; done += MaxBatch)
+        {
+            int rows = Math.Min(MaxBatch, tokens.Length - done);
+            Layers(tokens.Slice(done, rows), start + done, cache);
+            a.Backend.RmsNorm(a.X, Weights.OutputNorm, Config.RmsNormEpsilon, rows, a.Norm);
+            Observe(a, "result_norm", -1, a.Norm, rows, width);
+            a.Backend.Read(a.Norm, 0, hidden.Slice(done * width, rows * width));
+        }
+    }
+
     void Layers(ReadOnlySpan<int> tokens, int start, KvCache cache)
     {
         int rows = tokens.Length, width = Config.EmbeddingLength;
@@ -195,12 +219,4 @@ public sealed class Llama : IDisposable
     {
         foreach (var stage in Stages) stage.Backend.Dispose();
     }
-}
-
-/// <summary>A prompt plus generation that would not fit in the KV cache: never silently truncated.</summary>
-public sealed class ContextOverflowException(int contextLength, int start, int count)
-    : Exception($"the context holds {contextLength} tokens, but positions {start}..{start + count - 1} were requested " +
-                $"({start} already in the cache + {count} new); use a larger --ctx or a shorter prompt")
-{
-    public int ContextLength { get; } = contextLength;
 }

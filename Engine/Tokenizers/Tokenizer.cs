@@ -98,8 +98,12 @@ internal sealed class Tokenizer : ITokenizer
         ArgumentNullException.ThrowIfNull(ids);
         var bytes = new List<byte>();
         bool removeSpace = _vocab.AddSpacePrefix; // the space SentencePiece put in front of the text
+        bool first = true;
         foreach (var id in ids)
         {
+            // As llama.cpp: a leading BOS the vocabulary adds is dropped first, so the space after it is still removed.
+            if (first && _vocab.AddBos && id == _vocab.Bos) { first = false; continue; }
+            first = false;
             var piece = TokenBytes(id);
             int skip = removeSpace && piece.Length > 0 && piece[0] == (byte)' ' ? 1 : 0;
             removeSpace = false;

@@ -1,4 +1,4 @@
-namespace Engine.Sampling;
+namespace Engine;
 
 /// <summary>
 /// A sampling or stop parameter is out of range (checklist R7, R9, R10). Derives from

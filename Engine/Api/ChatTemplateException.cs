@@ -1,4 +1,4 @@
-namespace Engine.Chat;
+namespace Engine;
 
 /// <summary>
 /// The conversation cannot be rendered with this template (bad role, wrong turn order, …). An

@@ -1,4 +1,4 @@
-namespace Engine.Sampling;
+namespace Engine;
 
 /// <summary>
 /// The model produced a NaN or +infinity logit (checklist F13): the request must end with an error

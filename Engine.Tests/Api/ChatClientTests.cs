@@ -1,0 +1,174 @@
+using System.Text.Json;
+using Engine.Models;
+using Engine.Tests.Support;
+using Microsoft.Extensions.AI;
+using Microsoft.Extensions.Caching.Distributed;
+using Microsoft.Extensions.Caching.Memory;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Engine.Tests.Api;
+
+/// <summary>The engine as a Microsoft.Extensions.AI chat client, over a tiny Qwen2-shaped model with the real Qwen
+/// tokenizer and chat template (Engine.Tests/Fixtures/qwen2-tiny-chat-Q8_0.gguf, made by ../shared/oracle).</summary>
+public class ChatClientTests
+{
+    static readonly string ModelPath = TestPaths.Repo("Engine.Tests", "Fixtures", "qwen2-tiny-chat-Q8_0.gguf");
+    static readonly ChatOptions Greedy = new() { Temperature = 0, MaxOutputTokens = 24 };
+
+    static List<Microsoft.Extensions.AI.ChatMessage> Question() =>
+    [
+        new(ChatRole.System, "You are a helpful assistant."),
+        new(ChatRole.User, "What is the capital of France?"),
+    ];
+
+    /// <summary>What the client must produce: the template rendered, tokenized, and decoded by argmax of the raw logits
+    /// until an end-of-generation token, without the library's session code.</summary>
+    static (int[] Prompt, List<int> Reply) Reference(Model model, IEnumerable<Microsoft.Extensions.AI.ChatMessage> messages, int maxTokens)
+    {
+        var turns = messages.Select(m => new Engine.Chat.ChatMessage(m.Role.Value, m.Text)).ToList();
+        var text = model.ChatTemplate.Render(turns, addGenerationPrompt: true);
+        var prompt = model.Tokenizer.Encode(text, addSpecial: true, parseSpecial: true);
+        var network = model.Network;
+        using var cache = network.CreateCache(prompt.Length + maxTokens);
+        var logits = new float[network.Config.VocabSize];
+        network.Forward(prompt, 0, cache, logits);
+        var reply = new List<int>();
+        for (int position = prompt.Length; reply.Count < maxTokens; position++)
+        {
+            int next = LogitCompare.Argmax(logits);
+            reply.Add(next);
+            if (model.Tokenizer.IsEndOfGeneration(next)) break;
+            network.Forward([next], position, cache, logits);
+        }
+        return (prompt, reply);
+    }
+
+    [Fact]
+    public async Task Streaming_yields_the_tokens_of_the_rendered_template_generated_greedily()
+    {
+        using var model = Model.Load(ModelPath);
+        model.Info.ChatTemplate.Should().Contain("<|im_start|>");
+        model.Info.ChatFormat.Should().Be("chatml");
+        using var client = model.AsChatClient();
+        var updates = new List<ChatResponseUpdate>();
+        await foreach (var update in client.GetStreamingResponseAsync(Question(), Greedy)) updates.Add(update);
+
+        var tokens = updates.Select(u => ((ChatUpdate)u.RawRepresentation!).Token).ToList();
+        var (prompt, reply) = Reference(model, Question(), 24);
+        tokens.Select(t => t.Id).Should().Equal(reply);
+        string.Concat(updates.Select(u => u.Text)).Should().Be(model.Detokenize(reply.Where(id => !model.IsEndOfGeneration(id))));
+        updates[^1].FinishReason.Should().Be(tokens[^1].IsEndOfGeneration ? ChatFinishReason.Stop : ChatFinishReason.Length);
+        var usage = updates.SelectMany(u => u.Contents).OfType<UsageContent>().Single().Details;
+        usage.InputTokenCount.Should().Be(prompt.Length);
+        usage.OutputTokenCount.Should().Be(reply.Count(id => !model.IsEndOfGeneration(id)));
+
+        // llama.cpp's greedy continuation of the same prompt (Engine.Tests/Golden/qwen2-tiny-chat.greedy.json).
+        using var golden = JsonDocument.Parse(File.ReadAllText(TestPaths.Repo("Engine.Tests", "Golden", "qwen2-tiny-chat.greedy.json")));
+        var goldenPrompt = golden.RootElement.GetProperty("prompt_tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        var goldenReply = golden.RootElement.GetProperty("generated_tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        prompt.Should().Equal(goldenPrompt, "the template renders the same prompt llama.cpp was given");
+        reply.Where(id => !model.IsEndOfGeneration(id)).Take(goldenReply.Length).Should().Equal(goldenReply.Take(reply.Count));
+    }
+
+    [Fact]
+    public async Task Non_streaming_response_carries_text_usage_and_finish_reason()
+    {
+        using var model = Model.Load(ModelPath);
+        using var client = model.AsChatClient();
+        var response = await client.GetResponseAsync(Question(), Greedy);
+        var (prompt, reply) = Reference(model, Question(), 24);
+        response.Text.Should().Be(model.Detokenize(reply.Where(id => !model.IsEndOfGeneration(id))));
+        response.Usage!.InputTokenCount.Should().Be(prompt.Length);
+        response.FinishReason.Should().NotBeNull();
+        response.ModelId.Should().Be(model.Info.Name);
+        client.GetService<ChatClientMetadata>()!.ProviderName.Should().Be("engine");
+    }
+
+    [Fact]
+    public async Task A_second_turn_reuses_the_cached_conversation_and_answers_as_a_fresh_client_would()
+    {
+        using var model = Model.Load(ModelPath);
+        using var client = model.AsChatClient();
+        var messages = Question();
+        var first = await client.GetResponseAsync(messages, Greedy);
+        messages.AddRange(first.Messages);
+        messages.Add(new(ChatRole.User, "And of Germany?"));
+        var second = await client.GetResponseAsync(messages, Greedy);
+        second.Usage!.CachedInputTokenCount.Should().BeGreaterThan(10, "the first turn's prompt is still in the cache");
+
+        using var fresh = model.AsChatClient();
+        var reference = await fresh.GetResponseAsync(messages, Greedy);
+        reference.Usage!.CachedInputTokenCount.Should().Be(0);
+        second.Text.Should().Be(reference.Text);
+        second.Usage.InputTokenCount.Should().Be(reference.Usage.InputTokenCount);
+    }
+
+    [Fact]
+    public async Task Cancelling_a_stream_stops_it_and_the_client_keeps_answering()
+    {
+        using var model = Model.Load(ModelPath);
+        using var client = model.AsChatClient();
+        using var cancel = new CancellationTokenSource();
+        int seen = 0;
+        var options = new ChatOptions { Temperature = 0, MaxOutputTokens = 200, AdditionalProperties = new() { ["ignore_eos"] = true } };
+        var act = async () =>
+        {
+            await foreach (var update in client.GetStreamingResponseAsync(Question(), options, cancel.Token))
+                if (++seen == 3) cancel.Cancel();
+        };
+        await act.Should().ThrowAsync<OperationCanceledException>();
+        seen.Should().Be(3);
+        var response = await client.GetResponseAsync(Question(), Greedy);
+        var (_, reply) = Reference(model, Question(), 24);
+        response.Text.Should().Be(model.Detokenize(reply.Where(id => !model.IsEndOfGeneration(id))));
+    }
+
+    [Fact]
+    public async Task Composes_with_ChatClientBuilder_logging_and_caching()
+    {
+        using var model = Model.Load(ModelPath);
+        var logs = new ListLoggerFactory();
+        var cache = new MemoryDistributedCache(Options.Create(new MemoryDistributedCacheOptions()));
+        int calls = 0;
+        using var client = new ChatClientBuilder(model.AsChatClient())
+            .UseLogging(logs)
+            .UseDistributedCache(cache)
+            .Use(async (messages, options, next, cancellationToken) => { Interlocked.Increment(ref calls); await next(messages, options, cancellationToken); })
+            .Build();
+
+        var first = await client.GetResponseAsync(Question(), Greedy);
+        var second = await client.GetResponseAsync(Question(), Greedy);
+        calls.Should().Be(1, "the second identical request is answered from the cache");
+        second.Text.Should().Be(first.Text);
+        first.Text.Should().NotBeEmpty();
+        logs.Messages.Should().Contain(m => m.Contains("GetResponseAsync", StringComparison.Ordinal));
+        client.GetService<EngineChatClient>().Should().NotBeNull();
+    }
+
+    [Fact]
+    public async Task Unsupported_requests_are_refused_with_a_reason()
+    {
+        using var model = Model.Load(ModelPath);
+        using var client = model.AsChatClient();
+        var tools = new ChatOptions { Tools = [AIFunctionFactory.Create(() => 42, "answer")] };
+        await FluentActions.Awaiting(() => client.GetResponseAsync(Question(), tools)).Should().ThrowAsync<NotSupportedException>().WithMessage("*tools*");
+        var image = new List<Microsoft.Extensions.AI.ChatMessage> { new(ChatRole.User, [new DataContent(new byte[] { 1 }, "image/png")]) };
+        await FluentActions.Awaiting(() => client.GetResponseAsync(image)).Should().ThrowAsync<NotSupportedException>().WithMessage("*text only*");
+        await FluentActions.Awaiting(() => client.GetResponseAsync(Question(), new ChatOptions { TopP = 2 })).Should().ThrowAsync<InvalidSamplingOptionsException>();
+    }
+
+    sealed class ListLoggerFactory : ILoggerFactory, ILogger
+    {
+        public List<string> Messages { get; } = [];
+        public ILogger CreateLogger(string categoryName) => this;
+        public void AddProvider(ILoggerProvider provider) { }
+        public void Dispose() { }
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+        public bool IsEnabled(LogLevel logLevel) => true;
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            lock (Messages) Messages.Add(formatter(state, exception));
+        }
+    }
+}

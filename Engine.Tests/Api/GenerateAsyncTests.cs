@@ -1,0 +1,194 @@
+using System.Text.Json;
+using Engine.Tests.Support;
+
+namespace Engine.Tests.Api;
+
+/// <summary>The public API's streaming generation over the shipped stories260K model: the same tokens as llama.cpp's
+/// greedy run and as `engine run`, cancellation within one token, and a session that stays usable.</summary>
+public class GenerateAsyncTests
+{
+    static readonly string ModelPath = TestPaths.Repo("models", "stories260K.gguf");
+    static readonly string GoldenDir = TestPaths.Repo("Engine.Tests", "Golden");
+
+    static async Task<List<GeneratedToken>> Collect(IAsyncEnumerable<GeneratedToken> stream)
+    {
+        var list = new List<GeneratedToken>();
+        await foreach (var token in stream) list.Add(token);
+        return list;
+    }
+
+    [Fact]
+    public async Task Greedy_GenerateAsync_yields_llama_cpp_greedy_tokens()
+    {
+        using var model = Model.Load(ModelPath);
+        foreach (var golden in GoldenCase.LoadStories(GoldenDir))
+        {
+            using var session = model.CreateSession(512);
+            var tokens = await Collect(session.GenerateAsync(golden.Tokens, GenerateOptions.Greedy with
+            {
+                MaxTokens = golden.GreedyTokens.Length, IgnoreEndOfGeneration = true,
+            }));
+            tokens.Select(t => t.Id).Should().Equal(golden.GreedyTokens, $"greedy continuation of '{golden.Name}'");
+            tokens[^1].FinishReason.Should().Be(FinishReason.MaxTokens);
+            tokens[^1].Timings!.GeneratedTokens.Should().Be(golden.GreedyTokens.Length);
+            tokens[..^1].Should().OnlyContain(t => t.FinishReason == null && t.Timings == null);
+        }
+    }
+
+    [Fact]
+    public async Task GenerateAsync_text_is_exactly_what_engine_run_prints()
+    {
+        var cli = CliRunner.Run("run", "Once upon a time", "-n", "48", "--temperature", "0", "--json");
+        cli.ExitCode.Should().Be(0, cli.Stderr);
+        using var json = JsonDocument.Parse(cli.Stdout);
+        var cliTokens = json.RootElement.GetProperty("generated_tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        var cliText = json.RootElement.GetProperty("text").GetString();
+
+        using var model = Model.Load(ModelPath);
+        using var session = model.CreateSession(512);
+        var tokens = await Collect(session.GenerateAsync("Once upon a time", GenerateOptions.Greedy with { MaxTokens = 48 }));
+        tokens.Where(t => !t.IsEndOfGeneration).Select(t => t.Id).Should().Equal(cliTokens);
+        string.Concat(tokens.Select(t => t.Text)).Should().Be(cliText);
+        cliTokens.Should().NotBeEmpty();
+    }
+
+    [Fact]
+    public async Task Cancellation_stops_within_one_token_and_leaves_the_session_usable()
+    {
+        using var model = Model.Load(ModelPath);
+        using var session = model.CreateSession(512);
+        using var cancel = new CancellationTokenSource();
+        var seen = new List<int>();
+        var act = async () =>
+        {
+            await foreach (var token in session.GenerateAsync("Once upon a time", GenerateOptions.Greedy with { MaxTokens = 200 }, cancel.Token))
+            {
+                seen.Add(token.Id);
+                if (seen.Count == 5) cancel.Cancel();
+            }
+        };
+        await act.Should().ThrowAsync<OperationCanceledException>();
+        seen.Should().HaveCount(5, "the stream checks the token before every decode step");
+        int held = session.Tokens.Count;
+        held.Should().Be(model.Tokenize("Once upon a time", parseSpecialTokens: true).Count + 4, "the prompt and the four tokens fed before the cancel");
+
+        // Usable: the conversation continues from the cache, and a reset session gives the same greedy text as a new one.
+        var more = await Collect(session.GenerateAsync([seen[^1]], GenerateOptions.Greedy with { MaxTokens = 3 }));
+        more.Should().HaveCount(3);
+        session.Reset();
+        var again = await Collect(session.GenerateAsync("Once upon a time", GenerateOptions.Greedy with { MaxTokens = 8 }));
+        using var fresh = model.CreateSession(512);
+        var reference = await Collect(fresh.GenerateAsync("Once upon a time", GenerateOptions.Greedy with { MaxTokens = 8 }));
+        again.Select(t => t.Id).Should().Equal(reference.Select(t => t.Id));
+        again.Select(t => t.Id).Take(5).Should().Equal(seen);
+    }
+
+    [Fact]
+    public async Task Log_probabilities_and_alternatives_describe_the_model_distribution()
+    {
+        using var model = Model.Load(ModelPath);
+        using var session = model.CreateSession(256);
+        var tokens = await Collect(session.GenerateAsync("Once upon a time", GenerateOptions.Greedy with { MaxTokens = 6, TopLogProbabilities = 5 }));
+        foreach (var token in tokens)
+        {
+            token.TopAlternatives.Should().HaveCount(5);
+            token.TopAlternatives.Select(a => a.LogProbability).Should().BeInDescendingOrder();
+            token.TopAlternatives[0].Id.Should().Be(token.Id, "greedy takes the most likely token");
+            token.LogProbability.Should().BeApproximately(token.TopAlternatives[0].LogProbability, 1e-6f);
+            token.LogProbability.Should().BeLessThanOrEqualTo(0);
+            token.TopAlternatives.Sum(a => Math.Exp(a.LogProbability)).Should().BeLessThanOrEqualTo(1.0 + 1e-5);
+            token.TopAlternatives[0].Text.Should().Be(model.TokenText(token.Id));
+        }
+    }
+
+    [Fact]
+    public async Task Stop_sequences_end_the_text_before_the_stop()
+    {
+        using var model = Model.Load(ModelPath);
+        using var session = model.CreateSession(512);
+        var full = string.Concat((await Collect(session.GenerateAsync("Once upon a time", GenerateOptions.Greedy with { MaxTokens = 40 }))).Select(t => t.Text));
+        var stop = full.Split(' ', StringSplitOptions.RemoveEmptyEntries)[5];
+        session.Reset();
+        var stopped = await Collect(session.GenerateAsync("Once upon a time", GenerateOptions.Greedy with { MaxTokens = 40, StopSequences = [stop] }));
+        stopped[^1].FinishReason.Should().Be(FinishReason.StopSequence);
+        string.Concat(stopped.Select(t => t.Text)).Should().Be(full[..full.IndexOf(stop, StringComparison.Ordinal)]);
+    }
+
+    [Fact]
+    public async Task A_full_context_ends_the_generation_with_its_reason()
+    {
+        using var model = Model.Load(ModelPath);
+        using var session = model.CreateSession(12);
+        var prompt = model.Tokenize("Once upon a time", parseSpecialTokens: true);
+        var tokens = await Collect(session.GenerateAsync(prompt, GenerateOptions.Greedy with { IgnoreEndOfGeneration = true }));
+        tokens[^1].FinishReason.Should().Be(FinishReason.ContextFull);
+        tokens.Should().HaveCount(12 - prompt.Count + 1, "every position is filled, and the last sampled token is reported unfed");
+        session.Tokens.Should().HaveCount(12);
+    }
+
+    [Fact]
+    public async Task Bad_requests_fail_before_anything_runs()
+    {
+        using var model = Model.Load(ModelPath);
+        using var session = model.CreateSession(8);
+        var tooLong = Enumerable.Repeat(1, 9).ToArray();
+        await FluentActions.Awaiting(() => Collect(session.GenerateAsync(tooLong))).Should().ThrowAsync<ContextOverflowException>();
+        await FluentActions.Awaiting(() => Collect(session.GenerateAsync([model.Info.VocabularySize]))).Should().ThrowAsync<ArgumentOutOfRangeException>();
+        await FluentActions.Awaiting(() => Collect(session.GenerateAsync([1], new GenerateOptions { TopP = 0 })))
+            .Should().ThrowAsync<InvalidSamplingOptionsException>().Where(e => e.ParamName == "TopP");
+        await FluentActions.Awaiting(() => Collect(session.GenerateAsync(Array.Empty<int>()))).Should().ThrowAsync<ArgumentException>();
+        session.Tokens.Should().BeEmpty("nothing was fed");
+    }
+
+    [Fact]
+    public async Task One_generation_at_a_time_per_session_and_a_disposed_session_refuses_work()
+    {
+        using var model = Model.Load(ModelPath);
+        var session = model.CreateSession(256);
+        await using (var first = session.GenerateAsync("Once upon a time", GenerateOptions.Greedy with { MaxTokens = 20 }).GetAsyncEnumerator())
+        {
+            (await first.MoveNextAsync()).Should().BeTrue();
+            await FluentActions.Awaiting(() => Collect(session.GenerateAsync("Hello"))).Should().ThrowAsync<InvalidOperationException>();
+        }
+        session.Dispose();
+        session.Dispose();
+        FluentActions.Invoking(() => session.GenerateAsync("Hello")).Should().Throw<ObjectDisposedException>();
+        model.BytesInMemory.Should().Be(model.Info.WeightBytes, "the disposed session's cache is no longer counted");
+    }
+
+    [Fact]
+    public void Model_facts_come_from_the_file()
+    {
+        using var model = Model.Load(ModelPath);
+        var info = model.Info;
+        info.Architecture.Should().Be("llama");
+        info.VocabularySize.Should().Be(512);
+        info.LayerCount.Should().Be(5);
+        info.EmbeddingLength.Should().Be(64);
+        info.TensorTypes.Keys.Should().Contain("F32");
+        info.ParameterCount.Should().BeInRange(250_000, 300_000, "stories260K has about 260K parameters");
+        info.WeightBytes.Should().BeGreaterThan(info.ParameterCount * 3);
+        info.Device.Should().Be("cpu");
+        model.Detokenize(model.Tokenize("Once upon a time")).Should().Be("Once upon a time");
+        FluentActions.Invoking(() => model.Detokenize([-1])).Should().Throw<ArgumentOutOfRangeException>();
+        FluentActions.Invoking(() => Model.Load("no/such/model.gguf")).Should().Throw<FileNotFoundException>();
+    }
+
+    [Fact]
+    public async Task Loading_reports_progress_and_runs_off_the_calling_thread()
+    {
+        var reports = new List<ModelLoadProgress>();
+        var progress = new SynchronousProgress(reports.Add);
+        using var model = await Model.LoadAsync(ModelPath, new ModelLoadOptions { Progress = progress, ContextLength = 300 });
+        reports.Should().NotBeEmpty();
+        reports[^1].Fraction.Should().Be(1);
+        model.Info.ContextLength.Should().Be(300);
+        using var session = model.CreateSession();
+        session.ContextLength.Should().Be(300);
+    }
+
+    sealed class SynchronousProgress(Action<ModelLoadProgress> report) : IProgress<ModelLoadProgress>
+    {
+        public void Report(ModelLoadProgress value) { lock (this) report(value); }
+    }
+}

@@ -1,0 +1,177 @@
+using System.Runtime.CompilerServices;
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.AI;
+
+namespace Engine;
+
+/// <summary>
+/// A <see cref="Model"/> as a Microsoft.Extensions.AI <see cref="IChatClient"/>: the model's chat template, reasoning as
+/// <see cref="TextReasoningContent"/>, token usage, finish reasons, and the <see cref="ChatOptions"/> a local model can
+/// honour (temperature, top-p, top-k, seed, max output tokens, stop sequences, presence and frequency penalties). Other
+/// sampling settings go in <see cref="ChatOptions.AdditionalProperties"/>: <c>min_p</c>, <c>repeat_penalty</c>,
+/// <c>repeat_last_n</c>, <c>ignore_eos</c>. It composes with <c>ChatClientBuilder</c> middleware (logging, caching,
+/// telemetry) like any other client.
+///
+/// The client keeps one session, so a conversation that grows turn by turn is only computed for its new tokens. Its
+/// requests run one at a time (a second waits for the first).
+/// </summary>
+public sealed class EngineChatClient : IChatClient
+{
+    readonly Model _model;
+    readonly int _contextLength;
+    readonly SemaphoreSlim _turn = new(1, 1);
+    readonly ChatClientMetadata _metadata;
+    Session? _session;
+    bool _disposed;
+
+    /// <summary>A chat client over <paramref name="model"/>; the model stays owned by the caller.</summary>
+    /// <param name="model">The loaded model.</param>
+    /// <param name="contextLength">Tokens the client's session holds; 0 (the default) takes <see cref="ModelInfo.ContextLength"/>.</param>
+    public EngineChatClient(Model model, int contextLength = 0)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentOutOfRangeException.ThrowIfNegative(contextLength);
+        _model = model;
+        _contextLength = contextLength > 0 ? contextLength : model.Info.ContextLength;
+        _metadata = new ChatClientMetadata("engine", null, model.Info.Name);
+    }
+
+    /// <inheritdoc/>
+    public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default) =>
+        await GetStreamingResponseAsync(messages, options, cancellationToken).ToChatResponseAsync(cancellationToken).ConfigureAwait(false);
+
+    /// <inheritdoc/>
+    public async IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null,
+        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(messages);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var turns = Turns(messages, options);
+        var generate = Options(options);
+
+        await _turn.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            _session ??= _model.CreateSession(_contextLength);
+            string responseId = "chatcmpl-" + Guid.NewGuid().ToString("N");
+            var created = DateTimeOffset.UtcNow;
+            await foreach (var update in _session.ChatAsync(turns, generate, cancellationToken).ConfigureAwait(false))
+            {
+                var contents = new List<AIContent>(2);
+                if (update.Reasoning.Length > 0) contents.Add(new TextReasoningContent(update.Reasoning));
+                if (update.Answer.Length > 0) contents.Add(new TextContent(update.Answer));
+                var token = update.Token;
+                if (token.Timings is { } t)
+                    contents.Add(new UsageContent(new UsageDetails
+                    {
+                        InputTokenCount = t.CachedTokens + t.PromptTokens,
+                        CachedInputTokenCount = t.CachedTokens,
+                        OutputTokenCount = t.GeneratedTokens,
+                        TotalTokenCount = t.CachedTokens + t.PromptTokens + t.GeneratedTokens,
+                    }));
+                if (contents.Count == 0 && token.FinishReason is null) continue;
+                yield return new ChatResponseUpdate(ChatRole.Assistant, contents)
+                {
+                    ResponseId = responseId,
+                    MessageId = responseId,
+                    ModelId = _model.Info.Name,
+                    CreatedAt = created,
+                    FinishReason = token.FinishReason switch
+                    {
+                        null => null,
+                        FinishReason.MaxTokens or FinishReason.ContextFull => ChatFinishReason.Length,
+                        _ => ChatFinishReason.Stop,
+                    },
+                    RawRepresentation = update,
+                };
+            }
+        }
+        finally { _turn.Release(); }
+    }
+
+    /// <summary>The conversation as the template sees it: text only; reasoning of earlier answers is left out, as the
+    /// templates of thinking models do.</summary>
+    static List<ChatTurn> Turns(IEnumerable<ChatMessage> messages, ChatOptions? options)
+    {
+        var turns = new List<ChatTurn>();
+        if (options?.Instructions is { Length: > 0 } instructions) turns.Add(ChatTurn.System(instructions));
+        foreach (var message in messages)
+        {
+            var text = new StringBuilder();
+            foreach (var content in message.Contents)
+            {
+                switch (content)
+                {
+                    case TextContent t: text.Append(t.Text); break;
+                    case TextReasoningContent: break;
+                    case UsageContent: break;
+                    default:
+                        throw new NotSupportedException($"a {message.Role} message holds {content.GetType().Name}: this client takes text only (tool calls and other content come with the model's own Jinja templates)");
+                }
+            }
+            turns.Add(new ChatTurn(message.Role.Value, text.ToString()));
+        }
+        return turns;
+    }
+
+    static GenerateOptions Options(ChatOptions? options)
+    {
+        var result = new GenerateOptions();
+        if (options is null) return result;
+        if (options.Tools is { Count: > 0 })
+            throw new NotSupportedException("tools are not supported by this client yet: remove ChatOptions.Tools");
+        if (options.ResponseFormat is ChatResponseFormatJson)
+            throw new NotSupportedException("JSON response formats are not supported by this client yet: remove ChatOptions.ResponseFormat");
+        result = result with
+        {
+            Temperature = options.Temperature ?? result.Temperature,
+            TopP = options.TopP ?? result.TopP,
+            TopK = options.TopK ?? result.TopK,
+            Seed = options.Seed is long seed ? unchecked((ulong)seed) : null,
+            MaxTokens = options.MaxOutputTokens,
+            StopSequences = options.StopSequences is { } stops ? [.. stops] : [],
+            PresencePenalty = options.PresencePenalty ?? 0,
+            FrequencyPenalty = options.FrequencyPenalty ?? 0,
+        };
+        if (options.AdditionalProperties is { } extra)
+        {
+            if (extra.TryGetValue("min_p", out var minP)) result = result with { MinP = Number(minP, "min_p") };
+            if (extra.TryGetValue("repeat_penalty", out var repeat)) result = result with { RepetitionPenalty = Number(repeat, "repeat_penalty") };
+            if (extra.TryGetValue("repeat_last_n", out var lastN)) result = result with { PenaltyLastN = (int)Number(lastN, "repeat_last_n") };
+            if (extra.TryGetValue("ignore_eos", out var ignore)) result = result with { IgnoreEndOfGeneration = ignore is true or JsonElement { ValueKind: JsonValueKind.True } };
+        }
+        return result;
+    }
+
+    static float Number(object? value, string name) => value switch
+    {
+        float f => f,
+        double d => (float)d,
+        int i => i,
+        long l => l,
+        decimal m => (float)m,
+        JsonElement { ValueKind: JsonValueKind.Number } e => e.GetSingle(),
+        string s when float.TryParse(s, System.Globalization.CultureInfo.InvariantCulture, out var f) => f,
+        _ => throw new InvalidSamplingOptionsException($"{name} must be a number, got {value ?? "null"}", name),
+    };
+
+    /// <inheritdoc/>
+    public object? GetService(Type serviceType, object? serviceKey = null)
+    {
+        ArgumentNullException.ThrowIfNull(serviceType);
+        if (serviceKey is not null) return null;
+        if (serviceType == typeof(ChatClientMetadata)) return _metadata;
+        if (serviceType == typeof(Model)) return _model;
+        return serviceType.IsInstanceOfType(this) ? this : null;
+    }
+
+    /// <summary>Returns the client's session memory; the model stays open.</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        _session?.Dispose();
+        _turn.Dispose();
+    }
+}

@@ -1,0 +1,58 @@
+using Engine.Sampling;
+
+namespace Engine;
+
+/// <summary>How a session samples and when it stops. The defaults are llama.cpp's (temperature 0.8, top-k 40, top-p
+/// 0.95, min-p 0.05, no penalties); <see cref="Greedy"/> always takes the most likely token.</summary>
+public sealed record GenerateOptions
+{
+    /// <summary>Tokens to generate at most; null (the default) generates until an end-of-generation token, a stop
+    /// sequence, or a full context.</summary>
+    public int? MaxTokens { get; init; }
+    /// <summary>Divides the logits before the final softmax; 0 is greedy (the most likely token, ties to the lower id).</summary>
+    public float Temperature { get; init; } = 0.8f;
+    /// <summary>Keep only the K most likely tokens; 0 turns it off.</summary>
+    public int TopK { get; init; } = 40;
+    /// <summary>Nucleus sampling: keep the fewest most likely tokens whose probability reaches P; 1 turns it off.</summary>
+    public float TopP { get; init; } = 0.95f;
+    /// <summary>Drop tokens less likely than MinP times the most likely one; 0 turns it off.</summary>
+    public float MinP { get; init; } = 0.05f;
+    /// <summary>CTRL-style penalty on tokens among the last <see cref="PenaltyLastN"/>; 1 turns it off.</summary>
+    public float RepetitionPenalty { get; init; } = 1f;
+    /// <summary>OpenAI's presence penalty, subtracted once from every recent token's logit; 0 turns it off.</summary>
+    public float PresencePenalty { get; init; }
+    /// <summary>OpenAI's frequency penalty, subtracted once per recent occurrence; 0 turns it off.</summary>
+    public float FrequencyPenalty { get; init; }
+    /// <summary>How many of the most recent tokens the penalties look at; 0 turns every penalty off.</summary>
+    public int PenaltyLastN { get; init; } = 64;
+    /// <summary>The random seed; the same seed, prompt and options give the same text. Null draws one.</summary>
+    public ulong? Seed { get; init; }
+    /// <summary>Texts that end the generation when produced; the stop text itself is not returned. At most 16, each at
+    /// most 256 characters.</summary>
+    public IReadOnlyList<string> StopSequences { get; init; } = [];
+    /// <summary>Keep generating past end-of-generation tokens (benchmarks, comparisons with a reference).</summary>
+    public bool IgnoreEndOfGeneration { get; init; }
+    /// <summary>How many of the most likely alternatives to report with each token (<see cref="GeneratedToken.TopAlternatives"/>),
+    /// 0 to 20; 0 (the default) reports none.</summary>
+    public int TopLogProbabilities { get; init; }
+
+    /// <summary>Always the most likely token: the same text every time.</summary>
+    public static GenerateOptions Greedy { get; } = new() { Temperature = 0f, TopK = 0, TopP = 1f, MinP = 0f };
+
+    /// <summary>Most alternatives <see cref="TopLogProbabilities"/> may ask for.</summary>
+    public const int MaxTopLogProbabilities = 20;
+
+    internal SamplerOptions ToSampler(int vocabularySize)
+    {
+        if (MaxTokens is < 0)
+            throw new InvalidSamplingOptionsException($"max tokens must be 0 or more (null: no limit), got {MaxTokens}", nameof(MaxTokens));
+        if (TopLogProbabilities is < 0 or > MaxTopLogProbabilities)
+            throw new InvalidSamplingOptionsException($"top log-probabilities must be 0 to {MaxTopLogProbabilities}, got {TopLogProbabilities}", nameof(TopLogProbabilities));
+        return new SamplerOptions
+        {
+            Temperature = Temperature, TopK = TopK, TopP = TopP, MinP = MinP,
+            RepetitionPenalty = RepetitionPenalty, PresencePenalty = PresencePenalty, FrequencyPenalty = FrequencyPenalty,
+            PenaltyLastN = PenaltyLastN, Seed = Seed,
+        }.Validate(vocabularySize);
+    }
+}

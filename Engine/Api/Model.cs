@@ -1,0 +1,322 @@
+using System.Numerics.Tensors;
+using Engine.Chat;
+using Engine.Formats;
+using Engine.Formats.Gguf;
+using Engine.Models;
+using Engine.Tokenizers;
+using Microsoft.Extensions.AI;
+
+namespace Engine;
+
+/// <summary>
+/// A language model loaded from a GGUF file or a Hugging Face folder, ready to run: the entry point of the library.
+/// <code>
+/// using var model = Model.Load("qwen2.5-1.5b-instruct-q4_k_m.gguf");
+/// using var session = model.CreateSession();
+/// await foreach (var token in session.GenerateAsync("Once upon a time"))
+///     Console.Write(token.Text);
+/// </code>
+/// A model is shared by its sessions, the chat client and the embedding generator; every forward pass takes the
+/// model's turn, so they may be used from several threads (they run one step at a time). Disposing the model disposes
+/// its sessions and returns all of its memory, CPU and GPU.
+/// </summary>
+public sealed class Model : IDisposable
+{
+    readonly LoadedModel _loaded;
+    readonly object _forwardTurn = new();
+    readonly HashSet<Session> _sessions = [];
+    bool _disposed;
+
+    internal Llama Network => _loaded.Model;
+    internal ITokenizer Tokenizer { get; }
+    internal IChatTemplate ChatTemplate { get; }
+
+    /// <summary>The model's facts: architecture, size, types, context, chat template.</summary>
+    public ModelInfo Info { get; }
+
+    Model(LoadedModel loaded, ModelLoadOptions options)
+    {
+        _loaded = loaded;
+        Tokenizer = loaded.Tokenizer;
+        var config = loaded.Config;
+        ChatTemplateMatch match = options.ChatTemplate is { } name
+            ? new(ChatTemplates.ByName(name) ?? throw new ArgumentException(
+                $"unknown chat template '{name}': use chatml, qwen2, qwen3, llama3, llama2, deepseek-r1 or deepseek-v3", nameof(options)), "chosen")
+            : ChatTemplates.Detect(loaded.ChatTemplateText, config.Architecture, piece => Tokenizer.Tokens.Contains(piece));
+        ChatTemplate = match.Template;
+        if (options.ContextLength < 0)
+            throw new ArgumentOutOfRangeException(nameof(options), $"the context length must be 0 (the default) or more, got {options.ContextLength}");
+        int context = options.ContextLength > 0 ? options.ContextLength : Math.Min(config.TrainedContextLength, 4096);
+        var matrices = loaded.Model.Weights.Matrices().ToList();
+        var vectors = loaded.Model.Weights.Vectors().ToList();
+        Info = new ModelInfo
+        {
+            Path = loaded.Path,
+            Name = loaded.GgufMetadata?.GetStringOrNull(GgufKeys.Name) ?? System.IO.Path.GetFileNameWithoutExtension(loaded.Path.TrimEnd('/', '\\')),
+            Architecture = config.Architecture,
+            ParameterCount = matrices.Sum(m => m.View.ElementCount) + vectors.Sum(v => (long)v.Length),
+            TensorTypes = matrices.GroupBy(m => m.Type.ToString()).OrderByDescending(g => g.Count()).ThenBy(g => g.Key, StringComparer.Ordinal)
+                .ToDictionary(g => g.Key, g => g.Count()),
+            WeightBytes = matrices.Sum(m => m.View.ByteSize) + vectors.Sum(v => (long)v.Length * sizeof(float)),
+            TrainedContextLength = config.TrainedContextLength,
+            ContextLength = context,
+            VocabularySize = config.VocabSize,
+            LayerCount = config.LayerCount,
+            EmbeddingLength = config.EmbeddingLength,
+            ExpertCount = config.ExpertCount,
+            ExpertsPerToken = config.ExpertsPerToken,
+            ChatTemplate = loaded.ChatTemplateText,
+            ChatFormat = ChatTemplate.Name,
+            Pooling = DeclaredPooling(loaded),
+            Device = loaded.Model.Backend.Name,
+        };
+    }
+
+    /// <summary>Loads a model: a GGUF file, a Hugging Face folder (config.json, *.safetensors, tokenizer.json), or a
+    /// .safetensors file with config.json beside it. Every count, length and offset in the file is checked before
+    /// anything is allocated.</summary>
+    /// <param name="path">The file or folder.</param>
+    /// <param name="options">Device, threads, context length, progress; null for the defaults.</param>
+    /// <exception cref="FileNotFoundException">No file or folder at <paramref name="path"/>.</exception>
+    /// <exception cref="ModelFormatException">The file is damaged or not a supported model; the message says what and where.</exception>
+    /// <exception cref="NotSupportedException">The model uses an architecture or type the engine does not run.</exception>
+    public static Model Load(string path, ModelLoadOptions? options = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        options ??= new ModelLoadOptions();
+        if (!File.Exists(path) && !Directory.Exists(path))
+            throw new FileNotFoundException($"no model file or folder at '{path}'", path);
+        var progress = options.Progress;
+        void Say(string message) => progress?.Report(new ModelLoadProgress(message, null));
+        progress?.Report(new ModelLoadProgress($"opening {path}", 0));
+        var loaded = LoadedModel.Open(path, new ModelOptions
+        {
+            Threads = options.Threads,
+            RepackWeights = options.RepackWeights,
+            StageFactory = (options.Device ?? ComputeDevice.Cpu).StageFactory(options, Say),
+            Progress = Say,
+        });
+        try
+        {
+            var model = new Model(loaded, options);
+            progress?.Report(new ModelLoadProgress($"loaded {model.Info.Name}: {model.Info.Architecture}, {model.Info.ParameterCount / 1e6:F1}M parameters on {model.Info.Device}", 1));
+            return model;
+        }
+        catch { loaded.Dispose(); throw; }
+    }
+
+    /// <summary>Loads a model on a worker thread (see <see cref="Load"/>), so a UI or server thread is not blocked while
+    /// the weights are prepared.</summary>
+    /// <param name="path">The file or folder.</param>
+    /// <param name="options">Device, threads, context length, progress; null for the defaults.</param>
+    /// <param name="cancellationToken">Cancels the load if it has not started yet.</param>
+    public static Task<Model> LoadAsync(string path, ModelLoadOptions? options = null, CancellationToken cancellationToken = default) =>
+        Task.Run(() => Load(path, options), cancellationToken);
+
+    /// <summary>A new conversation holding <see cref="ModelInfo.ContextLength"/> tokens. Dispose it to return its cache memory.</summary>
+    public Session CreateSession() => CreateSession(Info.ContextLength);
+
+    /// <summary>A new conversation whose KV cache holds <paramref name="contextLength"/> tokens (prompt and generated
+    /// text together). Dispose it to return its cache memory.</summary>
+    /// <param name="contextLength">Tokens the session can hold, 1 or more.</param>
+    public Session CreateSession(int contextLength)
+    {
+        if (contextLength <= 0)
+            throw new ArgumentOutOfRangeException(nameof(contextLength), $"a session must hold at least one token, got {contextLength}");
+        lock (_sessions)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var session = new Session(this, contextLength);
+            _sessions.Add(session);
+            return session;
+        }
+    }
+
+    internal void Forget(Session session) { lock (_sessions) _sessions.Remove(session); }
+
+    /// <summary>Runs one forward pass when it is this caller's turn: the model's activations serve one pass at a time.</summary>
+    internal void Forward(ReadOnlySpan<int> tokens, int start, Engine.Backends.KvCache cache, Span<float> logits)
+    {
+        lock (_forwardTurn)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            Network.Forward(tokens, start, cache, logits);
+        }
+    }
+
+    /// <summary>Frees a session's cache between forward passes, never during one.</summary>
+    internal void Release(Engine.Backends.KvCache cache)
+    {
+        lock (_forwardTurn) cache.Dispose();
+    }
+
+    /// <summary>Text to token ids, as llama.cpp tokenizes it.</summary>
+    /// <param name="text">The text.</param>
+    /// <param name="addSpecialTokens">Add the BOS (and EOS) tokens the vocabulary asks for.</param>
+    /// <param name="parseSpecialTokens">Turn control-token text such as "&lt;|im_start|&gt;" into those tokens; off, it is
+    /// tokenized as plain text (safer for text from users).</param>
+    public IReadOnlyList<int> Tokenize(string text, bool addSpecialTokens = true, bool parseSpecialTokens = false)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        return Tokenizer.Encode(text, addSpecialTokens, parseSpecialTokens);
+    }
+
+    /// <summary>Token ids back to text; control tokens are skipped, as llama.cpp's detokenizer does.</summary>
+    /// <param name="tokens">Token ids, each within the vocabulary.</param>
+    /// <exception cref="ArgumentOutOfRangeException">An id is outside the vocabulary.</exception>
+    public string Detokenize(IEnumerable<int> tokens)
+    {
+        ArgumentNullException.ThrowIfNull(tokens);
+        var ids = tokens.ToArray();
+        foreach (var id in ids) CheckToken(id, nameof(tokens));
+        return Tokenizer.Decode(ids);
+    }
+
+    /// <summary>One token as text, special tokens shown as their text ("&lt;|im_end|&gt;").</summary>
+    /// <param name="token">A token id within the vocabulary.</param>
+    public string TokenText(int token)
+    {
+        CheckToken(token, nameof(token));
+        return Tokenizer.PieceText(token);
+    }
+
+    /// <summary>True for the tokens that end a turn (EOS, EOT, &lt;|im_end|&gt;, &lt;|eot_id|&gt;, ...).</summary>
+    /// <param name="token">A token id.</param>
+    public bool IsEndOfGeneration(int token) => Tokenizer.IsEndOfGeneration(token);
+
+    void CheckToken(int id, string parameter)
+    {
+        if ((uint)id >= (uint)Info.VocabularySize)
+            throw new ArgumentOutOfRangeException(parameter, $"token id {id} is outside the vocabulary of {Info.VocabularySize}");
+    }
+
+    /// <summary>Embeddings of texts: each text's final hidden states (after the output norm, as llama.cpp's embedding
+    /// mode) pooled into one vector of <see cref="ModelInfo.EmbeddingLength"/> floats. Each text runs in a cache of its
+    /// own, so the results do not depend on each other or on any session.</summary>
+    /// <param name="texts">The texts; each must fit in <see cref="ModelInfo.ContextLength"/> tokens.</param>
+    /// <param name="options">Pooling and normalization; null for the model's pooling, normalized.</param>
+    /// <param name="cancellationToken">Checked between texts.</param>
+    /// <returns>One vector per text, in order.</returns>
+    public async Task<IReadOnlyList<float[]>> EmbedAsync(IEnumerable<string> texts, EmbeddingOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(texts);
+        var list = texts.ToList();
+        options ??= new EmbeddingOptions();
+        var pooling = options.Pooling ?? Info.Pooling ?? EmbeddingPooling.Mean;
+        var prompts = new List<int[]>(list.Count);
+        for (int i = 0; i < list.Count; i++)
+        {
+            if (list[i] is null) throw new ArgumentException($"text {i} is null", nameof(texts));
+            var ids = Tokenizer.Encode(list[i], addSpecial: true, parseSpecial: false);
+            if (ids.Length == 0) throw new ArgumentException($"text {i} is empty: there is nothing to embed", nameof(texts));
+            if (ids.Length > Info.ContextLength)
+                throw new ArgumentException($"text {i} is {ids.Length} tokens, more than the context of {Info.ContextLength}: split it or load the model with a larger ContextLength", nameof(texts));
+            prompts.Add(ids);
+        }
+        var vectors = new float[prompts.Count][];
+        for (int i = 0; i < prompts.Count; i++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var prompt = prompts[i];
+            vectors[i] = await Task.Run(() => Embed(prompt, pooling, options.Normalize), cancellationToken).ConfigureAwait(false);
+        }
+        return vectors;
+    }
+
+    /// <summary>The embedding of one text (see <see cref="EmbedAsync(IEnumerable{string}, EmbeddingOptions?, CancellationToken)"/>).</summary>
+    /// <param name="text">The text.</param>
+    /// <param name="options">Pooling and normalization; null for the model's pooling, normalized.</param>
+    /// <param name="cancellationToken">Cancels the request if it has not started.</param>
+    public async Task<float[]> EmbedAsync(string text, EmbeddingOptions? options = null, CancellationToken cancellationToken = default) =>
+        (await EmbedAsync([text], options, cancellationToken).ConfigureAwait(false))[0];
+
+    float[] Embed(int[] prompt, EmbeddingPooling pooling, bool normalize)
+    {
+        int width = Info.EmbeddingLength;
+        var hidden = new float[prompt.Length * width];
+        lock (_forwardTurn)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            using var cache = Network.CreateCache(prompt.Length);
+            Network.ForwardHidden(prompt, 0, cache, hidden);
+        }
+        var vector = new float[width];
+        switch (pooling)
+        {
+            case EmbeddingPooling.Cls: hidden.AsSpan(0, width).CopyTo(vector); break;
+            case EmbeddingPooling.Last: hidden.AsSpan((prompt.Length - 1) * width, width).CopyTo(vector); break;
+            default:
+                // Summed in double, then divided, so long texts lose no precision to the running sum.
+                var sum = new double[width];
+                for (int t = 0; t < prompt.Length; t++)
+                {
+                    var row = hidden.AsSpan(t * width, width);
+                    for (int i = 0; i < width; i++) sum[i] += row[i];
+                }
+                for (int i = 0; i < width; i++) vector[i] = (float)(sum[i] / prompt.Length);
+                break;
+        }
+        if (normalize)
+        {
+            float norm = TensorPrimitives.Norm(vector);
+            if (norm > 0) TensorPrimitives.Divide(vector, norm, vector);
+        }
+        return vector;
+    }
+
+    static EmbeddingPooling? DeclaredPooling(LoadedModel loaded)
+    {
+        var md = loaded.GgufMetadata;
+        if (md is null) return null;
+        return md.GetIntegerOrNull(GgufKeys.Arch(loaded.Config.Architecture, "pooling_type")) switch
+        {
+            1 => EmbeddingPooling.Mean,
+            2 => EmbeddingPooling.Cls,
+            3 => EmbeddingPooling.Last,
+            _ => null, // 0 none, 4 rank, or absent: the caller's choice, or mean
+        };
+    }
+
+    /// <summary>Memory the model holds now: its weights, plus the KV caches of its open sessions.</summary>
+    public long BytesInMemory
+    {
+        get
+        {
+            lock (_sessions) return Info.WeightBytes + _sessions.Sum(s => s.CacheBytes);
+        }
+    }
+
+    /// <summary>Research hook: receives every named intermediate of each forward pass (llama.cpp's names: "attn_norm",
+    /// "Qcur", "kqv_out", "ffn_out", "l_out", "result_norm", "result_output", the MoE routing), as a read-only copy.
+    /// Public on purpose for researchers and teachers; null (the default) costs nothing. Set it while no generation runs.</summary>
+    public ForwardObserver? Observer
+    {
+        get => Network.Observer;
+        set => Network.Observer = value;
+    }
+
+    /// <summary>This model as a Microsoft.Extensions.AI chat client (<see cref="EngineChatClient"/>), so it composes with
+    /// <c>ChatClientBuilder</c> middleware like any other client.</summary>
+    public IChatClient AsChatClient() => new EngineChatClient(this);
+
+    /// <summary>This model as a Microsoft.Extensions.AI embedding generator (<see cref="EngineEmbeddingGenerator"/>).</summary>
+    /// <param name="options">Pooling and normalization for every request; null for the model's pooling, normalized.</param>
+    public IEmbeddingGenerator<string, Embedding<float>> AsEmbeddingGenerator(EmbeddingOptions? options = null) => new EngineEmbeddingGenerator(this, options);
+
+    /// <summary>Disposes every open session and returns all of the model's memory, CPU and GPU.</summary>
+    public void Dispose()
+    {
+        Session[] open;
+        lock (_sessions)
+        {
+            if (_disposed) return;
+            open = [.. _sessions];
+        }
+        foreach (var session in open) session.Dispose();
+        lock (_forwardTurn)
+        {
+            lock (_sessions) _disposed = true;
+            _loaded.Dispose();
+        }
+    }
+}

@@ -1,0 +1,39 @@
+namespace Engine;
+
+/// <summary>How <see cref="Model.Load"/> opens a model. Every property has a sensible default, so
+/// <c>new ModelLoadOptions()</c> runs the model on the CPU with all cores.</summary>
+public sealed record ModelLoadOptions
+{
+    /// <summary>Where the model runs; <see cref="ComputeDevice.Cpu"/> by default. GPUs come from the Engine.Gpu package
+    /// (<c>GpuDevices.Cuda</c>, <c>GpuDevices.Auto</c>, ...).</summary>
+    public ComputeDevice Device { get; init; } = ComputeDevice.Cpu;
+
+    /// <summary>On a GPU device, how many of the first layers run there (the rest on the CPU), for models larger than
+    /// the card; null puts every layer on the device (with <c>GpuDevices.Auto</c>: as many as fit).</summary>
+    public int? GpuLayers { get; init; }
+
+    /// <summary>CPU worker threads; 0 (the default) uses one per core.</summary>
+    public int Threads { get; init; }
+
+    /// <summary>Tokens a session holds by default (prompt and generated text together); 0 (the default) means the
+    /// model's trained context, capped at 4096 so a small machine does not reserve gigabytes of cache it may never use.
+    /// A session can ask for another length (<see cref="Model.CreateSession(int)"/>).</summary>
+    public int ContextLength { get; init; }
+
+    /// <summary>Let the CPU backend copy Q4_K, Q6_K and Q4_0 matrices into 8-row groups at load: about twice the matmul
+    /// speed for the same memory (llama.cpp does the same). Off, every matrix is read in place from the file.</summary>
+    public bool RepackWeights { get; init; } = true;
+
+    /// <summary>The chat template to use instead of the one recognized from the model's metadata: chatml, qwen2, qwen3,
+    /// llama3, llama2, deepseek-r1 or deepseek-v3; null (the default) recognizes it.</summary>
+    public string? ChatTemplate { get; init; }
+
+    /// <summary>Told what long loading steps are doing (opening the file, a GPU upload, repacking a large model), one
+    /// report each; null reports nothing.</summary>
+    public IProgress<ModelLoadProgress>? Progress { get; init; }
+}
+
+/// <summary>One step of loading a model, reported through <see cref="ModelLoadOptions.Progress"/>.</summary>
+/// <param name="Message">What is happening, for people ("preparing 4.6 GiB of weights for cpu...").</param>
+/// <param name="Fraction">How much of the whole load is done, from 0 to 1, when it is known; otherwise null.</param>
+public sealed record ModelLoadProgress(string Message, double? Fraction);
