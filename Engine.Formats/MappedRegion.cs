@@ -5,8 +5,9 @@ namespace Engine.Formats;
 
 /// <summary>A read-only range of bytes that stays at one address for its lifetime: a memory-mapped file
 /// (weights are never copied to the heap) or a pinned array (for tests that build files in memory).
-/// Readers validate every offset against <see cref="Length"/> before they hand out a view.</summary>
-public sealed unsafe class MappedRegion : IDisposable
+/// Readers validate every offset against <see cref="Length"/> before they hand out a view. Internal: users get
+/// validated <see cref="TensorView"/>s from the readers, never a raw region to index into.</summary>
+internal sealed unsafe class MappedRegion : IDisposable
 {
     readonly MemoryMappedFile? _map;
     readonly MemoryMappedViewAccessor? _view;
@@ -79,7 +80,8 @@ public sealed unsafe class MappedRegion : IDisposable
             throw new ArgumentOutOfRangeException(nameof(offset), $"[{offset}, {offset}+{length}) is outside the region of {Length} bytes");
         if (length > int.MaxValue)
             throw new ArgumentOutOfRangeException(nameof(length), "a span cannot cover more than 2 GiB; use the pointer");
-        return new ReadOnlySpan<byte>(_pointer + offset, (int)length);
+        // Through Pointer, so a view used after its file is disposed throws instead of reading unmapped memory.
+        return new ReadOnlySpan<byte>(Pointer + offset, (int)length);
     }
 
     /// <summary>Copies [offset, offset + destination.Length) into destination. A mapped file is read with ordinary

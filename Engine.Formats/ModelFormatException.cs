@@ -60,9 +60,12 @@ public enum FormatErrorKind
     Io,
 }
 
-/// <summary>A model file (GGUF, Safetensors, config.json) that cannot be trusted: says what is wrong and where.</summary>
+/// <summary>A model file (GGUF, Safetensors, config.json) that cannot be trusted: says what is wrong and where.
+/// <see cref="Exception.Message"/> holds the whole story for a person ("path: what [field 'x'] at byte N (expected E,
+/// got A) [Kind]"); the properties hold the same facts for code.</summary>
 public sealed class ModelFormatException : Exception
 {
+    /// <summary>Which rule the file breaks; stable, so callers and tests can branch on it.</summary>
     public FormatErrorKind Kind { get; }
     /// <summary>The file the problem was found in, when known.</summary>
     public string? FilePath { get; }
@@ -70,9 +73,20 @@ public sealed class ModelFormatException : Exception
     public string? Field { get; }
     /// <summary>The byte offset in the file where the bad field starts, when known.</summary>
     public long? Offset { get; }
+    /// <summary>What the reader expected to find, in words ("2 or 3", "&lt;= 1024 bytes"), when there is a single answer.</summary>
     public string? Expected { get; }
+    /// <summary>What the file holds instead, in words, when it can be shown.</summary>
     public string? Actual { get; }
 
+    /// <summary>Creates an error; <see cref="Exception.Message"/> is composed from every part given.</summary>
+    /// <param name="kind">Which rule the file breaks.</param>
+    /// <param name="message">What is wrong, without the location (that comes from the other parameters).</param>
+    /// <param name="field">The metadata key, tensor name or JSON field concerned, if any.</param>
+    /// <param name="offset">The byte offset in the file where the bad field starts, if known.</param>
+    /// <param name="expected">What a valid file holds there, in words.</param>
+    /// <param name="actual">What this file holds there, in words.</param>
+    /// <param name="filePath">The file concerned, if known (see <see cref="WithFile"/> for adding it later).</param>
+    /// <param name="inner">The exception that revealed the problem (an I/O or JSON error), if any.</param>
     public ModelFormatException(FormatErrorKind kind, string message, string? field = null, long? offset = null,
         string? expected = null, string? actual = null, string? filePath = null, Exception? inner = null)
         : base(Compose(kind, message, field, offset, expected, actual, filePath), inner)
@@ -89,7 +103,9 @@ public sealed class ModelFormatException : Exception
     /// <summary>The message without the location decorations.</summary>
     public string Detail { get; }
 
-    /// <summary>The same error, attributed to a file (readers parse before they know the path's role).</summary>
+    /// <summary>The same error, attributed to a file (readers parse before they know the path's role). An error that
+    /// already names a file is returned as it is.</summary>
+    /// <param name="path">The file the error was found in.</param>
     public ModelFormatException WithFile(string path) =>
         FilePath is not null ? this : new ModelFormatException(Kind, Detail, Field, Offset, Expected, Actual, path, InnerException);
 

@@ -4,22 +4,34 @@ namespace Engine.Formats.Gguf;
 
 /// <summary>A GGUF file (versions 2 and 3), validated and memory-mapped. Metadata is copied out at load;
 /// tensor data stays in the map and is handed out as zero-copy <see cref="TensorView"/>s.
-/// Every count, length and offset is checked against the bytes present before anything is allocated.</summary>
+/// Every count, length and offset is checked against the bytes present before anything is allocated.
+/// What is checked (docs/formats-gguf.md has the full list): the magic and version; that every count fits in the
+/// bytes that remain; caps on keys (64 KiB), string values (16 MiB) and arrays (64 Mi elements); unique, non-empty
+/// keys and tensor names (at most 63 UTF-8 bytes, as ggml allows); valid UTF-8; known value and tensor types;
+/// 1 to 4 dimensions whose element and byte counts do not overflow; rows of whole quant blocks;
+/// a power-of-two <c>general.alignment</c> of at most 1 MiB; tensors contiguous, in order, aligned, and inside the
+/// file. Big-endian files are rejected. Disposing the file unmaps it: views it handed out stop working.</summary>
 public sealed class GgufFile : IDisposable
 {
-    public const uint Magic = 0x46554747; // "GGUF" read as a little-endian uint32
+    /// <summary>The first four bytes of a GGUF file, "GGUF", read as a little-endian uint32.</summary>
+    public const uint Magic = 0x46554747;
 
     readonly MappedRegion _region;
     readonly Dictionary<string, TensorView> _views;
 
+    /// <summary>The path the file was opened from, or the source name given to <see cref="Parse(byte[], string)"/>.</summary>
     public string Path => _region.Source;
+    /// <summary>The GGUF version of the file: 2 or 3.</summary>
     public uint Version { get; }
+    /// <summary>Alignment of the tensor data in bytes: <c>general.alignment</c> when the file sets it, else 32.</summary>
     public uint Alignment { get; }
     /// <summary>Absolute offset of the tensor data section (aligned end of the header).</summary>
     public long DataOffset { get; }
+    /// <summary>Length of the file in bytes.</summary>
     public long FileSize => _region.Length;
     /// <summary>Metadata in file order.</summary>
     public IReadOnlyList<KeyValuePair<string, GgufValue>> MetadataList { get; }
+    /// <summary>Metadata by key (ordinal, case-sensitive); <see cref="GgufMetadataAccess"/> adds typed getters.</summary>
     public IReadOnlyDictionary<string, GgufValue> Metadata { get; }
     /// <summary>Tensor infos in file order.</summary>
     public IReadOnlyList<GgufTensorInfo> Tensors { get; }
@@ -36,10 +48,14 @@ public sealed class GgufFile : IDisposable
         Tensors = tensors;
         _views = new Dictionary<string, TensorView>(tensors.Count, StringComparer.Ordinal);
         foreach (var t in tensors)
-            _views[t.Name] = new TensorView(t.Name, t.Type, t.Shape, t.ElementCount, t.ByteSize, dataOffset + t.Offset, region);
+            _views[t.Name] = new TensorView(t.Name, t.Type, [.. t.Shape], t.ElementCount, t.ByteSize, dataOffset + t.Offset, region);
     }
 
-    /// <summary>Opens and validates a GGUF file. Throws <see cref="ModelFormatException"/> naming the file on any defect.</summary>
+    /// <summary>Maps and validates a GGUF file. The file stays mapped (and open for reading) until the result is
+    /// disposed.</summary>
+    /// <param name="path">The .gguf file.</param>
+    /// <exception cref="ModelFormatException">The file cannot be opened (kind <see cref="FormatErrorKind.Io"/>) or
+    /// breaks a rule of the format; the error names the file, the field and the byte offset.</exception>
     public static GgufFile Open(string path)
     {
         var region = MappedRegion.OpenFile(path);
@@ -48,7 +64,11 @@ public sealed class GgufFile : IDisposable
         catch { region.Dispose(); throw; }
     }
 
-    /// <summary>Parses bytes already in memory (the file owns the region from then on).</summary>
+    /// <summary>Validates a GGUF file already in memory, with the same checks as <see cref="Open"/>. The array is
+    /// pinned, not copied, until the result is disposed: do not change it meanwhile.</summary>
+    /// <param name="bytes">The whole file.</param>
+    /// <param name="source">What to call the file in <see cref="Path"/> and in error messages.</param>
+    /// <exception cref="ModelFormatException">The bytes break a rule of the format.</exception>
     public static GgufFile Parse(byte[] bytes, string source = "<memory>")
     {
         var region = MappedRegion.FromBytes(bytes, source);
@@ -56,14 +76,26 @@ public sealed class GgufFile : IDisposable
         catch { region.Dispose(); throw; }
     }
 
-    /// <summary>True when the file starts with the GGUF magic (used to pick a reader).</summary>
+    /// <summary>True when the bytes start with the GGUF magic (to pick a reader; the file may still be invalid).</summary>
+    /// <param name="head">The first bytes of a file (at least 4 for a true answer).</param>
     public static bool HasMagic(ReadOnlySpan<byte> head) => head.Length >= 4 && head[0] == 'G' && head[1] == 'G' && head[2] == 'U' && head[3] == 'F';
 
-    public bool TryGetTensor(string name, out TensorView view) => _views.TryGetValue(name, out view!);
+    /// <summary>Looks up a tensor by its exact name.</summary>
+    /// <param name="name">The tensor name, e.g. "blk.0.attn_q.weight".</param>
+    /// <param name="view">The tensor's validated view when it exists; null otherwise.</param>
+    /// <returns>False when the file has no tensor of that name.</returns>
+    public bool TryGetTensor(string name, [System.Diagnostics.CodeAnalysis.MaybeNullWhen(false)] out TensorView view) =>
+        _views.TryGetValue(name, out view);
 
+    /// <summary>A tensor by its exact name.</summary>
+    /// <param name="name">The tensor name, e.g. "blk.0.attn_q.weight".</param>
+    /// <exception cref="ModelFormatException">The file has no such tensor (kind <see cref="FormatErrorKind.MissingKey"/>).</exception>
     public TensorView GetTensor(string name) => _views.TryGetValue(name, out var v) ? v
         : throw new ModelFormatException(FormatErrorKind.MissingKey, $"tensor '{name}' is not in the file", field: name, filePath: Path);
 
+    /// <summary>Unmaps and closes the file. Views handed out by it stop working: their
+    /// <see cref="TensorView.Pointer"/>, <see cref="TensorView.Bytes"/> and <see cref="TensorView.ReadBytes"/> throw
+    /// <see cref="ObjectDisposedException"/>, and pointers taken earlier dangle.</summary>
     public void Dispose() => _region.Dispose();
 
     static GgufFile Parse(MappedRegion region)
@@ -215,7 +247,7 @@ public sealed class GgufFile : IDisposable
         ulong offset = cur.ReadU64($"offset of '{name}'");
         if (offset > long.MaxValue)
             throw new ModelFormatException(FormatErrorKind.BadTensorOffset, $"tensor '{name}' offset {offset} is out of range", field: name, offset: offsetAt);
-        return new GgufTensorInfo(name, typeInfo.Type, shape, elements, bytes.Value, (long)offset, infoAt);
+        return new GgufTensorInfo(name, typeInfo.Type, Array.AsReadOnly(shape), elements, bytes.Value, (long)offset, infoAt);
     }
 
     static GgufValue ReadValue(ref GgufCursor cur, uint typeId, string key, long typeAt)

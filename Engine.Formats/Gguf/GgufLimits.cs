@@ -3,7 +3,7 @@ namespace Engine.Formats.Gguf;
 /// <summary>Caps on what a GGUF header may declare. They sit well above every real model (a 150k-token
 /// vocabulary is an array of 150k strings; a chat template is a few KiB) and far below what could exhaust
 /// memory. Counts are additionally checked against the bytes that remain in the file.</summary>
-public static class GgufLimits
+internal static class GgufLimits
 {
     /// <summary>Metadata keys (checklist G2 suggests 64 KiB).</summary>
     public const long MaxKeyBytes = 64 * 1024;

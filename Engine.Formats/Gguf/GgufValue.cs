@@ -5,11 +5,20 @@ namespace Engine.Formats.Gguf;
 /// uint[], int[], float[], bool[], string[], ulong[], long[], double[]).</summary>
 public sealed class GgufValue
 {
+    /// <summary>The value's GGUF type; <see cref="GgufValueType.Array"/> for an array.</summary>
     public GgufValueType Type { get; }
     /// <summary>For arrays, the element type; otherwise equal to <see cref="Type"/>.</summary>
     public GgufValueType ElementType { get; }
+    /// <summary>The value: a boxed scalar of the .NET type matching <see cref="Type"/>, a string, or a typed array.
+    /// An array read from a file is the file's own copy of the metadata: do not change it.</summary>
     public object Value { get; }
 
+    /// <summary>Wraps a value for <see cref="GgufWriter.AddMetadata(string, GgufValue)"/>, which checks that the .NET
+    /// type of <paramref name="value"/> matches <paramref name="type"/>; nothing is checked here. The typed
+    /// AddMetadata overloads build the right GgufValue themselves.</summary>
+    /// <param name="type">The GGUF type.</param>
+    /// <param name="value">A scalar of the matching .NET type (uint for UInt32, ...), a string, or a typed array.</param>
+    /// <param name="elementType">For an array, the element type; ignored (taken as <paramref name="type"/>) when null.</param>
     public GgufValue(GgufValueType type, object value, GgufValueType? elementType = null)
     {
         Type = type;
@@ -17,7 +26,9 @@ public sealed class GgufValue
         ElementType = elementType ?? type;
     }
 
+    /// <summary>True for an array value.</summary>
     public bool IsArray => Type == GgufValueType.Array;
+    /// <summary>Number of elements of an array value; 0 for a scalar.</summary>
     public int ArrayLength => Value is Array a ? a.Length : 0;
 
     /// <summary>The type as GGUF names it: "uint32", "string", "array[float32]".</summary>
@@ -36,9 +47,13 @@ public sealed class GgufValue
     /// <summary>A float32 or float64 scalar (integers are not silently converted).</summary>
     public double? AsFloat() => Value switch { float v => v, double v => v, _ => null };
 
+    /// <summary>A display form, as <see cref="Format"/> with at most 8 array items.</summary>
     public override string ToString() => Format(this, 8);
 
-    /// <summary>A display form; arrays longer than maxItems are abbreviated.</summary>
+    /// <summary>A display form: numbers in invariant culture, strings quoted and escaped (cut at 120 characters),
+    /// arrays as "[a, b, ... (N items)]".</summary>
+    /// <param name="value">The value to show.</param>
+    /// <param name="maxItems">How many array elements to show before abbreviating.</param>
     public static string Format(GgufValue value, int maxItems)
     {
         static string One(object? o) => o switch

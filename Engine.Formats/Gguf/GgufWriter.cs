@@ -8,9 +8,12 @@ namespace Engine.Formats.Gguf;
 /// a writer that can produce a file its own reader refuses is a bug waiting for a user.
 /// Tensor data is either held (<see cref="ReadOnlyMemory{T}"/>) or produced on demand by a delegate, so a
 /// converter can stream many GiB without holding them. <see cref="WriteTo(string)"/> writes a temporary file
-/// beside the target and renames it into place, so no half-written file ever carries the final name (checklist O1).</summary>
+/// beside the target and renames it into place, so no half-written file ever carries the final name (checklist O1).
+/// Every Add method returns the writer, for chaining. Values, arrays and tensor bytes are held by reference until the
+/// file is written: do not change them meanwhile. A writer is not thread-safe.</summary>
 public sealed class GgufWriter
 {
+    /// <summary>The GGUF version written.</summary>
     public const uint Version = 3;
 
     readonly List<KeyValuePair<string, GgufValue>> _metadata = [];
@@ -22,13 +25,14 @@ public sealed class GgufWriter
 
     static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
-    /// <summary>general.alignment when set, else 32.</summary>
+    /// <summary>Alignment of the tensor data in bytes: general.alignment when set, else 32.</summary>
     public uint Alignment => _keys.Contains(GgufKeys.Alignment)
         ? (uint)_metadata.First(kv => kv.Key == GgufKeys.Alignment).Value.Value
         : GgufLimits.DefaultAlignment;
 
     /// <summary>The metadata added so far, in file order.</summary>
     public IReadOnlyList<KeyValuePair<string, GgufValue>> Metadata => _metadata;
+    /// <summary>The number of tensors added so far.</summary>
     public int TensorCount => _tensors.Count;
 
     // ---------------------------------------------------------------- metadata
@@ -36,6 +40,11 @@ public sealed class GgufWriter
     /// <summary>Adds one metadata entry. Rejects an empty, over-long or duplicate key, a value whose .NET type does
     /// not match its GGUF type, arrays of arrays, strings over the reader's caps or not encodable as UTF-8, and a
     /// general.alignment that is not a uint32 power of two no larger than 1 MiB.</summary>
+    /// <param name="key">The key: 1 byte to 64 KiB of UTF-8, not yet added.</param>
+    /// <param name="value">The value; strings at most 16 MiB of UTF-8, arrays at most 64 Mi elements.</param>
+    /// <returns>This writer.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="key"/> or <paramref name="value"/> is null.</exception>
+    /// <exception cref="ArgumentException">The key or the value breaks one of the rules above.</exception>
     public GgufWriter AddMetadata(string key, GgufValue value)
     {
         ArgumentNullException.ThrowIfNull(key);
@@ -59,29 +68,65 @@ public sealed class GgufWriter
         return this;
     }
 
+    /// <summary>Adds a string value; checked as <see cref="AddMetadata(string, GgufValue)"/> checks it.</summary>
     public GgufWriter AddMetadata(string key, string value) => AddMetadata(key, new GgufValue(GgufValueType.String, value));
+    /// <summary>Adds a uint8 value; checked as <see cref="AddMetadata(string, GgufValue)"/> checks it.</summary>
     public GgufWriter AddMetadata(string key, byte value) => AddMetadata(key, new GgufValue(GgufValueType.UInt8, value));
+    /// <summary>Adds a int8 value; checked as <see cref="AddMetadata(string, GgufValue)"/> checks it.</summary>
     public GgufWriter AddMetadata(string key, sbyte value) => AddMetadata(key, new GgufValue(GgufValueType.Int8, value));
+    /// <summary>Adds a uint16 value; checked as <see cref="AddMetadata(string, GgufValue)"/> checks it.</summary>
     public GgufWriter AddMetadata(string key, ushort value) => AddMetadata(key, new GgufValue(GgufValueType.UInt16, value));
+    /// <summary>Adds a int16 value; checked as <see cref="AddMetadata(string, GgufValue)"/> checks it.</summary>
     public GgufWriter AddMetadata(string key, short value) => AddMetadata(key, new GgufValue(GgufValueType.Int16, value));
+    /// <summary>Adds a uint32 value; checked as <see cref="AddMetadata(string, GgufValue)"/> checks it.</summary>
     public GgufWriter AddMetadata(string key, uint value) => AddMetadata(key, new GgufValue(GgufValueType.UInt32, value));
+    /// <summary>Adds a int32 value; checked as <see cref="AddMetadata(string, GgufValue)"/> checks it.</summary>
     public GgufWriter AddMetadata(string key, int value) => AddMetadata(key, new GgufValue(GgufValueType.Int32, value));
+    /// <summary>Adds a uint64 value; checked as <see cref="AddMetadata(string, GgufValue)"/> checks it.</summary>
     public GgufWriter AddMetadata(string key, ulong value) => AddMetadata(key, new GgufValue(GgufValueType.UInt64, value));
+    /// <summary>Adds a int64 value; checked as <see cref="AddMetadata(string, GgufValue)"/> checks it.</summary>
     public GgufWriter AddMetadata(string key, long value) => AddMetadata(key, new GgufValue(GgufValueType.Int64, value));
+    /// <summary>Adds a float32 value; checked as <see cref="AddMetadata(string, GgufValue)"/> checks it.</summary>
     public GgufWriter AddMetadata(string key, float value) => AddMetadata(key, new GgufValue(GgufValueType.Float32, value));
+    /// <summary>Adds a float64 value; checked as <see cref="AddMetadata(string, GgufValue)"/> checks it.</summary>
     public GgufWriter AddMetadata(string key, double value) => AddMetadata(key, new GgufValue(GgufValueType.Float64, value));
+    /// <summary>Adds a bool value; checked as <see cref="AddMetadata(string, GgufValue)"/> checks it.</summary>
     public GgufWriter AddMetadata(string key, bool value) => AddMetadata(key, new GgufValue(GgufValueType.Bool, value));
+    /// <summary>Adds an array of string; checked as <see cref="AddMetadata(string, GgufValue)"/> checks it. The array
+    /// is held, not copied, until the file is written: do not change it meanwhile.</summary>
     public GgufWriter AddMetadata(string key, string[] value) => AddArray(key, GgufValueType.String, value);
+    /// <summary>Adds an array of uint8; checked as <see cref="AddMetadata(string, GgufValue)"/> checks it. The array
+    /// is held, not copied, until the file is written: do not change it meanwhile.</summary>
     public GgufWriter AddMetadata(string key, byte[] value) => AddArray(key, GgufValueType.UInt8, value);
+    /// <summary>Adds an array of int8; checked as <see cref="AddMetadata(string, GgufValue)"/> checks it. The array
+    /// is held, not copied, until the file is written: do not change it meanwhile.</summary>
     public GgufWriter AddMetadata(string key, sbyte[] value) => AddArray(key, GgufValueType.Int8, value);
+    /// <summary>Adds an array of uint16; checked as <see cref="AddMetadata(string, GgufValue)"/> checks it. The array
+    /// is held, not copied, until the file is written: do not change it meanwhile.</summary>
     public GgufWriter AddMetadata(string key, ushort[] value) => AddArray(key, GgufValueType.UInt16, value);
+    /// <summary>Adds an array of int16; checked as <see cref="AddMetadata(string, GgufValue)"/> checks it. The array
+    /// is held, not copied, until the file is written: do not change it meanwhile.</summary>
     public GgufWriter AddMetadata(string key, short[] value) => AddArray(key, GgufValueType.Int16, value);
+    /// <summary>Adds an array of uint32; checked as <see cref="AddMetadata(string, GgufValue)"/> checks it. The array
+    /// is held, not copied, until the file is written: do not change it meanwhile.</summary>
     public GgufWriter AddMetadata(string key, uint[] value) => AddArray(key, GgufValueType.UInt32, value);
+    /// <summary>Adds an array of int32; checked as <see cref="AddMetadata(string, GgufValue)"/> checks it. The array
+    /// is held, not copied, until the file is written: do not change it meanwhile.</summary>
     public GgufWriter AddMetadata(string key, int[] value) => AddArray(key, GgufValueType.Int32, value);
+    /// <summary>Adds an array of uint64; checked as <see cref="AddMetadata(string, GgufValue)"/> checks it. The array
+    /// is held, not copied, until the file is written: do not change it meanwhile.</summary>
     public GgufWriter AddMetadata(string key, ulong[] value) => AddArray(key, GgufValueType.UInt64, value);
+    /// <summary>Adds an array of int64; checked as <see cref="AddMetadata(string, GgufValue)"/> checks it. The array
+    /// is held, not copied, until the file is written: do not change it meanwhile.</summary>
     public GgufWriter AddMetadata(string key, long[] value) => AddArray(key, GgufValueType.Int64, value);
+    /// <summary>Adds an array of float32; checked as <see cref="AddMetadata(string, GgufValue)"/> checks it. The array
+    /// is held, not copied, until the file is written: do not change it meanwhile.</summary>
     public GgufWriter AddMetadata(string key, float[] value) => AddArray(key, GgufValueType.Float32, value);
+    /// <summary>Adds an array of float64; checked as <see cref="AddMetadata(string, GgufValue)"/> checks it. The array
+    /// is held, not copied, until the file is written: do not change it meanwhile.</summary>
     public GgufWriter AddMetadata(string key, double[] value) => AddArray(key, GgufValueType.Float64, value);
+    /// <summary>Adds an array of bool; checked as <see cref="AddMetadata(string, GgufValue)"/> checks it. The array
+    /// is held, not copied, until the file is written: do not change it meanwhile.</summary>
     public GgufWriter AddMetadata(string key, bool[] value) => AddArray(key, GgufValueType.Bool, value);
 
     GgufWriter AddArray(string key, GgufValueType elementType, Array value)
@@ -161,7 +206,16 @@ public sealed class GgufWriter
 
     // ---------------------------------------------------------------- tensors
 
-    /// <summary>Adds a tensor whose bytes are held in memory. Shape is in ggml order (ne0, the contiguous dimension, first).</summary>
+    /// <summary>Adds a tensor whose bytes are held in memory (by reference, until the file is written).</summary>
+    /// <param name="name">The tensor name: 1 to 63 bytes of UTF-8, not yet added.</param>
+    /// <param name="type">The storage type; <paramref name="data"/> must already be in it.</param>
+    /// <param name="shapeGgmlOrder">1 to 4 non-negative dimensions in ggml order (ne0, the contiguous dimension,
+    /// first); ne0 must be whole blocks of <paramref name="type"/>. Copied.</param>
+    /// <param name="data">The tensor's bytes: exactly <see cref="TensorByteSize"/> of them.</param>
+    /// <returns>This writer.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="name"/> or <paramref name="shapeGgmlOrder"/> is null.</exception>
+    /// <exception cref="ArgumentException">The name is empty, too long, not encodable or already added; the type is
+    /// unknown; the shape breaks a rule above or overflows; or <paramref name="data"/> has the wrong length.</exception>
     public GgufWriter AddTensor(string name, GgmlType type, long[] shapeGgmlOrder, ReadOnlyMemory<byte> data)
     {
         long size = ValidateTensor(name, type, shapeGgmlOrder);
@@ -172,7 +226,18 @@ public sealed class GgufWriter
     }
 
     /// <summary>Adds a tensor whose bytes are produced when the file is written: <paramref name="writeData"/> must write
-    /// exactly <paramref name="byteCount"/> bytes to the stream it is given (checked; a mismatch aborts the write).</summary>
+    /// exactly <paramref name="byteCount"/> bytes to the stream it is given (checked; a mismatch aborts the write with an
+    /// <see cref="InvalidOperationException"/>). It is called once per write, in tensor order.</summary>
+    /// <param name="name">The tensor name: 1 to 63 bytes of UTF-8, not yet added.</param>
+    /// <param name="type">The storage type the delegate writes.</param>
+    /// <param name="shapeGgmlOrder">As for <see cref="AddTensor(string, GgmlType, long[], ReadOnlyMemory{byte})"/>. Copied.</param>
+    /// <param name="byteCount">The tensor's size: must equal <see cref="TensorByteSize"/> for the type and shape.</param>
+    /// <param name="writeData">Writes the tensor's bytes to the stream it is given (write-only, not seekable).</param>
+    /// <returns>This writer.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="name"/>, <paramref name="shapeGgmlOrder"/> or
+    /// <paramref name="writeData"/> is null.</exception>
+    /// <exception cref="ArgumentException">As for the in-memory overload, or <paramref name="byteCount"/> is not the
+    /// size of the shape in the type.</exception>
     public GgufWriter AddTensor(string name, GgmlType type, long[] shapeGgmlOrder, long byteCount, Action<Stream> writeData)
     {
         ArgumentNullException.ThrowIfNull(writeData);
@@ -184,6 +249,10 @@ public sealed class GgufWriter
     }
 
     /// <summary>Bytes a tensor of this type and shape takes (validating the shape as <see cref="AddTensor(string, GgmlType, long[], ReadOnlyMemory{byte})"/> does).</summary>
+    /// <param name="type">The storage type.</param>
+    /// <param name="shapeGgmlOrder">1 to 4 non-negative dimensions in ggml order; ne0 whole blocks of the type.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="shapeGgmlOrder"/> is null.</exception>
+    /// <exception cref="ArgumentException">The type is unknown, or the shape breaks a rule or overflows.</exception>
     public static long TensorByteSize(GgmlType type, long[] shapeGgmlOrder) => ValidateShape("tensor", type, shapeGgmlOrder);
 
     void Register(PendingTensor t)
@@ -203,29 +272,29 @@ public sealed class GgufWriter
         return ValidateShape(name, type, shape);
     }
 
-    static long ValidateShape(string name, GgmlType type, long[] shape)
+    static long ValidateShape(string name, GgmlType type, long[] shapeGgmlOrder)
     {
-        ArgumentNullException.ThrowIfNull(shape);
+        ArgumentNullException.ThrowIfNull(shapeGgmlOrder);
         if (!GgmlTypes.TryGet((uint)type, out var info))
             throw new ArgumentException($"tensor '{name}' has unknown ggml type {(uint)type}", nameof(type));
-        if (shape.Length is 0 or > GgufLimits.MaxDimensions)
-            throw new ArgumentException($"tensor '{name}' has {shape.Length} dimensions; GGUF allows 1..{GgufLimits.MaxDimensions}", nameof(shape));
-        foreach (var d in shape)
-            if (d < 0) throw new ArgumentException($"tensor '{name}' has a negative dimension in {Shape(shape)}", nameof(shape));
+        if (shapeGgmlOrder.Length is 0 or > GgufLimits.MaxDimensions)
+            throw new ArgumentException($"tensor '{name}' has {shapeGgmlOrder.Length} dimensions; GGUF allows 1..{GgufLimits.MaxDimensions}", nameof(shapeGgmlOrder));
+        foreach (var d in shapeGgmlOrder)
+            if (d < 0) throw new ArgumentException($"tensor '{name}' has a negative dimension in {Shape(shapeGgmlOrder)}", nameof(shapeGgmlOrder));
         long elements = 1;
         // Any zero dimension makes an empty tensor, whatever the product of the others (as the reader counts).
-        if (shape.Contains(0)) elements = 0;
+        if (shapeGgmlOrder.Contains(0)) elements = 0;
         else
-            foreach (var d in shape)
+            foreach (var d in shapeGgmlOrder)
             {
                 try { elements = checked(elements * d); }
-                catch (OverflowException) { throw new ArgumentException($"tensor '{name}' element count {Shape(shape)} overflows 64 bits", nameof(shape)); }
+                catch (OverflowException) { throw new ArgumentException($"tensor '{name}' element count {Shape(shapeGgmlOrder)} overflows 64 bits", nameof(shapeGgmlOrder)); }
             }
-        if (shape[0] % info.BlockSize != 0)
-            throw new ArgumentException($"tensor '{name}' row length {shape[0]} is not a multiple of the {info.Name} block size {info.BlockSize}", nameof(shape));
-        long rows = shape[0] == 0 ? 0 : elements / shape[0];
-        return info.TryByteSize(shape[0], rows)
-            ?? throw new ArgumentException($"tensor '{name}' byte size {Shape(shape)} overflows 64 bits", nameof(shape));
+        if (shapeGgmlOrder[0] % info.BlockSize != 0)
+            throw new ArgumentException($"tensor '{name}' row length {shapeGgmlOrder[0]} is not a multiple of the {info.Name} block size {info.BlockSize}", nameof(shapeGgmlOrder));
+        long rows = shapeGgmlOrder[0] == 0 ? 0 : elements / shapeGgmlOrder[0];
+        return info.TryByteSize(shapeGgmlOrder[0], rows)
+            ?? throw new ArgumentException($"tensor '{name}' byte size {Shape(shapeGgmlOrder)} overflows 64 bits", nameof(shapeGgmlOrder));
     }
 
     static string Shape(long[] shape) => "[" + string.Join(", ", shape) + "]";
@@ -234,6 +303,7 @@ public sealed class GgufWriter
 
     /// <summary>Offsets of each tensor relative to the data section, in insertion order, and the data section's size
     /// (each tensor padded to the alignment, as llama.cpp does).</summary>
+    /// <exception cref="OverflowException">The data section would be over 2^63 bytes.</exception>
     public (long[] Offsets, long DataSize) Layout()
     {
         uint align = Alignment;
@@ -340,7 +410,11 @@ public sealed class GgufWriter
 
     // ---------------------------------------------------------------- output
 
-    /// <summary>Writes the whole file to a stream (which need not be seekable).</summary>
+    /// <summary>Writes the whole file to a stream (which need not be seekable). A failure leaves a partial file in the
+    /// stream; <see cref="WriteTo(string)"/> cleans up after itself.</summary>
+    /// <param name="stream">Where to write, from its current position.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="stream"/> is null.</exception>
+    /// <exception cref="InvalidOperationException">A tensor's data delegate wrote more or fewer bytes than declared.</exception>
     public void WriteTo(Stream stream)
     {
         ArgumentNullException.ThrowIfNull(stream);
@@ -369,7 +443,12 @@ public sealed class GgufWriter
     }
 
     /// <summary>Writes the file atomically: to "path.tmp-XXXX" in the same folder, flushed to disk, then renamed over
-    /// <paramref name="path"/>. On any failure the temporary file is deleted and the target is left untouched.</summary>
+    /// <paramref name="path"/>. On any failure the temporary file is deleted and the target is left untouched.
+    /// An existing file at <paramref name="path"/> is replaced.</summary>
+    /// <param name="path">The file to create or replace; its folder must exist.</param>
+    /// <exception cref="ArgumentException"><paramref name="path"/> is null or empty.</exception>
+    /// <exception cref="InvalidOperationException">A tensor's data delegate wrote more or fewer bytes than declared.</exception>
+    /// <exception cref="IOException">The file cannot be written or moved into place.</exception>
     public void WriteTo(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);

@@ -4,50 +4,79 @@ namespace Engine.Formats.HuggingFace;
 
 /// <summary>The fields of a Hugging Face <c>config.json</c> that a decoder-only transformer needs, validated
 /// (checklist S9 / M2): types are strict, sizes are positive, head counts divide, MoE settings agree. Unknown
-/// fields are ignored. Names in errors are the JSON names.</summary>
+/// fields are ignored. Names in errors are the JSON names, which each property's docs give in parentheses.
+/// <see cref="Load"/> and <see cref="Parse(string, string?)"/> validate; a config built in code with an object
+/// initializer is not checked.</summary>
 public sealed record HfConfig
 {
     /// <summary>config.json is a few KB; anything near this is not a config.</summary>
     public const long MaxFileLength = 16 << 20;
 
+    /// <summary>The model classes the checkpoint was saved from ("architectures"), e.g. "Qwen2ForCausalLM"; may be empty.</summary>
     public IReadOnlyList<string> Architectures { get; init; } = [];
+    /// <summary>The model family ("model_type"), e.g. "llama", "qwen2", "qwen3_moe". Required.</summary>
     public required string ModelType { get; init; }
+    /// <summary>Width of the residual stream ("hidden_size"); at least 1.</summary>
     public required int HiddenSize { get; init; }
+    /// <summary>Width of the dense feed-forward layers ("intermediate_size"); at least 1.</summary>
     public required int IntermediateSize { get; init; }
+    /// <summary>Number of transformer blocks ("num_hidden_layers"); at least 1.</summary>
     public required int NumHiddenLayers { get; init; }
+    /// <summary>Number of query heads ("num_attention_heads"); at least 1, and divides hidden_size unless head_dim is given.</summary>
     public required int NumAttentionHeads { get; init; }
-    /// <summary>Defaults to NumAttentionHeads (plain multi-head attention) when absent.</summary>
+    /// <summary>Number of key/value heads ("num_key_value_heads"); a divisor of NumAttentionHeads. Defaults to
+    /// NumAttentionHeads (plain multi-head attention) when absent.</summary>
     public required int NumKeyValueHeads { get; init; }
-    /// <summary>Given explicitly by some models (Qwen3: head_dim x heads != hidden_size); see <see cref="EffectiveHeadDim"/>.</summary>
+    /// <summary>Width of one attention head ("head_dim"), given explicitly by some models (Qwen3: head_dim x heads != hidden_size); see <see cref="EffectiveHeadDim"/>.</summary>
     public int? HeadDim { get; init; }
+    /// <summary>Number of tokens ("vocab_size"); at least 1. Token ids in this config are below it.</summary>
     public required int VocabSize { get; init; }
+    /// <summary>The context length the model was trained for ("max_position_embeddings"); at least 1.</summary>
     public required int MaxPositionEmbeddings { get; init; }
+    /// <summary>Epsilon of the RMS norms ("rms_norm_eps"); positive. Required.</summary>
     public required double RmsNormEps { get; init; }
-    /// <summary>Defaults to 10000 (the original RoPE base).</summary>
+    /// <summary>RoPE base frequency ("rope_theta", or rope_parameters.rope_theta in transformers 5); positive.
+    /// Defaults to 10000 (the original RoPE base).</summary>
     public double RopeTheta { get; init; } = 10000;
+    /// <summary>RoPE scaling ("rope_scaling", or the scaling part of "rope_parameters"); null for plain RoPE.</summary>
     public HfRopeScaling? RopeScaling { get; init; }
+    /// <summary>Whether the output projection reuses the token embedding ("tie_word_embeddings"); false when absent.</summary>
     public bool TieWordEmbeddings { get; init; }
+    /// <summary>Beginning-of-sequence token id ("bos_token_id"), below VocabSize; null when absent.</summary>
     public int? BosTokenId { get; init; }
-    /// <summary>eos_token_id as a list: a single id, several, or none.</summary>
+    /// <summary>eos_token_id as a list: a single id, several, or none; each below VocabSize.</summary>
     public IReadOnlyList<int> EosTokenIds { get; init; } = [];
     /// <summary>torch_dtype (or transformers 5's "dtype"): the precision the weights were saved in.</summary>
     public string? TorchDtype { get; init; }
+    /// <summary>Whether the attention projections have biases ("attention_bias"); null when the config does not say.</summary>
     public bool? AttentionBias { get; init; }
 
     // ---- mixture of experts (Qwen2-MoE / Qwen3-MoE: num_experts; Mixtral: num_local_experts)
+    /// <summary>Number of routed experts ("num_experts", or Mixtral's "num_local_experts"; both given must agree);
+    /// null or 0 for a dense model.</summary>
     public int? NumExperts { get; init; }
+    /// <summary>Experts each token is routed to ("num_experts_per_tok"); required for a MoE model, at most NumExperts.</summary>
     public int? NumExpertsPerTok { get; init; }
+    /// <summary>Width of one expert's feed-forward layer ("moe_intermediate_size").</summary>
     public int? MoeIntermediateSize { get; init; }
+    /// <summary>Width of the shared expert ("shared_expert_intermediate_size", Qwen2-MoE); 0 or null for none.</summary>
     public int? SharedExpertIntermediateSize { get; init; }
+    /// <summary>Whether the top-k routing weights are renormalized to sum to 1 ("norm_topk_prob").</summary>
     public bool? NormTopkProb { get; init; }
+    /// <summary>Every how many layers a MoE block replaces the dense one ("decoder_sparse_step"); at least 1.</summary>
     public int? DecoderSparseStep { get; init; }
+    /// <summary>Layers that keep a dense feed-forward in a MoE model ("mlp_only_layers"); each below NumHiddenLayers.</summary>
     public IReadOnlyList<int> MlpOnlyLayers { get; init; } = [];
 
     /// <summary>head_dim, or hidden_size / num_attention_heads when the config does not give it.</summary>
     public int EffectiveHeadDim => HeadDim ?? HiddenSize / NumAttentionHeads;
+    /// <summary>True when the model has routed experts (NumExperts above 0).</summary>
     public bool IsMoe => NumExperts is > 0;
 
-    /// <summary>Reads <c>config.json</c> from a file, or from a model folder.</summary>
+    /// <summary>Reads and validates <c>config.json</c> from a file, or from a model folder.</summary>
+    /// <param name="path">The config.json file, or the folder holding it.</param>
+    /// <exception cref="ModelFormatException">The file cannot be opened (kind Io) or is over 16 MiB (LengthTooLarge),
+    /// or its content is invalid (see <see cref="Parse(ReadOnlySpan{byte}, string?)"/>).</exception>
     public static HfConfig Load(string path)
     {
         if (Directory.Exists(path)) path = Path.Combine(path, "config.json");
@@ -58,10 +87,26 @@ public sealed record HfConfig
         return Parse(region.Span(0, region.Length), path);
     }
 
-    public static HfConfig Parse(string json, string? filePath = null) =>
+    /// <summary>Validates config JSON given as a string; errors name no file.</summary>
+    /// <param name="json">The content of a config.json.</param>
+    /// <exception cref="ModelFormatException">The content is invalid (see <see cref="Parse(ReadOnlySpan{byte}, string?)"/>).</exception>
+    public static HfConfig Parse(string json) => Parse(json, null);
+
+    /// <summary>Validates config JSON given as a string.</summary>
+    /// <param name="json">The content of a config.json.</param>
+    /// <param name="filePath">The file to name in errors, or null.</param>
+    /// <exception cref="ModelFormatException">The content is invalid (see <see cref="Parse(ReadOnlySpan{byte}, string?)"/>).</exception>
+    public static HfConfig Parse(string json, string? filePath) =>
         Parse(System.Text.Encoding.UTF8.GetBytes(json), filePath);
 
-    public static HfConfig Parse(ReadOnlySpan<byte> json, string? filePath = null)
+    /// <summary>Validates config JSON given as UTF-8 bytes: one JSON object without duplicate properties, each known
+    /// field of the right JSON type and in range, and the relations between fields as each property describes.</summary>
+    /// <param name="json">The content of a config.json.</param>
+    /// <param name="filePath">The file to name in errors, or null.</param>
+    /// <exception cref="ModelFormatException">Invalid UTF-8 or Unicode (kind InvalidUtf8); a duplicate property
+    /// (Duplicate); a required field missing (MissingKey); invalid JSON, or a field of the wrong type, out of range
+    /// or inconsistent with another (InvalidConfig). The error names the JSON field.</exception>
+    public static HfConfig Parse(ReadOnlySpan<byte> json, string? filePath)
     {
         if (!System.Text.Unicode.Utf8.IsValid(json))
             throw new ModelFormatException(FormatErrorKind.InvalidUtf8, "config.json is not valid UTF-8", filePath: filePath);

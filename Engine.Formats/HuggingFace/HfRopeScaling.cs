@@ -6,18 +6,31 @@ namespace Engine.Formats.HuggingFace;
 /// BetaSlow, AttentionFactor (and DeepSeek's MScale / MScaleAllDim); "longrope" uses ShortFactor / LongFactor.</summary>
 public sealed record HfRopeScaling
 {
-    /// <summary>rope_type, or the older spelling "type".</summary>
+    /// <summary>rope_type, or the older spelling "type" (both given must agree): "linear", "dynamic", "llama3",
+    /// "yarn", "longrope", ...</summary>
     public string? RopeType { get; init; }
+    /// <summary>How much the context is stretched ("factor"); positive.</summary>
     public double? Factor { get; init; }
+    /// <summary>The context length before scaling ("original_max_position_embeddings"); at least 1, and at most the
+    /// config's max_position_embeddings.</summary>
     public int? OriginalMaxPositionEmbeddings { get; init; }
+    /// <summary>llama3: wavelengths above original length / low_freq_factor are scaled fully ("low_freq_factor"); positive.</summary>
     public double? LowFreqFactor { get; init; }
+    /// <summary>llama3: wavelengths below original length / high_freq_factor are kept ("high_freq_factor"); positive.</summary>
     public double? HighFreqFactor { get; init; }
+    /// <summary>yarn: rotations above which dimensions are extrapolated ("beta_fast").</summary>
     public double? BetaFast { get; init; }
+    /// <summary>yarn: rotations below which dimensions are interpolated ("beta_slow").</summary>
     public double? BetaSlow { get; init; }
+    /// <summary>yarn / longrope: scale applied to the attention logits ("attention_factor").</summary>
     public double? AttentionFactor { get; init; }
+    /// <summary>DeepSeek yarn: the mscale coefficient ("mscale").</summary>
     public double? MScale { get; init; }
+    /// <summary>DeepSeek yarn: the mscale applied to all dimensions ("mscale_all_dim").</summary>
     public double? MScaleAllDim { get; init; }
+    /// <summary>longrope: per-dimension factors for contexts up to the original length ("short_factor").</summary>
     public IReadOnlyList<double>? ShortFactor { get; init; }
+    /// <summary>longrope: per-dimension factors for longer contexts ("long_factor").</summary>
     public IReadOnlyList<double>? LongFactor { get; init; }
 
     internal static HfRopeScaling Read(JsonConfigReader r)

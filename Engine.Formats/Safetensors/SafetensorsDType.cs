@@ -4,20 +4,53 @@ namespace Engine.Formats.Safetensors;
 /// Sub-byte types (F4, F6_*) are packed; a tensor of them must still end on a byte boundary.</summary>
 public enum SafetensorsDType
 {
-    BOOL, U8, I8, U16, I16, U32, I32, U64, I64,
-    F16, BF16, F32, F64,
-    /// <summary>8-bit floats (OCP FP8): 4 exponent bits / 3 mantissa bits, and 5 / 2.</summary>
-    F8_E4M3, F8_E5M2,
+    /// <summary>Boolean, one byte each.</summary>
+    BOOL,
+    /// <summary>Unsigned 8-bit integer.</summary>
+    U8,
+    /// <summary>Signed 8-bit integer.</summary>
+    I8,
+    /// <summary>Unsigned 16-bit integer.</summary>
+    U16,
+    /// <summary>Signed 16-bit integer.</summary>
+    I16,
+    /// <summary>Unsigned 32-bit integer.</summary>
+    U32,
+    /// <summary>Signed 32-bit integer.</summary>
+    I32,
+    /// <summary>Unsigned 64-bit integer.</summary>
+    U64,
+    /// <summary>Signed 64-bit integer.</summary>
+    I64,
+    /// <summary>16-bit IEEE 754 half-precision float.</summary>
+    F16,
+    /// <summary>bfloat16: the upper 16 bits of an f32.</summary>
+    BF16,
+    /// <summary>32-bit IEEE 754 float.</summary>
+    F32,
+    /// <summary>64-bit IEEE 754 double.</summary>
+    F64,
+    /// <summary>8-bit float (OCP FP8) with 4 exponent bits and 3 mantissa bits.</summary>
+    F8_E4M3,
+    /// <summary>8-bit float (OCP FP8) with 5 exponent bits and 2 mantissa bits.</summary>
+    F8_E5M2,
     /// <summary>8-bit exponent-only scale (OCP MX block scales).</summary>
     F8_E8M0,
-    /// <summary>6-bit floats (OCP MXFP6) and the 4-bit float (MXFP4 E2M1).</summary>
-    F6_E2M3, F6_E3M2, F4,
+    /// <summary>6-bit float (OCP MXFP6) with 2 exponent bits and 3 mantissa bits; packed.</summary>
+    F6_E2M3,
+    /// <summary>6-bit float (OCP MXFP6) with 3 exponent bits and 2 mantissa bits; packed.</summary>
+    F6_E3M2,
+    /// <summary>4-bit float (MXFP4 E2M1); packed two to a byte.</summary>
+    F4,
 }
 
+/// <summary>Parsing, sizes and ggml equivalents of <see cref="SafetensorsDType"/>.</summary>
 public static class SafetensorsDTypes
 {
     /// <summary>Parses a header dtype string. Ordinal and case-sensitive, as the reference implementation is:
-    /// "f32" is not a dtype.</summary>
+    /// "f32" is not a dtype, nor is "3".</summary>
+    /// <param name="text">The dtype as the header spells it, e.g. "BF16".</param>
+    /// <param name="dtype">The dtype when the text names one; <c>default</c> otherwise.</param>
     public static bool TryParse(string text, out SafetensorsDType dtype)
     {
         dtype = default;
@@ -29,7 +62,9 @@ public static class SafetensorsDTypes
         return true;
     }
 
-    /// <summary>Bits per element.</summary>
+    /// <summary>Bits per element (4, 6, 8, 16, 32 or 64).</summary>
+    /// <param name="dtype">The dtype.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="dtype"/> is not a defined value.</exception>
     public static int BitSize(this SafetensorsDType dtype) => dtype switch
     {
         SafetensorsDType.BOOL or SafetensorsDType.U8 or SafetensorsDType.I8 => 8,
@@ -44,6 +79,7 @@ public static class SafetensorsDTypes
 
     /// <summary>The ggml type the engine computes with for this dtype, or null when there is none
     /// (unsigned ints, bool, FP8/FP6/FP4: readable, but not usable as weights as they are).</summary>
+    /// <param name="dtype">The dtype.</param>
     public static GgmlType? ToGgml(this SafetensorsDType dtype) => dtype switch
     {
         SafetensorsDType.F32 => GgmlType.F32,

@@ -7,6 +7,7 @@ namespace Engine.Formats.Safetensors;
 /// Every shard name is checked to be a plain file name inside the model folder (checklist S7).</summary>
 public sealed class SafetensorsIndex
 {
+    /// <summary>The index's conventional file name in a model folder.</summary>
     public const string FileName = "model.safetensors.index.json";
     /// <summary>Index files of real models are a few hundred KB; the cap matches the header cap.</summary>
     const long MaxIndexLength = SafetensorsHeaderParser.MaxHeaderLength;
@@ -25,7 +26,11 @@ public sealed class SafetensorsIndex
         ShardNames = weightMap.Values.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToArray();
     }
 
-    /// <summary>Reads and validates an index file (mapped, not copied).</summary>
+    /// <summary>Reads and validates an index file (mapped, not copied); see <see cref="Parse"/> for the checks. The
+    /// shards themselves are not opened (<see cref="SafetensorsModel.Open"/> does that).</summary>
+    /// <param name="path">The index file.</param>
+    /// <exception cref="ModelFormatException">The file cannot be opened (kind Io), is empty (FileTooShort) or over
+    /// 100 MB (LengthTooLarge), or its content is invalid (see <see cref="Parse"/>).</exception>
     public static SafetensorsIndex Load(string path)
     {
         using var region = MappedRegion.OpenFile(path);
@@ -37,7 +42,14 @@ public sealed class SafetensorsIndex
         return Parse(region.Span(0, region.Length), path);
     }
 
-    /// <summary>Validates index JSON. Shard names are checked for S7 against the folder of <paramref name="path"/>.</summary>
+    /// <summary>Validates index JSON: UTF-8, one JSON object with a <c>weight_map</c> object of tensor name to shard file
+    /// name, no duplicate properties or tensors. Each shard name must be a plain <c>*.safetensors</c> file name that
+    /// stays inside the folder of <paramref name="path"/> (checklist S7: no separators, "..", drive or stream names,
+    /// NUL or absolute paths). Other properties ("metadata") are ignored.</summary>
+    /// <param name="json">The index file's content.</param>
+    /// <param name="path">Where the index lives: shard names are resolved against its folder, and errors name it.</param>
+    /// <exception cref="ModelFormatException">Invalid UTF-8 (kind InvalidUtf8), invalid JSON or structure
+    /// (InvalidHeader), a duplicate (Duplicate), no weight_map (MissingKey), or an unsafe shard name (UnsafePath).</exception>
     public static SafetensorsIndex Parse(ReadOnlySpan<byte> json, string path)
     {
         string directory = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!;
@@ -101,7 +113,7 @@ public sealed class SafetensorsIndex
     /// <summary>S7: a shard must be a plain "*.safetensors" file name that, once canonicalized, stays directly
     /// inside the model folder. Symlinked shards (the Hugging Face cache layout) are fine: only the name is
     /// trusted or not, and the name cannot point anywhere else.</summary>
-    public static string CheckShardName(string shard, string directory, string? tensor, string? indexPath)
+    internal static string CheckShardName(string shard, string directory, string? tensor, string? indexPath)
     {
         string? problem =
             shard.Length == 0 ? "is empty"

@@ -11,6 +11,8 @@ namespace Engine.Formats.Safetensors;
 public sealed record SafetensorsTensorInfo(
     string Name, SafetensorsDType DType, IReadOnlyList<long> Shape, long ElementCount, long FileOffset, long ByteSize)
 {
+    /// <summary>The shape as text, "[32000, 4096]" (the file's order).</summary>
     public string ShapeText => "[" + string.Join(", ", Shape) + "]";
+    /// <summary>Name, dtype, shape and extent, "lm_head.weight BF16 [32000, 4096] @1024+262144000".</summary>
     public override string ToString() => $"{Name} {DType} {ShapeText} @{FileOffset}+{ByteSize}";
 }

@@ -111,7 +111,7 @@ public class GgufSharedFileTests(ITestOutputHelper output)
             using var f = GgufFile.Open(path);
             var w = new GgufWriter();
             foreach (var (key, value) in f.MetadataList) w.AddMetadata(key, value);
-            foreach (var t in f.Tensors) w.AddTensor(t.Name, t.Type, t.Shape, f.GetTensor(t.Name).Bytes.ToArray());
+            foreach (var t in f.Tensors) w.AddTensor(t.Name, t.Type, [.. t.Shape], f.GetTensor(t.Name).Bytes.ToArray());
             var original = File.ReadAllBytes(path);
             var rewritten = w.ToArray();
             if (!original.AsSpan().SequenceEqual(rewritten))

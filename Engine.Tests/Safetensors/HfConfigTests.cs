@@ -248,7 +248,7 @@ public class HfConfigTests
     {
         var bytes = Encoding.UTF8.GetBytes(Llama);
         bytes[Llama.IndexOf("llama\"", StringComparison.Ordinal)] = 0xFF;
-        FluentActions.Invoking(() => HfConfig.Parse(bytes)).Should().Throw<ModelFormatException>()
+        FluentActions.Invoking(() => HfConfig.Parse(bytes, null)).Should().Throw<ModelFormatException>()
             .Which.Kind.Should().Be(FormatErrorKind.InvalidUtf8);
     }
 

@@ -70,17 +70,8 @@ internal sealed class SafetensorsBuilder
         return bytes;
     }
 
-    /// <summary>Parses bytes as a file; the caller disposes the result (which owns the pinned region).</summary>
-    public static SafetensorsFile Parse(byte[] bytes)
-    {
-        var region = MappedRegion.FromBytes(bytes, "<test>");
-        try { return SafetensorsFile.Parse(region); }
-        catch
-        {
-            region.Dispose();
-            throw;
-        }
-    }
+    /// <summary>Parses bytes as a file, through the public in-memory entry point; the caller disposes the result.</summary>
+    public static SafetensorsFile Parse(byte[] bytes) => SafetensorsFile.Parse(bytes, "<test>");
 
     /// <summary>Parses bytes that must be rejected, and returns the rejection.</summary>
     public static ModelFormatException Reject(byte[] bytes)

@@ -6,5 +6,5 @@ namespace Engine.Models;
 /// <summary>A GGUF file's tensors, already under the names the model uses.</summary>
 public sealed class GgufTensorSource(GgufFile file) : ITensorSource
 {
-    public bool TryGetTensor(string ggufName, out TensorView view) => file.TryGetTensor(ggufName, out view);
+    public bool TryGetTensor(string ggufName, out TensorView view) => file.TryGetTensor(ggufName, out view!);
 }
