@@ -174,3 +174,40 @@ public class ChatClientTests
         }
     }
 }
+
+/// <summary>Reasoning comes apart from the answer through the whole stack: a template whose generation prompt opens a
+/// &lt;think&gt; block (DeepSeek-R1's, chosen with ModelLoadOptions.ChatTemplate) puts everything the model writes before
+/// &lt;/think&gt; into reasoning, and the chat client reports it as TextReasoningContent.</summary>
+public class ChatReasoningTests
+{
+    static readonly string ModelPath = TestPaths.Repo("Engine.Tests", "Fixtures", "qwen2-tiny-chat-Q8_0.gguf");
+
+    [Fact]
+    public async Task Text_inside_an_open_think_block_is_reasoning_not_answer()
+    {
+        using var model = Model.Load(ModelPath, new ModelLoadOptions { ChatTemplate = "deepseek-r1" });
+        model.Info.ChatFormat.Should().Be("deepseek-r1");
+        using var session = model.CreateSession(256);
+        var updates = new List<ChatUpdate>();
+        await foreach (var update in session.ChatAsync([ChatTurn.User("Why is the sky blue?")], GenerateOptions.Greedy with { MaxTokens = 16, IgnoreEndOfGeneration = true }))
+            updates.Add(update);
+        var generated = model.Detokenize(updates.Select(u => u.Token.Id));
+        generated.TrimStart('\n').Should().NotBeEmpty("the check below must have text to route");
+        string.Concat(updates.Select(u => u.Answer)).Should().BeEmpty("the random model never closes the think block");
+        string.Concat(updates.Select(u => u.Reasoning)).Should().Be(generated.TrimStart('\n'), "the newlines after the opening tag are dropped, as the template writes them");
+
+        using var client = model.AsChatClient();
+        var response = await client.GetResponseAsync([new Microsoft.Extensions.AI.ChatMessage(ChatRole.User, "Why is the sky blue?")],
+            new ChatOptions { Temperature = 0, MaxOutputTokens = 16, AdditionalProperties = new() { ["ignore_eos"] = true } });
+        var contents = response.Messages.SelectMany(m => m.Contents).ToList();
+        string.Concat(contents.OfType<TextReasoningContent>().Select(r => r.Text)).Should().Be(generated.TrimStart('\n'));
+        contents.OfType<TextContent>().Should().BeEmpty();
+    }
+
+    [Fact]
+    public void An_unknown_template_name_is_refused_at_load()
+    {
+        FluentActions.Invoking(() => Model.Load(ModelPath, new ModelLoadOptions { ChatTemplate = "jinja-please" }))
+            .Should().Throw<ArgumentException>().WithMessage("*unknown chat template 'jinja-please'*");
+    }
+}
