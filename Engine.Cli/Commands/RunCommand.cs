@@ -40,26 +40,13 @@ public static class RunCommand
         using var session = model.CreateSession(ctx);
         var stdout = Console.Out;
         if (!json && text is not null) stdout.Write(text);
-        var generated = new List<int>();
-        var output = new System.Text.StringBuilder();
-        GeneratedToken? last = null;
-        var stream = session.GenerateAsync(prompt, options).GetAsyncEnumerator();
-        try
-        {
-            while (stream.MoveNextAsync().AsTask().GetAwaiter().GetResult())
-            {
-                var token = stream.Current;
-                if (!token.IsEndOfGeneration && token.Id >= 0) generated.Add(token.Id);
-                output.Append(token.Text);
-                if (!json && token.Text.Length > 0) { stdout.Write(token.Text); stdout.Flush(); }
-                last = token;
-            }
-        }
-        finally { stream.DisposeAsync().AsTask().GetAwaiter().GetResult(); }
+        // Consumed asynchronously from one blocking wait: each token then continues on the worker that computed it,
+        // instead of waking this thread once per token (which cost the small default model a fifth of its speed).
+        var (generated, output, last) = Generate(session, prompt, options, json ? null : stdout).GetAwaiter().GetResult();
 
         if (json)
         {
-            var payload = new { prompt_tokens = prompt, generated_tokens = generated, text = output.ToString() };
+            var payload = new { prompt_tokens = prompt, generated_tokens = generated, text = output };
             stdout.WriteLine(JsonSerializer.Serialize(payload));
         }
         else
@@ -70,6 +57,21 @@ public static class RunCommand
                                     $"{t.GeneratedTokens} generated at {t.GenerationTokensPerSecond:F1} tok/s, stop: {last.FinishReason}]");
         }
         return 0;
+    }
+
+    static async Task<(List<int> Generated, string Text, GeneratedToken Last)> Generate(Session session, int[] prompt, GenerateOptions options, TextWriter? stream)
+    {
+        var generated = new List<int>();
+        var text = new System.Text.StringBuilder();
+        GeneratedToken? last = null;
+        await foreach (var token in session.GenerateAsync(prompt, options).ConfigureAwait(false))
+        {
+            if (!token.IsEndOfGeneration && token.Id >= 0) generated.Add(token.Id);
+            text.Append(token.Text);
+            if (stream is not null && token.Text.Length > 0) { stream.Write(token.Text); stream.Flush(); }
+            last = token;
+        }
+        return (generated, text.ToString(), last!);
     }
 
     /// <summary>The prompt's tokens: --tokens as given, or the text with BOS and special-token parsing (as llama.cpp's CLI).</summary>
