@@ -64,16 +64,24 @@ namespace Engine.Cli
             }
         }
 
-        /// <summary>models/stories260K.gguf next to the executable's repository, or in the current folder.</summary>
+        /// <summary>The model used when no --model is given: models/stories260K.gguf beside the executable (where the
+        /// tool package and the build output carry it), else in a folder above it (a repository checkout), else under the
+        /// current folder.</summary>
+        /// <exception cref="UsageException">None of those has it; the message lists where it looked.</exception>
         public static string DefaultModelPath()
         {
-            for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            const string fileName = "stories260K.gguf";
+            var beside = Path.Combine(AppContext.BaseDirectory, "models", fileName);
+            if (File.Exists(beside)) return beside;
+            for (var dir = new DirectoryInfo(AppContext.BaseDirectory).Parent; dir is not null; dir = dir.Parent)
             {
-                var candidate = Path.Combine(dir.FullName, "models", "stories260K.gguf");
+                var candidate = Path.Combine(dir.FullName, "models", fileName);
                 if (File.Exists(candidate)) return candidate;
             }
-            var local = Path.Combine(Environment.CurrentDirectory, "models", "stories260K.gguf");
-            return File.Exists(local) ? local : throw new UsageException("no --model given and models/stories260K.gguf was not found");
+            var local = Path.Combine(Environment.CurrentDirectory, "models", fileName);
+            if (File.Exists(local)) return local;
+            throw new UsageException($"no --model given and the default model was not found (looked for {beside}, for models/{fileName} " +
+                                     $"in the folders above it, and for {local}): pass --model FILE with a .gguf file or a Hugging Face folder");
         }
     }
 }
