@@ -3,7 +3,7 @@ namespace Engine.Gpu;
 /// <summary>Device memory the backend has taken, checked against the accelerator's size before each
 /// allocation, so a model that does not fit fails with a message naming what did not fit instead of a
 /// driver error halfway through the upload.</summary>
-public sealed class DeviceMemoryBudget(long capacity)
+internal sealed class DeviceMemoryBudget(long capacity)
 {
     public long Capacity { get; } = capacity;
     public long Used { get; private set; }
@@ -18,7 +18,7 @@ public sealed class DeviceMemoryBudget(long capacity)
 }
 
 /// <summary>The model, its KV cache and its activations do not fit in the device's memory.</summary>
-public sealed class DeviceMemoryException(string what, long bytes, long used, long capacity, string? advice = null)
+internal sealed class DeviceMemoryException(string what, long bytes, long used, long capacity, string? advice = null)
     : InvalidOperationException($"{what} needs {Mib(bytes)} MiB of device memory, " +
                                 (used == 0 ? $"more than the device's {Mib(capacity)} MiB; " : $"but {Mib(used)} of the device's {Mib(capacity)} MiB are already taken; ") +
                                 (advice ?? "use a smaller --ctx, fewer --gpu-layers, a smaller model or quantization, or --device cpu"))

@@ -4,7 +4,7 @@ using ILGPU.Runtime;
 namespace Engine.Gpu;
 
 /// <summary>What ILGPU finds on this machine: every accelerator it can create, CPU included.</summary>
-public static class DeviceProbe
+internal static class DeviceProbe
 {
     public static IReadOnlyList<string> Describe()
     {

@@ -6,10 +6,10 @@ using Engine.Models;
 namespace Engine.Gpu;
 
 /// <summary>What --device asks for.</summary>
-public enum DeviceChoice { Cpu, Cuda, OpenCL, Auto, IlgpuCpu }
+internal enum DeviceChoice { Cpu, Cuda, OpenCL, Auto, IlgpuCpu }
 
 /// <summary>Turns a --device choice into the backend factory a model is opened with.</summary>
-public static class DeviceSelection
+internal static class DeviceSelection
 {
     public const string Names = "cpu, cuda, opencl, auto or ilgpu-cpu";
 

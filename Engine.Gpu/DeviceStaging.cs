@@ -5,7 +5,7 @@ namespace Engine.Gpu;
 
 /// <summary>A small device buffer for values the host sends each step (the token ids). It grows only when a
 /// larger batch than any before arrives, so steady-state steps allocate nothing.</summary>
-public sealed class DeviceStaging<T>(Accelerator accelerator, DeviceMemoryBudget budget, string name) : IDisposable where T : unmanaged
+internal sealed class DeviceStaging<T>(Accelerator accelerator, DeviceMemoryBudget budget, string name) : IDisposable where T : unmanaged
 {
     MemoryBuffer1D<T, Stride1D.Dense>? _buffer;
 

@@ -12,7 +12,7 @@ namespace Engine.Gpu;
 /// indexed on the device), kernels are compiled once, and a step copies only the token ids in and the logits out
 /// (<see cref="HostTransfers"/> counts every copy). Every kernel is enqueued on the accelerator's default stream;
 /// reading a result back waits for it.</summary>
-public sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, Engine.Benchmarking.IMemoryBandwidth
+internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, Engine.Benchmarking.IMemoryBandwidth
 {
     // The device buffer holds at least one float (ILGPU cannot allocate none); Length is what was asked for.
     sealed class Buffer(string name, int length, MemoryBuffer1D<float, Stride1D.Dense> data) : ActivationBuffer(name, length)

@@ -8,10 +8,10 @@ namespace Engine.Gpu;
 
 /// <summary>Which ILGPU accelerator to run on. IlgpuCpu is ILGPU's GPU simulator on the CPU: far slower than the
 /// CPU backend, it exists so the device code can be tested on machines without a GPU.</summary>
-public enum DeviceKind { Cuda, OpenCL, IlgpuCpu }
+internal enum DeviceKind { Cuda, OpenCL, IlgpuCpu }
 
 /// <summary>An ILGPU context and one accelerator created in it; owns both.</summary>
-public sealed class GpuDevice : IDisposable
+internal sealed class GpuDevice : IDisposable
 {
     public Context Context { get; }
     public Accelerator Accelerator { get; }
@@ -84,7 +84,7 @@ public sealed class GpuDevice : IDisposable
 }
 
 /// <summary>The requested device is not on this machine (or its driver is missing).</summary>
-public sealed class DeviceUnavailableException(DeviceKind kind)
+internal sealed class DeviceUnavailableException(DeviceKind kind)
     : InvalidOperationException($"no {(kind == DeviceKind.Cuda ? "CUDA" : kind.ToString())} device was found " +
                                 "(see 'engine devices' for what is available); use --device cpu, or --device auto to fall back to the CPU")
 {

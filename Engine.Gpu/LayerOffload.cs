@@ -7,7 +7,7 @@ namespace Engine.Gpu;
 /// <summary>--gpu-layers: the first N layers (and the token embedding) on the device, the rest and the output
 /// head on the CPU, as a list of stages for <see cref="Llama"/>. Also estimates how many layers fit, for
 /// `--device auto` on a model larger than the card and for the error message of an N that does not.</summary>
-public static class LayerOffload
+internal static class LayerOffload
 {
     /// <summary>Share of device memory the weights may take when the layer count is chosen automatically: the
     /// rest is left for activations, the KV cache and the driver.</summary>

@@ -10,33 +10,45 @@ namespace Engine.Perf;
 /// layout against the 8-row kernels reading the repacked copy, on 1 and 2 threads of a WorkSplit (as the CPU
 /// backend runs them). 256 rows (576 KB of Q4_K, 840 KB of Q6_K) stay in cache; 14336 rows (the FFN of
 /// Llama-3-8B, 33 / 48 MB) come from memory. GB/s of weights = Rows * row bytes (2304 / 3360) / the mean time.
-///   dotnet run -c Release --project Perf -- --filter '*RepackedBenchmarks*'</summary>
-[GenericTypeArguments(typeof(Q4_Kx8))]
-[GenericTypeArguments(typeof(Q6_Kx8))]
-public unsafe class RepackedBenchmarks<TLayout> where TLayout : RepackedMatrix<TLayout>, IRepackedLayout
+///   dotnet run -c Release --project Perf -- --filter '*RepackedBenchmarks*'
+/// The layout is a name, not a type argument: the layouts are internal to the engine, and BenchmarkDotNet's generated
+/// project can only name public types.</summary>
+public unsafe class RepackedBenchmarks
 {
-    static RowFormat Format => TLayout.Source;
-
     const int Cols = 4096;
+    [Params(nameof(Q4_Kx8), nameof(Q6_Kx8))] public string Layout = "";
     [Params(256, 14336)] public int Rows;
     [Params(1, 2)] public int Threads;
 
     WorkSplit _split = null!;
-    readonly RowsWork _rows = new();
-    readonly GroupsWork _groups = new();
+    RowsWork _rows = null!;
+    IRangeWork _groups = null!;
+    float[] _groupsY = [];
 
     [GlobalSetup]
     public void Setup()
     {
-        var format = Format;
-        var weights = RandomWeights.Quantized(format.Type, Rows, Cols, out long rowBytes);
-        var packed = new byte[RepackedMatrix<TLayout>.PackedBytes(Rows, Cols)];
-        RepackedMatrix<TLayout>.Repack(weights, rowBytes, Rows, Cols, packed);
+        (_rows, _groups, _groupsY) = Layout switch
+        {
+            nameof(Q4_Kx8) => Prepare<Q4_Kx8>(Rows),
+            nameof(Q6_Kx8) => Prepare<Q6_Kx8>(Rows),
+            _ => throw new ArgumentException($"unknown repacked layout '{Layout}': use {nameof(Q4_Kx8)} or {nameof(Q6_Kx8)}"),
+        };
+        _split = new WorkSplit(Threads);
+    }
+
+    /// <summary>The same random matrix for both kernels: as the file stores it, and repacked into 8-row groups.</summary>
+    static (RowsWork Rows, IRangeWork Groups, float[] GroupsY) Prepare<TLayout>(int rows) where TLayout : RepackedMatrix<TLayout>, IRepackedLayout
+    {
+        var format = TLayout.Source;
+        var weights = RandomWeights.Quantized(format.Type, rows, Cols, out long rowBytes);
+        var packed = new byte[RepackedMatrix<TLayout>.PackedBytes(rows, Cols)];
+        RepackedMatrix<TLayout>.Repack(weights, rowBytes, rows, Cols, packed);
         var act = new byte[format.ActivationBytes(Cols)];
         format.QuantizeActivations(RandomWeights.Floats(Cols, seed: 7), act);
-        _rows.Weights = weights; _rows.RowBytes = rowBytes; _rows.Act = act; _rows.Y = new float[Rows];
-        _groups.Packed = packed; _groups.Act = act; _groups.Y = new float[Rows];
-        _split = new WorkSplit(Threads);
+        var groupsY = new float[rows];
+        return (new RowsWork { Format = format, Weights = weights, RowBytes = rowBytes, Act = act, Y = new float[rows] },
+                new GroupsWork<TLayout> { Packed = packed, Act = act, Y = groupsY }, groupsY);
     }
 
     [GlobalCleanup]
@@ -53,17 +65,18 @@ public unsafe class RepackedBenchmarks<TLayout> where TLayout : RepackedMatrix<T
     public float Repacked()
     {
         _split.For(Rows / 8, 2, _groups);
-        return _groups.Y[0];
+        return _groupsY[0];
     }
 
     sealed class RowsWork : IRangeWork
     {
+        public RowFormat Format = null!;
         public byte[] Weights = [], Act = []; public long RowBytes; public float[] Y = [];
         public void Execute(int start, int end, int worker) =>
             RowFormats.MatVecRows(Format, Weights, RowBytes, Cols, Act, Y, start, end);
     }
 
-    sealed class GroupsWork : IRangeWork
+    sealed class GroupsWork<TLayout> : IRangeWork where TLayout : RepackedMatrix<TLayout>, IRepackedLayout
     {
         public byte[] Packed = [], Act = []; public float[] Y = [];
         public void Execute(int start, int end, int worker) => RepackedMatrix<TLayout>.MatVec(Packed, Cols, Act, Y, start, end);

@@ -7,7 +7,7 @@ using Engine.Models;
 namespace Engine.Cli.Commands;
 
 /// <summary>`engine inspect FILE_OR_FOLDER [--json]`: what a model file holds, without loading weights.</summary>
-public static class InspectCommand
+internal static class InspectCommand
 {
     public static int Run(string[] args)
     {

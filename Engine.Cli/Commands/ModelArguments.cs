@@ -5,7 +5,7 @@ using Engine.Sampling;
 namespace Engine.Cli.Commands;
 
 /// <summary>Options shared by the commands that load a model.</summary>
-public static class ModelArguments
+internal static class ModelArguments
 {
     public static readonly HashSet<string> Flags = ["json", "help", "h", "ignore-eos", "all", "no-bos", "verbose", "no-think", "no-repack"];
 

@@ -14,7 +14,7 @@ namespace Engine.Gpu.Kernels;
 /// the normalization happens once at the end instead of per score, and sums are in tree order, so outputs
 /// agree to float rounding (a few ulps times the context length), not bit for bit.
 /// </summary>
-public sealed class AttentionKernels
+internal sealed class AttentionKernels
 {
     /// <summary>The widest head (query/key or value) the kernel keeps in shared memory.</summary>
     public const int MaxHeadDim = 256;

@@ -5,7 +5,7 @@ using ILGPU.Runtime;
 namespace Engine.Gpu.Kernels;
 
 /// <summary>The element-wise operations of a forward pass: one thread per output element, grouped by ILGPU.</summary>
-public sealed class ElementwiseKernels
+internal sealed class ElementwiseKernels
 {
     readonly Action<Index1D, ArrayView<float>, ArrayView<float>, int> _addBias;
     readonly Action<Index1D, ArrayView<float>, ArrayView<float>> _add;

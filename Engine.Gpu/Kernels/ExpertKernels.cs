@@ -8,7 +8,7 @@ namespace Engine.Gpu.Kernels;
 /// through the host: the router (probabilities, top-k, weights), sorting a prompt's slots by expert, moving rows
 /// to and from that order, and the weighted sum of a token's experts. A slot is one (token, chosen expert) pair,
 /// s = t * k + slot.</summary>
-public sealed class ExpertKernels
+internal sealed class ExpertKernels
 {
     /// <summary>The routing rule: k of n experts, softmax (0) or sigmoid (1) gating, renormalized weights (1) or not.</summary>
     public readonly record struct Rule(int Experts, int K, int Sigmoid, int Normalize);

@@ -3,7 +3,7 @@ namespace Engine.Gpu.Kernels;
 /// <summary>How a prompt batch's expert slots are laid out for the expert matmul kernels: sorted by expert, each
 /// expert's run padded to whole segments of <see cref="Tokens"/> slots, so that any token tile of a size dividing
 /// it (the quantized kernels' 16, the float kernels' edge of at most 16) lies within a single expert.</summary>
-public static class ExpertSegment
+internal static class ExpertSegment
 {
     public const int Tokens = 16;
 

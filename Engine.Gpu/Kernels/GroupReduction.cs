@@ -5,7 +5,7 @@ namespace Engine.Gpu.Kernels;
 /// <summary>Reductions across one thread group through shared memory, called from inside group kernels.
 /// The group size must be a power of two (<see cref="GroupShape"/> guarantees it). Every thread of the group
 /// must call them (they contain barriers) and every thread gets the result.</summary>
-public static class GroupReduction
+internal static class GroupReduction
 {
     public static float Sum(ArrayView<float> scratch, float value)
     {

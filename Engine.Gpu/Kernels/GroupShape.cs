@@ -5,7 +5,7 @@ namespace Engine.Gpu.Kernels;
 /// <summary>The thread-group sizes the kernels launch with on one accelerator. Every group kernel is written for
 /// any power-of-two group size up to <see cref="MaxGroupSize"/>, because accelerators differ widely: a GPU
 /// runs 256 threads per group, ILGPU's CPU accelerator only 16.</summary>
-public sealed class GroupShape
+internal sealed class GroupShape
 {
     /// <summary>The most threads per group any kernel uses; shared-memory scratch is sized for it (shared
     /// allocations must be compile-time constants).</summary>

@@ -7,7 +7,7 @@ namespace Engine.Gpu.Kernels;
 
 /// <summary>A weight matrix living in device memory, in whatever layout its type's kernels chose at upload
 /// (raw ggml blocks, or re-packed for aligned, coalesced loads). Owned by the backend; freed with it.</summary>
-public abstract class DeviceMatrix(string name, GgmlType type, int rows, int cols) : IDisposable
+internal abstract class DeviceMatrix(string name, GgmlType type, int rows, int cols) : IDisposable
 {
     public string Name { get; } = name;
     public GgmlType Type { get; } = type;
@@ -26,7 +26,7 @@ public abstract class DeviceMatrix(string name, GgmlType type, int rows, int col
 /// accelerator's default stream and does not synchronize; the backend synchronizes only when it reads
 /// results back to the host.
 /// </summary>
-public interface IWeightKernels
+internal interface IWeightKernels
 {
     GgmlType Type { get; }
 

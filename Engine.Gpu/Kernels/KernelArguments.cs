@@ -4,7 +4,7 @@ namespace Engine.Gpu.Kernels;
 
 /// <summary>The argument checks every weight type's kernels make before a launch: device kernels index their
 /// buffers unchecked, so a wrong size must be refused here, on the host, with what was expected.</summary>
-public static class KernelArguments
+internal static class KernelArguments
 {
     /// <summary><see cref="IWeightKernels.MatMul"/>: `tokens` rows of x in, `tokens` rows of y out.</summary>
     public static void MatMul(DeviceMatrix w, ArrayView<float> x, int tokens, ArrayView<float> y)

@@ -6,7 +6,7 @@ namespace Engine.Gpu.Kernels;
 
 /// <summary>RMSNorm on the device: one group per row. The sum of squares is float32 in a tree order (the CPU
 /// backend sums in double, as ggml's CPU code), so the two agree to a few float ulps, not bit for bit.</summary>
-public sealed class NormKernels
+internal sealed class NormKernels
 {
     readonly GroupShape _shape;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float> _rmsNorm;

@@ -7,7 +7,7 @@ namespace Engine.Gpu.Kernels;
 /// <summary>RoPE on the device: one thread per rotated pair. The per-pair rates come from the host
 /// (<see cref="Engine.Backends.Cpu.RopeAngles.AngleRates"/>, so every style and scaling the CPU backend knows is
 /// covered by the same code); the device only multiplies them by the position.</summary>
-public sealed class RopeKernels
+internal sealed class RopeKernels
 {
     readonly Action<Index1D, ArrayView<float>, int, ArrayView<float>, RopeShape> _rope;
 

@@ -7,7 +7,7 @@ namespace Engine.Gpu.Kernels;
 
 /// <summary>The device kernels of every weight type one accelerator supports. Each type's kernels are compiled
 /// on first use, so a model pays only for the types it contains.</summary>
-public sealed class WeightKernelRegistry
+internal sealed class WeightKernelRegistry
 {
     readonly Dictionary<GgmlType, Lazy<IWeightKernels>> _kernels = [];
 
@@ -39,7 +39,7 @@ public sealed class WeightKernelRegistry
 }
 
 /// <summary>A weight type the selected device has no kernels for: the model cannot run there as it is.</summary>
-public sealed class UnsupportedDeviceWeightException(string tensor, GgmlType type, IEnumerable<GgmlType> supported)
+internal sealed class UnsupportedDeviceWeightException(string tensor, GgmlType type, IEnumerable<GgmlType> supported)
     : NotSupportedException($"tensor {tensor} is {type}, which the GPU backend has no kernels for (it supports " +
                             $"{string.Join(", ", supported)}); run with --device cpu")
 {

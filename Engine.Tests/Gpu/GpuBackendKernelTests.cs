@@ -68,20 +68,24 @@ public sealed class GpuBackendKernelTests(GpuTestDevice device) : IDisposable
         ShouldAgree(gpu, cpu, 0);
     }
 
-    public static TheoryData<RopeStyle, int, RopeScalingType, bool> RopeVariants => new()
+    /// <summary>Style, rotated dimensions, scaling and whether there are frequency factors; the style and scaling by
+    /// name, since their enums are internal and a public theory cannot take them.</summary>
+    public static TheoryData<string, int, string, bool> RopeVariants => new()
     {
-        { RopeStyle.Normal, 8, RopeScalingType.None, false },
-        { RopeStyle.NeoX, 8, RopeScalingType.None, false },
-        { RopeStyle.NeoX, 4, RopeScalingType.None, false },   // partial rotation: the last dims pass through
-        { RopeStyle.Normal, 8, RopeScalingType.Linear, false },
-        { RopeStyle.NeoX, 8, RopeScalingType.Yarn, false },
-        { RopeStyle.Normal, 8, RopeScalingType.Llama3, true }, // llama 3.1: per-pair frequency factors
+        { nameof(RopeStyle.Normal), 8, nameof(RopeScalingType.None), false },
+        { nameof(RopeStyle.NeoX), 8, nameof(RopeScalingType.None), false },
+        { nameof(RopeStyle.NeoX), 4, nameof(RopeScalingType.None), false },   // partial rotation: the last dims pass through
+        { nameof(RopeStyle.Normal), 8, nameof(RopeScalingType.Linear), false },
+        { nameof(RopeStyle.NeoX), 8, nameof(RopeScalingType.Yarn), false },
+        { nameof(RopeStyle.Normal), 8, nameof(RopeScalingType.Llama3), true }, // llama 3.1: per-pair frequency factors
     };
 
     [Theory]
     [MemberData(nameof(RopeVariants))]
-    public void Rope_matches_every_style_and_scaling(RopeStyle style, int rotatedDims, RopeScalingType scaling, bool factors)
+    public void Rope_matches_every_style_and_scaling(string styleName, int rotatedDims, string scalingName, bool factors)
     {
+        var style = Enum.Parse<RopeStyle>(styleName);
+        var scaling = Enum.Parse<RopeScalingType>(scalingName);
         const int headDim = 8, heads = 3, rows = 4;
         var scalingParameters = new RopeScaling(scaling, Factor: 4, OriginalContextLength: 64);
         var rope = new RopeParameters(headDim, rotatedDims, style, 10000, scalingParameters, factors ? [1f, 2.5f, 8f, 1f] : null);

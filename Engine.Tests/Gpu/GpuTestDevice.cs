@@ -11,11 +11,11 @@ public sealed class GpuTestDevice : IDisposable
 
     /// <summary>For the kernel tests: on the CPU simulator, groups of 16 threads (ILGPU's default), so the
     /// reductions and tiles take several steps.</summary>
-    public GpuDevice Device { get; }
+    internal GpuDevice Device { get; }
 
     /// <summary>For whole forward passes: on the CPU simulator, groups of 16 threads run by both cores; on a
     /// real device the same device as <see cref="Device"/>.</summary>
-    public GpuDevice ModelDevice { get; }
+    internal GpuDevice ModelDevice { get; }
 
     /// <summary>True when ENGINE_GPU_TEST_DEVICE picked a real accelerator (not the CPU simulator).</summary>
     public bool IsRealDevice => Device.Kind != DeviceKind.IlgpuCpu;

@@ -4,7 +4,7 @@ using Engine.Models;
 namespace Engine.Tests.Gpu;
 
 /// <summary>Small weight matrices in a given storage type, built in memory for kernel tests.</summary>
-public static class TestWeights
+internal static class TestWeights
 {
     /// <summary>A rows x cols matrix of `type` holding `values` (row-major) rounded to that type.
     /// The region stays alive as long as the returned matrix is referenced through the test.</summary>

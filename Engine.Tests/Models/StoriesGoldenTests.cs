@@ -37,7 +37,7 @@ public class StoriesGoldenTests
     }
 
     /// <summary>Prompt in one batch, then one token at a time: argmax of raw logits.</summary>
-    public static int[] GreedyDecode(Llama model, int[] prompt, int count)
+    internal static int[] GreedyDecode(Llama model, int[] prompt, int count)
     {
         var cache = model.CreateCache(prompt.Length + count);
         var logits = new float[model.Config.VocabSize];

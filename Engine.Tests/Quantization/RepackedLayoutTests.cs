@@ -4,13 +4,49 @@ using global::Engine.Quantization.Repacked;
 
 namespace Engine.Tests.Quantization;
 
+/// <summary>The checks of <see cref="RepackedLayoutChecks{TLayout}"/> for every repacked layout. The layouts are
+/// internal to the engine and xunit discovers only public classes, so each fact is a theory over the layout's name.</summary>
+public class RepackedLayoutTests
+{
+    public static TheoryData<string> Layouts => [nameof(Q4_Kx8), nameof(Q6_Kx8), nameof(Q4_0x8)];
+
+    static IRepackedLayoutChecks Checks(string layout) => layout switch
+    {
+        nameof(Q4_Kx8) => new Q4_Kx8Checks(),
+        nameof(Q6_Kx8) => new Q6_Kx8Checks(),
+        nameof(Q4_0x8) => new Q4_0x8Checks(),
+        _ => throw new ArgumentException($"no checks for the repacked layout '{layout}'", nameof(layout)),
+    };
+
+    [Theory, MemberData(nameof(Layouts))]
+    public void A_group_block_is_8_source_blocks(string layout) => Checks(layout).A_group_block_is_8_source_blocks();
+
+    [Theory, MemberData(nameof(Layouts))]
+    public void Repack_round_trips_every_row_exactly(string layout) => Checks(layout).Repack_round_trips_every_row_exactly();
+
+    [Theory, MemberData(nameof(Layouts))]
+    public void Fast_dot_and_decode_match_reference_bits_and_the_row_kernels(string layout) =>
+        Checks(layout).Fast_dot_and_decode_match_reference_bits_and_the_row_kernels();
+
+    [Theory, MemberData(nameof(Layouts))]
+    public void MatMul_gives_each_token_the_decode_bits(string layout) => Checks(layout).MatMul_gives_each_token_the_decode_bits();
+}
+
+internal interface IRepackedLayoutChecks
+{
+    void A_group_block_is_8_source_blocks();
+    void Repack_round_trips_every_row_exactly();
+    void Fast_dot_and_decode_match_reference_bits_and_the_row_kernels();
+    void MatMul_gives_each_token_the_decode_bits();
+}
+
 /// <summary>A repacked 8-row layout against the scalar reference (to the bit: the integers are exact and the float
 /// steps are the same) and against the row kernels of the unrepacked rows (within the rounding of another
 /// accumulation order): repacking round-trips every row, the fast dot and the decode form give the reference's
-/// bits, and the prompt form gives every (row, token) the decode bits. One derived class per layout supplies its
-/// lengths and where its f16 scales are. Runs on whichever kernels this process has: CI repeats it without
+/// bits, and the prompt form gives every (row, token) the decode bits. One class per layout supplies its lengths and
+/// where its f16 scales are. Runs on whichever kernels this process has: CI repeats it without
 /// AVX-512, AVX2 and all hardware intrinsics.</summary>
-public abstract class RepackedLayoutTests<TLayout> where TLayout : RepackedMatrix<TLayout>, IRepackedLayout
+internal abstract class RepackedLayoutChecks<TLayout> : IRepackedLayoutChecks where TLayout : RepackedMatrix<TLayout>, IRepackedLayout
 {
     static RowFormat F => TLayout.Source;
 
@@ -33,7 +69,6 @@ public abstract class RepackedLayoutTests<TLayout> where TLayout : RepackedMatri
         _ => (ushort)(rng.Next(30) == 0 ? 0 : Fp16.FromSingle((float)(1e-4 + rng.NextDouble() * 1e-2))),
     };
 
-    [Fact]
     public void A_group_block_is_8_source_blocks()
     {
         int block = TLayout.BlockWidth;
@@ -77,7 +112,6 @@ public abstract class RepackedLayoutTests<TLayout> where TLayout : RepackedMatri
 
     static bool SameBits(float a, float b) => BitConverter.SingleToInt32Bits(a) == BitConverter.SingleToInt32Bits(b);
 
-    [Fact]
     public void Repack_round_trips_every_row_exactly()
     {
         var rng = new Random(1);
@@ -99,7 +133,6 @@ public abstract class RepackedLayoutTests<TLayout> where TLayout : RepackedMatri
         }
     }
 
-    [Fact]
     public void Fast_dot_and_decode_match_reference_bits_and_the_row_kernels()
     {
         var rng = new Random(2);
@@ -136,7 +169,6 @@ public abstract class RepackedLayoutTests<TLayout> where TLayout : RepackedMatri
     }
 
     /// <summary>The prompt form (8- or 4-token tiles plus single tokens) gives every (row, token) the decode bits.</summary>
-    [Fact]
     public void MatMul_gives_each_token_the_decode_bits()
     {
         var rng = new Random(3);
@@ -163,7 +195,7 @@ public abstract class RepackedLayoutTests<TLayout> where TLayout : RepackedMatri
 }
 
 /// <summary>Every multiple of 256 up to 4096, and 14336. Q4_K blocks hold d and dmin at bytes 0 and 2.</summary>
-public class Q4_Kx8Tests : RepackedLayoutTests<Q4_Kx8>
+internal sealed class Q4_Kx8Checks : RepackedLayoutChecks<Q4_Kx8>
 {
     protected override int[] Lengths => [.. Enumerable.Range(1, 16).Select(i => 256 * i), 14336];
     protected override int[] ShortLengths => [256, 768, 1280, 4096];
@@ -172,7 +204,7 @@ public class Q4_Kx8Tests : RepackedLayoutTests<Q4_Kx8>
 }
 
 /// <summary>Q6_K blocks end with d (byte 208); subnormal scales are common in trained Q6_K weights.</summary>
-public class Q6_Kx8Tests : RepackedLayoutTests<Q6_Kx8>
+internal sealed class Q6_Kx8Checks : RepackedLayoutChecks<Q6_Kx8>
 {
     protected override int[] Lengths => [.. Enumerable.Range(1, 16).Select(i => 256 * i), 14336];
     protected override int[] ShortLengths => [256, 768, 1280, 4096];
@@ -188,7 +220,7 @@ public class Q6_Kx8Tests : RepackedLayoutTests<Q6_Kx8>
 }
 
 /// <summary>From one block up, odd block counts included. Q4_0 blocks start with d.</summary>
-public class Q4_0x8Tests : RepackedLayoutTests<Q4_0x8>
+internal sealed class Q4_0x8Checks : RepackedLayoutChecks<Q4_0x8>
 {
     protected override int[] Lengths => [32, 64, 96, 160, 288, 480, 896, 1024, 1568, 2048, 3040, 4096, 4864, 14336];
     protected override int[] ShortLengths => [32, 96, 1248, 4096, 14336];

@@ -4,30 +4,46 @@ namespace Engine.Tests.Sampling;
 
 public class SamplerOptionsTests
 {
-    public static TheoryData<SamplerOptions, string> Invalid => new()
+    /// <summary>A field and an out-of-range value for it (SamplerOptions is internal, so the theory takes the field's
+    /// name and the value, and <see cref="With"/> builds the options).</summary>
+    public static TheoryData<string, float> Invalid => new()
     {
-        { new SamplerOptions { Temperature = -0.1f }, "Temperature" },
-        { new SamplerOptions { Temperature = float.NaN }, "Temperature" },
-        { new SamplerOptions { Temperature = float.PositiveInfinity }, "Temperature" },
-        { new SamplerOptions { TopK = -1 }, "TopK" },
-        { new SamplerOptions { TopP = 0f }, "TopP" },
-        { new SamplerOptions { TopP = 1.01f }, "TopP" },
-        { new SamplerOptions { TopP = float.NaN }, "TopP" },
-        { new SamplerOptions { MinP = -0.01f }, "MinP" },
-        { new SamplerOptions { MinP = 1.5f }, "MinP" },
-        { new SamplerOptions { MinP = float.NaN }, "MinP" },
-        { new SamplerOptions { RepetitionPenalty = 0f }, "RepetitionPenalty" },
-        { new SamplerOptions { RepetitionPenalty = float.NaN }, "RepetitionPenalty" },
-        { new SamplerOptions { RepetitionPenalty = float.PositiveInfinity }, "RepetitionPenalty" },
-        { new SamplerOptions { PresencePenalty = float.NegativeInfinity }, "PresencePenalty" },
-        { new SamplerOptions { FrequencyPenalty = float.NaN }, "FrequencyPenalty" },
-        { new SamplerOptions { PenaltyLastN = -1 }, "PenaltyLastN" },
+        { "Temperature", -0.1f },
+        { "Temperature", float.NaN },
+        { "Temperature", float.PositiveInfinity },
+        { "TopK", -1 },
+        { "TopP", 0f },
+        { "TopP", 1.01f },
+        { "TopP", float.NaN },
+        { "MinP", -0.01f },
+        { "MinP", 1.5f },
+        { "MinP", float.NaN },
+        { "RepetitionPenalty", 0f },
+        { "RepetitionPenalty", float.NaN },
+        { "RepetitionPenalty", float.PositiveInfinity },
+        { "PresencePenalty", float.NegativeInfinity },
+        { "FrequencyPenalty", float.NaN },
+        { "PenaltyLastN", -1 },
+    };
+
+    static SamplerOptions With(string field, float value) => field switch
+    {
+        "Temperature" => new() { Temperature = value },
+        "TopK" => new() { TopK = (int)value },
+        "TopP" => new() { TopP = value },
+        "MinP" => new() { MinP = value },
+        "RepetitionPenalty" => new() { RepetitionPenalty = value },
+        "PresencePenalty" => new() { PresencePenalty = value },
+        "FrequencyPenalty" => new() { FrequencyPenalty = value },
+        "PenaltyLastN" => new() { PenaltyLastN = (int)value },
+        _ => throw new ArgumentException($"no sampler option named '{field}'", nameof(field)),
     };
 
     [Theory]
     [MemberData(nameof(Invalid))]
-    public void Out_of_range_values_are_rejected_naming_the_field(SamplerOptions options, string field)
+    public void Out_of_range_values_are_rejected_naming_the_field(string field, float value)
     {
+        var options = With(field, value);
         var act = () => options.Validate(100);
         act.Should().Throw<InvalidSamplingOptionsException>().Which.ParamName.Should().Be(field);
         FluentActions.Invoking(() => new Sampler(options, 100)).Should().Throw<ArgumentException>();

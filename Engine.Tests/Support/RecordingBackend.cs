@@ -5,7 +5,7 @@ namespace Engine.Tests.Support;
 
 /// <summary>A backend that forwards every call to another and records which weight matrices were multiplied,
 /// with how many rows: the observable trace of which weight bytes a forward pass reads.</summary>
-public sealed class RecordingBackend(IBackend inner) : IBackend
+internal sealed class RecordingBackend(IBackend inner) : IBackend
 {
     public List<(WeightMatrix Weights, int Rows)> MatMuls { get; } = [];
 

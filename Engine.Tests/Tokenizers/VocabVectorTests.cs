@@ -43,7 +43,7 @@ public class VocabVectorTests(ITestOutputHelper output)
 
 /// <summary>Decode(Encode(s)) == s, where llama.cpp's detokenizer gives the input back: vocabularies with
 /// clean_up_tokenization_spaces drop the space before punctuation, so those strings are compared after the same cleanup.</summary>
-public static class RoundTrip
+internal static class RoundTrip
 {
     public static void Check(ITokenizer tok, IEnumerable<string> texts)
     {

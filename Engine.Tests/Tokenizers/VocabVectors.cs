@@ -7,7 +7,7 @@ namespace Engine.Tests.Tokenizers;
 /// <summary>llama.cpp's tokenizer test vectors (models/ggml-vocab-NAME.gguf.inp / .out) and how its test runs them:
 /// strings separated by "\n__ggml_vocab_test__\n", one line of ids per string, tokenized with add_special = false and
 /// parse_special = false (tests/test-tokenizer-0.cpp).</summary>
-public static class VocabVectors
+internal static class VocabVectors
 {
     public const string Dir = "models/ggml-vocab";
 

@@ -5,7 +5,7 @@ namespace Engine.Backends;
 /// <summary>How one model's mixture-of-experts layers route, and the largest batch a routing table must hold:
 /// each token picks <see cref="ExpertsPerToken"/> of <see cref="Experts"/> experts; <see cref="MaxWidth"/> is the
 /// widest input or output row an expert matrix has (a backend may stage rows of it).</summary>
-public sealed record ExpertRoutingShape(int Experts, int ExpertsPerToken, ExpertGating Gating, bool NormalizeWeights, int MaxRows, int MaxWidth)
+internal sealed record ExpertRoutingShape(int Experts, int ExpertsPerToken, ExpertGating Gating, bool NormalizeWeights, int MaxRows, int MaxWidth)
 {
     public static ExpertRoutingShape Of(ModelConfig config, int maxRows) => new(
         config.ExpertCount, config.ExpertsPerToken, config.ExpertGating, config.NormalizeExpertWeights, maxRows,
@@ -19,7 +19,7 @@ public sealed record ExpertRoutingShape(int Experts, int ExpertsPerToken, Expert
 /// for token t and slot s &lt; k, chosen[t*k + s] is an expert and weight[t*k + s] its weight, slot 0 the most
 /// probable. Created by <see cref="IBackend.CreateExpertRouting"/>, filled by <see cref="IBackend.RouteExperts"/>,
 /// read by the expert matmuls and <see cref="IBackend.CombineExperts"/>.</summary>
-public abstract class ExpertRouting(ExpertRoutingShape shape)
+internal abstract class ExpertRouting(ExpertRoutingShape shape)
 {
     public ExpertRoutingShape Shape { get; } = shape;
 

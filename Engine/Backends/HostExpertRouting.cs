@@ -7,7 +7,7 @@ namespace Engine.Backends;
 /// the slots routed to expert e are gathered into a contiguous sub-batch, the expert's matrix multiplies them in
 /// one batched matmul (so its weights are read once per batch), and the results go back to their slots. Experts
 /// no token chose are never touched.</summary>
-public sealed class HostExpertRouting : ExpertRouting
+internal sealed class HostExpertRouting : ExpertRouting
 {
     // Per token: n_expert probabilities; k choices and weights (slot order).
     readonly int[] _chosen;

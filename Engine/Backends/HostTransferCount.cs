@@ -2,7 +2,7 @@ namespace Engine.Backends;
 
 /// <summary>A backend with memory of its own (a GPU) that counts the copies between host and device its
 /// forward-pass operations make, so tests and `engine bench` can show what crosses per step.</summary>
-public interface IHostTransfers
+internal interface IHostTransfers
 {
     HostTransferCount HostTransfers { get; }
 }
@@ -11,7 +11,7 @@ public interface IHostTransfers
 /// one upload (its token id) and one read (the logits); MoE routing, positions and the shared-expert gate stay on
 /// the device. Not counted: what is uploaded once per model, like weights (the weights themselves, and the RoPE
 /// rate table made at the first RoPE call).</summary>
-public sealed class HostTransferCount
+internal sealed class HostTransferCount
 {
     public long Uploads { get; private set; }
     public long UploadedBytes { get; private set; }
@@ -28,7 +28,7 @@ public sealed class HostTransferCount
 }
 
 /// <summary>Copies counted at one moment, or between two (<see cref="op_Subtraction"/>), or per token.</summary>
-public readonly record struct HostTransferSnapshot(double Uploads, double UploadedBytes, double Reads, double ReadBytes)
+internal readonly record struct HostTransferSnapshot(double Uploads, double UploadedBytes, double Reads, double ReadBytes)
 {
     public static HostTransferSnapshot operator -(HostTransferSnapshot a, HostTransferSnapshot b) =>
         new(a.Uploads - b.Uploads, a.UploadedBytes - b.UploadedBytes, a.Reads - b.Reads, a.ReadBytes - b.ReadBytes);

@@ -4,14 +4,14 @@ namespace Engine.Backends;
 
 /// <summary>A float32 activation buffer owned by a backend (host memory on the CPU, device memory on a GPU).
 /// The model addresses buffers only through the backend, so the same model code runs on either.</summary>
-public abstract class ActivationBuffer(string name, int length)
+internal abstract class ActivationBuffer(string name, int length)
 {
     public string Name { get; } = name;
     public int Length { get; } = length;
 }
 
 /// <summary>The key/value cache of one sequence, preallocated for the whole context.</summary>
-public abstract class KvCache(int layers, int contextLength, int keyWidth, int valueWidth) : IDisposable
+internal abstract class KvCache(int layers, int contextLength, int keyWidth, int valueWidth) : IDisposable
 {
     /// <summary>Returns the cache's memory.</summary>
     public virtual void Dispose() { }
@@ -23,11 +23,11 @@ public abstract class KvCache(int layers, int contextLength, int keyWidth, int v
 }
 
 /// <summary>RoPE as the model configures it: which dims rotate, how they pair, and the frequencies.</summary>
-public sealed record RopeParameters(int HeadDim, int RotatedDims, RopeStyle Style, double Theta, RopeScaling Scaling, float[]? FrequencyFactors);
+internal sealed record RopeParameters(int HeadDim, int RotatedDims, RopeStyle Style, double Theta, RopeScaling Scaling, float[]? FrequencyFactors);
 
 /// <summary>Every heavy operation of a forward pass. Row-major activations: a buffer of `rows` tokens of
 /// `width` floats. Parameter order: sources, arguments, destination.</summary>
-public interface IBackend : IDisposable
+internal interface IBackend : IDisposable
 {
     string Name { get; }
     ActivationBuffer Allocate(string name, int length);

@@ -6,14 +6,14 @@ namespace Engine.Backends;
 /// rather than reading them from the memory map. The loader hands it the weights it will compute with once,
 /// after the model has allocated its activations, so it can check that everything fits and prepare it all
 /// before the first token.</summary>
-public interface IResidentWeights
+internal interface IResidentWeights
 {
     void Upload(WeightSet weights);
 }
 
 /// <summary>The weights one backend computes with: all of a model's, or those of its share of the layers.
 /// The experts' matrices of MoE layers come as stacks (<see cref="ExpertStacks"/>), not in <see cref="Matrices"/>.</summary>
-public sealed record WeightSet(IReadOnlyList<WeightMatrix> Matrices, IReadOnlyList<WeightVector> Vectors)
+internal sealed record WeightSet(IReadOnlyList<WeightMatrix> Matrices, IReadOnlyList<WeightVector> Vectors)
 {
     /// <summary>The gate, up and down stacks of every MoE layer in the set.</summary>
     public IReadOnlyList<ExpertMatrices> ExpertStacks { get; init; } = [];

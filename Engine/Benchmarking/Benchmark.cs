@@ -5,10 +5,10 @@ namespace Engine.Benchmarking;
 
 /// <summary>What to measure, named as llama-bench names it: pp = prompt tokens fed in one call, tg = tokens
 /// generated one decode at a time, each test repeated with a fresh KV cache after one unmeasured warm-up.</summary>
-public sealed record BenchOptions(int PromptTokens = 128, int GeneratedTokens = 64, int Repetitions = 3, int Seed = 1234);
+internal sealed record BenchOptions(int PromptTokens = 128, int GeneratedTokens = 64, int Repetitions = 3, int Seed = 1234);
 
 /// <summary>Tokens per second over the repetitions of one test (mean and sample standard deviation).</summary>
-public sealed record BenchStat(string Test, int Tokens, double[] Seconds)
+internal sealed record BenchStat(string Test, int Tokens, double[] Seconds)
 {
     public double[] TokensPerSecond => [.. Seconds.Select(s => Tokens / s)];
     public double Mean => TokensPerSecond.Average();
@@ -26,12 +26,12 @@ public sealed record BenchStat(string Test, int Tokens, double[] Seconds)
 
 /// <summary>The tests' figures; for a model on a device, also the host-device copies per generated token
 /// (summed over the stages whose backend counts them; null when none does).</summary>
-public sealed record BenchResult(BenchStat? Prompt, BenchStat? Generation, Engine.Backends.HostTransferSnapshot? CopiesPerGeneratedToken = null);
+internal sealed record BenchResult(BenchStat? Prompt, BenchStat? Generation, Engine.Backends.HostTransferSnapshot? CopiesPerGeneratedToken = null);
 
 /// <summary>llama-bench's method on our forward pass: random token ids, a fresh cache per repetition, one
 /// warm-up, the prompt as one call (logits of its last token only), generation as single-token decodes
 /// starting from an empty context.</summary>
-public static class Benchmark
+internal static class Benchmark
 {
     public static BenchResult Run(Llama model, BenchOptions options, Action<string>? progress = null)
     {

@@ -7,7 +7,7 @@ namespace Engine.Benchmarking;
 /// <summary>Measures how fast this machine streams memory into the cores: every worker sums its share of a
 /// buffer far larger than the caches, best of a few passes. The decode ceiling of a model is this figure
 /// divided by the bytes of weights it reads per token.</summary>
-public static unsafe class MemoryBandwidth
+internal static unsafe class MemoryBandwidth
 {
     public static double MeasureBytesPerSecond(int threads, long bufferBytes = 512L << 20, int passes = 4)
     {

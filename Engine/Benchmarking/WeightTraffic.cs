@@ -6,7 +6,7 @@ namespace Engine.Benchmarking;
 /// one row of the token embedding (unless it doubles as the output), and of a mixture-of-experts layer only
 /// the router, the experts a token is routed to, and the shared expert. This is the numerator of the decode
 /// ceiling: tokens/s &lt;= memory bandwidth / bytes per token.</summary>
-public static unsafe class WeightTraffic
+internal static unsafe class WeightTraffic
 {
     public static long BytesPerToken(LlamaWeights w, ModelConfig config) => BytesPerToken(w, config, 0, w.Layers.Length);
 

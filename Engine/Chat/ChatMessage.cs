@@ -1,7 +1,7 @@
 namespace Engine.Chat;
 
 /// <summary>One turn of a conversation. Role is usually "system", "user", "assistant" or "tool".</summary>
-public sealed record ChatMessage(string Role, string Content)
+internal sealed record ChatMessage(string Role, string Content)
 {
     public const string System = "system";
     public const string User = "user";

@@ -8,7 +8,7 @@ namespace Engine.Chat;
 /// <c>&lt;tool_response&gt;</c> blocks, as Qwen's templates do. A default system prompt is added only when one
 /// is configured (Qwen2.5's template has one; detection copies it when the metadata template contains it).
 /// </summary>
-public sealed class ChatMlTemplate : IChatTemplate
+internal sealed class ChatMlTemplate : IChatTemplate
 {
     /// <summary>Qwen2.5's built-in system prompt, used when the conversation has none.</summary>
     public const string Qwen25DefaultSystemPrompt = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";

@@ -2,14 +2,14 @@ namespace Engine.Chat;
 
 /// <summary>The template chosen by <see cref="ChatTemplates.Detect"/> and the rule that chose it (for logs and
 /// --verbose output, so a wrong pick can be explained and overridden).</summary>
-public sealed record ChatTemplateMatch(IChatTemplate Template, string Rule);
+internal sealed record ChatTemplateMatch(IChatTemplate Template, string Rule);
 
 /// <summary>
 /// Picks a built-in renderer for a model. The Jinja text from the model's metadata (tokenizer.chat_template) is
 /// only searched for fixed marker strings — it is never parsed or executed (checklist G10; llama-cpp-python
 /// CVE-2024-34359). Rules run in a fixed order and the first that matches wins.
 /// </summary>
-public static class ChatTemplates
+internal static class ChatTemplates
 {
     /// <summary>Built-in templates by name, for an explicit --chat-template override.</summary>
     public static IChatTemplate? ByName(string name) => name.ToLowerInvariant() switch

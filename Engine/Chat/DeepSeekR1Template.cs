@@ -10,7 +10,7 @@ namespace Engine.Chat;
 /// earlier answers lose their reasoning (everything up to the last &lt;/think&gt;). The leading
 /// <c>&lt;｜begin▁of▁sentence｜&gt;</c> comes from the tokenizer (see <see cref="IChatTemplate"/>).
 /// </summary>
-public sealed class DeepSeekR1Template : IChatTemplate
+internal sealed class DeepSeekR1Template : IChatTemplate
 {
     public const string Bos = "<｜begin▁of▁sentence｜>";
     public const string UserTag = "<｜User｜>";

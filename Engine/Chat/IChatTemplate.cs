@@ -10,7 +10,7 @@ namespace Engine.Chat;
 /// The rendered text contains special-token strings (&lt;|im_start|&gt;, …): tokenize it with special-token
 /// parsing on for the template's markers.
 /// </summary>
-public interface IChatTemplate
+internal interface IChatTemplate
 {
     /// <summary>Short name for logs ("chatml", "qwen3", "llama3", "llama2", "deepseek-r1").</summary>
     string Name { get; }

@@ -9,7 +9,7 @@ namespace Engine.Chat;
 /// the tokenizer). Turns must alternate user/assistant starting with user, as the official template enforces.
 /// The prompt ending in <c>[/INST]</c> is already the generation prompt, so addGenerationPrompt adds nothing.
 /// </summary>
-public sealed class Llama2Template : IChatTemplate
+internal sealed class Llama2Template : IChatTemplate
 {
     public string Name => "llama2";
     public IReadOnlyList<string> StopStrings { get; } = ["</s>"];

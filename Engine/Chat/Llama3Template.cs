@@ -9,7 +9,7 @@ namespace Engine.Chat;
 /// <c>&lt;|begin_of_text|&gt;</c> itself; here the tokenizer adds it (see <see cref="IChatTemplate"/>), so the
 /// token sequence is identical. Llama 3.1's extras (dated default system prompt, tool calling) are not rendered.
 /// </summary>
-public sealed class Llama3Template : IChatTemplate
+internal sealed class Llama3Template : IChatTemplate
 {
     public string Name => "llama3";
     public IReadOnlyList<string> StopStrings { get; } = ["<|eot_id|>", "<|end_of_text|>", "<|eom_id|>"];

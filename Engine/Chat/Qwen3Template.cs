@@ -13,7 +13,7 @@ namespace Engine.Chat;
 /// the model answer directly (Qwen's "enable_thinking=False").</item>
 /// </list>
 /// </summary>
-public sealed class Qwen3Template : IChatTemplate
+internal sealed class Qwen3Template : IChatTemplate
 {
     public Qwen3Template(bool enableThinking = true) => EnableThinking = enableThinking;
 

@@ -3,7 +3,7 @@ using System.Text;
 namespace Engine.Chat;
 
 /// <summary>Text released by <see cref="ThinkSplitter"/> for one piece: reasoning and answer, either may be empty.</summary>
-public readonly record struct ThinkChunk(string Thinking, string Answer);
+internal readonly record struct ThinkChunk(string Thinking, string Answer);
 
 /// <summary>
 /// Splits streamed output of reasoning models (DeepSeek-R1, Qwen3) into a "thinking" channel — the text between
@@ -15,7 +15,7 @@ public readonly record struct ThinkChunk(string Thinking, string Answer);
 /// talks about the tag is not swallowed. When the prompt already opened the block (DeepSeek-R1's generation prompt
 /// ends in <c>&lt;think&gt;\n</c>) construct with <c>startsInThinking: true</c>.
 /// </summary>
-public sealed class ThinkSplitter
+internal sealed class ThinkSplitter
 {
     public const string OpenTag = "<think>";
     public const string CloseTag = "</think>";

@@ -1,7 +1,7 @@
 namespace Engine.Models;
 
 /// <summary>Whether an architecture's feed-forward is a mixture of experts.</summary>
-public enum ExpertLayout
+internal enum ExpertLayout
 {
     /// <summary>Always one dense SwiGLU.</summary>
     None,
@@ -13,7 +13,7 @@ public enum ExpertLayout
 
 /// <summary>What differs between the Llama-family architectures this engine runs. Everything else (RMSNorm,
 /// grouped-query attention with RoPE, SwiGLU feed-forwards) is shared, so one forward pass serves all of them.</summary>
-public sealed record ArchitectureTraits(
+internal sealed record ArchitectureTraits(
     string Name,
     RopeStyle GgufRopeStyle,   // as llama.cpp applies it to GGUF weights
     bool QkvBias,              // qwen2: q, k and v projections must carry biases (elsewhere they are loaded when present)

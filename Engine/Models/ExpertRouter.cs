@@ -6,7 +6,7 @@ namespace Engine.Models;
 ///   chosen        = the k most probable experts, most probable first
 ///   weights       = their probabilities, divided by their sum when the model renormalizes
 /// Small host-side arithmetic (n_expert values per token); the expert matmuls are where the time goes.</summary>
-public static class ExpertRouter
+internal static class ExpertRouter
 {
     /// <summary>llama.cpp clamps the sum of the chosen probabilities to the smallest normal F16 before dividing.</summary>
     const float MinimumWeightSum = 6.103515625e-5f;

@@ -1,10 +1,10 @@
 namespace Engine.Models;
 
 /// <summary>The weights of one layer's feed-forward: a single SwiGLU, or a mixture of SwiGLU experts.</summary>
-public abstract record FeedForwardWeights;
+internal abstract record FeedForwardWeights;
 
 /// <summary>W_down · (silu(W_gate · x) ⊙ (W_up · x)), shapes in y = W x form.</summary>
-public sealed record SwiGluWeights(
+internal sealed record SwiGluWeights(
     WeightMatrix Gate,  // [d_model x d_ff]
     WeightMatrix Up,    // [d_model x d_ff]
     WeightMatrix Down)  // [d_ff x d_model]
@@ -16,7 +16,7 @@ public sealed record SwiGluWeights(
 /// <summary>A router and a set of SwiGLU experts: each token goes through the few experts the router scores
 /// highest, and their outputs are summed with the router's weights. The experts' gates, ups and downs are each
 /// held as one stack (ggml's ffn_gate_exps, ffn_up_exps, ffn_down_exps), which a backend indexes by expert.</summary>
-public sealed record MixtureOfExpertsWeights(
+internal sealed record MixtureOfExpertsWeights(
     WeightMatrix Router,              // [d_model x n_expert]: one logit per expert ("ffn_gate_inp")
     ExpertMatrices Gate,              // n_expert x [d_model x d_expert]
     ExpertMatrices Up,                // n_expert x [d_model x d_expert]
@@ -37,7 +37,7 @@ public sealed record MixtureOfExpertsWeights(
 /// tensors (Hugging Face, old Mixtral GGUFs) separate ones. A backend multiplies each token by the ones its router
 /// chose (<see cref="Engine.Backends.IBackend.ExpertMatMul"/>); a GPU holds the stack as one block it indexes by
 /// expert on the device.</summary>
-public sealed class ExpertMatrices
+internal sealed class ExpertMatrices
 {
     readonly WeightMatrix[] _experts;
 

@@ -4,7 +4,7 @@ using Engine.Formats.Gguf;
 namespace Engine.Models;
 
 /// <summary>Builds a <see cref="ModelConfig"/> from GGUF metadata (keys as llama.cpp writes them).</summary>
-public static class GgufModelConfig
+internal static class GgufModelConfig
 {
     public static ModelConfig Read(GgufFile file)
     {

@@ -4,7 +4,7 @@ using Engine.Formats.Gguf;
 namespace Engine.Models;
 
 /// <summary>A GGUF file's tensors, already under the names the model uses.</summary>
-public sealed class GgufTensorSource(GgufFile file) : ITensorSource
+internal sealed class GgufTensorSource(GgufFile file) : ITensorSource
 {
     public bool TryGetTensor(string ggufName, out TensorView view) => file.TryGetTensor(ggufName, out view!);
 }

@@ -6,7 +6,7 @@ namespace Engine.Models;
 /// <summary>Builds a <see cref="ModelConfig"/> from a Hugging Face config.json. Hugging Face checkpoints keep
 /// q and k in the rotate-half order, so RoPE is NeoX-style for every architecture here (llama.cpp instead
 /// permutes llama's q/k rows into adjacent pairs when it writes GGUF).</summary>
-public static class HfModelConfig
+internal static class HfModelConfig
 {
     static readonly Dictionary<string, string> ArchitectureByModelType = new()
     {

@@ -7,7 +7,7 @@ namespace Engine.Models;
 /// <summary>A Hugging Face checkpoint seen under GGUF tensor names. A Linear weight stored [out, in] is
 /// exactly ggml's [in, out] (the reader reverses the shape), so no data moves. Experts are separate 2-D
 /// tensors in Hugging Face checkpoints; they appear under llama.cpp's per-expert names "blk.N.ffn_gate.E.weight".</summary>
-public sealed partial class HfTensorSource(SafetensorsModel model, bool tiedOutput) : ITensorSource
+internal sealed partial class HfTensorSource(SafetensorsModel model, bool tiedOutput) : ITensorSource
 {
     // GGUF name inside a block -> the Hugging Face names it may have, in the order tried (Qwen, then Mixtral).
     static readonly (string Gguf, string[] Hf)[] LayerNames =

@@ -5,7 +5,7 @@ namespace Engine.Models;
 /// <summary>One backend's share of a model's layers, [FirstLayer, FirstLayer + LayerCount). A model split over
 /// a GPU and the CPU (--gpu-layers) is two stages; the first also embeds the tokens, the last also computes the
 /// logits. Each stage keeps its activations and its part of the KV cache in its own backend's memory.</summary>
-public sealed record LayerStage(IBackend Backend, int FirstLayer, int LayerCount)
+internal sealed record LayerStage(IBackend Backend, int FirstLayer, int LayerCount)
 {
     public int EndLayer => FirstLayer + LayerCount;
 
@@ -27,7 +27,7 @@ public sealed record LayerStage(IBackend Backend, int FirstLayer, int LayerCount
 
 /// <summary>The KV cache of a model split into stages: one cache per stage, in that stage's backend, holding
 /// that stage's layers (numbered from 0 within the stage).</summary>
-public sealed class StagedKvCache(KvCache[] parts, int layers, int contextLength, int keyWidth, int valueWidth)
+internal sealed class StagedKvCache(KvCache[] parts, int layers, int contextLength, int keyWidth, int valueWidth)
     : KvCache(layers, contextLength, keyWidth, valueWidth)
 {
     public IReadOnlyList<KvCache> Parts { get; } = parts;

@@ -16,7 +16,7 @@ namespace Engine.Models;
 /// Qwen3 RMS-normalizes each head of q and k before RoPE. The heavy lifting is in the backend; this class only
 /// says what happens in which order. The layers may be split over several backends (LayerStage: a GPU's first
 /// layers, the CPU's rest); the residual stream x then changes hands between them.</summary>
-public sealed class Llama : IDisposable
+internal sealed class Llama : IDisposable
 {
     public ModelConfig Config { get; }
     public LlamaWeights Weights { get; }

@@ -3,7 +3,7 @@ using Engine.Backends;
 namespace Engine.Models;
 
 /// <summary>The weights of one transformer block, shapes in y = W x form ([input x output]).</summary>
-public sealed record LlamaLayerWeights(
+internal sealed record LlamaLayerWeights(
     WeightVector AttentionNorm,   // [d_model]
     WeightMatrix Query,           // [d_model x n_head*head_dim]
     WeightMatrix Key,             // [d_model x n_kv_head*head_dim]
@@ -18,7 +18,7 @@ public sealed record LlamaLayerWeights(
     FeedForwardWeights FeedForward); // one SwiGLU, or a mixture of experts
 
 /// <summary>All weights of a Llama-family model, declared with their expected shapes and checked at load.</summary>
-public sealed record LlamaWeights(
+internal sealed record LlamaWeights(
     WeightMatrix TokenEmbedding,  // [d_model x vocab]: row t is the embedding of token t
     LlamaLayerWeights[] Layers,
     WeightVector OutputNorm,      // [d_model]

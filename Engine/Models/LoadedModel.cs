@@ -8,7 +8,7 @@ using Engine.Formats.Safetensors;
 namespace Engine.Models;
 
 /// <summary>Options for opening a model.</summary>
-public sealed record ModelOptions
+internal sealed record ModelOptions
 {
     public int Threads { get; init; }
     public int MaxBatch { get; init; } = 64;
@@ -27,7 +27,7 @@ public sealed record ModelOptions
 }
 
 /// <summary>A model file opened, validated and bound to a backend; owns the memory map.</summary>
-public sealed class LoadedModel : IDisposable
+internal sealed class LoadedModel : IDisposable
 {
     public string Path { get; }
     public ModelConfig Config { get; }

@@ -2,12 +2,12 @@ namespace Engine.Models;
 
 /// <summary>How RoPE pairs the dimensions of a head. "Normal" (GGUF llama, llama2.c) rotates adjacent pairs
 /// (2i, 2i+1); NeoX (Qwen, and every Hugging Face checkpoint) rotates i with i + d/2 ("rotate half").</summary>
-public enum RopeStyle { Normal, NeoX }
+internal enum RopeStyle { Normal, NeoX }
 
 /// <summary>Context-extension schemes that rescale RoPE frequencies.</summary>
-public enum RopeScalingType { None, Linear, Yarn, Llama3 }
+internal enum RopeScalingType { None, Linear, Yarn, Llama3 }
 
-public sealed record RopeScaling(
+internal sealed record RopeScaling(
     RopeScalingType Type,
     double Factor = 1,
     int OriginalContextLength = 0,
@@ -21,11 +21,11 @@ public sealed record RopeScaling(
 }
 
 /// <summary>How a router's logits become the probabilities that choose and weight the experts.</summary>
-public enum ExpertGating { Softmax, Sigmoid }
+internal enum ExpertGating { Softmax, Sigmoid }
 
 /// <summary>One validated description of a model, whether it came from GGUF metadata or a Hugging Face
 /// config.json: the model code never asks where it came from.</summary>
-public sealed record ModelConfig
+internal sealed record ModelConfig
 {
     /// <summary>Architecture name as GGUF spells it: llama, qwen2, qwen3, qwen2moe, qwen3moe.</summary>
     public required string Architecture { get; init; }

@@ -3,7 +3,7 @@ using Engine.Formats;
 namespace Engine.Models;
 
 /// <summary>Hyperparameter consistency checks (checklist M2), shared by every config source.</summary>
-public static class ModelConfigValidation
+internal static class ModelConfigValidation
 {
     /// <summary>Dimensions beyond this are rejected as absurd: no real model is near it, and it keeps every
     /// derived buffer size far inside 32-bit element counts.</summary>

@@ -15,7 +15,7 @@ namespace Engine.Models;
 /// expert matmul multiplies every slot by its own chosen expert's matrix. How is the backend's affair: the CPU
 /// gathers each expert's tokens into one sub-batch so its weights are read once per batch; experts no token
 /// chose are never read.</summary>
-public sealed class MoeFeedForward
+internal sealed class MoeFeedForward
 {
     readonly IBackend _backend;
     readonly ModelConfig _config;

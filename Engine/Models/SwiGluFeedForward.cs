@@ -5,7 +5,7 @@ namespace Engine.Models;
 /// <summary>The SwiGLU feed-forward, output = W_down · (silu(W_gate · x) ⊙ (W_up · x)), for a batch of rows.
 /// One instance serves every dense layer and every expert (an expert is just a narrower SwiGLU run on the
 /// tokens routed to it), so its scratch is allocated once, for the widest hidden width.</summary>
-public sealed class SwiGluFeedForward
+internal sealed class SwiGluFeedForward
 {
     readonly IBackend _backend;
     readonly ActivationBuffer _gate, _up, _hidden;

@@ -4,7 +4,7 @@ namespace Engine.Models;
 
 /// <summary>Binds declared tensors to handles, checking each against the shape the hyperparameters imply
 /// (checklist M3) and that required ones exist (M4), as llama.cpp's create_tensor does.</summary>
-public sealed class WeightLoader(ITensorSource source)
+internal sealed class WeightLoader(ITensorSource source)
 {
     /// <summary>A matrix y = W x with x of width cols and y of height rows (ggml shape [cols, rows]).</summary>
     public WeightMatrix Matrix(string name, int cols, int rows) =>

@@ -4,7 +4,7 @@ namespace Engine.Models;
 
 /// <summary>A 2-D weight used as y = W x: ggml shape [Cols (input, contiguous), Rows (output)], stored in
 /// the file's own type and read in place from the memory map (never copied).</summary>
-public sealed class WeightMatrix(string name, TensorView view)
+internal sealed class WeightMatrix(string name, TensorView view)
 {
     public string Name { get; } = name;
     public TensorView View { get; } = view;
@@ -18,7 +18,7 @@ public sealed class WeightMatrix(string name, TensorView view)
 }
 
 /// <summary>A 1-D weight (norm scale, bias): small, so it is converted to float32 once at load.</summary>
-public sealed class WeightVector(string name, float[] values)
+internal sealed class WeightVector(string name, float[] values)
 {
     public string Name { get; } = name;
     public float[] Values { get; } = values;

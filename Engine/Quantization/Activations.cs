@@ -3,7 +3,7 @@ using Engine.Formats;
 namespace Engine.Quantization;
 
 /// <summary>Reading quantized activation vectors back as floats (for tests and debugging dumps).</summary>
-public static unsafe class Activations
+internal static unsafe class Activations
 {
     public static void Dequantize(GgmlType type, ReadOnlySpan<byte> src, Span<float> dst)
     {

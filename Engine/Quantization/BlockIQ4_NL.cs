@@ -9,7 +9,7 @@ namespace Engine.Quantization;
 /// <summary>block_iq4_nl: 32 4-bit indices into a fixed non-linear codebook and an f16 scale; value =
 /// d * kvalues[q]. Nibble layout as Q4_0.</summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockIQ4_NL
+internal unsafe struct BlockIQ4_NL
 {
     public const int QK = 32;
     public Half D;
@@ -34,7 +34,7 @@ public unsafe struct BlockIQ4_NL
     internal static Vector256<sbyte> Lookup32(byte* qs) => Avx2.Shuffle(KValuesVector, Simd.Nibbles32(qs).AsSByte());
 }
 
-public sealed unsafe class IQ4_NLFormat : ByteBlockFormat<IQ4_NLBytes>
+internal sealed unsafe class IQ4_NLFormat : ByteBlockFormat<IQ4_NLBytes>
 {
     public static readonly IQ4_NLFormat Instance = new();
     IQ4_NLFormat() : base(GgmlType.IQ4_NL) { }
@@ -106,7 +106,7 @@ public sealed unsafe class IQ4_NLFormat : ByteBlockFormat<IQ4_NLBytes>
 }
 
 /// <summary>block_iq4_nl seen by the shared kernel: nibbles looked up in the non-linear table.</summary>
-public unsafe struct IQ4_NLBytes : IByteBlockWeights
+internal unsafe struct IQ4_NLBytes : IByteBlockWeights
 {
     public static int BlockBytes => sizeof(BlockIQ4_NL);
     public static Vector256<sbyte> Quants(byte* block) => BlockIQ4_NL.Lookup32(((BlockIQ4_NL*)block)->Qs);

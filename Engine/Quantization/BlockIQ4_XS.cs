@@ -9,7 +9,7 @@ namespace Engine.Quantization;
 /// <summary>block_iq4_xs: IQ4_NL's codebook over a 256-element super-block of 8 sub-blocks of 32, each with a
 /// 6-bit scale (low 4 bits in scales_l, high 2 in scales_h); value = d * (ls - 32) * kvalues[q].</summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockIQ4_XS
+internal unsafe struct BlockIQ4_XS
 {
     public Half D;
     public ushort ScalesH;
@@ -20,7 +20,7 @@ public unsafe struct BlockIQ4_XS
     internal int Scale(int ib) => (((ScalesL[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((ScalesH >> (2 * ib)) & 3) << 4)) - 32;
 }
 
-public sealed unsafe class IQ4_XSFormat : RowFormat
+internal sealed unsafe class IQ4_XSFormat : RowFormat
 {
     public static readonly IQ4_XSFormat Instance = new();
     IQ4_XSFormat() : base(GgmlType.IQ4_XS, GgmlType.Q8_K) { }

@@ -10,7 +10,7 @@ namespace Engine.Quantization;
 /// nibble) and 4-bit min (high nibble); value = d * scale * q - dmin * min with q in [0, 3]. Each 32 bytes of qs
 /// hold a 128-element half: bits 2c..2c+1 of qs[l] are element 32c + l of that half.</summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ2_K
+internal unsafe struct BlockQ2_K
 {
     public fixed byte Scales[QK_K / 16];
     public fixed byte Qs[QK_K / 4];
@@ -18,7 +18,7 @@ public unsafe struct BlockQ2_K
     public Half DMin;
 }
 
-public sealed unsafe class Q2_KFormat : RowFormat, IWeightQuantizer
+internal sealed unsafe class Q2_KFormat : RowFormat, IWeightQuantizer
 {
     public static readonly Q2_KFormat Instance = new();
     Q2_KFormat() : base(GgmlType.Q2_K, GgmlType.Q8_K) { }

@@ -11,7 +11,7 @@ namespace Engine.Quantization;
 /// stored +32); value = d * (scale - 32) * q with q in [-4, 3]. The low 2 bits are packed like Q2_K; the third
 /// bit of element 32c + l (c = 0..7, l &lt; 32) is bit c of hmask[l], and a clear bit means q - 4.</summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ3_K
+internal unsafe struct BlockQ3_K
 {
     public fixed byte HMask[QK_K / 8];
     public fixed byte Qs[QK_K / 4];
@@ -36,7 +36,7 @@ public unsafe struct BlockQ3_K
     }
 }
 
-public sealed unsafe class Q3_KFormat : RowFormat, IWeightQuantizer
+internal sealed unsafe class Q3_KFormat : RowFormat, IWeightQuantizer
 {
     public static readonly Q3_KFormat Instance = new();
     Q3_KFormat() : base(GgmlType.Q3_K, GgmlType.Q8_K) { }

@@ -8,14 +8,14 @@ namespace Engine.Quantization;
 /// <summary>block_q4_0: 32 4-bit quants and an f16 scale; value = d * (q - 8). Byte j holds element j in its
 /// low nibble and element j + 16 in its high nibble.</summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ4_0
+internal unsafe struct BlockQ4_0
 {
     public const int QK = 32;
     public Half D;
     public fixed byte Qs[QK / 2];
 }
 
-public sealed unsafe class Q4_0Format : ByteBlockFormat<Q4_0Bytes>, IWeightQuantizer
+internal sealed unsafe class Q4_0Format : ByteBlockFormat<Q4_0Bytes>, IWeightQuantizer
 {
     public static readonly Q4_0Format Instance = new();
     Q4_0Format() : base(GgmlType.Q4_0) { }
@@ -132,7 +132,7 @@ public sealed unsafe class Q4_0Format : ByteBlockFormat<Q4_0Bytes>, IWeightQuant
 }
 
 /// <summary>block_q4_0 seen by the shared kernel: nibbles minus 8.</summary>
-public unsafe struct Q4_0Bytes : IByteBlockWeights
+internal unsafe struct Q4_0Bytes : IByteBlockWeights
 {
     public static int BlockBytes => sizeof(BlockQ4_0);
     public static Vector256<sbyte> Quants(byte* block) => (Simd.Nibbles32(((BlockQ4_0*)block)->Qs) - Vector256.Create((byte)8)).AsSByte();

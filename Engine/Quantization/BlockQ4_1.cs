@@ -8,7 +8,7 @@ namespace Engine.Quantization;
 /// <summary>block_q4_1: 32 4-bit quants with an f16 scale and min; value = d * q + m. Its activations are Q8_1,
 /// whose s = d * sum(q) turns the min term into one multiply per block.</summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ4_1
+internal unsafe struct BlockQ4_1
 {
     public const int QK = 32;
     public Half D;
@@ -16,7 +16,7 @@ public unsafe struct BlockQ4_1
     public fixed byte Qs[QK / 2];
 }
 
-public sealed unsafe class Q4_1Format : RowFormat, IWeightQuantizer
+internal sealed unsafe class Q4_1Format : RowFormat, IWeightQuantizer
 {
     public static readonly Q4_1Format Instance = new();
     Q4_1Format() : base(GgmlType.Q4_1, GgmlType.Q8_1) { }

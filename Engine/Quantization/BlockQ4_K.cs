@@ -11,7 +11,7 @@ namespace Engine.Quantization;
 /// a 6-bit min (packed into 12 bytes); value = d * scale * q - dmin * min with q in [0, 15]. Each 32 bytes of
 /// qs hold two sub-blocks: the low nibbles one, the high nibbles the next.</summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ4_K
+internal unsafe struct BlockQ4_K
 {
     public Half D;
     public Half DMin;
@@ -53,7 +53,7 @@ public unsafe struct BlockQ4_K
     }
 }
 
-public sealed unsafe class Q4_KFormat : RowFormat, IWeightQuantizer
+internal sealed unsafe class Q4_KFormat : RowFormat, IWeightQuantizer
 {
     public static readonly Q4_KFormat Instance = new();
     Q4_KFormat() : base(GgmlType.Q4_K, GgmlType.Q8_K) { }

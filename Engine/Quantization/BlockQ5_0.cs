@@ -9,7 +9,7 @@ namespace Engine.Quantization;
 /// <summary>block_q5_0: 32 5-bit quants and an f16 scale; value = d * (q - 16). Low 4 bits as in Q4_0, the fifth
 /// bit of element j is bit j of the little-endian qh word.</summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ5_0
+internal unsafe struct BlockQ5_0
 {
     public const int QK = 32;
     public Half D;
@@ -17,7 +17,7 @@ public unsafe struct BlockQ5_0
     public fixed byte Qs[QK / 2];
 }
 
-public sealed unsafe class Q5_0Format : ByteBlockFormat<Q5_0Bytes>, IWeightQuantizer
+internal sealed unsafe class Q5_0Format : ByteBlockFormat<Q5_0Bytes>, IWeightQuantizer
 {
     public static readonly Q5_0Format Instance = new();
     Q5_0Format() : base(GgmlType.Q5_0) { }
@@ -135,7 +135,7 @@ public sealed unsafe class Q5_0Format : ByteBlockFormat<Q5_0Bytes>, IWeightQuant
 }
 
 /// <summary>block_q5_0 seen by the shared kernel: 5-bit values minus 16.</summary>
-public unsafe struct Q5_0Bytes : IByteBlockWeights
+internal unsafe struct Q5_0Bytes : IByteBlockWeights
 {
     public static int BlockBytes => sizeof(BlockQ5_0);
     public static Vector256<sbyte> Quants(byte* block) => Q5_0Format.Quants((BlockQ5_0*)block);

@@ -8,7 +8,7 @@ namespace Engine.Quantization;
 
 /// <summary>block_q5_1: 32 5-bit quants with an f16 scale and min; value = d * q + m. Bit layout as Q5_0.</summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ5_1
+internal unsafe struct BlockQ5_1
 {
     public const int QK = 32;
     public Half D;
@@ -17,7 +17,7 @@ public unsafe struct BlockQ5_1
     public fixed byte Qs[QK / 2];
 }
 
-public sealed unsafe class Q5_1Format : RowFormat, IWeightQuantizer
+internal sealed unsafe class Q5_1Format : RowFormat, IWeightQuantizer
 {
     public static readonly Q5_1Format Instance = new();
     Q5_1Format() : base(GgmlType.Q5_1, GgmlType.Q8_1) { }

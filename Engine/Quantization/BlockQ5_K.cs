@@ -10,7 +10,7 @@ namespace Engine.Quantization;
 /// For the 64 elements of pair p (sub-blocks 2p and 2p+1), the fifth bit of element l (l &lt; 32) is bit 2p of
 /// qh[l], and of element 32 + l bit 2p + 1.</summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ5_K
+internal unsafe struct BlockQ5_K
 {
     public Half D;
     public Half DMin;
@@ -19,7 +19,7 @@ public unsafe struct BlockQ5_K
     public fixed byte Qs[QK_K / 2];
 }
 
-public sealed unsafe class Q5_KFormat : RowFormat, IWeightQuantizer
+internal sealed unsafe class Q5_KFormat : RowFormat, IWeightQuantizer
 {
     public static readonly Q5_KFormat Instance = new();
     Q5_KFormat() : base(GgmlType.Q5_K, GgmlType.Q8_K) { }

@@ -12,7 +12,7 @@ namespace Engine.Quantization;
 /// 0..31 (low nibble) and 64..95 (high nibble), ql[32..64) elements 32..63 and 96..127; qh[l] holds the high
 /// bits of elements l, l+32, l+64, l+96 in bit pairs 0, 2, 4, 6.</summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ6_K
+internal unsafe struct BlockQ6_K
 {
     public fixed byte Ql[QK_K / 2];
     public fixed byte Qh[QK_K / 4];
@@ -20,7 +20,7 @@ public unsafe struct BlockQ6_K
     public Half D;
 }
 
-public sealed unsafe class Q6_KFormat : RowFormat, IWeightQuantizer
+internal sealed unsafe class Q6_KFormat : RowFormat, IWeightQuantizer
 {
     public static readonly Q6_KFormat Instance = new();
     Q6_KFormat() : base(GgmlType.Q6_K, GgmlType.Q8_K) { }

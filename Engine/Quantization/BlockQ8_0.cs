@@ -8,14 +8,14 @@ namespace Engine.Quantization;
 /// <summary>block_q8_0: 32 int8 quants with one f16 scale; value = d * q. Also the activation format of
 /// Q4_0, Q5_0, Q8_0 and IQ4_NL.</summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ8_0
+internal unsafe struct BlockQ8_0
 {
     public const int QK = 32;
     public Half D;
     public fixed sbyte Qs[QK];
 }
 
-public sealed unsafe class Q8_0Format : ByteBlockFormat<Q8_0Bytes>, IWeightQuantizer
+internal sealed unsafe class Q8_0Format : ByteBlockFormat<Q8_0Bytes>, IWeightQuantizer
 {
     public static readonly Q8_0Format Instance = new();
     Q8_0Format() : base(GgmlType.Q8_0) { }
@@ -124,7 +124,7 @@ public sealed unsafe class Q8_0Format : ByteBlockFormat<Q8_0Bytes>, IWeightQuant
 }
 
 /// <summary>block_q8_0 seen by the shared kernel: the quants are the signed bytes themselves.</summary>
-public unsafe struct Q8_0Bytes : IByteBlockWeights
+internal unsafe struct Q8_0Bytes : IByteBlockWeights
 {
     public static int BlockBytes => sizeof(BlockQ8_0);
     public static Vector256<sbyte> Quants(byte* block) => Vector256.Load(((BlockQ8_0*)block)->Qs);

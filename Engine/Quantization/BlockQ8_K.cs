@@ -7,7 +7,7 @@ namespace Engine.Quantization;
 /// <summary>block_q8_K: the activation format of the k-quants. 256 int8 quants, a float scale, and the sums
 /// of each group of 16 quants (bsums) so that the weight "min" terms cost one small dot per block.</summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ8_K
+internal unsafe struct BlockQ8_K
 {
     public const int QK = 256;
     public float D;
@@ -48,7 +48,7 @@ public unsafe struct BlockQ8_K
 
 /// <summary>block_q8_1: Q8_0 plus s = d * sum(qs), the activation format of Q4_1 and Q5_1 (their min term).</summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ8_1
+internal unsafe struct BlockQ8_1
 {
     public const int QK = 32;
     public Half D;

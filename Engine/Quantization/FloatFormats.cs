@@ -8,7 +8,7 @@ namespace Engine.Quantization;
 
 /// <summary>F32 weights, F32 activations. The reference sums float products in double like ggml's generic
 /// ggml_vec_dot_f32; the fast path is TensorPrimitives.Dot (float accumulators, every SIMD width).</summary>
-public sealed unsafe class F32Format : RowFormat
+internal sealed unsafe class F32Format : RowFormat
 {
     public static readonly F32Format Instance = new();
     F32Format() : base(GgmlType.F32, GgmlType.F32) { }
@@ -42,7 +42,7 @@ public sealed unsafe class F32Format : RowFormat
 /// are kept as the floats they round to (exactly representable), so a dot converts only the weights: .NET exposes
 /// no F16C instruction, and converting both sides in software made F16 matmuls compute-bound at a third of the
 /// speed. Values and results are the same as with half activations.</summary>
-public sealed unsafe class F16Format : RowFormat
+internal sealed unsafe class F16Format : RowFormat
 {
     public static readonly F16Format Instance = new();
     F16Format() : base(GgmlType.F16, GgmlType.F32) { }
@@ -146,7 +146,7 @@ public sealed unsafe class F16Format : RowFormat
 
 /// <summary>BF16 weights; activations rounded to BF16 (nearest even), products accumulated in float (SIMD)
 /// or double (reference, as ggml's generic ggml_vec_dot_bf16).</summary>
-public sealed unsafe class BF16Format : RowFormat
+internal sealed unsafe class BF16Format : RowFormat
 {
     public static readonly BF16Format Instance = new();
     BF16Format() : base(GgmlType.BF16, GgmlType.BF16) { }

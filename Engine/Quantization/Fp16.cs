@@ -4,7 +4,7 @@ using System.Runtime.Intrinsics;
 namespace Engine.Quantization;
 
 /// <summary>IEEE half and bfloat16 conversions, scalar and vector, rounding as ggml does.</summary>
-public static unsafe class Fp16
+internal static unsafe class Fp16
 {
     /// <summary>Exact half to float. Normal halves are rebiased with an integer add; subnormal ones are their
     /// 10-bit mantissa times 2^-24, a normal float product. No floating-point operation ever sees a subnormal

@@ -8,7 +8,7 @@ namespace Engine.Quantization;
 /// Rows are ggml rows: K elements (ne0) stored as K / BlockSize blocks of BytesPerBlock bytes.
 /// Implementations are stateless and thread-safe.
 /// </summary>
-public interface IRowFormat
+internal interface IRowFormat
 {
     GgmlType Type { get; }
     /// <summary>Elements per block.</summary>
@@ -38,7 +38,7 @@ public interface IRowFormat
 }
 
 /// <summary>A weight type we can also write: llama.cpp's quantize_row_&lt;type&gt;_ref (no importance matrix).</summary>
-public interface IWeightQuantizer
+internal interface IWeightQuantizer
 {
     GgmlType Type { get; }
     /// <summary>Quantizes x (length a multiple of the block size) into dst (the row's bytes).</summary>

@@ -7,7 +7,7 @@ namespace Engine.Quantization;
 
 /// <summary>How one family of weight blocks looks to the shared kernel: 32 weights with one f16 scale, which
 /// decode to 32 signed bytes. Implemented by small structs so the JIT specializes the kernel per format.</summary>
-public unsafe interface IByteBlockWeights
+internal unsafe interface IByteBlockWeights
 {
     static abstract int BlockBytes { get; }
     /// <summary>The block's 32 weights as signed bytes (before the scale).</summary>
@@ -18,7 +18,7 @@ public unsafe interface IByteBlockWeights
 /// <summary>A format whose blocks hold 32 weights that decode to signed bytes and meet Q8_0 activations (Q8_0,
 /// Q4_0, Q5_0, IQ4_NL). With AVX2 all of them run <see cref="Q8_0ActivationKernels"/>, described to it by
 /// TWeights; without AVX2 each keeps its own portable dot (<see cref="DotWithoutAvx2"/>).</summary>
-public abstract unsafe class ByteBlockFormat<TWeights> : RowFormat where TWeights : struct, IByteBlockWeights
+internal abstract unsafe class ByteBlockFormat<TWeights> : RowFormat where TWeights : struct, IByteBlockWeights
 {
     const int BlockWeights = 32;
 

@@ -8,7 +8,7 @@ namespace Engine.Quantization;
 /// each type implements. Nothing is checked inside the cores (the loops), so callers inside this assembly
 /// must pass valid extents.
 /// </summary>
-public abstract unsafe class RowFormat : IRowFormat
+internal abstract unsafe class RowFormat : IRowFormat
 {
     readonly int _actBlockSize, _actBytesPerBlock;
 

@@ -3,7 +3,7 @@ using Engine.Formats;
 namespace Engine.Quantization;
 
 /// <summary>The registry of weight formats and the matrix-vector entry point the CPU backend calls.</summary>
-public static unsafe class RowFormats
+internal static unsafe class RowFormats
 {
     static readonly RowFormat?[] Table = Build();
 

@@ -4,7 +4,7 @@ namespace Engine.Sampling;
 /// Repetition, presence and frequency penalties over the last N tokens, as llama.cpp applies them
 /// (llama_sampler_penalties_apply): each distinct token in the window is penalized once, using its count.
 /// </summary>
-public static class Penalties
+internal static class Penalties
 {
     /// <summary>True when the options change no logit, so the caller can skip the window scan.</summary>
     public static bool AreOff(SamplerOptions o) =>

@@ -2,7 +2,7 @@ using System.Numerics.Tensors;
 
 namespace Engine.Sampling;
 
-public sealed partial class Sampler
+internal sealed partial class Sampler
 {
     /// <summary>Index of the largest value; ties go to the lowest index (so greedy decoding is reproducible).
     /// NaN is never chosen (it compares false); callers reject NaN before.</summary>

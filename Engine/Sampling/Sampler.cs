@@ -11,7 +11,7 @@ namespace Engine.Sampling;
 /// The RNG is owned by the sampler and seeded explicitly (llama2.c style), so the same seed and the same logits
 /// give the same tokens. One sampler serves one generation stream; it is not thread-safe.
 /// </summary>
-public sealed partial class Sampler
+internal sealed partial class Sampler
 {
     readonly SamplerOptions _options;
     readonly int _vocabSize;

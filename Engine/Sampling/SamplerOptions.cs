@@ -5,7 +5,7 @@ namespace Engine.Sampling;
 /// samples from the model's plain softmax distribution (temperature 1, nothing filtered).
 /// Call <see cref="Validate"/> before use; <see cref="Sampler"/> does so itself.
 /// </summary>
-public sealed record SamplerOptions
+internal sealed record SamplerOptions
 {
     /// <summary>Divides the logits before the final softmax; 0 means greedy (argmax, ties to the lowest id).</summary>
     public float Temperature { get; init; } = 1f;

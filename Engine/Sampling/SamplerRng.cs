@@ -7,7 +7,7 @@ namespace Engine.Sampling;
 /// using System.Random, whose algorithm is an implementation detail that may change between .NET versions:
 /// the promise "same seed ⇒ same draws on every machine and every build" needs an algorithm we own.
 /// </summary>
-public struct SamplerRng
+internal struct SamplerRng
 {
     ulong _state;
 

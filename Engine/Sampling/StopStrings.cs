@@ -5,14 +5,14 @@ namespace Engine.Sampling;
 /// <param name="Stopped">A stop string was completed; generation should end. <paramref name="Emit"/> holds the
 /// text before it; the stop string itself is never emitted.</param>
 /// <param name="MatchedStop">The stop string that matched, when <paramref name="Stopped"/>.</param>
-public readonly record struct StopResult(string Emit, bool Stopped, string? MatchedStop);
+internal readonly record struct StopResult(string Emit, bool Stopped, string? MatchedStop);
 
 /// <summary>
 /// Streaming stop-string matcher. A stop string may arrive split over several tokens ("<|e" + "nd|>"), so text
 /// that could be the beginning of a stop string is held back until the next piece settles it; everything else is
 /// released at once. Matching is ordinal (exact UTF-16 code units).
 /// </summary>
-public sealed class StopStrings
+internal sealed class StopStrings
 {
     /// <summary>At most this many stop strings per request (OpenAI allows 4; we are more generous).</summary>
     public const int MaxCount = 16;

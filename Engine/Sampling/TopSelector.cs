@@ -8,7 +8,7 @@ namespace Engine.Sampling;
 /// Order is total — higher logit first, equal logits by lower token id — so the result never depends on the
 /// order the candidates arrive in.
 /// </summary>
-public static class TopSelector
+internal static class TopSelector
 {
     /// <summary>
     /// Writes the <paramref name="k"/> best of (<paramref name="ids"/>, <paramref name="logits"/>) into the

@@ -10,7 +10,7 @@ namespace Engine.Text;
 /// Built on the BCL's stateful <see cref="Decoder"/>, which already implements exactly this (with the Unicode
 /// "maximal subpart" replacement rule), instead of a hand-written state machine.
 /// </summary>
-public sealed class Utf8StreamDecoder
+internal sealed class Utf8StreamDecoder
 {
     // A fresh UTF8Encoding with replacement (not exception) fallback and no BOM handling.
     readonly Decoder _decoder = new UTF8Encoding(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: false).GetDecoder();

@@ -2,7 +2,7 @@ namespace Engine.Tokenizers;
 
 /// <summary>Text to token ids and back, with llama.cpp's semantics (llama_tokenize / llama_token_to_piece /
 /// llama_detokenize), so prompts tokenize to exactly the ids llama.cpp would feed the model.</summary>
-public interface ITokenizer
+internal interface ITokenizer
 {
     /// <summary>Tokenizes <paramref name="text"/>. <paramref name="addSpecial"/> adds BOS/EOS as the vocabulary asks
     /// (<see cref="AddBos"/>, <see cref="AddEos"/>); <paramref name="parseSpecial"/> turns control-token text such as

@@ -3,7 +3,7 @@ namespace Engine.Tokenizers;
 /// <summary>Per-token attributes, as llama.cpp keeps them (flags, because a token can gain CONTROL on top of its type,
 /// and LSTRIP/RSTRIP for models whose special tokens swallow neighbouring spaces).</summary>
 [Flags]
-public enum TokenAttr
+internal enum TokenAttr
 {
     None = 0,
     Undefined = 1 << 0,

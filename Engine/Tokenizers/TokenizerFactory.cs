@@ -5,7 +5,7 @@ namespace Engine.Tokenizers;
 /// <summary>Creates tokenizers from a GGUF's metadata or a Hugging Face tokenizer.json. Bad tokenizer data throws
 /// <see cref="Engine.Formats.ModelFormatException"/> (InvalidConfig, naming the key); unsupported model or
 /// pre-tokenizer types say which are supported.</summary>
-public static class TokenizerFactory
+internal static class TokenizerFactory
 {
     /// <summary>tokenizer.ggml.model "llama" (SentencePiece with scores and byte fallback) or "gpt2" (byte-level BPE,
     /// the pre-tokenizer chosen by tokenizer.ggml.pre).</summary>

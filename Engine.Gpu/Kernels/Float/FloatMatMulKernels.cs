@@ -5,7 +5,7 @@ namespace Engine.Gpu.Kernels.Float;
 /// <summary>The device code of the float weight types. W is row-major Rows x Cols, x is tokens x Cols,
 /// y is tokens x Rows; sums are float32, in an order that differs from the CPU backend's (so results agree
 /// to rounding, not to the bit).</summary>
-public static class FloatMatMulKernels
+internal static class FloatMatMulKernels
 {
     /// <summary>Output rows one group of the matrix-vector kernel computes together.</summary>
     public const int RowsPerGroup = 4;

@@ -9,7 +9,7 @@ namespace Engine.Gpu.Kernels.Float;
 /// <summary>IWeightKernels for one float storage type (F32 as float, F16 and BF16 as their 16-bit patterns):
 /// the weights are uploaded byte for byte and converted to float inside the kernels, so a 16-bit model takes
 /// half the device memory of its float32 form.</summary>
-public sealed class FloatWeightKernels<TRaw, TElement> : IWeightKernels
+internal sealed class FloatWeightKernels<TRaw, TElement> : IWeightKernels
     where TRaw : unmanaged where TElement : struct, IWeightElement<TRaw>
 {
     readonly Accelerator _accelerator;

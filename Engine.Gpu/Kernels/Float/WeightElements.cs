@@ -4,19 +4,19 @@ namespace Engine.Gpu.Kernels.Float;
 
 /// <summary>How one stored weight element becomes a float inside a kernel. Implemented by empty structs so
 /// the generic kernels are specialized per type at compile time (no branch, no indirection on the device).</summary>
-public interface IWeightElement<TRaw> where TRaw : unmanaged
+internal interface IWeightElement<TRaw> where TRaw : unmanaged
 {
     float ToFloat(TRaw raw);
 }
 
-public readonly struct F32Element : IWeightElement<float>
+internal readonly struct F32Element : IWeightElement<float>
 {
     public float ToFloat(float raw) => raw;
 }
 
 /// <summary>IEEE half, decoded with integer operations so every backend (PTX, OpenCL, CPU) gives the exact
 /// same float, subnormals included.</summary>
-public readonly struct F16Element : IWeightElement<ushort>
+internal readonly struct F16Element : IWeightElement<ushort>
 {
     public float ToFloat(ushort raw)
     {
@@ -35,7 +35,7 @@ public readonly struct F16Element : IWeightElement<ushort>
 }
 
 /// <summary>bfloat16 is the top half of a float32.</summary>
-public readonly struct BF16Element : IWeightElement<ushort>
+internal readonly struct BF16Element : IWeightElement<ushort>
 {
     public float ToFloat(ushort raw) => Interop.IntAsFloat((uint)raw << 16);
 }

@@ -6,7 +6,7 @@ namespace Engine.Gpu.Kernels.Quantized;
 
 /// <summary>A quantized matrix on the device: its blocks re-packed to whole 32-bit words (see
 /// <see cref="IBlockDecoder"/>), rows one after another.</summary>
-public sealed class BlockDeviceMatrix(string name, GgmlType type, int rows, int cols, MemoryBuffer1D<uint, Stride1D.Dense> words)
+internal sealed class BlockDeviceMatrix(string name, GgmlType type, int rows, int cols, MemoryBuffer1D<uint, Stride1D.Dense> words)
     : DeviceMatrix(name, type, rows, cols)
 {
     public ArrayView<uint> Words => words.View;

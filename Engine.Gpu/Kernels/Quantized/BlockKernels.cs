@@ -8,7 +8,7 @@ namespace Engine.Gpu.Kernels.Quantized;
 /// rows x cols weights, row-major, cols / BlockElements blocks per row of BlockWords words each; activations
 /// x[t * cols + c]; outputs y[t * rows + r]. All sums accumulate in float.
 /// </summary>
-public static class BlockKernels<TDecoder> where TDecoder : struct, IBlockDecoder
+internal static class BlockKernels<TDecoder> where TDecoder : struct, IBlockDecoder
 {
     /// <summary>Columns staged in shared memory per step of <see cref="MatMulTiled"/>: 128 is the coverage unit
     /// of every decoder (see <see cref="IBlockDecoder"/>), so a step never splits a piece.</summary>

@@ -7,7 +7,7 @@ namespace Engine.Gpu.Kernels.Quantized;
 
 /// <summary>Host side of an upload: raw ggml blocks from the memory-mapped file to the word-aligned device layout,
 /// staged through a bounded buffer so a multi-GiB matrix never needs a second full copy in host memory.</summary>
-public static unsafe class BlockRepacker<TDecoder> where TDecoder : struct, IBlockDecoder
+internal static unsafe class BlockRepacker<TDecoder> where TDecoder : struct, IBlockDecoder
 {
     const int StagingBlocks = 1 << 16;
 

@@ -7,7 +7,7 @@ namespace Engine.Gpu.Kernels.Quantized;
 
 /// <summary>The <see cref="IWeightKernels"/> of one block type: its three kernels compiled once for this
 /// accelerator, launched on the default stream without synchronizing.</summary>
-public sealed class BlockWeightKernels<TDecoder> : IWeightKernels where TDecoder : struct, IBlockDecoder
+internal sealed class BlockWeightKernels<TDecoder> : IWeightKernels where TDecoder : struct, IBlockDecoder
 {
     /// <summary>Warps per group of the decode kernel (one row each): enough to hide latency, few enough that
     /// small matrices still spread over every multiprocessor.</summary>

@@ -6,7 +6,7 @@ namespace Engine.Gpu.Kernels.Quantized;
 /// Integer-only for normals and Inf/NaN, and an exact mantissa * 2^-24 for subnormals, so it does not depend on
 /// the device keeping float denormals (the CPU trick of multiplying a denormal float by 2^112 would break under
 /// flush-to-zero).</summary>
-public static class DeviceHalf
+internal static class DeviceHalf
 {
     public static float ToFloat(uint half)
     {

@@ -12,7 +12,7 @@ namespace Engine.Gpu.Kernels.Quantized;
 /// <see cref="Decode"/> must compute each weight with exactly the float operations of the CPU reference
 /// (Engine.Quantization Block*.DequantizeReferenceCore), so dequantization is bit-exact.
 /// </summary>
-public interface IBlockDecoder
+internal interface IBlockDecoder
 {
     static abstract GgmlType Type { get; }
     static abstract int BlockElements { get; }

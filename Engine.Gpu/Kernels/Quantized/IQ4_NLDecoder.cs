@@ -6,7 +6,7 @@ namespace Engine.Gpu.Kernels.Quantized;
 
 /// <summary>block_iq4_nl (18 bytes: f16 d, 16 bytes of 4-bit codebook indices; w = d * kvalues[q]) as 5 words,
 /// laid out and pieced exactly like Q4_0.</summary>
-public struct IQ4_NLDecoder : IBlockDecoder
+internal struct IQ4_NLDecoder : IBlockDecoder
 {
     public static GgmlType Type => GgmlType.IQ4_NL;
     public static int BlockElements => 32;

@@ -9,7 +9,7 @@ namespace Engine.Gpu.Kernels.Quantized;
 /// ls = low nibble ib of scales_l | bits 2ib..2ib+1 of scales_h &lt;&lt; 4, and w = d * (ls - 32) * kvalues[q]; its 16
 /// index bytes hold columns j (low) and j + 16 (high)). Piece p: ib = p / 4, word 2 + p, columns 32ib + 4(p % 4)..
 /// and that + 16.</summary>
-public struct IQ4_XSDecoder : IBlockDecoder
+internal struct IQ4_XSDecoder : IBlockDecoder
 {
     public static GgmlType Type => GgmlType.IQ4_XS;
     public static int BlockElements => 256;

@@ -1,7 +1,7 @@
 namespace Engine.Gpu.Kernels.Quantized;
 
 /// <summary>Byte and nibble extraction from little-endian 32-bit words (byte i of a word is block byte 4w + i).</summary>
-public static class PackedBits
+internal static class PackedBits
 {
     public static int Byte(uint word, int i) => (int)((word >> (8 * i)) & 0xFFu);
     public static int SignedByte(uint word, int i) => (sbyte)(byte)(word >> (8 * i));

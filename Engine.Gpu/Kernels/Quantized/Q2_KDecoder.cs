@@ -11,7 +11,7 @@ namespace Engine.Gpu.Kernels.Quantized;
 /// Piece p: h = p / 16, r = p % 16, o = r % 8 (quant word 4 + 8h + o), c = 2(r / 8): columns 128h + 32c + 4o..
 /// (bit pair c) and that + 32 (bit pair c + 1). Every word is read by two pieces, one per pair of bit pairs.
 /// </summary>
-public struct Q2_KDecoder : IBlockDecoder
+internal struct Q2_KDecoder : IBlockDecoder
 {
     public static GgmlType Type => GgmlType.Q2_K;
     public static int BlockElements => 256;

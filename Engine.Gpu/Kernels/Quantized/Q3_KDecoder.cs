@@ -11,7 +11,7 @@ namespace Engine.Gpu.Kernels.Quantized;
 /// The low 2 bits are placed as in Q2_K; the third bit of column 128h + 32c + l is bit 4h + c of hmask byte l, and
 /// a clear bit means q - 4. Pieces as Q2_K (low-part word 8 + 8h + o, hmask word o).
 /// </summary>
-public struct Q3_KDecoder : IBlockDecoder
+internal struct Q3_KDecoder : IBlockDecoder
 {
     public static GgmlType Type => GgmlType.Q3_K;
     public static int BlockElements => 256;

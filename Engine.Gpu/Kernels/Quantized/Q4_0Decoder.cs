@@ -7,7 +7,7 @@ namespace Engine.Gpu.Kernels.Quantized;
 /// <summary>block_q4_0 (18 bytes: f16 d, 16 bytes of nibbles; w = (q - 8) * d; byte j holds element j low and
 /// j + 16 high) as 5 words: d, 2 pad bytes, nibbles in words 1..4. Piece p is nibble word 1 + p: columns 4p..4p+3
 /// (low nibbles) and 16 + 4p.. (high).</summary>
-public struct Q4_0Decoder : IBlockDecoder
+internal struct Q4_0Decoder : IBlockDecoder
 {
     public static GgmlType Type => GgmlType.Q4_0;
     public static int BlockElements => 32;

@@ -6,7 +6,7 @@ namespace Engine.Gpu.Kernels.Quantized;
 
 /// <summary>block_q4_1 (20 bytes, word-aligned, copied as is: f16 d and m in word 0, nibbles in words 1..4;
 /// w = q * d + m). Piece p is nibble word 1 + p: columns 4p..4p+3 and 16 + 4p.., as in Q4_0.</summary>
-public struct Q4_1Decoder : IBlockDecoder
+internal struct Q4_1Decoder : IBlockDecoder
 {
     public static GgmlType Type => GgmlType.Q4_1;
     public static int BlockElements => 32;

@@ -8,7 +8,7 @@ namespace Engine.Gpu.Kernels.Quantized;
 /// packed 6-bit scales and mins in words 1..3, 128 bytes of nibbles in words 4..35; w = d * scale * q - dmin * min).
 /// Each 32 nibble bytes hold sub-blocks 2c (low) and 2c + 1 (high). Piece p is nibble word 4 + p, c = p / 8:
 /// columns 64c + 4(p % 8).. (low) and 64c + 32 + 4(p % 8).. (high).</summary>
-public struct Q4_KDecoder : IBlockDecoder
+internal struct Q4_KDecoder : IBlockDecoder
 {
     public static GgmlType Type => GgmlType.Q4_K;
     public static int BlockElements => 256;

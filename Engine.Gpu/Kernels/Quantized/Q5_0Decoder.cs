@@ -7,7 +7,7 @@ namespace Engine.Gpu.Kernels.Quantized;
 /// <summary>block_q5_0 (22 bytes: f16 d, 4 bytes of fifth bits qh, 16 bytes of nibbles; w = (q - 16) * d; bit j
 /// of qh is element j's fifth bit, bit j + 16 element j + 16's) as 6 words: d, 2 pad bytes, qh in word 1, nibbles
 /// in words 2..5. Piece p is nibble word 2 + p: columns 4p..4p+3 and 16 + 4p.., as in Q4_0.</summary>
-public struct Q5_0Decoder : IBlockDecoder
+internal struct Q5_0Decoder : IBlockDecoder
 {
     public static GgmlType Type => GgmlType.Q5_0;
     public static int BlockElements => 32;

@@ -6,7 +6,7 @@ namespace Engine.Gpu.Kernels.Quantized;
 
 /// <summary>block_q5_1 (24 bytes, word-aligned, copied as is: f16 d and m in word 0, fifth bits qh in word 1,
 /// nibbles in words 2..5; w = q * d + m; bits as Q5_0). Piece p is nibble word 2 + p: columns 4p.. and 16 + 4p...</summary>
-public struct Q5_1Decoder : IBlockDecoder
+internal struct Q5_1Decoder : IBlockDecoder
 {
     public static GgmlType Type => GgmlType.Q5_1;
     public static int BlockElements => 32;

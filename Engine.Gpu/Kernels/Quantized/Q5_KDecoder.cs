@@ -8,7 +8,7 @@ namespace Engine.Gpu.Kernels.Quantized;
 /// 1..3, 32 bytes qh of fifth bits in words 4..11, 128 bytes of nibbles in words 12..43; w = d * scale * q -
 /// dmin * min with q in [0, 31]). Pieces as Q4_K (nibble word 12 + p, c = p / 8); the fifth bit of column
 /// 64c + l is bit 2c of qh byte l, of column 64c + 32 + l bit 2c + 1.</summary>
-public struct Q5_KDecoder : IBlockDecoder
+internal struct Q5_KDecoder : IBlockDecoder
 {
     public static GgmlType Type => GgmlType.Q5_K;
     public static int BlockElements => 256;

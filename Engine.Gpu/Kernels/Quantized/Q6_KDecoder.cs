@@ -14,7 +14,7 @@ namespace Engine.Gpu.Kernels.Quantized;
 /// Piece p: h = p / 16, u = p % 16 is ql word 16h + u, o = u % 8, upper = u >= 8: columns
 /// 128h + 32 upper + 4o.. (low nibbles) and that + 64 (high nibbles).
 /// </summary>
-public struct Q6_KDecoder : IBlockDecoder
+internal struct Q6_KDecoder : IBlockDecoder
 {
     public static GgmlType Type => GgmlType.Q6_K;
     public static int BlockElements => 256;

@@ -6,7 +6,7 @@ namespace Engine.Gpu.Kernels.Quantized;
 
 /// <summary>block_q8_0 (34 bytes: f16 d, 32 int8 q; w = q * d) as 9 words: d, 2 pad bytes, then the quants in
 /// words 1..8. Piece p is quant words 1 + 2p and 2 + 2p: columns 8p..8p+7.</summary>
-public struct Q8_0Decoder : IBlockDecoder
+internal struct Q8_0Decoder : IBlockDecoder
 {
     public static GgmlType Type => GgmlType.Q8_0;
     public static int BlockElements => 32;

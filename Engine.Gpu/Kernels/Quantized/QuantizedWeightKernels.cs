@@ -6,7 +6,7 @@ namespace Engine.Gpu.Kernels.Quantized;
 /// <summary>Entry point for the weight-kernel registry: the kernels of every quantized block type implemented
 /// here. <see cref="Factories"/> lets a registry compile a type's kernels only when a model contains it;
 /// <see cref="Create"/> compiles them all.</summary>
-public static class QuantizedWeightKernels
+internal static class QuantizedWeightKernels
 {
     /// <summary>Every implemented type with a function that compiles its kernels for the accelerator.</summary>
     public static IReadOnlyList<(GgmlType Type, Func<IWeightKernels> Create)> Factories(Accelerator accelerator)

@@ -59,7 +59,7 @@ public sealed class QuantizedTestDevice : IDisposable
 
     public Accelerator Accelerator { get; }
 
-    public IReadOnlyDictionary<GgmlType, IWeightKernels> Kernels => _kernels.Value;
+    internal IReadOnlyDictionary<GgmlType, IWeightKernels> Kernels => _kernels.Value;
 
     public void Dispose()
     {

@@ -8,7 +8,7 @@ namespace Engine.Backends.Cpu;
 /// As a resident-weights backend it repacks the Q4_K, Q6_K and Q4_0 matrices it is handed into 8-row groups
 /// (unless told not to, or without AVX2, where the row kernels are the faster ones); every other matrix is read
 /// from the map.</summary>
-public sealed class CpuBackend : IBackend, IResidentWeights
+internal sealed class CpuBackend : IBackend, IResidentWeights
 {
     sealed class Buffer(string name, float[] data) : ActivationBuffer(name, data.Length) { public readonly float[] Data = data; }
 

@@ -12,7 +12,7 @@ namespace Engine.Backends.Cpu;
 /// For quantized W, each token's activations are first quantized to the type's activation format (as
 /// llama.cpp does) so the dot products run on integers. Matrices the backend holds repacked (Q4_K, Q6_K, Q4_0 in groups of
 /// 8 rows, see <see cref="RepackedWeights"/>) run the 8-row kernels, split over the workers in whole groups.</summary>
-public sealed unsafe class MatMulKernels(WorkSplit split)
+internal sealed unsafe class MatMulKernels(WorkSplit split)
 {
     const int RowTile = 16;
     const int GroupTile = 2; // groups of 8 rows: the smallest piece of a repacked matrix a worker takes

@@ -6,7 +6,7 @@ namespace Engine.Backends.Cpu;
 /// <summary>RMSNorm computed the way ggml does it: squares in float, their sum in double, mean and scale in
 /// float. The order matters more than it looks: a quantized matmul downstream rounds these values to 8-bit
 /// levels, and one last-bit difference in the scale can move a value across a rounding tie.</summary>
-public static class NormKernels
+internal static class NormKernels
 {
     public static void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, float epsilon, Span<float> y)
     {

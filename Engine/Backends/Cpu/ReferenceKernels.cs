@@ -2,7 +2,7 @@ namespace Engine.Backends.Cpu;
 
 /// <summary>Plain scalar versions of the float kernels: slow, obvious, and the baseline the fast kernels are
 /// tested against. Accumulation is in double so they are also the more accurate of the two.</summary>
-public static class ReferenceKernels
+internal static class ReferenceKernels
 {
     public static void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, float epsilon, Span<float> y)
     {

@@ -5,7 +5,7 @@ namespace Engine.Backends.Cpu;
 /// <summary>The angles RoPE rotates by: for pair i of a head at position p, theta = p * base^(-2i/d),
 /// adjusted by the model's context scaling. Computed as llama.cpp does (float, theta multiplied by a
 /// constant ratio pair after pair) so that results agree to the last bits where possible.</summary>
-public readonly struct RopeAngles
+internal readonly struct RopeAngles
 {
     readonly RopeParameters _rope;
     readonly float _thetaScale, _freqScale, _extFactor, _attnFactor, _corrLow, _corrHigh;
@@ -79,7 +79,7 @@ public readonly struct RopeAngles
     }
 }
 
-public static class RopeKernels
+internal static class RopeKernels
 {
     /// <summary>Rotates the first rotatedDims of one head: adjacent pairs (Normal) or halves (NeoX).</summary>
     public static void Rotate(Span<float> head, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin, RopeStyle style, int rotatedDims)

@@ -2,7 +2,7 @@ namespace Engine.Backends.Cpu;
 
 /// <summary>A piece of parallel work over an index range. Implemented by small reusable job objects so that
 /// dispatching an operation allocates nothing (a lambda capturing locals would allocate a closure per call).</summary>
-public interface IRangeWork
+internal interface IRangeWork
 {
     void Execute(int start, int end, int worker);
 }
@@ -21,7 +21,7 @@ public interface IRangeWork
 /// sleeps between them must be woken through the kernel, and on a virtual machine waking a halted vCPU costs
 /// from tens to hundreds of microseconds, which measured as a 10-40% slower, very noisy generation rate.
 /// llama.cpp's threads poll for the same reason.</summary>
-public sealed class WorkSplit : IDisposable
+internal sealed class WorkSplit : IDisposable
 {
     public int Workers { get; }
 

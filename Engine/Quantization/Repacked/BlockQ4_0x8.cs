@@ -17,7 +17,7 @@ namespace Engine.Quantization.Repacked;
 /// formed once per token and block for all the rows, which is fewer operations per weight byte than signing.
 /// </summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ4_0x8
+internal unsafe struct BlockQ4_0x8
 {
     public const int Rows = 8;
     public const int Size = 144;

@@ -24,7 +24,7 @@ namespace Engine.Quantization.Repacked;
 /// vectors with a few shifts and masks per super-block.
 /// </summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ4_Kx8
+internal unsafe struct BlockQ4_Kx8
 {
     public const int Rows = 8;
     public const int Size = 1152;

@@ -24,7 +24,7 @@ namespace Engine.Quantization.Repacked;
 ///   both int16 halves of lane j.
 /// </summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ6_Kx8
+internal unsafe struct BlockQ6_Kx8
 {
     public const int Rows = 8;
     public const int Size = 1680;

@@ -11,7 +11,7 @@ namespace Engine.Quantization.Repacked;
 /// one accumulator per row, acc += float(int dot) * (d_w * d_x)). All kernels here agree with
 /// <see cref="DotReference"/> to the bit.
 /// </summary>
-public sealed unsafe class Q4_0x8 : RepackedMatrix<Q4_0x8>, IRepackedLayout
+internal sealed unsafe class Q4_0x8 : RepackedMatrix<Q4_0x8>, IRepackedLayout
 {
     Q4_0x8() { }
 

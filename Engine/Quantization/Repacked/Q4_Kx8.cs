@@ -10,7 +10,7 @@ namespace Engine.Quantization.Repacked;
 /// are exact), but they are scaled and accumulated in another order (as llama.cpp's repacked path also differs
 /// from its row path). All kernels here agree with <see cref="DotReference"/> to the bit.
 /// </summary>
-public sealed unsafe class Q4_Kx8 : RepackedMatrix<Q4_Kx8>, IRepackedLayout
+internal sealed unsafe class Q4_Kx8 : RepackedMatrix<Q4_Kx8>, IRepackedLayout
 {
     Q4_Kx8() { }
 

@@ -10,7 +10,7 @@ namespace Engine.Quantization.Repacked;
 /// exact), but it is scaled and accumulated in another order (the row kernel keeps 8 partial sums in float lanes;
 /// llama.cpp's repacked path also differs from its row path). All kernels here agree with <see cref="DotReference"/> to the bit.
 /// </summary>
-public sealed unsafe class Q6_Kx8 : RepackedMatrix<Q6_Kx8>, IRepackedLayout
+internal sealed unsafe class Q6_Kx8 : RepackedMatrix<Q6_Kx8>, IRepackedLayout
 {
     Q6_Kx8() { }
 

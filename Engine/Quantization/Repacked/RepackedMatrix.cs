@@ -4,7 +4,7 @@ namespace Engine.Quantization.Repacked;
 
 /// <summary>What a repacked block type supplies: its block geometry, how one group block is packed from and
 /// unpacked to 8 rows, and its kernels. <see cref="RepackedMatrix{TLayout}"/> builds the checked edge on it.</summary>
-public unsafe interface IRepackedLayout
+internal unsafe interface IRepackedLayout
 {
     /// <summary>Elements per block (256 for k-quants, 32 for Q4_0).</summary>
     static abstract int BlockWidth { get; }
@@ -25,7 +25,7 @@ public unsafe interface IRepackedLayout
 /// rows in groups of 8, each group's blocks consecutive (group g, block b at (g * k/BlockWidth + b) *
 /// GroupBlockBytes). A type's class derives from this, so its members read as Q4_Kx8.Repack, Q6_Kx8.Dot, ...
 /// </summary>
-public abstract unsafe class RepackedMatrix<TLayout> where TLayout : IRepackedLayout
+internal abstract unsafe class RepackedMatrix<TLayout> where TLayout : IRepackedLayout
 {
     private protected RepackedMatrix() { }
 
