@@ -17,11 +17,22 @@ internal sealed class DeviceMemoryBudget(long capacity)
     public void Release(long bytes) => Used -= bytes;
 }
 
-/// <summary>The model, its KV cache and its activations do not fit in the device's memory.</summary>
-internal sealed class DeviceMemoryException(string what, long bytes, long used, long capacity, string? advice = null)
-    : InvalidOperationException($"{what} needs {Mib(bytes)} MiB of device memory, " +
-                                (used == 0 ? $"more than the device's {Mib(capacity)} MiB; " : $"but {Mib(used)} of the device's {Mib(capacity)} MiB are already taken; ") +
-                                (advice ?? "use a smaller --ctx, fewer --gpu-layers, a smaller model or quantization, or --device cpu"))
+/// <summary>What was asked of a GPU does not fit in its memory (the model's layers, a KV cache); the message says how
+/// much is needed and what to do (fewer GPU layers, a smaller context, the CPU).</summary>
+public sealed class DeviceMemoryException : InvalidOperationException
 {
+    internal DeviceMemoryException(string what, long bytes, long used, long capacity, string? advice = null)
+        : base($"{what} needs {Mib(bytes)} MiB of device memory, " +
+               (used == 0 ? $"more than the device's {Mib(capacity)} MiB; " : $"but {Mib(used)} of the device's {Mib(capacity)} MiB are already taken; ") +
+               (advice ?? "use a smaller --ctx, fewer --gpu-layers, a smaller model or quantization, or --device cpu"))
+    {
+        RequiredBytes = bytes;
+        CapacityBytes = capacity;
+    }
+
+    /// <summary>Bytes of device memory that were needed.</summary>
+    public long RequiredBytes { get; }
+    /// <summary>Bytes of memory the device has.</summary>
+    public long CapacityBytes { get; }
     static long Mib(long bytes) => (bytes + (1 << 20) - 1) >> 20;
 }

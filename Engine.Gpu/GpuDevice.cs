@@ -83,10 +83,15 @@ internal sealed class GpuDevice : IDisposable
     }
 }
 
-/// <summary>The requested device is not on this machine (or its driver is missing).</summary>
-internal sealed class DeviceUnavailableException(DeviceKind kind)
-    : InvalidOperationException($"no {(kind == DeviceKind.Cuda ? "CUDA" : kind.ToString())} device was found " +
-                                "(see 'engine devices' for what is available); use --device cpu, or --device auto to fall back to the CPU")
+/// <summary>The GPU device a model was to be loaded on is not there (no driver, no card): load it with
+/// <c>GpuDevices.Auto</c> to fall back to the CPU, or on <c>ComputeDevice.Cpu</c>.</summary>
+public sealed class DeviceUnavailableException : InvalidOperationException
 {
-    public DeviceKind Kind { get; } = kind;
+    internal DeviceUnavailableException(DeviceKind kind)
+        : base($"no {(kind == DeviceKind.Cuda ? "CUDA" : kind.ToString())} device was found " +
+               "(see 'engine devices' for what is available); use --device cpu, or --device auto to fall back to the CPU") => Kind = kind;
+
+    internal DeviceKind Kind { get; }
+    /// <summary>The device that was asked for, as <c>GpuDevices.Parse</c> names it: cuda, opencl or ilgpu-cpu.</summary>
+    public string Device => Kind switch { DeviceKind.Cuda => "cuda", DeviceKind.OpenCL => "opencl", _ => "ilgpu-cpu" };
 }

@@ -37,12 +37,3 @@ internal sealed class WeightKernelRegistry
     public IWeightKernels For(WeightMatrix w) =>
         _kernels.TryGetValue(w.Type, out var kernels) ? kernels.Value : throw new UnsupportedDeviceWeightException(w.Name, w.Type, SupportedTypes);
 }
-
-/// <summary>A weight type the selected device has no kernels for: the model cannot run there as it is.</summary>
-internal sealed class UnsupportedDeviceWeightException(string tensor, GgmlType type, IEnumerable<GgmlType> supported)
-    : NotSupportedException($"tensor {tensor} is {type}, which the GPU backend has no kernels for (it supports " +
-                            $"{string.Join(", ", supported)}); run with --device cpu")
-{
-    public string Tensor { get; } = tensor;
-    public GgmlType Type { get; } = type;
-}

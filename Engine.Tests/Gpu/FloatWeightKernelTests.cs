@@ -1,5 +1,6 @@
 using Engine.Backends.Cpu;
 using Engine.Formats;
+using Engine.Gpu;
 using Engine.Gpu.Kernels;
 using ILGPU;
 using ILGPU.Runtime;

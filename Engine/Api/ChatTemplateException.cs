@@ -6,5 +6,7 @@ namespace Engine;
 /// </summary>
 public sealed class ChatTemplateException : ArgumentException
 {
+    /// <summary>A conversation the template cannot render.</summary>
+    /// <param name="message">What is wrong with it.</param>
     public ChatTemplateException(string message) : base(message, "messages") { }
 }

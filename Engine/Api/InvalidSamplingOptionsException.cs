@@ -7,5 +7,8 @@ namespace Engine;
 /// </summary>
 public sealed class InvalidSamplingOptionsException : ArgumentException
 {
+    /// <summary>An option out of range.</summary>
+    /// <param name="message">What is wrong and the allowed range.</param>
+    /// <param name="paramName">The option's name.</param>
     public InvalidSamplingOptionsException(string message, string paramName) : base(message, paramName) { }
 }

@@ -197,6 +197,8 @@ public sealed class Model : IDisposable
     /// <param name="options">Pooling and normalization; null for the model's pooling, normalized.</param>
     /// <param name="cancellationToken">Checked between texts.</param>
     /// <returns>One vector per text, in order.</returns>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("ApiDesign", "RS0026:Do not add multiple public overloads with optional parameters",
+        Justification = "The overloads ship together and differ in their first parameter's type (one text or many), so no call is ambiguous.")]
     public async Task<IReadOnlyList<float[]>> EmbedAsync(IEnumerable<string> texts, EmbeddingOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(texts);
@@ -227,6 +229,8 @@ public sealed class Model : IDisposable
     /// <param name="text">The text.</param>
     /// <param name="options">Pooling and normalization; null for the model's pooling, normalized.</param>
     /// <param name="cancellationToken">Cancels the request if it has not started.</param>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("ApiDesign", "RS0026:Do not add multiple public overloads with optional parameters",
+        Justification = "The overloads ship together and differ in their first parameter's type (one text or many), so no call is ambiguous.")]
     public async Task<float[]> EmbedAsync(string text, EmbeddingOptions? options = null, CancellationToken cancellationToken = default) =>
         (await EmbedAsync([text], options, cancellationToken).ConfigureAwait(false))[0];
 

@@ -12,9 +12,16 @@ public sealed class NonFiniteLogitsException : InvalidOperationException
     /// <summary>The offending value (NaN or +infinity).</summary>
     public float Value { get; }
 
+    /// <summary>A non-finite logit at <paramref name="tokenId"/>, with the standard message.</summary>
+    /// <param name="tokenId">The first offending vocabulary index.</param>
+    /// <param name="value">Its value.</param>
     public NonFiniteLogitsException(int tokenId, float value)
         : this(tokenId, value, $"logit of token {tokenId} is {value}; the model produced non-finite output (NaN/+inf), refusing to sample") { }
 
+    /// <summary>A non-finite logit at <paramref name="tokenId"/>, with a message of the caller's.</summary>
+    /// <param name="tokenId">The first offending vocabulary index.</param>
+    /// <param name="value">Its value.</param>
+    /// <param name="message">What went wrong.</param>
     public NonFiniteLogitsException(int tokenId, float value, string message) : base(message)
     {
         TokenId = tokenId;

@@ -57,6 +57,8 @@ public sealed class Session : IDisposable
     /// <returns>The generated tokens as they come; the last one carries the finish reason and timings.</returns>
     /// <exception cref="ContextOverflowException">The prompt does not fit in what is left of the context.</exception>
     /// <exception cref="InvalidSamplingOptionsException">An option is out of range; the message names it.</exception>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("ApiDesign", "RS0026:Do not add multiple public overloads with optional parameters",
+        Justification = "The overloads ship together and differ in their first parameter's type (text or tokens), so no call is ambiguous.")]
     public IAsyncEnumerable<GeneratedToken> GenerateAsync(string prompt, GenerateOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(prompt);
@@ -71,6 +73,8 @@ public sealed class Session : IDisposable
     /// <param name="cancellationToken">Stops the generation before the next decode step; the session stays usable.</param>
     /// <returns>The generated tokens as they come; the last one carries the finish reason and timings.</returns>
     /// <exception cref="ContextOverflowException">The prompt does not fit in what is left of the context.</exception>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("ApiDesign", "RS0026:Do not add multiple public overloads with optional parameters",
+        Justification = "The overloads ship together and differ in their first parameter's type (text or tokens), so no call is ambiguous.")]
     public IAsyncEnumerable<GeneratedToken> GenerateAsync(IReadOnlyList<int> prompt, GenerateOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(prompt);

@@ -9,7 +9,7 @@ namespace Engine.Quantization.Repacked;
 /// Results are not the bits of the row kernels: per row and block the integer dot is the same (it is exact),
 /// but it is scaled and accumulated in another order (llama.cpp's repacked order, ggml_gemv_q4_0_8x8_q8_0:
 /// one accumulator per row, acc += float(int dot) * (d_w * d_x)). All kernels here agree with
-/// <see cref="DotReference"/> to the bit.
+/// <see cref="Q4_0x8Kernels.DotReference"/> to the bit.
 /// </summary>
 internal sealed unsafe class Q4_0x8 : RepackedMatrix<Q4_0x8>, IRepackedLayout
 {

@@ -8,7 +8,7 @@ namespace Engine.Quantization.Repacked;
 ///
 /// Results are not the bits of the row kernels: per row and super-block the two integer sums are the same (they
 /// are exact), but they are scaled and accumulated in another order (as llama.cpp's repacked path also differs
-/// from its row path). All kernels here agree with <see cref="DotReference"/> to the bit.
+/// from its row path). All kernels here agree with <see cref="Q4_Kx8Kernels.DotReference"/> to the bit.
 /// </summary>
 internal sealed unsafe class Q4_Kx8 : RepackedMatrix<Q4_Kx8>, IRepackedLayout
 {

@@ -8,7 +8,7 @@ namespace Engine.Quantization.Repacked;
 ///
 /// Results are not the bits of the row kernels: per row and super-block the integer sum is the same (it is
 /// exact), but it is scaled and accumulated in another order (the row kernel keeps 8 partial sums in float lanes;
-/// llama.cpp's repacked path also differs from its row path). All kernels here agree with <see cref="DotReference"/> to the bit.
+/// llama.cpp's repacked path also differs from its row path). All kernels here agree with <see cref="Q6_Kx8Kernels.DotReference"/> to the bit.
 /// </summary>
 internal sealed unsafe class Q6_Kx8 : RepackedMatrix<Q6_Kx8>, IRepackedLayout
 {
