@@ -3,18 +3,32 @@ namespace Engine.Gpu;
 /// <summary>Device memory the backend has taken, checked against the accelerator's size before each
 /// allocation, so a model that does not fit fails with a message naming what did not fit instead of a
 /// driver error halfway through the upload.</summary>
+/// <remarks>Thread-safe: a KV cache may be disposed, and its reservation released, on another thread than the one
+/// running the model.</remarks>
 internal sealed class DeviceMemoryBudget(long capacity)
 {
+    readonly Lock _lock = new();
+    long _used;
+
     public long Capacity { get; } = capacity;
-    public long Used { get; private set; }
+    public long Used
+    {
+        get { lock (_lock) return _used; }
+    }
 
     public void Reserve(long bytes, string what)
     {
-        if (bytes > Capacity - Used) throw new DeviceMemoryException(what, bytes, Used, Capacity);
-        Used += bytes;
+        lock (_lock)
+        {
+            if (bytes > Capacity - _used) throw new DeviceMemoryException(what, bytes, _used, Capacity);
+            _used += bytes;
+        }
     }
 
-    public void Release(long bytes) => Used -= bytes;
+    public void Release(long bytes)
+    {
+        lock (_lock) _used -= bytes;
+    }
 }
 
 /// <summary>What was asked of a GPU does not fit in its memory (the model's layers, a KV cache); the message says how

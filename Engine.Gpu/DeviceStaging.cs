@@ -5,7 +5,7 @@ namespace Engine.Gpu;
 
 /// <summary>A small device buffer for values the host sends each step (the token ids). It grows only when a
 /// larger batch than any before arrives, so steady-state steps allocate nothing.</summary>
-internal sealed class DeviceStaging<T>(Accelerator accelerator, DeviceMemoryBudget budget, string name) : IDisposable where T : unmanaged
+internal sealed class DeviceStaging<T>(Accelerator accelerator, DeviceBuffers buffers, DeviceMemoryBudget budget, string name) : IDisposable where T : unmanaged
 {
     MemoryBuffer1D<T, Stride1D.Dense>? _buffer;
 
@@ -15,14 +15,20 @@ internal sealed class DeviceStaging<T>(Accelerator accelerator, DeviceMemoryBudg
         if (_buffer is null || _buffer.Length < values.Length)
         {
             long capacity = Math.Max(64, values.Length);
-            if (_buffer is not null) { budget.Release(_buffer.LengthInBytes); _buffer.Dispose(); _buffer = null; }
+            Dispose();
             budget.Reserve(capacity * System.Runtime.CompilerServices.Unsafe.SizeOf<T>(), name);
-            _buffer = accelerator.Allocate1D<T>(capacity);
+            _buffer = buffers.Allocate<T>(capacity);
         }
         var view = _buffer.View.SubView(0, values.Length);
         if (values.Length > 0) view.CopyFromCPU(accelerator.DefaultStream, values);
         return view;
     }
 
-    public void Dispose() => _buffer?.Dispose();
+    public void Dispose()
+    {
+        if (_buffer is null) return;
+        budget.Release(_buffer.LengthInBytes);
+        buffers.Free(_buffer);
+        _buffer = null;
+    }
 }

@@ -21,18 +21,23 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
         public ArrayView<float> View => Data.View;
     }
 
-    sealed class Cache : KvCache
+    /// <summary>A cache's buffers belong to the backend that made it: disposing the cache hands them back to it
+    /// at once, and the backend's own disposal frees the caches not yet disposed.</summary>
+    sealed class Cache(GpuBackend owner, int layers, int ctx, int kw, int vw) : KvCache(layers, ctx, kw, vw)
     {
-        public readonly MemoryBuffer1D<float, Stride1D.Dense>[] Keys, Values; // per layer: [context x width]
-        public Cache(Accelerator accelerator, int layers, int ctx, int kw, int vw) : base(layers, ctx, kw, vw)
+        public readonly MemoryBuffer1D<float, Stride1D.Dense>[] Keys = new MemoryBuffer1D<float, Stride1D.Dense>[layers]; // per layer: [context x width]
+        public readonly MemoryBuffer1D<float, Stride1D.Dense>[] Values = new MemoryBuffer1D<float, Stride1D.Dense>[layers];
+
+        /// <summary>The buffers allocated so far (all of them, unless an allocation failed).</summary>
+        public IEnumerable<MemoryBuffer> Buffers => Keys.Concat(Values).Where(b => b is not null);
+
+        protected override void Release() => owner.Free(this);
+
+        /// <summary>The cache an operation was handed, checked once for that operation.</summary>
+        public static Cache Usable(KvCache cache)
         {
-            Keys = new MemoryBuffer1D<float, Stride1D.Dense>[layers];
-            Values = new MemoryBuffer1D<float, Stride1D.Dense>[layers];
-            for (int l = 0; l < layers; l++)
-            {
-                Keys[l] = accelerator.Allocate1D<float>((long)ctx * kw);
-                Values[l] = accelerator.Allocate1D<float>((long)ctx * vw);
-            }
+            cache.ThrowIfDisposed();
+            return (Cache)cache;
         }
     }
 
@@ -56,8 +61,12 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
     readonly Dictionary<ExpertMatrices, ResidentMatrix> _stacks = new(ReferenceEqualityComparer.Instance);
     readonly Dictionary<WeightVector, MemoryBuffer1D<float, Stride1D.Dense>> _vectors = new(ReferenceEqualityComparer.Instance);
     readonly Dictionary<RopeParameters, RopeTable> _ropeTables = new(ReferenceEqualityComparer.Instance);
-    readonly List<IDisposable> _allocations = [];
+    readonly List<MemoryBuffer> _allocations = [];
     readonly List<GpuExpertRouting> _routings = [];
+    // The caches made and not yet disposed; a cache's disposal takes it out (from any thread, hence the lock).
+    readonly HashSet<Cache> _caches = new(ReferenceEqualityComparer.Instance);
+    readonly DeviceBuffers _buffers;
+    bool _disposed;
 
     /// <summary>Copies between host and device made by forward-pass operations since the backend was created
     /// (weight uploads and allocations aside): what a step costs in transfers.</summary>
@@ -66,6 +75,17 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
     public string Name => $"gpu ({_device.Description})";
     public GpuDevice Device => _device;
     public DeviceMemoryBudget Memory => _budget;
+
+    /// <summary>Bytes of device memory in the buffers this backend holds now: weights, activations, KV caches, RoPE
+    /// tables, expert routing and staging, each counted at its allocated size. A disposed cache takes its bytes off
+    /// at once; after <see cref="Dispose"/> it is 0.</summary>
+    public long DeviceBytesInUse => _buffers.BytesInUse;
+
+    /// <summary>KV caches made by <see cref="CreateKvCache"/> and not yet disposed.</summary>
+    public int LiveCaches
+    {
+        get { lock (_caches) return _caches.Count; }
+    }
 
     readonly bool _ownsDevice;
 
@@ -77,13 +97,14 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
         _accelerator = device.Accelerator;
         _registry = new WeightKernelRegistry(_accelerator);
         _budget = new DeviceMemoryBudget(_accelerator.MemorySize);
+        _buffers = new DeviceBuffers(_accelerator);
         var shape = new GroupShape(_accelerator);
         _norm = new NormKernels(_accelerator, shape);
         _elementwise = new ElementwiseKernels(_accelerator);
         _rope = new RopeKernels(_accelerator);
         _attention = new AttentionKernels(_accelerator, shape);
         _experts = new ExpertKernels(_accelerator, shape);
-        _tokenIds = new DeviceStaging<int>(_accelerator, _budget, "token ids");
+        _tokenIds = new DeviceStaging<int>(_accelerator, _buffers, _budget, "token ids");
     }
 
     public WeightKernelRegistry Kernels => _registry;
@@ -93,7 +114,7 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
     public ActivationBuffer Allocate(string name, int length)
     {
         _budget.Reserve((long)length * sizeof(float), $"activation {name}");
-        var data = _accelerator.Allocate1D<float>(Math.Max(1, length));
+        var data = _buffers.Allocate<float>(Math.Max(1, length));
         data.MemSetToZero();
         _allocations.Add(data);
         return new Buffer(name, length, data);
@@ -101,11 +122,42 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
 
     public KvCache CreateKvCache(int layers, int contextLength, int keyWidth, int valueWidth)
     {
-        _budget.Reserve((long)layers * contextLength * (keyWidth + valueWidth) * sizeof(float), $"the KV cache for {contextLength} tokens");
-        var cache = new Cache(_accelerator, layers, contextLength, keyWidth, valueWidth);
-        foreach (var buffer in cache.Keys.Concat(cache.Values)) _allocations.Add(buffer);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        _budget.Reserve(CacheBytes(layers, contextLength, keyWidth, valueWidth), $"the KV cache for {contextLength} tokens");
+        var cache = new Cache(this, layers, contextLength, keyWidth, valueWidth);
+        lock (_caches) _caches.Add(cache);
+        try
+        {
+            for (int l = 0; l < layers; l++)
+            {
+                cache.Keys[l] = _buffers.Allocate<float>((long)contextLength * keyWidth);
+                cache.Values[l] = _buffers.Allocate<float>((long)contextLength * valueWidth);
+            }
+        }
+        catch
+        {
+            cache.Dispose(); // the device refused a buffer the budget allowed: free those it gave
+            throw;
+        }
         return cache;
     }
+
+    /// <summary>Frees a cache's buffers and its reservation (once: a cache calls it from its first Dispose, and this
+    /// backend's Dispose calls that for every cache still live).</summary>
+    void Free(Cache cache)
+    {
+        lock (_caches)
+        {
+            if (!_caches.Remove(cache)) return;
+            // Kernels still queued may read or write the cache: let them finish before its memory goes back.
+            _accelerator.Synchronize();
+            foreach (var buffer in cache.Buffers) _buffers.Free(buffer);
+        }
+        _budget.Release(CacheBytes(cache.Layers, cache.ContextLength, cache.KeyWidth, cache.ValueWidth));
+    }
+
+    static long CacheBytes(int layers, int contextLength, int keyWidth, int valueWidth) =>
+        (long)layers * contextLength * (keyWidth + valueWidth) * sizeof(float);
 
     /// <summary>Checks that all weights fit beside what is already allocated, then uploads them.</summary>
     public void Upload(WeightSet weights)
@@ -128,7 +180,7 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
         if (_matrices.TryGetValue(w, out var resident)) return resident;
         var kernels = _registry.For(w);
         _budget.Reserve(kernels.DeviceBytes(w.Rows, w.Cols), w.Name);
-        resident = new ResidentMatrix(kernels, kernels.Upload(w));
+        resident = new ResidentMatrix(kernels, _buffers.Uploaded(kernels.Upload(w)));
         _matrices.Add(w, resident);
         return resident;
     }
@@ -140,7 +192,7 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
         if (_stacks.TryGetValue(w, out var resident)) return resident;
         var kernels = _registry.For(w[0]);
         _budget.Reserve(w.Count * kernels.DeviceBytes(w.Rows, w.Cols), w.Name);
-        resident = new ResidentMatrix(kernels, kernels.UploadStack(w.Name, w.Experts));
+        resident = new ResidentMatrix(kernels, _buffers.Uploaded(kernels.UploadStack(w.Name, w.Experts)));
         _stacks.Add(w, resident);
         return resident;
     }
@@ -149,7 +201,7 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
     {
         if (_vectors.TryGetValue(v, out var buffer)) return buffer.View;
         _budget.Reserve((long)v.Length * sizeof(float), v.Name);
-        buffer = _accelerator.Allocate1D(v.Values);
+        buffer = _buffers.Allocate(v.Values);
         _vectors.Add(v, buffer);
         return buffer.View;
     }
@@ -188,7 +240,7 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
         var rates = new float[rope.RotatedDims / 2];
         angles.AngleRates(rates);
         _budget.Reserve((long)rates.Length * sizeof(float), "RoPE rates");
-        var buffer = _accelerator.Allocate1D(rates);
+        var buffer = _buffers.Allocate(rates);
         table = new RopeTable(buffer, new RopeKernels.RopeShape(heads, rope.HeadDim, rates.Length, rope.Style == RopeStyle.NeoX ? 1 : 0, angles.MagnitudeScale));
         _ropeTables.Add(rope, table);
         return table;
@@ -196,14 +248,14 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
 
     public void StoreKv(KvCache cache, int layer, int start, int rows, ActivationBuffer k, ActivationBuffer v)
     {
-        var c = (Cache)cache;
+        var c = Cache.Usable(cache);
         ((Buffer)k).Data.View.SubView(0, (long)rows * c.KeyWidth).CopyTo(c.Keys[layer].View.SubView((long)start * c.KeyWidth, (long)rows * c.KeyWidth));
         ((Buffer)v).Data.View.SubView(0, (long)rows * c.ValueWidth).CopyTo(c.Values[layer].View.SubView((long)start * c.ValueWidth, (long)rows * c.ValueWidth));
     }
 
     public void Attention(ActivationBuffer q, KvCache cache, int layer, int start, int rows, int heads, int kvHeads, int headDim, int valueDim, ActivationBuffer output)
     {
-        var c = (Cache)cache;
+        var c = Cache.Usable(cache);
         var shape = new AttentionKernels.AttentionShape(start, heads, heads / kvHeads, headDim, valueDim, c.KeyWidth, c.ValueWidth, 1f / MathF.Sqrt(headDim));
         _attention.Attention(V(q), c.Keys[layer].View, c.Values[layer].View, rows, shape, V(output));
     }
@@ -220,7 +272,7 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
 
     public ExpertRouting CreateExpertRouting(ExpertRoutingShape shape)
     {
-        var routing = new GpuExpertRouting(_accelerator, _budget, shape);
+        var routing = new GpuExpertRouting(_buffers, _budget, shape);
         _routings.Add(routing);
         return routing;
     }
@@ -334,15 +386,24 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
         return best;
     }
 
+    /// <summary>Frees every device buffer this backend holds, the caches not yet disposed included (disposing
+    /// one of those afterwards does nothing), then the device when the backend owns it. Only the first call does
+    /// anything.</summary>
     public void Dispose()
     {
+        if (_disposed) return;
+        _disposed = true;
         _accelerator.Synchronize();
-        foreach (var m in _matrices.Values) m.Matrix.Dispose();
-        foreach (var m in _stacks.Values) m.Matrix.Dispose();
+        Cache[] live;
+        lock (_caches) live = [.. _caches];
+        foreach (var cache in live) cache.Dispose();
+        foreach (var m in _matrices.Values) _buffers.Free(m.Matrix);
+        foreach (var m in _stacks.Values) _buffers.Free(m.Matrix);
         foreach (var r in _routings) r.Dispose();
-        foreach (var v in _vectors.Values) v.Dispose();
-        foreach (var t in _ropeTables.Values) t.Rates.Dispose();
-        foreach (var a in _allocations) a.Dispose();
+        foreach (var v in _vectors.Values) _buffers.Free(v);
+        foreach (var t in _ropeTables.Values) _buffers.Free(t.Rates);
+        foreach (var a in _allocations) _buffers.Free(a);
+        _matrices.Clear(); _stacks.Clear(); _routings.Clear(); _vectors.Clear(); _ropeTables.Clear(); _allocations.Clear();
         _tokenIds.Dispose();
         if (_ownsDevice) _device.Dispose();
     }

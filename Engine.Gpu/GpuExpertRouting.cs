@@ -12,6 +12,7 @@ namespace Engine.Gpu;
 sealed class GpuExpertRouting : ExpertRouting, IDisposable
 {
     readonly DeviceMemoryBudget _budget;
+    readonly DeviceBuffers _deviceBuffers;
     readonly List<MemoryBuffer> _buffers = [];
     long _bytes;
 
@@ -19,22 +20,23 @@ sealed class GpuExpertRouting : ExpertRouting, IDisposable
     public readonly ArrayView<float> Weights, SortedInput, SortedOutput;
     public readonly ExpertKernels.Rule Rule;
 
-    public GpuExpertRouting(Accelerator accelerator, DeviceMemoryBudget budget, ExpertRoutingShape shape) : base(shape)
+    public GpuExpertRouting(DeviceBuffers deviceBuffers, DeviceMemoryBudget budget, ExpertRoutingShape shape) : base(shape)
     {
         _budget = budget;
+        _deviceBuffers = deviceBuffers;
         int segments = Segments(shape.MaxRows), sorted = segments * ExpertSegment.Tokens;
         long bytes = ((long)shape.MaxSlots * 2 + shape.Experts + sorted + segments) * sizeof(int) + 2L * sorted * shape.MaxWidth * sizeof(float);
         budget.Reserve(bytes, $"the expert routing of {shape.MaxRows} tokens");
         _bytes = bytes;
         try
         {
-            Chosen = Allocate<int>(accelerator, shape.MaxSlots);
-            Weights = Allocate<float>(accelerator, shape.MaxSlots);
-            Counts = Allocate<int>(accelerator, shape.Experts);
-            SortedSlots = Allocate<int>(accelerator, sorted);
-            SegmentExpert = Allocate<int>(accelerator, segments);
-            SortedInput = Allocate<float>(accelerator, (long)sorted * shape.MaxWidth);
-            SortedOutput = Allocate<float>(accelerator, (long)sorted * shape.MaxWidth);
+            Chosen = Allocate<int>(shape.MaxSlots);
+            Weights = Allocate<float>(shape.MaxSlots);
+            Counts = Allocate<int>(shape.Experts);
+            SortedSlots = Allocate<int>(sorted);
+            SegmentExpert = Allocate<int>(segments);
+            SortedInput = Allocate<float>((long)sorted * shape.MaxWidth);
+            SortedOutput = Allocate<float>((long)sorted * shape.MaxWidth);
         }
         catch
         {
@@ -47,16 +49,16 @@ sealed class GpuExpertRouting : ExpertRouting, IDisposable
     /// <summary>Segments the sorted slots of a batch of `rows` tokens may need.</summary>
     public int Segments(int rows) => ExpertSegment.MaxSegments(rows * Shape.ExpertsPerToken, Shape.Experts);
 
-    ArrayView<T> Allocate<T>(Accelerator accelerator, long length) where T : unmanaged
+    ArrayView<T> Allocate<T>(long length) where T : unmanaged
     {
-        var buffer = accelerator.Allocate1D<T>(Math.Max(1, length));
+        var buffer = _deviceBuffers.Allocate<T>(Math.Max(1, length));
         _buffers.Add(buffer);
         return buffer.View;
     }
 
     public void Dispose()
     {
-        foreach (var buffer in _buffers) buffer.Dispose();
+        foreach (var buffer in _buffers) _deviceBuffers.Free(buffer);
         _buffers.Clear();
         _budget.Release(_bytes);
         _bytes = 0;

@@ -81,7 +81,7 @@ public class CpuKernelTests
                 Close(ropedQ.AsSpan((t * heads + h) * dim, dim), head, 1e-6f, $"rope t={t} h={h}");
             }
 
-        var cache = backend.CreateKvCache(1, tokens, kvHeads * dim, kvHeads * dim);
+        using var cache = backend.CreateKvCache(1, tokens, kvHeads * dim, kvHeads * dim);
         backend.StoreKv(cache, 0, 0, tokens, bk, bv);
         var output = backend.Allocate("out", tokens * heads * dim);
         backend.Attention(bq, cache, 0, 0, tokens, heads, kvHeads, dim, dim, output);

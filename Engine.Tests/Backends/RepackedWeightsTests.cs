@@ -14,7 +14,7 @@ public class RepackedWeightsTests
         model = LoadedModel.Open(path, new ModelOptions { Threads = 2, RepackWeights = repack });
         backend = (CpuBackend)model.Model.Backend;
         int[] tokens = [1, 20, 30, 40, 50, 60, 70];
-        var cache = model.Model.CreateCache(16);
+        using var cache = model.Model.CreateCache(16);
         var logits = new float[tokens.Length * model.Config.VocabSize];
         model.Model.Forward(tokens, 0, cache, logits); // the prompt tiles (4 tokens) and single tokens
         var next = new float[model.Config.VocabSize];
@@ -62,7 +62,7 @@ public class RepackedWeightsTests
         {
             using var model = LoadedModel.Open(Path.Combine(folder, name + ".gguf"), new ModelOptions { Threads = 2, RepackWeights = repack });
             Models.FixtureGoldenTests.CheckAgainstGolden(model.Model, golden, Models.FixtureGoldenTests.Tolerance.Quantized);
-            var cache = model.Model.CreateCache(golden.Rows);
+            using var cache = model.Model.CreateCache(golden.Rows);
             var logits = new float[golden.Rows * golden.Vocab];
             model.Model.Forward(golden.Tokens, 0, cache, logits);
             return LogitCompare.Nmse(logits, golden.Logits);

@@ -62,7 +62,8 @@ public sealed class SynthesizedModelTests : IDisposable
     static float[] RunOneToken(LoadedModel model)
     {
         var logits = new float[model.Config.VocabSize];
-        model.Model.Forward([1], 0, model.Model.CreateCache(8), logits);
+        using var cache = model.Model.CreateCache(8);
+        model.Model.Forward([1], 0, cache, logits);
         return logits;
     }
 

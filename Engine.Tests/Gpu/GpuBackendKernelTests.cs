@@ -110,7 +110,7 @@ public sealed class GpuBackendKernelTests(GpuTestDevice device) : IDisposable
         var queries = TestWeights.Random(rows * heads * headDim, 23, 2f);
         var (gpu, cpu) = Both([keys, values, queries, new float[rows * heads * valueDim]], 3, (be, b) =>
         {
-            var cache = be.CreateKvCache(2, context, keyWidth, valueWidth);
+            using var cache = be.CreateKvCache(2, context, keyWidth, valueWidth);
             be.StoreKv(cache, 1, 0, context, b[0], b[1]);
             be.Attention(b[2], cache, 1, start, rows, heads, kvHeads, headDim, valueDim, b[3]);
         });

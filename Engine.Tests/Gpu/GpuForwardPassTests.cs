@@ -55,7 +55,7 @@ public class GpuForwardPassTests(GpuTestDevice device, ITestOutputHelper output)
     {
         var clock = Stopwatch.StartNew();
         using var model = OpenOnDevice(name, out var golden);
-        var cache = model.Model.CreateCache(golden.Rows);
+        using var cache = model.Model.CreateCache(golden.Rows);
         var logits = new float[golden.Rows * golden.Vocab];
         model.Model.Forward(golden.Tokens, 0, cache, logits);
         double nmse = LogitCompare.Nmse(logits, golden.Logits);
@@ -81,7 +81,7 @@ public class GpuForwardPassTests(GpuTestDevice device, ITestOutputHelper output)
     {
         using var model = OpenOnDevice(name, out var golden);
         var transfers = ((GpuBackend)model.Model.Backend).HostTransfers;
-        var cache = model.Model.CreateCache(golden.Rows + 1);
+        using var cache = model.Model.CreateCache(golden.Rows + 1);
         var logits = new float[golden.Vocab];
 
         var before = transfers.Snapshot();
@@ -113,7 +113,7 @@ public class GpuForwardPassTests(GpuTestDevice device, ITestOutputHelper output)
 
     void CheckPromptAndGreedy(Llama model, GoldenCase golden, double maxAbsDiff, int greedyCount)
     {
-        var cache = model.CreateCache(golden.Rows + greedyCount);
+        using var cache = model.CreateCache(golden.Rows + greedyCount);
         var logits = new float[golden.Rows * golden.Vocab];
         model.Forward(golden.Tokens, 0, cache, logits);
         double worst = 0;
@@ -171,7 +171,7 @@ public class GpuForwardPassTests(GpuTestDevice device, ITestOutputHelper output)
         long weightBytes = model.Model.Weights.Matrices().Sum(m => m.View.ByteSize);
         backend!.Memory.Used.Should().BeGreaterThan(weightBytes, "every matrix is resident (F16 uploads byte for byte) beside the activations");
         long afterOpen = backend.Memory.Used;
-        var cache = model.Model.CreateCache(8);
+        using var cache = model.Model.CreateCache(8);
         var logits = new float[model.Config.VocabSize];
         model.Model.Forward([1, 2, 3], 0, cache, logits);
         long afterFirstStep = backend.Memory.Used;

@@ -53,7 +53,7 @@ public class ExpertRoutingTests
     public void A_decoded_token_multiplies_only_its_chosen_experts_weights(string fixture)
     {
         using var m = new RecordedModel(fixture);
-        var cache = m.Model.CreateCache(Prompt.Length + 1);
+        using var cache = m.Model.CreateCache(Prompt.Length + 1);
         var logits = new float[m.Model.Config.VocabSize];
         m.Model.Forward(Prompt, 0, cache, logits);
 
@@ -114,7 +114,7 @@ public class ExpertRoutingTests
     public void A_prompt_batch_reads_each_expert_once_per_layer(string fixture)
     {
         using var m = new RecordedModel(fixture);
-        var cache = m.Model.CreateCache(Prompt.Length);
+        using var cache = m.Model.CreateCache(Prompt.Length);
         var logits = new float[m.Model.Config.VocabSize];
         m.Model.Forward(Prompt, 0, cache, logits);
 

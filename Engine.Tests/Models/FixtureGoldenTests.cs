@@ -42,7 +42,7 @@ public class FixtureGoldenTests
 
     internal static void CheckAgainstGolden(Llama model, GoldenCase golden, Tolerance tolerance)
     {
-        var cache = model.CreateCache(golden.Rows + golden.GreedyTokens.Length);
+        using var cache = model.CreateCache(golden.Rows + golden.GreedyTokens.Length);
         var logits = new float[golden.Rows * golden.Vocab];
         model.Forward(golden.Tokens, 0, cache, logits);
         int sameTop = 0;

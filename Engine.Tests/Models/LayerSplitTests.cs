@@ -28,7 +28,7 @@ public class LayerSplitTests
     {
         int vocab = model.Config.VocabSize;
         int[] prompt = [1, 15, 200, 7, 99, 3];
-        var cache = model.Model.CreateCache(16);
+        using var cache = model.Model.CreateCache(16);
         var logits = new float[(prompt.Length + 3) * vocab];
         model.Model.Forward(prompt, 0, cache, logits.AsSpan(0, prompt.Length * vocab));
         for (int step = 0; step < 3; step++)
@@ -61,17 +61,18 @@ public class LayerSplitTests
     {
         using var whole = Open(Stories);
         using var split = Open(Stories, 2);
-        var cache = split.Model.CreateCache(8);
+        using var cache = split.Model.CreateCache(8);
         var staged = cache.Should().BeOfType<StagedKvCache>().Subject;
         staged.Parts.Select(p => p.Layers).Should().Equal(2, 3);
-        staged.Bytes.Should().Be(whole.Model.CreateCache(8).Bytes);
+        using (var wholeCache = whole.Model.CreateCache(8)) staged.Bytes.Should().Be(wholeCache.Bytes);
 
         List<(string, int, float[])> Observed(LoadedModel model)
         {
             var seen = new List<(string, int, float[])>();
             model.Model.Observer = (name, layer, rows, width, values) => seen.Add((name, layer, values.ToArray()));
             var logits = new float[model.Config.VocabSize];
-            model.Model.Forward([1, 2, 3], 0, model.Model.CreateCache(8), logits);
+            using var observedCache = model.Model.CreateCache(8);
+            model.Model.Forward([1, 2, 3], 0, observedCache, logits);
             return seen;
         }
         var fromSplit = Observed(split);

@@ -25,7 +25,7 @@ public class SafetensorsGoldenTests
         using var model = LoadedModel.Open(TestPaths.Shared("models", "stories260K-hf-derived")!);
         foreach (var golden in GoldenCase.LoadStories(TestPaths.Repo("Engine.Tests", "Golden")))
         {
-            var cache = model.Model.CreateCache(512);
+            using var cache = model.Model.CreateCache(512);
             var logits = new float[golden.Rows * golden.Vocab];
             model.Model.Forward(golden.Tokens, 0, cache, logits);
             for (int i = 0; i < golden.Rows; i++)

@@ -16,7 +16,7 @@ public class StoriesGoldenTests
         using var model = LoadedModel.Open(ModelPath);
         foreach (var golden in GoldenCase.LoadStories(GoldenDir))
         {
-            var cache = model.Model.CreateCache(512);
+            using var cache = model.Model.CreateCache(512);
             var logits = new float[golden.Rows * golden.Vocab];
             model.Model.Forward(golden.Tokens, 0, cache, logits);
             for (int i = 0; i < golden.Rows; i++)
@@ -39,7 +39,7 @@ public class StoriesGoldenTests
     /// <summary>Prompt in one batch, then one token at a time: argmax of raw logits.</summary>
     internal static int[] GreedyDecode(Llama model, int[] prompt, int count)
     {
-        var cache = model.CreateCache(prompt.Length + count);
+        using var cache = model.CreateCache(prompt.Length + count);
         var logits = new float[model.Config.VocabSize];
         model.Forward(prompt, 0, cache, logits);
         var result = new List<int>();

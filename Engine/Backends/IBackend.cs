@@ -10,16 +10,47 @@ internal abstract class ActivationBuffer(string name, int length)
     public int Length { get; } = length;
 }
 
-/// <summary>The key/value cache of one sequence, preallocated for the whole context.</summary>
+/// <summary>The key/value cache of one sequence, preallocated for the whole context. It holds memory in its
+/// backend (host arrays on the CPU, device buffers on a GPU) until it is disposed; a session owns its cache and
+/// disposes it when it ends or is replaced. Disposing twice does nothing; a disposed cache refuses further use
+/// with an <see cref="ObjectDisposedException"/>.</summary>
 internal abstract class KvCache(int layers, int contextLength, int keyWidth, int valueWidth) : IDisposable
 {
-    /// <summary>Returns the cache's memory.</summary>
-    public virtual void Dispose() { }
+    int _disposed;
+
     public int Layers { get; } = layers;
     public int ContextLength { get; } = contextLength;
     public int KeyWidth { get; } = keyWidth;
     public int ValueWidth { get; } = valueWidth;
-    public long Bytes => (long)Layers * ContextLength * (KeyWidth + ValueWidth) * sizeof(float);
+
+    /// <summary>Bytes of memory the cache holds in its backend: every layer's keys and values for the whole
+    /// context, or 0 once disposed.</summary>
+    public long Bytes => IsDisposed ? 0 : (long)Layers * ContextLength * (KeyWidth + ValueWidth) * sizeof(float);
+
+    public bool IsDisposed => Volatile.Read(ref _disposed) != 0;
+
+    /// <summary>What the cache is, for messages: its size, which names it among a process's caches well enough.</summary>
+    public override string ToString() => $"KV cache ({Layers} layers x {ContextLength} tokens)";
+
+    /// <summary>Throws an <see cref="ObjectDisposedException"/> naming the cache once it is disposed: backends
+    /// call it once per operation on a cache, before touching its memory.</summary>
+    public void ThrowIfDisposed()
+    {
+        if (IsDisposed) throw new ObjectDisposedException(ToString(),
+            "the KV cache was disposed (its session ended or was replaced, or its model was disposed); create a new one with CreateCache");
+    }
+
+    /// <summary>Returns the cache's memory to its backend. Only the first call does anything (also when several
+    /// threads call at once).</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        Release();
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>Frees the cache's memory; called exactly once, by the first <see cref="Dispose"/>.</summary>
+    protected abstract void Release();
 }
 
 /// <summary>RoPE as the model configures it: which dims rotate, how they pair, and the frequencies.</summary>
@@ -31,6 +62,8 @@ internal interface IBackend : IDisposable
 {
     string Name { get; }
     ActivationBuffer Allocate(string name, int length);
+    /// <summary>A cache of `layers` layers for `contextLength` tokens in this backend's memory. The caller owns it
+    /// and disposes it to return that memory; the backend's own disposal frees any cache still held.</summary>
     KvCache CreateKvCache(int layers, int contextLength, int keyWidth, int valueWidth);
 
     /// <summary>x[t] = row tokens[t] of the embedding table.</summary>

@@ -49,13 +49,24 @@ internal sealed class Llama : IDisposable
         _handOver = stages.Count > 1 ? new float[MaxBatch * config.EmbeddingLength] : [];
     }
 
-    /// <summary>A KV cache for `contextLength` tokens; split over the stages' backends when the layers are.</summary>
+    /// <summary>A KV cache for `contextLength` tokens; split over the stages' backends when the layers are. The
+    /// caller owns it and disposes it to return its memory (the model's disposal frees any cache left).</summary>
     public KvCache CreateCache(int contextLength)
     {
         var c = Config;
         if (_stages.Length == 1) return Backend.CreateKvCache(c.LayerCount, contextLength, c.KeyWidth, c.ValueWidth);
-        var parts = Stages.Select(s => s.Backend.CreateKvCache(s.LayerCount, contextLength, c.KeyWidth, c.ValueWidth)).ToArray();
-        return new StagedKvCache(parts, c.LayerCount, contextLength, c.KeyWidth, c.ValueWidth);
+        var parts = new List<KvCache>(_stages.Length);
+        try
+        {
+            foreach (var s in Stages) parts.Add(s.Backend.CreateKvCache(s.LayerCount, contextLength, c.KeyWidth, c.ValueWidth));
+        }
+        catch
+        {
+            // A later stage's backend could not hold its part (device memory): free the parts already made.
+            foreach (var part in parts) part.Dispose();
+            throw;
+        }
+        return new StagedKvCache([.. parts], c.LayerCount, contextLength, c.KeyWidth, c.ValueWidth);
     }
 
     /// <summary>Feeds tokens at positions [start, start + tokens.Length) and writes logits: of the last token
@@ -66,6 +77,7 @@ internal sealed class Llama : IDisposable
         bool everyRow = logits.Length == tokens.Length * vocab && tokens.Length > 1;
         if (!everyRow && logits.Length != vocab)
             throw new ArgumentException($"logits must hold {vocab} or {tokens.Length} x {vocab} values", nameof(logits));
+        cache.ThrowIfDisposed();
         if (start < 0 || start + tokens.Length > cache.ContextLength)
             throw new ContextOverflowException(cache.ContextLength, start, tokens.Length);
         foreach (int token in tokens)

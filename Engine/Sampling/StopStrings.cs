@@ -8,7 +8,7 @@ namespace Engine.Sampling;
 internal readonly record struct StopResult(string Emit, bool Stopped, string? MatchedStop);
 
 /// <summary>
-/// Streaming stop-string matcher. A stop string may arrive split over several tokens ("<|e" + "nd|>"), so text
+/// Streaming stop-string matcher. A stop string may arrive split over several tokens ("&lt;|e" + "nd|&gt;"), so text
 /// that could be the beginning of a stop string is held back until the next piece settles it; everything else is
 /// released at once. Matching is ordinal (exact UTF-16 code units).
 /// </summary>

@@ -14,12 +14,22 @@ internal sealed class CpuBackend : IBackend, IResidentWeights
 
     sealed class Cache : KvCache
     {
-        public readonly float[][] Keys, Values; // per layer: [context x width]
+        public float[][] Keys, Values; // per layer: [context x width]; none once disposed
         public Cache(int layers, int ctx, int kw, int vw) : base(layers, ctx, kw, vw)
         {
             Keys = new float[layers][];
             Values = new float[layers][];
             for (int l = 0; l < layers; l++) { Keys[l] = new float[(long)ctx * kw]; Values[l] = new float[(long)ctx * vw]; }
+        }
+
+        /// <summary>Drops the arrays, so the collector reclaims them even while the cache object is still referenced.</summary>
+        protected override void Release() { Keys = []; Values = []; }
+
+        /// <summary>The cache an operation was handed, checked once for that operation.</summary>
+        public static Cache Usable(KvCache cache)
+        {
+            cache.ThrowIfDisposed();
+            return (Cache)cache;
         }
     }
 
@@ -115,14 +125,14 @@ internal sealed class CpuBackend : IBackend, IResidentWeights
 
     public void StoreKv(KvCache cache, int layer, int start, int rows, ActivationBuffer k, ActivationBuffer v)
     {
-        var c = (Cache)cache;
+        var c = Cache.Usable(cache);
         D(k).AsSpan(0, rows * c.KeyWidth).CopyTo(c.Keys[layer].AsSpan(start * c.KeyWidth));
         D(v).AsSpan(0, rows * c.ValueWidth).CopyTo(c.Values[layer].AsSpan(start * c.ValueWidth));
     }
 
     public void Attention(ActivationBuffer q, KvCache cache, int layer, int start, int rows, int heads, int kvHeads, int headDim, int valueDim, ActivationBuffer output)
     {
-        var c = (Cache)cache;
+        var c = Cache.Usable(cache);
         var work = _attentionWork;
         work.Queries = D(q); work.Result = D(output);
         work.Keys = c.Keys[layer]; work.Values = c.Values[layer];

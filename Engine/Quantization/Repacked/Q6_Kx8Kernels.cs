@@ -16,8 +16,8 @@ namespace Engine.Quantization.Repacked;
 /// activation broadcast serves the 8 rows and the lanes end as the 8 row results (no horizontal sums).
 /// int16 bounds: a pmaddubsw lane is at most 2 * 63 * 127 = 16002 (Q8_K quants lie in [-127, 127]), so two of
 /// them (32004) may be summed in int16 before the pmaddwd by the scales, not three: a sub-block (four vectors)
-/// costs two pmaddwd where the row kernel pays four. int32 bounds: |sum scale * (q . q8)| <= 16 * 128 * 16 * 63 *
-/// 127 < 2^28 and 32 * |sum scale * bsum| <= 32 * 16 * 128 * 2032 < 2^28.
+/// costs two pmaddwd where the row kernel pays four. int32 bounds: |sum scale * (q . q8)| &lt;= 16 * 128 * 16 * 63 *
+/// 127 &lt; 2^28 and 32 * |sum scale * bsum| &lt;= 32 * 16 * 128 * 2032 &lt; 2^28.
 /// </summary>
 internal static unsafe class Q6_Kx8Kernels
 {
