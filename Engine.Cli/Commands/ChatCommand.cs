@@ -79,7 +79,7 @@ public static class ChatCommand
         finally { stream.DisposeAsync().AsTask().GetAwaiter().GetResult(); }
         Console.Out.WriteLine();
         var t = last!.Timings!;
-        Console.Error.WriteLine($"[{t.GeneratedTokens} tokens, {t.GenerationTokensPerSecond:F1} tok/s, prompt {t.PromptTokens} new tokens at {t.PromptTokensPerSecond:F1} tok/s]");
+        Console.Error.WriteLine($"[{t.GeneratedTokens} tokens, {t.GenerationTokensPerSecond:F1} tok/s, prompt {t.PromptTokens} new tokens at {t.PromptTokensPerSecond:F1} tok/s, {t.CachedTokens} reused from the cache]");
         return answer.ToString();
     }
 
