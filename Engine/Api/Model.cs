@@ -28,7 +28,9 @@ public sealed class Model : IDisposable
     bool _disposed;
 
     internal Llama Network => _loaded.Model;
-    internal ITokenizer Tokenizer { get; }
+    /// <summary>The tokenizer, read on first use: a Hugging Face folder without tokenizer.json still runs from token ids,
+    /// and asking it for text says what is missing.</summary>
+    internal ITokenizer Tokenizer => _loaded.Tokenizer;
     internal IChatTemplate ChatTemplate { get; }
 
     /// <summary>The model's facts: architecture, size, types, context, chat template.</summary>
@@ -37,12 +39,11 @@ public sealed class Model : IDisposable
     Model(LoadedModel loaded, ModelLoadOptions options)
     {
         _loaded = loaded;
-        Tokenizer = loaded.Tokenizer;
         var config = loaded.Config;
         ChatTemplateMatch match = options.ChatTemplate is { } name
             ? new(ChatTemplates.ByName(name) ?? throw new ArgumentException(
                 $"unknown chat template '{name}': use chatml, qwen2, qwen3, llama3, llama2, deepseek-r1 or deepseek-v3", nameof(options)), "chosen")
-            : ChatTemplates.Detect(loaded.ChatTemplateText, config.Architecture, piece => Tokenizer.Tokens.Contains(piece));
+            : ChatTemplates.Detect(loaded.ChatTemplateText, config.Architecture, piece => HasToken(loaded, piece));
         ChatTemplate = match.Template;
         if (options.ContextLength < 0)
             throw new ArgumentOutOfRangeException(nameof(options), $"the context length must be 0 (the default) or more, got {options.ContextLength}");
@@ -70,6 +71,13 @@ public sealed class Model : IDisposable
             Pooling = DeclaredPooling(loaded),
             Device = loaded.Model.Backend.Name,
         };
+    }
+
+    /// <summary>Whether the vocabulary holds a token's text, for recognizing a chat format; no tokenizer holds none.</summary>
+    static bool HasToken(LoadedModel loaded, string piece)
+    {
+        try { return loaded.Tokenizer.Tokens.Contains(piece); }
+        catch (ModelFormatException) { return false; }
     }
 
     /// <summary>Loads a model: a GGUF file, a Hugging Face folder (config.json, *.safetensors, tokenizer.json), or a

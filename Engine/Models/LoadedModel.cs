@@ -39,6 +39,7 @@ internal sealed class LoadedModel : IDisposable
     LoadedModel(string path, ModelConfig config, Llama model, IReadOnlyDictionary<string, GgufValue>? metadata, IDisposable file)
     {
         Path = path; Config = config; Model = model; GgufMetadata = metadata; _file = file;
+        _hfChatTemplate = new Lazy<string?>(ReadHfChatTemplate);
     }
 
     public static LoadedModel Open(string path, ModelOptions? options = null)
@@ -127,7 +128,32 @@ internal sealed class LoadedModel : IDisposable
     }
 
     /// <summary>The chat template named in the metadata (never executed: only recognized).</summary>
-    public string? ChatTemplateText => GgufMetadata?.GetStringOrNull(GgufKeys.ChatTemplate);
+    public string? ChatTemplateText => GgufMetadata is not null ? GgufMetadata.GetStringOrNull(GgufKeys.ChatTemplate) : _hfChatTemplate.Value;
+
+    /// <summary>Hugging Face keeps the template in tokenizer_config.json's chat_template: one string, or a list of named
+    /// templates of which "default" is the chat one. A missing or unreadable file means no template (the template is
+    /// only recognized, so a damaged one must not stop the model from loading).</summary>
+    readonly Lazy<string?> _hfChatTemplate;
+
+    string? ReadHfChatTemplate()
+    {
+        string folder = Directory.Exists(Path) ? Path : System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(Path))!;
+        var file = System.IO.Path.Combine(folder, "tokenizer_config.json");
+        if (!File.Exists(file) || new FileInfo(file).Length > 64 << 20) return null;
+        try
+        {
+            using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllBytes(file));
+            if (!json.RootElement.TryGetProperty("chat_template", out var template)) return null;
+            if (template.ValueKind == System.Text.Json.JsonValueKind.String) return template.GetString();
+            if (template.ValueKind == System.Text.Json.JsonValueKind.Array)
+                foreach (var named in template.EnumerateArray())
+                    if (named.ValueKind == System.Text.Json.JsonValueKind.Object && named.TryGetProperty("name", out var name) && name.ValueEquals("default")
+                        && named.TryGetProperty("template", out var text) && text.ValueKind == System.Text.Json.JsonValueKind.String)
+                        return text.GetString();
+            return null;
+        }
+        catch (System.Text.Json.JsonException) { return null; }
+    }
 
     public void Dispose()
     {
