@@ -37,7 +37,7 @@ public static class ChatCommand
             messages.Add(ChatTurn.User(line));
             try
             {
-                var answer = Reply(session, messages, options);
+                var answer = Reply(session, messages, options).GetAwaiter().GetResult();
                 messages.Add(ChatTurn.Assistant(answer));
             }
             catch (ContextOverflowException)
@@ -50,33 +50,28 @@ public static class ChatCommand
     }
 
     /// <summary>Streams one reply; returns the answer (without its reasoning, which the model is not shown again).</summary>
-    static string Reply(Session session, List<ChatTurn> messages, GenerateOptions options)
+    static async Task<string> Reply(Session session, List<ChatTurn> messages, GenerateOptions options)
     {
         var answer = new System.Text.StringBuilder();
         bool inThinking = false;
         GeneratedToken? last = null;
-        var stream = session.ChatAsync(messages, options).GetAsyncEnumerator();
-        try
+        // Consumed asynchronously (one wait for the whole reply), so each step runs on the worker that computed the last.
+        await foreach (var update in session.ChatAsync(messages, options).ConfigureAwait(false))
         {
-            while (stream.MoveNextAsync().AsTask().GetAwaiter().GetResult())
+            if (update.Reasoning.Length > 0)
             {
-                var update = stream.Current;
-                if (update.Reasoning.Length > 0)
-                {
-                    if (!inThinking) { Console.Out.Write("[thinking] "); inThinking = true; }
-                    WriteDim(update.Reasoning);
-                }
-                if (update.Answer.Length > 0)
-                {
-                    if (inThinking) { Console.Out.Write("\n[answer] "); inThinking = false; }
-                    Console.Out.Write(update.Answer);
-                    answer.Append(update.Answer);
-                }
-                Console.Out.Flush();
-                last = update.Token;
+                if (!inThinking) { Console.Out.Write("[thinking] "); inThinking = true; }
+                WriteDim(update.Reasoning);
             }
+            if (update.Answer.Length > 0)
+            {
+                if (inThinking) { Console.Out.Write("\n[answer] "); inThinking = false; }
+                Console.Out.Write(update.Answer);
+                answer.Append(update.Answer);
+            }
+            Console.Out.Flush();
+            last = update.Token;
         }
-        finally { stream.DisposeAsync().AsTask().GetAwaiter().GetResult(); }
         Console.Out.WriteLine();
         var t = last!.Timings!;
         Console.Error.WriteLine($"[{t.GeneratedTokens} tokens, {t.GenerationTokensPerSecond:F1} tok/s, prompt {t.PromptTokens} new tokens at {t.PromptTokensPerSecond:F1} tok/s, {t.CachedTokens} reused from the cache]");

@@ -40,8 +40,8 @@ public static class RunCommand
         using var session = model.CreateSession(ctx);
         var stdout = Console.Out;
         if (!json && text is not null) stdout.Write(text);
-        // Consumed asynchronously from one blocking wait: each token then continues on the worker that computed it,
-        // instead of waking this thread once per token (which cost the small default model a fifth of its speed).
+        // Consumed asynchronously from one blocking wait: after the first step the loop runs on a pool thread, where the
+        // session computes each step in place instead of handing it to another thread (docs/library.md, "Threads").
         var (generated, output, last) = Generate(session, prompt, options, json ? null : stdout).GetAwaiter().GetResult();
 
         if (json)

@@ -84,6 +84,38 @@ public class GenerateAsyncTests
     }
 
     [Fact]
+    public async Task On_a_pool_thread_steps_run_in_place_with_the_same_tokens_and_cancellation()
+    {
+        // xunit runs tests under a synchronization context, where each step moves to the pool; Task.Run takes the test
+        // to a pool thread with none, where the session computes in place.
+        using var model = Model.Load(ModelPath);
+        var golden = GoldenCase.LoadStories(GoldenDir)[0];
+        var tokens = await Task.Run(async () =>
+        {
+            SynchronizationContext.Current.Should().BeNull();
+            using var session = model.CreateSession(512);
+            return await Collect(session.GenerateAsync(golden.Tokens, GenerateOptions.Greedy with { MaxTokens = golden.GreedyTokens.Length, IgnoreEndOfGeneration = true }));
+        });
+        tokens.Select(t => t.Id).Should().Equal(golden.GreedyTokens);
+
+        using var cancelled = model.CreateSession(512);
+        int seen = await Task.Run(async () =>
+        {
+            using var cancel = new CancellationTokenSource();
+            int count = 0;
+            try
+            {
+                await foreach (var _ in cancelled.GenerateAsync(golden.Tokens, GenerateOptions.Greedy with { MaxTokens = 50 }, cancel.Token))
+                    if (++count == 3) cancel.Cancel();
+            }
+            catch (OperationCanceledException) { }
+            return count;
+        });
+        seen.Should().Be(3);
+        cancelled.Tokens.Should().HaveCount(golden.Tokens.Length + 2);
+    }
+
+    [Fact]
     public async Task Log_probabilities_and_alternatives_describe_the_model_distribution()
     {
         using var model = Model.Load(ModelPath);
