@@ -35,13 +35,13 @@ public static class RunCommand
         cl.RejectUnknown();
         if (prompt.Length == 0) throw new UsageException("the prompt tokenizes to nothing; give a prompt");
         if (n > 0 && prompt.Length + n > ctx)
-            throw new ArgumentException($"the prompt has {prompt.Length} tokens and {n} more were requested, but the context holds {ctx}: lower -n or raise --ctx");
+            throw new UsageException($"the prompt has {prompt.Length} tokens and {n} more were requested, but the context holds {ctx}: lower -n or raise --ctx");
 
         using var session = model.CreateSession(ctx);
         var stdout = Console.Out;
         if (!json && text is not null) stdout.Write(text);
         // Consumed asynchronously from one blocking wait: after the first step the loop runs on a pool thread, where the
-        // session computes each step in place instead of handing it to another thread (docs/library.md, "Threads").
+        // session computes each step in place instead of handing it to another thread (docs/library.md, "Memory and threads").
         var (generated, output, last) = Generate(session, prompt, options, json ? null : stdout).GetAwaiter().GetResult();
 
         if (json)

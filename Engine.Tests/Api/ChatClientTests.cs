@@ -149,6 +149,28 @@ public class ChatClientTests
     }
 
     [Fact]
+    public async Task Instructions_join_the_system_message_and_options_from_JSON_are_read_strictly()
+    {
+        using var model = Model.Load(ModelPath);
+        using var client = model.AsChatClient();
+        var withInstructions = await client.GetResponseAsync(Question(), new ChatOptions { Temperature = 0, MaxOutputTokens = 4, Instructions = "Be brief." });
+        var merged = new List<Microsoft.Extensions.AI.ChatMessage> { new(ChatRole.System, "Be brief.\n\nYou are a helpful assistant."), Question()[1] };
+        using var reference = model.AsChatClient();
+        (await reference.GetResponseAsync(merged, new ChatOptions { Temperature = 0, MaxOutputTokens = 4 })).Text.Should().Be(withInstructions.Text);
+        withInstructions.Usage!.InputTokenCount.Should().Be(Reference(model, merged, 1).Prompt.Length);
+
+        var json = JsonDocument.Parse("""{ "ignore_eos": "true", "min_p": "0.1", "repeat_last_n": 2.5 }""").RootElement;
+        var fromJson = new ChatOptions { Temperature = 0, MaxOutputTokens = 4, AdditionalProperties = new()
+        {
+            ["ignore_eos"] = json.GetProperty("ignore_eos"), ["min_p"] = json.GetProperty("min_p"),
+        } };
+        (await client.GetResponseAsync(Question(), fromJson)).FinishReason.Should().Be(ChatFinishReason.Length);
+        fromJson.AdditionalProperties["repeat_last_n"] = json.GetProperty("repeat_last_n");
+        await FluentActions.Awaiting(() => client.GetResponseAsync(Question(), fromJson))
+            .Should().ThrowAsync<InvalidSamplingOptionsException>().WithMessage("*repeat_last_n must be a whole number*");
+    }
+
+    [Fact]
     public async Task Unsupported_requests_are_refused_with_a_reason()
     {
         using var model = Model.Load(ModelPath);

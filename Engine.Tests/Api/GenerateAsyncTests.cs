@@ -72,9 +72,14 @@ public class GenerateAsyncTests
         int held = session.Tokens.Count;
         held.Should().Be(model.Tokenize("Once upon a time", parseSpecialTokens: true).Count + 4, "the prompt and the four tokens fed before the cancel");
 
-        // Usable: the conversation continues from the cache, and a reset session gives the same greedy text as a new one.
-        var more = await Collect(session.GenerateAsync([seen[^1]], GenerateOptions.Greedy with { MaxTokens = 3 }));
-        more.Should().HaveCount(3);
+        // Usable: an empty prompt continues where the stream stopped (the fifth token, shown but not yet read, is fed
+        // first), exactly as the uncancelled stream would have gone on; and a reset session starts over.
+        var more = await Collect(session.GenerateAsync("", GenerateOptions.Greedy with { MaxTokens = 3 }));
+        using (var whole = model.CreateSession(512))
+        {
+            var reference8 = await Collect(whole.GenerateAsync("Once upon a time", GenerateOptions.Greedy with { MaxTokens = 8 }));
+            seen.Concat(more.Select(t => t.Id)).Should().Equal(reference8.Select(t => t.Id));
+        }
         session.Reset();
         var again = await Collect(session.GenerateAsync("Once upon a time", GenerateOptions.Greedy with { MaxTokens = 8 }));
         using var fresh = model.CreateSession(512);
@@ -113,6 +118,56 @@ public class GenerateAsyncTests
         });
         seen.Should().Be(3);
         cancelled.Tokens.Should().HaveCount(golden.Tokens.Length + 2);
+    }
+
+    [Fact]
+    public async Task A_continuation_reads_the_token_the_last_generation_ended_on()
+    {
+        using var model = Model.Load(ModelPath);
+        var golden = GoldenCase.LoadStories(GoldenDir)[1];
+        using var session = model.CreateSession(512);
+        var options = GenerateOptions.Greedy with { MaxTokens = 10, IgnoreEndOfGeneration = true };
+        var first = await Collect(session.GenerateAsync(golden.Tokens, options));
+        session.Tokens.Should().HaveCount(golden.Tokens.Length + 9, "the tenth token is shown but not read yet");
+        var second = await Collect(session.GenerateAsync(Array.Empty<int>(), options));
+        var third = await Collect(session.GenerateAsync(Array.Empty<int>(), options));
+        first.Concat(second).Concat(third).Select(t => t.Id).Should().Equal(golden.GreedyTokens.Take(30),
+            "three streams of ten continue one another exactly as llama.cpp's single run of thirty");
+        second[0].Timings.Should().BeNull();
+        second[^1].Timings!.CachedTokens.Should().Be(golden.Tokens.Length + 9);
+        second[^1].Timings!.PromptTokens.Should().Be(1, "only the pending token was fed");
+    }
+
+    [Fact]
+    public async Task Sessions_of_one_model_take_turns_and_each_gets_its_own_result()
+    {
+        using var model = Model.Load(ModelPath);
+        var golden = GoldenCase.LoadStories(GoldenDir);
+        var runs = golden.Select(g => Task.Run(async () =>
+        {
+            using var session = model.CreateSession(512);
+            return await Collect(session.GenerateAsync(g.Tokens, GenerateOptions.Greedy with { MaxTokens = g.GreedyTokens.Length, IgnoreEndOfGeneration = true }));
+        })).ToList();
+        var embedding = model.EmbedAsync("Once upon a time");
+        var results = await Task.WhenAll(runs);
+        for (int i = 0; i < golden.Count; i++)
+            results[i].Select(t => t.Id).Should().Equal(golden[i].GreedyTokens, $"'{golden[i].Name}' while {golden.Count - 1} others and an embedding ran");
+        (await embedding).Should().HaveCount(model.Info.EmbeddingLength);
+    }
+
+    [Fact]
+    public async Task An_observer_that_calls_the_model_again_is_refused_instead_of_corrupting_the_pass()
+    {
+        using var model = Model.Load(ModelPath);
+        using var session = model.CreateSession(64);
+        Exception? inner = null;
+        model.Observer = (name, layer, rows, width, values) =>
+        {
+            if (name != "l_out" || layer != 0 || inner is not null) return;
+            try { model.CreateSession(8).Dispose(); } catch (Exception e) { inner = e; }
+        };
+        await Collect(session.GenerateAsync("Once", GenerateOptions.Greedy with { MaxTokens = 1 }));
+        inner.Should().BeOfType<InvalidOperationException>().Which.Message.Should().Contain("inside a forward pass");
     }
 
     [Fact]

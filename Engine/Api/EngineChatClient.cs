@@ -95,7 +95,6 @@ public sealed class EngineChatClient : IChatClient
     static List<ChatTurn> Turns(IEnumerable<ChatMessage> messages, ChatOptions? options)
     {
         var turns = new List<ChatTurn>();
-        if (options?.Instructions is { Length: > 0 } instructions) turns.Add(ChatTurn.System(instructions));
         foreach (var message in messages)
         {
             var text = new StringBuilder();
@@ -111,6 +110,12 @@ public sealed class EngineChatClient : IChatClient
                 }
             }
             turns.Add(new ChatTurn(message.Role.Value, text.ToString()));
+        }
+        // Instructions join the system message (templates such as Llama 2's take only one), or become it.
+        if (options?.Instructions is { Length: > 0 } instructions)
+        {
+            if (turns.Count > 0 && turns[0].Role == "system") turns[0] = turns[0] with { Content = instructions + "\n\n" + turns[0].Content };
+            else turns.Insert(0, ChatTurn.System(instructions));
         }
         return turns;
     }
@@ -136,24 +141,49 @@ public sealed class EngineChatClient : IChatClient
         };
         if (options.AdditionalProperties is { } extra)
         {
-            if (extra.TryGetValue("min_p", out var minP)) result = result with { MinP = Number(minP, "min_p") };
-            if (extra.TryGetValue("repeat_penalty", out var repeat)) result = result with { RepetitionPenalty = Number(repeat, "repeat_penalty") };
-            if (extra.TryGetValue("repeat_last_n", out var lastN)) result = result with { PenaltyLastN = (int)Number(lastN, "repeat_last_n") };
-            if (extra.TryGetValue("ignore_eos", out var ignore)) result = result with { IgnoreEndOfGeneration = ignore is true or JsonElement { ValueKind: JsonValueKind.True } };
+            if (extra.TryGetValue("min_p", out var minP)) result = result with { MinP = (float)Number(minP, "min_p") };
+            if (extra.TryGetValue("repeat_penalty", out var repeat)) result = result with { RepetitionPenalty = (float)Number(repeat, "repeat_penalty") };
+            if (extra.TryGetValue("repeat_last_n", out var lastN)) result = result with { PenaltyLastN = Integer(lastN, "repeat_last_n") };
+            if (extra.TryGetValue("ignore_eos", out var ignore)) result = result with { IgnoreEndOfGeneration = Flag(ignore, "ignore_eos") };
         }
         return result;
     }
 
-    static float Number(object? value, string name) => value switch
+    /// <summary>A number from AdditionalProperties, as .NET callers or JSON deserializers put it there.</summary>
+    internal static double Number(object? value, string name)
     {
-        float f => f,
-        double d => (float)d,
-        int i => i,
-        long l => l,
-        decimal m => (float)m,
-        JsonElement { ValueKind: JsonValueKind.Number } e => e.GetSingle(),
-        string s when float.TryParse(s, System.Globalization.CultureInfo.InvariantCulture, out var f) => f,
-        _ => throw new InvalidSamplingOptionsException($"{name} must be a number, got {value ?? "null"}", name),
+        double? number = value switch
+        {
+            float f => f,
+            double d => d,
+            int i => i,
+            long l => l,
+            decimal m => (double)m,
+            JsonElement { ValueKind: JsonValueKind.Number } e => e.GetDouble(),
+            JsonElement { ValueKind: JsonValueKind.String } e when double.TryParse(e.GetString(), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var d) => d,
+            string s when double.TryParse(s, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var d) => d,
+            _ => null,
+        };
+        return number is double n && double.IsFinite(n) ? n
+            : throw new InvalidSamplingOptionsException($"{name} must be a finite number, got '{value ?? "null"}'", name);
+    }
+
+    internal static int Integer(object? value, string name)
+    {
+        double n = Number(value, name);
+        return n == Math.Floor(n) && n is >= int.MinValue and <= int.MaxValue ? (int)n
+            : throw new InvalidSamplingOptionsException($"{name} must be a whole number, got '{value}'", name);
+    }
+
+    /// <summary>true or false, as a bool, a JSON boolean, or the words in any case.</summary>
+    internal static bool Flag(object? value, string name) => value switch
+    {
+        bool b => b,
+        JsonElement { ValueKind: JsonValueKind.True } => true,
+        JsonElement { ValueKind: JsonValueKind.False } => false,
+        JsonElement { ValueKind: JsonValueKind.String } e when bool.TryParse(e.GetString(), out var b) => b,
+        string s when bool.TryParse(s, out var b) => b,
+        _ => throw new InvalidSamplingOptionsException($"{name} must be true or false, got '{value ?? "null"}'", name),
     };
 
     /// <inheritdoc/>
@@ -166,12 +196,13 @@ public sealed class EngineChatClient : IChatClient
         return serviceType.IsInstanceOfType(this) ? this : null;
     }
 
-    /// <summary>Returns the client's session memory; the model stays open.</summary>
+    /// <summary>Returns the client's session memory; the model stays open. A request still running ends with an
+    /// <see cref="ObjectDisposedException"/> at its next step.</summary>
     public void Dispose()
     {
         if (_disposed) return;
         _disposed = true;
         _session?.Dispose();
-        _turn.Dispose();
+        // The semaphore is not disposed: it holds no wait handle, and a request in flight still releases it.
     }
 }

@@ -35,10 +35,15 @@ public sealed class EngineEmbeddingGenerator : IEmbeddingGenerator<string, Embed
         if (options?.AdditionalProperties is { } extra)
         {
             if (extra.TryGetValue("pooling", out var pooling))
-                request = request with { Pooling = Enum.TryParse<EmbeddingPooling>(Text(pooling), ignoreCase: true, out var p) ? p
-                    : throw new ArgumentException($"pooling must be mean, cls or last, got '{pooling}'", nameof(options)) };
+                request = request with { Pooling = Text(pooling)?.ToLowerInvariant() switch
+                {
+                    "mean" => EmbeddingPooling.Mean,
+                    "cls" => EmbeddingPooling.Cls,
+                    "last" => EmbeddingPooling.Last,
+                    _ => throw new ArgumentException($"pooling must be mean, cls or last, got '{pooling}'", nameof(options)),
+                } };
             if (extra.TryGetValue("normalize", out var normalize))
-                request = request with { Normalize = normalize is true or JsonElement { ValueKind: JsonValueKind.True } || Text(normalize) == "true" };
+                request = request with { Normalize = EngineChatClient.Flag(normalize, "normalize") };
         }
         var vectors = await _model.EmbedAsync(texts, request, cancellationToken).ConfigureAwait(false);
         var created = DateTimeOffset.UtcNow;

@@ -38,11 +38,12 @@ public sealed record GenerationTimings(int PromptTokens, TimeSpan PromptTime, in
 /// streams it. The last one has <see cref="FinishReason"/> and <see cref="Timings"/>.</summary>
 public sealed record GeneratedToken
 {
-    /// <summary>The token id.</summary>
+    /// <summary>The token id; -1 only for the single token a generation with <see cref="GenerateOptions.MaxTokens"/> = 0
+    /// reports (that generation reads the prompt into the cache and samples nothing).</summary>
     public required int Id { get; init; }
     /// <summary>The text this token releases. It can be empty, or hold text of earlier tokens: an incomplete UTF-8
     /// character, or text that may begin a stop sequence, waits for the next token. Concatenating every token's text
-    /// gives the generated text exactly.</summary>
+    /// gives the generated text exactly (a cancelled stream drops what was still waiting).</summary>
     public required string Text { get; init; }
     /// <summary>The token's natural-log probability under the model's distribution (temperature 1, before sampling filters).</summary>
     public required float LogProbability { get; init; }

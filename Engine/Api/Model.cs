@@ -23,7 +23,11 @@ namespace Engine;
 public sealed class Model : IDisposable
 {
     readonly LoadedModel _loaded;
-    readonly object _forwardTurn = new();
+    // The model's activations serve one forward pass at a time: every pass, and every cache created or freed, takes this
+    // turn. A semaphore rather than a lock, so waiting sessions wait asynchronously and can be cancelled while they wait.
+    readonly SemaphoreSlim _turn = new(1, 1);
+    // Set while this thread runs a forward pass: an observer that calls the model again would corrupt the pass in flight.
+    [ThreadStatic] static Model? t_inPass;
     readonly HashSet<Session> _sessions = [];
     bool _disposed;
 
@@ -45,8 +49,6 @@ public sealed class Model : IDisposable
                 $"unknown chat template '{name}': use chatml, qwen2, qwen3, llama3, llama2, deepseek-r1 or deepseek-v3", nameof(options)), "chosen")
             : ChatTemplates.Detect(loaded.ChatTemplateText, config.Architecture, piece => HasToken(loaded, piece));
         ChatTemplate = match.Template;
-        if (options.ContextLength < 0)
-            throw new ArgumentOutOfRangeException(nameof(options), $"the context length must be 0 (the default) or more, got {options.ContextLength}");
         int context = options.ContextLength > 0 ? options.ContextLength : Math.Min(config.TrainedContextLength, 4096);
         var matrices = loaded.Model.Weights.Matrices().ToList();
         var vectors = loaded.Model.Weights.Vectors().ToList();
@@ -92,6 +94,7 @@ public sealed class Model : IDisposable
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         options ??= new ModelLoadOptions();
+        Validate(options);
         if (!File.Exists(path) && !Directory.Exists(path))
             throw new FileNotFoundException($"no model file or folder at '{path}'", path);
         var progress = options.Progress;
@@ -113,6 +116,19 @@ public sealed class Model : IDisposable
         catch { loaded.Dispose(); throw; }
     }
 
+    /// <summary>Checks the options before anything is read or allocated.</summary>
+    static void Validate(ModelLoadOptions options)
+    {
+        if (options.ContextLength < 0)
+            throw new ArgumentOutOfRangeException(nameof(options), $"ContextLength must be 0 (the model's trained context, at most 4096) or more, got {options.ContextLength}");
+        if (options.Threads < 0)
+            throw new ArgumentOutOfRangeException(nameof(options), $"Threads must be 0 (one per core) or more, got {options.Threads}");
+        if (options.GpuLayers < 0)
+            throw new ArgumentOutOfRangeException(nameof(options), $"GpuLayers must be 0 or more (null: every layer), got {options.GpuLayers}");
+        if (options.ChatTemplate is { } name && ChatTemplates.ByName(name) is null)
+            throw new ArgumentException($"unknown chat template '{name}': use chatml, qwen2, qwen3, llama3, llama2, deepseek-r1 or deepseek-v3", nameof(options));
+    }
+
     /// <summary>Loads a model on a worker thread (see <see cref="Load"/>), so a UI or server thread is not blocked while
     /// the weights are prepared.</summary>
     /// <param name="path">The file or folder.</param>
@@ -131,32 +147,81 @@ public sealed class Model : IDisposable
     {
         if (contextLength <= 0)
             throw new ArgumentOutOfRangeException(nameof(contextLength), $"a session must hold at least one token, got {contextLength}");
-        lock (_sessions)
+        CheckHostMemory(contextLength);
+        Session session = null!;
+        WithTurn(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            var session = new Session(this, contextLength);
-            _sessions.Add(session);
-            return session;
-        }
+            lock (_sessions)
+            {
+                ObjectDisposedException.ThrowIf(_disposed, this);
+                session = new Session(this, contextLength);
+                _sessions.Add(session);
+            }
+        });
+        return session;
+    }
+
+    /// <summary>Refuses, before allocating, a KV cache larger than the memory this process can use. Device caches are
+    /// checked by the GPU backend against the device's memory.</summary>
+    void CheckHostMemory(int contextLength)
+    {
+        var c = _loaded.Config;
+        long bytesPerLayer = (long)contextLength * (c.KeyWidth + c.ValueWidth) * sizeof(float);
+        long host = Network.Stages.Where(s => s.Backend is Engine.Backends.Cpu.CpuBackend).Sum(s => s.LayerCount * bytesPerLayer);
+        long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (host > available * 0.9)
+            throw new ArgumentOutOfRangeException(nameof(contextLength),
+                $"a session of {contextLength} tokens needs {host / (double)(1 << 30):F1} GiB of KV cache, more than the {available / (double)(1 << 30):F1} GiB " +
+                "this process can use: ask for fewer tokens");
     }
 
     internal void Forget(Session session) { lock (_sessions) _sessions.Remove(session); }
 
-    /// <summary>Runs one forward pass when it is this caller's turn: the model's activations serve one pass at a time.</summary>
-    internal void Forward(ReadOnlySpan<int> tokens, int start, Engine.Backends.KvCache cache, Span<float> logits)
+    /// <summary>Runs a forward pass when it is this caller's turn. The wait is asynchronous and cancellable. The pass then
+    /// runs without blocking a thread that has other work: from a UI or other non-pool thread (or under a synchronization
+    /// context) it moves to the thread pool; on a pool thread it runs in place, since moving would only occupy another
+    /// pool thread for the same time and cost a thread switch per token (half the speed of a small model such as
+    /// stories260K, measured).</summary>
+    internal async ValueTask RunPassAsync(Action<Llama> pass, CancellationToken cancellationToken)
     {
-        lock (_forwardTurn)
+        ThrowIfReentered();
+        await _turn.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            Network.Forward(tokens, start, cache, logits);
+            if (SynchronizationContext.Current is null && TaskScheduler.Current == TaskScheduler.Default && Thread.CurrentThread.IsThreadPoolThread)
+                RunPass(pass);
+            else
+                await Task.Run(() => RunPass(pass), cancellationToken).ConfigureAwait(false);
         }
+        finally { _turn.Release(); }
+    }
+
+    void RunPass(Action<Llama> pass)
+    {
+        t_inPass = this;
+        try { pass(Network); }
+        finally { t_inPass = null; }
+    }
+
+    /// <summary>Runs a short step (creating or freeing a cache) in the model's turn, never during a pass.</summary>
+    void WithTurn(Action step)
+    {
+        ThrowIfReentered();
+        _turn.Wait();
+        try { step(); }
+        finally { _turn.Release(); }
+    }
+
+    void ThrowIfReentered()
+    {
+        if (t_inPass is not null)
+            throw new InvalidOperationException("the model was called from inside a forward pass (an Observer that generates or embeds): " +
+                                                "record what the observer needs and run the model after the pass");
     }
 
     /// <summary>Frees a session's cache between forward passes, never during one.</summary>
-    internal void Release(Engine.Backends.KvCache cache)
-    {
-        lock (_forwardTurn) cache.Dispose();
-    }
+    internal void Release(Engine.Backends.KvCache cache) => WithTurn(cache.Dispose);
 
     /// <summary>Text to token ids, as llama.cpp tokenizes it.</summary>
     /// <param name="text">The text.</param>
@@ -213,6 +278,7 @@ public sealed class Model : IDisposable
         var list = texts.ToList();
         options ??= new EmbeddingOptions();
         var pooling = options.Pooling ?? Info.Pooling ?? EmbeddingPooling.Mean;
+        if (!Enum.IsDefined(pooling)) throw new ArgumentOutOfRangeException(nameof(options), $"pooling {(int)pooling} is not mean, cls or last");
         var prompts = new List<int[]>(list.Count);
         for (int i = 0; i < list.Count; i++)
         {
@@ -228,7 +294,7 @@ public sealed class Model : IDisposable
         {
             cancellationToken.ThrowIfCancellationRequested();
             var prompt = prompts[i];
-            vectors[i] = await Task.Run(() => Embed(prompt, pooling, options.Normalize), cancellationToken).ConfigureAwait(false);
+            vectors[i] = await Embed(prompt, pooling, options.Normalize, cancellationToken).ConfigureAwait(false);
         }
         return vectors;
     }
@@ -242,16 +308,15 @@ public sealed class Model : IDisposable
     public async Task<float[]> EmbedAsync(string text, EmbeddingOptions? options = null, CancellationToken cancellationToken = default) =>
         (await EmbedAsync([text], options, cancellationToken).ConfigureAwait(false))[0];
 
-    float[] Embed(int[] prompt, EmbeddingPooling pooling, bool normalize)
+    async Task<float[]> Embed(int[] prompt, EmbeddingPooling pooling, bool normalize, CancellationToken cancellationToken)
     {
         int width = Info.EmbeddingLength;
         var hidden = new float[prompt.Length * width];
-        lock (_forwardTurn)
+        await RunPassAsync(network =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            using var cache = Network.CreateCache(prompt.Length);
-            Network.ForwardHidden(prompt, 0, cache, hidden);
-        }
+            using var cache = network.CreateCache(prompt.Length);
+            network.ForwardHidden(prompt, 0, cache, hidden);
+        }, cancellationToken).ConfigureAwait(false);
         var vector = new float[width];
         switch (pooling)
         {
@@ -307,8 +372,9 @@ public sealed class Model : IDisposable
         set => Network.Observer = value;
     }
 
-    /// <summary>This model as a Microsoft.Extensions.AI chat client (<see cref="EngineChatClient"/>), so it composes with
-    /// <c>ChatClientBuilder</c> middleware like any other client.</summary>
+    /// <summary>A new Microsoft.Extensions.AI chat client over this model (<see cref="EngineChatClient"/>), which composes
+    /// with <c>ChatClientBuilder</c> middleware like any other client. Each client keeps a session of its own once used:
+    /// keep the client for the conversation and dispose it to return that session's cache.</summary>
     public IChatClient AsChatClient() => new EngineChatClient(this);
 
     /// <summary>This model as a Microsoft.Extensions.AI embedding generator (<see cref="EngineEmbeddingGenerator"/>).</summary>
@@ -325,10 +391,10 @@ public sealed class Model : IDisposable
             open = [.. _sessions];
         }
         foreach (var session in open) session.Dispose();
-        lock (_forwardTurn)
+        WithTurn(() =>
         {
             lock (_sessions) _disposed = true;
             _loaded.Dispose();
-        }
+        });
     }
 }

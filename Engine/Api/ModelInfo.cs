@@ -5,7 +5,9 @@ public enum EmbeddingPooling
 {
     /// <summary>The average over every token (llama.cpp's default for most embedding models).</summary>
     Mean,
-    /// <summary>The first token's state (BERT-style [CLS]).</summary>
+    /// <summary>The first token's state (BERT-style [CLS]). In the decoder models the engine runs, attention is causal,
+    /// so the first token (BOS) sees only itself: every text then gets the same vector. Use it only for models that
+    /// declare it.</summary>
     Cls,
     /// <summary>The last token's state (decoder embedding models such as Qwen3-Embedding).</summary>
     Last,

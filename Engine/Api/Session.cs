@@ -21,65 +21,81 @@ public sealed class Session : IDisposable
     readonly KvCache _cache;
     readonly List<int> _history = [];
     readonly float[] _logits;
+    readonly float[] _scratch; // exp(logits - max), for the log-probabilities
+    // A token the stream yielded but the model has not read yet (the last of a generation, or one cancelled before its
+    // step): the next GenerateAsync feeds it first, so a continuation sees everything it was shown.
+    int? _pending;
     int _running; // 1 while a generation runs (Interlocked)
-    bool _disposed;
+    int _disposed;
 
     internal Session(Model model, int contextLength)
     {
         _model = model;
         _cache = model.Network.CreateCache(contextLength);
         _logits = new float[model.Info.VocabularySize];
+        _scratch = new float[model.Info.VocabularySize];
     }
 
     /// <summary>The model this session runs.</summary>
     public Model Model => _model;
     /// <summary>Tokens the session holds at most (prompt and generated text together).</summary>
     public int ContextLength => _cache.ContextLength;
-    /// <summary>The tokens in the KV cache, in order. A generated token is in it once the model has read it, so the
-    /// last token of a finished generation is not (it is fed with the next prompt).</summary>
-    public IReadOnlyList<int> Tokens => _history;
+    /// <summary>A copy of the tokens in the KV cache, in order. The last token a generation yields is read by the model at
+    /// the start of the next <see cref="GenerateAsync(IReadOnlyList{int}, GenerateOptions?, CancellationToken)"/>, so it is
+    /// not here yet.</summary>
+    public IReadOnlyList<int> Tokens => [.. _history];
     /// <summary>Bytes of KV cache this session holds.</summary>
-    internal long CacheBytes => _disposed ? 0 : _cache.Bytes;
+    internal long CacheBytes => _cache.Bytes;
 
     /// <summary>Forgets the conversation: the next prompt starts at position 0.</summary>
     public void Reset()
     {
         ThrowIfDisposedOrRunning();
         _history.Clear();
+        _pending = null;
     }
 
-    /// <summary>Generates a continuation of <paramref name="prompt"/>, which follows what the session already holds (BOS
-    /// is added before the first prompt when the vocabulary asks for it; special-token text such as "&lt;|im_end|&gt;"
-    /// is read as those tokens, as llama.cpp's command line does).</summary>
+    /// <summary>Continues the session with <paramref name="prompt"/>: the token the last generation ended on (if any) is
+    /// fed first, then the text. BOS is added before the first prompt when the vocabulary asks for it; special-token text
+    /// such as "&lt;|im_end|&gt;" is read as those tokens, as llama.cpp's command line does (tokenize text from users with
+    /// <see cref="Model.Tokenize"/> and pass the ids to keep it plain). An empty prompt continues where the last
+    /// generation stopped.</summary>
     /// <param name="prompt">The text to continue.</param>
     /// <param name="options">Sampling and stopping; null for llama.cpp's defaults, no token limit.</param>
-    /// <param name="cancellationToken">Stops the generation before the next decode step; the session stays usable.</param>
+    /// <param name="cancellationToken">Stops the generation before its next decode step (or prompt slice); the session
+    /// stays usable and <see cref="Tokens"/> says what the model has read.</param>
     /// <returns>The generated tokens as they come; the last one carries the finish reason and timings.</returns>
-    /// <exception cref="ContextOverflowException">The prompt does not fit in what is left of the context.</exception>
-    /// <exception cref="InvalidSamplingOptionsException">An option is out of range; the message names it.</exception>
+    /// <exception cref="InvalidSamplingOptionsException">An option is out of range; the message names it (thrown here).</exception>
+    /// <exception cref="ContextOverflowException">The prompt does not fit in what is left of the context (thrown when
+    /// the stream starts).</exception>
+    /// <exception cref="ObjectDisposedException">The session (or its model) was disposed.</exception>
     [System.Diagnostics.CodeAnalysis.SuppressMessage("ApiDesign", "RS0026:Do not add multiple public overloads with optional parameters",
         Justification = "The overloads ship together and differ in their first parameter's type (text or tokens), so no call is ambiguous.")]
     public IAsyncEnumerable<GeneratedToken> GenerateAsync(string prompt, GenerateOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(prompt);
-        ThrowIfDisposed();
-        var tokens = _model.Tokenizer.Encode(prompt, addSpecial: _history.Count == 0, parseSpecial: true);
-        return GenerateAsync(tokens, options, cancellationToken);
+        return Run(Prepare(new Continuation(prompt, null), options, []), cancellationToken);
     }
 
-    /// <summary>Generates a continuation of the given token ids, fed after what the session already holds.</summary>
-    /// <param name="prompt">Token ids, at least one, each within the vocabulary.</param>
+    /// <summary>Continues the session with the given token ids (after the token the last generation ended on, if any).</summary>
+    /// <param name="prompt">Token ids, each within the vocabulary; empty continues where the last generation stopped.</param>
     /// <param name="options">Sampling and stopping; null for llama.cpp's defaults, no token limit.</param>
-    /// <param name="cancellationToken">Stops the generation before the next decode step; the session stays usable.</param>
+    /// <param name="cancellationToken">Stops the generation before its next decode step (or prompt slice); the session stays usable.</param>
     /// <returns>The generated tokens as they come; the last one carries the finish reason and timings.</returns>
-    /// <exception cref="ContextOverflowException">The prompt does not fit in what is left of the context.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A token id is outside the vocabulary (thrown here).</exception>
+    /// <exception cref="InvalidSamplingOptionsException">An option is out of range; the message names it (thrown here).</exception>
+    /// <exception cref="ContextOverflowException">The prompt does not fit in what is left of the context (thrown when the stream starts).</exception>
+    /// <exception cref="ObjectDisposedException">The session (or its model) was disposed.</exception>
     [System.Diagnostics.CodeAnalysis.SuppressMessage("ApiDesign", "RS0026:Do not add multiple public overloads with optional parameters",
         Justification = "The overloads ship together and differ in their first parameter's type (text or tokens), so no call is ambiguous.")]
     public IAsyncEnumerable<GeneratedToken> GenerateAsync(IReadOnlyList<int> prompt, GenerateOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(prompt);
-        var request = Prepare(prompt.ToArray(), options ?? new GenerateOptions(), []);
-        return Run(request, shared: _history.Count, cancellationToken);
+        var tokens = prompt.ToArray();
+        int vocab = _model.Info.VocabularySize;
+        foreach (var id in tokens)
+            if ((uint)id >= (uint)vocab) throw new ArgumentOutOfRangeException(nameof(prompt), $"token id {id} is outside the vocabulary of {vocab}");
+        return Run(Prepare(new Continuation(null, tokens), options, []), cancellationToken);
     }
 
     /// <summary>Replies to a conversation with the model's chat template (<see cref="ModelInfo.ChatFormat"/>). The whole
@@ -88,12 +104,12 @@ public sealed class Session : IDisposable
     /// the template's end-of-turn.</summary>
     /// <param name="messages">The conversation so far, ending with the user's message.</param>
     /// <param name="options">Sampling and stopping; null for llama.cpp's defaults, no token limit.</param>
-    /// <param name="cancellationToken">Stops the reply before the next decode step; the session stays usable.</param>
+    /// <param name="cancellationToken">Stops the reply before its next decode step; the session stays usable.</param>
     /// <returns>The reply, token by token; the last update's token carries the finish reason and timings.</returns>
-    /// <exception cref="ChatTemplateException">The conversation does not fit the template (an unknown role, a bad order).</exception>
-    /// <exception cref="ContextOverflowException">The conversation does not fit in the context.</exception>
-    public async IAsyncEnumerable<ChatUpdate> ChatAsync(IEnumerable<ChatTurn> messages, GenerateOptions? options = null,
-        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    /// <exception cref="ChatTemplateException">The conversation does not fit the template (an unknown role, a bad order; thrown here).</exception>
+    /// <exception cref="InvalidSamplingOptionsException">An option is out of range (thrown here).</exception>
+    /// <exception cref="ContextOverflowException">The conversation does not fit in the context (thrown when the stream starts).</exception>
+    public IAsyncEnumerable<ChatUpdate> ChatAsync(IEnumerable<ChatTurn> messages, GenerateOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(messages);
         ThrowIfDisposed();
@@ -101,17 +117,13 @@ public sealed class Session : IDisposable
         var turns = messages.Select((m, i) => m is null ? throw new ArgumentException($"message {i} is null", nameof(messages))
             : new ChatMessage(m.Role, m.Content ?? "")).ToList();
         var conversation = _model.Tokenizer.Encode(template.Render(turns, addGenerationPrompt: true), addSpecial: true, parseSpecial: true);
-        options ??= new GenerateOptions();
+        var request = Prepare(new Conversation(conversation), options, template.StopStrings);
+        return Chat(request, new ThinkSplitter(template.GenerationPromptOpensThinking), cancellationToken);
+    }
 
-        // Keep what the cache shares with the conversation; at least one token must be fed to get logits.
-        int shared = 0;
-        while (shared < conversation.Length && shared < _history.Count && conversation[shared] == _history[shared]) shared++;
-        if (shared == conversation.Length) shared--;
-        shared = Math.Max(shared, 0);
-        var request = Prepare(conversation[shared..], options, template.StopStrings, startAt: shared);
-
-        var splitter = new ThinkSplitter(template.GenerationPromptOpensThinking);
-        await foreach (var token in Run(request, shared, cancellationToken).ConfigureAwait(false))
+    async IAsyncEnumerable<ChatUpdate> Chat(Request request, ThinkSplitter splitter, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        await foreach (var token in Run(request, cancellationToken).ConfigureAwait(false))
         {
             var chunk = splitter.Push(token.Text);
             if (token.FinishReason is not null)
@@ -123,26 +135,25 @@ public sealed class Session : IDisposable
         }
     }
 
-    /// <summary>A generation checked in full before anything runs.</summary>
-    sealed record Request(int[] Prompt, GenerateOptions Options, SamplerOptions Sampling, IReadOnlyList<string> Stops);
+    /// <summary>What to feed: text or tokens after what the session holds, or a whole conversation of which the cached
+    /// prefix is kept. Resolved against the cache when the stream starts, not when it is created.</summary>
+    abstract record Input;
+    sealed record Continuation(string? Text, int[]? Tokens) : Input;
+    sealed record Conversation(int[] Tokens) : Input;
 
-    Request Prepare(int[] prompt, GenerateOptions options, IReadOnlyList<string> templateStops, int? startAt = null)
+    /// <summary>A generation whose options are checked.</summary>
+    sealed record Request(Input Input, GenerateOptions Options, SamplerOptions Sampling, IReadOnlyList<string> Stops);
+
+    Request Prepare(Input input, GenerateOptions? options, IReadOnlyList<string> templateStops)
     {
         ThrowIfDisposed();
-        int vocab = _model.Info.VocabularySize;
-        if (prompt.Length == 0) throw new ArgumentException("the prompt is empty: give some text or at least one token", nameof(prompt));
-        foreach (var id in prompt)
-            if ((uint)id >= (uint)vocab) throw new ArgumentOutOfRangeException(nameof(prompt), $"token id {id} is outside the vocabulary of {vocab}");
-        int start = startAt ?? _history.Count;
-        if (start + prompt.Length > ContextLength)
-            throw new ContextOverflowException(ContextLength, start, prompt.Length);
-        var sampling = options.ToSampler(vocab);
-        var stops = options.StopSequences.Concat(templateStops).ToList();
-        _ = new StopStrings(stops); // validates count and lengths now, not mid-stream
-        return new Request(prompt, options, sampling, stops);
+        options ??= new GenerateOptions();
+        var sampling = options.ToSampler(_model.Info.VocabularySize);
+        _ = new StopStrings(options.StopSequences); // the caller's stops are checked now, not mid-stream
+        return new Request(input, options, sampling, [.. options.StopSequences, .. templateStops]);
     }
 
-    async IAsyncEnumerable<GeneratedToken> Run(Request request, int shared, [EnumeratorCancellation] CancellationToken cancellationToken)
+    async IAsyncEnumerable<GeneratedToken> Run(Request request, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         if (Interlocked.Exchange(ref _running, 1) == 1)
             throw new InvalidOperationException("a generation is already running on this session: finish or cancel it first, or use another session");
@@ -151,6 +162,9 @@ public sealed class Session : IDisposable
             ThrowIfDisposed();
             cancellationToken.ThrowIfCancellationRequested();
             var tokenizer = _model.Tokenizer;
+            var (shared, prompt) = Resolve(request.Input, tokenizer);
+            if (shared + prompt.Length > ContextLength)
+                throw new ContextOverflowException(ContextLength, shared, prompt.Length);
             var options = request.Options;
             var sampler = new Sampler(request.Sampling, _logits.Length);
             var decoder = new Utf8StreamDecoder();
@@ -158,11 +172,21 @@ public sealed class Session : IDisposable
             int limit = options.MaxTokens ?? int.MaxValue;
             int generated = 0;
 
+            // The prompt goes in slices of the model's batch, one turn each: a long prompt can be cancelled between
+            // slices, and other sessions get their turns in between.
             var watch = Stopwatch.StartNew();
             _history.RemoveRange(shared, _history.Count - shared);
-            var prompt = request.Prompt;
-            await Step(() => _model.Forward(prompt, shared, _cache, _logits), cancellationToken).ConfigureAwait(false);
-            _history.AddRange(prompt);
+            _pending = null;
+            int batch = _model.Network.MaxBatch;
+            for (int done = 0; done < prompt.Length; done += batch)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                ThrowIfDisposed();
+                var slice = prompt.AsMemory(done, Math.Min(batch, prompt.Length - done));
+                int position = _history.Count;
+                await _model.RunPassAsync(network => network.Forward(slice.Span, position, _cache, _logits), cancellationToken).ConfigureAwait(false);
+                _history.AddRange(slice.Span);
+            }
             var promptTime = watch.Elapsed;
             watch.Restart();
             GenerationTimings Timings() => new(prompt.Length, promptTime, generated, watch.Elapsed, shared);
@@ -177,7 +201,7 @@ public sealed class Session : IDisposable
                 cancellationToken.ThrowIfCancellationRequested();
                 var recent = CollectionsMarshal.AsSpan(_history);
                 int next = sampler.Sample(_logits, recent[Math.Max(0, recent.Length - request.Sampling.PenaltyLastN)..]);
-                float logProbability = LogProbability(_logits, next, out float max, out float logSum);
+                float logProbability = LogProbability(next, out float max, out float logSum);
                 var alternatives = options.TopLogProbabilities > 0 ? TopAlternatives(options.TopLogProbabilities, max, logSum) : [];
 
                 if (!options.IgnoreEndOfGeneration && tokenizer.IsEndOfGeneration(next))
@@ -197,6 +221,7 @@ public sealed class Session : IDisposable
                     : null;
                 string text = piece.Emit;
                 if (finish is not null and not FinishReason.StopSequence) text += stops.Push(decoder.Flush()).Emit + stops.Flush();
+                _pending = next; // shown to the caller: read by the model in the next step, or first thing next time
                 yield return new GeneratedToken
                 {
                     Id = next, Text = text, LogProbability = logProbability, TopAlternatives = alternatives,
@@ -205,36 +230,53 @@ public sealed class Session : IDisposable
                 if (finish is not null) yield break;
 
                 cancellationToken.ThrowIfCancellationRequested();
+                ThrowIfDisposed();
                 int position = _history.Count;
-                await Step(() => _model.Forward([next], position, _cache, _logits), cancellationToken).ConfigureAwait(false);
+                await _model.RunPassAsync(network => network.Forward([next], position, _cache, _logits), cancellationToken).ConfigureAwait(false);
                 _history.Add(next);
+                _pending = null;
             }
         }
         finally { Volatile.Write(ref _running, 0); }
     }
 
-    /// <summary>Runs one forward pass without blocking a thread that has other work: on a UI or other non-pool thread (or
-    /// under a synchronization context) it moves to the thread pool; on a pool thread it runs in place, since moving would
-    /// only occupy another pool thread for the same time and cost a thread switch per token (half the speed of a small
-    /// model such as stories260K, measured).</summary>
-    static ValueTask Step(Action forward, CancellationToken cancellationToken)
+    /// <summary>Where the prompt starts in the cache and what to feed, decided when the stream starts.</summary>
+    (int Shared, int[] Prompt) Resolve(Input input, Tokenizers.ITokenizer tokenizer)
     {
-        if (SynchronizationContext.Current is null && TaskScheduler.Current == TaskScheduler.Default && Thread.CurrentThread.IsThreadPoolThread)
+        switch (input)
         {
-            forward();
-            return ValueTask.CompletedTask;
+            case Conversation conversation:
+            {
+                // Keep what the cache shares with the conversation; at least one token must be fed to get logits.
+                var tokens = conversation.Tokens;
+                int shared = 0;
+                while (shared < tokens.Length && shared < _history.Count && tokens[shared] == _history[shared]) shared++;
+                if (shared == tokens.Length) shared--;
+                shared = Math.Max(shared, 0);
+                return (shared, tokens[shared..]);
+            }
+            case Continuation continuation:
+            {
+                int start = _history.Count;
+                var fresh = continuation.Tokens
+                    ?? tokenizer.Encode(continuation.Text!, addSpecial: start == 0 && _pending is null, parseSpecial: true);
+                int[] prompt = _pending is int pending ? [pending, .. fresh] : fresh;
+                if (prompt.Length == 0)
+                    throw new ArgumentException("the prompt is empty and there is nothing to continue: give some text or at least one token", "prompt");
+                return (start, prompt);
+            }
+            default: throw new InvalidOperationException(input.GetType().Name);
         }
-        return new ValueTask(Task.Run(forward, cancellationToken));
     }
 
     /// <summary>log softmax(logits)[token], and the max and log-sum-exp it used (for the alternatives).</summary>
-    static float LogProbability(float[] logits, int token, out float max, out float logSum)
+    float LogProbability(int token, out float max, out float logSum)
     {
-        max = TensorPrimitives.Max(logits);
-        double sum = 0;
-        foreach (var l in logits) sum += Math.Exp(l - max);
-        logSum = (float)Math.Log(sum);
-        return logits[token] - max - logSum;
+        max = TensorPrimitives.Max(_logits);
+        TensorPrimitives.Subtract(_logits, max, _scratch);
+        TensorPrimitives.Exp(_scratch, _scratch);
+        logSum = MathF.Log(TensorPrimitives.Sum(_scratch));
+        return _logits[token] - max - logSum;
     }
 
     TokenAlternative[] TopAlternatives(int count, float max, float logSum)
@@ -257,7 +299,7 @@ public sealed class Session : IDisposable
         return result;
     }
 
-    void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
+    void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) == 1, this);
 
     void ThrowIfDisposedOrRunning()
     {
@@ -265,11 +307,11 @@ public sealed class Session : IDisposable
         if (Volatile.Read(ref _running) == 1) throw new InvalidOperationException("a generation is running on this session: finish or cancel it first");
     }
 
-    /// <summary>Returns the session's KV cache memory (to the device it lives on). A generation still running stops at its next step.</summary>
+    /// <summary>Returns the session's KV cache memory (to the device it lives on), between forward passes. A generation
+    /// still running on another thread ends with an <see cref="ObjectDisposedException"/> at its next step.</summary>
     public void Dispose()
     {
-        if (_disposed) return;
-        _disposed = true;
+        if (Interlocked.Exchange(ref _disposed, 1) == 1) return;
         _model.Forget(this);
         _model.Release(_cache);
     }
