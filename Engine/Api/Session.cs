@@ -116,7 +116,10 @@ public sealed class Session : IDisposable
         var template = _model.ChatTemplate;
         var turns = messages.Select((m, i) => m is null ? throw new ArgumentException($"message {i} is null", nameof(messages))
             : new ChatMessage(m.Role, m.Content ?? "")).ToList();
-        var conversation = _model.Tokenizer.Encode(template.Render(turns, addGenerationPrompt: true), addSpecial: true, parseSpecial: true);
+        // The template's markers are special tokens; the messages' own text is read as text, whatever it contains.
+        var rendered = template.Render(turns, addGenerationPrompt: true);
+        var conversation = _model.Tokenizer.Encode(rendered, addSpecial: true, parseSpecial: true,
+            literal: MessageRanges.Find(template, turns, rendered, addGenerationPrompt: true));
         var request = Prepare(new Conversation(conversation), options, template.StopStrings);
         return Chat(request, new ThinkSplitter(template.GenerationPromptOpensThinking), cancellationToken);
     }

@@ -7,7 +7,13 @@ internal interface ITokenizer
     /// <summary>Tokenizes <paramref name="text"/>. <paramref name="addSpecial"/> adds BOS/EOS as the vocabulary asks
     /// (<see cref="AddBos"/>, <see cref="AddEos"/>); <paramref name="parseSpecial"/> turns control-token text such as
     /// "&lt;|im_start|&gt;" in the input into those tokens (user-defined tokens are always recognized, as in llama.cpp).</summary>
-    int[] Encode(string text, bool addSpecial, bool parseSpecial);
+    /// <param name="text">The text.</param>
+    /// <param name="addSpecial">Add BOS/EOS as the vocabulary asks.</param>
+    /// <param name="parseSpecial">Read control-token text as those tokens.</param>
+    /// <param name="literal">Character ranges of <paramref name="text"/> where control-token text stays plain text even
+    /// when <paramref name="parseSpecial"/> is on: the messages inside a rendered chat template, so that a user who types
+    /// "&lt;|im_end|&gt;" cannot forge a turn. Outside them nothing changes.</param>
+    int[] Encode(string text, bool addSpecial, bool parseSpecial, IReadOnlyList<Range>? literal = null);
 
     /// <summary>The raw bytes a token stands for, for streaming output one token at a time: SentencePiece "▁" becomes a
     /// space, byte tokens &lt;0xHH&gt; their byte, GPT-2 byte-level characters their bytes. A token's bytes may be part of

@@ -9,10 +9,11 @@ internal readonly record struct Fragment(int Token, int Start, int Length)
 
 /// <summary>Splits the input on special-token texts before the tokenizer proper runs, as llama.cpp's
 /// tokenizer_st_partition does: each special token in turn, longest first, is cut out of every remaining text run.
-/// Control and unknown tokens are only recognized when parsing specials; user-defined tokens always are.</summary>
+/// Control and unknown tokens are only recognized when parsing specials, and then never inside a literal range (a
+/// message's own text in a rendered chat); user-defined tokens always are.</summary>
 internal static class SpecialTokenSplitter
 {
-    public static List<Fragment> Split(Vocab vocab, string text, bool parseSpecial)
+    public static List<Fragment> Split(Vocab vocab, string text, bool parseSpecial, IReadOnlyList<Range>? literal = null)
     {
         var fragments = new List<Fragment>();
         if (text.Length == 0) return fragments;
@@ -24,12 +25,18 @@ internal static class SpecialTokenSplitter
             if (!parseSpecial && (attr & (TokenAttr.Control | TokenAttr.Unknown)) != 0) continue;
             var special = vocab.Texts[id];
             if (special.Length == 0) continue;
+            bool control = (attr & (TokenAttr.Control | TokenAttr.Unknown)) != 0;
 
             for (int i = 0; i < fragments.Count; i++)
             {
                 var f = fragments[i];
                 if (f.IsToken) continue;
                 int at = text.IndexOf(special, f.Start, f.Length, StringComparison.Ordinal);
+                while (at >= 0 && control && InLiteral(literal, text.Length, at, special.Length))
+                {
+                    int from = at + 1, end = f.Start + f.Length;
+                    at = from + special.Length <= end ? text.IndexOf(special, from, end - from, StringComparison.Ordinal) : -1;
+                }
                 if (at < 0) continue;
 
                 // Replace this run by: left text, the token, right text (the right part is searched again next).
@@ -52,6 +59,18 @@ internal static class SpecialTokenSplitter
             }
         }
         return fragments;
+    }
+
+    /// <summary>Whether [at, at + length) overlaps a literal range.</summary>
+    static bool InLiteral(IReadOnlyList<Range>? literal, int textLength, int at, int length)
+    {
+        if (literal is null) return false;
+        foreach (var range in literal)
+        {
+            var (start, count) = range.GetOffsetAndLength(textLength);
+            if (at < start + count && start < at + length) return true;
+        }
+        return false;
     }
 
     // C isspace in the "C" locale, which llama.cpp uses for LSTRIP/RSTRIP.

@@ -36,14 +36,14 @@ internal sealed class Tokenizer : ITokenizer
 
     public bool IsEndOfGeneration(int id) => _vocab.EndOfGeneration.Contains(id);
 
-    public int[] Encode(string text, bool addSpecial, bool parseSpecial)
+    public int[] Encode(string text, bool addSpecial, bool parseSpecial, IReadOnlyList<Range>? literal = null)
     {
         ArgumentNullException.ThrowIfNull(text);
         var output = new List<int>(text.Length / 3 + 2);
         if (addSpecial && _vocab.AddBos && _vocab.Bos is int bos) output.Add(bos);
 
         bool previousWasSpecial = true; // SentencePiece prefixes a space to the first text run and to runs after specials
-        foreach (var fragment in SpecialTokenSplitter.Split(_vocab, text, parseSpecial))
+        foreach (var fragment in SpecialTokenSplitter.Split(_vocab, text, parseSpecial, literal))
         {
             if (fragment.IsToken)
             {
