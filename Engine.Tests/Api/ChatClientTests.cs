@@ -227,6 +227,20 @@ public class ChatReasoningTests
     }
 
     [Fact]
+    public async Task The_templates_own_stops_do_not_count_against_the_callers_sixteen()
+    {
+        using var model = Model.Load(ModelPath);
+        using var session = model.CreateSession(128);
+        var sixteen = Enumerable.Range(0, 16).Select(i => $"stop-{i}").ToArray();
+        var updates = new List<ChatUpdate>();
+        await foreach (var update in session.ChatAsync([ChatTurn.User("Hi")], GenerateOptions.Greedy with { MaxTokens = 2, StopSequences = sixteen }))
+            updates.Add(update);
+        updates[^1].Token.FinishReason.Should().NotBeNull();
+        FluentActions.Invoking(() => session.ChatAsync([ChatTurn.User("Hi")], new GenerateOptions { StopSequences = [.. sixteen, "one more"] }))
+            .Should().Throw<InvalidSamplingOptionsException>().WithMessage("17 stop strings exceed the limit of 16*");
+    }
+
+    [Fact]
     public void An_unknown_template_name_is_refused_at_load()
     {
         FluentActions.Invoking(() => Model.Load(ModelPath, new ModelLoadOptions { ChatTemplate = "jinja-please" }))

@@ -145,7 +145,7 @@ public sealed class Session : IDisposable
     sealed record Conversation(int[] Tokens) : Input;
 
     /// <summary>A generation whose options are checked.</summary>
-    sealed record Request(Input Input, GenerateOptions Options, SamplerOptions Sampling, IReadOnlyList<string> Stops);
+    sealed record Request(Input Input, GenerateOptions Options, SamplerOptions Sampling, IReadOnlyList<string> TemplateStops);
 
     Request Prepare(Input input, GenerateOptions? options, IReadOnlyList<string> templateStops)
     {
@@ -153,7 +153,7 @@ public sealed class Session : IDisposable
         options ??= new GenerateOptions();
         var sampling = options.ToSampler(_model.Info.VocabularySize);
         _ = new StopStrings(options.StopSequences); // the caller's stops are checked now, not mid-stream
-        return new Request(input, options, sampling, [.. options.StopSequences, .. templateStops]);
+        return new Request(input, options, sampling, templateStops);
     }
 
     async IAsyncEnumerable<GeneratedToken> Run(Request request, [EnumeratorCancellation] CancellationToken cancellationToken)
@@ -171,7 +171,7 @@ public sealed class Session : IDisposable
             var options = request.Options;
             var sampler = new Sampler(request.Sampling, _logits.Length);
             var decoder = new Utf8StreamDecoder();
-            var stops = new StopStrings(request.Stops);
+            var stops = new StopStrings(options.StopSequences, request.TemplateStops);
             int limit = options.MaxTokens ?? int.MaxValue;
             int generated = 0;
 

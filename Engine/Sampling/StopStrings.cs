@@ -26,7 +26,10 @@ internal sealed class StopStrings
 
     /// <summary>Validates the list (checklist R10): empty strings are ignored; too many or too long ⇒ error.</summary>
     /// <exception cref="InvalidSamplingOptionsException">More than <see cref="MaxCount"/> strings or one longer than <see cref="MaxLength"/>.</exception>
-    public StopStrings(IEnumerable<string?>? stops)
+    /// <param name="stops">The stop strings.</param>
+    /// <param name="extra">Stops added by the engine itself (a chat template's end-of-turn markers), not counted against
+    /// the caller's limit.</param>
+    public StopStrings(IEnumerable<string?>? stops, IEnumerable<string>? extra = null)
     {
         var list = new List<string>();
         foreach (var s in stops ?? [])
@@ -38,6 +41,8 @@ internal sealed class StopStrings
         }
         if (list.Count > MaxCount)
             throw new InvalidSamplingOptionsException($"{list.Count} stop strings exceed the limit of {MaxCount}", "stop");
+        foreach (var s in extra ?? [])
+            if (s.Length > 0 && !list.Contains(s, StringComparer.Ordinal)) list.Add(s);
         _stops = [.. list];
     }
 
