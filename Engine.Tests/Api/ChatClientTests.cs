@@ -62,6 +62,7 @@ public class ChatClientTests
         var usage = updates.SelectMany(u => u.Contents).OfType<UsageContent>().Single().Details;
         usage.InputTokenCount.Should().Be(prompt.Length);
         usage.OutputTokenCount.Should().Be(reply.Count(id => !model.IsEndOfGeneration(id)));
+        usage.ReasoningTokenCount.Should().Be(0, "the model wrote no think block");
 
         // llama.cpp's greedy continuation of the same prompt (Engine.Tests/Golden/qwen2-tiny-chat.greedy.json).
         // Its smallest top-two logit margin is far above the engine's error, so every token must agree.
@@ -224,6 +225,8 @@ public class ChatReasoningTests
         var contents = response.Messages.SelectMany(m => m.Contents).ToList();
         string.Concat(contents.OfType<TextReasoningContent>().Select(r => r.Text)).Should().Be(generated.TrimStart('\n'));
         contents.OfType<TextContent>().Should().BeEmpty();
+        response.Usage!.ReasoningTokenCount.Should().Be(16, "every token was written inside the open think block");
+        updates.Should().OnlyContain(u => u.IsReasoning);
     }
 
     [Fact]

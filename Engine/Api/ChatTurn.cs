@@ -19,4 +19,6 @@ public sealed record ChatTurn(string Role, string Content)
 /// <param name="Reasoning">Reasoning text this token releases (tags removed).</param>
 /// <param name="Answer">Answer text this token releases.</param>
 /// <param name="Token">The token itself; the last update's token has the finish reason and timings.</param>
-public sealed record ChatUpdate(string Reasoning, string Answer, GeneratedToken Token);
+/// <param name="IsReasoning">True when the token belongs to the reasoning (its tags included), for counting reasoning
+/// tokens; the text it releases can still arrive in a later update.</param>
+public sealed record ChatUpdate(string Reasoning, string Answer, GeneratedToken Token, bool IsReasoning);

@@ -56,18 +56,21 @@ public sealed class EngineChatClient : IChatClient
             _session ??= _model.CreateSession(_contextLength);
             string responseId = "chatcmpl-" + Guid.NewGuid().ToString("N");
             var created = DateTimeOffset.UtcNow;
+            int reasoningTokens = 0;
             await foreach (var update in _session.ChatAsync(turns, generate, cancellationToken).ConfigureAwait(false))
             {
                 var contents = new List<AIContent>(2);
                 if (update.Reasoning.Length > 0) contents.Add(new TextReasoningContent(update.Reasoning));
                 if (update.Answer.Length > 0) contents.Add(new TextContent(update.Answer));
                 var token = update.Token;
+                if (update.IsReasoning) reasoningTokens++;
                 if (token.Timings is { } t)
                     contents.Add(new UsageContent(new UsageDetails
                     {
                         InputTokenCount = t.CachedTokens + t.PromptTokens,
                         CachedInputTokenCount = t.CachedTokens,
                         OutputTokenCount = t.GeneratedTokens,
+                        ReasoningTokenCount = reasoningTokens,
                         TotalTokenCount = t.CachedTokens + t.PromptTokens + t.GeneratedTokens,
                     }));
                 if (contents.Count == 0 && token.FinishReason is null) continue;

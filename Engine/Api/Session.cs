@@ -128,13 +128,15 @@ public sealed class Session : IDisposable
     {
         await foreach (var token in Run(request, cancellationToken).ConfigureAwait(false))
         {
+            bool wasThinking = splitter.InThinking;
             var chunk = splitter.Push(token.Text);
+            bool reasoning = !token.IsEndOfGeneration && (wasThinking || splitter.InThinking);
             if (token.FinishReason is not null)
             {
                 var rest = splitter.Flush();
                 chunk = new ThinkChunk(chunk.Thinking + rest.Thinking, chunk.Answer + rest.Answer);
             }
-            yield return new ChatUpdate(chunk.Thinking, chunk.Answer, token);
+            yield return new ChatUpdate(chunk.Thinking, chunk.Answer, token, reasoning);
         }
     }
 
