@@ -31,15 +31,18 @@ public static class GpuDevices
         ArgumentNullException.ThrowIfNull(name);
         if (!DeviceSelection.TryParse(name, out var choice))
             throw new ArgumentException($"the device must be {Names}, got '{name}'", nameof(name));
-        return choice switch
-        {
-            DeviceChoice.Cpu => ComputeDevice.Cpu,
-            DeviceChoice.Cuda => Cuda,
-            DeviceChoice.OpenCL => OpenCL,
-            DeviceChoice.Auto => Auto,
-            _ => CpuAccelerator,
-        };
+        return For(choice);
     }
+
+    /// <summary>The device for a parsed --device choice.</summary>
+    internal static ComputeDevice For(DeviceChoice choice) => choice switch
+    {
+        DeviceChoice.Cpu => ComputeDevice.Cpu,
+        DeviceChoice.Cuda => Cuda,
+        DeviceChoice.OpenCL => OpenCL,
+        DeviceChoice.Auto => Auto,
+        _ => CpuAccelerator,
+    };
 
     sealed class GpuComputeDevice(DeviceChoice choice, string name) : ComputeDevice
     {

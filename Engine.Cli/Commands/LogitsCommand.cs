@@ -15,7 +15,8 @@ public static class LogitsCommand
         using var model = ModelArguments.Open(cl, required: true);
         var text = cl.String("text");
         if (text is null && cl.String("tokens") is null) throw new UsageException("give --text or --tokens");
-        var tokens = ModelArguments.Prompt(cl, model, text, addSpecial: !cl.Has("no-bos"));
+        bool addSpecial = !cl.Has("no-bos");
+        var tokens = ModelArguments.Prompt(cl, model.Config.VocabSize, text, t => model.Tokenizer.Encode(t, addSpecial, parseSpecial: true));
         bool all = cl.Has("all");
         var output = cl.String("out") ?? throw new UsageException("--out FILE is required");
         int ctx = ModelArguments.Context(cl, model, tokens.Length);

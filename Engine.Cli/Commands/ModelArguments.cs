@@ -1,6 +1,5 @@
 using Engine.Gpu;
 using Engine.Models;
-using Engine.Sampling;
 
 namespace Engine.Cli.Commands;
 
@@ -9,7 +8,8 @@ internal static class ModelArguments
 {
     public static readonly HashSet<string> Flags = ["json", "help", "h", "ignore-eos", "all", "no-bos", "verbose", "no-think", "no-repack"];
 
-    public static LoadedModel Open(CommandLine cl, bool required)
+    /// <summary>--model, or the shipped default model when the command allows it; the file or folder must exist.</summary>
+    static string ModelPath(CommandLine cl, bool required)
     {
         var path = cl.String("model", "m");
         if (path is null)
@@ -18,6 +18,12 @@ internal static class ModelArguments
             path = EntryPoint.DefaultModelPath();
         }
         if (!File.Exists(path) && !Directory.Exists(path)) throw new UsageException($"no such model file or folder: {path}");
+        return path;
+    }
+
+    public static LoadedModel Open(CommandLine cl, bool required)
+    {
+        var path = ModelPath(cl, required);
         int threads = cl.Int("threads", 0, 0, 1024, alias: "t");
         bool repack = !cl.Has("no-repack");
         var stages = DeviceSelection.StageFactory(Device(cl), threads, GpuLayers(cl), Console.Error, repack);
@@ -32,22 +38,13 @@ internal static class ModelArguments
     /// --device, --gpu-layers, --threads, --no-repack, --template; loading steps reported on stderr.</summary>
     public static Model Load(CommandLine cl, bool required)
     {
-        var path = cl.String("model", "m");
-        if (path is null)
-        {
-            if (required) throw new UsageException("--model is required");
-            path = EntryPoint.DefaultModelPath();
-        }
-        if (!File.Exists(path) && !Directory.Exists(path)) throw new UsageException($"no such model file or folder: {path}");
+        var path = ModelPath(cl, required);
         var template = cl.String("template");
         if (template is not null && Engine.Chat.ChatTemplates.ByName(template) is null)
-            throw new UsageException($"unknown template '{template}': use chatml, qwen2, qwen3, llama3, llama2, deepseek-r1 or deepseek-v3");
+            throw new UsageException($"unknown template '{template}': use {Engine.Chat.ChatTemplates.Names}");
         return Model.Load(path, new ModelLoadOptions
         {
-            Device = GpuDevices.Parse(Device(cl) switch
-            {
-                DeviceChoice.Cpu => "cpu", DeviceChoice.Cuda => "cuda", DeviceChoice.OpenCL => "opencl", DeviceChoice.Auto => "auto", _ => "ilgpu-cpu",
-            }),
+            Device = GpuDevices.For(Device(cl)),
             GpuLayers = GpuLayers(cl),
             Threads = cl.Int("threads", 0, 0, 1024, alias: "t"),
             RepackWeights = !cl.Has("no-repack"),
@@ -117,24 +114,8 @@ internal static class ModelArguments
         return ctx;
     }
 
-    public static SamplerOptions Sampling(CommandLine cl, int vocab)
-    {
-        var d = SamplerOptions.LlamaCppDefaults;
-        return new SamplerOptions
-        {
-            Temperature = (float)cl.Double("temperature", d.Temperature, 0, 100),
-            TopK = cl.Int("top-k", d.TopK, 0, int.MaxValue),
-            TopP = (float)cl.Double("top-p", d.TopP, 0, 1),
-            MinP = (float)cl.Double("min-p", d.MinP, 0, 1),
-            RepetitionPenalty = (float)cl.Double("repeat-penalty", 1, 0, 100),
-            PresencePenalty = (float)cl.Double("presence-penalty", 0, -100, 100),
-            FrequencyPenalty = (float)cl.Double("frequency-penalty", 0, -100, 100),
-            PenaltyLastN = cl.Int("repeat-last-n", 64, 0, 1 << 20),
-            Seed = cl.ULong("seed"),
-        }.Validate(vocab);
-    }
-
-    public static int[] Prompt(CommandLine cl, LoadedModel model, string? text, bool addSpecial)
+    /// <summary>The prompt's tokens: --tokens as given (each within the vocabulary), or the text tokenized by `tokenize`.</summary>
+    public static int[] Prompt(CommandLine cl, int vocabularySize, string? text, Func<string, int[]> tokenize)
     {
         var tokens = cl.String("tokens");
         if (tokens is not null)
@@ -142,9 +123,9 @@ internal static class ModelArguments
             if (text is not null) throw new UsageException("give either a prompt text or --tokens, not both");
             var ids = CommandLine.ParseTokens(tokens);
             foreach (var id in ids)
-                if (id >= model.Config.VocabSize) throw new UsageException($"token id {id} is outside the vocabulary of {model.Config.VocabSize}");
+                if (id >= vocabularySize) throw new UsageException($"token id {id} is outside the vocabulary of {vocabularySize}");
             return ids;
         }
-        return model.Tokenizer.Encode(text ?? "", addSpecial, parseSpecial: true);
+        return tokenize(text ?? "");
     }
 }

@@ -30,7 +30,9 @@ public static class RunCommand
         int n = cl.Int("n", 256, -1, 1 << 24, alias: "n-predict");
         bool json = cl.Has("json");
         var options = ModelArguments.Generate(cl, model.Info.VocabularySize) with { MaxTokens = n < 0 ? null : n };
-        var prompt = Prompt(cl, model, text ?? (cl.String("tokens") is null ? "" : null));
+        // As llama.cpp's CLI: BOS as the vocabulary asks, special-token text read as those tokens.
+        var prompt = ModelArguments.Prompt(cl, model.Info.VocabularySize, text ?? (cl.String("tokens") is null ? "" : null),
+            t => [.. model.Tokenize(t, addSpecialTokens: true, parseSpecialTokens: true)]);
         int ctx = ModelArguments.Context(cl, model.Info.TrainedContextLength, prompt.Length + Math.Max(0, n));
         cl.RejectUnknown();
         if (prompt.Length == 0) throw new UsageException("the prompt tokenizes to nothing; give a prompt");
@@ -72,20 +74,5 @@ public static class RunCommand
             last = token;
         }
         return (generated, text.ToString(), last!);
-    }
-
-    /// <summary>The prompt's tokens: --tokens as given, or the text with BOS and special-token parsing (as llama.cpp's CLI).</summary>
-    static int[] Prompt(CommandLine cl, Model model, string? text)
-    {
-        var tokens = cl.String("tokens");
-        if (tokens is not null)
-        {
-            if (text is not null) throw new UsageException("give either a prompt text or --tokens, not both");
-            var ids = CommandLine.ParseTokens(tokens);
-            foreach (var id in ids)
-                if (id >= model.Info.VocabularySize) throw new UsageException($"token id {id} is outside the vocabulary of {model.Info.VocabularySize}");
-            return ids;
-        }
-        return [.. model.Tokenize(text ?? "", addSpecialTokens: true, parseSpecialTokens: true)];
     }
 }

@@ -45,9 +45,8 @@ public sealed class EngineEmbeddingGenerator : IEmbeddingGenerator<string, Embed
             if (extra.TryGetValue("normalize", out var normalize))
                 request = request with { Normalize = EngineChatClient.Flag(normalize, "normalize") };
         }
-        var vectors = await _model.EmbedAsync(texts, request, cancellationToken).ConfigureAwait(false);
+        var (vectors, tokens) = await _model.EmbedCountingAsync(texts, request, cancellationToken).ConfigureAwait(false);
         var created = DateTimeOffset.UtcNow;
-        long tokens = texts.Sum(t => (long)_model.Tokenize(t).Count);
         var result = new GeneratedEmbeddings<Embedding<float>>(vectors.Select(v => new Embedding<float>(v) { ModelId = _model.Info.Name, CreatedAt = created }))
         {
             Usage = new UsageDetails { InputTokenCount = tokens, TotalTokenCount = tokens },

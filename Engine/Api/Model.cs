@@ -44,9 +44,9 @@ public sealed class Model : IDisposable
     {
         _loaded = loaded;
         var config = loaded.Config;
+        // The name was checked before loading (Validate).
         ChatTemplateMatch match = options.ChatTemplate is { } name
-            ? new(ChatTemplates.ByName(name) ?? throw new ArgumentException(
-                $"unknown chat template '{name}': use chatml, qwen2, qwen3, llama3, llama2, deepseek-r1 or deepseek-v3", nameof(options)), "chosen")
+            ? new(ChatTemplates.ByName(name)!, "chosen")
             : ChatTemplates.Detect(loaded.ChatTemplateText, config.Architecture, piece => HasToken(loaded, piece));
         ChatTemplate = match.Template;
         int context = options.ContextLength > 0 ? options.ContextLength : Math.Min(config.TrainedContextLength, 4096);
@@ -126,7 +126,7 @@ public sealed class Model : IDisposable
         if (options.GpuLayers < 0)
             throw new ArgumentOutOfRangeException(nameof(options), $"GpuLayers must be 0 or more (null: every layer), got {options.GpuLayers}");
         if (options.ChatTemplate is { } name && ChatTemplates.ByName(name) is null)
-            throw new ArgumentException($"unknown chat template '{name}': use chatml, qwen2, qwen3, llama3, llama2, deepseek-r1 or deepseek-v3", nameof(options));
+            throw new ArgumentException($"unknown chat template '{name}': use {ChatTemplates.Names}", nameof(options));
     }
 
     /// <summary>Loads a model on a worker thread (see <see cref="Load"/>), so a UI or server thread is not blocked while
@@ -272,7 +272,11 @@ public sealed class Model : IDisposable
     /// <returns>One vector per text, in order.</returns>
     [System.Diagnostics.CodeAnalysis.SuppressMessage("ApiDesign", "RS0026:Do not add multiple public overloads with optional parameters",
         Justification = "The overloads ship together and differ in their first parameter's type (one text or many), so no call is ambiguous.")]
-    public async Task<IReadOnlyList<float[]>> EmbedAsync(IEnumerable<string> texts, EmbeddingOptions? options = null, CancellationToken cancellationToken = default)
+    public async Task<IReadOnlyList<float[]>> EmbedAsync(IEnumerable<string> texts, EmbeddingOptions? options = null, CancellationToken cancellationToken = default) =>
+        (await EmbedCountingAsync(texts, options, cancellationToken).ConfigureAwait(false)).Vectors;
+
+    /// <summary>The embeddings and the number of tokens they read (for the embedding generator's usage).</summary>
+    internal async Task<(IReadOnlyList<float[]> Vectors, long Tokens)> EmbedCountingAsync(IEnumerable<string> texts, EmbeddingOptions? options, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(texts);
         var list = texts.ToList();
@@ -296,7 +300,7 @@ public sealed class Model : IDisposable
             var prompt = prompts[i];
             vectors[i] = await Embed(prompt, pooling, options.Normalize, cancellationToken).ConfigureAwait(false);
         }
-        return vectors;
+        return (vectors, prompts.Sum(p => (long)p.Length));
     }
 
     /// <summary>The embedding of one text (see <see cref="EmbedAsync(IEnumerable{string}, EmbeddingOptions?, CancellationToken)"/>).</summary>

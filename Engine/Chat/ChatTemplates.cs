@@ -11,6 +11,9 @@ internal sealed record ChatTemplateMatch(IChatTemplate Template, string Rule);
 /// </summary>
 internal static class ChatTemplates
 {
+    /// <summary>The names <see cref="ByName"/> accepts, for error messages.</summary>
+    public const string Names = "chatml, qwen2, qwen3, llama3, llama2, deepseek-r1 or deepseek-v3";
+
     /// <summary>Built-in templates by name, for an explicit --chat-template override.</summary>
     public static IChatTemplate? ByName(string name) => name.ToLowerInvariant() switch
     {
