@@ -21,26 +21,6 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
         public ArrayView<float> View => Data.View;
     }
 
-    /// <summary>A cache's buffers belong to the backend that made it: disposing the cache hands them back to it
-    /// at once, and the backend's own disposal frees the caches not yet disposed.</summary>
-    sealed class Cache(GpuBackend owner, int layers, int ctx, int kw, int vw) : KvCache(layers, ctx, kw, vw)
-    {
-        public readonly MemoryBuffer1D<float, Stride1D.Dense>[] Keys = new MemoryBuffer1D<float, Stride1D.Dense>[layers]; // per layer: [context x width]
-        public readonly MemoryBuffer1D<float, Stride1D.Dense>[] Values = new MemoryBuffer1D<float, Stride1D.Dense>[layers];
-
-        /// <summary>The buffers allocated so far (all of them, unless an allocation failed).</summary>
-        public IEnumerable<MemoryBuffer> Buffers => Keys.Concat(Values).Where(b => b is not null);
-
-        protected override void Release() => owner.Free(this);
-
-        /// <summary>The cache an operation was handed, checked once for that operation.</summary>
-        public static Cache Usable(KvCache cache)
-        {
-            cache.ThrowIfDisposed();
-            return (Cache)cache;
-        }
-    }
-
     sealed record ResidentMatrix(IWeightKernels Kernels, DeviceMatrix Matrix);
 
     /// <summary>RoPE rates of one RopeParameters, on the device.</summary>
@@ -63,8 +43,6 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
     readonly Dictionary<RopeParameters, RopeTable> _ropeTables = new(ReferenceEqualityComparer.Instance);
     readonly List<MemoryBuffer> _allocations = [];
     readonly List<GpuExpertRouting> _routings = [];
-    // The caches made and not yet disposed; a cache's disposal takes it out (from any thread, hence the lock).
-    readonly HashSet<Cache> _caches = new(ReferenceEqualityComparer.Instance);
     readonly DeviceBuffers _buffers;
     bool _disposed;
 
@@ -80,12 +58,6 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
     /// tables, expert routing and staging, each counted at its allocated size. A disposed cache takes its bytes off
     /// at once; after <see cref="Dispose"/> it is 0.</summary>
     public long DeviceBytesInUse => _buffers.BytesInUse;
-
-    /// <summary>KV caches made by <see cref="CreateKvCache"/> and not yet disposed.</summary>
-    public int LiveCaches
-    {
-        get { lock (_caches) return _caches.Count; }
-    }
 
     readonly bool _ownsDevice;
 
@@ -120,44 +92,10 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
         return new Buffer(name, length, data);
     }
 
-    public KvCache CreateKvCache(int layers, int contextLength, int keyWidth, int valueWidth)
-    {
-        ObjectDisposedException.ThrowIf(_disposed, this);
-        _budget.Reserve(CacheBytes(layers, contextLength, keyWidth, valueWidth), $"the KV cache for {contextLength} tokens");
-        var cache = new Cache(this, layers, contextLength, keyWidth, valueWidth);
-        lock (_caches) _caches.Add(cache);
-        try
-        {
-            for (int l = 0; l < layers; l++)
-            {
-                cache.Keys[l] = _buffers.Allocate<float>((long)contextLength * keyWidth);
-                cache.Values[l] = _buffers.Allocate<float>((long)contextLength * valueWidth);
-            }
-        }
-        catch
-        {
-            cache.Dispose(); // the device refused a buffer the budget allowed: free those it gave
-            throw;
-        }
-        return cache;
-    }
+    public KvBlockPool CreateKvPool(KvPoolShape shape) => throw new NotSupportedException("TODO(paged-gpu)");
 
-    /// <summary>Frees a cache's buffers and its reservation (once: a cache calls it from its first Dispose, and this
-    /// backend's Dispose calls that for every cache still live).</summary>
-    void Free(Cache cache)
-    {
-        lock (_caches)
-        {
-            if (!_caches.Remove(cache)) return;
-            // Kernels still queued may read or write the cache: let them finish before its memory goes back.
-            _accelerator.Synchronize();
-            foreach (var buffer in cache.Buffers) _buffers.Free(buffer);
-        }
-        _budget.Release(CacheBytes(cache.Layers, cache.ContextLength, cache.KeyWidth, cache.ValueWidth));
-    }
-
-    static long CacheBytes(int layers, int contextLength, int keyWidth, int valueWidth) =>
-        (long)layers * contextLength * (keyWidth + valueWidth) * sizeof(float);
+    /// <summary>KV pools made by <see cref="CreateKvPool"/> and not yet disposed.</summary>
+    public int LivePools => 0; // TODO(paged-gpu)
 
     /// <summary>Checks that all weights fit beside what is already allocated, then uploads them.</summary>
     public void Upload(WeightSet weights)
@@ -227,11 +165,7 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
     public void AddBias(ActivationBuffer y, WeightVector bias, int rows) =>
         _elementwise.AddBias(V(y), Resident(bias), rows, bias.Length);
 
-    public void Rope(ActivationBuffer x, int rows, int heads, int start, RopeParameters rope)
-    {
-        var table = RopeTableFor(rope, heads);
-        _rope.Rope(V(x), rows, start, table.Rates.View, table.Shape with { Heads = heads });
-    }
+    public void Rope(ActivationBuffer x, ForwardBatch batch, int heads, RopeParameters rope) => throw new NotSupportedException("TODO(paged-gpu)");
 
     RopeTable RopeTableFor(RopeParameters rope, int heads)
     {
@@ -246,19 +180,10 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
         return table;
     }
 
-    public void StoreKv(KvCache cache, int layer, int start, int rows, ActivationBuffer k, ActivationBuffer v)
-    {
-        var c = Cache.Usable(cache);
-        ((Buffer)k).Data.View.SubView(0, (long)rows * c.KeyWidth).CopyTo(c.Keys[layer].View.SubView((long)start * c.KeyWidth, (long)rows * c.KeyWidth));
-        ((Buffer)v).Data.View.SubView(0, (long)rows * c.ValueWidth).CopyTo(c.Values[layer].View.SubView((long)start * c.ValueWidth, (long)rows * c.ValueWidth));
-    }
+    public void StoreKv(KvBlockPool pool, int layer, ForwardBatch batch, ActivationBuffer k, ActivationBuffer v) => throw new NotSupportedException("TODO(paged-gpu)");
 
-    public void Attention(ActivationBuffer q, KvCache cache, int layer, int start, int rows, int heads, int kvHeads, int headDim, int valueDim, ActivationBuffer output)
-    {
-        var c = Cache.Usable(cache);
-        var shape = new AttentionKernels.AttentionShape(start, heads, heads / kvHeads, headDim, valueDim, c.KeyWidth, c.ValueWidth, 1f / MathF.Sqrt(headDim));
-        _attention.Attention(V(q), c.Keys[layer].View, c.Values[layer].View, rows, shape, V(output));
-    }
+    public void Attention(ActivationBuffer q, KvBlockPool pool, int layer, ForwardBatch batch, int heads, int kvHeads, int headDim, int valueDim, ActivationBuffer output) =>
+        throw new NotSupportedException("TODO(paged-gpu)");
 
     public void SwiGlu(ActivationBuffer gate, ActivationBuffer up, int length, ActivationBuffer y) =>
         _elementwise.SwiGlu(V(gate), V(up), length, V(y));
@@ -394,9 +319,6 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
         if (_disposed) return;
         _disposed = true;
         _accelerator.Synchronize();
-        Cache[] live;
-        lock (_caches) live = [.. _caches];
-        foreach (var cache in live) cache.Dispose();
         foreach (var m in _matrices.Values) _buffers.Free(m.Matrix);
         foreach (var m in _stacks.Values) _buffers.Free(m.Matrix);
         foreach (var r in _routings) r.Dispose();

@@ -58,19 +58,25 @@ public class CpuKernelTests
     }
 
     [Theory]
-    [InlineData(nameof(RopeStyle.Normal))]
-    [InlineData(nameof(RopeStyle.NeoX))]
-    public void Rope_and_attention_match_reference(string styleName)
+    [InlineData(nameof(RopeStyle.Normal), nameof(KvElementType.F32))]
+    [InlineData(nameof(RopeStyle.NeoX), nameof(KvElementType.F32))]
+    [InlineData(nameof(RopeStyle.Normal), nameof(KvElementType.F16))]
+    [InlineData(nameof(RopeStyle.NeoX), nameof(KvElementType.Q8_0))]
+    public void Rope_and_paged_attention_match_reference(string styleName, string typeName)
     {
         var style = Enum.Parse<RopeStyle>(styleName); // RopeStyle is internal: a public theory takes its name
+        var type = Enum.Parse<KvElementType>(typeName);
         var rng = new Random(3);
         using var backend = new CpuBackend(2);
-        const int heads = 4, kvHeads = 2, dim = 16, tokens = 9;
+        const int heads = 4, kvHeads = 2, dim = 32, tokens = 9, blockTokens = 4;
         var rope = new RopeParameters(dim, dim, style, 10000, RopeScaling.None, null);
         var q = Random(rng, tokens * heads * dim); var k = Random(rng, tokens * kvHeads * dim); var v = Random(rng, tokens * kvHeads * dim);
         var bq = Load(backend, q); var bk = Load(backend, k); var bv = Load(backend, v);
-        backend.Rope(bq, tokens, heads, 0, rope);
-        backend.Rope(bk, tokens, kvHeads, 0, rope);
+        // Positions 0..8 over three blocks of 4, stored out of order in the pool: the block table does the addressing.
+        var batch = new ForwardBatch(blockTokens);
+        batch.Add(new int[tokens], 0, [3, 0, 2], LogitsWanted.None);
+        backend.Rope(bq, batch, heads, rope);
+        backend.Rope(bk, batch, kvHeads, rope);
         var ropedQ = new float[q.Length]; backend.Read(bq, 0, ropedQ);
         var ropedK = new float[k.Length]; backend.Read(bk, 0, ropedK);
         for (int t = 0; t < tokens; t++)
@@ -81,19 +87,57 @@ public class CpuKernelTests
                 Close(ropedQ.AsSpan((t * heads + h) * dim, dim), head, 1e-6f, $"rope t={t} h={h}");
             }
 
-        using var cache = backend.CreateKvCache(1, tokens, kvHeads * dim, kvHeads * dim);
-        backend.StoreKv(cache, 0, 0, tokens, bk, bv);
+        using var pool = backend.CreateKvPool(new KvPoolShape(1, 4, blockTokens, kvHeads * dim, kvHeads * dim, type));
+        backend.StoreKv(pool, 0, batch, bk, bv);
         var output = backend.Allocate("out", tokens * heads * dim);
-        backend.Attention(bq, cache, 0, 0, tokens, heads, kvHeads, dim, dim, output);
+        backend.Attention(bq, pool, 0, batch, heads, kvHeads, dim, dim, output);
         var actual = new float[tokens * heads * dim]; backend.Read(output, 0, actual);
+        // The reference reads the keys and values as the pool holds them (rounded to its element type).
+        var storedK = RoundTrip(ropedK, kvHeads * dim, type); var storedV = RoundTrip(v, kvHeads * dim, type);
         for (int t = 0; t < tokens; t++)
             for (int h = 0; h < heads; h++)
             {
                 int kvh = h / (heads / kvHeads);
                 var expected = new float[dim];
                 ReferenceKernels.AttendHead(ropedQ.AsSpan((t * heads + h) * dim, dim),
-                    j => ropedK.AsMemory((j * kvHeads + kvh) * dim, dim), j => v.AsMemory((j * kvHeads + kvh) * dim, dim), t + 1, expected);
+                    j => storedK.AsMemory((j * kvHeads + kvh) * dim, dim), j => storedV.AsMemory((j * kvHeads + kvh) * dim, dim), t + 1, expected);
                 Close(actual.AsSpan((t * heads + h) * dim, dim), expected, 1e-5f, $"attention t={t} h={h}");
+            }
+    }
+
+    static unsafe float[] RoundTrip(float[] rows, int width, KvElementType type)
+    {
+        var result = new float[rows.Length];
+        var bytes = new byte[KvPoolShape.RowBytes(width, type)];
+        fixed (byte* b = bytes) fixed (float* r = result)
+            for (int i = 0; i < rows.Length / width; i++)
+            {
+                CpuKvPool.WriteRow(rows.AsSpan(i * width, width), type, b);
+                CpuKvPool.ReadRow(b, type, 0, width, r + i * width);
+            }
+        return result;
+    }
+
+    [Theory]
+    [InlineData(nameof(KvElementType.F16))]
+    [InlineData(nameof(KvElementType.Q8_0))]
+    public void Kv_rows_round_trip_as_ggml_rounds_them(string typeName)
+    {
+        var type = Enum.Parse<KvElementType>(typeName);
+        var x = Random(new Random(5), 64);
+        var stored = RoundTrip(x, 64, type);
+        for (int i = 0; i < x.Length; i++)
+        {
+            float expected = type == KvElementType.F16 ? (float)(Half)x[i] : stored[i];
+            stored[i].Should().Be(expected);
+        }
+        if (type == KvElementType.Q8_0)
+            for (int b = 0; b < 2; b++)
+            {
+                float amax = x.Skip(b * 32).Take(32).Max(MathF.Abs);
+                float scale = (float)(Half)(amax / 127);
+                for (int i = b * 32; i < b * 32 + 32; i++)
+                    Math.Abs(stored[i] - x[i]).Should().BeLessThanOrEqualTo(scale * 0.5f + 1e-6f, "a q8_0 value is within half a level");
             }
     }
 

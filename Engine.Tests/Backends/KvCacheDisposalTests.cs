@@ -13,26 +13,29 @@ public class KvCacheDisposalTests
     static string Stories => TestPaths.Repo("models", "stories260K.gguf");
 
     [Fact]
-    public void A_disposed_cpu_cache_refuses_use_and_names_itself()
+    public void A_disposed_cpu_pool_refuses_use_and_names_itself()
     {
         using var backend = new CpuBackend(1);
-        var cache = backend.CreateKvCache(2, 8, 4, 4);
+        var pool = backend.CreateKvPool(new KvPoolShape(2, 4, 2, 4, 4, KvElementType.F32));
         var k = backend.Allocate("k", 8);
         var v = backend.Allocate("v", 8);
         var q = backend.Allocate("q", 8);
         var output = backend.Allocate("out", 8);
-        backend.StoreKv(cache, 1, 0, 2, k, v);
-        backend.Attention(q, cache, 1, 0, 2, 2, 2, 2, 2, output);
-        cache.Bytes.Should().Be(2L * 8 * (4 + 4) * sizeof(float));
+        var batch = new ForwardBatch(2);
+        batch.Add([0, 0], 0, [1], LogitsWanted.None);
+        pool.Bytes.Should().Be(0, "a block takes memory when a token is first stored in it");
+        backend.StoreKv(pool, 1, batch, k, v);
+        backend.Attention(q, pool, 1, batch, 2, 2, 2, 2, output);
+        pool.Bytes.Should().Be(2L * 2 * (4 + 4) * sizeof(float), "one block of 2 tokens x 2 layers is in use");
 
-        cache.Dispose();
-        cache.Dispose(); // a second disposal does nothing
+        pool.Dispose();
+        pool.Dispose(); // a second disposal does nothing
 
-        cache.IsDisposed.Should().BeTrue();
-        cache.Bytes.Should().Be(0, "a disposed cache holds no memory");
-        FluentActions.Invoking(() => backend.StoreKv(cache, 1, 0, 2, k, v))
-            .Should().Throw<ObjectDisposedException>().Which.ObjectName.Should().Be("KV cache (2 layers x 8 tokens)");
-        FluentActions.Invoking(() => backend.Attention(q, cache, 1, 0, 2, 2, 2, 2, 2, output))
+        pool.IsDisposed.Should().BeTrue();
+        pool.Bytes.Should().Be(0, "a disposed pool holds no memory");
+        FluentActions.Invoking(() => backend.StoreKv(pool, 1, batch, k, v))
+            .Should().Throw<ObjectDisposedException>().Which.ObjectName.Should().Be("KV pool (4 blocks x 2 tokens x 2 layers, F32)");
+        FluentActions.Invoking(() => backend.Attention(q, pool, 1, batch, 2, 2, 2, 2, output))
             .Should().Throw<ObjectDisposedException>().WithMessage("*create a new one*");
     }
 
@@ -58,18 +61,21 @@ public class KvCacheDisposalTests
             StageFactory = (config, _) => [new LayerStage(new CpuBackend(1), 0, 2), new LayerStage(new CpuBackend(1), 2, config.LayerCount - 2)],
         });
         var logits = new float[model.Config.VocabSize];
-        var cache = model.Model.CreateCache(8).Should().BeOfType<StagedKvCache>().Subject;
+        var cache = model.Model.CreateCache(8);
+        cache.Store.Pools.Should().HaveCount(2);
         model.Model.Forward([1, 2], 0, cache, logits);
         long bytes = cache.Bytes;
-        cache.Parts.Sum(p => p.Bytes).Should().Be(bytes);
+        cache.Store.Pools.Sum(p => p.Bytes).Should().Be(bytes).And.BeGreaterThan(0);
 
         cache.Dispose();
 
-        cache.Parts.Should().OnlyContain(p => p.IsDisposed, "the staged cache owns its parts");
-        cache.Parts.Sum(p => p.Bytes).Should().Be(0);
+        cache.Store.Pools.Should().OnlyContain(p => p.IsDisposed, "the store owns its pools");
+        cache.Store.Pools.Sum(p => p.Bytes).Should().Be(0);
         FluentActions.Invoking(() => model.Model.Forward([3], 2, cache, logits)).Should().Throw<ObjectDisposedException>();
         var k = model.Model.Stages[1].Backend.Allocate("k", model.Config.KeyWidth);
-        FluentActions.Invoking(() => model.Model.Stages[1].Backend.StoreKv(cache.Parts[1], 0, 0, 1, k, k))
+        var batch = new ForwardBatch(cache.Store.BlockTokens);
+        batch.Add([3], 2, cache.BlockTable, LogitsWanted.None);
+        FluentActions.Invoking(() => model.Model.Stages[1].Backend.StoreKv(cache.Store.Pools[1], 0, batch, k, k))
             .Should().Throw<ObjectDisposedException>("a part is disposed as well, not only the whole");
     }
 }

@@ -91,7 +91,9 @@ public sealed class GpuBackendKernelTests(GpuTestDevice device) : IDisposable
         var rope = new RopeParameters(headDim, rotatedDims, style, 10000, scalingParameters, factors ? [1f, 2.5f, 8f, 1f] : null);
         foreach (int start in new[] { 0, 297 }) // late positions: angles of hundreds of radians
         {
-            var (gpu, cpu) = Both([TestWeights.Random(rows * heads * headDim, 20)], 0, (be, b) => be.Rope(b[0], rows, heads, start, rope));
+            var batch = new ForwardBatch(Llama.DefaultBlockTokens);
+            batch.Add(new int[rows], start, new int[(start + rows + Llama.DefaultBlockTokens - 1) / Llama.DefaultBlockTokens], LogitsWanted.None);
+            var (gpu, cpu) = Both([TestWeights.Random(rows * heads * headDim, 20)], 0, (be, b) => be.Rope(b[0], batch, heads, rope));
             ShouldAgree(gpu, cpu, 1e-4);
         }
     }
@@ -108,11 +110,19 @@ public sealed class GpuBackendKernelTests(GpuTestDevice device) : IDisposable
         var keys = TestWeights.Random(context * keyWidth, 21, 2f);
         var values = TestWeights.Random(context * valueWidth, 22);
         var queries = TestWeights.Random(rows * heads * headDim, 23, 2f);
+        // Blocks of 4 positions, out of order in the pool: the block table does the addressing.
+        const int blockTokens = 4;
+        int blocks = (context + blockTokens - 1) / blockTokens;
+        var table = Enumerable.Range(0, blocks).Reverse().ToArray();
+        var store = new ForwardBatch(blockTokens);
+        store.Add(new int[context], 0, table, LogitsWanted.None);
+        var attend = new ForwardBatch(blockTokens);
+        attend.Add(new int[rows], start, table, LogitsWanted.None);
         var (gpu, cpu) = Both([keys, values, queries, new float[rows * heads * valueDim]], 3, (be, b) =>
         {
-            using var cache = be.CreateKvCache(2, context, keyWidth, valueWidth);
-            be.StoreKv(cache, 1, 0, context, b[0], b[1]);
-            be.Attention(b[2], cache, 1, start, rows, heads, kvHeads, headDim, valueDim, b[3]);
+            using var pool = be.CreateKvPool(new KvPoolShape(2, blocks, blockTokens, keyWidth, valueWidth, KvElementType.F32));
+            be.StoreKv(pool, 1, store, b[0], b[1]);
+            be.Attention(b[2], pool, 1, attend, heads, kvHeads, headDim, valueDim, b[3]);
         });
         ShouldAgree(gpu, cpu, 1e-5);
     }

@@ -46,13 +46,13 @@ public class GpuMemoryReleaseTests(GpuTestDevice device, ITestOutputHelper outpu
                 backend.DeviceBytesInUse.Should().Be(baseline, $"disposing cache {i} returns every byte it held");
                 backend.Memory.Used.Should().Be(reserved, $"and its reservation");
             }
-            backend.LiveCaches.Should().Be(0);
+            backend.LivePools.Should().Be(0);
 
             var left = model.Model.CreateCache(4); // not disposed: the model's disposal frees it
             model.Dispose();
             modelDisposed = true;
             backend.DeviceBytesInUse.Should().Be(0, "a disposed model holds no device memory: weights, activations and caches are all freed");
-            backend.LiveCaches.Should().Be(0);
+            backend.LivePools.Should().Be(0);
             left.IsDisposed.Should().BeTrue("the backend disposed the cache it still held");
             left.Dispose(); // already freed: nothing is freed twice
             backend.DeviceBytesInUse.Should().Be(0);
@@ -85,19 +85,21 @@ public class GpuMemoryReleaseTests(GpuTestDevice device, ITestOutputHelper outpu
             long baseline = gpu!.DeviceBytesInUse;
             for (int i = 0; i < 5; i++)
             {
-                var cache = model.Model.CreateCache(4).Should().BeOfType<StagedKvCache>().Subject;
-                gpu.DeviceBytesInUse.Should().Be(baseline + cache.Parts[0].Bytes, "the device holds its two layers' part");
+                var cache = model.Model.CreateCache(4);
+                gpu.DeviceBytesInUse.Should().Be(baseline + cache.Store.Pools[0].Bytes, "the device holds its two layers' part");
                 model.Model.Forward([1, 2], 0, cache, logits);
                 cache.Dispose();
-                cache.Parts.Should().OnlyContain(p => p.IsDisposed);
+                cache.Store.Pools.Should().OnlyContain(p => p.IsDisposed);
                 gpu.DeviceBytesInUse.Should().Be(baseline, $"disposing staged cache {i} returns its device part");
             }
 
-            var disposed = model.Model.CreateCache(4).Should().BeOfType<StagedKvCache>().Subject;
+            var disposed = model.Model.CreateCache(4);
             disposed.Dispose();
             var k = gpu.Allocate("k", model.Config.KeyWidth);
-            FluentActions.Invoking(() => gpu.StoreKv(disposed.Parts[0], 0, 0, 1, k, k))
-                .Should().Throw<ObjectDisposedException>().Which.ObjectName.Should().StartWith("KV cache (2 layers");
+            var batch = new ForwardBatch(disposed.Store.BlockTokens);
+            batch.Add([1], 0, disposed.BlockTable, LogitsWanted.None);
+            FluentActions.Invoking(() => gpu.StoreKv(disposed.Store.Pools[0], 0, batch, k, k))
+                .Should().Throw<ObjectDisposedException>().Which.ObjectName.Should().StartWith("KV pool (1 blocks x 32 tokens x 2 layers");
 
             model.Dispose();
             modelDisposed = true;

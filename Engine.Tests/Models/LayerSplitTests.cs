@@ -62,9 +62,9 @@ public class LayerSplitTests
         using var whole = Open(Stories);
         using var split = Open(Stories, 2);
         using var cache = split.Model.CreateCache(8);
-        var staged = cache.Should().BeOfType<StagedKvCache>().Subject;
-        staged.Parts.Select(p => p.Layers).Should().Equal(2, 3);
-        using (var wholeCache = whole.Model.CreateCache(8)) staged.Bytes.Should().Be(wholeCache.Bytes);
+        cache.Store.Pools.Select(p => p.Shape.Layers).Should().Equal(2, 3);
+        cache.Store.BlockBytes.Should().Be(cache.Store.Pools.Sum(p => p.Shape.BlockBytes));
+        using (var wholeCache = whole.Model.CreateCache(8)) cache.Store.BlockBytes.Should().Be(wholeCache.Store.BlockBytes);
 
         List<(string, int, float[])> Observed(LoadedModel model)
         {

@@ -11,7 +11,7 @@ internal sealed class RecordingBackend(IBackend inner) : IBackend
 
     public string Name => "recording " + inner.Name;
     public ActivationBuffer Allocate(string name, int length) => inner.Allocate(name, length);
-    public KvCache CreateKvCache(int layers, int contextLength, int keyWidth, int valueWidth) => inner.CreateKvCache(layers, contextLength, keyWidth, valueWidth);
+    public KvBlockPool CreateKvPool(KvPoolShape shape) => inner.CreateKvPool(shape);
     public void Embed(WeightMatrix table, ReadOnlySpan<int> tokens, ActivationBuffer x) => inner.Embed(table, tokens, x);
     public void RmsNorm(ActivationBuffer x, WeightVector weight, float epsilon, int rows, ActivationBuffer y) => inner.RmsNorm(x, weight, epsilon, rows, y);
 
@@ -22,10 +22,10 @@ internal sealed class RecordingBackend(IBackend inner) : IBackend
     }
 
     public void AddBias(ActivationBuffer y, WeightVector bias, int rows) => inner.AddBias(y, bias, rows);
-    public void Rope(ActivationBuffer x, int rows, int heads, int start, RopeParameters rope) => inner.Rope(x, rows, heads, start, rope);
-    public void StoreKv(KvCache cache, int layer, int start, int rows, ActivationBuffer k, ActivationBuffer v) => inner.StoreKv(cache, layer, start, rows, k, v);
-    public void Attention(ActivationBuffer q, KvCache cache, int layer, int start, int rows, int heads, int kvHeads, int headDim, int valueDim, ActivationBuffer output) =>
-        inner.Attention(q, cache, layer, start, rows, heads, kvHeads, headDim, valueDim, output);
+    public void Rope(ActivationBuffer x, ForwardBatch batch, int heads, RopeParameters rope) => inner.Rope(x, batch, heads, rope);
+    public void StoreKv(KvBlockPool pool, int layer, ForwardBatch batch, ActivationBuffer k, ActivationBuffer v) => inner.StoreKv(pool, layer, batch, k, v);
+    public void Attention(ActivationBuffer q, KvBlockPool pool, int layer, ForwardBatch batch, int heads, int kvHeads, int headDim, int valueDim, ActivationBuffer output) =>
+        inner.Attention(q, pool, layer, batch, heads, kvHeads, headDim, valueDim, output);
     public void SwiGlu(ActivationBuffer gate, ActivationBuffer up, int length, ActivationBuffer y) => inner.SwiGlu(gate, up, length, y);
     public void Add(ActivationBuffer x, ActivationBuffer y, int length) => inner.Add(x, y, length);
     public void Clear(ActivationBuffer x, int length) => inner.Clear(x, length);

@@ -221,7 +221,7 @@ public sealed class Model : IDisposable
     }
 
     /// <summary>Frees a session's cache between forward passes, never during one.</summary>
-    internal void Release(Engine.Backends.KvCache cache) => WithTurn(cache.Dispose);
+    internal void Release(Engine.Models.KvCache cache) => WithTurn(cache.Dispose);
 
     /// <summary>Text to token ids, as llama.cpp tokenizes it.</summary>
     /// <param name="text">The text.</param>

@@ -3,6 +3,7 @@ using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Engine.Backends;
+using Engine.Models;
 using Engine.Chat;
 using Engine.Sampling;
 using Engine.Text;

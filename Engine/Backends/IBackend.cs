@@ -10,38 +10,65 @@ internal abstract class ActivationBuffer(string name, int length)
     public int Length { get; } = length;
 }
 
-/// <summary>The key/value cache of one sequence, preallocated for the whole context. It holds memory in its
-/// backend (host arrays on the CPU, device buffers on a GPU) until it is disposed; a session owns its cache and
-/// disposes it when it ends or is replaced. Disposing twice does nothing; a disposed cache refuses further use
-/// with an <see cref="ObjectDisposedException"/>.</summary>
-internal abstract class KvCache(int layers, int contextLength, int keyWidth, int valueWidth) : IDisposable
+/// <summary>How a KV pool stores each key and value element: F16 is llama.cpp's default, F32 is exact (the golden
+/// checks), Q8_0 halves F16's memory (ggml's block of 32 int8 values sharing one F16 scale).</summary>
+internal enum KvElementType { F32, F16, Q8_0 }
+
+/// <summary>The size of a KV pool: `Blocks` blocks of `BlockTokens` token positions, each holding every layer's key
+/// (KeyWidth values) and value (ValueWidth values) of those positions.</summary>
+internal sealed record KvPoolShape(int Layers, int Blocks, int BlockTokens, int KeyWidth, int ValueWidth, KvElementType Type)
+{
+    /// <summary>Bytes one element row of `width` values takes in the pool.</summary>
+    public static long RowBytes(int width, KvElementType type) => type switch
+    {
+        KvElementType.F32 => width * 4L,
+        KvElementType.F16 => width * 2L,
+        KvElementType.Q8_0 => width / 32 * 34L,
+        _ => throw new ArgumentOutOfRangeException(nameof(type)),
+    };
+
+    /// <summary>Bytes of one block: every layer's keys and values for BlockTokens positions.</summary>
+    public long BlockBytes => (long)Layers * BlockTokens * (RowBytes(KeyWidth, Type) + RowBytes(ValueWidth, Type));
+
+    /// <summary>Checks the shape can be stored: positive sizes, and rows of whole 32-value blocks for Q8_0.</summary>
+    public void Validate()
+    {
+        if (Layers <= 0 || Blocks <= 0 || BlockTokens <= 0 || KeyWidth <= 0 || ValueWidth <= 0)
+            throw new ArgumentOutOfRangeException(nameof(Blocks), $"a KV pool needs positive sizes, not {this}");
+        if (Type == KvElementType.Q8_0 && (KeyWidth % 32 != 0 || ValueWidth % 32 != 0))
+            throw new NotSupportedException($"a q8_0 KV cache needs key and value widths that are multiples of 32 (this model has {KeyWidth} and {ValueWidth}); use --kv-type f16");
+    }
+}
+
+/// <summary>Fixed-size blocks of KV memory in a backend (host memory on the CPU, device memory on a GPU): the paged
+/// KV cache. Sequences do not own memory here; a block table (<see cref="Engine.Models.ForwardBatch"/>) says which
+/// blocks hold which sequence's positions, so many sequences share one pool and each holds only the blocks its
+/// tokens fill. Disposing twice does nothing; a disposed pool refuses further use with an
+/// <see cref="ObjectDisposedException"/>.</summary>
+internal abstract class KvBlockPool(KvPoolShape shape) : IDisposable
 {
     int _disposed;
 
-    public int Layers { get; } = layers;
-    public int ContextLength { get; } = contextLength;
-    public int KeyWidth { get; } = keyWidth;
-    public int ValueWidth { get; } = valueWidth;
+    public KvPoolShape Shape { get; } = shape;
 
-    /// <summary>Bytes of memory the cache holds in its backend: every layer's keys and values for the whole
-    /// context, or 0 once disposed.</summary>
-    public long Bytes => IsDisposed ? 0 : (long)Layers * ContextLength * (KeyWidth + ValueWidth) * sizeof(float);
+    /// <summary>Bytes of memory the pool holds in its backend now (a backend may allocate blocks as they are first
+    /// used), or 0 once disposed.</summary>
+    public abstract long Bytes { get; }
 
     public bool IsDisposed => Volatile.Read(ref _disposed) != 0;
 
-    /// <summary>What the cache is, for messages: its size, which names it among a process's caches well enough.</summary>
-    public override string ToString() => $"KV cache ({Layers} layers x {ContextLength} tokens)";
+    public override string ToString() => $"KV pool ({Shape.Blocks} blocks x {Shape.BlockTokens} tokens x {Shape.Layers} layers, {Shape.Type})";
 
-    /// <summary>Throws an <see cref="ObjectDisposedException"/> naming the cache once it is disposed: backends
-    /// call it once per operation on a cache, before touching its memory.</summary>
+    /// <summary>Throws an <see cref="ObjectDisposedException"/> naming the pool once it is disposed: backends call it
+    /// once per operation on a pool, before touching its memory.</summary>
     public void ThrowIfDisposed()
     {
         if (IsDisposed) throw new ObjectDisposedException(ToString(),
-            "the KV cache was disposed (its session ended or was replaced, or its model was disposed); create a new one with CreateCache");
+            "the KV cache was disposed (its session ended or was replaced, or its model was disposed); create a new one");
     }
 
-    /// <summary>Returns the cache's memory to its backend. Only the first call does anything (also when several
-    /// threads call at once).</summary>
+    /// <summary>Returns the pool's memory to its backend. Only the first call does anything (also when several threads
+    /// call at once).</summary>
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
@@ -49,7 +76,7 @@ internal abstract class KvCache(int layers, int contextLength, int keyWidth, int
         GC.SuppressFinalize(this);
     }
 
-    /// <summary>Frees the cache's memory; called exactly once, by the first <see cref="Dispose"/>.</summary>
+    /// <summary>Frees the pool's memory; called exactly once, by the first <see cref="Dispose"/>.</summary>
     protected abstract void Release();
 }
 
@@ -62,9 +89,9 @@ internal interface IBackend : IDisposable
 {
     string Name { get; }
     ActivationBuffer Allocate(string name, int length);
-    /// <summary>A cache of `layers` layers for `contextLength` tokens in this backend's memory. The caller owns it
-    /// and disposes it to return that memory; the backend's own disposal frees any cache still held.</summary>
-    KvCache CreateKvCache(int layers, int contextLength, int keyWidth, int valueWidth);
+    /// <summary>A paged KV pool of the given shape in this backend's memory. The caller owns it and disposes it to
+    /// return that memory; the backend's own disposal frees any pool still held.</summary>
+    KvBlockPool CreateKvPool(KvPoolShape shape);
 
     /// <summary>x[t] = row tokens[t] of the embedding table.</summary>
     void Embed(WeightMatrix table, ReadOnlySpan<int> tokens, ActivationBuffer x);
@@ -74,15 +101,16 @@ internal interface IBackend : IDisposable
     void MatMul(WeightMatrix w, ActivationBuffer x, int rows, ActivationBuffer y);
     /// <summary>y[r] += bias for each of `rows` rows.</summary>
     void AddBias(ActivationBuffer y, WeightVector bias, int rows);
-    /// <summary>Rotates each head of x (rows x heads*headDim) by the angle of its token's position: token t of the
-    /// batch is at position start + t (a batch is always consecutive positions, so a GPU derives them itself
-    /// instead of being sent them each step).</summary>
-    void Rope(ActivationBuffer x, int rows, int heads, int start, RopeParameters rope);
-    /// <summary>Writes k and v of `rows` tokens into the cache of `layer` at positions [start, start+rows).</summary>
-    void StoreKv(KvCache cache, int layer, int start, int rows, ActivationBuffer k, ActivationBuffer v);
-    /// <summary>Causal grouped-query attention of `rows` queries at positions [start, start+rows) over the
-    /// cache of `layer`: output is rows x heads*valueDim.</summary>
-    void Attention(ActivationBuffer q, KvCache cache, int layer, int start, int rows, int heads, int kvHeads, int headDim, int valueDim, ActivationBuffer output);
+    /// <summary>Rotates each head of x (batch.Rows x heads*headDim) by the angle of its row's own position
+    /// (batch.Positions).</summary>
+    void Rope(ActivationBuffer x, ForwardBatch batch, int heads, RopeParameters rope);
+    /// <summary>Writes each row's k and v into `layer` of the pool at the row's slot (batch.Slots: its block and
+    /// offset in the block).</summary>
+    void StoreKv(KvBlockPool pool, int layer, ForwardBatch batch, ActivationBuffer k, ActivationBuffer v);
+    /// <summary>Causal grouped-query attention of every row over its own sequence's cached keys and values at positions
+    /// [0, its position], read through the sequence's block table: output is batch.Rows x heads*valueDim. A row's
+    /// result depends only on its query and its sequence's cache, never on the other rows of the batch.</summary>
+    void Attention(ActivationBuffer q, KvBlockPool pool, int layer, ForwardBatch batch, int heads, int kvHeads, int headDim, int valueDim, ActivationBuffer output);
     /// <summary>y = silu(gate) * up, element-wise over `length` values.</summary>
     void SwiGlu(ActivationBuffer gate, ActivationBuffer up, int length, ActivationBuffer y);
     /// <summary>x += y over `length` values (the residual connection).</summary>

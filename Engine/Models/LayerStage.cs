@@ -24,16 +24,3 @@ internal sealed record LayerStage(IBackend Backend, int FirstLayer, int LayerCou
             throw new ArgumentException($"the stages cover layers [0, {next}) but the model has {layerCount}", nameof(stages));
     }
 }
-
-/// <summary>The KV cache of a model split into stages: one cache per stage, in that stage's backend, holding
-/// that stage's layers (numbered from 0 within the stage). It owns its parts: disposing it disposes each.</summary>
-internal sealed class StagedKvCache(KvCache[] parts, int layers, int contextLength, int keyWidth, int valueWidth)
-    : KvCache(layers, contextLength, keyWidth, valueWidth)
-{
-    public IReadOnlyList<KvCache> Parts { get; } = parts;
-
-    protected override void Release()
-    {
-        foreach (var part in Parts) part.Dispose();
-    }
-}

@@ -49,28 +49,45 @@ internal sealed class Llama : IDisposable
         _handOver = stages.Count > 1 ? new float[MaxBatch * config.EmbeddingLength] : [];
     }
 
-    /// <summary>A KV cache for `contextLength` tokens; split over the stages' backends when the layers are. The
-    /// caller owns it and disposes it to return its memory (the model's disposal frees any cache left).</summary>
-    public KvCache CreateCache(int contextLength)
+    /// <summary>Token positions per KV block unless a caller picks otherwise: small enough that a sequence wastes
+    /// little of its last block, large enough that attention reads keys in long runs.</summary>
+    public const int DefaultBlockTokens = 32;
+
+    /// <summary>A paged KV store of `blocks` blocks of `blockTokens` positions, split over the stages' backends when
+    /// the layers are. The caller owns it and disposes it to return its memory (the model's disposal frees any left).</summary>
+    public KvStore CreateStore(int blocks, KvElementType type, int blockTokens = DefaultBlockTokens)
     {
         var c = Config;
-        if (_stages.Length == 1) return Backend.CreateKvCache(c.LayerCount, contextLength, c.KeyWidth, c.ValueWidth);
-        var parts = new List<KvCache>(_stages.Length);
+        var pools = new List<KvBlockPool>(_stages.Length);
         try
         {
-            foreach (var s in Stages) parts.Add(s.Backend.CreateKvCache(s.LayerCount, contextLength, c.KeyWidth, c.ValueWidth));
+            foreach (var s in Stages)
+            {
+                var shape = new KvPoolShape(s.LayerCount, blocks, blockTokens, c.KeyWidth, c.ValueWidth, type);
+                shape.Validate();
+                pools.Add(s.Backend.CreateKvPool(shape));
+            }
         }
         catch
         {
             // A later stage's backend could not hold its part (device memory): free the parts already made.
-            foreach (var part in parts) part.Dispose();
+            foreach (var pool in pools) pool.Dispose();
             throw;
         }
-        return new StagedKvCache([.. parts], c.LayerCount, contextLength, c.KeyWidth, c.ValueWidth);
+        return new KvStore([.. pools], blocks, blockTokens, type);
     }
 
-    /// <summary>Feeds tokens at positions [start, start + tokens.Length) and writes logits: of the last token
-    /// (logits.Length == vocab) or of every token (logits.Length == tokens.Length * vocab).</summary>
+    /// <summary>A KV cache for one sequence of up to `contextLength` tokens (F32 unless told otherwise: exact, as the
+    /// golden checks need). The caller owns it and disposes it.</summary>
+    public KvCache CreateCache(int contextLength, KvElementType type = KvElementType.F32, int blockTokens = DefaultBlockTokens)
+    {
+        if (contextLength <= 0) throw new ArgumentOutOfRangeException(nameof(contextLength), "a KV cache holds at least one token");
+        int blocks = (contextLength + blockTokens - 1) / blockTokens;
+        return new KvCache(CreateStore(blocks, type, blockTokens), contextLength);
+    }
+
+    /// <summary>Feeds tokens at positions [start, start + tokens.Length) of one sequence and writes logits: of the last
+    /// token (logits.Length == vocab) or of every token (logits.Length == tokens.Length * vocab).</summary>
     public void Forward(ReadOnlySpan<int> tokens, int start, KvCache cache, Span<float> logits)
     {
         int vocab = Config.VocabSize;
@@ -80,17 +97,46 @@ internal sealed class Llama : IDisposable
         cache.ThrowIfDisposed();
         if (start < 0 || start + tokens.Length > cache.ContextLength)
             throw new ContextOverflowException(cache.ContextLength, start, tokens.Length);
-        foreach (int token in tokens)
-            if ((uint)token >= (uint)vocab) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {token} is outside the vocabulary of {vocab}");
 
+        var batch = SingleSequenceBatch(cache.Store.BlockTokens);
         for (int done = 0; done < tokens.Length; done += MaxBatch)
         {
             int rows = Math.Min(MaxBatch, tokens.Length - done);
-            var slice = tokens.Slice(done, rows);
-            Layers(slice, start + done, cache);
-            if (everyRow) Logits(rows, logits.Slice(done * vocab, rows * vocab), allRows: true);
-            else if (done + rows == tokens.Length) Logits(rows, logits, allRows: false);
+            bool last = done + rows == tokens.Length;
+            batch.Clear();
+            batch.Add(tokens.Slice(done, rows), start + done, cache.BlockTable,
+                everyRow ? LogitsWanted.Every : last ? LogitsWanted.Last : LogitsWanted.None);
+            Forward(batch, cache.Store, everyRow ? logits.Slice(done * vocab, rows * vocab) : last ? logits : []);
         }
+    }
+
+    ForwardBatch SingleSequenceBatch(int blockTokens)
+    {
+        if (_single is null || _single.BlockTokens != blockTokens) _single = new ForwardBatch(blockTokens);
+        return _single;
+    }
+    ForwardBatch? _single;
+
+    /// <summary>One step over a batch of rows from any number of sequences: each row's KV goes into its slot of `kv`,
+    /// attends over its own sequence, and the logits of batch.LogitRows come out in that order (logits holds
+    /// batch.LogitRowCount x vocab values). Every weight matrix is read once for all rows.</summary>
+    public void Forward(ForwardBatch batch, KvStore kv, Span<float> logits)
+    {
+        int vocab = Config.VocabSize;
+        if (batch.Rows == 0) throw new ArgumentException("the batch has no rows", nameof(batch));
+        if (batch.Rows > MaxBatch) throw new ArgumentException($"the batch has {batch.Rows} rows; the model takes at most {MaxBatch} per step", nameof(batch));
+        if (batch.LogitRowCount > MaxBatch) throw new ArgumentException($"at most {MaxBatch} rows of logits per step", nameof(batch));
+        if (logits.Length != batch.LogitRowCount * vocab)
+            throw new ArgumentException($"logits must hold {batch.LogitRowCount} x {vocab} values", nameof(logits));
+        if (batch.BlockTokens != kv.BlockTokens) throw new ArgumentException($"the batch has blocks of {batch.BlockTokens} tokens, the KV store {kv.BlockTokens}", nameof(batch));
+        kv.ThrowIfDisposed();
+        foreach (int token in batch.Tokens)
+            if ((uint)token >= (uint)vocab) throw new ArgumentOutOfRangeException(nameof(batch), $"token id {token} is outside the vocabulary of {vocab}");
+        foreach (int block in batch.BlockTables)
+            if ((uint)block >= (uint)kv.Blocks) throw new ArgumentOutOfRangeException(nameof(batch), $"block {block} is outside the KV store's {kv.Blocks} blocks");
+
+        Layers(batch, kv);
+        if (batch.LogitRowCount > 0) Logits(batch, logits);
     }
 
     /// <summary>Feeds tokens at positions [start, start + tokens.Length) and writes every token's final hidden state,
@@ -101,44 +147,48 @@ internal sealed class Llama : IDisposable
         int width = Config.EmbeddingLength, vocab = Config.VocabSize;
         if (hidden.Length != tokens.Length * width)
             throw new ArgumentException($"hidden must hold {tokens.Length} x {width} values", nameof(hidden));
+        cache.ThrowIfDisposed();
         if (start < 0 || start + tokens.Length > cache.ContextLength)
             throw new ContextOverflowException(cache.ContextLength, start, tokens.Length);
         foreach (int token in tokens)
             if ((uint)token >= (uint)vocab) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {token} is outside the vocabulary of {vocab}");
 
         var a = _stages[^1];
+        var batch = SingleSequenceBatch(cache.Store.BlockTokens);
         for (int done = 0; done < tokens.Length; done += MaxBatch)
         {
             int rows = Math.Min(MaxBatch, tokens.Length - done);
-            Layers(tokens.Slice(done, rows), start + done, cache);
+            batch.Clear();
+            batch.Add(tokens.Slice(done, rows), start + done, cache.BlockTable, LogitsWanted.None);
+            Layers(batch, cache.Store);
             a.Backend.RmsNorm(a.X, Weights.OutputNorm, Config.RmsNormEpsilon, rows, a.Norm);
             Observe(a, "result_norm", -1, a.Norm, rows, width);
             a.Backend.Read(a.Norm, 0, hidden.Slice(done * width, rows * width));
         }
     }
 
-    void Layers(ReadOnlySpan<int> tokens, int start, KvCache cache)
+    void Layers(ForwardBatch batch, KvStore kv)
     {
-        int rows = tokens.Length, width = Config.EmbeddingLength;
+        int rows = batch.Rows, width = Config.EmbeddingLength;
 
         var first = _stages[0];
-        first.Backend.Embed(Weights.TokenEmbedding, tokens, first.X);
+        first.Backend.Embed(Weights.TokenEmbedding, batch.Tokens, first.X);
         Observe(first, "inp_embd", -1, first.X, rows, width);
 
         for (int s = 0; s < _stages.Length; s++)
         {
             var a = _stages[s];
             if (s > 0) HandOver(_stages[s - 1], a, rows * width);
-            var stageCache = cache is StagedKvCache staged ? staged.Parts[s] : cache;
             for (int l = a.Stage.FirstLayer; l < a.Stage.EndLayer; l++)
-                Layer(a, l, stageCache, l - a.Stage.FirstLayer, start, rows);
+                Layer(a, l, kv.Pools[s], l - a.Stage.FirstLayer, batch);
         }
     }
 
     /// <summary>One transformer block on the residual stream a.X. `cacheLayer` is the layer's index in the
-    /// stage's own cache.</summary>
-    void Layer(StageActivations a, int l, KvCache cache, int cacheLayer, int start, int rows)
+    /// stage's own pool.</summary>
+    void Layer(StageActivations a, int l, KvBlockPool cache, int cacheLayer, ForwardBatch batch)
     {
+        int rows = batch.Rows;
         var c = Config;
         var be = a.Backend;
         var w = Weights.Layers[l];
@@ -155,13 +205,13 @@ internal sealed class Llama : IDisposable
         if (w.ValueBias is not null) be.AddBias(a.V, w.ValueBias, rows);
         if (w.QueryNorm is not null) be.RmsNorm(a.Q, w.QueryNorm, c.RmsNormEpsilon, rows * c.HeadCount, a.Q);
         if (w.KeyNorm is not null) be.RmsNorm(a.K, w.KeyNorm, c.RmsNormEpsilon, rows * c.KvHeadCount, a.K);
-        be.Rope(a.Q, rows, c.HeadCount, start, _rope);           // token t at position start + t
-        be.Rope(a.K, rows, c.KvHeadCount, start, _rope);
+        be.Rope(a.Q, batch, c.HeadCount, _rope);                 // each row at its own position
+        be.Rope(a.K, batch, c.KvHeadCount, _rope);
         Observe(a, "Qcur", l, a.Q, rows, c.QueryWidth);
         Observe(a, "Kcur", l, a.K, rows, c.KeyWidth);
         Observe(a, "Vcur", l, a.V, rows, c.ValueWidth);
-        be.StoreKv(cache, cacheLayer, start, rows, a.K, a.V);
-        be.Attention(a.Q, cache, cacheLayer, start, rows, c.HeadCount, c.KvHeadCount, c.HeadDim, c.ValueHeadDim, a.Attention);
+        be.StoreKv(cache, cacheLayer, batch, a.K, a.V);
+        be.Attention(a.Q, cache, cacheLayer, batch, c.HeadCount, c.KvHeadCount, c.HeadDim, c.ValueHeadDim, a.Attention);
         Observe(a, "kqv_out", l, a.Attention, rows, c.HeadCount * c.ValueHeadDim);
         be.MatMul(w.Output, a.Attention, rows, a.Projected);
         be.Add(a.X, a.Projected, rows * width);                  // residual
@@ -195,28 +245,23 @@ internal sealed class Llama : IDisposable
         to.Backend.Write(to.X, 0, values);
     }
 
-    void Logits(int rows, Span<float> logits, bool allRows)
+    /// <summary>logits = W_out · norm(x) for the rows that want them, gathered first so the output matrix (the largest
+    /// of many models) is read once for all of them and not at all for the rest.</summary>
+    void Logits(ForwardBatch batch, Span<float> logits)
     {
         var c = Config;
         var a = _stages[^1];
         var be = a.Backend;
-        if (allRows)
-        {
-            be.RmsNorm(a.X, Weights.OutputNorm, c.RmsNormEpsilon, rows, a.Norm);
-            Observe(a, "result_norm", -1, a.Norm, rows, c.EmbeddingLength);
-            be.MatMul(Weights.Output, a.Norm, rows, a.Logits!);
-            be.Read(a.Logits!, 0, logits);
-            Observe(a, "result_output", -1, a.Logits!, rows, c.VocabSize);
-        }
-        else
-        {
-            be.Copy(a.X, (rows - 1) * c.EmbeddingLength, a.Norm, 0, c.EmbeddingLength);
-            be.RmsNorm(a.Norm, Weights.OutputNorm, c.RmsNormEpsilon, 1, a.LastRow!);
-            Observe(a, "result_norm", -1, a.LastRow!, 1, c.EmbeddingLength);
-            be.MatMul(Weights.Output, a.LastRow!, 1, a.Logits!);
-            be.Read(a.Logits!, 0, logits);
-            Observe(a, "result_output", -1, a.Logits!, 1, c.VocabSize);
-        }
+        int width = c.EmbeddingLength, n = batch.LogitRowCount;
+        var rows = batch.LogitRows;
+        bool allRows = n == batch.Rows;
+        if (!allRows)
+            for (int i = 0; i < n; i++) be.Copy(a.X, rows[i] * width, a.Gathered!, i * width, width);
+        be.RmsNorm(allRows ? a.X : a.Gathered!, Weights.OutputNorm, c.RmsNormEpsilon, n, a.Norm);
+        Observe(a, "result_norm", -1, a.Norm, n, width);
+        be.MatMul(Weights.Output, a.Norm, n, a.Logits!);
+        be.Read(a.Logits!, 0, logits);
+        Observe(a, "result_output", -1, a.Logits!, n, c.VocabSize);
     }
 
     void Observe(StageActivations a, string name, int layer, ActivationBuffer buffer, int rows, int width)

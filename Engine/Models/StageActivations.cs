@@ -11,7 +11,7 @@ sealed class StageActivations
     /// <summary>x: the residual stream; the rest are scratch of one layer.</summary>
     public readonly ActivationBuffer X, Norm, Q, K, V, Attention, Projected;
     /// <summary>Only in the stage that computes the logits (the last).</summary>
-    public readonly ActivationBuffer? LastRow, Logits;
+    public readonly ActivationBuffer? Gathered, Logits;
     public readonly SwiGluFeedForward SwiGlu;
     public readonly MoeFeedForward? Experts;
 
@@ -32,7 +32,7 @@ sealed class StageActivations
         if (config.ExpertCount > 0) Experts = new MoeFeedForward(backend, config, SwiGlu, b);
         if (computesLogits)
         {
-            LastRow = backend.Allocate("result_norm", c);
+            Gathered = backend.Allocate("logit_rows", b * c);
             Logits = backend.Allocate("result_output", b * config.VocabSize);
         }
     }

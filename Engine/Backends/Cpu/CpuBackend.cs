@@ -12,32 +12,11 @@ internal sealed class CpuBackend : IBackend, IResidentWeights
 {
     sealed class Buffer(string name, float[] data) : ActivationBuffer(name, data.Length) { public readonly float[] Data = data; }
 
-    sealed class Cache : KvCache
-    {
-        public float[][] Keys, Values; // per layer: [context x width]; none once disposed
-        public Cache(int layers, int ctx, int kw, int vw) : base(layers, ctx, kw, vw)
-        {
-            Keys = new float[layers][];
-            Values = new float[layers][];
-            for (int l = 0; l < layers; l++) { Keys[l] = new float[(long)ctx * kw]; Values[l] = new float[(long)ctx * vw]; }
-        }
-
-        /// <summary>Drops the arrays, so the collector reclaims them even while the cache object is still referenced.</summary>
-        protected override void Release() { Keys = []; Values = []; }
-
-        /// <summary>The cache an operation was handed, checked once for that operation.</summary>
-        public static Cache Usable(KvCache cache)
-        {
-            cache.ThrowIfDisposed();
-            return (Cache)cache;
-        }
-    }
-
     readonly WorkSplit _split;
     readonly MatMulKernels _matmul;
     readonly bool _repackWeights;
     readonly RepackedWeights _repacked = new();
-    float[][] _scores = [];
+    readonly PagedAttention _attention;
 
     public string Name => "cpu";
     public int Threads => _split.Workers;
@@ -52,6 +31,7 @@ internal sealed class CpuBackend : IBackend, IResidentWeights
         _split = new WorkSplit(threads > 0 ? threads : Environment.ProcessorCount);
         _matmul = new MatMulKernels(_split) { Repacked = _repacked };
         _repackWeights = repackWeights;
+        _attention = new PagedAttention(_split);
     }
 
     /// <summary>Repacks the eligible matrices (a type with a repacked layout, whole groups of 8 rows; not a matrix
@@ -69,14 +49,14 @@ internal sealed class CpuBackend : IBackend, IResidentWeights
 
     static float[] D(ActivationBuffer b) => ((Buffer)b).Data;
 
-    public ActivationBuffer Allocate(string name, int length) => new Buffer(name, new float[length]);
+    // Pinned: a buffer never moves, so the kernels' vector loads see the same alignment in every step (a reduction's
+    // order can depend on it), and a row's result is the same bits in every step.
+    public ActivationBuffer Allocate(string name, int length) => new Buffer(name, GC.AllocateArray<float>(length, pinned: true));
 
-    public KvCache CreateKvCache(int layers, int contextLength, int keyWidth, int valueWidth)
+    public KvBlockPool CreateKvPool(KvPoolShape shape)
     {
-        // Attention scores of one head over the whole context, one row per worker, allocated once.
-        if (_scores.Length == 0 || _scores[0].Length < contextLength)
-            _scores = Enumerable.Range(0, _split.Workers).Select(_ => new float[contextLength]).ToArray();
-        return new Cache(layers, contextLength, keyWidth, valueWidth);
+        shape.Validate();
+        return new CpuKvPool(shape);
     }
 
     public void Embed(WeightMatrix table, ReadOnlySpan<int> tokens, ActivationBuffer x)
@@ -109,71 +89,39 @@ internal sealed class CpuBackend : IBackend, IResidentWeights
         }
     }
 
-    public void Rope(ActivationBuffer x, int rows, int heads, int start, RopeParameters rope)
+    public void Rope(ActivationBuffer x, ForwardBatch batch, int heads, RopeParameters rope)
     {
         var data = D(x);
         var angles = new RopeAngles(rope);
         Span<float> cos = stackalloc float[rope.RotatedDims / 2];
         Span<float> sin = stackalloc float[rope.RotatedDims / 2];
-        for (int t = 0; t < rows; t++)
+        var positions = batch.Positions;
+        for (int t = 0; t < positions.Length; t++)
         {
-            angles.Compute(start + t, cos, sin);
+            angles.Compute(positions[t], cos, sin);
             for (int h = 0; h < heads; h++)
                 RopeKernels.Rotate(data.AsSpan((t * heads + h) * rope.HeadDim, rope.HeadDim), cos, sin, rope.Style, rope.RotatedDims);
         }
     }
 
-    public void StoreKv(KvCache cache, int layer, int start, int rows, ActivationBuffer k, ActivationBuffer v)
+    public unsafe void StoreKv(KvBlockPool pool, int layer, ForwardBatch batch, ActivationBuffer k, ActivationBuffer v)
     {
-        var c = Cache.Usable(cache);
-        D(k).AsSpan(0, rows * c.KeyWidth).CopyTo(c.Keys[layer].AsSpan(start * c.KeyWidth));
-        D(v).AsSpan(0, rows * c.ValueWidth).CopyTo(c.Values[layer].AsSpan(start * c.ValueWidth));
-    }
-
-    public void Attention(ActivationBuffer q, KvCache cache, int layer, int start, int rows, int heads, int kvHeads, int headDim, int valueDim, ActivationBuffer output)
-    {
-        var c = Cache.Usable(cache);
-        var work = _attentionWork;
-        work.Queries = D(q); work.Result = D(output);
-        work.Keys = c.Keys[layer]; work.Values = c.Values[layer];
-        work.KeyWidth = c.KeyWidth; work.ValueWidth = c.ValueWidth;
-        work.Start = start; work.Heads = heads; work.Group = heads / kvHeads;
-        work.HeadDim = headDim; work.ValueDim = valueDim;
-        work.Scale = 1f / MathF.Sqrt(headDim);
-        work.Scores = _scores;
-        _split.For(rows * heads, 1, work);
-    }
-
-    readonly AttentionWork _attentionWork = new();
-
-    /// <summary>Causal grouped-query attention for one (token, head) pair per item: scores against every cached
-    /// key up to the token's own position, a stable softmax, then the weighted sum of the values.</summary>
-    sealed class AttentionWork : IRangeWork
-    {
-        public float[] Queries = [], Result = [], Keys = [], Values = [];
-        public float[][] Scores = [];
-        public int KeyWidth, ValueWidth, Start, Heads, Group, HeadDim, ValueDim;
-        public float Scale;
-
-        public void Execute(int begin, int end, int worker)
+        var p = CpuKvPool.Usable(pool);
+        var shape = p.Shape;
+        var slots = batch.Slots;
+        for (int r = 0; r < slots.Length; r++)
         {
-            var scoresRow = Scores[worker];
-            for (int item = begin; item < end; item++)
-            {
-                int t = item / Heads, h = item % Heads, kvh = h / Group;
-                int length = Start + t + 1; // causal: a token sees itself and everything before it
-                var query = Queries.AsSpan((t * Heads + h) * HeadDim, HeadDim);
-                var scores = scoresRow.AsSpan(0, length);
-                for (int j = 0; j < length; j++)
-                    scores[j] = TensorPrimitives.Dot(query, Keys.AsSpan(j * KeyWidth + kvh * HeadDim, HeadDim)) * Scale;
-                StableSoftmax(scores);
-                var o = Result.AsSpan((t * Heads + h) * ValueDim, ValueDim);
-                o.Clear();
-                for (int j = 0; j < length; j++)
-                    TensorPrimitives.MultiplyAdd(Values.AsSpan(j * ValueWidth + kvh * ValueDim, ValueDim), scores[j], o, o);
-            }
+            int block = slots[r] / shape.BlockTokens, offset = slots[r] % shape.BlockTokens;
+            if ((uint)block >= (uint)shape.Blocks) throw new ArgumentOutOfRangeException(nameof(batch), $"slot {slots[r]} is outside the pool's {shape.Blocks} blocks");
+            byte* keys = p.Keys(block, layer);
+            CpuKvPool.WriteRow(D(k).AsSpan(r * shape.KeyWidth, shape.KeyWidth), shape.Type, keys + offset * p.KeyRowBytes);
+            CpuKvPool.WriteRow(D(v).AsSpan(r * shape.ValueWidth, shape.ValueWidth), shape.Type,
+                keys + shape.BlockTokens * p.KeyRowBytes + offset * p.ValueRowBytes);
         }
     }
+
+    public void Attention(ActivationBuffer q, KvBlockPool pool, int layer, ForwardBatch batch, int heads, int kvHeads, int headDim, int valueDim, ActivationBuffer output) =>
+        _attention.Run(D(q), CpuKvPool.Usable(pool), layer, batch, heads, kvHeads, headDim, valueDim, D(output));
 
     /// <summary>Softmax in place with the maximum subtracted first (TensorPrimitives.SoftMax does not, and
     /// overflows for scores above ~88).</summary>
