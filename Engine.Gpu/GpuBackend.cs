@@ -35,7 +35,9 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
     readonly RopeKernels _rope;
     readonly AttentionKernels _attention;
     readonly ExpertKernels _experts;
+    readonly KvStoreKernels _kvStore;
     readonly DeviceStaging<int> _tokenIds;
+    readonly DeviceBatch _batch;
     // Keyed by identity: a model hands the same weight objects to every call.
     readonly Dictionary<WeightMatrix, ResidentMatrix> _matrices = new(ReferenceEqualityComparer.Instance);
     readonly Dictionary<ExpertMatrices, ResidentMatrix> _stacks = new(ReferenceEqualityComparer.Instance);
@@ -43,6 +45,7 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
     readonly Dictionary<RopeParameters, RopeTable> _ropeTables = new(ReferenceEqualityComparer.Instance);
     readonly List<MemoryBuffer> _allocations = [];
     readonly List<GpuExpertRouting> _routings = [];
+    readonly HashSet<GpuKvPool> _pools = new(ReferenceEqualityComparer.Instance);
     readonly DeviceBuffers _buffers;
     bool _disposed;
 
@@ -76,7 +79,9 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
         _rope = new RopeKernels(_accelerator);
         _attention = new AttentionKernels(_accelerator, shape);
         _experts = new ExpertKernels(_accelerator, shape);
+        _kvStore = new KvStoreKernels(_accelerator);
         _tokenIds = new DeviceStaging<int>(_accelerator, _buffers, _budget, "token ids");
+        _batch = new DeviceBatch(new DeviceStaging<int>(_accelerator, _buffers, _budget, "batch positions and block tables"), HostTransfers);
     }
 
     public WeightKernelRegistry Kernels => _registry;
@@ -92,10 +97,48 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
         return new Buffer(name, length, data);
     }
 
-    public KvBlockPool CreateKvPool(KvPoolShape shape) => throw new NotSupportedException("TODO(paged-gpu)");
+    /// <summary>A paged KV pool of `shape`, all of it allocated in device memory now (<see cref="GpuKvPool"/>). Throws
+    /// a <see cref="DeviceMemoryException"/> naming the cache when it does not fit beside what the backend holds.</summary>
+    public KvBlockPool CreateKvPool(KvPoolShape shape)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        shape.Validate();
+        _budget.Reserve(PoolBytes(shape), $"the KV cache for {(long)shape.Blocks * shape.BlockTokens} tokens ({shape.Layers} layers, {shape.Type.ToString().ToLowerInvariant()})");
+        var pool = new GpuKvPool(shape, Free);
+        lock (_pools) _pools.Add(pool);
+        try
+        {
+            pool.AllocateBuffers(_buffers);
+        }
+        catch
+        {
+            pool.Dispose(); // the device refused a buffer the budget allowed: free those it gave
+            throw;
+        }
+        return pool;
+    }
 
     /// <summary>KV pools made by <see cref="CreateKvPool"/> and not yet disposed.</summary>
-    public int LivePools => 0; // TODO(paged-gpu)
+    public int LivePools
+    {
+        get { lock (_pools) return _pools.Count; }
+    }
+
+    /// <summary>Frees a pool's buffers and its reservation (once: a pool calls it from its first Dispose, and this
+    /// backend's Dispose calls that for every pool still live).</summary>
+    void Free(GpuKvPool pool)
+    {
+        lock (_pools)
+        {
+            if (!_pools.Remove(pool)) return;
+            // Kernels still queued may read or write the pool: let them finish before its memory goes back.
+            _accelerator.Synchronize();
+            foreach (var buffer in pool.Buffers) _buffers.Free(buffer);
+        }
+        _budget.Release(PoolBytes(pool.Shape));
+    }
+
+    static long PoolBytes(KvPoolShape shape) => shape.Blocks * shape.BlockBytes;
 
     /// <summary>Checks that all weights fit beside what is already allocated, then uploads them.</summary>
     public void Upload(WeightSet weights)
@@ -165,7 +208,13 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
     public void AddBias(ActivationBuffer y, WeightVector bias, int rows) =>
         _elementwise.AddBias(V(y), Resident(bias), rows, bias.Length);
 
-    public void Rope(ActivationBuffer x, ForwardBatch batch, int heads, RopeParameters rope) => throw new NotSupportedException("TODO(paged-gpu)");
+    public void Rope(ActivationBuffer x, ForwardBatch batch, int heads, RopeParameters rope)
+    {
+        var rows = _batch.Of(batch);
+        CheckLength(x, (long)batch.Rows * heads * rope.HeadDim, nameof(x));
+        var table = RopeTableFor(rope, heads);
+        _rope.Rope(V(x), batch.Rows, rows.Positions, table.Rates.View, table.Shape with { Heads = heads });
+    }
 
     RopeTable RopeTableFor(RopeParameters rope, int heads)
     {
@@ -180,10 +229,53 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
         return table;
     }
 
-    public void StoreKv(KvBlockPool pool, int layer, ForwardBatch batch, ActivationBuffer k, ActivationBuffer v) => throw new NotSupportedException("TODO(paged-gpu)");
+    public void StoreKv(KvBlockPool pool, int layer, ForwardBatch batch, ActivationBuffer k, ActivationBuffer v)
+    {
+        var p = GpuKvPool.Usable(pool);
+        var shape = p.Shape;
+        var rows = _batch.Of(batch);
+        _batch.CheckFits(shape);
+        CheckLength(k, (long)batch.Rows * shape.KeyWidth, nameof(k));
+        CheckLength(v, (long)batch.Rows * shape.ValueWidth, nameof(v));
+        switch (shape.Type)
+        {
+            case KvElementType.F32:
+                _kvStore.Store(V(k), rows.Slots, batch.Rows, shape.KeyWidth, p.Keys<float>(layer));
+                _kvStore.Store(V(v), rows.Slots, batch.Rows, shape.ValueWidth, p.Values<float>(layer));
+                break;
+            case KvElementType.F16:
+                _kvStore.Store(V(k), rows.Slots, batch.Rows, shape.KeyWidth, p.Keys<ushort>(layer));
+                _kvStore.Store(V(v), rows.Slots, batch.Rows, shape.ValueWidth, p.Values<ushort>(layer));
+                break;
+            case KvElementType.Q8_0:
+                _kvStore.Store(V(k), rows.Slots, batch.Rows, shape.KeyWidth, p.Keys<byte>(layer));
+                _kvStore.Store(V(v), rows.Slots, batch.Rows, shape.ValueWidth, p.Values<byte>(layer));
+                break;
+            default: throw new NotSupportedException($"KV element type {shape.Type}");
+        }
+    }
 
-    public void Attention(ActivationBuffer q, KvBlockPool pool, int layer, ForwardBatch batch, int heads, int kvHeads, int headDim, int valueDim, ActivationBuffer output) =>
-        throw new NotSupportedException("TODO(paged-gpu)");
+    public void Attention(ActivationBuffer q, KvBlockPool pool, int layer, ForwardBatch batch, int heads, int kvHeads, int headDim, int valueDim, ActivationBuffer output)
+    {
+        var p = GpuKvPool.Usable(pool);
+        var shape = p.Shape;
+        if (kvHeads <= 0 || heads % kvHeads != 0) throw new ArgumentException($"{heads} query heads cannot share {kvHeads} KV heads evenly", nameof(kvHeads));
+        if (headDim * kvHeads != shape.KeyWidth || valueDim * kvHeads != shape.ValueWidth)
+            throw new ArgumentException($"heads of {headDim}/{valueDim} x {kvHeads} do not match the pool's widths {shape.KeyWidth}/{shape.ValueWidth}");
+        var rows = _batch.Of(batch);
+        _batch.CheckFits(shape);
+        CheckLength(q, (long)batch.Rows * heads * headDim, nameof(q));
+        CheckLength(output, (long)batch.Rows * heads * valueDim, nameof(output));
+        var s = new AttentionKernels.AttentionShape(heads, heads / kvHeads, headDim, valueDim, shape.KeyWidth, shape.ValueWidth,
+            shape.BlockTokens, 1f / MathF.Sqrt(headDim));
+        switch (shape.Type)
+        {
+            case KvElementType.F32: _attention.Attention(V(q), p.Keys<float>(layer), p.Values<float>(layer), rows, batch.Rows, s, V(output)); break;
+            case KvElementType.F16: _attention.Attention(V(q), p.Keys<ushort>(layer), p.Values<ushort>(layer), rows, batch.Rows, s, V(output)); break;
+            case KvElementType.Q8_0: _attention.Attention(V(q), p.Keys<byte>(layer), p.Values<byte>(layer), rows, batch.Rows, s, V(output)); break;
+            default: throw new NotSupportedException($"KV element type {shape.Type}");
+        }
+    }
 
     public void SwiGlu(ActivationBuffer gate, ActivationBuffer up, int length, ActivationBuffer y) =>
         _elementwise.SwiGlu(V(gate), V(up), length, V(y));
@@ -311,7 +403,7 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
         return best;
     }
 
-    /// <summary>Frees every device buffer this backend holds, the caches not yet disposed included (disposing
+    /// <summary>Frees every device buffer this backend holds, the KV pools not yet disposed included (disposing
     /// one of those afterwards does nothing), then the device when the backend owns it. Only the first call does
     /// anything.</summary>
     public void Dispose()
@@ -319,6 +411,9 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
         if (_disposed) return;
         _disposed = true;
         _accelerator.Synchronize();
+        GpuKvPool[] live;
+        lock (_pools) live = [.. _pools];
+        foreach (var pool in live) pool.Dispose();
         foreach (var m in _matrices.Values) _buffers.Free(m.Matrix);
         foreach (var m in _stacks.Values) _buffers.Free(m.Matrix);
         foreach (var r in _routings) r.Dispose();
@@ -327,6 +422,7 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
         foreach (var a in _allocations) _buffers.Free(a);
         _matrices.Clear(); _stacks.Clear(); _routings.Clear(); _vectors.Clear(); _ropeTables.Clear(); _allocations.Clear();
         _tokenIds.Dispose();
+        _batch.Dispose();
         if (_ownsDevice) _device.Dispose();
     }
 }

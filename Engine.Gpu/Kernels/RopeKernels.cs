@@ -9,7 +9,7 @@ namespace Engine.Gpu.Kernels;
 /// covered by the same code); the device only multiplies them by the position.</summary>
 internal sealed class RopeKernels
 {
-    readonly Action<Index1D, ArrayView<float>, int, ArrayView<float>, RopeShape> _rope;
+    readonly Action<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>, RopeShape> _rope;
 
     /// <summary>The layout of the rotated tensor: `heads` heads of `headDim` per token, `half` pairs rotated per
     /// head, adjacent pairs (Normal) or halves (NeoX).</summary>
@@ -17,18 +17,18 @@ internal sealed class RopeKernels
 
     public RopeKernels(Accelerator accelerator)
     {
-        _rope = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, int, ArrayView<float>, RopeShape>(RopeKernel);
+        _rope = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>, RopeShape>(RopeKernel);
     }
 
-    /// <summary>Rotates every head of `rows` tokens of x in place; token t is at position start + t (derived
-    /// here, so no positions are sent to the device).</summary>
-    public void Rope(ArrayView<float> x, int rows, int start, ArrayView<float> rates, RopeShape shape) =>
-        _rope(rows * shape.Heads * shape.Half, x, start, rates, shape);
+    /// <summary>Rotates every head of `rows` rows of x in place, row r by the angles of its position positions[r]
+    /// (a batch's rows each carry their own sequence's position; the positions are on the device already).</summary>
+    public void Rope(ArrayView<float> x, int rows, ArrayView<int> positions, ArrayView<float> rates, RopeShape shape) =>
+        _rope(rows * shape.Heads * shape.Half, x, positions, rates, shape);
 
-    static void RopeKernel(Index1D index, ArrayView<float> x, int start, ArrayView<float> rates, RopeShape shape)
+    static void RopeKernel(Index1D index, ArrayView<float> x, ArrayView<int> positions, ArrayView<float> rates, RopeShape shape)
     {
-        int pair = index % shape.Half, head = index / shape.Half; // head counts over tokens: t * Heads + h
-        float angle = (start + head / shape.Heads) * rates[pair];
+        int pair = index % shape.Half, head = index / shape.Half; // head counts over rows: r * Heads + h
+        float angle = positions[head / shape.Heads] * rates[pair];
         float reduced = ReduceAngle(angle);
         float cos = XMath.Cos(reduced) * shape.MagnitudeScale, sin = XMath.Sin(reduced) * shape.MagnitudeScale;
         long first = (long)head * shape.HeadDim;
