@@ -41,14 +41,15 @@ public class DeviceCliTests
     }
 
     /// <summary>`engine bench` on a device shows what crosses per generated token: on a mixture-of-experts model,
-    /// still only the token id in and the logits out.</summary>
+    /// still only the token id (4 B) and the step's batch (position, slot, sequence, table start and one block-table
+    /// entry: 20 B) in and the logits out.</summary>
     [Fact]
     public void Bench_on_a_device_reports_the_host_copies_per_generated_token()
     {
         var model = TestPaths.Repo("Engine.Tests", "Fixtures", "fx-qwen2moe-Q8_0.gguf");
         var r = CliRunner.Run("bench", "--model", model, "--device", "ilgpu-cpu", "-p", "4", "-n", "3", "-r", "1");
         r.ExitCode.Should().Be(0, r.Stderr);
-        r.Stdout.Should().Contain("host-device copies per generated token: 1 upload (4 B), 1 read (");
+        r.Stdout.Should().Contain("host-device copies per generated token: 2 uploads (24 B), 1 read (");
     }
 
     [Theory]

@@ -8,8 +8,8 @@ internal interface IHostTransfers
 }
 
 /// <summary>Counts the copies between host and device that forward-pass operations make: a decode step should make
-/// one upload (its token id) and one read (the logits); MoE routing, positions and the shared-expert gate stay on
-/// the device. Not counted: what is uploaded once per model, like weights (the weights themselves, and the RoPE
+/// two uploads (its token ids, and its batch: positions, KV slots and block tables, once per step) and one read (the
+/// logits); MoE routing and the shared-expert gate stay on the device. Not counted: what is uploaded once per model, like weights (the weights themselves, and the RoPE
 /// rate table made at the first RoPE call).</summary>
 internal sealed class HostTransferCount
 {
