@@ -15,6 +15,8 @@ internal sealed class DeviceStaging<T>(Accelerator accelerator, DeviceBuffers bu
         if (_buffer is null || _buffer.Length < values.Length)
         {
             long capacity = Math.Max(64, values.Length);
+            // Kernels still queued may read the old buffer (an earlier step's batch): let them finish before it goes.
+            if (_buffer is not null) accelerator.Synchronize();
             Dispose();
             budget.Reserve(capacity * System.Runtime.CompilerServices.Unsafe.SizeOf<T>(), name);
             _buffer = buffers.Allocate<T>(capacity);
