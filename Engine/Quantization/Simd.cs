@@ -13,6 +13,10 @@ internal static unsafe class Simd
     /// <summary>True when the AVX2 kernels can run (they use FMA for the float accumulators).</summary>
     public static bool Avx2Fma => Avx2.IsSupported && Fma.IsSupported;
 
+    /// <summary>True when the 512-bit kernels can run: AVX-512 F and BW, 32 vector registers. The float-weight
+    /// kernels use them; they sum in the same order as the AVX2 ones (16 lanes), so results do not depend on it.</summary>
+    public static bool Avx512 => Avx512F.IsSupported && Avx512BW.IsSupported && Fma.IsSupported && Vector512.IsHardwareAccelerated;
+
     /// <summary>True when the portable 128-bit kernels can run (SSE or NEON).</summary>
     public static bool V128 => Vector128.IsHardwareAccelerated;
 
@@ -60,6 +64,11 @@ internal static unsafe class Simd
         var s = v.GetLower() + v.GetUpper();
         return (s.GetElement(0) + s.GetElement(2)) + (s.GetElement(1) + s.GetElement(3));
     }
+
+    /// <summary>16 lanes summed as ggml's _mm512_reduce_add_ps of the same lanes: the upper 8 onto the lower 8,
+    /// then <see cref="HSum(Vector256{float})"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float HSum(Vector512<float> v) => HSum(v.GetLower() + v.GetUpper());
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int HSum(Vector256<int> v) => Vector128.Sum(v.GetLower() + v.GetUpper());
