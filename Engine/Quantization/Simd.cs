@@ -72,17 +72,4 @@ internal static unsafe class Simd
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int HSum(Vector256<int> v) => Vector128.Sum(v.GetLower() + v.GetUpper());
-
-    /// <summary>vdpbf16ps on 8 lanes: lane j adds x[2j+1]*y[2j+1], then x[2j]*y[2j], to acc[j]. A bfloat16
-    /// product has at most 16 significant bits, so the multiply is exact and only the adds round.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> DotBF16Pairs(ushort* x, ushort* y, Vector256<float> acc)
-    {
-        var vx = Vector256.Load((uint*)x);
-        var vy = Vector256.Load((uint*)y);
-        var high = Vector256.Create(0xFFFF0000u);
-        var odd = (vx & high).AsSingle() * (vy & high).AsSingle();
-        var even = (vx << 16).AsSingle() * (vy << 16).AsSingle();
-        return (acc + odd) + even;
-    }
 }
