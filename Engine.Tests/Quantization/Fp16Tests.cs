@@ -78,4 +78,30 @@ public class Fp16Tests
                 Check($"special 0x{special:x4} in lane {lane}");
             }
     }
+
+    /// <summary>The 32-half check of the F16 decode kernel finds a zero, subnormal, infinity or NaN in any lane,
+    /// and passes 32 normals.</summary>
+    [Fact]
+    public unsafe void Thirty_two_half_check_finds_every_special_half_in_every_lane()
+    {
+        if (!Simd.Avx512) return; // only the AVX-512 decode kernel calls it
+        var rng = new Random(6);
+        var halves = new ushort[32];
+        ushort[] specials = [0x0000, 0x8000, 0x0001, 0x03ff, 0x83ff, 0x7c00, 0xfc00, 0x7e00, 0xfe01];
+        fixed (ushort* p = halves)
+        {
+            for (int rep = 0; rep < 100; rep++)
+            {
+                for (int i = 0; i < 32; i++) halves[i] = (ushort)(rng.Next(0x400, 0x7c00) | (rng.Next(2) << 15));
+                Fp16.AllNormal32(p).Should().BeTrue();
+            }
+            foreach (var special in specials)
+                for (int lane = 0; lane < 32; lane++)
+                {
+                    for (int i = 0; i < 32; i++) halves[i] = (ushort)(rng.Next(0x400, 0x7c00) | (rng.Next(2) << 15));
+                    halves[lane] = special;
+                    Fp16.AllNormal32(p).Should().BeFalse($"half 0x{special:x4} in lane {lane}");
+                }
+        }
+    }
 }
