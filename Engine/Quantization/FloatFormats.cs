@@ -76,71 +76,178 @@ internal sealed unsafe class F16Format : RowFormat
         return (float)sum;
     }
 
+    /// <summary>The fast dot. Every path sums in llama.cpp's order on an AVX-512 CPU (tinyBLAS with 16 float lanes,
+    /// one fused multiply-add per lane per 16 elements, then _mm512_reduce_add_ps), the elements after the last
+    /// whole 16 added one by one at the end. The golden logits come from such a CPU; matching its order keeps us
+    /// bit-exact with them everywhere, and every kernel here (one token, a row times four tokens, the 4 x 4 tile)
+    /// gives a (row, token) the same bits, so a token's result does not depend on the batch it is in.</summary>
     private protected override float DotCore(byte* row, byte* act, int k)
     {
         ushort* x = (ushort*)row;
         float* y = (float*)act;
-        int i = 0;
-        float sum = 0;
+        int whole = k & ~15;
+        if (Simd.Avx512)
+        {
+            // Decode streams the weights once: 32 halves are checked at a time, the cheapest form of the fast path.
+            Vector512<float> acc = default;
+            int i = 0;
+            for (; i + 32 <= whole; i += 32)
+            {
+                if (Fp16.AllNormal32(x + i))
+                {
+                    acc = Avx512F.FusedMultiplyAdd(Fp16.Load16NormalAvx512(x + i), Vector512.Load(y + i), acc);
+                    acc = Avx512F.FusedMultiplyAdd(Fp16.Load16NormalAvx512(x + i + 16), Vector512.Load(y + i + 16), acc);
+                }
+                else
+                {
+                    acc = Avx512F.FusedMultiplyAdd(Fp16.Load16Avx512(x + i), Vector512.Load(y + i), acc);
+                    acc = Avx512F.FusedMultiplyAdd(Fp16.Load16Avx512(x + i + 16), Vector512.Load(y + i + 16), acc);
+                }
+            }
+            if (i < whole) acc = Avx512F.FusedMultiplyAdd(Fp16.Load16Avx512(x + i), Vector512.Load(y + i), acc);
+            return Tail(x, y, whole, k, Simd.HSum(acc));
+        }
         if (Simd.Avx2Fma)
         {
-            // llama.cpp's order on an AVX-512 CPU (tinyBLAS with 16 float lanes, one fused multiply-add per
-            // lane per 16 elements, then _mm512_reduce_add_ps), kept in two 8-lane halves. The golden
-            // logits come from such a CPU; matching its order keeps us bit-exact with them everywhere.
             Vector256<float> lo = default, hi = default;
-            for (; i + 16 <= k; i += 16)
+            for (int i = 0; i < whole; i += 16)
             {
-                lo = Fma.MultiplyAdd(Fp16.Load8(x + i), Vector256.Load(y + i), lo);
-                hi = Fma.MultiplyAdd(Fp16.Load8(x + i + 8), Vector256.Load(y + i + 8), hi);
+                Fp16.Load16Avx2(x + i, out var wLo, out var wHi);
+                lo = Fma.MultiplyAdd(wLo, Vector256.Load(y + i), lo);
+                hi = Fma.MultiplyAdd(wHi, Vector256.Load(y + i + 8), hi);
             }
-            sum = Simd.HSum(lo + hi);
+            return Tail(x, y, whole, k, Simd.HSum(lo + hi));
         }
-        else if (Simd.V128)
+        int j = 0;
+        float sum = 0;
+        if (Simd.V128)
         {
             Vector128<float> a0 = default, a1 = default;
-            for (; i + 8 <= k; i += 8)
+            for (; j + 8 <= k; j += 8)
             {
-                var vx = Vector128.Load(x + i);
-                a0 += Fp16.ToSingle(Vector128.WidenLower(vx)) * Vector128.Load(y + i);
-                a1 += Fp16.ToSingle(Vector128.WidenUpper(vx)) * Vector128.Load(y + i + 4);
+                var vx = Vector128.Load(x + j);
+                a0 += Fp16.ToSingle(Vector128.WidenLower(vx)) * Vector128.Load(y + j);
+                a1 += Fp16.ToSingle(Vector128.WidenUpper(vx)) * Vector128.Load(y + j + 4);
             }
             sum = Vector128.Sum(a0 + a1);
         }
-        for (; i < k; i++) sum += Fp16.ToSingle(x[i]) * y[i];
+        return Tail(x, y, j, k, sum);
+    }
+
+    /// <summary>Adds the products of elements [from, k) to sum, one at a time: the tail of every kernel.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static float Tail(ushort* x, float* y, int from, int k, float sum)
+    {
+        for (int i = from; i < k; i++) sum += Fp16.ToSingle(x[i]) * y[i];
         return sum;
     }
 
-    /// <summary>Prompt form: each 16 weights are converted once for four tokens; every (row, token) gets the bits
-    /// of <see cref="DotCore"/>.</summary>
+    /// <summary>Prompt form. With AVX-512, tiles of 4 rows x 4 tokens: each 16 weights are converted once for four
+    /// tokens and each 16 activations loaded once for four rows, 16 accumulators in registers (tinyBLAS's scheme).
+    /// Rows left over go a row times four tokens, tokens left over one at a time. With AVX2 alone, a row times four
+    /// tokens (16 registers are too few for the tile). Every (row, token) gets the bits of <see cref="DotCore"/>.</summary>
     internal override void MatMulCore(byte* weights, long rowBytes, int k, byte* acts, int actStride, int tokens,
         float* y, int yStride, int rowStart, int rowEnd)
     {
-        if (Simd.Avx2Fma) MatMulInGroupsOfFour(weights, rowBytes, k, acts, actStride, tokens, y, yStride, rowStart, rowEnd, &Dot4);
-        else base.MatMulCore(weights, rowBytes, k, acts, actStride, tokens, y, yStride, rowStart, rowEnd);
+        if (!Simd.Avx2Fma)
+        {
+            base.MatMulCore(weights, rowBytes, k, acts, actStride, tokens, y, yStride, rowStart, rowEnd);
+            return;
+        }
+        int t = 0;
+        for (; t + 4 <= tokens; t += 4)
+        {
+            byte* group = acts + (long)t * actStride;
+            float* yt = y + (long)t * yStride;
+            int r = rowStart;
+            if (Simd.Avx512)
+                for (; r + 4 <= rowEnd; r += 4)
+                    Tile4x4Avx512(weights + r * rowBytes, rowBytes, group, actStride, k, yt + r, yStride);
+            for (; r < rowEnd; r++)
+                Dot4(weights + r * rowBytes, group, actStride, k, yt + r, yStride);
+        }
+        MatVecEachToken(weights, rowBytes, k, acts, actStride, t, tokens, y, yStride, rowStart, rowEnd);
     }
 
+    /// <summary>4 rows (row i at row + i * rowBytes) times 4 tokens (token j's activations at act + j * actStride):
+    /// y[j * yStride + i].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Tile4x4Avx512(byte* row, long rowBytes, byte* act, int actStride, int k, float* y, int yStride)
+    {
+        ushort* w0 = (ushort*)row, w1 = (ushort*)(row + rowBytes), w2 = (ushort*)(row + 2 * rowBytes), w3 = (ushort*)(row + 3 * rowBytes);
+        float* a0 = (float*)act, a1 = (float*)(act + actStride), a2 = (float*)(act + 2 * actStride), a3 = (float*)(act + 3 * actStride);
+        Vector512<float> c00 = default, c01 = default, c02 = default, c03 = default;
+        Vector512<float> c10 = default, c11 = default, c12 = default, c13 = default;
+        Vector512<float> c20 = default, c21 = default, c22 = default, c23 = default;
+        Vector512<float> c30 = default, c31 = default, c32 = default, c33 = default;
+        int whole = k & ~15;
+        for (int i = 0; i < whole; i += 16)
+        {
+            var b0 = Fp16.Load16Avx512(w0 + i);
+            var b1 = Fp16.Load16Avx512(w1 + i);
+            var b2 = Fp16.Load16Avx512(w2 + i);
+            var b3 = Fp16.Load16Avx512(w3 + i);
+            var x = Vector512.Load(a0 + i);
+            c00 = Avx512F.FusedMultiplyAdd(b0, x, c00); c10 = Avx512F.FusedMultiplyAdd(b1, x, c10);
+            c20 = Avx512F.FusedMultiplyAdd(b2, x, c20); c30 = Avx512F.FusedMultiplyAdd(b3, x, c30);
+            x = Vector512.Load(a1 + i);
+            c01 = Avx512F.FusedMultiplyAdd(b0, x, c01); c11 = Avx512F.FusedMultiplyAdd(b1, x, c11);
+            c21 = Avx512F.FusedMultiplyAdd(b2, x, c21); c31 = Avx512F.FusedMultiplyAdd(b3, x, c31);
+            x = Vector512.Load(a2 + i);
+            c02 = Avx512F.FusedMultiplyAdd(b0, x, c02); c12 = Avx512F.FusedMultiplyAdd(b1, x, c12);
+            c22 = Avx512F.FusedMultiplyAdd(b2, x, c22); c32 = Avx512F.FusedMultiplyAdd(b3, x, c32);
+            x = Vector512.Load(a3 + i);
+            c03 = Avx512F.FusedMultiplyAdd(b0, x, c03); c13 = Avx512F.FusedMultiplyAdd(b1, x, c13);
+            c23 = Avx512F.FusedMultiplyAdd(b2, x, c23); c33 = Avx512F.FusedMultiplyAdd(b3, x, c33);
+        }
+        y[0] = Tail(w0, a0, whole, k, Simd.HSum(c00)); y[1] = Tail(w1, a0, whole, k, Simd.HSum(c10));
+        y[2] = Tail(w2, a0, whole, k, Simd.HSum(c20)); y[3] = Tail(w3, a0, whole, k, Simd.HSum(c30));
+        y += yStride;
+        y[0] = Tail(w0, a1, whole, k, Simd.HSum(c01)); y[1] = Tail(w1, a1, whole, k, Simd.HSum(c11));
+        y[2] = Tail(w2, a1, whole, k, Simd.HSum(c21)); y[3] = Tail(w3, a1, whole, k, Simd.HSum(c31));
+        y += yStride;
+        y[0] = Tail(w0, a2, whole, k, Simd.HSum(c02)); y[1] = Tail(w1, a2, whole, k, Simd.HSum(c12));
+        y[2] = Tail(w2, a2, whole, k, Simd.HSum(c22)); y[3] = Tail(w3, a2, whole, k, Simd.HSum(c32));
+        y += yStride;
+        y[0] = Tail(w0, a3, whole, k, Simd.HSum(c03)); y[1] = Tail(w1, a3, whole, k, Simd.HSum(c13));
+        y[2] = Tail(w2, a3, whole, k, Simd.HSum(c23)); y[3] = Tail(w3, a3, whole, k, Simd.HSum(c33));
+    }
+
+    /// <summary>One row times 4 tokens: each 16 weights converted once.</summary>
     static void Dot4(byte* row, byte* act, int actStride, int k, float* y, int yStride)
     {
         ushort* x = (ushort*)row;
         float* a0 = (float*)act, a1 = (float*)(act + actStride), a2 = (float*)(act + 2 * actStride), a3 = (float*)(act + 3 * actStride);
-        Vector256<float> lo0 = default, hi0 = default, lo1 = default, hi1 = default, lo2 = default, hi2 = default, lo3 = default, hi3 = default;
-        int i = 0;
-        for (; i + 16 <= k; i += 16)
+        int whole = k & ~15;
+        float s0, s1, s2, s3;
+        if (Simd.Avx512)
         {
-            var wLo = Fp16.Load8(x + i);
-            var wHi = Fp16.Load8(x + i + 8);
-            lo0 = Fma.MultiplyAdd(wLo, Vector256.Load(a0 + i), lo0); hi0 = Fma.MultiplyAdd(wHi, Vector256.Load(a0 + i + 8), hi0);
-            lo1 = Fma.MultiplyAdd(wLo, Vector256.Load(a1 + i), lo1); hi1 = Fma.MultiplyAdd(wHi, Vector256.Load(a1 + i + 8), hi1);
-            lo2 = Fma.MultiplyAdd(wLo, Vector256.Load(a2 + i), lo2); hi2 = Fma.MultiplyAdd(wHi, Vector256.Load(a2 + i + 8), hi2);
-            lo3 = Fma.MultiplyAdd(wLo, Vector256.Load(a3 + i), lo3); hi3 = Fma.MultiplyAdd(wHi, Vector256.Load(a3 + i + 8), hi3);
+            Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default;
+            for (int i = 0; i < whole; i += 16)
+            {
+                var w = Fp16.Load16Avx512(x + i);
+                c0 = Avx512F.FusedMultiplyAdd(w, Vector512.Load(a0 + i), c0);
+                c1 = Avx512F.FusedMultiplyAdd(w, Vector512.Load(a1 + i), c1);
+                c2 = Avx512F.FusedMultiplyAdd(w, Vector512.Load(a2 + i), c2);
+                c3 = Avx512F.FusedMultiplyAdd(w, Vector512.Load(a3 + i), c3);
+            }
+            s0 = Simd.HSum(c0); s1 = Simd.HSum(c1); s2 = Simd.HSum(c2); s3 = Simd.HSum(c3);
         }
-        float s0 = Simd.HSum(lo0 + hi0), s1 = Simd.HSum(lo1 + hi1), s2 = Simd.HSum(lo2 + hi2), s3 = Simd.HSum(lo3 + hi3);
-        for (; i < k; i++)
+        else
         {
-            float w = Fp16.ToSingle(x[i]);
-            s0 += w * a0[i]; s1 += w * a1[i]; s2 += w * a2[i]; s3 += w * a3[i];
+            Vector256<float> lo0 = default, hi0 = default, lo1 = default, hi1 = default, lo2 = default, hi2 = default, lo3 = default, hi3 = default;
+            for (int i = 0; i < whole; i += 16)
+            {
+                Fp16.Load16Avx2(x + i, out var wLo, out var wHi);
+                lo0 = Fma.MultiplyAdd(wLo, Vector256.Load(a0 + i), lo0); hi0 = Fma.MultiplyAdd(wHi, Vector256.Load(a0 + i + 8), hi0);
+                lo1 = Fma.MultiplyAdd(wLo, Vector256.Load(a1 + i), lo1); hi1 = Fma.MultiplyAdd(wHi, Vector256.Load(a1 + i + 8), hi1);
+                lo2 = Fma.MultiplyAdd(wLo, Vector256.Load(a2 + i), lo2); hi2 = Fma.MultiplyAdd(wHi, Vector256.Load(a2 + i + 8), hi2);
+                lo3 = Fma.MultiplyAdd(wLo, Vector256.Load(a3 + i), lo3); hi3 = Fma.MultiplyAdd(wHi, Vector256.Load(a3 + i + 8), hi3);
+            }
+            s0 = Simd.HSum(lo0 + hi0); s1 = Simd.HSum(lo1 + hi1); s2 = Simd.HSum(lo2 + hi2); s3 = Simd.HSum(lo3 + hi3);
         }
-        y[0] = s0; y[yStride] = s1; y[2 * yStride] = s2; y[3 * yStride] = s3;
+        y[0] = Tail(x, a0, whole, k, s0); y[yStride] = Tail(x, a1, whole, k, s1);
+        y[2 * yStride] = Tail(x, a2, whole, k, s2); y[3 * yStride] = Tail(x, a3, whole, k, s3);
     }
 }
 
@@ -180,82 +287,203 @@ internal sealed unsafe class BF16Format : RowFormat
         return (float)sum;
     }
 
+    /// <summary>The fast dot, in llama.cpp's order on a CPU with AVX512-BF16 (tinyBLAS over vdpbf16ps): 16 float
+    /// lanes, lane j taking elements 2j+1 then 2j of each 32 (lanes 0-7 from the first 16 elements, 8-15 from the
+    /// next 16), then _mm512_reduce_add_ps, the elements after the last whole 32 added one by one at the end. A
+    /// bfloat16 product has at most 16 significant bits, so it is exact in float and a fused multiply-add gives the
+    /// bits of vdpbf16ps's multiply then add. Every kernel here (one token, a row times four tokens, the 4 x 4 tile)
+    /// gives a (row, token) these bits, so a token's result does not depend on the batch it is in.</summary>
     private protected override float DotCore(byte* row, byte* act, int k)
     {
         ushort* x = (ushort*)row, y = (ushort*)act;
-        int i = 0;
-        float sum = 0;
+        int whole = k & ~31;
+        if (Simd.Avx512)
+        {
+            Vector512<float> acc = default;
+            for (int i = 0; i < whole; i += 32) acc = Pairs(Vector512.Load((uint*)(x + i)), Vector512.Load((uint*)(y + i)), acc);
+            return Tail(x, y, whole, k, Simd.HSum(acc));
+        }
         if (Simd.Avx2Fma)
         {
-            // llama.cpp's order on a CPU with AVX512-BF16 (tinyBLAS over vdpbf16ps): 16 float lanes, lane j
-            // taking elements 2j+1 then 2j of each 32, each product exact in float and each add rounded,
-            // then _mm512_reduce_add_ps. Lanes 0-7 come from the first 16 elements, 8-15 from the next 16.
             Vector256<float> lo = default, hi = default;
-            for (; i + 32 <= k; i += 32)
+            for (int i = 0; i < whole; i += 32)
             {
-                lo = Simd.DotBF16Pairs(x + i, y + i, lo);
-                hi = Simd.DotBF16Pairs(x + i + 16, y + i + 16, hi);
+                lo = Pairs(Vector256.Load((uint*)(x + i)), Vector256.Load((uint*)(y + i)), lo);
+                hi = Pairs(Vector256.Load((uint*)(x + i + 16)), Vector256.Load((uint*)(y + i + 16)), hi);
             }
-            sum = Simd.HSum(lo + hi);
+            return Tail(x, y, whole, k, Simd.HSum(lo + hi));
         }
-        else if (Simd.V128)
+        int j = 0;
+        float sum = 0;
+        if (Simd.V128)
         {
             Vector128<float> a0 = default, a1 = default;
-            for (; i + 8 <= k; i += 8)
+            for (; j + 8 <= k; j += 8)
             {
-                var vx = Vector128.Load(x + i);
-                var vy = Vector128.Load(y + i);
+                var vx = Vector128.Load(x + j);
+                var vy = Vector128.Load(y + j);
                 a0 += (Vector128.WidenLower(vx) << 16).AsSingle() * (Vector128.WidenLower(vy) << 16).AsSingle();
                 a1 += (Vector128.WidenUpper(vx) << 16).AsSingle() * (Vector128.WidenUpper(vy) << 16).AsSingle();
             }
             sum = Vector128.Sum(a0 + a1);
         }
-        for (; i < k; i++) sum += Fp16.BF16ToSingle(x[i]) * Fp16.BF16ToSingle(y[i]);
+        return Tail(x, y, j, k, sum);
+    }
+
+    /// <summary>Adds the products of elements [from, k) to sum, one at a time: the tail of every kernel.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static float Tail(ushort* x, ushort* y, int from, int k, float sum)
+    {
+        for (int i = from; i < k; i++) sum += Fp16.BF16ToSingle(x[i]) * Fp16.BF16ToSingle(y[i]);
         return sum;
     }
 
-    /// <summary>Prompt form: each 32 weights are split into their odd and even halves once for four tokens, in
-    /// <see cref="Simd.DotBF16Pairs"/>'s order, so every (row, token) gets the bits of <see cref="DotCore"/>.</summary>
+    /// <summary>Prompt form. With AVX-512, tiles of 4 rows x 4 tokens: each 32 weights are split into their odd and
+    /// even halves once for four tokens, each 32 activations once for four rows, 16 accumulators in registers. Rows
+    /// left over go a row times four tokens, tokens left over one at a time. With AVX2 alone, a row times four
+    /// tokens. Every (row, token) gets the bits of <see cref="DotCore"/>.</summary>
     internal override void MatMulCore(byte* weights, long rowBytes, int k, byte* acts, int actStride, int tokens,
         float* y, int yStride, int rowStart, int rowEnd)
     {
-        if (Simd.Avx2Fma) MatMulInGroupsOfFour(weights, rowBytes, k, acts, actStride, tokens, y, yStride, rowStart, rowEnd, &Dot4);
-        else base.MatMulCore(weights, rowBytes, k, acts, actStride, tokens, y, yStride, rowStart, rowEnd);
+        if (!Simd.Avx2Fma)
+        {
+            base.MatMulCore(weights, rowBytes, k, acts, actStride, tokens, y, yStride, rowStart, rowEnd);
+            return;
+        }
+        int t = 0;
+        for (; t + 4 <= tokens; t += 4)
+        {
+            byte* group = acts + (long)t * actStride;
+            float* yt = y + (long)t * yStride;
+            int r = rowStart;
+            if (Simd.Avx512)
+                for (; r + 4 <= rowEnd; r += 4)
+                    Tile4x4Avx512(weights + r * rowBytes, rowBytes, group, actStride, k, yt + r, yStride);
+            for (; r < rowEnd; r++)
+                Dot4(weights + r * rowBytes, group, actStride, k, yt + r, yStride);
+        }
+        MatVecEachToken(weights, rowBytes, k, acts, actStride, t, tokens, y, yStride, rowStart, rowEnd);
     }
 
+    /// <summary>4 rows (row i at row + i * rowBytes) times 4 tokens (token j's activations at act + j * actStride):
+    /// y[j * yStride + i].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Tile4x4Avx512(byte* row, long rowBytes, byte* act, int actStride, int k, float* y, int yStride)
+    {
+        ushort* w0 = (ushort*)row, w1 = (ushort*)(row + rowBytes), w2 = (ushort*)(row + 2 * rowBytes), w3 = (ushort*)(row + 3 * rowBytes);
+        ushort* a0 = (ushort*)act, a1 = (ushort*)(act + actStride), a2 = (ushort*)(act + 2 * actStride), a3 = (ushort*)(act + 3 * actStride);
+        Vector512<float> c00 = default, c01 = default, c02 = default, c03 = default;
+        Vector512<float> c10 = default, c11 = default, c12 = default, c13 = default;
+        Vector512<float> c20 = default, c21 = default, c22 = default, c23 = default;
+        Vector512<float> c30 = default, c31 = default, c32 = default, c33 = default;
+        var high = Vector512.Create(0xFFFF0000u);
+        int whole = k & ~31;
+        for (int i = 0; i < whole; i += 32)
+        {
+            var v0 = Vector512.Load((uint*)(w0 + i)); var v1 = Vector512.Load((uint*)(w1 + i));
+            var v2 = Vector512.Load((uint*)(w2 + i)); var v3 = Vector512.Load((uint*)(w3 + i));
+            Vector512<float> o0 = (v0 & high).AsSingle(), e0 = (v0 << 16).AsSingle(), o1 = (v1 & high).AsSingle(), e1 = (v1 << 16).AsSingle();
+            Vector512<float> o2 = (v2 & high).AsSingle(), e2 = (v2 << 16).AsSingle(), o3 = (v3 & high).AsSingle(), e3 = (v3 << 16).AsSingle();
+            var x = Vector512.Load((uint*)(a0 + i));
+            Vector512<float> xo = (x & high).AsSingle(), xe = (x << 16).AsSingle();
+            c00 = Pair(o0, e0, xo, xe, c00); c10 = Pair(o1, e1, xo, xe, c10); c20 = Pair(o2, e2, xo, xe, c20); c30 = Pair(o3, e3, xo, xe, c30);
+            x = Vector512.Load((uint*)(a1 + i));
+            xo = (x & high).AsSingle(); xe = (x << 16).AsSingle();
+            c01 = Pair(o0, e0, xo, xe, c01); c11 = Pair(o1, e1, xo, xe, c11); c21 = Pair(o2, e2, xo, xe, c21); c31 = Pair(o3, e3, xo, xe, c31);
+            x = Vector512.Load((uint*)(a2 + i));
+            xo = (x & high).AsSingle(); xe = (x << 16).AsSingle();
+            c02 = Pair(o0, e0, xo, xe, c02); c12 = Pair(o1, e1, xo, xe, c12); c22 = Pair(o2, e2, xo, xe, c22); c32 = Pair(o3, e3, xo, xe, c32);
+            x = Vector512.Load((uint*)(a3 + i));
+            xo = (x & high).AsSingle(); xe = (x << 16).AsSingle();
+            c03 = Pair(o0, e0, xo, xe, c03); c13 = Pair(o1, e1, xo, xe, c13); c23 = Pair(o2, e2, xo, xe, c23); c33 = Pair(o3, e3, xo, xe, c33);
+        }
+        y[0] = Tail(w0, a0, whole, k, Simd.HSum(c00)); y[1] = Tail(w1, a0, whole, k, Simd.HSum(c10));
+        y[2] = Tail(w2, a0, whole, k, Simd.HSum(c20)); y[3] = Tail(w3, a0, whole, k, Simd.HSum(c30));
+        y += yStride;
+        y[0] = Tail(w0, a1, whole, k, Simd.HSum(c01)); y[1] = Tail(w1, a1, whole, k, Simd.HSum(c11));
+        y[2] = Tail(w2, a1, whole, k, Simd.HSum(c21)); y[3] = Tail(w3, a1, whole, k, Simd.HSum(c31));
+        y += yStride;
+        y[0] = Tail(w0, a2, whole, k, Simd.HSum(c02)); y[1] = Tail(w1, a2, whole, k, Simd.HSum(c12));
+        y[2] = Tail(w2, a2, whole, k, Simd.HSum(c22)); y[3] = Tail(w3, a2, whole, k, Simd.HSum(c32));
+        y += yStride;
+        y[0] = Tail(w0, a3, whole, k, Simd.HSum(c03)); y[1] = Tail(w1, a3, whole, k, Simd.HSum(c13));
+        y[2] = Tail(w2, a3, whole, k, Simd.HSum(c23)); y[3] = Tail(w3, a3, whole, k, Simd.HSum(c33));
+    }
+
+    /// <summary>One row times 4 tokens: each 32 weights split into odd and even halves once.</summary>
     static void Dot4(byte* row, byte* act, int actStride, int k, float* y, int yStride)
     {
         ushort* x = (ushort*)row;
         ushort* a0 = (ushort*)act, a1 = (ushort*)(act + actStride), a2 = (ushort*)(act + 2 * actStride), a3 = (ushort*)(act + 3 * actStride);
-        Vector256<float> lo0 = default, hi0 = default, lo1 = default, hi1 = default, lo2 = default, hi2 = default, lo3 = default, hi3 = default;
-        var high = Vector256.Create(0xFFFF0000u);
-        int i = 0;
-        for (; i + 32 <= k; i += 32)
+        int whole = k & ~31;
+        float s0, s1, s2, s3;
+        if (Simd.Avx512)
         {
-            var wLo = Vector256.Load((uint*)(x + i));
-            var wHi = Vector256.Load((uint*)(x + i + 16));
-            Vector256<float> oddLo = (wLo & high).AsSingle(), evenLo = (wLo << 16).AsSingle();
-            Vector256<float> oddHi = (wHi & high).AsSingle(), evenHi = (wHi << 16).AsSingle();
-            lo0 = Pairs(oddLo, evenLo, a0 + i, lo0); hi0 = Pairs(oddHi, evenHi, a0 + i + 16, hi0);
-            lo1 = Pairs(oddLo, evenLo, a1 + i, lo1); hi1 = Pairs(oddHi, evenHi, a1 + i + 16, hi1);
-            lo2 = Pairs(oddLo, evenLo, a2 + i, lo2); hi2 = Pairs(oddHi, evenHi, a2 + i + 16, hi2);
-            lo3 = Pairs(oddLo, evenLo, a3 + i, lo3); hi3 = Pairs(oddHi, evenHi, a3 + i + 16, hi3);
+            var high = Vector512.Create(0xFFFF0000u);
+            Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default;
+            for (int i = 0; i < whole; i += 32)
+            {
+                var w = Vector512.Load((uint*)(x + i));
+                Vector512<float> odd = (w & high).AsSingle(), even = (w << 16).AsSingle();
+                c0 = Pairs(odd, even, Vector512.Load((uint*)(a0 + i)), c0);
+                c1 = Pairs(odd, even, Vector512.Load((uint*)(a1 + i)), c1);
+                c2 = Pairs(odd, even, Vector512.Load((uint*)(a2 + i)), c2);
+                c3 = Pairs(odd, even, Vector512.Load((uint*)(a3 + i)), c3);
+            }
+            s0 = Simd.HSum(c0); s1 = Simd.HSum(c1); s2 = Simd.HSum(c2); s3 = Simd.HSum(c3);
         }
-        float s0 = Simd.HSum(lo0 + hi0), s1 = Simd.HSum(lo1 + hi1), s2 = Simd.HSum(lo2 + hi2), s3 = Simd.HSum(lo3 + hi3);
-        for (; i < k; i++)
+        else
         {
-            float w = Fp16.BF16ToSingle(x[i]);
-            s0 += w * Fp16.BF16ToSingle(a0[i]); s1 += w * Fp16.BF16ToSingle(a1[i]);
-            s2 += w * Fp16.BF16ToSingle(a2[i]); s3 += w * Fp16.BF16ToSingle(a3[i]);
+            var high = Vector256.Create(0xFFFF0000u);
+            Vector256<float> lo0 = default, hi0 = default, lo1 = default, hi1 = default, lo2 = default, hi2 = default, lo3 = default, hi3 = default;
+            for (int i = 0; i < whole; i += 32)
+            {
+                var wLo = Vector256.Load((uint*)(x + i));
+                var wHi = Vector256.Load((uint*)(x + i + 16));
+                Vector256<float> oddLo = (wLo & high).AsSingle(), evenLo = (wLo << 16).AsSingle();
+                Vector256<float> oddHi = (wHi & high).AsSingle(), evenHi = (wHi << 16).AsSingle();
+                lo0 = Pairs(oddLo, evenLo, Vector256.Load((uint*)(a0 + i)), lo0); hi0 = Pairs(oddHi, evenHi, Vector256.Load((uint*)(a0 + i + 16)), hi0);
+                lo1 = Pairs(oddLo, evenLo, Vector256.Load((uint*)(a1 + i)), lo1); hi1 = Pairs(oddHi, evenHi, Vector256.Load((uint*)(a1 + i + 16)), hi1);
+                lo2 = Pairs(oddLo, evenLo, Vector256.Load((uint*)(a2 + i)), lo2); hi2 = Pairs(oddHi, evenHi, Vector256.Load((uint*)(a2 + i + 16)), hi2);
+                lo3 = Pairs(oddLo, evenLo, Vector256.Load((uint*)(a3 + i)), lo3); hi3 = Pairs(oddHi, evenHi, Vector256.Load((uint*)(a3 + i + 16)), hi3);
+            }
+            s0 = Simd.HSum(lo0 + hi0); s1 = Simd.HSum(lo1 + hi1); s2 = Simd.HSum(lo2 + hi2); s3 = Simd.HSum(lo3 + hi3);
         }
-        y[0] = s0; y[yStride] = s1; y[2 * yStride] = s2; y[3 * yStride] = s3;
+        y[0] = Tail(x, a0, whole, k, s0); y[yStride] = Tail(x, a1, whole, k, s1);
+        y[2 * yStride] = Tail(x, a2, whole, k, s2); y[3 * yStride] = Tail(x, a3, whole, k, s3);
     }
 
-    /// <summary><see cref="Simd.DotBF16Pairs"/> with the weight halves already split: (acc + odd products) + even products.</summary>
+    /// <summary>One vdpbf16ps step on 8 lanes: acc + odd products, then + even products (pairs of bfloat16 in each
+    /// 32-bit lane of w and x).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector256<float> Pairs(Vector256<float> odd, Vector256<float> even, ushort* act, Vector256<float> acc)
+    static Vector256<float> Pairs(Vector256<uint> w, Vector256<uint> x, Vector256<float> acc)
     {
-        var v = Vector256.Load((uint*)act);
-        return (acc + odd * (v & Vector256.Create(0xFFFF0000u)).AsSingle()) + even * (v << 16).AsSingle();
+        var high = Vector256.Create(0xFFFF0000u);
+        return Pairs((w & high).AsSingle(), (w << 16).AsSingle(), x, acc);
     }
+
+    /// <summary><see cref="Pairs(Vector256{uint}, Vector256{uint}, Vector256{float})"/> with the weight halves already split.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<float> Pairs(Vector256<float> odd, Vector256<float> even, Vector256<uint> x, Vector256<float> acc)
+    {
+        acc = Fma.MultiplyAdd(odd, (x & Vector256.Create(0xFFFF0000u)).AsSingle(), acc);
+        return Fma.MultiplyAdd(even, (x << 16).AsSingle(), acc);
+    }
+
+    /// <summary>One vdpbf16ps step on 16 lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> Pairs(Vector512<uint> w, Vector512<uint> x, Vector512<float> acc)
+    {
+        var high = Vector512.Create(0xFFFF0000u);
+        return Pairs((w & high).AsSingle(), (w << 16).AsSingle(), x, acc);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> Pairs(Vector512<float> odd, Vector512<float> even, Vector512<uint> x, Vector512<float> acc) =>
+        Pair(odd, even, (x & Vector512.Create(0xFFFF0000u)).AsSingle(), (x << 16).AsSingle(), acc);
+
+    /// <summary>One vdpbf16ps step with both sides split: acc + odd products, then + even products.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> Pair(Vector512<float> odd, Vector512<float> even, Vector512<float> xOdd, Vector512<float> xEven, Vector512<float> acc) =>
+        Avx512F.FusedMultiplyAdd(even, xEven, Avx512F.FusedMultiplyAdd(odd, xOdd, acc));
 }

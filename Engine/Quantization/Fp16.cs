@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Engine.Quantization;
 
@@ -79,6 +80,60 @@ internal static unsafe class Fp16
     {
         var v = Vector128.Load(p);
         return ToSingle(Vector256.Create(Vector128.WidenLower(v), Vector128.WidenUpper(v)));
+    }
+
+    /// <summary>True when the 16 halves at p are all normal numbers (no zero, subnormal, infinity or NaN), so
+    /// the integer rebias of <see cref="Load16Avx2"/> and <see cref="Load16Avx512"/> converts them exactly.
+    /// (h + 0x400) carries a 0 or 31 exponent to 1 or 0, so bits 11-14 of it are clear exactly then.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static bool AllNormal16(ushort* p) =>
+        !Vector256.EqualsAny((Vector256.Load(p) + Vector256.Create((ushort)0x400)) & Vector256.Create((ushort)0x7800), Vector256<ushort>.Zero);
+
+    /// <summary>A normal half, sign-extended to 32 bits, as a float: the sign extension fills bits 16-31 with the
+    /// sign, the shift puts the exponent and mantissa in place (and copies of the sign into bits 28-31), the mask
+    /// keeps the sign bit alone of those, and adding 112 to the exponent rebiases 15 to 127. Three integer
+    /// operations in place of <see cref="ToSingle(Vector256{uint})"/>'s dozen; exact for normal halves only.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<float> RebiasNormal(Vector256<int> signExtended) =>
+        (((signExtended << 13) & Vector256.Create(unchecked((int)0x8FFFFFFF))) + Vector256.Create(112 << 23)).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> RebiasNormal(Vector512<int> signExtended) =>
+        (((signExtended << 13) & Vector512.Create(unchecked((int)0x8FFFFFFF))) + Vector512.Create(112 << 23)).AsSingle();
+
+    /// <summary><see cref="AllNormal16"/> for the 32 halves at p, in one 512-bit check.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool AllNormal32(ushort* p) =>
+        !Vector512.EqualsAny((Vector512.Load(p) + Vector512.Create((ushort)0x400)) & Vector512.Create((ushort)0x7800), Vector512<ushort>.Zero);
+
+    /// <summary>16 halves at p as floats, all of them known to be normal (<see cref="AllNormal32"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Load16NormalAvx512(ushort* p) => RebiasNormal(Avx512F.ConvertToVector512Int32(Vector256.Load((short*)p)));
+
+    /// <summary>16 halves at p as floats in two vectors (AVX2), exactly: the three-operation rebias when all 16 are
+    /// normal, which is nearly always for weights, else <see cref="Load8"/>'s full conversion. .NET exposes no
+    /// F16C instruction; this is what makes F16 weights run near the speed of memory.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Load16Avx2(ushort* p, out Vector256<float> lo, out Vector256<float> hi)
+    {
+        if (AllNormal16(p))
+        {
+            lo = RebiasNormal(Avx2.ConvertToVector256Int32((short*)p));
+            hi = RebiasNormal(Avx2.ConvertToVector256Int32((short*)p + 8));
+        }
+        else
+        {
+            lo = Load8(p);
+            hi = Load8(p + 8);
+        }
+    }
+
+    /// <summary>16 halves at p as one 16-lane vector (AVX-512), exactly; see <see cref="Load16Avx2"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Load16Avx512(ushort* p)
+    {
+        if (AllNormal16(p)) return RebiasNormal(Avx512F.ConvertToVector512Int32(Vector256.Load((short*)p)));
+        return Vector512.Create(Load8(p), Load8(p + 8));
     }
 
     /// <summary>Loads 8 bfloat16 at p as floats.</summary>

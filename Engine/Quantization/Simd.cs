@@ -13,6 +13,10 @@ internal static unsafe class Simd
     /// <summary>True when the AVX2 kernels can run (they use FMA for the float accumulators).</summary>
     public static bool Avx2Fma => Avx2.IsSupported && Fma.IsSupported;
 
+    /// <summary>True when the 512-bit kernels can run: AVX-512 F and BW, 32 vector registers. The float-weight
+    /// kernels use them; they sum in the same order as the AVX2 ones (16 lanes), so results do not depend on it.</summary>
+    public static bool Avx512 => Avx512F.IsSupported && Avx512BW.IsSupported && Fma.IsSupported && Vector512.IsHardwareAccelerated;
+
     /// <summary>True when the portable 128-bit kernels can run (SSE or NEON).</summary>
     public static bool V128 => Vector128.IsHardwareAccelerated;
 
@@ -61,19 +65,11 @@ internal static unsafe class Simd
         return (s.GetElement(0) + s.GetElement(2)) + (s.GetElement(1) + s.GetElement(3));
     }
 
+    /// <summary>16 lanes summed as ggml's _mm512_reduce_add_ps of the same lanes: the upper 8 onto the lower 8,
+    /// then <see cref="HSum(Vector256{float})"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float HSum(Vector512<float> v) => HSum(v.GetLower() + v.GetUpper());
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int HSum(Vector256<int> v) => Vector128.Sum(v.GetLower() + v.GetUpper());
-
-    /// <summary>vdpbf16ps on 8 lanes: lane j adds x[2j+1]*y[2j+1], then x[2j]*y[2j], to acc[j]. A bfloat16
-    /// product has at most 16 significant bits, so the multiply is exact and only the adds round.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> DotBF16Pairs(ushort* x, ushort* y, Vector256<float> acc)
-    {
-        var vx = Vector256.Load((uint*)x);
-        var vy = Vector256.Load((uint*)y);
-        var high = Vector256.Create(0xFFFF0000u);
-        var odd = (vx & high).AsSingle() * (vy & high).AsSingle();
-        var even = (vx << 16).AsSingle() * (vy << 16).AsSingle();
-        return (acc + odd) + even;
-    }
 }
