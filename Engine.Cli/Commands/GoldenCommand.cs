@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Engine.Gpu;
 using Engine.Models;
 
 namespace Engine.Cli.Commands;
@@ -20,9 +21,12 @@ internal static class GoldenCommand
 {
     const string Help = """
         usage: engine golden --model M.gguf --golden M.golden.json [--device D] [--gpu-layers N] [--json]
+               engine golden --fixtures FOLDER [--only NAME,NAME] [--device D] [--json]
           diagnostic: feeds the golden file's tokens as one batch, then generates its greedy tokens, and compares
           the logits and tokens with llama.cpp's (NAME.logits.f32 beside the golden file). Prints one line
           (or one JSON object with --json); exit code 0 when within bounds, 3 when not.
+          --fixtures checks every NAME.gguf with NAME.golden.json in FOLDER (or those --only names) on one device,
+          a line each as it finishes; a model that cannot be checked is reported as ERROR and the others go on.
         """;
 
     /// <summary>Exit code of a comparison outside both bounds (1 and 2 are taken by bad models and command lines).</summary>
@@ -32,20 +36,80 @@ internal static class GoldenCommand
     {
         var cl = new CommandLine(args, ModelArguments.Flags);
         if (cl.Has("help") || cl.Has("h")) { Console.WriteLine(Help); return 0; }
-        var goldenPath = cl.String("golden") ?? throw new UsageException("--golden FILE.golden.json is required");
         bool json = cl.Has("json");
-        var golden = GoldenFile.Read(goldenPath);
-        using var model = ModelArguments.Open(cl, required: true);
+        var folder = cl.String("fixtures");
+        if (folder is null)
+        {
+            var goldenPath = cl.String("golden") ?? throw new UsageException("give --model M --golden M.golden.json, or --fixtures FOLDER");
+            var golden = GoldenFile.Read(goldenPath);
+            using var model = ModelArguments.Open(cl, required: true);
+            cl.RejectUnknown();
+            return Report(Check(model, golden, goldenPath), json).Verdict == "FAIL" ? OutsideBounds : 0;
+        }
+
+        if (cl.String("model", "m") is not null || cl.String("golden") is not null)
+            throw new UsageException("--fixtures checks every model of a folder: give it without --model and --golden");
+        if (!Directory.Exists(folder)) throw new UsageException($"no such fixtures folder: {folder}");
+        var only = cl.String("only")?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var names = Directory.GetFiles(folder, "*.golden.json").Select(f => Path.GetFileName(f)[..^".golden.json".Length])
+            .Where(n => File.Exists(Path.Combine(folder, n + ".gguf")))
+            .Where(n => only is null || only.Contains(n, StringComparer.Ordinal))
+            .Order(StringComparer.Ordinal).ToList();
+        if (only?.FirstOrDefault(n => !names.Contains(n)) is { } missing)
+            throw new UsageException($"--only names {missing}, but {folder} has no {missing}.gguf with {missing}.golden.json");
+        if (names.Count == 0) throw new UsageException($"{folder} holds no NAME.gguf with NAME.golden.json");
+        var choice = ModelArguments.Device(cl);
+        int threads = cl.Int("threads", 0, 0, 1024, alias: "t");
         cl.RejectUnknown();
+
+        // One device for every model, so ILGPU compiles each kernel once (its context caches them), not once per model.
+        using var device = DeviceSelection.OpenForDiagnostics(choice);
+        int failures = 0;
+        foreach (var name in names)
+        {
+            var goldenPath = Path.Combine(folder, name + ".golden.json");
+            try
+            {
+                var golden = GoldenFile.Read(goldenPath);
+                using var model = LoadedModel.Open(Path.Combine(folder, name + ".gguf"), new ModelOptions
+                {
+                    Threads = threads,
+                    StageFactory = device is null ? null : (config, _) => [new LayerStage(new GpuBackend(device, ownsDevice: false), 0, config.LayerCount)],
+                });
+                if (Report(Check(model, golden, goldenPath), json).Verdict == "FAIL") failures++;
+            }
+            catch (Exception e) when (e is UsageException or Engine.Formats.ModelFormatException or IOException or InvalidOperationException
+                                          or NotSupportedException or ArgumentException)
+            {
+                // One broken fixture (a weight type without device kernels, say) must not hide the others' results.
+                failures++;
+                var message = $"{e.GetType().Name}: {e.Message}";
+                if (json) Console.WriteLine(new JsonObject { ["model"] = name + ".gguf", ["verdict"] = "ERROR", ["why"] = message }.ToJsonString(JsonOptions));
+                else Console.WriteLine($"{name}.gguf: ERROR {message}");
+            }
+            Console.Out.Flush();
+        }
+        return failures > 0 ? OutsideBounds : 0;
+    }
+
+    static readonly JsonSerializerOptions JsonOptions = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    /// <summary>One model against its golden file, timed.</summary>
+    static (LoadedModel Model, GoldenFile Golden, Comparison Result, double Seconds) Check(LoadedModel model, GoldenFile golden, string goldenPath)
+    {
         if (model.Config.VocabSize != golden.Vocab)
             throw new UsageException($"{goldenPath} has logits over {golden.Vocab} tokens but the model's vocabulary has {model.Config.VocabSize}: " +
                                      "give the golden file made for this model");
-
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var result = Compare(model.Model, golden, WeightClassOf(model.Path), model.Config.ExpertCount > 0);
-        var seconds = clock.Elapsed.TotalSeconds;
-        var device = string.Join(" + ", model.Model.Stages.Select(s => s.Backend.Name));
+        return (model, golden, result, clock.Elapsed.TotalSeconds);
+    }
 
+    /// <summary>Prints one line (or one JSON object) for a checked model and returns its comparison.</summary>
+    static Comparison Report((LoadedModel Model, GoldenFile Golden, Comparison Result, double Seconds) check, bool json)
+    {
+        var (model, golden, result, seconds) = check;
+        var device = string.Join(" + ", model.Model.Stages.Select(s => s.Backend.Name));
         if (json)
         {
             var node = new JsonObject
@@ -64,7 +128,7 @@ internal static class GoldenCommand
                 ["seconds"] = Math.Round(seconds, 3),
                 ["why"] = result.Why,
             };
-            Console.WriteLine(node.ToJsonString(new JsonSerializerOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }));
+            Console.WriteLine(node.ToJsonString(JsonOptions));
         }
         else
         {
@@ -72,7 +136,7 @@ internal static class GoldenCommand
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"{Path.GetFileName(model.Path)} on {device}: {result.Verdict} ({result.Weights}) max|diff| {result.MaxAbsDiff:0.00E+00}, NMSE {result.Nmse:0.00E+00}, top token equal at {result.SameTop}/{golden.Rows}, greedy equal for {result.GreedyPrefix}/{golden.Greedy.Length}, {seconds:F1} s{why}"));
         }
-        return result.Verdict == "FAIL" ? OutsideBounds : 0;
+        return result;
     }
 
     /// <summary>JSON has no infinity (a NaN in the logits is reported as infinite): null stands for it.</summary>

@@ -64,6 +64,24 @@ public sealed class GoldenCliTests : IDisposable
         r.Stderr.Should().Contain("fx-llama-F32.logits.f32 holds 100 bytes");
     }
 
+    [Fact]
+    public void A_fixtures_folder_gives_one_json_line_per_chosen_model_in_name_order()
+    {
+        var r = CliRunner.Run("golden", "--fixtures", TestPaths.Repo("Engine.Tests", "Fixtures"), "--only", "fx-qwen2-Q8_0,fx-llama-tied-F16", "--json");
+        r.ExitCode.Should().Be(0, r.Stdout + r.Stderr);
+        var lines = r.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        lines.Select(l => JsonDocument.Parse(l).RootElement.GetProperty("model").GetString()).Should().Equal("fx-llama-tied-F16.gguf", "fx-qwen2-Q8_0.gguf");
+        lines.Select(l => JsonDocument.Parse(l).RootElement.GetProperty("verdict").GetString()).Should().Equal("pass", "pass");
+    }
+
+    [Fact]
+    public void A_name_the_fixtures_folder_lacks_is_a_usage_error()
+    {
+        var r = CliRunner.Run("golden", "--fixtures", TestPaths.Repo("Engine.Tests", "Fixtures"), "--only", "fx-llama-Q9_9");
+        r.ExitCode.Should().Be(2);
+        r.Stderr.Should().Contain("--only names fx-llama-Q9_9");
+    }
+
     /// <summary>Copies NAME.golden.json and NAME.logits.f32 into the test's folder, the logits changed by <paramref name="alter"/>.</summary>
     string CopyGolden(string name, Action<float[]> alter)
     {
