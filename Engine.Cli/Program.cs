@@ -43,6 +43,8 @@ namespace Engine.Cli
                     "chat" => ChatCommand.Run(rest),
                     "bench" => BenchCommand.Run(rest),
                     "devices" => DevicesCommand.Run(rest),
+                    // Diagnostic, for tools/gpu-check.sh; not in the usage text.
+                    "golden" => GoldenCommand.Run(rest),
                     _ => throw new UsageException($"unknown command '{args[0]}'"),
                 };
             }

@@ -59,6 +59,18 @@ internal static class DeviceSelection
         }
     }
 
+    /// <summary>The device of an explicit --device for a diagnostic that opens several models on it (engine golden
+    /// --fixtures), or null for the CPU backend. The caller owns it: backends made on it must not own it.</summary>
+    /// <exception cref="ArgumentException">`auto`: a diagnostic must name the device it checks.</exception>
+    public static GpuDevice? OpenForDiagnostics(DeviceChoice choice) => choice switch
+    {
+        DeviceChoice.Cpu => null,
+        DeviceChoice.Cuda => GpuDevice.Open(DeviceKind.Cuda),
+        DeviceChoice.OpenCL => GpuDevice.Open(DeviceKind.OpenCL),
+        DeviceChoice.IlgpuCpu => GpuDevice.Open(DeviceKind.IlgpuCpu),
+        _ => throw new ArgumentException("--device auto may pick the CPU without saying so per model: name the device to check (cpu, cuda, opencl or ilgpu-cpu)"),
+    };
+
     static IReadOnlyList<LayerStage> AutoStages(GpuDevice device, ModelConfig config, LlamaWeights weights, int threads, int? gpuLayers, TextWriter log, bool repack)
     {
         string? reason = WhyNotOnDevice(device, config, weights);
