@@ -23,6 +23,22 @@ public class WorkSplitTests
         }
     }
 
+    [Fact]
+    public async Task An_operation_dispatched_before_the_workers_first_run_is_not_missed()
+    {
+        // The workers get a core only after the first dispatch: a worker that took the operation counter's value when
+        // it first ran would skip that operation, and its caller would wait for it forever.
+        var run = Task.Factory.StartNew(() =>
+        {
+            using var split = new WorkSplit(3, workerStarting: () => Thread.Sleep(200));
+            var work = new Recording(64);
+            split.For(64, 1, work);
+            work.Hits.Should().OnlyContain(h => h == 1);
+        }, TaskCreationOptions.LongRunning);
+        (await Task.WhenAny(run, Task.Delay(TimeSpan.FromSeconds(10)))).Should().BeSameAs(run, "the first dispatch completes");
+        await run;
+    }
+
     [Theory]
     [InlineData(1, 100, 1)]
     [InlineData(3, 100, 1)]

@@ -39,9 +39,15 @@ internal sealed class WorkSplit : IDisposable
     Exception? _failure; // the first exception a worker threw during the current operation
     volatile bool _disposed;
     readonly Lock _dispatch = new();
+    readonly Action? _workerStarting;
 
-    public WorkSplit(int workers)
+    public WorkSplit(int workers) : this(workers, null) { }
+
+    /// <param name="workers">Threads in the team, the caller included.</param>
+    /// <param name="workerStarting">Tests: runs on each worker thread before it first looks at the operation counter.</param>
+    internal WorkSplit(int workers, Action? workerStarting)
     {
+        _workerStarting = workerStarting;
         Workers = Math.Max(1, workers);
         _threads = new Thread[Workers - 1];
         _wake = new SemaphoreSlim[Workers - 1];
@@ -99,7 +105,10 @@ internal sealed class WorkSplit : IDisposable
     void WorkerLoop(int worker)
     {
         var wake = _wake[worker - 1];
-        int seen = Volatile.Read(ref _operation);
+        _workerStarting?.Invoke();
+        // The counter's value when the team was made, not when this thread first runs: an operation dispatched before
+        // the thread got a core would otherwise look already seen, and its caller would wait for it forever.
+        int seen = 0;
         while (true)
         {
             int operation = WaitForOperation(worker, wake, seen);
