@@ -77,6 +77,21 @@ internal sealed class GpuKvPool : KvBlockPool
         return pool as GpuKvPool ?? throw new ArgumentException($"{pool} is not in a GPU backend's memory", nameof(pool));
     }
 
+    public override void CopyBlock(int from, int to)
+    {
+        ThrowIfDisposed();
+        var shape = Shape;
+        for (int l = 0; l < shape.Layers; l++)
+        {
+            Copy(_keys[l], KvPoolShape.RowBytes(shape.KeyWidth, shape.Type) * shape.BlockTokens);
+            Copy(_values[l], KvPoolShape.RowBytes(shape.ValueWidth, shape.Type) * shape.BlockTokens);
+        }
+
+        // On the accelerator's default stream, which the kernels run on, so it lands between the steps around it.
+        void Copy(MemoryBuffer buffer, long blockBytes) =>
+            buffer.CopyTo(buffer.Accelerator.DefaultStream, from * blockBytes, buffer.AsRawArrayView(to * blockBytes, blockBytes));
+    }
+
     protected override void Release()
     {
         _release(this);

@@ -164,7 +164,12 @@ public class GenerateAsyncTests
         model.Observer = (name, layer, rows, width, values) =>
         {
             if (name != "l_out" || layer != 0 || inner is not null) return;
-            try { model.CreateSession(8).Dispose(); } catch (Exception e) { inner = e; }
+            try
+            {
+                using var other = model.CreateSession(8);
+                other.GenerateAsync("Hi").GetAsyncEnumerator().MoveNextAsync().AsTask().GetAwaiter().GetResult();
+            }
+            catch (Exception e) { inner = e; }
         };
         await Collect(session.GenerateAsync("Once", GenerateOptions.Greedy with { MaxTokens = 1 }));
         inner.Should().BeOfType<InvalidOperationException>().Which.Message.Should().Contain("inside a forward pass");
@@ -240,7 +245,12 @@ public class GenerateAsyncTests
         session.Dispose();
         session.Dispose();
         FluentActions.Invoking(() => session.GenerateAsync("Hello")).Should().Throw<ObjectDisposedException>();
-        model.BytesInMemory.Should().Be(model.Info.WeightBytes, "the disposed session's cache is no longer counted");
+        model.KvCacheStatistics.BlocksInUse.Should().Be(0, "the disposed session's blocks went back to the pool");
+        long touched = model.BytesInMemory;
+        touched.Should().BeGreaterThan(model.Info.WeightBytes, "the cache blocks touched so far stay allocated for the next session");
+        using (var next = model.CreateSession(256))
+            await foreach (var _ in next.GenerateAsync("Once upon a time", GenerateOptions.Greedy with { MaxTokens = 20 })) { }
+        model.BytesInMemory.Should().Be(touched, "the next session reuses the blocks the first one gave back");
     }
 
     [Fact]

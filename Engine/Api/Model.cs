@@ -1,4 +1,6 @@
 using System.Numerics.Tensors;
+using Engine.Backends;
+using Engine.Batching;
 using Engine.Chat;
 using Engine.Formats;
 using Engine.Formats.Gguf;
@@ -23,15 +25,14 @@ namespace Engine;
 public sealed class Model : IDisposable
 {
     readonly LoadedModel _loaded;
-    // The model's activations serve one forward pass at a time: every pass, and every cache created or freed, takes this
-    // turn. A semaphore rather than a lock, so waiting sessions wait asynchronously and can be cancelled while they wait.
-    readonly SemaphoreSlim _turn = new(1, 1);
-    // Set while this thread runs a forward pass: an observer that calls the model again would corrupt the pass in flight.
-    [ThreadStatic] static Model? t_inPass;
+    // One thread runs every forward pass: the sessions' steps batched together, and the passes that need the model to
+    // themselves (embeddings) in between.
+    readonly Scheduler _scheduler;
     readonly HashSet<Session> _sessions = [];
     bool _disposed;
 
     internal Llama Network => _loaded.Model;
+    internal Scheduler Scheduler => _scheduler;
     /// <summary>The tokenizer, read on first use: a Hugging Face folder without tokenizer.json still runs from token ids,
     /// and asking it for text says what is missing.</summary>
     internal ITokenizer Tokenizer => _loaded.Tokenizer;
@@ -73,6 +74,45 @@ public sealed class Model : IDisposable
             Pooling = DeclaredPooling(loaded),
             Device = loaded.Model.Backend.Name,
         };
+        var kvType = options.KvCacheType switch
+        {
+            KvCacheType.F32 => KvElementType.F32,
+            KvCacheType.Q8_0 => KvElementType.Q8_0,
+            _ => KvElementType.F16,
+        };
+        int blocks = KvBlocks(loaded, options, context, kvType, out string sizing);
+        var store = loaded.Model.CreateStore(blocks, kvType);
+        try { _scheduler = new Scheduler(loaded.Model, store, () => _loaded.Tokenizer); }
+        catch { store.Dispose(); throw; }
+        Info = Info with { KvCacheType = options.KvCacheType, KvCacheCapacity = (int)Math.Min(int.MaxValue, store.Capacity) };
+        options.Progress?.Report(new ModelLoadProgress(
+            $"KV cache: {store.Capacity} tokens ({blocks} blocks of {store.BlockTokens}, {store.Type.ToString().ToLowerInvariant()}, up to {GiB(blocks * store.BlockBytes)}; {sizing})", null));
+    }
+
+    static string GiB(long bytes) => bytes >= 1L << 30 ? $"{bytes / (double)(1L << 30):F2} GiB" : $"{bytes / (double)(1 << 20):F1} MiB";
+
+    /// <summary>How many KV blocks the model's pool has: the budget asked for, or by default what `ParallelSequences`
+    /// sequences of the full context need, capped by the memory left after the weights.</summary>
+    static int KvBlocks(LoadedModel loaded, ModelLoadOptions options, int context, KvElementType type, out string sizing)
+    {
+        var c = loaded.Config;
+        int bt = Llama.DefaultBlockTokens;
+        long blockBytes = (long)c.LayerCount * bt * (KvPoolShape.RowBytes(c.KeyWidth, type) + KvPoolShape.RowBytes(c.ValueWidth, type));
+        if (options.KvCacheBytes > 0)
+        {
+            long asked = options.KvCacheBytes / blockBytes;
+            if (asked < 1)
+                throw new ArgumentOutOfRangeException(nameof(options),
+                    $"KvCacheBytes of {options.KvCacheBytes} bytes is less than one KV block of {bt} tokens ({blockBytes} bytes for this model): ask for more");
+            sizing = "the budget asked for";
+            return (int)Math.Min(asked, int.MaxValue / bt);
+        }
+        long wanted = (long)Math.Max(1, options.ParallelSequences) * ((context + bt - 1) / bt);
+        // Host memory left for the cache: what the process may use, less what it uses now (the weights it touched).
+        long left = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes - Environment.WorkingSet;
+        long fits = Math.Max((context + bt - 1) / bt, left / 2 / blockBytes);
+        sizing = fits < wanted ? "capped by the memory left after the weights" : $"{Math.Max(1, options.ParallelSequences)} sequences of {context} tokens";
+        return (int)Math.Min(Math.Min(wanted, fits), int.MaxValue / bt);
     }
 
     /// <summary>Whether the vocabulary holds a token's text, for recognizing a chat format; no tokenizer holds none.</summary>
@@ -125,6 +165,12 @@ public sealed class Model : IDisposable
             throw new ArgumentOutOfRangeException(nameof(options), $"Threads must be 0 (one per core) or more, got {options.Threads}");
         if (options.GpuLayers < 0)
             throw new ArgumentOutOfRangeException(nameof(options), $"GpuLayers must be 0 or more (null: every layer), got {options.GpuLayers}");
+        if (options.KvCacheBytes < 0)
+            throw new ArgumentOutOfRangeException(nameof(options), $"KvCacheBytes must be 0 (sized for ParallelSequences full contexts) or more, got {options.KvCacheBytes}");
+        if (options.ParallelSequences < 1)
+            throw new ArgumentOutOfRangeException(nameof(options), $"ParallelSequences must be 1 or more, got {options.ParallelSequences}");
+        if (!Enum.IsDefined(options.KvCacheType))
+            throw new ArgumentOutOfRangeException(nameof(options), $"KvCacheType {(int)options.KvCacheType} is not f16, f32 or q8_0");
         if (options.ChatTemplate is { } name && ChatTemplates.ByName(name) is null)
             throw new ArgumentException($"unknown chat template '{name}': use {ChatTemplates.Names}", nameof(options));
     }
@@ -140,88 +186,70 @@ public sealed class Model : IDisposable
     /// <summary>A new conversation holding <see cref="ModelInfo.ContextLength"/> tokens. Dispose it to return its cache memory.</summary>
     public Session CreateSession() => CreateSession(Info.ContextLength);
 
-    /// <summary>A new conversation whose KV cache holds <paramref name="contextLength"/> tokens (prompt and generated
-    /// text together). Dispose it to return its cache memory.</summary>
-    /// <param name="contextLength">Tokens the session can hold, 1 or more.</param>
+    /// <summary>A new conversation that holds up to <paramref name="contextLength"/> tokens (prompt and generated text
+    /// together). Its tokens take blocks of the model's KV cache as they arrive; dispose it to give them back.</summary>
+    /// <param name="contextLength">Tokens the session can hold, 1 or more, at most the model's KV cache capacity
+    /// (<see cref="ModelInfo.KvCacheCapacity"/>).</param>
     public Session CreateSession(int contextLength)
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         if (contextLength <= 0)
             throw new ArgumentOutOfRangeException(nameof(contextLength), $"a session must hold at least one token, got {contextLength}");
-        CheckHostMemory(contextLength);
-        Session session = null!;
-        WithTurn(() =>
+        if (contextLength > Info.KvCacheCapacity)
+            throw new ArgumentOutOfRangeException(nameof(contextLength),
+                $"a session of {contextLength} tokens cannot fit in the model's KV cache of {Info.KvCacheCapacity} tokens: ask for fewer, " +
+                "or load the model with a larger KvCacheBytes (engine: --kv-budget) or a smaller KvCacheType");
+        lock (_sessions)
         {
-            lock (_sessions)
-            {
-                ObjectDisposedException.ThrowIf(_disposed, this);
-                session = new Session(this, contextLength);
-                _sessions.Add(session);
-            }
-        });
-        return session;
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var session = new Session(this, contextLength);
+            _sessions.Add(session);
+            return session;
+        }
     }
 
-    /// <summary>Refuses, before allocating, a KV cache larger than the memory this process can use. Device caches are
-    /// checked by the GPU backend against the device's memory.</summary>
-    void CheckHostMemory(int contextLength)
+    /// <summary>The KV cache's state now: blocks in use and cached, prefix-cache hits, preemptions.</summary>
+    public KvCacheStatistics KvCacheStatistics
     {
-        var c = _loaded.Config;
-        long bytesPerLayer = (long)contextLength * (c.KeyWidth + c.ValueWidth) * sizeof(float);
-        long host = Network.Stages.Where(s => s.Backend is Engine.Backends.Cpu.CpuBackend).Sum(s => s.LayerCount * bytesPerLayer);
-        long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
-        if (host > available * 0.9)
-            throw new ArgumentOutOfRangeException(nameof(contextLength),
-                $"a session of {contextLength} tokens needs {host / (double)(1 << 30):F1} GiB of KV cache, more than the {available / (double)(1 << 30):F1} GiB " +
-                "this process can use: ask for fewer tokens");
+        get
+        {
+            var s = _scheduler.Statistics();
+            return new KvCacheStatistics
+            {
+                CapacityTokens = Info.KvCacheCapacity,
+                BlockTokens = _scheduler.Store.BlockTokens,
+                Blocks = s.Blocks,
+                BlocksInUse = s.Held,
+                CachedBlocks = s.Cached,
+                Bytes = _scheduler.Store.Bytes,
+                PrefixCacheHitTokens = s.HitTokens,
+                PrefixCacheLookupTokens = s.LookupTokens,
+                Evictions = s.Evictions,
+                Preemptions = s.Preemptions,
+                RunningRequests = s.Running,
+                WaitingRequests = s.Waiting,
+            };
+        }
     }
 
     internal void Forget(Session session) { lock (_sessions) _sessions.Remove(session); }
 
-    /// <summary>Runs a forward pass when it is this caller's turn. The wait is asynchronous and cancellable. The pass then
-    /// runs without blocking a thread that has other work: from a UI or other non-pool thread (or under a synchronization
-    /// context) it moves to the thread pool; on a pool thread it runs in place, since moving would only occupy another
-    /// pool thread for the same time and cost a thread switch per token (half the speed of a small model such as
-    /// stories260K, measured).</summary>
+    /// <summary>Runs a pass that needs the model to itself (embeddings) on the scheduler's thread, between two steps of
+    /// the sessions' generations. The wait is asynchronous; cancelling it abandons a pass that has not started.</summary>
     internal async ValueTask RunPassAsync(Action<Llama> pass, CancellationToken cancellationToken)
     {
         ThrowIfReentered();
-        await _turn.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
-        {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            if (SynchronizationContext.Current is null && TaskScheduler.Current == TaskScheduler.Default && Thread.CurrentThread.IsThreadPoolThread)
-                RunPass(pass);
-            else
-                await Task.Run(() => RunPass(pass), cancellationToken).ConfigureAwait(false);
-        }
-        finally { _turn.Release(); }
+        cancellationToken.ThrowIfCancellationRequested();
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        await _scheduler.RunExclusive(pass).WaitAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    void RunPass(Action<Llama> pass)
+    internal static void ThrowIfReentered()
     {
-        t_inPass = this;
-        try { pass(Network); }
-        finally { t_inPass = null; }
-    }
-
-    /// <summary>Runs a short step (creating or freeing a cache) in the model's turn, never during a pass.</summary>
-    void WithTurn(Action step)
-    {
-        ThrowIfReentered();
-        _turn.Wait();
-        try { step(); }
-        finally { _turn.Release(); }
-    }
-
-    void ThrowIfReentered()
-    {
-        if (t_inPass is not null)
+        if (Scheduler.OnSchedulerThread)
             throw new InvalidOperationException("the model was called from inside a forward pass (an Observer that generates or embeds): " +
                                                 "record what the observer needs and run the model after the pass");
     }
-
-    /// <summary>Frees a session's cache between forward passes, never during one.</summary>
-    internal void Release(Engine.Models.KvCache cache) => WithTurn(cache.Dispose);
 
     /// <summary>Text to token ids, as llama.cpp tokenizes it.</summary>
     /// <param name="text">The text.</param>
@@ -358,12 +386,12 @@ public sealed class Model : IDisposable
         };
     }
 
-    /// <summary>Memory the model holds now: its weights, plus the KV caches of its open sessions.</summary>
+    /// <summary>Memory the model holds now: its weights, plus its KV cache (on the CPU, the blocks touched so far).</summary>
     public long BytesInMemory
     {
         get
         {
-            lock (_sessions) return Info.WeightBytes + _sessions.Sum(s => s.CacheBytes);
+            return Info.WeightBytes + _scheduler.Store.Bytes;
         }
     }
 
@@ -395,10 +423,9 @@ public sealed class Model : IDisposable
             open = [.. _sessions];
         }
         foreach (var session in open) session.Dispose();
-        WithTurn(() =>
-        {
-            lock (_sessions) _disposed = true;
-            _loaded.Dispose();
-        });
+        lock (_sessions) _disposed = true;
+        _scheduler.Dispose();
+        _scheduler.Store.Dispose();
+        _loaded.Dispose();
     }
 }

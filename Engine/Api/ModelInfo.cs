@@ -53,4 +53,8 @@ public sealed record ModelInfo
     public EmbeddingPooling? Pooling { get; init; }
     /// <summary>The device the model runs on (its first layers, when they are split).</summary>
     public required string Device { get; init; }
+    /// <summary>How the KV cache stores keys and values.</summary>
+    public KvCacheType KvCacheType { get; init; }
+    /// <summary>Tokens the KV cache holds over all sessions together: the most one session can hold.</summary>
+    public int KvCacheCapacity { get; init; }
 }

@@ -20,6 +20,19 @@ public sealed record ModelLoadOptions
     /// A session can ask for another length (<see cref="Model.CreateSession(int)"/>).</summary>
     public int ContextLength { get; init; }
 
+    /// <summary>How the KV cache stores keys and values: <see cref="KvCacheType.F16"/> (the default, as llama.cpp's),
+    /// <see cref="KvCacheType.F32"/> (exact, twice the memory) or <see cref="KvCacheType.Q8_0"/> (about half of F16's).</summary>
+    public KvCacheType KvCacheType { get; init; } = KvCacheType.F16;
+
+    /// <summary>Bytes of KV cache shared by all sessions, in blocks of 32 tokens; 0 (the default) sizes it for
+    /// <see cref="ParallelSequences"/> sequences of the full context, capped by the memory left after the weights. On the
+    /// CPU a block takes memory only once a token is stored in it, so the memory in use follows the tokens held.</summary>
+    public long KvCacheBytes { get; init; }
+
+    /// <summary>How many sequences of the full context the default KV cache is sized for (llama.cpp's --parallel); any
+    /// number of sessions can run, sharing it, and requests wait or are preempted when it is full. 4 by default.</summary>
+    public int ParallelSequences { get; init; } = 4;
+
     /// <summary>Let the CPU backend copy Q4_K, Q6_K and Q4_0 matrices into 8-row groups at load: about twice the matmul
     /// speed for the same memory (llama.cpp does the same). Off, every matrix is read in place from the file.</summary>
     public bool RepackWeights { get; init; } = true;
@@ -37,3 +50,14 @@ public sealed record ModelLoadOptions
 /// <param name="Message">What is happening, for people ("preparing 4.6 GiB of weights for cpu...").</param>
 /// <param name="Fraction">How much of the whole load is done, from 0 to 1, when it is known; otherwise null.</param>
 public sealed record ModelLoadProgress(string Message, double? Fraction);
+
+/// <summary>How the KV cache stores each key and value (<see cref="ModelLoadOptions.KvCacheType"/>).</summary>
+public enum KvCacheType
+{
+    /// <summary>IEEE half precision: llama.cpp's default.</summary>
+    F16,
+    /// <summary>Single precision: exact, twice F16's memory.</summary>
+    F32,
+    /// <summary>8-bit blocks of 32 values with one F16 scale (ggml's q8_0): about half of F16's memory.</summary>
+    Q8_0,
+}

@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using Engine.Backends;
+using Engine.Batching;
 using Engine.Models;
 using Engine.Chat;
 using Engine.Sampling;
@@ -19,41 +19,39 @@ namespace Engine;
 public sealed class Session : IDisposable
 {
     readonly Model _model;
-    readonly KvCache _cache;
-    readonly List<int> _history = [];
-    readonly float[] _logits;
-    readonly float[] _scratch; // exp(logits - max), for the log-probabilities
-    // A token the stream yielded but the model has not read yet (the last of a generation, or one cancelled before its
-    // step): the next GenerateAsync feeds it first, so a continuation sees everything it was shown.
-    int? _pending;
+    // The session's place in the model's paged KV cache: its tokens (the last one a generation yielded is read by the
+    // model first thing in the next generation, so a continuation sees everything it was shown) and its blocks.
+    readonly KvSequence _sequence;
     int _running; // 1 while a generation runs (Interlocked)
     int _disposed;
 
     internal Session(Model model, int contextLength)
     {
         _model = model;
-        _cache = model.Network.CreateCache(contextLength);
-        _logits = new float[model.Info.VocabularySize];
-        _scratch = new float[model.Info.VocabularySize];
+        _sequence = new KvSequence(contextLength);
     }
 
     /// <summary>The model this session runs.</summary>
     public Model Model => _model;
     /// <summary>Tokens the session holds at most (prompt and generated text together).</summary>
-    public int ContextLength => _cache.ContextLength;
+    public int ContextLength => _sequence.ContextLength;
     /// <summary>A copy of the tokens in the KV cache, in order. The last token a generation yields is read by the model at
     /// the start of the next <see cref="GenerateAsync(IReadOnlyList{int}, GenerateOptions?, CancellationToken)"/>, so it is
     /// not here yet.</summary>
-    public IReadOnlyList<int> Tokens => [.. _history];
-    /// <summary>Bytes of KV cache this session holds.</summary>
-    internal long CacheBytes => _cache.Bytes;
+    public IReadOnlyList<int> Tokens => _model.Scheduler.ShownTokensOf(_sequence);
 
-    /// <summary>Forgets the conversation: the next prompt starts at position 0.</summary>
+    /// <summary>Blocks of the model's KV cache this session holds now.</summary>
+    internal int CacheBlocks => _sequence.Blocks.Count;
+
+    /// <summary>Tests: every logits row this session's generations sample from, with its position.</summary>
+    internal Action<int, float[]>? LogitsTap { get; set; }
+
+    /// <summary>Forgets the conversation: the next prompt starts at position 0, and the session's KV blocks go back to
+    /// the model (its full blocks stay in the prefix cache).</summary>
     public void Reset()
     {
         ThrowIfDisposedOrRunning();
-        _history.Clear();
-        _pending = null;
+        _model.Scheduler.Reset(_sequence);
     }
 
     /// <summary>Continues the session with <paramref name="prompt"/>: the token the last generation ended on (if any) is
@@ -166,143 +164,69 @@ public sealed class Session : IDisposable
         try
         {
             ThrowIfDisposed();
+            // On the scheduler's thread (an observer) the stream would wait for the very step it is inside.
+            Model.ThrowIfReentered();
             cancellationToken.ThrowIfCancellationRequested();
+            var scheduler = _model.Scheduler;
             var tokenizer = _model.Tokenizer;
-            var (shared, prompt) = Resolve(request.Input, tokenizer);
-            if (shared + prompt.Length > ContextLength)
-                throw new ContextOverflowException(ContextLength, shared, prompt.Length);
-            var options = request.Options;
-            var sampler = new Sampler(request.Sampling, _logits.Length);
-            var decoder = new Utf8StreamDecoder();
-            var stops = new StopStrings(options.StopSequences, request.TemplateStops);
-            int limit = options.MaxTokens ?? int.MaxValue;
-            int generated = 0;
-
-            // The prompt goes in slices of the model's batch, one turn each: a long prompt can be cancelled between
-            // slices, and other sessions get their turns in between.
-            var watch = Stopwatch.StartNew();
-            _history.RemoveRange(shared, _history.Count - shared);
-            _pending = null;
-            int batch = _model.Network.MaxBatch;
-            for (int done = 0; done < prompt.Length; done += batch)
+            var job = new GenerationJob(_sequence, request.Options, request.Sampling, request.TemplateStops, _model.Info.VocabularySize)
             {
-                cancellationToken.ThrowIfCancellationRequested();
-                ThrowIfDisposed();
-                var slice = prompt.AsMemory(done, Math.Min(batch, prompt.Length - done));
-                int position = _history.Count;
-                await _model.RunPassAsync(network => network.Forward(slice.Span, position, _cache, _logits), cancellationToken).ConfigureAwait(false);
-                _history.AddRange(slice.Span);
-            }
-            var promptTime = watch.Elapsed;
-            watch.Restart();
-            GenerationTimings Timings() => new(prompt.Length, promptTime, generated, watch.Elapsed, shared);
-
-            if (limit == 0)
+                LogitsTap = LogitsTap,
+            };
+            // Resolved against the sequence when the stream starts (not when it was created), in the scheduler's lock.
+            scheduler.Start(job, tokens => Resolve(request.Input, tokens, tokenizer));
+            bool ended = false;
+            try
             {
-                yield return new GeneratedToken { Id = -1, Text = "", LogProbability = 0, FinishReason = FinishReason.MaxTokens, Timings = Timings() };
-                yield break;
-            }
-            while (true)
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                var recent = CollectionsMarshal.AsSpan(_history);
-                int next = sampler.Sample(_logits, recent[Math.Max(0, recent.Length - request.Sampling.PenaltyLastN)..]);
-                float logProbability = LogProbability(next, out float max, out float logSum);
-                var alternatives = options.TopLogProbabilities > 0 ? TopAlternatives(options.TopLogProbabilities, max, logSum) : [];
-
-                if (!options.IgnoreEndOfGeneration && tokenizer.IsEndOfGeneration(next))
-                {
-                    yield return new GeneratedToken
+                var reader = job.Output.Reader;
+                while (await reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
+                    // Tokens the scheduler ran ahead with are not handed out after a cancel.
+                    while (!cancellationToken.IsCancellationRequested && reader.TryRead(out var token))
                     {
-                        Id = next, Text = stops.Push(decoder.Flush()).Emit + stops.Flush(), LogProbability = logProbability,
-                        TopAlternatives = alternatives, IsEndOfGeneration = true, FinishReason = FinishReason.EndOfGeneration, Timings = Timings(),
-                    };
-                    yield break;
-                }
-                generated++;
-                var piece = stops.Push(decoder.Decode(tokenizer.TokenBytes(next)));
-                FinishReason? finish = piece.Stopped ? FinishReason.StopSequence
-                    : generated >= limit ? FinishReason.MaxTokens
-                    : _history.Count >= ContextLength ? FinishReason.ContextFull
-                    : null;
-                string text = piece.Emit;
-                if (finish is not null and not FinishReason.StopSequence) text += stops.Push(decoder.Flush()).Emit + stops.Flush();
-                _pending = next; // shown to the caller: read by the model in the next step, or first thing next time
-                yield return new GeneratedToken
-                {
-                    Id = next, Text = text, LogProbability = logProbability, TopAlternatives = alternatives,
-                    FinishReason = finish, Timings = finish is null ? null : Timings(),
-                };
-                if (finish is not null) yield break;
-
-                cancellationToken.ThrowIfCancellationRequested();
-                ThrowIfDisposed();
-                int position = _history.Count;
-                await _model.RunPassAsync(network => network.Forward([next], position, _cache, _logits), cancellationToken).ConfigureAwait(false);
-                _history.Add(next);
-                _pending = null;
+                        job.CountRead();
+                        scheduler.Wake();
+                        yield return token;
+                    }
+                ended = true;
             }
+            finally
+            {
+                // Stopped early (cancelled, or the caller left the loop): the scheduler rolls the sequence back to what
+                // was read before this returns, so the session is consistent for the next call.
+                if (!ended)
+                {
+                    scheduler.Cancel(job);
+                    await job.Done.Task.ConfigureAwait(false);
+                }
+            }
+            if (job.Failure is { } failure && failure is not OperationCanceledException)
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
         }
         finally { Volatile.Write(ref _running, 0); }
     }
 
-    /// <summary>Where the prompt starts in the cache and what to feed, decided when the stream starts.</summary>
-    (int Shared, int[] Prompt) Resolve(Input input, Tokenizers.ITokenizer tokenizer)
+    /// <summary>What to keep of the sequence's tokens and what to add, decided when the stream starts.</summary>
+    static (int Keep, int[] Append) Resolve(Input input, List<int> held, Tokenizers.ITokenizer tokenizer)
     {
         switch (input)
         {
             case Conversation conversation:
             {
-                // Keep what the cache shares with the conversation; at least one token must be fed to get logits.
+                // Keep what the session shares with the conversation; at least one token must be fed to get logits.
                 var tokens = conversation.Tokens;
                 int shared = 0;
-                while (shared < tokens.Length && shared < _history.Count && tokens[shared] == _history[shared]) shared++;
+                while (shared < tokens.Length && shared < held.Count && tokens[shared] == held[shared]) shared++;
                 if (shared == tokens.Length) shared--;
                 shared = Math.Max(shared, 0);
                 return (shared, tokens[shared..]);
             }
             case Continuation continuation:
             {
-                int start = _history.Count;
-                var fresh = continuation.Tokens
-                    ?? tokenizer.Encode(continuation.Text!, addSpecial: start == 0 && _pending is null, parseSpecial: true);
-                int[] prompt = _pending is int pending ? [pending, .. fresh] : fresh;
-                if (prompt.Length == 0)
-                    throw new ArgumentException("the prompt is empty and there is nothing to continue: give some text or at least one token", "prompt");
-                return (start, prompt);
+                var fresh = continuation.Tokens ?? tokenizer.Encode(continuation.Text!, addSpecial: held.Count == 0, parseSpecial: true);
+                return (held.Count, fresh);
             }
             default: throw new InvalidOperationException(input.GetType().Name);
         }
-    }
-
-    /// <summary>log softmax(logits)[token], and the max and log-sum-exp it used (for the alternatives).</summary>
-    float LogProbability(int token, out float max, out float logSum)
-    {
-        max = TensorPrimitives.Max(_logits);
-        TensorPrimitives.Subtract(_logits, max, _scratch);
-        TensorPrimitives.Exp(_scratch, _scratch);
-        logSum = MathF.Log(TensorPrimitives.Sum(_scratch));
-        return _logits[token] - max - logSum;
-    }
-
-    TokenAlternative[] TopAlternatives(int count, float max, float logSum)
-    {
-        // A small insertion-sorted list: count is at most 20, so one pass over the vocabulary is the whole cost.
-        count = Math.Min(count, _logits.Length);
-        var ids = new int[count];
-        var values = new float[count];
-        int filled = 0;
-        for (int id = 0; id < _logits.Length; id++)
-        {
-            float v = _logits[id];
-            if (filled == count && !(v > values[count - 1])) continue;
-            int at = filled < count ? filled++ : count - 1;
-            while (at > 0 && v > values[at - 1]) { values[at] = values[at - 1]; ids[at] = ids[at - 1]; at--; }
-            values[at] = v; ids[at] = id;
-        }
-        var result = new TokenAlternative[filled];
-        for (int i = 0; i < filled; i++) result[i] = new TokenAlternative(ids[i], _model.Tokenizer.PieceText(ids[i]), values[i] - max - logSum);
-        return result;
     }
 
     void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) == 1, this);
@@ -313,12 +237,13 @@ public sealed class Session : IDisposable
         if (Volatile.Read(ref _running) == 1) throw new InvalidOperationException("a generation is running on this session: finish or cancel it first");
     }
 
-    /// <summary>Returns the session's KV cache memory (to the device it lives on), between forward passes. A generation
-    /// still running on another thread ends with an <see cref="ObjectDisposedException"/> at its next step.</summary>
+    /// <summary>Returns the session's KV blocks to the model (its full blocks stay in the prefix cache), between forward
+    /// passes. A generation still running on another thread ends with an <see cref="ObjectDisposedException"/> at its next
+    /// step.</summary>
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 1) return;
         _model.Forget(this);
-        _model.Release(_cache);
+        _model.Scheduler.Close(_sequence);
     }
 }

@@ -67,6 +67,10 @@ internal abstract class KvBlockPool(KvPoolShape shape) : IDisposable
             "the KV cache was disposed (its session ended or was replaced, or its model was disposed); create a new one");
     }
 
+    /// <summary>Copies every layer's keys and values of block `from` into block `to` (copy-on-write: a sequence that
+    /// goes on differently from a block other sequences share continues in its own copy).</summary>
+    public abstract void CopyBlock(int from, int to);
+
     /// <summary>Returns the pool's memory to its backend. Only the first call does anything (also when several threads
     /// call at once).</summary>
     public void Dispose()

@@ -33,6 +33,12 @@ internal sealed class KvStore : IDisposable
         foreach (var pool in Pools) pool.ThrowIfDisposed();
     }
 
+    /// <summary>Block `from`'s keys and values, every stage, into block `to`.</summary>
+    public void CopyBlock(int from, int to)
+    {
+        foreach (var pool in Pools) pool.CopyBlock(from, to);
+    }
+
     public void Dispose()
     {
         foreach (var pool in Pools) pool.Dispose();

@@ -48,6 +48,14 @@ internal sealed unsafe class CpuKvPool : KvBlockPool
         return memory is null ? null : (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(memory)) + layer * LayerBytes;
     }
 
+    public override void CopyBlock(int from, int to)
+    {
+        ThrowIfDisposed();
+        if (_blocks[from] is null) return; // never written: nothing to copy
+        long length = Shape.BlockBytes;
+        Buffer.MemoryCopy(Keys(from, 0), Keys(to, 0), length, length);
+    }
+
     protected override void Release()
     {
         _blocks = [];
