@@ -73,6 +73,28 @@ public sealed class CommandLine
             : throw new UsageException($"--{name} must be a non-negative integer, got '{text}'");
     }
 
+    /// <summary>A size in bytes: "4GiB", "512MiB", "1.5G", "800M", "64K" or a plain number of bytes; null when absent.</summary>
+    public long? Size(string name)
+    {
+        var text = String(name);
+        if (text is null) return null;
+        var t = text.Trim();
+        int unitAt = t.Length;
+        while (unitAt > 0 && char.IsLetter(t[unitAt - 1])) unitAt--;
+        long scale = t[unitAt..].ToLowerInvariant() switch
+        {
+            "" or "b" => 1,
+            "k" or "kb" or "kib" => 1L << 10,
+            "m" or "mb" or "mib" => 1L << 20,
+            "g" or "gb" or "gib" => 1L << 30,
+            "t" or "tb" or "tib" => 1L << 40,
+            _ => 0,
+        };
+        if (scale == 0 || !double.TryParse(t[..unitAt], NumberStyles.Float, CultureInfo.InvariantCulture, out double v) || !(v > 0) || v * scale > long.MaxValue)
+            throw new UsageException($"--{name} must be a size such as 4GiB, 512MiB or a number of bytes, got '{text}'");
+        return (long)(v * scale);
+    }
+
     /// <summary>Fails on any option no command asked about (call after reading them all).</summary>
     public void RejectUnknown()
     {

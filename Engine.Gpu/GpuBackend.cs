@@ -12,7 +12,7 @@ namespace Engine.Gpu;
 /// indexed on the device), kernels are compiled once, and a step copies only the token ids in and the logits out
 /// (<see cref="HostTransfers"/> counts every copy). Every kernel is enqueued on the accelerator's default stream;
 /// reading a result back waits for it.</summary>
-internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, Engine.Benchmarking.IMemoryBandwidth
+internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, Engine.Benchmarking.IMemoryBandwidth, Engine.Benchmarking.ISynchronizingBackend
 {
     // The device buffer holds at least one float (ILGPU cannot allocate none); Length is what was asked for.
     sealed class Buffer(string name, int length, MemoryBuffer1D<float, Stride1D.Dense> data) : ActivationBuffer(name, length)
@@ -360,6 +360,13 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
     {
         if (buffer.Length < needed)
             throw new ArgumentException($"{buffer.Name} holds {buffer.Length} values, {needed} needed", parameter);
+    }
+
+    /// <summary>Waits for every kernel and copy queued so far (per-operation timing).</summary>
+    public void Synchronize()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        _accelerator.Synchronize();
     }
 
     public void Read(ActivationBuffer x, int offset, Span<float> dst)

@@ -10,10 +10,15 @@ namespace Engine.Cli.Commands;
 public static class BenchCommand
 {
     const string Help = """
-        usage: engine bench --model M [-p 128] [-n 64] [-r 3] [--threads N] [--device D] [--gpu-layers N] [--json]
+        usage: engine bench --model M [-p 128] [-n 64] [-r 3] [-d 0] [--parallel 1] [--kv-type f16] [--profile]
+                            [--threads N] [--device D] [--gpu-layers N] [--json]
           -p N         prompt tokens, fed as one batch (0 skips the test)
           -n N         generated tokens, one decode each (0 skips the test)
           -r N         measured repetitions after one warm-up
+          -d D         tokens put in each sequence's KV cache before each test, untimed (llama-bench's depth)
+          --parallel N sequences generating together, one token each per step; tg is the sum over them
+          --kv-type T  f16 (default, as llama.cpp), f32 or q8_0
+          --profile    time each kind of operation (matmul by weight type, attention, norms, sampling)
           --threads N  worker threads (default: all cores)
           --device D   cpu (default), cuda, opencl, auto or ilgpu-cpu
           --gpu-layers N   the first N layers on the device, the rest on the CPU (default all)
@@ -27,13 +32,24 @@ public static class BenchCommand
         int prompt = cl.Int("p", 128, 0, 1 << 20, alias: "n-prompt");
         int generate = cl.Int("n", 64, 0, 1 << 20, alias: "n-gen");
         int reps = cl.Int("r", 3, 1, 1000, alias: "repetitions");
+        int depth = cl.Int("d", 0, 0, 1 << 24, alias: "n-depth");
+        int parallel = cl.Int("parallel", 1, 1, 64, alias: "np");
+        var kvType = ModelArguments.KvType(cl) switch
+        {
+            KvCacheType.F32 => Engine.Backends.KvElementType.F32,
+            KvCacheType.Q8_0 => Engine.Backends.KvElementType.Q8_0,
+            _ => Engine.Backends.KvElementType.F16,
+        };
+        bool profile = cl.Has("profile");
         bool json = cl.Has("json");
         using var model = ModelArguments.Open(cl, required: true);
         cl.RejectUnknown();
         if (prompt == 0 && generate == 0) throw new UsageException("nothing to measure: -p and -n are both 0");
-        int ctx = Math.Max(prompt, generate);
+        int ctx = depth + Math.Max(prompt, generate);
         if (ctx > model.Config.TrainedContextLength)
-            throw new UsageException($"-p/-n of {ctx} tokens exceed the model's context of {model.Config.TrainedContextLength}");
+            throw new UsageException($"-d plus -p/-n is {ctx} tokens, more than the model's context of {model.Config.TrainedContextLength}");
+        if (parallel > model.Model.MaxBatch)
+            throw new UsageException($"--parallel {parallel} is more than the {model.Model.MaxBatch} rows of a step");
 
         var stages = model.Model.Stages;
         int threads = stages.Select(s => s.Backend).OfType<Engine.Backends.Cpu.CpuBackend>().FirstOrDefault()?.Threads ?? Environment.ProcessorCount;
@@ -51,7 +67,7 @@ public static class BenchCommand
             secondsPerToken += WeightTraffic.BytesPerToken(model.Model.Weights, model.Config, stage.FirstLayer, stage.LayerCount) / Math.Max(stageBandwidth, 1);
         }
         double bandwidth = bytesPerToken / secondsPerToken; // the effective figure over all stages
-        var result = Benchmark.Run(model.Model, new BenchOptions(prompt, generate, reps),
+        var result = Benchmark.Run(model.Model, new BenchOptions(prompt, generate, reps) { Depth = depth, Parallel = parallel, KvType = kvType, Profile = profile },
             progress: message => Console.Error.WriteLine("bench: " + message));
 
         double ceiling = bandwidth / bytesPerToken;
@@ -67,6 +83,9 @@ public static class BenchCommand
                 ["weight_bytes_per_token"] = bytesPerToken,
                 ["memory_bandwidth_bytes_per_second"] = Math.Round(bandwidth),
                 ["tg_ceiling_tokens_per_second"] = Math.Round(ceiling, 2),
+                ["depth"] = depth,
+                ["parallel"] = parallel,
+                ["kv_type"] = kvType.ToString().ToLowerInvariant(),
             };
             if (result.Prompt is { } pp) root["pp"] = Stat(pp);
             if (result.Generation is { } tg)
@@ -93,18 +112,40 @@ public static class BenchCommand
         Console.WriteLine($"weights read per generated token: {bytesPerToken / 1048576.0:F1} MiB");
         Console.WriteLine($"memory bandwidth ({(stages.Count > 1 ? $"effective over {stages.Count} stages" : stages[0].Backend is IMemoryBandwidth ? "device" : $"{threads} threads")}): {bandwidth / 1e9:F1} GB/s -> generation ceiling {ceiling:F1} tok/s");
         if (result.Generation is { } g)
-            Console.WriteLine($"generation reaches {100 * g.Mean / ceiling:F0}% of that ceiling");
+            Console.WriteLine(parallel > 1
+                ? $"{parallel} sequences read the weights once per step: {g.Mean / parallel:F1} tok/s each, {g.Mean / ceiling:F1}x the one-sequence ceiling"
+                : $"generation reaches {100 * g.Mean / ceiling:F0}% of that ceiling");
+        foreach (var stat in new[] { result.Prompt, result.Generation })
+            if (stat?.Operations is { } operations)
+            {
+                double total = operations.Sum(o => o.Seconds);
+                Console.WriteLine();
+                Console.WriteLine($"{stat.Test}: time per repetition by operation ({total * 1000:F1} ms in operations, {stat.Seconds.Average() * 1000:F1} ms measured)");
+                Console.WriteLine("| operation | ms | share | calls |");
+                Console.WriteLine("| --- | ---: | ---: | ---: |");
+                foreach (var (operation, seconds, calls) in operations)
+                    Console.WriteLine($"| {operation} | {seconds * 1000:F2} | {100 * seconds / total:F1}% | {calls} |");
+            }
         if (result.CopiesPerGeneratedToken is { } copies)
             Console.WriteLine($"host-device copies per generated token: {copies}");
         return 0;
     }
 
-    static JsonObject Stat(BenchStat s) => new()
+    static JsonObject Stat(BenchStat s)
     {
-        ["test"] = s.Test,
-        ["tokens"] = s.Tokens,
-        ["tokens_per_second"] = Math.Round(s.Mean, 3),
-        ["stddev"] = Math.Round(s.StdDev, 3),
-        ["samples_tokens_per_second"] = new JsonArray([.. s.TokensPerSecond.Select(v => (JsonNode)Math.Round(v, 3))]),
-    };
+        var node = new JsonObject
+        {
+            ["test"] = s.Test,
+            ["tokens"] = s.Tokens,
+            ["tokens_per_second"] = Math.Round(s.Mean, 3),
+            ["stddev"] = Math.Round(s.StdDev, 3),
+            ["samples_tokens_per_second"] = new JsonArray([.. s.TokensPerSecond.Select(v => (JsonNode)Math.Round(v, 3))]),
+        };
+        if (s.Operations is { } operations)
+            node["operations"] = new JsonArray([.. operations.Select(o => (JsonNode)new JsonObject
+            {
+                ["operation"] = o.Operation, ["milliseconds"] = Math.Round(o.Seconds * 1000, 3), ["calls"] = o.Calls,
+            })]);
+        return node;
+    }
 }

@@ -6,7 +6,7 @@ namespace Engine.Cli.Commands;
 /// <summary>Options shared by the commands that load a model.</summary>
 internal static class ModelArguments
 {
-    public static readonly HashSet<string> Flags = ["json", "help", "h", "ignore-eos", "all", "no-bos", "verbose", "no-think", "no-repack"];
+    public static readonly HashSet<string> Flags = ["json", "help", "h", "ignore-eos", "all", "no-bos", "verbose", "no-think", "no-repack", "profile"];
 
     /// <summary>--model, or the shipped default model when the command allows it; the file or folder must exist.</summary>
     static string ModelPath(CommandLine cl, bool required)
@@ -49,9 +49,30 @@ internal static class ModelArguments
             Threads = cl.Int("threads", 0, 0, 1024, alias: "t"),
             RepackWeights = !cl.Has("no-repack"),
             ChatTemplate = template,
+            ContextLength = cl.Int("ctx", 0, 1, 1 << 24, alias: "c"),
+            KvCacheType = KvType(cl),
+            KvCacheBytes = cl.Size("kv-budget") ?? 0,
+            ParallelSequences = cl.Int("parallel", 4, 1, 4096, alias: "np"),
             Progress = new Progress(),
         });
     }
+
+    /// <summary>The KV-cache options, as the help texts list them.</summary>
+    public const string KvHelp = """
+          --ctx N         most tokens one conversation holds (default: the model's trained context, at most 4096)
+          --kv-type T     f16 (default, as llama.cpp), f32 (exact) or q8_0 (half of f16's memory)
+          --kv-budget S   KV cache shared by all sequences, e.g. 4GiB (default: --parallel full contexts, capped by free memory)
+          --parallel N    sequences of the full context the default KV cache is sized for (default 4)
+        """;
+
+    /// <summary>--kv-type f16|f32|q8_0 (default f16, as llama.cpp).</summary>
+    public static KvCacheType KvType(CommandLine cl) => cl.String("kv-type", "ctk")?.ToLowerInvariant() switch
+    {
+        null or "f16" => KvCacheType.F16,
+        "f32" => KvCacheType.F32,
+        "q8_0" => KvCacheType.Q8_0,
+        var other => throw new UsageException($"--kv-type must be f16, f32 or q8_0, got '{other}'"),
+    };
 
     /// <summary>Prints each loading step on stderr as it happens (not through a synchronization context, as
     /// System.Progress would).</summary>

@@ -9,12 +9,12 @@ public static class RunCommand
     const string Help = """
         usage: engine run [PROMPT] [--model M] [-n N] [--temperature T] [--top-k K] [--top-p P] [--min-p P]
                           [--repeat-penalty R] [--presence-penalty P] [--frequency-penalty F] [--seed S]
-                          [--threads N] [--device D] [--gpu-layers N] [--ctx N] [--tokens "1 2 3"] [--stop TEXT] [--ignore-eos] [--json]
+                          [--threads N] [--device D] [--gpu-layers N] [--ctx N] [--kv-type T] [--kv-budget S] [--parallel N] [--tokens "1 2 3"] [--stop TEXT] [--ignore-eos] [--json]
         Without --model, runs the stories260K model that comes with engine. --temperature 0 is greedy.
         --device: cpu (default), cuda, opencl, auto (a GPU when usable, else the CPU) or ilgpu-cpu (GPU code on the CPU, slow).
         --gpu-layers: the first N layers (and the embedding) on the device, the rest and the output on the CPU,
           for models larger than the card (default all; --device auto picks as many as fit).
-        """;
+        """ + ModelArguments.KvHelp;
 
     public static int Run(string[] args)
     {

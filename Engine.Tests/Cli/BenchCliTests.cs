@@ -22,6 +22,60 @@ public class BenchCliTests
     }
 
     [Fact]
+    public void Bench_measures_at_a_depth_with_parallel_sequences_and_profiles_the_operations()
+    {
+        var r = CliRunner.Run("bench", "--model", TestPaths.Repo("models", "stories260K.gguf"), "-p", "8", "-n", "4", "-r", "1",
+            "-d", "40", "--parallel", "3", "--kv-type", "q8_0", "--profile", "--json");
+        r.ExitCode.Should().Be(0, r.Stderr);
+        using var doc = System.Text.Json.JsonDocument.Parse(r.Stdout);
+        var root = doc.RootElement;
+        root.GetProperty("depth").GetInt32().Should().Be(40);
+        root.GetProperty("parallel").GetInt32().Should().Be(3);
+        root.GetProperty("kv_type").GetString().Should().Be("q8_0");
+        root.GetProperty("pp").GetProperty("test").GetString().Should().Be("pp8@d40");
+        var tg = root.GetProperty("tg");
+        tg.GetProperty("test").GetString().Should().Be("tg4@d40x3");
+        tg.GetProperty("tokens").GetInt32().Should().Be(12, "tg counts the tokens of every sequence: the aggregate rate");
+        var operations = tg.GetProperty("operations").EnumerateArray()
+            .ToDictionary(o => o.GetProperty("operation").GetString()!, o => o.GetProperty("calls").GetInt64());
+        operations.Should().ContainKey("attention").WhoseValue.Should().Be(4 * 5, "one attention per layer per step (5 layers, 4 steps)");
+        operations.Should().ContainKey("sampling").WhoseValue.Should().Be(4);
+        operations.Keys.Should().Contain(k => k.StartsWith("matmul "));
+        root.GetProperty("pp").GetProperty("operations").EnumerateArray().Should().NotBeEmpty();
+    }
+
+    [Fact]
+    public void Bench_refuses_a_depth_beyond_the_context_and_a_bad_kv_type()
+    {
+        var model = TestPaths.Repo("models", "stories260K.gguf");
+        var deep = CliRunner.Run("bench", "--model", model, "-p", "8", "-n", "4", "-d", "100000");
+        deep.ExitCode.Should().Be(2);
+        deep.Stderr.Should().Contain("context");
+        var kv = CliRunner.Run("bench", "--model", model, "--kv-type", "q4");
+        kv.ExitCode.Should().Be(2);
+        kv.Stderr.Should().Contain("--kv-type must be f16, f32 or q8_0");
+    }
+
+    [Fact]
+    public void Run_takes_the_kv_cache_options_and_states_the_pool_it_made()
+    {
+        // stories260K: 5 layers x 32 positions x (32 + 32) f32 values = 40 KiB a block, so 256 KiB holds 6 blocks.
+        var r = CliRunner.Run("run", "Once upon a time", "-n", "20", "--temperature", "0", "--json",
+            "--kv-type", "f32", "--kv-budget", "256KiB", "--ctx", "64", "--parallel", "2");
+        r.ExitCode.Should().Be(0, r.Stderr);
+        r.Stderr.Should().Contain("KV cache: 192 tokens (6 blocks of 32, f32");
+        var f16 = CliRunner.Run("run", "Once upon a time", "-n", "20", "--temperature", "0", "--json");
+        r.Stdout.Should().Be(f16.Stdout, "greedy text on this model does not depend on the cache's element type");
+
+        var bad = CliRunner.Run("run", "Once", "--kv-budget", "12XB");
+        bad.ExitCode.Should().Be(2);
+        bad.Stderr.Should().Contain("--kv-budget must be a size");
+        var small = CliRunner.Run("run", "Once", "--kv-budget", "100");
+        small.ExitCode.Should().NotBe(0);
+        small.Stderr.Should().Contain("less than one KV block");
+    }
+
+    [Fact]
     public void Bench_rejects_nothing_to_measure()
     {
         var r = CliRunner.Run("bench", "--model", TestPaths.Repo("models", "stories260K.gguf"), "-p", "0", "-n", "0");

@@ -103,7 +103,7 @@ public sealed class Model : IDisposable
             long asked = options.KvCacheBytes / blockBytes;
             if (asked < 1)
                 throw new ArgumentOutOfRangeException(nameof(options),
-                    $"KvCacheBytes of {options.KvCacheBytes} bytes is less than one KV block of {bt} tokens ({blockBytes} bytes for this model): ask for more");
+                    $"KvCacheBytes (engine: --kv-budget) of {options.KvCacheBytes} bytes is less than one KV block of {bt} tokens ({blockBytes} bytes for this model): ask for more");
             sizing = "the budget asked for";
             return (int)Math.Min(asked, int.MaxValue / bt);
         }
