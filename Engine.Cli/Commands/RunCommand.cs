@@ -42,8 +42,7 @@ public static class RunCommand
         using var session = model.CreateSession(ctx);
         var stdout = Console.Out;
         if (!json && text is not null) stdout.Write(text);
-        // Consumed asynchronously from one blocking wait: after the first step the loop runs on a pool thread, where the
-        // session computes each step in place instead of handing it to another thread (docs/library.md, "Memory and threads").
+        // Consumed asynchronously from one blocking wait; the model's scheduler thread computes the steps.
         var (generated, output, last) = Generate(session, prompt, options, json ? null : stdout).GetAwaiter().GetResult();
 
         if (json)

@@ -89,10 +89,10 @@ public class GenerateAsyncTests
     }
 
     [Fact]
-    public async Task On_a_pool_thread_steps_run_in_place_with_the_same_tokens_and_cancellation()
+    public async Task From_a_pool_thread_without_a_context_the_tokens_and_cancellation_are_the_same()
     {
-        // xunit runs tests under a synchronization context, where each step moves to the pool; Task.Run takes the test
-        // to a pool thread with none, where the session computes in place.
+        // xunit runs tests under a synchronization context; Task.Run takes the test to a pool thread with none. The
+        // scheduler's thread computes either way: the stream's continuations run wherever the caller's await resumes.
         using var model = Model.Load(ModelPath);
         var golden = GoldenCase.LoadStories(GoldenDir)[0];
         var tokens = await Task.Run(async () =>
