@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -101,6 +102,14 @@ internal sealed unsafe class CpuKvPool : KvBlockPool
             {
                 var src = (ushort*)row + first;
                 int i = 0;
+                // Keys and values are nearly always normal halves: the three-operation rebias converts them exactly.
+                if (System.Runtime.Intrinsics.X86.Avx2.IsSupported)
+                    for (; i + 16 <= count; i += 16)
+                    {
+                        Fp16.Load16Avx2(src + i, out var lo, out var hi);
+                        lo.Store(dst + i);
+                        hi.Store(dst + i + 8);
+                    }
                 if (Vector256.IsHardwareAccelerated)
                     for (; i + 8 <= count; i += 8)
                         Fp16.ToSingle(Vector256.WidenLower(Vector128.Load(src + i).AsUInt16().ToVector256Unsafe()).AsUInt32()
@@ -116,7 +125,11 @@ internal sealed unsafe class CpuKvPool : KvBlockPool
                     float d = Fp16.ToSingle(blocks[b].D);
                     var q = blocks[b].Qs;
                     var o = dst + b * BlockQ8_0.QK;
-                    for (int j = 0; j < BlockQ8_0.QK; j++) o[j] = d * q[j];
+                    int j = 0;
+                    if (System.Runtime.Intrinsics.X86.Avx2.IsSupported)
+                        for (var scale = Vector256.Create(d); j + 8 <= BlockQ8_0.QK; j += 8)
+                            (Vector256.ConvertToSingle(System.Runtime.Intrinsics.X86.Avx2.ConvertToVector256Int32(q + j)) * scale).Store(o + j);
+                    for (; j < BlockQ8_0.QK; j++) o[j] = d * q[j];
                 }
                 break;
             }
@@ -127,17 +140,24 @@ internal sealed unsafe class CpuKvPool : KvBlockPool
 /// <summary>
 /// Causal grouped-query attention over a paged KV pool, one block of keys at a time with a running (online) softmax,
 /// as FlashAttention does: no row of scores longer than a block is ever formed, so a 4096-token prompt needs no
-/// 4096 x 4096 matrix, and the keys and values of a block are converted to float once for every query head that reads
-/// them. One work item is one row's query heads that share a KV head.
+/// 4096 x 4096 matrix. One work item is a tile of up to <see cref="TileRows"/> consecutive rows of one sequence and
+/// one KV head: each block's keys and values are converted to float once for every query head of every row of the
+/// tile that reads them (a prompt chunk reads each block for 8 rows x the group's heads, not once per row).
 ///
-/// Batch invariance: a query's result is computed by one worker, in one fixed order (blocks by absolute position,
-/// keys within a block in order, dot products with a fixed lane order), from its own query and its own sequence's
-/// cache only. So a sequence's attention output is bit-identical whether it runs alone or beside other sequences,
-/// in one prompt chunk or another.
+/// Batch invariance: every row's result is computed in one fixed order (blocks by absolute position, keys within a
+/// block in order, dot products with a fixed lane order, the exponentials of a block's scores together) from its own
+/// query and its own sequence's cache only; the tile only shares the exactly converted keys and values. So a
+/// sequence's attention output is bit-identical whether it runs alone or beside other sequences, in one prompt chunk
+/// or another, first in a tile or last.
 /// </summary>
 internal sealed unsafe class PagedAttention(WorkSplit split) : IRangeWork
 {
+    /// <summary>Rows of one sequence that share the conversion of each block.</summary>
+    public const int TileRows = 8;
+
     float[][] _scratch = [];
+    int[] _tiles = [];
+    int _tileCount;
     float[] _queries = [], _output = [];
     CpuKvPool _pool = null!;
     ForwardBatch _batch = null!;
@@ -150,13 +170,31 @@ internal sealed unsafe class PagedAttention(WorkSplit split) : IRangeWork
         if (headDim * kvHeads != shape.KeyWidth || valueDim * kvHeads != shape.ValueWidth)
             throw new ArgumentException($"heads of {headDim}/{valueDim} x {kvHeads} do not match the pool's widths {shape.KeyWidth}/{shape.ValueWidth}");
         int group = heads / kvHeads;
-        int scratchLength = shape.BlockTokens * (headDim + valueDim) + group * (shape.BlockTokens + valueDim + 2);
+        int perRow = group * (shape.BlockTokens + valueDim + 2);
+        int scratchLength = shape.BlockTokens * (headDim + valueDim) + TileRows * perRow;
         if (_scratch.Length != split.Workers || _scratch[0].Length < scratchLength)
             _scratch = Enumerable.Range(0, split.Workers).Select(_ => GC.AllocateArray<float>(scratchLength, pinned: true)).ToArray();
+
+        // Tiles: (first row, rows), each within one sequence's consecutive rows.
+        int tiles = 0;
+        var first = batch.SequenceFirstRow;
+        var count = batch.SequenceRowCount;
+        for (int seq = 0; seq < batch.Sequences; seq++) tiles += (count[seq] + TileRows - 1) / TileRows;
+        if (_tiles.Length < 2 * tiles) _tiles = new int[Math.Max(2 * tiles, 2 * _tiles.Length)];
+        int t = 0;
+        for (int seq = 0; seq < batch.Sequences; seq++)
+            for (int r = 0; r < count[seq]; r += TileRows)
+            {
+                _tiles[2 * t] = first[seq] + r;
+                _tiles[2 * t + 1] = Math.Min(TileRows, count[seq] - r);
+                t++;
+            }
+        _tileCount = tiles;
+
         _queries = queries; _output = output; _pool = pool; _batch = batch; _layer = layer;
         _heads = heads; _kvHeads = kvHeads; _group = group; _headDim = headDim; _valueDim = valueDim;
         _scale = 1f / MathF.Sqrt(headDim);
-        split.For(batch.Rows * kvHeads, 1, this);
+        split.For(tiles * kvHeads, 1, this);
         _queries = []; _output = []; _pool = null!; _batch = null!;
     }
 
@@ -164,31 +202,36 @@ internal sealed unsafe class PagedAttention(WorkSplit split) : IRangeWork
     {
         fixed (float* scratch = _scratch[worker]) fixed (float* q = _queries) fixed (float* o = _output)
             for (int item = begin; item < end; item++)
-                Attend(item / _kvHeads, item % _kvHeads, q, o, scratch);
+            {
+                int tile = item / _kvHeads;
+                Attend(_tiles[2 * tile], _tiles[2 * tile + 1], item % _kvHeads, q, o, scratch);
+            }
     }
 
-    /// <summary>The `group` query heads of row `row` that read KV head `kvHead`.</summary>
-    void Attend(int row, int kvHead, float* queries, float* output, float* scratch)
+    /// <summary>The `group` query heads that read KV head `kvHead`, for rows [firstRow, firstRow + rows) of one sequence.</summary>
+    void Attend(int firstRow, int rows, int kvHead, float* queries, float* output, float* scratch)
     {
         var shape = _pool.Shape;
         int blockTokens = shape.BlockTokens, headDim = _headDim, valueDim = _valueDim, group = _group;
+        int heads = rows * group;                                // the tile's (row, head) pairs, row-major
         var type = shape.Type;
         float* keys = scratch;                                   // blockTokens x headDim
         float* values = keys + blockTokens * headDim;            // blockTokens x valueDim
-        float* scores = values + blockTokens * valueDim;         // group x blockTokens
-        float* acc = scores + group * blockTokens;               // group x valueDim
-        float* max = acc + group * valueDim;                     // group
-        float* sum = max + group;                                // group
+        float* scores = values + blockTokens * valueDim;         // heads x blockTokens
+        float* acc = scores + heads * blockTokens;               // heads x valueDim
+        float* max = acc + heads * valueDim;                     // heads
+        float* sum = max + heads;                                // heads
 
-        for (int g = 0; g < group; g++) { max[g] = float.NegativeInfinity; sum[g] = 0; }
-        new Span<float>(acc, group * valueDim).Clear();
+        for (int h = 0; h < heads; h++) { max[h] = float.NegativeInfinity; sum[h] = 0; }
+        new Span<float>(acc, heads * valueDim).Clear();
 
-        int length = _batch.Positions[row] + 1;                  // causal: the row sees itself and everything before
-        var table = _batch.BlockTableOfRow(row);
+        // Rows of a sequence come in position order: the last row of the tile sees furthest.
+        int longest = _batch.Positions[firstRow + rows - 1] + 1;
+        var table = _batch.BlockTableOfRow(firstRow);
         int firstHead = kvHead * group;
-        for (int b = 0, start = 0; start < length; b++, start += blockTokens)
+        for (int b = 0, start = 0; start < longest; b++, start += blockTokens)
         {
-            int n = Math.Min(blockTokens, length - start);
+            int n = Math.Min(blockTokens, longest - start);
             byte* keyRows = _pool.KeysIfAllocated(table[b], _layer);
             if (keyRows is null) throw new InvalidOperationException($"KV block {table[b]} is read before anything was stored in it");
             byte* valueRows = keyRows + blockTokens * _pool.KeyRowBytes;
@@ -197,32 +240,44 @@ internal sealed unsafe class PagedAttention(WorkSplit split) : IRangeWork
                 CpuKvPool.ReadRow(keyRows + j * _pool.KeyRowBytes, type, kvHead * headDim, headDim, keys + j * headDim);
                 CpuKvPool.ReadRow(valueRows + j * _pool.ValueRowBytes, type, kvHead * valueDim, valueDim, values + j * valueDim);
             }
-            for (int g = 0; g < group; g++)
+            for (int r = 0; r < rows; r++)
             {
-                float* query = queries + ((long)row * _heads + firstHead + g) * headDim;
-                float* s = scores + g * blockTokens;
-                float blockMax = float.NegativeInfinity;
-                for (int j = 0; j < n; j++)
+                int row = firstRow + r;
+                int seen = Math.Min(n, _batch.Positions[row] + 1 - start); // causal: the row sees itself and what is before
+                if (seen <= 0) continue;
+                for (int g = 0; g < group; g++)
                 {
-                    s[j] = Dot(query, keys + j * headDim, headDim) * _scale;
-                    blockMax = MathF.Max(blockMax, s[j]);
+                    int h = r * group + g;
+                    float* query = queries + ((long)row * _heads + firstHead + g) * headDim;
+                    float* s = scores + h * blockTokens;
+                    float blockMax = float.NegativeInfinity;
+                    for (int j = 0; j < seen; j++)
+                    {
+                        s[j] = Dot(query, keys + j * headDim, headDim) * _scale;
+                        blockMax = MathF.Max(blockMax, s[j]);
+                    }
+                    // Online softmax: rescale what was summed under the old maximum to the new one.
+                    float newMax = MathF.Max(max[h], blockMax);
+                    float correction = MathF.Exp(max[h] - newMax);
+                    var block = new Span<float>(s, seen);
+                    TensorPrimitives.Subtract(block, newMax, block);
+                    TensorPrimitives.Exp(block, block);
+                    float blockSum = 0;
+                    for (int j = 0; j < seen; j++) blockSum += s[j];
+                    sum[h] = sum[h] * correction + blockSum;
+                    max[h] = newMax;
+                    Accumulate(acc + h * valueDim, correction, s, values, seen, valueDim);
                 }
-                // Online softmax: rescale what was summed under the old maximum to the new one.
-                float newMax = MathF.Max(max[g], blockMax);
-                float correction = MathF.Exp(max[g] - newMax);
-                float blockSum = 0;
-                for (int j = 0; j < n; j++) { s[j] = MathF.Exp(s[j] - newMax); blockSum += s[j]; }
-                sum[g] = sum[g] * correction + blockSum;
-                max[g] = newMax;
-                Accumulate(acc + g * valueDim, correction, s, values, n, valueDim);
             }
         }
-        for (int g = 0; g < group; g++)
-        {
-            float* o = output + ((long)row * _heads + firstHead + g) * valueDim;
-            float inverse = 1f / sum[g];
-            for (int d = 0; d < valueDim; d++) o[d] = acc[g * valueDim + d] * inverse;
-        }
+        for (int r = 0; r < rows; r++)
+            for (int g = 0; g < group; g++)
+            {
+                int h = r * group + g;
+                float* o = output + ((long)(firstRow + r) * _heads + firstHead + g) * valueDim;
+                float inverse = 1f / sum[h];
+                for (int d = 0; d < valueDim; d++) o[d] = acc[h * valueDim + d] * inverse;
+            }
     }
 
     /// <summary>a · b with a fixed order: 8-lane partial sums over the vector part, summed lane by lane, then the tail.</summary>
