@@ -58,23 +58,27 @@ public class CpuKernelTests
     }
 
     [Theory]
-    [InlineData(nameof(RopeStyle.Normal), nameof(KvElementType.F32))]
-    [InlineData(nameof(RopeStyle.NeoX), nameof(KvElementType.F32))]
-    [InlineData(nameof(RopeStyle.Normal), nameof(KvElementType.F16))]
-    [InlineData(nameof(RopeStyle.NeoX), nameof(KvElementType.Q8_0))]
-    public void Rope_and_paged_attention_match_reference(string styleName, string typeName)
+    [InlineData(nameof(RopeStyle.Normal), nameof(KvElementType.F32), 4, 9)]
+    [InlineData(nameof(RopeStyle.NeoX), nameof(KvElementType.F32), 4, 9)]
+    [InlineData(nameof(RopeStyle.Normal), nameof(KvElementType.F16), 4, 9)]
+    [InlineData(nameof(RopeStyle.NeoX), nameof(KvElementType.Q8_0), 4, 9)]
+    // Blocks of 32 and 45 rows: whole groups of eight keys, remainders, and tiles of 8 query rows with a short last one.
+    [InlineData(nameof(RopeStyle.NeoX), nameof(KvElementType.F32), 32, 45)]
+    [InlineData(nameof(RopeStyle.Normal), nameof(KvElementType.F16), 32, 45)]
+    public void Rope_and_paged_attention_match_reference(string styleName, string typeName, int blockTokens, int tokens)
     {
         var style = Enum.Parse<RopeStyle>(styleName); // RopeStyle is internal: a public theory takes its name
         var type = Enum.Parse<KvElementType>(typeName);
         var rng = new Random(3);
         using var backend = new CpuBackend(2);
-        const int heads = 4, kvHeads = 2, dim = 32, tokens = 9, blockTokens = 4;
+        const int heads = 4, kvHeads = 2, dim = 32;
+        int blocks = (tokens + blockTokens - 1) / blockTokens;
         var rope = new RopeParameters(dim, dim, style, 10000, RopeScaling.None, null);
         var q = Random(rng, tokens * heads * dim); var k = Random(rng, tokens * kvHeads * dim); var v = Random(rng, tokens * kvHeads * dim);
         var bq = Load(backend, q); var bk = Load(backend, k); var bv = Load(backend, v);
-        // Positions 0..8 over three blocks of 4, stored out of order in the pool: the block table does the addressing.
+        // The blocks stored in reverse order in the pool (one block more than needed): the block table does the addressing.
         var batch = new ForwardBatch(blockTokens);
-        batch.Add(new int[tokens], 0, [3, 0, 2], LogitsWanted.None);
+        batch.Add(new int[tokens], 0, Enumerable.Range(0, blocks).Select(i => blocks - i).ToArray(), LogitsWanted.None);
         backend.Rope(bq, batch, heads, rope);
         backend.Rope(bk, batch, kvHeads, rope);
         var ropedQ = new float[q.Length]; backend.Read(bq, 0, ropedQ);
@@ -87,7 +91,7 @@ public class CpuKernelTests
                 Close(ropedQ.AsSpan((t * heads + h) * dim, dim), head, 1e-6f, $"rope t={t} h={h}");
             }
 
-        using var pool = backend.CreateKvPool(new KvPoolShape(1, 4, blockTokens, kvHeads * dim, kvHeads * dim, type));
+        using var pool = backend.CreateKvPool(new KvPoolShape(1, blocks + 1, blockTokens, kvHeads * dim, kvHeads * dim, type));
         backend.StoreKv(pool, 0, batch, bk, bv);
         var output = backend.Allocate("out", tokens * heads * dim);
         backend.Attention(bq, pool, 0, batch, heads, kvHeads, dim, dim, output);

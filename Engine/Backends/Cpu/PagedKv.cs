@@ -2,6 +2,7 @@ using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using Engine.Models;
 using Engine.Quantization;
 
@@ -251,7 +252,17 @@ internal sealed unsafe class PagedAttention(WorkSplit split) : IRangeWork
                     float* query = queries + ((long)row * _heads + firstHead + g) * headDim;
                     float* s = scores + h * blockTokens;
                     float blockMax = float.NegativeInfinity;
-                    for (int j = 0; j < seen; j++)
+                    int j = 0;
+                    // Eight keys at a time share each load of the query and one horizontal reduction (a row's keys fall
+                    // in the same groups of eight alone or batched: the grouping depends only on its position).
+                    if (Avx.IsSupported && headDim % 8 == 0)
+                        for (; j + 8 <= seen; j += 8)
+                        {
+                            var eight = Dot8(query, keys + j * headDim, headDim) * _scale;
+                            eight.Store(s + j);
+                            blockMax = MaxOf(eight, blockMax);
+                        }
+                    for (; j < seen; j++)
                     {
                         s[j] = Dot(query, keys + j * headDim, headDim) * _scale;
                         blockMax = MathF.Max(blockMax, s[j]);
@@ -263,7 +274,7 @@ internal sealed unsafe class PagedAttention(WorkSplit split) : IRangeWork
                     TensorPrimitives.Subtract(block, newMax, block);
                     TensorPrimitives.Exp(block, block);
                     float blockSum = 0;
-                    for (int j = 0; j < seen; j++) blockSum += s[j];
+                    for (int k = 0; k < seen; k++) blockSum += s[k];
                     sum[h] = sum[h] * correction + blockSum;
                     max[h] = newMax;
                     Accumulate(acc + h * valueDim, correction, s, values, seen, valueDim);
@@ -302,11 +313,62 @@ internal sealed unsafe class PagedAttention(WorkSplit split) : IRangeWork
         return result;
     }
 
-    /// <summary>acc = acc * correction + Σ_j p[j] * values[j], in key order.</summary>
+    /// <summary>The largest of `current` and the eight lanes of `v` (MathF.Max lane by lane, in lane order).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static float MaxOf(Vector256<float> v, float current)
+    {
+        for (int i = 0; i < 8; i++) current = MathF.Max(current, v.GetElement(i));
+        return current;
+    }
+
+    /// <summary>q · keys[j] for the eight keys (rows of `length`) at `keys`: one accumulator per key, each summed over
+    /// the vector lanes of the whole row, then the eight reduced together by horizontal adds.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<float> Dot8(float* q, float* keys, int length)
+    {
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+        for (int i = 0; i < length; i += 8)
+        {
+            var x = Vector256.Load(q + i);
+            a0 = Vector256.FusedMultiplyAdd(x, Vector256.Load(keys + i), a0);
+            a1 = Vector256.FusedMultiplyAdd(x, Vector256.Load(keys + length + i), a1);
+            a2 = Vector256.FusedMultiplyAdd(x, Vector256.Load(keys + 2 * length + i), a2);
+            a3 = Vector256.FusedMultiplyAdd(x, Vector256.Load(keys + 3 * length + i), a3);
+            a4 = Vector256.FusedMultiplyAdd(x, Vector256.Load(keys + 4 * length + i), a4);
+            a5 = Vector256.FusedMultiplyAdd(x, Vector256.Load(keys + 5 * length + i), a5);
+            a6 = Vector256.FusedMultiplyAdd(x, Vector256.Load(keys + 6 * length + i), a6);
+            a7 = Vector256.FusedMultiplyAdd(x, Vector256.Load(keys + 7 * length + i), a7);
+        }
+        // [a0 a1 a2 a3 | a0 a1 a2 a3] partial sums of the low and high lane halves, then the halves added.
+        var low = Avx.HorizontalAdd(Avx.HorizontalAdd(a0, a1), Avx.HorizontalAdd(a2, a3));
+        var high = Avx.HorizontalAdd(Avx.HorizontalAdd(a4, a5), Avx.HorizontalAdd(a6, a7));
+        return Avx.Permute2x128(low, high, 0x20) + Avx.Permute2x128(low, high, 0x31);
+    }
+
+    /// <summary>acc = acc * correction + Σ_j p[j] * values[j], in key order for every element (32 elements at a time
+    /// share each broadcast of p[j]).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static void Accumulate(float* acc, float correction, float* p, float* values, int n, int width)
     {
         int d = 0;
+        if (Vector256.IsHardwareAccelerated)
+            for (; d + 32 <= width; d += 32)
+            {
+                var a0 = Vector256.Load(acc + d) * correction;
+                var a1 = Vector256.Load(acc + d + 8) * correction;
+                var a2 = Vector256.Load(acc + d + 16) * correction;
+                var a3 = Vector256.Load(acc + d + 24) * correction;
+                for (int j = 0; j < n; j++)
+                {
+                    var pj = Vector256.Create(p[j]);
+                    float* v = values + j * width + d;
+                    a0 = Vector256.FusedMultiplyAdd(pj, Vector256.Load(v), a0);
+                    a1 = Vector256.FusedMultiplyAdd(pj, Vector256.Load(v + 8), a1);
+                    a2 = Vector256.FusedMultiplyAdd(pj, Vector256.Load(v + 16), a2);
+                    a3 = Vector256.FusedMultiplyAdd(pj, Vector256.Load(v + 24), a3);
+                }
+                a0.Store(acc + d); a1.Store(acc + d + 8); a2.Store(acc + d + 16); a3.Store(acc + d + 24);
+            }
         if (Vector256.IsHardwareAccelerated)
             for (; d + 8 <= width; d += 8)
             {
