@@ -36,7 +36,6 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
     readonly AttentionKernels _attention;
     readonly ExpertKernels _experts;
     readonly KvStoreKernels _kvStore;
-    readonly DeviceStaging<int> _tokenIds;
     readonly DeviceBatch _batch;
     // Keyed by identity: a model hands the same weight objects to every call.
     readonly Dictionary<WeightMatrix, ResidentMatrix> _matrices = new(ReferenceEqualityComparer.Instance);
@@ -80,7 +79,6 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
         _attention = new AttentionKernels(_accelerator, shape);
         _experts = new ExpertKernels(_accelerator, shape);
         _kvStore = new KvStoreKernels(_accelerator);
-        _tokenIds = new DeviceStaging<int>(_accelerator, _buffers, _budget, "token ids");
         _batch = new DeviceBatch(new DeviceStaging<int>(_accelerator, _buffers, _budget, "batch positions and block tables"), HostTransfers);
     }
 
@@ -187,13 +185,12 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
         return buffer.View;
     }
 
-    public void Embed(WeightMatrix table, ReadOnlySpan<int> tokens, ActivationBuffer x)
+    public void Embed(WeightMatrix table, ForwardBatch batch, ActivationBuffer x)
     {
-        foreach (int token in tokens)
-            if ((uint)token >= (uint)table.Rows) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {token} is outside the vocabulary of {table.Rows}");
+        foreach (int token in batch.Tokens)
+            if ((uint)token >= (uint)table.Rows) throw new ArgumentOutOfRangeException(nameof(batch), $"token id {token} is outside the vocabulary of {table.Rows}");
         var m = Resident(table);
-        HostTransfers.CountUpload(tokens.Length * sizeof(int));
-        m.Kernels.DequantizeRows(m.Matrix, _tokenIds.Upload(tokens), tokens.Length, V(x));
+        m.Kernels.DequantizeRows(m.Matrix, _batch.Of(batch).Tokens, batch.Rows, V(x));
     }
 
     public void RmsNorm(ActivationBuffer x, WeightVector weight, float epsilon, int rows, ActivationBuffer y) =>
@@ -428,7 +425,6 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
         foreach (var t in _ropeTables.Values) _buffers.Free(t.Rates);
         foreach (var a in _allocations) _buffers.Free(a);
         _matrices.Clear(); _stacks.Clear(); _routings.Clear(); _vectors.Clear(); _ropeTables.Clear(); _allocations.Clear();
-        _tokenIds.Dispose();
         _batch.Dispose();
         if (_ownsDevice) _device.Dispose();
     }

@@ -107,7 +107,10 @@ public class FloatWeightKernelTests(GpuTestDevice device)
     {
         using var cpu = new CpuBackend(1);
         var dst = cpu.Allocate("rows", w.Rows * w.Cols);
-        cpu.Embed(w, Enumerable.Range(0, w.Rows).ToArray(), dst);
+        var batch = new Engine.Models.ForwardBatch(Engine.Models.Llama.DefaultBlockTokens);
+        batch.Add(Enumerable.Range(0, w.Rows).ToArray(), 0, Enumerable.Range(0, (w.Rows + Engine.Models.Llama.DefaultBlockTokens - 1) / Engine.Models.Llama.DefaultBlockTokens).ToArray(),
+            Engine.Models.LogitsWanted.None);
+        cpu.Embed(w, batch, dst);
         var values = new float[w.Rows * w.Cols];
         cpu.Read(dst, 0, values);
         return values;

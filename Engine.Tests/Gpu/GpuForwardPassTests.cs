@@ -79,25 +79,25 @@ public class GpuForwardPassTests(GpuTestDevice device, ITestOutputHelper output)
     [InlineData("fx-llama-F32")]
     [InlineData("fx-qwen3moe-Q8_0")] // 8 experts, 2 per token
     [InlineData("fx-qwen2moe-Q8_0")] // plus a shared expert behind a sigmoid gate
-    public void A_step_copies_only_the_tokens_and_the_batch_in_and_the_logits_out(string name)
+    public void A_step_copies_only_its_batch_in_and_the_logits_out(string name)
     {
         using var model = OpenOnDevice(name, out var golden);
         var transfers = ((GpuBackend)model.Model.Backend).HostTransfers;
         using var cache = model.Model.CreateCache(golden.Rows + 1);
         var logits = new float[golden.Vocab];
-        // One sequence of `rows` rows whose last position is `last`: 3 ints per row, its table's start, and the
-        // table's blocks up to the last position's.
-        static int BatchBytes(int rows, int last) => (3 * rows + 1 + last / Llama.DefaultBlockTokens + 1) * sizeof(int);
+        // One sequence of `rows` rows whose last position is `last`: 4 ints per row (token, position, slot, sequence),
+        // its table's start, and the table's blocks up to the last position's.
+        static int BatchBytes(int rows, int last) => (4 * rows + 1 + last / Llama.DefaultBlockTokens + 1) * sizeof(int);
 
         var before = transfers.Snapshot();
         model.Model.Forward(golden.Tokens, 0, cache, logits);
-        (transfers.Snapshot() - before).Should().Be(new HostTransferSnapshot(2, golden.Rows * sizeof(int) + BatchBytes(golden.Rows, golden.Rows - 1), 1, golden.Vocab * sizeof(float)),
-            "a prompt sends its token ids and its batch once and reads back only the last row's logits");
+        (transfers.Snapshot() - before).Should().Be(new HostTransferSnapshot(1, BatchBytes(golden.Rows, golden.Rows - 1), 1, golden.Vocab * sizeof(float)),
+            "a prompt sends its batch (token ids included) once and reads back only the last row's logits");
 
         before = transfers.Snapshot();
         model.Model.Forward([LogitCompare.Argmax(logits)], golden.Rows, cache, logits);
-        (transfers.Snapshot() - before).Should().Be(new HostTransferSnapshot(2, sizeof(int) + BatchBytes(1, golden.Rows), 1, golden.Vocab * sizeof(float)),
-            "a decode step sends its one token id and its one-row batch and reads back the logits, nothing else");
+        (transfers.Snapshot() - before).Should().Be(new HostTransferSnapshot(1, BatchBytes(1, golden.Rows), 1, golden.Vocab * sizeof(float)),
+            "a decode step sends its one-row batch (its token id included) and reads back the logits, nothing else");
     }
 
     /// <summary>Opens fixture `name` (in the repository or ../shared/fixtures) on the test device, with its golden case.</summary>

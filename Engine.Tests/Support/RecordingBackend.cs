@@ -12,7 +12,7 @@ internal sealed class RecordingBackend(IBackend inner) : IBackend
     public string Name => "recording " + inner.Name;
     public ActivationBuffer Allocate(string name, int length) => inner.Allocate(name, length);
     public KvBlockPool CreateKvPool(KvPoolShape shape) => inner.CreateKvPool(shape);
-    public void Embed(WeightMatrix table, ReadOnlySpan<int> tokens, ActivationBuffer x) => inner.Embed(table, tokens, x);
+    public void Embed(WeightMatrix table, ForwardBatch batch, ActivationBuffer x) => inner.Embed(table, batch, x);
     public void RmsNorm(ActivationBuffer x, WeightVector weight, float epsilon, int rows, ActivationBuffer y) => inner.RmsNorm(x, weight, epsilon, rows, y);
 
     public void MatMul(WeightMatrix w, ActivationBuffer x, int rows, ActivationBuffer y)

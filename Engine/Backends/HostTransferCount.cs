@@ -8,9 +8,9 @@ internal interface IHostTransfers
 }
 
 /// <summary>Counts the copies between host and device that forward-pass operations make: a decode step should make
-/// two uploads (its token ids, and its batch: positions, KV slots and block tables, once per step) and one read (the
-/// logits); MoE routing and the shared-expert gate stay on the device. Not counted: what is uploaded once per model, like weights (the weights themselves, and the RoPE
-/// rate table made at the first RoPE call).</summary>
+/// one upload (its batch: token ids, positions, KV slots and block tables, once per step) and one read (the logits);
+/// MoE routing and the shared-expert gate stay on the device. Not counted: what is uploaded once per model (the
+/// weights themselves, and the RoPE rate table made at the first RoPE call).</summary>
 internal sealed class HostTransferCount
 {
     public long Uploads { get; private set; }

@@ -97,8 +97,9 @@ internal interface IBackend : IDisposable
     /// return that memory; the backend's own disposal frees any pool still held.</summary>
     KvBlockPool CreateKvPool(KvPoolShape shape);
 
-    /// <summary>x[t] = row tokens[t] of the embedding table.</summary>
-    void Embed(WeightMatrix table, ReadOnlySpan<int> tokens, ActivationBuffer x);
+    /// <summary>x[t] = row batch.Tokens[t] of the embedding table, for every row of the batch (a device takes the token
+    /// ids with the rest of the step's batch, in one copy).</summary>
+    void Embed(WeightMatrix table, ForwardBatch batch, ActivationBuffer x);
     /// <summary>y[r] = x[r] / rms(x[r]) * weight, for rows of `width` (width == weight.Length).</summary>
     void RmsNorm(ActivationBuffer x, WeightVector weight, float epsilon, int rows, ActivationBuffer y);
     /// <summary>y[t] = W x[t] for t in [0, rows): y is rows x W.Rows, x is rows x W.Cols.</summary>

@@ -65,9 +65,9 @@ internal sealed class TimingBackend(IBackend inner, OperationTimes times) : IBac
     public ActivationBuffer Allocate(string name, int length) => inner.Allocate(name, length);
     public KvBlockPool CreateKvPool(KvPoolShape shape) => inner.CreateKvPool(shape);
 
-    public void Embed(WeightMatrix table, ReadOnlySpan<int> tokens, ActivationBuffer x)
+    public void Embed(WeightMatrix table, ForwardBatch batch, ActivationBuffer x)
     {
-        long t = Start(); inner.Embed(table, tokens, x); Stop("embed", t);
+        long t = Start(); inner.Embed(table, batch, x); Stop("embed", t);
     }
 
     public void RmsNorm(ActivationBuffer x, WeightVector weight, float epsilon, int rows, ActivationBuffer y)

@@ -172,7 +172,7 @@ internal sealed class Llama : IDisposable
         int rows = batch.Rows, width = Config.EmbeddingLength;
 
         var first = _stages[0];
-        first.Backend.Embed(Weights.TokenEmbedding, batch.Tokens, first.X);
+        first.Backend.Embed(Weights.TokenEmbedding, batch, first.X);
         Observe(first, "inp_embd", -1, first.X, rows, width);
 
         for (int s = 0; s < _stages.Length; s++)

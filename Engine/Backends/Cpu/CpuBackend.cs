@@ -59,8 +59,9 @@ internal sealed class CpuBackend : IBackend, IResidentWeights
         return new CpuKvPool(shape);
     }
 
-    public void Embed(WeightMatrix table, ReadOnlySpan<int> tokens, ActivationBuffer x)
+    public void Embed(WeightMatrix table, ForwardBatch batch, ActivationBuffer x)
     {
+        var tokens = batch.Tokens;
         var dst = D(x);
         for (int t = 0; t < tokens.Length; t++)
             _matmul.DequantizeRow(table, tokens[t], dst.AsSpan(t * table.Cols, table.Cols));
