@@ -34,12 +34,7 @@ public static class BenchCommand
         int reps = cl.Int("r", 3, 1, 1000, alias: "repetitions");
         int depth = cl.Int("d", 0, 0, 1 << 24, alias: "n-depth");
         int parallel = cl.Int("parallel", 1, 1, 64, alias: "np");
-        var kvType = ModelArguments.KvType(cl) switch
-        {
-            KvCacheType.F32 => Engine.Backends.KvElementType.F32,
-            KvCacheType.Q8_0 => Engine.Backends.KvElementType.Q8_0,
-            _ => Engine.Backends.KvElementType.F16,
-        };
+        var kvType = ModelArguments.KvType(cl).ToElementType();
         bool profile = cl.Has("profile");
         bool json = cl.Has("json");
         using var model = ModelArguments.Open(cl, required: true);

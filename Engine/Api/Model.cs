@@ -74,12 +74,7 @@ public sealed class Model : IDisposable
             Pooling = DeclaredPooling(loaded),
             Device = loaded.Model.Backend.Name,
         };
-        var kvType = options.KvCacheType switch
-        {
-            KvCacheType.F32 => KvElementType.F32,
-            KvCacheType.Q8_0 => KvElementType.Q8_0,
-            _ => KvElementType.F16,
-        };
+        var kvType = options.KvCacheType.ToElementType();
         int blocks = KvBlocks(loaded, options, context, kvType, out string sizing);
         var store = loaded.Model.CreateStore(blocks, kvType);
         try { _scheduler = new Scheduler(loaded.Model, store, () => _loaded.Tokenizer); }
@@ -97,7 +92,7 @@ public sealed class Model : IDisposable
     {
         var c = loaded.Config;
         int bt = Llama.DefaultBlockTokens;
-        long blockBytes = (long)c.LayerCount * bt * (KvPoolShape.RowBytes(c.KeyWidth, type) + KvPoolShape.RowBytes(c.ValueWidth, type));
+        long blockBytes = new KvPoolShape(c.LayerCount, 1, bt, c.KeyWidth, c.ValueWidth, type).BlockBytes;
         if (options.KvCacheBytes > 0)
         {
             long asked = options.KvCacheBytes / blockBytes;
@@ -107,10 +102,11 @@ public sealed class Model : IDisposable
             sizing = "the budget asked for";
             return (int)Math.Min(asked, int.MaxValue / bt);
         }
-        long wanted = (long)Math.Max(1, options.ParallelSequences) * ((context + bt - 1) / bt);
+        int contextBlocks = (context + bt - 1) / bt;
+        long wanted = (long)Math.Max(1, options.ParallelSequences) * contextBlocks;
         // Host memory left for the cache: what the process may use, less what it uses now (the weights it touched).
         long left = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes - Environment.WorkingSet;
-        long fits = Math.Max((context + bt - 1) / bt, left / 2 / blockBytes);
+        long fits = Math.Max(contextBlocks, left / 2 / blockBytes);
         sizing = fits < wanted ? "capped by the memory left after the weights" : $"{Math.Max(1, options.ParallelSequences)} sequences of {context} tokens";
         return (int)Math.Min(Math.Min(wanted, fits), int.MaxValue / bt);
     }
@@ -209,28 +205,7 @@ public sealed class Model : IDisposable
     }
 
     /// <summary>The KV cache's state now: blocks in use and cached, prefix-cache hits, preemptions.</summary>
-    public KvCacheStatistics KvCacheStatistics
-    {
-        get
-        {
-            var s = _scheduler.Statistics();
-            return new KvCacheStatistics
-            {
-                CapacityTokens = Info.KvCacheCapacity,
-                BlockTokens = _scheduler.Store.BlockTokens,
-                Blocks = s.Blocks,
-                BlocksInUse = s.Held,
-                CachedBlocks = s.Cached,
-                Bytes = _scheduler.Store.Bytes,
-                PrefixCacheHitTokens = s.HitTokens,
-                PrefixCacheLookupTokens = s.LookupTokens,
-                Evictions = s.Evictions,
-                Preemptions = s.Preemptions,
-                RunningRequests = s.Running,
-                WaitingRequests = s.Waiting,
-            };
-        }
-    }
+    public KvCacheStatistics KvCacheStatistics => _scheduler.Statistics();
 
     internal void Forget(Session session) { lock (_sessions) _sessions.Remove(session); }
 

@@ -61,3 +61,14 @@ public enum KvCacheType
     /// <summary>8-bit blocks of 32 values with one F16 scale (ggml's q8_0): about half of F16's memory.</summary>
     Q8_0,
 }
+
+internal static class KvCacheTypes
+{
+    /// <summary>The pool's element type for the public choice.</summary>
+    public static Engine.Backends.KvElementType ToElementType(this KvCacheType type) => type switch
+    {
+        KvCacheType.F32 => Engine.Backends.KvElementType.F32,
+        KvCacheType.Q8_0 => Engine.Backends.KvElementType.Q8_0,
+        _ => Engine.Backends.KvElementType.F16,
+    };
+}

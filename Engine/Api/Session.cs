@@ -40,9 +40,6 @@ public sealed class Session : IDisposable
     /// not here yet.</summary>
     public IReadOnlyList<int> Tokens => _model.Scheduler.ShownTokensOf(_sequence);
 
-    /// <summary>Blocks of the model's KV cache this session holds now.</summary>
-    internal int CacheBlocks => _sequence.Blocks.Count;
-
     /// <summary>Tests: every logits row this session's generations sample from, with its position.</summary>
     internal Action<int, float[]>? LogitsTap { get; set; }
 

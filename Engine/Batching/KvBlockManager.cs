@@ -25,11 +25,10 @@ internal sealed class KvBlockManager
     readonly LinkedListNode<int>?[] _cachedNode;
     readonly Dictionary<ulong, int> _byName = [];
 
-    public KvBlockManager(int blocks, int blockTokens)
+    public KvBlockManager(int blocks)
     {
         if (blocks <= 0) throw new ArgumentOutOfRangeException(nameof(blocks));
         Blocks = blocks;
-        BlockTokens = blockTokens;
         _references = new int[blocks];
         _name = new ulong[blocks];
         _named = new bool[blocks];
@@ -41,7 +40,6 @@ internal sealed class KvBlockManager
     }
 
     public int Blocks { get; }
-    public int BlockTokens { get; }
     /// <summary>Blocks no sequence holds: free ones and cached ones (which are evicted when needed).</summary>
     public int Available => _free.Count + _cached.Count;
     /// <summary>Blocks held by at least one sequence.</summary>
@@ -121,7 +119,6 @@ internal sealed class KvBlockManager
     }
 
     public bool IsNamed(int block) => _named[block];
-    public int References(int block) => _references[block];
 
     void Uncache(int block)
     {

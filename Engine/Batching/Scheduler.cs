@@ -50,7 +50,7 @@ internal sealed class Scheduler : IDisposable
         _network = network;
         _store = store;
         _tokenizer = tokenizer;
-        _blocks = new KvBlockManager(store.Blocks, store.BlockTokens);
+        _blocks = new KvBlockManager(store.Blocks);
         _batch = new ForwardBatch(store.BlockTokens);
         int vocab = network.Config.VocabSize;
         _logits = new float[(long)network.MaxBatch * vocab <= int.MaxValue ? network.MaxBatch * vocab : throw new InvalidOperationException("batch x vocabulary too large")];
@@ -60,17 +60,30 @@ internal sealed class Scheduler : IDisposable
     }
 
     public KvStore Store => _store;
-    /// <summary>Positions the pool holds over all sequences.</summary>
-    public long Capacity => _store.Capacity;
-    public long Preemptions { get; private set; }
+    long _preemptions;
     public long Steps => Interlocked.Read(ref _step);
     /// <summary>Tests: every step's batch, as the model saw it (rows per sequence), before it runs.</summary>
     internal Action<ForwardBatch>? StepTap { get; set; }
 
     /// <summary>The pool's state, read under the lock.</summary>
-    public (int Blocks, int Held, int Cached, long HitTokens, long LookupTokens, long Evictions, long Preemptions, int Running, int Waiting) Statistics()
+    public KvCacheStatistics Statistics()
     {
-        lock (_gate) return (_blocks.Blocks, _blocks.Held, _blocks.Cached, _blocks.HitTokens, _blocks.LookupTokens, _blocks.Evictions, Preemptions, _running.Count, _waiting.Count);
+        lock (_gate)
+            return new KvCacheStatistics
+            {
+                CapacityTokens = (int)Math.Min(int.MaxValue, _store.Capacity),
+                BlockTokens = _store.BlockTokens,
+                Blocks = _blocks.Blocks,
+                BlocksInUse = _blocks.Held,
+                CachedBlocks = _blocks.Cached,
+                Bytes = _store.Bytes,
+                PrefixCacheHitTokens = _blocks.HitTokens,
+                PrefixCacheLookupTokens = _blocks.LookupTokens,
+                Evictions = _blocks.Evictions,
+                Preemptions = _preemptions,
+                RunningRequests = _running.Count,
+                WaitingRequests = _waiting.Count,
+            };
     }
 
     /// <summary>True on the scheduler's own thread (inside a forward pass: an observer).</summary>
@@ -341,7 +354,7 @@ internal sealed class Scheduler : IDisposable
                 continue;
             }
             var idle = _holding.Where(s => s.Job is null && s != sequence).MinBy(s => s.LastStep);
-            if (idle is not null) { ReleaseAll(idle); Preemptions++; continue; }
+            if (idle is not null) { ReleaseAll(idle); _preemptions++; continue; }
             // Younger jobs give theirs back, running or waiting (a preempted job may still hold a prefix), never one
             // already in this step: its rows are being written.
             var victim = _running.Concat(_waiting)
@@ -359,7 +372,7 @@ internal sealed class Scheduler : IDisposable
     {
         ReleaseAll(job.Sequence);
         if (_running.Remove(job)) InsertWaiting(job);
-        Preemptions++;
+        _preemptions++;
     }
 
     void InsertWaiting(GenerationJob job)
