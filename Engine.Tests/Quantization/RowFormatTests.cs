@@ -160,21 +160,22 @@ public class RowFormatTests
     }
 
     /// <summary>The batched (prompt) kernel gives every (row, token) the bits of the one-token dot, for token counts
-    /// around its groups of four and rows inside a larger output.</summary>
+    /// around its groups of four, rows inside a larger output (a tile of four rows and one row left over), and row
+    /// lengths below and above eight blocks (the tiled Q8_0 kernel converts activation scales eight at a time).</summary>
     [Theory, MemberData(nameof(Types))]
     public unsafe void MatMulRows_gives_every_row_and_token_the_bits_of_DotRow(GgmlType t)
     {
         var f = RowFormats.For(t);
         int unit = Math.Max(f.BlockSize, f.ActivationType.Info().BlockSize);
         // Float types (blocks of 1) also at lengths that reach their 16- and 32-wide vector loops and leave a tail.
-        foreach (int k in unit == 1 ? new[] { 5, 83, 131 } : [unit * 5])
+        foreach (int k in unit == 1 ? new[] { 5, 83, 131 } : [unit * 5, unit * 11])
             MatMulRowsMatchesDotRow(f, t, k);
     }
 
     unsafe void MatMulRowsMatchesDotRow(IRowFormat f, GgmlType t, int k)
     {
-        int rows = 6;
-        var rng = new Random(11);
+        int rows = 7;
+        var rng = new Random(11 + k);
         var rowLen = QuantTestData.RandomRow(t, k, rng).Length;
         var w = new byte[rowLen * rows];
         for (int r = 0; r < rows; r++) QuantTestData.RandomRow(t, k, rng).CopyTo(w, r * rowLen);
@@ -186,12 +187,12 @@ public class RowFormatTests
                 f.QuantizeActivations(QuantTestData.RandomActivations(k, rng), acts.AsSpan(i * actBytes, actBytes));
             var y = new float[rows * tokens];
             fixed (byte* wp = w)
-                RowFormats.MatMulRows(f, wp, rowLen, k, acts, actBytes, tokens, y, rows, 1, 5);
+                RowFormats.MatMulRows(f, wp, rowLen, k, acts, actBytes, tokens, y, rows, 1, 6);
             for (int i = 0; i < tokens; i++)
             {
                 y[i * rows].Should().Be(0, "row 0 is outside the range");
-                y[i * rows + 5].Should().Be(0, "row 5 is outside the range");
-                for (int r = 1; r < 5; r++)
+                y[i * rows + 6].Should().Be(0, "row 6 is outside the range");
+                for (int r = 1; r < 6; r++)
                     y[i * rows + r].Should().Be(f.DotRow(w.AsSpan(r * rowLen, rowLen), acts.AsSpan(i * actBytes, actBytes), k),
                         $"{t}: token {i} of {tokens}, row {r}");
             }

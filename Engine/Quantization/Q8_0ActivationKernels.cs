@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using Engine.Formats;
@@ -106,6 +107,19 @@ internal static unsafe class Q8_0ActivationKernels
     public static void MatMul<TWeights>(byte* weights, long rowBytes, int blocks, byte* acts, int actStride, int tokens,
         float* y, int yStride, int rowStart, int rowEnd) where TWeights : struct, IByteBlockWeights
     {
+        if (AvxVnni.IsSupported && tokens >= 4 && rowEnd - rowStart >= 4)
+        {
+            for (int chunk = rowStart; chunk < rowEnd; chunk += TiledRows)
+                MatMulTiled<TWeights>(weights, rowBytes, blocks, acts, actStride, tokens, y, yStride, chunk, Math.Min(rowEnd, chunk + TiledRows));
+            return;
+        }
+        MatMulRowByRow<TWeights>(weights, rowBytes, blocks, acts, actStride, tokens, y, yStride, rowStart, rowEnd);
+    }
+
+    /// <summary>Without VNNI: a row times four tokens at a time, the weight block decoded once for the four.</summary>
+    static void MatMulRowByRow<TWeights>(byte* weights, long rowBytes, int blocks, byte* acts, int actStride, int tokens,
+        float* y, int yStride, int rowStart, int rowEnd) where TWeights : struct, IByteBlockWeights
+    {
         const int MaxStackBlocks = 4096; // 64 KiB of scales; longer rows convert per row instead
         int t = 0;
         if (blocks <= MaxStackBlocks)
@@ -150,6 +164,153 @@ internal static unsafe class Q8_0ActivationKernels
         y[2 * yStride] = Simd.HSum(acc2);
         y[3 * yStride] = Simd.HSum(acc3);
     }
+
+    /// <summary>Rows the tiled kernel prepares at once (the matmul hands out row tiles of 16).</summary>
+    const int TiledRows = 16;
+
+    /// <summary>Per-thread scratch of the tiled kernel, grown to the longest row once and pinned.</summary>
+    [ThreadStatic] static byte[]? t_tileScratch;
+
+    /// <summary>The VNNI prompt kernel: tiles of 4 rows x 4 tokens, 16 accumulators in registers, so each weight
+    /// block is loaded once for four tokens and each activation block once for four rows (tinyBLAS's scheme).
+    /// vpdpbusd multiplies unsigned by signed bytes; instead of the sign trick, which costs an instruction per
+    /// (row, token) pair, the activations are shifted to unsigned (x + 128, one XOR per token and block) and the
+    /// excess 128 * (sum of the weights) is taken off by starting each lane's sum at minus that amount, computed
+    /// once per row and block. Every lane's integer is the same w . x as in <see cref="Dot{TWeights}"/>, and the
+    /// scale products d_w * d_x are rounded to float the same way, so each (row, token) keeps its one-token bits.
+    /// Rows [rowStart, rowEnd) are at most <see cref="TiledRows"/>; whole groups of four run tiled, the rest of
+    /// the rows go a row times four tokens, the tokens left after the groups of four one at a time.</summary>
+    static void MatMulTiled<TWeights>(byte* weights, long rowBytes, int blocks, byte* acts, int actStride, int tokens,
+        float* y, int yStride, int rowStart, int rowEnd) where TWeights : struct, IByteBlockWeights
+    {
+        int tiledRows = (rowEnd - rowStart) & ~3;
+        // Scratch: per tiled row and block the lane offsets (8 ints) and the row's scale; the four tokens' scales
+        // by token and by block; per block the 16 scale products of a tile.
+        long offsetBytes = (long)tiledRows * blocks * 32, rowScaleBytes = (long)tiledRows * blocks * 4;
+        long tokenScaleBytes = (long)blocks * 16, productBytes = (long)blocks * 64;
+        long need = offsetBytes + rowScaleBytes + 2 * tokenScaleBytes + productBytes + 64;
+        if (need > int.MaxValue / 2)
+        {
+            MatMulRowByRow<TWeights>(weights, rowBytes, blocks, acts, actStride, tokens, y, yStride, rowStart, rowEnd);
+            return;
+        }
+        var scratch = t_tileScratch is { } s && s.Length >= need ? s : t_tileScratch = GC.AllocateUninitializedArray<byte>((int)need, pinned: true);
+        byte* basePtr = (byte*)(((nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(scratch)) + 63) & ~(nint)63);
+        int* offsets = (int*)basePtr;                                                  // [row][block][lane]
+        float* rowScales = (float*)(basePtr + offsetBytes);                            // [row][block]
+        float* tokenScales = (float*)(basePtr + offsetBytes + rowScaleBytes);          // [token i][block]
+        float* tokenScalesByBlock = tokenScales + 4 * blocks;                          // [block][token i]
+        float* products = tokenScalesByBlock + 4 * blocks;                             // [block][row i][token j]
+
+        var bias = Vector256.Create((byte)0x80);
+        for (int i = 0; i < tiledRows; i++)
+        {
+            byte* row = weights + (rowStart + i) * rowBytes;
+            int* rowOffsets = offsets + (long)i * blocks * 8;
+            float* scales = rowScales + (long)i * blocks;
+            for (int b = 0; b < blocks; b++, row += TWeights.BlockBytes)
+            {
+                // -128 * (sum of each lane's four weights): the lane's sum of (x + 128) * w starts there.
+                (Vector256<int>.Zero - AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, bias, TWeights.Quants(row))).Store(rowOffsets + b * 8);
+                scales[b] = TWeights.Scale(row);
+            }
+        }
+
+        int t = 0;
+        for (; t + 4 <= tokens; t += 4)
+        {
+            byte* group = acts + (long)t * actStride;
+            for (int i = 0; i < 4; i++) ActivationScales(group + (long)i * actStride, blocks, tokenScales + i * blocks);
+            float* t0 = tokenScales, t1 = tokenScales + blocks, t2 = tokenScales + 2 * blocks, t3 = tokenScales + 3 * blocks;
+            for (int b = 0; b < blocks; b++) Vector128.Create(t0[b], t1[b], t2[b], t3[b]).Store(tokenScalesByBlock + b * 4);
+            float* yt = y + (long)t * yStride;
+            for (int r = 0; r < tiledRows; r += 4)
+            {
+                // Four 4-lane products per block: narrow stores, so the tile's scalar broadcast loads forward from them.
+                float* scales = rowScales + (long)r * blocks;
+                for (int b = 0; b < blocks; b++)
+                {
+                    var tokenScale = Vector128.Load(tokenScalesByBlock + b * 4);
+                    for (int i = 0; i < 4; i++)
+                        (Vector128.Create(scales[i * blocks + b]) * tokenScale).Store(products + b * 16 + i * 4);
+                }
+                Tile4x4<TWeights>(weights + (rowStart + r) * rowBytes, rowBytes, group, actStride, blocks,
+                    offsets + (long)r * blocks * 8, products, yt + rowStart + r, yStride);
+            }
+            for (int r = rowStart + tiledRows; r < rowEnd; r++)
+                Dot4<TWeights>(weights + r * rowBytes, group, actStride, tokenScales, blocks, yt + r, yStride);
+        }
+        for (; t < tokens; t++)
+            MatVec<TWeights>(weights, rowBytes, blocks, acts + (long)t * actStride, y + (long)t * yStride, rowStart, rowEnd);
+    }
+
+    /// <summary>The f16 scales of a token's activation blocks as floats, eight at a time: the 16-bit scales sit
+    /// 34 bytes apart, so one gather fetches eight of them (with two quant bytes each, masked off) for the
+    /// exact vector conversion.</summary>
+    static void ActivationScales(byte* act, int blocks, float* scales)
+    {
+        int b = 0;
+        if (Avx2.IsSupported)
+        {
+            var index = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7) * ActivationBlockBytes;
+            for (; b + 8 <= blocks; b += 8)
+            {
+                var halves = Avx2.GatherVector256((int*)(act + b * ActivationBlockBytes), index, 1).AsUInt32() & Vector256.Create(0xFFFFu);
+                Fp16.ToSingle(halves).Store(scales + b);
+            }
+        }
+        for (; b < blocks; b++) scales[b] = ActivationScale(act + b * ActivationBlockBytes);
+    }
+
+    /// <summary>4 rows x 4 tokens (see <see cref="MatMulTiled{TWeights}"/>): offsets[(i * blocks + b) * 8] are row
+    /// i's lane offsets of block b, products[b * 16 + i * 4 + j] the scale of row i and token j in block b.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Tile4x4<TWeights>(byte* row, long rowBytes, byte* act, int actStride, int blocks, int* offsets, float* products,
+        float* y, int yStride) where TWeights : struct, IByteBlockWeights
+    {
+        Vector256<float> c00 = default, c01 = default, c02 = default, c03 = default;
+        Vector256<float> c10 = default, c11 = default, c12 = default, c13 = default;
+        Vector256<float> c20 = default, c21 = default, c22 = default, c23 = default;
+        Vector256<float> c30 = default, c31 = default, c32 = default, c33 = default;
+        byte* r0 = row, r1 = row + rowBytes, r2 = row + 2 * rowBytes, r3 = row + 3 * rowBytes;
+        byte* a0 = act + 2, a1 = act + actStride + 2, a2 = act + 2 * actStride + 2, a3 = act + 3 * actStride + 2;
+        int* o0 = offsets, o1 = offsets + blocks * 8, o2 = offsets + 2 * blocks * 8, o3 = offsets + 3 * blocks * 8;
+        var bias = Vector256.Create((byte)0x80);
+        for (int b = 0; b < blocks; b++)
+        {
+            int o = b * ActivationBlockBytes, ob = b * 8;
+            long wb = (long)b * TWeights.BlockBytes;
+            float* s = products + b * 16;
+            var x0 = Vector256.Load(a0 + o) ^ bias;
+            var x1 = Vector256.Load(a1 + o) ^ bias;
+            var x2 = Vector256.Load(a2 + o) ^ bias;
+            var x3 = Vector256.Load(a3 + o) ^ bias;
+            var w = TWeights.Quants(r0 + wb);
+            c00 = Pair(c00, o0 + ob, x0, w, s[0]); c01 = Pair(c01, o0 + ob, x1, w, s[1]);
+            c02 = Pair(c02, o0 + ob, x2, w, s[2]); c03 = Pair(c03, o0 + ob, x3, w, s[3]);
+            w = TWeights.Quants(r1 + wb);
+            c10 = Pair(c10, o1 + ob, x0, w, s[4]); c11 = Pair(c11, o1 + ob, x1, w, s[5]);
+            c12 = Pair(c12, o1 + ob, x2, w, s[6]); c13 = Pair(c13, o1 + ob, x3, w, s[7]);
+            w = TWeights.Quants(r2 + wb);
+            c20 = Pair(c20, o2 + ob, x0, w, s[8]); c21 = Pair(c21, o2 + ob, x1, w, s[9]);
+            c22 = Pair(c22, o2 + ob, x2, w, s[10]); c23 = Pair(c23, o2 + ob, x3, w, s[11]);
+            w = TWeights.Quants(r3 + wb);
+            c30 = Pair(c30, o3 + ob, x0, w, s[12]); c31 = Pair(c31, o3 + ob, x1, w, s[13]);
+            c32 = Pair(c32, o3 + ob, x2, w, s[14]); c33 = Pair(c33, o3 + ob, x3, w, s[15]);
+        }
+        y[0] = Simd.HSum(c00); y[1] = Simd.HSum(c10); y[2] = Simd.HSum(c20); y[3] = Simd.HSum(c30);
+        y += yStride;
+        y[0] = Simd.HSum(c01); y[1] = Simd.HSum(c11); y[2] = Simd.HSum(c21); y[3] = Simd.HSum(c31);
+        y += yStride;
+        y[0] = Simd.HSum(c02); y[1] = Simd.HSum(c12); y[2] = Simd.HSum(c22); y[3] = Simd.HSum(c32);
+        y += yStride;
+        y[0] = Simd.HSum(c03); y[1] = Simd.HSum(c13); y[2] = Simd.HSum(c23); y[3] = Simd.HSum(c33);
+    }
+
+    /// <summary>acc += scale * float(the lane sums of (x + 128) * w, started at the row's offsets).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<float> Pair(Vector256<float> acc, int* offsets, Vector256<byte> biasedX, Vector256<sbyte> w, float scale) =>
+        Fma.MultiplyAdd(Vector256.Create(scale), Avx.ConvertToVector256Single(AvxVnni.MultiplyWideningAndAdd(Vector256.Load(offsets), biasedX, w)), acc);
 
     /// <summary>acc += scale * float(w . x), with w . x = |w| . sign(x, w) as Simd.DotI8I8 computes it and
     /// scale = d_w * d_x rounded to float first, as in the one-token dot.</summary>
