@@ -142,10 +142,18 @@ internal sealed unsafe class F16Format : RowFormat
         return sum;
     }
 
-    /// <summary>Prompt form. With AVX-512, tiles of 4 rows x 4 tokens: each 16 weights are converted once for four
-    /// tokens and each 16 activations loaded once for four rows, 16 accumulators in registers (tinyBLAS's scheme).
-    /// Rows left over go a row times four tokens, tokens left over one at a time. With AVX2 alone, a row times four
-    /// tokens (16 registers are too few for the tile). Every (row, token) gets the bits of <see cref="DotCore"/>.</summary>
+    /// <summary>Rows converted to float at once by the AVX-512 prompt kernel (the matmul hands out row tiles of 16).</summary>
+    const int ConvertedRows = 16;
+
+    /// <summary>Per-thread float copy of the rows being multiplied, grown to the longest rows once and pinned.</summary>
+    [ThreadStatic] static float[]? t_convertedRows;
+
+    /// <summary>Prompt form. With AVX-512, up to 16 rows are converted to float once (exactly) and then pass in tiles
+    /// of 4 rows x 4 tokens over every group of four tokens: 16 accumulators in registers, each 16 weights loaded
+    /// once for four tokens and each 16 activations once for four rows (tinyBLAS's scheme), with no conversion left
+    /// in the loop. Rows left over go a row times four tokens, tokens left over one at a time. With AVX2 alone, a row
+    /// times four tokens (16 registers are too few for the tile). Every (row, token) gets the bits of
+    /// <see cref="DotCore"/>.</summary>
     internal override void MatMulCore(byte* weights, long rowBytes, int k, byte* acts, int actStride, int tokens,
         float* y, int yStride, int rowStart, int rowEnd)
     {
@@ -154,27 +162,57 @@ internal sealed unsafe class F16Format : RowFormat
             base.MatMulCore(weights, rowBytes, k, acts, actStride, tokens, y, yStride, rowStart, rowEnd);
             return;
         }
+        if (Simd.Avx512 && tokens >= 4)
+        {
+            for (int chunk = rowStart; chunk < rowEnd; chunk += ConvertedRows)
+                MatMulConverted(weights, rowBytes, k, acts, actStride, tokens, y, yStride, chunk, Math.Min(rowEnd, chunk + ConvertedRows));
+            return;
+        }
         int t = 0;
         for (; t + 4 <= tokens; t += 4)
-        {
-            byte* group = acts + (long)t * actStride;
-            float* yt = y + (long)t * yStride;
-            int r = rowStart;
-            if (Simd.Avx512)
-                for (; r + 4 <= rowEnd; r += 4)
-                    Tile4x4Avx512(weights + r * rowBytes, rowBytes, group, actStride, k, yt + r, yStride);
-            for (; r < rowEnd; r++)
-                Dot4(weights + r * rowBytes, group, actStride, k, yt + r, yStride);
-        }
+            for (int r = rowStart; r < rowEnd; r++)
+                Dot4(weights + r * rowBytes, acts + (long)t * actStride, actStride, k, y + (long)t * yStride + r, yStride);
         MatVecEachToken(weights, rowBytes, k, acts, actStride, t, tokens, y, yStride, rowStart, rowEnd);
     }
 
-    /// <summary>4 rows (row i at row + i * rowBytes) times 4 tokens (token j's activations at act + j * actStride):
-    /// y[j * yStride + i].</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Tile4x4Avx512(byte* row, long rowBytes, byte* act, int actStride, int k, float* y, int yStride)
+    /// <summary>Rows [rowStart, rowEnd), at most <see cref="ConvertedRows"/>, times every token (AVX-512).</summary>
+    void MatMulConverted(byte* weights, long rowBytes, int k, byte* acts, int actStride, int tokens,
+        float* y, int yStride, int rowStart, int rowEnd)
     {
-        ushort* w0 = (ushort*)row, w1 = (ushort*)(row + rowBytes), w2 = (ushort*)(row + 2 * rowBytes), w3 = (ushort*)(row + 3 * rowBytes);
+        int tiledRows = (rowEnd - rowStart) & ~3;
+        long need = (long)tiledRows * k;
+        var converted = t_convertedRows is { } c && c.Length >= need ? c : t_convertedRows = GC.AllocateUninitializedArray<float>(checked((int)need), pinned: true);
+        fixed (float* rows = converted)
+        {
+            for (int i = 0; i < tiledRows; i++) ConvertRow((ushort*)(weights + (rowStart + i) * rowBytes), rows + (long)i * k, k);
+            int t = 0;
+            for (; t + 4 <= tokens; t += 4)
+            {
+                byte* group = acts + (long)t * actStride;
+                float* yt = y + (long)t * yStride;
+                for (int r = 0; r < tiledRows; r += 4)
+                    Tile4x4Avx512(rows + (long)r * k, k, group, actStride, yt + rowStart + r, yStride);
+                for (int r = rowStart + tiledRows; r < rowEnd; r++)
+                    Dot4(weights + r * rowBytes, group, actStride, k, yt + r, yStride);
+            }
+            MatVecEachToken(weights, rowBytes, k, acts, actStride, t, tokens, y, yStride, rowStart, rowEnd);
+        }
+    }
+
+    /// <summary>k halves to floats, exactly (the fast rebias for runs of normal halves, the full conversion otherwise).</summary>
+    static void ConvertRow(ushort* halves, float* dst, int k)
+    {
+        int i = 0;
+        for (; i + 16 <= k; i += 16) Fp16.Load16Avx512(halves + i).Store(dst + i);
+        for (; i < k; i++) dst[i] = Fp16.ToSingle(halves[i]);
+    }
+
+    /// <summary>4 float rows (row i at rows + i * k) times 4 tokens (token j's activations at act + j * actStride):
+    /// y[j * yStride + i]. The elements after the last whole 16 are added one by one, as in <see cref="Tail"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Tile4x4Avx512(float* rows, int k, byte* act, int actStride, float* y, int yStride)
+    {
+        float* w0 = rows, w1 = rows + k, w2 = rows + 2 * k, w3 = rows + 3 * k;
         float* a0 = (float*)act, a1 = (float*)(act + actStride), a2 = (float*)(act + 2 * actStride), a3 = (float*)(act + 3 * actStride);
         Vector512<float> c00 = default, c01 = default, c02 = default, c03 = default;
         Vector512<float> c10 = default, c11 = default, c12 = default, c13 = default;
@@ -183,10 +221,10 @@ internal sealed unsafe class F16Format : RowFormat
         int whole = k & ~15;
         for (int i = 0; i < whole; i += 16)
         {
-            var b0 = Fp16.Load16Avx512(w0 + i);
-            var b1 = Fp16.Load16Avx512(w1 + i);
-            var b2 = Fp16.Load16Avx512(w2 + i);
-            var b3 = Fp16.Load16Avx512(w3 + i);
+            var b0 = Vector512.Load(w0 + i);
+            var b1 = Vector512.Load(w1 + i);
+            var b2 = Vector512.Load(w2 + i);
+            var b3 = Vector512.Load(w3 + i);
             var x = Vector512.Load(a0 + i);
             c00 = Avx512F.FusedMultiplyAdd(b0, x, c00); c10 = Avx512F.FusedMultiplyAdd(b1, x, c10);
             c20 = Avx512F.FusedMultiplyAdd(b2, x, c20); c30 = Avx512F.FusedMultiplyAdd(b3, x, c30);
@@ -200,17 +238,25 @@ internal sealed unsafe class F16Format : RowFormat
             c03 = Avx512F.FusedMultiplyAdd(b0, x, c03); c13 = Avx512F.FusedMultiplyAdd(b1, x, c13);
             c23 = Avx512F.FusedMultiplyAdd(b2, x, c23); c33 = Avx512F.FusedMultiplyAdd(b3, x, c33);
         }
-        y[0] = Tail(w0, a0, whole, k, Simd.HSum(c00)); y[1] = Tail(w1, a0, whole, k, Simd.HSum(c10));
-        y[2] = Tail(w2, a0, whole, k, Simd.HSum(c20)); y[3] = Tail(w3, a0, whole, k, Simd.HSum(c30));
+        y[0] = FloatTail(w0, a0, whole, k, Simd.HSum(c00)); y[1] = FloatTail(w1, a0, whole, k, Simd.HSum(c10));
+        y[2] = FloatTail(w2, a0, whole, k, Simd.HSum(c20)); y[3] = FloatTail(w3, a0, whole, k, Simd.HSum(c30));
         y += yStride;
-        y[0] = Tail(w0, a1, whole, k, Simd.HSum(c01)); y[1] = Tail(w1, a1, whole, k, Simd.HSum(c11));
-        y[2] = Tail(w2, a1, whole, k, Simd.HSum(c21)); y[3] = Tail(w3, a1, whole, k, Simd.HSum(c31));
+        y[0] = FloatTail(w0, a1, whole, k, Simd.HSum(c01)); y[1] = FloatTail(w1, a1, whole, k, Simd.HSum(c11));
+        y[2] = FloatTail(w2, a1, whole, k, Simd.HSum(c21)); y[3] = FloatTail(w3, a1, whole, k, Simd.HSum(c31));
         y += yStride;
-        y[0] = Tail(w0, a2, whole, k, Simd.HSum(c02)); y[1] = Tail(w1, a2, whole, k, Simd.HSum(c12));
-        y[2] = Tail(w2, a2, whole, k, Simd.HSum(c22)); y[3] = Tail(w3, a2, whole, k, Simd.HSum(c32));
+        y[0] = FloatTail(w0, a2, whole, k, Simd.HSum(c02)); y[1] = FloatTail(w1, a2, whole, k, Simd.HSum(c12));
+        y[2] = FloatTail(w2, a2, whole, k, Simd.HSum(c22)); y[3] = FloatTail(w3, a2, whole, k, Simd.HSum(c32));
         y += yStride;
-        y[0] = Tail(w0, a3, whole, k, Simd.HSum(c03)); y[1] = Tail(w1, a3, whole, k, Simd.HSum(c13));
-        y[2] = Tail(w2, a3, whole, k, Simd.HSum(c23)); y[3] = Tail(w3, a3, whole, k, Simd.HSum(c33));
+        y[0] = FloatTail(w0, a3, whole, k, Simd.HSum(c03)); y[1] = FloatTail(w1, a3, whole, k, Simd.HSum(c13));
+        y[2] = FloatTail(w2, a3, whole, k, Simd.HSum(c23)); y[3] = FloatTail(w3, a3, whole, k, Simd.HSum(c33));
+    }
+
+    /// <summary><see cref="Tail"/> over weights already converted to float: the same products in the same order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static float FloatTail(float* w, float* y, int from, int k, float sum)
+    {
+        for (int i = from; i < k; i++) sum += w[i] * y[i];
+        return sum;
     }
 
     /// <summary>One row times 4 tokens: each 16 weights converted once.</summary>
