@@ -128,12 +128,29 @@ internal static unsafe class Fp16
         }
     }
 
-    /// <summary>16 halves at p as one 16-lane vector (AVX-512), exactly; see <see cref="Load16Avx2"/>.</summary>
+    /// <summary>16 halves at p as one 16-lane vector (AVX-512), exactly: the rebias when all 16 are normal, else
+    /// <see cref="Load16ExactAvx512"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Load16Avx512(ushort* p)
     {
         if (AllNormal16(p)) return RebiasNormal(Avx512F.ConvertToVector512Int32(Vector256.Load((short*)p)));
-        return Vector512.Create(Load8(p), Load8(p + 8));
+        return Load16ExactAvx512(p);
+    }
+
+    /// <summary>16 halves at p as floats, exactly, whatever they hold, without a branch: every lane is converted as
+    /// a normal (the rebias), as a subnormal (its 10-bit mantissa times 2^-24, a product of normal floats) and as an
+    /// infinity or NaN (all-ones exponent), and its exponent picks one. No floating-point operation sees a
+    /// subnormal operand (see <see cref="ToSingle(ushort)"/> for why that matters).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Load16ExactAvx512(ushort* p)
+    {
+        var h = Avx512F.ConvertToVector512Int32(Vector256.Load((short*)p));
+        var magnitude = h & Vector512.Create(0x7FFF);
+        var normal = RebiasNormal(h).AsInt32();
+        var subnormal = (Vector512.ConvertToSingle(magnitude) * Vector512.Create(1f / 16777216f)).AsInt32() | (h & Vector512.Create(int.MinValue));
+        var special = ((h << 13) & Vector512.Create(unchecked((int)0x8FFFFFFF))) | Vector512.Create(0x7F800000);
+        var bits = Vector512.ConditionalSelect(Vector512.LessThan(magnitude, Vector512.Create(0x400)), subnormal, normal);
+        return Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(magnitude, Vector512.Create(0x7C00)), special, bits).AsSingle();
     }
 
     /// <summary>Loads 8 bfloat16 at p as floats.</summary>
