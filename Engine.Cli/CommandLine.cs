@@ -10,10 +10,14 @@ public sealed class UsageException(string message) : Exception(message);
 public sealed class CommandLine
 {
     readonly Dictionary<string, string?> _options = new(StringComparer.Ordinal);
+    readonly Dictionary<string, List<string>> _repeated = new(StringComparer.Ordinal);
     readonly HashSet<string> _used = new(StringComparer.Ordinal);
     public List<string> Positionals { get; } = [];
 
-    public CommandLine(IEnumerable<string> args, IReadOnlySet<string> flags)
+    /// <param name="args">The arguments after the command's name.</param>
+    /// <param name="flags">Options that take no value.</param>
+    /// <param name="repeatable">Options that may be given several times (read them with <see cref="Strings"/>).</param>
+    public CommandLine(IEnumerable<string> args, IReadOnlySet<string> flags, IReadOnlySet<string>? repeatable = null)
     {
         var list = args.ToList();
         for (int i = 0; i < list.Count; i++)
@@ -31,6 +35,13 @@ public sealed class CommandLine
                     if (i + 1 >= list.Count) throw new UsageException($"option {a} needs a value");
                     value = list[++i];
                 }
+                if (repeatable?.Contains(name) == true && value is not null)
+                {
+                    if (!_repeated.TryGetValue(name, out var values)) _repeated[name] = values = [];
+                    values.Add(value);
+                    _options[name] = value;
+                    continue;
+                }
                 if (_options.ContainsKey(name)) throw new UsageException($"option --{name} is given twice");
                 _options[name] = value;
             }
@@ -39,6 +50,17 @@ public sealed class CommandLine
     }
 
     public bool Has(string name) { _used.Add(name); return _options.ContainsKey(name); }
+
+    /// <summary>Every value of a repeatable option, in the order given (none when absent).</summary>
+    public IReadOnlyList<string> Strings(string name, string? alias = null)
+    {
+        _used.Add(name);
+        if (alias is not null) _used.Add(alias);
+        var all = new List<string>();
+        if (_repeated.TryGetValue(name, out var values)) all.AddRange(values);
+        if (alias is not null && _repeated.TryGetValue(alias, out var aliased)) all.AddRange(aliased);
+        return all;
+    }
 
     public string? String(string name, string? alias = null)
     {

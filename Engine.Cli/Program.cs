@@ -19,6 +19,7 @@ namespace Engine.Cli
               tokenize --model M --text T               print token ids and pieces
               bench --model M [-p 128] [-n 64] [-r 3]   prompt and generation tokens/s, like llama-bench
               devices                                   list the accelerators --device can use
+              serve [--model M ...] [--port 11434]      OpenAI- and Ollama-compatible HTTP server
             run, chat, logits and bench take --device cpu|cuda|opencl|auto (default cpu) and --gpu-layers N|all
             and --no-repack (the CPU backend then reads Q4_K and Q4_0 matrices in place instead of repacking them at load)
             run 'engine <command> --help' for the options of a command
@@ -43,6 +44,7 @@ namespace Engine.Cli
                     "chat" => ChatCommand.Run(rest),
                     "bench" => BenchCommand.Run(rest),
                     "devices" => DevicesCommand.Run(rest),
+                    "serve" => ServeCommand.Run(rest),
                     // Diagnostic, for tools/gpu-check.sh; not in the usage text.
                     "golden" => GoldenCommand.Run(rest),
                     _ => throw new UsageException($"unknown command '{args[0]}'"),

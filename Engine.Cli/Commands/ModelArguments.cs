@@ -42,20 +42,23 @@ internal static class ModelArguments
         var template = cl.String("template");
         if (template is not null && Engine.Chat.ChatTemplates.ByName(template) is null)
             throw new UsageException($"unknown template '{template}': use {Engine.Chat.ChatTemplates.Names}");
-        return Model.Load(path, new ModelLoadOptions
-        {
-            Device = GpuDevices.For(Device(cl)),
-            GpuLayers = GpuLayers(cl),
-            Threads = cl.Int("threads", 0, 0, 1024, alias: "t"),
-            RepackWeights = !cl.Has("no-repack"),
-            ChatTemplate = template,
-            ContextLength = cl.Int("ctx", 0, 1, 1 << 24, alias: "c"),
-            KvCacheType = KvType(cl),
-            KvCacheBytes = cl.Size("kv-budget") ?? 0,
-            ParallelSequences = cl.Int("parallel", 4, 1, 4096, alias: "np"),
-            Progress = new Progress(),
-        });
+        return Model.Load(path, LoadOptions(cl, template) with { Progress = new Progress() });
     }
+
+    /// <summary>What a model is loaded with: --device, --gpu-layers, --threads, --no-repack, --ctx, --kv-type,
+    /// --kv-budget, --parallel (and the template override, checked by the caller).</summary>
+    public static ModelLoadOptions LoadOptions(CommandLine cl, string? template) => new()
+    {
+        Device = GpuDevices.For(Device(cl)),
+        GpuLayers = GpuLayers(cl),
+        Threads = cl.Int("threads", 0, 0, 1024, alias: "t"),
+        RepackWeights = !cl.Has("no-repack"),
+        ChatTemplate = template,
+        ContextLength = cl.Int("ctx", 0, 1, 1 << 24, alias: "c"),
+        KvCacheType = KvType(cl),
+        KvCacheBytes = cl.Size("kv-budget") ?? 0,
+        ParallelSequences = cl.Int("parallel", 4, 1, 4096, alias: "np"),
+    };
 
     /// <summary>The KV-cache options, as the help texts list them.</summary>
     public const string KvHelp = """

@@ -1,0 +1,156 @@
+namespace Engine.Server;
+
+/// <summary>The models a server can answer with, by name. A model is loaded on its first request (its progress goes to
+/// the log), kept while requests use it and for the keep-alive after the last, then unloaded. Loading is one at a
+/// time per model; requests that arrive meanwhile wait for the same load.</summary>
+internal sealed class ModelCatalog : IDisposable
+{
+    readonly ServerOptions _options;
+    readonly Dictionary<string, Entry> _entries = new(StringComparer.Ordinal);
+    readonly Timer _sweeper;
+    bool _disposed;
+
+    public ModelCatalog(ServerOptions options)
+    {
+        _options = options;
+        foreach (var path in options.Models)
+        {
+            var name = NameOf(path);
+            if (!_entries.TryAdd(name, new Entry(name, path)))
+                throw new ArgumentException($"two models are named '{name}' ({_entries[name].Path} and {path}): rename one of the files");
+        }
+        _sweeper = new Timer(_ => UnloadExpired(), null, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
+    }
+
+    /// <summary>A file's name without extension, a folder's name.</summary>
+    public static string NameOf(string path)
+    {
+        var trimmed = path.TrimEnd(Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar);
+        return Directory.Exists(trimmed) ? Path.GetFileName(trimmed) : Path.GetFileNameWithoutExtension(trimmed);
+    }
+
+    public IReadOnlyList<Entry> All { get { lock (_entries) return [.. _entries.Values.OrderBy(e => e.Name, StringComparer.Ordinal)]; } }
+
+    /// <summary>The entry named <paramref name="name"/>; Ollama's ":latest" suffix is accepted. Unknown names are a 404
+    /// that lists the served ones.</summary>
+    public Entry Find(string name)
+    {
+        var key = name.EndsWith(":latest", StringComparison.Ordinal) ? name[..^7] : name;
+        lock (_entries)
+            if (_entries.TryGetValue(key, out var entry)) return entry;
+        throw ApiError.NotFound($"model '{name}' is not served here; served models: {string.Join(", ", All.Select(e => e.Name))}", "model");
+    }
+
+    /// <summary>The loaded model, loading it first if needed; dispose the lease when the request is done.</summary>
+    public async Task<Lease> AcquireAsync(string name, TimeSpan? keepAlive, CancellationToken cancellationToken)
+    {
+        var entry = Find(name);
+        var model = await entry.LoadAsync(_options, cancellationToken).ConfigureAwait(false);
+        return new Lease(entry, model, keepAlive ?? _options.KeepAlive);
+    }
+
+    void UnloadExpired()
+    {
+        foreach (var entry in All) entry.UnloadIfExpired(_options.Log);
+    }
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        _sweeper.Dispose();
+        foreach (var entry in All) entry.Unload();
+    }
+
+    /// <summary>One served model: its name and path, and the loaded model while it is loaded.</summary>
+    internal sealed class Entry(string name, string path)
+    {
+        readonly SemaphoreSlim _loading = new(1, 1);
+        readonly object _gate = new();
+        Model? _model;
+        int _users;
+        DateTime _expiresAt = DateTime.MaxValue;
+
+        public string Name { get; } = name;
+        public string Path { get; } = path;
+        public long FileBytes { get; } = File.Exists(path) ? new FileInfo(path).Length
+            : Directory.Exists(path) ? new DirectoryInfo(path).EnumerateFiles("*", SearchOption.AllDirectories).Sum(f => f.Length) : 0;
+        public DateTime Modified { get; } = File.Exists(path) ? File.GetLastWriteTimeUtc(path) : Directory.GetLastWriteTimeUtc(path);
+
+        public Model? Loaded { get { lock (_gate) return _model; } }
+        public DateTime ExpiresAt { get { lock (_gate) return _expiresAt; } }
+
+        public async Task<Model> LoadAsync(ServerOptions options, CancellationToken cancellationToken)
+        {
+            lock (_gate)
+                if (_model is { } ready) { _users++; return ready; }
+            await _loading.WaitAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                lock (_gate)
+                    if (_model is { } ready) { _users++; return ready; }
+                options.Log?.WriteLine($"engine serve: loading {Name} from {Path}");
+                var progress = new LogProgress(options.Log, Name);
+                var model = await Model.LoadAsync(Path, options.LoadOptions with { Progress = progress }, cancellationToken).ConfigureAwait(false);
+                options.Log?.WriteLine($"engine serve: {Name} ready: {model.Info.Architecture}, {Parameters(model.Info.ParameterCount)} parameters, " +
+                    $"context {model.Info.ContextLength} tokens, KV cache {model.Info.KvCacheCapacity} tokens ({model.Info.KvCacheType})");
+                lock (_gate) { _model = model; _users++; return model; }
+            }
+            finally { _loading.Release(); }
+        }
+
+        /// <summary>A request is done with the model: it stays loaded for keepAlive (negative: until the server stops).</summary>
+        public void Release(TimeSpan keepAlive)
+        {
+            lock (_gate)
+            {
+                _users--;
+                var until = keepAlive < TimeSpan.Zero ? DateTime.MaxValue : DateTime.UtcNow + keepAlive;
+                // The longest keep-alive asked for wins, as in Ollama (a request with 0 unloads it when idle).
+                _expiresAt = keepAlive == TimeSpan.Zero ? DateTime.UtcNow : until;
+            }
+        }
+
+        public void UnloadIfExpired(TextWriter? log)
+        {
+            Model? unload = null;
+            lock (_gate)
+                if (_model is not null && _users == 0 && DateTime.UtcNow >= _expiresAt)
+                {
+                    unload = _model;
+                    _model = null;
+                    _expiresAt = DateTime.MaxValue;
+                }
+            if (unload is null) return;
+            log?.WriteLine($"engine serve: unloading {Name} (keep-alive expired)");
+            unload.Dispose();
+        }
+
+        public void Unload()
+        {
+            Model? unload;
+            lock (_gate) { unload = _model; _model = null; }
+            unload?.Dispose();
+        }
+    }
+
+    /// <summary>A parameter count as people write it: 1.54B, 494M, 260K.</summary>
+    public static string Parameters(long count) => count >= 1_000_000_000 ? $"{count / 1e9:0.##}B" : count >= 1_000_000 ? $"{count / 1e6:0.#}M" : $"{count / 1e3:0}K";
+
+    /// <summary>A request's hold on a loaded model.</summary>
+    internal sealed class Lease(Entry entry, Model model, TimeSpan keepAlive) : IDisposable
+    {
+        int _released;
+        public Entry Entry { get; } = entry;
+        public Model Model { get; } = model;
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _released, 1) == 0) Entry.Release(keepAlive);
+        }
+    }
+
+    sealed class LogProgress(TextWriter? log, string name) : IProgress<ModelLoadProgress>
+    {
+        public void Report(ModelLoadProgress value) => log?.WriteLine($"engine serve: {name}: {value.Message}");
+    }
+}

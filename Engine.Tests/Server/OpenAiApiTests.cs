@@ -1,0 +1,147 @@
+using System.Text;
+using System.Text.Json;
+
+namespace Engine.Tests.Server;
+
+/// <summary>The /v1 routes over HTTP against a running server: shapes, usage, streams, and the text the library itself
+/// generates for the same request (greedy, so it must match token for token).</summary>
+public class OpenAiApiTests(ServerFixture server) : IClassFixture<ServerFixture>
+{
+    const string Prompt = "Once upon a time";
+
+    [Fact]
+    public async Task Models_are_listed_by_file_name()
+    {
+        var list = JsonDocument.Parse(await server.Http.GetStringAsync("/v1/models")).RootElement;
+        list.GetProperty("object").GetString().Should().Be("list");
+        var first = list.GetProperty("data")[0];
+        first.GetProperty("id").GetString().Should().Be(ServerFixture.ModelName);
+        first.GetProperty("object").GetString().Should().Be("model");
+        var one = JsonDocument.Parse(await server.Http.GetStringAsync($"/v1/models/{ServerFixture.ModelName}")).RootElement;
+        one.GetProperty("id").GetString().Should().Be(ServerFixture.ModelName);
+    }
+
+    [Fact]
+    public async Task Chat_completion_is_the_librarys_greedy_reply_with_usage()
+    {
+        var (status, body) = await server.PostAsync("/v1/chat/completions", new
+        {
+            model = ServerFixture.ModelName,
+            messages = new[] { new { role = "user", content = Prompt } },
+            max_tokens = 12,
+            temperature = 0,
+        });
+        status.Should().Be(200, body.ToString());
+        body.GetProperty("object").GetString().Should().Be("chat.completion");
+        var choice = body.GetProperty("choices")[0];
+        choice.GetProperty("message").GetProperty("role").GetString().Should().Be("assistant");
+        var content = choice.GetProperty("message").GetProperty("content").GetString();
+        content.Should().Be(await ServerFixture.LibraryChatAsync(Prompt, 12));
+        var usage = body.GetProperty("usage");
+        usage.GetProperty("completion_tokens").GetInt32().Should().BeInRange(1, 12);
+        usage.GetProperty("prompt_tokens").GetInt32().Should().BeGreaterThan(0);
+        usage.GetProperty("total_tokens").GetInt32().Should().Be(usage.GetProperty("prompt_tokens").GetInt32() + usage.GetProperty("completion_tokens").GetInt32());
+        if (usage.GetProperty("completion_tokens").GetInt32() == 12) choice.GetProperty("finish_reason").GetString().Should().Be("length");
+    }
+
+    [Fact]
+    public async Task Streamed_chat_carries_the_same_text_then_usage_then_done()
+    {
+        var request = new
+        {
+            model = ServerFixture.ModelName,
+            messages = new[] { new { role = "user", content = Prompt } },
+            max_tokens = 12,
+            temperature = 0,
+            stream = true,
+            stream_options = new { include_usage = true },
+        };
+        var events = await server.PostEventsAsync("/v1/chat/completions", request);
+        events.Should().HaveCountGreaterThan(2);
+        events[0].GetProperty("choices")[0].GetProperty("delta").GetProperty("role").GetString().Should().Be("assistant");
+        var text = new StringBuilder();
+        string? finish = null;
+        foreach (var e in events[..^1])
+        {
+            e.GetProperty("object").GetString().Should().Be("chat.completion.chunk");
+            var choice = e.GetProperty("choices")[0];
+            if (choice.GetProperty("delta").TryGetProperty("content", out var c)) text.Append(c.GetString());
+            if (choice.GetProperty("finish_reason").ValueKind == JsonValueKind.String) finish = choice.GetProperty("finish_reason").GetString();
+        }
+        finish.Should().NotBeNull("the last choice chunk names the finish reason");
+        text.ToString().Should().Be(await ServerFixture.LibraryChatAsync(Prompt, 12));
+        var last = events[^1];
+        last.GetProperty("choices").GetArrayLength().Should().Be(0, "the usage chunk has no choices");
+        last.GetProperty("usage").GetProperty("completion_tokens").GetInt32().Should().BeInRange(1, 12);
+    }
+
+    [Fact]
+    public async Task Several_choices_come_back_indexed()
+    {
+        var (status, body) = await server.PostAsync("/v1/chat/completions", new
+        {
+            model = ServerFixture.ModelName,
+            messages = new[] { new { role = "user", content = Prompt } },
+            max_tokens = 6,
+            n = 3,
+            seed = 7,
+        });
+        status.Should().Be(200, body.ToString());
+        body.GetProperty("choices").EnumerateArray().Select(c => c.GetProperty("index").GetInt32()).Should().Equal(0, 1, 2);
+        body.GetProperty("usage").GetProperty("completion_tokens").GetInt32().Should().BeInRange(3, 18);
+    }
+
+    [Fact]
+    public async Task Log_probabilities_are_returned_when_asked()
+    {
+        var (status, body) = await server.PostAsync("/v1/chat/completions", new
+        {
+            model = ServerFixture.ModelName,
+            messages = new[] { new { role = "user", content = Prompt } },
+            max_tokens = 4,
+            temperature = 0,
+            logprobs = true,
+            top_logprobs = 3,
+        });
+        status.Should().Be(200, body.ToString());
+        var content = body.GetProperty("choices")[0].GetProperty("logprobs").GetProperty("content");
+        content.GetArrayLength().Should().BeGreaterThan(0);
+        var first = content[0];
+        first.GetProperty("logprob").GetSingle().Should().BeLessThanOrEqualTo(0);
+        first.GetProperty("top_logprobs").GetArrayLength().Should().Be(3);
+        first.GetProperty("top_logprobs")[0].GetProperty("token").GetString().Should().Be(first.GetProperty("token").GetString(), "greedy picks the most likely token");
+    }
+
+    [Fact]
+    public async Task Completion_continues_the_raw_prompt_as_the_library_does()
+    {
+        var (status, body) = await server.PostAsync("/v1/completions", new { model = ServerFixture.ModelName, prompt = Prompt, max_tokens = 10, temperature = 0 });
+        status.Should().Be(200, body.ToString());
+        body.GetProperty("object").GetString().Should().Be("text_completion");
+        body.GetProperty("choices")[0].GetProperty("text").GetString().Should().Be(await ServerFixture.LibraryCompletionAsync(Prompt, 10));
+        body.GetProperty("usage").GetProperty("completion_tokens").GetInt32().Should().BeInRange(1, 10);
+
+        var events = await server.PostEventsAsync("/v1/completions", new { model = ServerFixture.ModelName, prompt = Prompt, max_tokens = 10, temperature = 0, stream = true });
+        string.Concat(events.Select(e => e.GetProperty("choices")[0].GetProperty("text").GetString()))
+            .Should().Be(body.GetProperty("choices")[0].GetProperty("text").GetString());
+    }
+
+    [Fact]
+    public async Task Embeddings_have_the_models_width_for_every_input()
+    {
+        var (status, body) = await server.PostAsync("/v1/embeddings", new { model = ServerFixture.ModelName, input = new[] { "a cat", "a dog sat" } });
+        status.Should().Be(200, body.ToString());
+        var data = body.GetProperty("data");
+        data.GetArrayLength().Should().Be(2);
+        data[1].GetProperty("index").GetInt32().Should().Be(1);
+        int width = data[0].GetProperty("embedding").GetArrayLength();
+        width.Should().BeGreaterThan(0);
+        data[1].GetProperty("embedding").GetArrayLength().Should().Be(width);
+        body.GetProperty("usage").GetProperty("prompt_tokens").GetInt32().Should().BeGreaterThan(0);
+
+        var (_, b64) = await server.PostAsync("/v1/embeddings", new { model = ServerFixture.ModelName, input = "a cat", encoding_format = "base64" });
+        var bytes = System.Convert.FromBase64String(b64.GetProperty("data")[0].GetProperty("embedding").GetString()!);
+        bytes.Length.Should().Be(width * 4);
+        BitConverter.ToSingle(bytes, 0).Should().Be(data[0].GetProperty("embedding")[0].GetSingle());
+    }
+}
