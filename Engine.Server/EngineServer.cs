@@ -2,6 +2,7 @@ using System.Net;
 using System.Security.Cryptography;
 using System.Text;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Prometheus;
 
 namespace Engine.Server;
 
@@ -12,17 +13,23 @@ internal sealed class EngineServer : IAsyncDisposable
 {
     readonly WebApplication _app;
     readonly ModelCatalog _catalog;
+    readonly ServerMetrics _metrics;
     int _inFlight;
 
     public ServerOptions Options { get; }
     public ModelCatalog Catalog => _catalog;
 
-    EngineServer(WebApplication app, ModelCatalog catalog, ServerOptions options)
+    EngineServer(WebApplication app, ModelCatalog catalog, ServerMetrics metrics, ServerOptions options)
     {
         _app = app;
         _catalog = catalog;
+        _metrics = metrics;
         Options = options;
     }
+
+    /// <summary>When the request arrived, for the time-to-first-token measurement.</summary>
+    public static System.Diagnostics.Stopwatch Arrival(HttpContext http) =>
+        http.Items[typeof(EngineServer)] as System.Diagnostics.Stopwatch ?? System.Diagnostics.Stopwatch.StartNew();
 
     /// <summary>The address clients reach, after <see cref="StartAsync"/> (with the port Kestrel picked for port 0).</summary>
     public Uri Address { get; private set; } = new("http://127.0.0.1/");
@@ -49,15 +56,17 @@ internal sealed class EngineServer : IAsyncDisposable
                 p.AllowAnyHeader().AllowAnyMethod();
             }));
         var app = builder.Build();
-        var server = new EngineServer(app, catalog, options);
+        var metrics = new ServerMetrics(catalog);
+        var server = new EngineServer(app, catalog, metrics, options);
         app.Use(server.GuardAsync);
         if (options.CorsOrigins.Count > 0) app.UseCors();
         app.Use(server.ErrorsAsync);
         app.MapGet("/health", () => Results.Json(new { status = "ok" }, ServerJson.Options));
         app.MapMethods("/", ["HEAD"], () => Results.Ok());
         app.MapGet("/", (HttpContext http) => Results.Text("Ollama is running", "text/plain"));
-        OpenAiApi.Map(app, catalog, options);
-        OllamaApi.Map(app, catalog, options);
+        app.MapMetrics("/metrics", metrics.Registry);
+        OpenAiApi.Map(app, catalog, metrics, options);
+        OllamaApi.Map(app, catalog, metrics, options);
         app.MapFallback((HttpContext http) => throw new ApiError(404, $"no route {http.Request.Method} {http.Request.Path}"));
         return server;
     }
@@ -85,6 +94,7 @@ internal sealed class EngineServer : IAsyncDisposable
     {
         await _app.StopAsync().ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false);
+        _metrics.Dispose();
         _catalog.Dispose();
     }
 
@@ -95,6 +105,7 @@ internal sealed class EngineServer : IAsyncDisposable
     async Task GuardAsync(HttpContext http, RequestDelegate next)
     {
         var watch = System.Diagnostics.Stopwatch.StartNew();
+        http.Items[typeof(EngineServer)] = watch;
         try
         {
             if (IsLoopbackBind() && !LocalHost(http.Request.Host.Host))
@@ -132,6 +143,8 @@ internal sealed class EngineServer : IAsyncDisposable
         }
         finally
         {
+            var route = (http.GetEndpoint() as RouteEndpoint)?.RoutePattern.RawText ?? "other";
+            _metrics.Request(route, http.Response.StatusCode);
             Options.Log?.WriteLine($"engine serve: {http.Request.Method} {http.Request.Path} {http.Response.StatusCode} {watch.Elapsed.TotalMilliseconds:0} ms" +
                 (http.RequestAborted.IsCancellationRequested ? " (client gone)" : ""));
         }

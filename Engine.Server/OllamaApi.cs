@@ -10,7 +10,7 @@ internal static class OllamaApi
     /// <summary>The Ollama API level this server speaks, for clients that check /api/version.</summary>
     public const string Version = "0.12.0";
 
-    public static void Map(WebApplication app, ModelCatalog catalog, ServerOptions options)
+    public static void Map(WebApplication app, ModelCatalog catalog, ServerMetrics metrics, ServerOptions options)
     {
         app.MapGet("/api/version", () => Results.Json(new { version = Version }, ServerJson.Options));
         app.MapGet("/api/tags", () => Results.Json(new { models = catalog.All.Select(e => Tag(e)).ToArray() }, ServerJson.Options));
@@ -29,8 +29,8 @@ internal static class OllamaApi
             }).ToArray(),
         }, ServerJson.Options));
         app.MapPost("/api/show", (HttpContext http) => ShowAsync(http, catalog));
-        app.MapPost("/api/chat", (HttpContext http) => ChatAsync(http, catalog, options, chat: true));
-        app.MapPost("/api/generate", (HttpContext http) => ChatAsync(http, catalog, options, chat: false));
+        app.MapPost("/api/chat", (HttpContext http) => ChatAsync(http, catalog, metrics, chat: true));
+        app.MapPost("/api/generate", (HttpContext http) => ChatAsync(http, catalog, metrics, chat: false));
         app.MapPost("/api/embed", (HttpContext http) => EmbedAsync(http, catalog, legacy: false));
         app.MapPost("/api/embeddings", (HttpContext http) => EmbedAsync(http, catalog, legacy: true));
     }
@@ -99,7 +99,7 @@ internal static class OllamaApi
         };
     }
 
-    static async Task ChatAsync(HttpContext http, ModelCatalog catalog, ServerOptions options, bool chat)
+    static async Task ChatAsync(HttpContext http, ModelCatalog catalog, ServerMetrics metrics, bool chat)
     {
         var ct = http.RequestAborted;
         var body = await JsonRequest.ReadAsync(http.Request, ct).ConfigureAwait(false);
@@ -136,7 +136,7 @@ internal static class OllamaApi
         IAsyncEnumerable<(string Reasoning, string Answer, GeneratedToken Token)> pieces = turns is not null
             ? Pieces(session.ChatAsync(turns, sampling, ct))
             : Pieces(session.GenerateAsync(prompt!, sampling, ct));
-        var first = await Generation.StartAsync(pieces, ct).ConfigureAwait(false);
+        var first = await Generation.StartAsync(metrics.Measure(pieces, p => p.Token, EngineServer.Arrival(http)), ct).ConfigureAwait(false);
         var model = lease.Entry.Name;
         var answer = new System.Text.StringBuilder();
         var reasoning = new System.Text.StringBuilder();

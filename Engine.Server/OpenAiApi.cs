@@ -8,7 +8,7 @@ namespace Engine.Server;
 /// and a stream does too when <c>stream_options.include_usage</c> asks.</summary>
 internal static class OpenAiApi
 {
-    public static void Map(WebApplication app, ModelCatalog catalog, ServerOptions options)
+    public static void Map(WebApplication app, ModelCatalog catalog, ServerMetrics metrics, ServerOptions options)
     {
         app.MapGet("/v1/models", () => Results.Json(new
         {
@@ -16,8 +16,8 @@ internal static class OpenAiApi
             data = catalog.All.Select(ModelObject).ToArray(),
         }, ServerJson.Options));
         app.MapGet("/v1/models/{**id}", (string id) => Results.Json(ModelObject(catalog.Find(id)), ServerJson.Options));
-        app.MapPost("/v1/chat/completions", (HttpContext http) => ChatAsync(http, catalog, options));
-        app.MapPost("/v1/completions", (HttpContext http) => CompletionAsync(http, catalog, options));
+        app.MapPost("/v1/chat/completions", (HttpContext http) => ChatAsync(http, catalog, metrics, options));
+        app.MapPost("/v1/completions", (HttpContext http) => CompletionAsync(http, catalog, metrics, options));
         app.MapPost("/v1/embeddings", (HttpContext http) => EmbeddingsAsync(http, catalog));
     }
 
@@ -135,7 +135,7 @@ internal static class OpenAiApi
             yield return new Piece(index, "", t.IsEndOfGeneration ? "" : t.Text, t);
     }
 
-    static async Task ChatAsync(HttpContext http, ModelCatalog catalog, ServerOptions options)
+    static async Task ChatAsync(HttpContext http, ModelCatalog catalog, ServerMetrics metrics, ServerOptions options)
     {
         var ct = http.RequestAborted;
         var body = await JsonRequest.ReadAsync(http.Request, ct).ConfigureAwait(false);
@@ -148,7 +148,7 @@ internal static class OpenAiApi
         bool inline = reasoningFormat == "none";
         using var lease = await catalog.AcquireAsync(common.Model, null, ct).ConfigureAwait(false);
         var reader = await RunChoicesAsync(lease.Model, common.Choices,
-            (s, i) => ChatPieces(s, i, turns, ForChoice(common.Options, i), ct), ct).ConfigureAwait(false);
+            (s, i) => metrics.Measure(ChatPieces(s, i, turns, ForChoice(common.Options, i), ct), p => p.Token, EngineServer.Arrival(http)), ct).ConfigureAwait(false);
         var id = "chatcmpl-" + Guid.NewGuid().ToString("N")[..24];
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         if (common.Stream) await StreamChatAsync(http, reader, common, lease.Entry.Name, id, created, inline, ct).ConfigureAwait(false);
@@ -245,7 +245,7 @@ internal static class OpenAiApi
         await sse.DoneAsync(ct).ConfigureAwait(false);
     }
 
-    static async Task CompletionAsync(HttpContext http, ModelCatalog catalog, ServerOptions options)
+    static async Task CompletionAsync(HttpContext http, ModelCatalog catalog, ServerMetrics metrics, ServerOptions options)
     {
         var ct = http.RequestAborted;
         var body = await JsonRequest.ReadAsync(http.Request, ct).ConfigureAwait(false);
@@ -259,7 +259,7 @@ internal static class OpenAiApi
         var sampling = common.Options.MaxTokens is null && !body.Has("max_tokens") ? common.Options with { MaxTokens = 16 } : common.Options;
         using var lease = await catalog.AcquireAsync(common.Model, null, ct).ConfigureAwait(false);
         var reader = await RunChoicesAsync(lease.Model, common.Choices,
-            (s, i) => TextPieces(s, i, prompt, ForChoice(sampling, i), ct), ct).ConfigureAwait(false);
+            (s, i) => metrics.Measure(TextPieces(s, i, prompt, ForChoice(sampling, i), ct), p => p.Token, EngineServer.Arrival(http)), ct).ConfigureAwait(false);
         var id = "cmpl-" + Guid.NewGuid().ToString("N")[..24];
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         var name = lease.Entry.Name;

@@ -145,3 +145,29 @@ public class OpenAiApiTests(ServerFixture server) : IClassFixture<ServerFixture>
         BitConverter.ToSingle(bytes, 0).Should().Be(data[0].GetProperty("embedding")[0].GetSingle());
     }
 }
+
+/// <summary>/metrics in Prometheus text after some traffic.</summary>
+public class ServerMetricsTests(ServerFixture server) : IClassFixture<ServerFixture>
+{
+    [Fact]
+    public async Task Metrics_count_requests_tokens_and_latencies()
+    {
+        var (status, body) = await server.PostAsync("/v1/chat/completions", new
+        {
+            model = ServerFixture.ModelName,
+            messages = new[] { new { role = "user", content = "Once upon a time" } },
+            max_tokens = 5,
+        });
+        status.Should().Be(200, body.ToString());
+        int generated = body.GetProperty("usage").GetProperty("completion_tokens").GetInt32();
+        using var response = await server.Http.GetAsync("/metrics");
+        response.Content.Headers.ContentType!.MediaType.Should().Be("text/plain");
+        var text = await response.Content.ReadAsStringAsync();
+        text.Should().Contain("engine_requests_running").And.Contain("engine_requests_waiting").And.Contain("engine_kv_blocks_used")
+            .And.Contain("engine_prefix_cache_hit_tokens");
+        text.Should().MatchRegex("engine_http_requests[_a-z]*\\{[^}]*route=\"/v1/chat/completions\"[^}]*status=\"200\"");
+        text.Should().Contain("engine_time_to_first_token_seconds_bucket").And.Contain("engine_inter_token_latency_seconds_bucket");
+        var line = text.Split('\n').First(l => l.StartsWith("engine_generated_tokens ", StringComparison.Ordinal));
+        double.Parse(line.Split(' ')[^1], System.Globalization.CultureInfo.InvariantCulture).Should().BeGreaterThanOrEqualTo(generated);
+    }
+}
