@@ -104,10 +104,11 @@ internal static class OllamaApi
         var ct = http.RequestAborted;
         var body = await JsonRequest.ReadAsync(http.Request, ct).ConfigureAwait(false);
         var name = body.RequiredString("model");
-        var sampling = Sampling(body);
         bool stream = body.Bool("stream") ?? true;
         var keepAlive = KeepAlive(body);
+        // think: false turns a Qwen3 model's reasoning off (and hides any that comes anyway); true keeps it on.
         bool? think = body.Get("think") is { ValueKind: JsonValueKind.True or JsonValueKind.False } t ? t.ValueKind == JsonValueKind.True : null;
+        var sampling = Sampling(body) with { EnableThinking = think };
         if (body.Object("options")?.Int("num_ctx", 1, 1 << 24) is { } numCtx)
             _ = numCtx; // the context is the server's (--ctx); a prompt that does not fit is refused with both counts
         List<ChatTurn>? turns = null;

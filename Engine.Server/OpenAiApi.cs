@@ -146,9 +146,11 @@ internal static class OpenAiApi
         if (reasoningFormat is not ("auto" or "none" or "deepseek" or "parsed"))
             throw ApiError.BadRequest($"'reasoning_format' must be auto, deepseek or none, got '{reasoningFormat}'", "reasoning_format");
         bool inline = reasoningFormat == "none";
+        // Qwen3's switch, as vLLM and llama-server take it: chat_template_kwargs.enable_thinking.
+        var chatOptions = common.Options with { EnableThinking = body.Object("chat_template_kwargs")?.Bool("enable_thinking") };
         using var lease = await catalog.AcquireAsync(common.Model, null, ct).ConfigureAwait(false);
         var reader = await RunChoicesAsync(lease.Model, common.Choices,
-            (s, i) => metrics.Measure(ChatPieces(s, i, turns, ForChoice(common.Options, i), ct), p => p.Token, EngineServer.Arrival(http)), ct).ConfigureAwait(false);
+            (s, i) => metrics.Measure(ChatPieces(s, i, turns, ForChoice(chatOptions, i), ct), p => p.Token, EngineServer.Arrival(http)), ct).ConfigureAwait(false);
         var id = "chatcmpl-" + Guid.NewGuid().ToString("N")[..24];
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         if (common.Stream) await StreamChatAsync(http, reader, common, lease.Entry.Name, id, created, inline, ct).ConfigureAwait(false);

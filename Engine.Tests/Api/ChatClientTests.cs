@@ -75,6 +75,21 @@ public class ChatClientTests
     }
 
     [Fact]
+    public async Task Thinking_can_be_switched_off_per_request()
+    {
+        using var model = Model.Load(ModelPath);
+        async Task<string> Prompt(bool? thinking)
+        {
+            using var session = model.CreateSession();
+            await foreach (var _ in session.ChatAsync([new ChatTurn("user", "Hi")], GenerateOptions.Greedy with { MaxTokens = 1, EnableThinking = thinking })) { }
+            return string.Concat(session.Tokens.Select(model.TokenText));
+        }
+        (await Prompt(false)).Should().Contain("<|im_start|>assistant\n<think>\n\n</think>\n\n", "Qwen3's enable_thinking=False opens the reply with an empty think block");
+        (await Prompt(null)).Should().Contain("<|im_start|>assistant\n").And.NotContain("<think>");
+        (await Prompt(true)).Should().Contain("<|im_start|>assistant\n").And.NotContain("<think>");
+    }
+
+    [Fact]
     public async Task Non_streaming_response_carries_text_usage_and_finish_reason()
     {
         using var model = Model.Load(ModelPath);

@@ -17,9 +17,10 @@ public class OllamaApiTests(ServerFixture server) : IClassFixture<ServerFixture>
             head.StatusCode.Should().Be(HttpStatusCode.OK);
         JsonDocument.Parse(await server.Http.GetStringAsync("/api/version")).RootElement.GetProperty("version").GetString().Should().NotBeNullOrEmpty();
         var tags = JsonDocument.Parse(await server.Http.GetStringAsync("/api/tags")).RootElement.GetProperty("models");
-        tags[0].GetProperty("name").GetString().Should().Be(ServerFixture.ModelName);
-        tags[0].GetProperty("size").GetInt64().Should().Be(new FileInfo(ServerFixture.ModelPath).Length);
-        tags[0].GetProperty("details").GetProperty("format").GetString().Should().Be("gguf");
+        var stories = tags.EnumerateArray().Single(t => t.GetProperty("name").GetString() == ServerFixture.ModelName);
+        stories.GetProperty("size").GetInt64().Should().Be(new FileInfo(ServerFixture.ModelPath).Length);
+        stories.GetProperty("details").GetProperty("format").GetString().Should().Be("gguf");
+        tags.GetArrayLength().Should().Be(2);
         JsonDocument.Parse(await server.Http.GetStringAsync("/health")).RootElement.GetProperty("status").GetString().Should().Be("ok");
     }
 

@@ -14,9 +14,9 @@ public class OpenAiApiTests(ServerFixture server) : IClassFixture<ServerFixture>
     {
         var list = JsonDocument.Parse(await server.Http.GetStringAsync("/v1/models")).RootElement;
         list.GetProperty("object").GetString().Should().Be("list");
-        var first = list.GetProperty("data")[0];
-        first.GetProperty("id").GetString().Should().Be(ServerFixture.ModelName);
-        first.GetProperty("object").GetString().Should().Be("model");
+        var ids = list.GetProperty("data").EnumerateArray().Select(m => m.GetProperty("id").GetString()).ToList();
+        ids.Should().Equal(ServerFixture.ChatModelName, ServerFixture.ModelName);
+        list.GetProperty("data")[0].GetProperty("object").GetString().Should().Be("model");
         var one = JsonDocument.Parse(await server.Http.GetStringAsync($"/v1/models/{ServerFixture.ModelName}")).RootElement;
         one.GetProperty("id").GetString().Should().Be(ServerFixture.ModelName);
     }
@@ -169,5 +169,32 @@ public class ServerMetricsTests(ServerFixture server) : IClassFixture<ServerFixt
         text.Should().Contain("engine_time_to_first_token_seconds_bucket").And.Contain("engine_inter_token_latency_seconds_bucket");
         var line = text.Split('\n').First(l => l.StartsWith("engine_generated_tokens ", StringComparison.Ordinal));
         double.Parse(line.Split(' ')[^1], System.Globalization.CultureInfo.InvariantCulture).Should().BeGreaterThanOrEqualTo(generated);
+    }
+}
+
+/// <summary>Qwen3's per-request thinking switch through both API families: off, the template opens the reply with an
+/// empty think block, which the prompt's token count shows.</summary>
+public class ThinkingSwitchTests(ServerFixture server) : IClassFixture<ServerFixture>
+{
+    async Task<int> PromptTokens(object request)
+    {
+        var (status, body) = await server.PostAsync("/v1/chat/completions", request);
+        status.Should().Be(200, body.ToString());
+        return body.GetProperty("usage").GetProperty("prompt_tokens").GetInt32();
+    }
+
+    [Fact]
+    public async Task Enable_thinking_false_adds_the_empty_think_block()
+    {
+        var messages = new[] { new { role = "user", content = "What is the capital of France?" } };
+        int plain = await PromptTokens(new { model = ServerFixture.ChatModelName, messages, max_tokens = 1 });
+        int off = await PromptTokens(new { model = ServerFixture.ChatModelName, messages, max_tokens = 1, chat_template_kwargs = new { enable_thinking = false } });
+        int on = await PromptTokens(new { model = ServerFixture.ChatModelName, messages, max_tokens = 1, chat_template_kwargs = new { enable_thinking = true } });
+        on.Should().Be(plain);
+        off.Should().BeGreaterThan(plain, "<think>\\n\\n</think>\\n\\n is added to the generation prompt");
+
+        var (status, body) = await server.PostAsync("/api/chat", new { model = ServerFixture.ChatModelName, messages, stream = false, think = false, options = new { num_predict = 1 } });
+        status.Should().Be(200, body.ToString());
+        body.GetProperty("prompt_eval_count").GetInt32().Should().Be(off);
     }
 }

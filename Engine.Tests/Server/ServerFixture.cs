@@ -12,6 +12,9 @@ public sealed class ServerFixture : IAsyncLifetime
 {
     public static readonly string ModelPath = TestPaths.Repo("models", "stories260K.gguf");
     public const string ModelName = "stories260K";
+    /// <summary>A tiny Qwen2-shaped model with Qwen3's chat template (think tags, enable_thinking), shipped with the tests.</summary>
+    public static readonly string ChatModelPath = TestPaths.Repo("Engine.Tests", "Fixtures", "qwen2-tiny-chat-Q8_0.gguf");
+    public const string ChatModelName = "qwen2-tiny-chat-Q8_0";
 
     internal EngineServer Server { get; private set; } = null!;
     public HttpClient Http { get; private set; } = null!;
@@ -20,7 +23,7 @@ public sealed class ServerFixture : IAsyncLifetime
 
     internal static ServerOptions Options(TextWriter? log = null) => new()
     {
-        Models = [ModelPath],
+        Models = [ModelPath, ChatModelPath],
         Port = 0,
         LoadOptions = new ModelLoadOptions { Threads = 2, ContextLength = 256, KvCacheType = KvCacheType.F32 },
         Log = log is null ? null : TextWriter.Synchronized(log),

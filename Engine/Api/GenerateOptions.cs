@@ -35,6 +35,10 @@ public sealed record GenerateOptions
     /// <summary>How many of the most likely alternatives to report with each token (<see cref="GeneratedToken.TopAlternatives"/>),
     /// 0 to 20; 0 (the default) reports none.</summary>
     public int TopLogProbabilities { get; init; }
+    /// <summary>For <see cref="Session.ChatAsync"/>: false asks a model whose template can turn its reasoning off
+    /// (Qwen3's <c>enable_thinking</c>: an empty think block opens the reply) to answer directly; true or null (the
+    /// default) keep the template's behaviour. Templates that always reason (the DeepSeek-R1 distills) ignore it.</summary>
+    public bool? EnableThinking { get; init; }
 
     /// <summary>Always the most likely token: the same text every time.</summary>
     public static GenerateOptions Greedy { get; } = new() { Temperature = 0f, TopK = 0, TopP = 1f, MinP = 0f };

@@ -110,6 +110,8 @@ public sealed class Session : IDisposable
         ArgumentNullException.ThrowIfNull(messages);
         ThrowIfDisposed();
         var template = _model.ChatTemplate;
+        if (options?.EnableThinking is { } thinking && template is Chat.Qwen3Template qwen3 && qwen3.EnableThinking != thinking)
+            template = new Chat.Qwen3Template(thinking);
         var turns = messages.Select((m, i) => m is null ? throw new ArgumentException($"message {i} is null", nameof(messages))
             : new ChatMessage(m.Role, m.Content ?? "")).ToList();
         // The template's markers are special tokens; the messages' own text is read as text, whatever it contains.
