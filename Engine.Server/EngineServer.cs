@@ -19,6 +19,16 @@ internal sealed class EngineServer : IAsyncDisposable
     public ServerOptions Options { get; }
     public ModelCatalog Catalog => _catalog;
 
+    /// <summary>The built-in chat page (wwwroot/index.html, embedded in the assembly).</summary>
+    static readonly Lazy<byte[]> ChatPage = new(() =>
+    {
+        using var stream = typeof(EngineServer).Assembly.GetManifestResourceStream("Engine.Server.ChatPage.html")
+            ?? throw new InvalidOperationException("the chat page is missing from Engine.Server.dll");
+        using var copy = new MemoryStream();
+        stream.CopyTo(copy);
+        return copy.ToArray();
+    });
+
     EngineServer(WebApplication app, ModelCatalog catalog, ServerMetrics metrics, ServerOptions options)
     {
         _app = app;
@@ -63,7 +73,15 @@ internal sealed class EngineServer : IAsyncDisposable
         app.Use(server.ErrorsAsync);
         app.MapGet("/health", () => Results.Json(new { status = "ok" }, ServerJson.Options));
         app.MapMethods("/", ["HEAD"], () => Results.Ok());
-        app.MapGet("/", (HttpContext http) => Results.Text("Ollama is running", "text/plain"));
+        // Browsers get the chat page; Ollama clients, which probe / without asking for HTML, get Ollama's status text.
+        app.MapGet("/", (HttpContext http) =>
+        {
+            if (!http.Request.Headers.Accept.ToString().Contains("text/html", StringComparison.OrdinalIgnoreCase))
+                return Results.Text("Ollama is running", "text/plain");
+            http.Response.Headers.ContentSecurityPolicy = "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'";
+            http.Response.Headers.XContentTypeOptions = "nosniff";
+            return Results.Bytes(ChatPage.Value, "text/html; charset=utf-8");
+        });
         app.MapMetrics("/metrics", metrics.Registry);
         OpenAiApi.Map(app, catalog, metrics, options);
         OllamaApi.Map(app, catalog, metrics, options);
