@@ -34,7 +34,11 @@ internal static class OpenAiApi
     static GenerateOptions Sampling(JsonRequest body, ServerOptions options)
     {
         var o = new GenerateOptions();
-        int? maxTokens = body.Int("max_completion_tokens", 0, Generation.MaxTokensLimit) ?? body.Int("max_tokens", 0, Generation.MaxTokensLimit);
+        int? maxTokens = body.Int("max_completion_tokens", 1, Generation.MaxTokensLimit) ?? body.Int("max_tokens", 1, Generation.MaxTokensLimit);
+        if (body.Float("top_p", 0, 1) is 0) throw ApiError.BadRequest("'top_p' must be in (0, 1], got 0", "top_p");
+        // logit_bias is not applied by this server: an empty map is accepted, anything else is refused rather than ignored.
+        if (body.Get("logit_bias") is { } bias && (bias.ValueKind != JsonValueKind.Object || bias.EnumerateObject().Any()))
+            throw ApiError.BadRequest("'logit_bias' is not supported by this server", "logit_bias");
         return o with
         {
             MaxTokens = maxTokens,

@@ -41,11 +41,30 @@ public class ServerErrorTests(ServerFixture server) : IClassFixture<ServerFixtur
     [InlineData("{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"temperature\":-1}", "temperature")]
     [InlineData("{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"n\":1000}", "n")]
     [InlineData("{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", "model")]
+    [InlineData("{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":0}", "max_tokens")]
+    [InlineData("{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"top_p\":0}", "top_p")]
+    [InlineData("{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"top_logprobs\":21,\"logprobs\":true}", "top_logprobs")]
+    [InlineData("{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logit_bias\":{\"5\":10}}", "logit_bias")]
+    [InlineData("{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stop\":[\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\",\"i\",\"j\",\"k\",\"l\",\"m\",\"n\",\"o\",\"p\",\"q\"]}", "stop")]
     public async Task Malformed_chat_requests_are_400_with_the_parameter(string json, string? param)
     {
         var (status, body) = await server.PostRawAsync("/v1/chat/completions", json);
         status.Should().Be(400, body.ToString());
         OpenAiError(body, param);
+        await StillServes();
+    }
+
+    [Fact]
+    public async Task A_stop_string_longer_than_the_limit_is_400()
+    {
+        var (status, body) = await server.PostAsync("/v1/chat/completions", new
+        {
+            model = ServerFixture.ModelName,
+            messages = new[] { new { role = "user", content = "x" } },
+            stop = new[] { new string('s', 300) },
+        });
+        status.Should().Be(400, body.ToString());
+        body.GetProperty("error").GetProperty("param").GetString().Should().Be("stop");
         await StillServes();
     }
 
@@ -161,6 +180,23 @@ public class ServerSecurityTests
         (await http.GetAsync("/v1/models")).StatusCode.Should().Be(HttpStatusCode.Unauthorized);
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", "s3cret");
         (await http.GetAsync("/v1/models")).StatusCode.Should().Be(HttpStatusCode.OK);
+    }
+
+    [Fact]
+    public async Task Requests_beyond_the_limit_get_503_with_retry_after()
+    {
+        // A context of 2048 tokens keeps the first stream generating for seconds while the second arrives.
+        var options = ServerFixture.Options();
+        await using var server = EngineServer.Create(options with { MaxConcurrentRequests = 1, LoadOptions = options.LoadOptions with { ContextLength = 2048 } });
+        await server.StartAsync();
+        using var http = new HttpClient { BaseAddress = server.Address };
+        var body = JsonSerializer.Serialize(new { model = ServerFixture.ModelName, messages = new[] { new { role = "user", content = "Once" } }, stream = true, max_tokens = 100000 });
+        using var first = await http.SendAsync(new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = new StringContent(body, Encoding.UTF8, "application/json") },
+            HttpCompletionOption.ResponseHeadersRead);
+        first.StatusCode.Should().Be(HttpStatusCode.OK);
+        using var second = await http.PostAsync("/v1/chat/completions", new StringContent(body, Encoding.UTF8, "application/json"));
+        second.StatusCode.Should().Be(HttpStatusCode.ServiceUnavailable);
+        second.Headers.RetryAfter.Should().NotBeNull();
     }
 
     [Fact]
