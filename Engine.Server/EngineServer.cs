@@ -71,7 +71,13 @@ internal sealed class EngineServer : IAsyncDisposable
         app.Use(server.GuardAsync);
         if (options.CorsOrigins.Count > 0) app.UseCors();
         app.Use(server.ErrorsAsync);
-        app.MapGet("/health", () => Results.Json(new { status = "ok" }, ServerJson.Options));
+        // Ready to answer; models load on their first request, so "loading" names the ones loading now.
+        app.MapGet("/health", () => Results.Json(new
+        {
+            status = catalog.All.Any(e => e.Loading) ? "loading" : "ok",
+            loading = catalog.All.Where(e => e.Loading).Select(e => e.Name).ToArray(),
+            loaded = catalog.All.Where(e => e.Loaded is not null).Select(e => e.Name).ToArray(),
+        }, ServerJson.Options));
         app.MapMethods("/", ["HEAD"], () => Results.Ok());
         // Browsers get the chat page; Ollama clients, which probe / without asking for HTML, get Ollama's status text.
         app.MapGet("/", (HttpContext http) =>

@@ -78,6 +78,9 @@ internal sealed class ModelCatalog : IDisposable
         public DateTime Modified { get; } = File.Exists(path) ? File.GetLastWriteTimeUtc(path) : Directory.GetLastWriteTimeUtc(path);
 
         public Model? Loaded { get { lock (_gate) return _model; } }
+        /// <summary>True while the model is being loaded.</summary>
+        public bool Loading => Volatile.Read(ref _loadingNow) == 1;
+        int _loadingNow;
         public DateTime ExpiresAt { get { lock (_gate) return _expiresAt; } }
 
         public async Task<Model> LoadAsync(ServerOptions options, CancellationToken cancellationToken)
@@ -91,7 +94,10 @@ internal sealed class ModelCatalog : IDisposable
                     if (_model is { } ready) { _users++; return ready; }
                 options.Log?.WriteLine($"engine serve: loading {Name} from {Path}");
                 var progress = new LogProgress(options.Log, Name);
-                var model = await Model.LoadAsync(Path, options.LoadOptions with { Progress = progress }, cancellationToken).ConfigureAwait(false);
+                Model model;
+                Volatile.Write(ref _loadingNow, 1);
+                try { model = await Model.LoadAsync(Path, options.LoadOptions with { Progress = progress }, cancellationToken).ConfigureAwait(false); }
+                finally { Volatile.Write(ref _loadingNow, 0); }
                 options.Log?.WriteLine($"engine serve: {Name} ready: {model.Info.Architecture}, {Parameters(model.Info.ParameterCount)} parameters, " +
                     $"context {model.Info.ContextLength} tokens, KV cache {model.Info.KvCacheCapacity} tokens ({model.Info.KvCacheType})");
                 lock (_gate) { _model = model; _users++; return model; }

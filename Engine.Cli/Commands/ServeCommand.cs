@@ -11,7 +11,9 @@ public static class ServeCommand
                             [--cors-origins O1,O2] [--keep-alive 5m] [--parallel N] [--ctx N] [--kv-type T] [--kv-budget S]
                             [--device D] [--threads N]
         Serves the OpenAI API (/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models) and the Ollama API
-        (/api/chat, /api/generate, /api/embed, /api/tags, /api/show, /api/ps, /api/version) on one port.
+        (/api/chat, /api/generate, /api/embed, /api/tags, /api/show, /api/ps, /api/version) on one port. Each
+        conversation may use the model's whole trained context unless --ctx says less; the KV cache they share is
+        sized by --kv-budget (default: --parallel full contexts, capped by the free memory) and stated at load.
           --model M        a model file or folder; repeat for several. Each is named by its file or folder name
                            without extension. Without --model and --models-dir, the stories260K model that comes with engine.
           --models-dir D   every .gguf file and model folder in D
@@ -59,7 +61,9 @@ public static class ServeCommand
             ApiKey = apiKey,
             CorsOrigins = (cl.String("cors-origins") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
             KeepAlive = KeepAlive(cl.String("keep-alive")),
-            LoadOptions = ModelArguments.LoadOptions(cl, template),
+            // A server's default context is the model's whole trained context (bounded by the KV budget), stated at load.
+            LoadOptions = cl.Has("ctx") || cl.Has("c") ? ModelArguments.LoadOptions(cl, template)
+                : ModelArguments.LoadOptions(cl, template) with { ContextLength = ModelLoadOptions.TrainedContext },
             Log = Console.Error,
         };
         cl.RejectUnknown();

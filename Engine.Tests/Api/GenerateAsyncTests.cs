@@ -272,6 +272,28 @@ public class GenerateAsyncTests
     }
 
     [Fact]
+    public void The_whole_trained_context_can_be_asked_for()
+    {
+        // A small Qwen3-shaped model whose file says it was trained for 8192 tokens, above the default cap of 4096.
+        var folder = Directory.CreateTempSubdirectory("engine-context-");
+        var path = Path.Combine(folder.FullName, "qwen3-8k.gguf");
+        var preset = Engine.Convert.Presets.PresetCatalog.Find("test-qwen3")! with { ContextLength = 8192 };
+        Engine.Convert.Gguf.GgufSynthesizer.Write(new Engine.Convert.SynthOptions(preset, Engine.Convert.Quant.OutputType.Find("Q8_0")!, path)
+        {
+            VocabPath = TestPaths.Repo("Engine.Tests", "Fixtures", "fx-qwen3-F32.gguf"),
+        }, log: null);
+        using var capped = Model.Load(path);
+        using var whole = Model.Load(path, new ModelLoadOptions { ContextLength = ModelLoadOptions.TrainedContext });
+        whole.Info.TrainedContextLength.Should().BeGreaterThan(4096, "the fixture keeps its trained context above the default cap");
+        whole.Info.ContextLength.Should().Be(whole.Info.TrainedContextLength);
+        capped.Info.ContextLength.Should().Be(4096);
+        FluentActions.Invoking(() => Model.Load(path, new ModelLoadOptions { ContextLength = -2 })).Should().Throw<ArgumentOutOfRangeException>();
+        capped.Dispose();
+        whole.Dispose();
+        folder.Delete(recursive: true);
+    }
+
+    [Fact]
     public async Task Loading_reports_progress_and_runs_off_the_calling_thread()
     {
         var reports = new List<ModelLoadProgress>();

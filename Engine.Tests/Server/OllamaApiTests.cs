@@ -21,7 +21,9 @@ public class OllamaApiTests(ServerFixture server) : IClassFixture<ServerFixture>
         stories.GetProperty("size").GetInt64().Should().Be(new FileInfo(ServerFixture.ModelPath).Length);
         stories.GetProperty("details").GetProperty("format").GetString().Should().Be("gguf");
         tags.GetArrayLength().Should().Be(2);
-        JsonDocument.Parse(await server.Http.GetStringAsync("/health")).RootElement.GetProperty("status").GetString().Should().Be("ok");
+        var health = JsonDocument.Parse(await server.Http.GetStringAsync("/health")).RootElement;
+        health.GetProperty("status").GetString().Should().Be("ok");
+        health.GetProperty("loading").GetArrayLength().Should().Be(0);
     }
 
     [Fact]

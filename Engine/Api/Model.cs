@@ -50,7 +50,9 @@ public sealed class Model : IDisposable
             ? new(ChatTemplates.ByName(name)!, "chosen")
             : ChatTemplates.Detect(loaded.ChatTemplateText, config.Architecture, piece => HasToken(loaded, piece));
         ChatTemplate = match.Template;
-        int context = options.ContextLength > 0 ? options.ContextLength : Math.Min(config.TrainedContextLength, 4096);
+        int context = options.ContextLength > 0 ? options.ContextLength
+            : options.ContextLength == ModelLoadOptions.TrainedContext ? config.TrainedContextLength
+            : Math.Min(config.TrainedContextLength, 4096);
         var matrices = loaded.Model.Weights.Matrices().ToList();
         var vectors = loaded.Model.Weights.Vectors().ToList();
         Info = new ModelInfo
@@ -155,8 +157,8 @@ public sealed class Model : IDisposable
     /// <summary>Checks the options before anything is read or allocated.</summary>
     static void Validate(ModelLoadOptions options)
     {
-        if (options.ContextLength < 0)
-            throw new ArgumentOutOfRangeException(nameof(options), $"ContextLength must be 0 (the model's trained context, at most 4096) or more, got {options.ContextLength}");
+        if (options.ContextLength < 0 && options.ContextLength != ModelLoadOptions.TrainedContext)
+            throw new ArgumentOutOfRangeException(nameof(options), $"ContextLength must be 0 (the model's trained context, at most 4096), ModelLoadOptions.TrainedContext (all of it) or more, got {options.ContextLength}");
         if (options.Threads < 0)
             throw new ArgumentOutOfRangeException(nameof(options), $"Threads must be 0 (one per core) or more, got {options.Threads}");
         if (options.GpuLayers < 0)

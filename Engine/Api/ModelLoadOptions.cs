@@ -16,9 +16,14 @@ public sealed record ModelLoadOptions
     public int Threads { get; init; }
 
     /// <summary>Tokens a session holds by default (prompt and generated text together); 0 (the default) means the
-    /// model's trained context, capped at 4096 so a small machine does not reserve gigabytes of cache it may never use.
-    /// A session can ask for another length (<see cref="Model.CreateSession(int)"/>).</summary>
+    /// model's trained context, capped at 4096 so a small machine does not reserve gigabytes of cache it may never use;
+    /// <see cref="TrainedContext"/> means the whole trained context (a server's choice: the KV pool is still bounded by
+    /// <see cref="KvCacheBytes"/> and the free memory). A session can ask for another length
+    /// (<see cref="Model.CreateSession(int)"/>).</summary>
     public int ContextLength { get; init; }
+
+    /// <summary>The <see cref="ContextLength"/> that asks for the model's whole trained context, uncapped.</summary>
+    public const int TrainedContext = -1;
 
     /// <summary>How the KV cache stores keys and values: <see cref="KvCacheType.F16"/> (the default, as llama.cpp's),
     /// <see cref="KvCacheType.F32"/> (exact, twice the memory) or <see cref="KvCacheType.Q8_0"/> (about half of F16's).</summary>
