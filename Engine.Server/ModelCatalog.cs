@@ -16,7 +16,7 @@ internal sealed class ModelCatalog : IDisposable
         foreach (var path in options.Models)
         {
             var name = NameOf(path);
-            if (!_entries.TryAdd(name, new Entry(name, path)))
+            if (!_entries.TryAdd(name, new Entry(name, path, MakeRoom)))
                 throw new ArgumentException($"two models are named '{name}' ({_entries[name].Path} and {path}): rename one of the files");
         }
         _sweeper = new Timer(_ => UnloadExpired(), null, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
@@ -49,6 +49,29 @@ internal sealed class ModelCatalog : IDisposable
         return new Lease(entry, model, keepAlive ?? _options.KeepAlive);
     }
 
+    /// <summary>Before <paramref name="loading"/> is loaded: unloads idle models, least recently used first, until the
+    /// loaded models and the new one fit the memory limit. Models in use are never unloaded; if they alone exceed the
+    /// limit, the load goes ahead and the log says so.</summary>
+    void MakeRoom(Entry loading)
+    {
+        long limit = _options.ModelMemoryLimit ?? (long)(GC.GetGCMemoryInfo().TotalAvailableMemoryBytes * 0.9);
+        long need = loading.FileBytes;
+        while (true)
+        {
+            var loaded = All.Where(e => e != loading && e.Loaded is not null).ToList();
+            long used = loaded.Sum(e => e.Loaded?.BytesInMemory ?? 0);
+            if (used + need <= limit) return;
+            var idle = loaded.Where(e => e.Idle).OrderBy(e => e.LastUsed).FirstOrDefault();
+            if (idle is null)
+            {
+                _options.Log?.WriteLine($"engine serve: loading {loading.Name} ({need >> 20} MiB) beside models in use ({used >> 20} MiB) exceeds the memory limit ({limit >> 20} MiB)");
+                return;
+            }
+            _options.Log?.WriteLine($"engine serve: unloading {idle.Name} to make room for {loading.Name}");
+            idle.UnloadIfIdle();
+        }
+    }
+
     void UnloadExpired()
     {
         foreach (var entry in All) entry.UnloadIfExpired(_options.Log);
@@ -63,7 +86,7 @@ internal sealed class ModelCatalog : IDisposable
     }
 
     /// <summary>One served model: its name and path, and the loaded model while it is loaded.</summary>
-    internal sealed class Entry(string name, string path)
+    internal sealed class Entry(string name, string path, Action<Entry> makeRoom)
     {
         readonly SemaphoreSlim _loading = new(1, 1);
         readonly object _gate = new();
@@ -82,6 +105,11 @@ internal sealed class ModelCatalog : IDisposable
         public bool Loading => Volatile.Read(ref _loadingNow) == 1;
         int _loadingNow;
         public DateTime ExpiresAt { get { lock (_gate) return _expiresAt; } }
+        /// <summary>Loaded and no request is using it.</summary>
+        public bool Idle { get { lock (_gate) return _model is not null && _users == 0; } }
+        /// <summary>When a request last finished with it.</summary>
+        public DateTime LastUsed { get { lock (_gate) return _lastUsed; } }
+        DateTime _lastUsed;
 
         public async Task<Model> LoadAsync(ServerOptions options, CancellationToken cancellationToken)
         {
@@ -92,6 +120,7 @@ internal sealed class ModelCatalog : IDisposable
             {
                 lock (_gate)
                     if (_model is { } ready) { _users++; return ready; }
+                makeRoom(this);
                 options.Log?.WriteLine($"engine serve: loading {Name} from {Path}");
                 var progress = new LogProgress(options.Log, Name);
                 Model model;
@@ -111,6 +140,7 @@ internal sealed class ModelCatalog : IDisposable
             lock (_gate)
             {
                 _users--;
+                _lastUsed = DateTime.UtcNow;
                 var until = keepAlive < TimeSpan.Zero ? DateTime.MaxValue : DateTime.UtcNow + keepAlive;
                 // The longest keep-alive asked for wins, as in Ollama (a request with 0 unloads it when idle).
                 _expiresAt = keepAlive == TimeSpan.Zero ? DateTime.UtcNow : until;
@@ -130,6 +160,20 @@ internal sealed class ModelCatalog : IDisposable
             if (unload is null) return;
             log?.WriteLine($"engine serve: unloading {Name} (keep-alive expired)");
             unload.Dispose();
+        }
+
+        /// <summary>Unloads the model if no request uses it.</summary>
+        public void UnloadIfIdle()
+        {
+            Model? unload = null;
+            lock (_gate)
+                if (_model is not null && _users == 0)
+                {
+                    unload = _model;
+                    _model = null;
+                    _expiresAt = DateTime.MaxValue;
+                }
+            unload?.Dispose();
         }
 
         public void Unload()

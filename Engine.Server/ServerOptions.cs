@@ -17,6 +17,9 @@ internal sealed record ServerOptions
     public ModelLoadOptions LoadOptions { get; init; } = new();
     /// <summary>How long an unused model stays loaded (Ollama's keep_alive default); negative keeps it forever.</summary>
     public TimeSpan KeepAlive { get; init; } = TimeSpan.FromMinutes(5);
+    /// <summary>Bytes the loaded models may take together; loading one more first unloads idle models (the least
+    /// recently used first) until it fits. Null: 90% of the memory available to the process.</summary>
+    public long? ModelMemoryLimit { get; init; }
     /// <summary>Largest request body accepted.</summary>
     public long MaxRequestBodyBytes { get; init; } = 8 << 20;
     /// <summary>Requests generating or waiting at once; more get 503 with Retry-After.</summary>

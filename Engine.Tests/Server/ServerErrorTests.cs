@@ -200,6 +200,28 @@ public class ServerSecurityTests
     }
 
     [Fact]
+    public async Task Loading_a_model_that_does_not_fit_unloads_the_idle_one()
+    {
+        // A limit that holds either model but not both.
+        long limit = Math.Max(new FileInfo(ServerFixture.ModelPath).Length, new FileInfo(ServerFixture.ChatModelPath).Length) + 4096;
+        await using var server = EngineServer.Create(ServerFixture.Options() with { ModelMemoryLimit = limit });
+        await server.StartAsync();
+        using var http = new HttpClient { BaseAddress = server.Address };
+        async Task Chat(string model)
+        {
+            using var r = await http.PostAsync("/api/chat", new StringContent(JsonSerializer.Serialize(new
+                { model, messages = new[] { new { role = "user", content = "Hi" } }, stream = false, options = new { num_predict = 2 } }), Encoding.UTF8, "application/json"));
+            r.StatusCode.Should().Be(HttpStatusCode.OK, await r.Content.ReadAsStringAsync());
+        }
+        async Task<string[]> Loaded() => JsonDocument.Parse(await http.GetStringAsync("/api/ps")).RootElement.GetProperty("models")
+            .EnumerateArray().Select(m => m.GetProperty("name").GetString()!).ToArray();
+        await Chat(ServerFixture.ModelName);
+        (await Loaded()).Should().Equal(ServerFixture.ModelName);
+        await Chat(ServerFixture.ChatModelName);
+        (await Loaded()).Should().Equal(ServerFixture.ChatModelName);
+    }
+
+    [Fact]
     public async Task A_port_in_use_is_one_error_naming_it()
     {
         await using var first = EngineServer.Create(ServerFixture.Options());
