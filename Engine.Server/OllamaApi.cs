@@ -109,8 +109,9 @@ internal static class OllamaApi
         // think: false turns a Qwen3 model's reasoning off (and hides any that comes anyway); true keeps it on.
         bool? think = body.Get("think") is { ValueKind: JsonValueKind.True or JsonValueKind.False } t ? t.ValueKind == JsonValueKind.True : null;
         var sampling = Sampling(body) with { EnableThinking = think };
-        if (body.Object("options")?.Int("num_ctx", 1, 1 << 24) is { } numCtx)
-            _ = numCtx; // the context is the server's (--ctx); a prompt that does not fit is refused with both counts
+        // num_ctx sizes this request's session (at most the model's trained context and the KV pool); a prompt that
+        // does not fit is refused with both counts, never cut.
+        int? numCtx = body.Object("options")?.Int("num_ctx", 1, 1 << 24);
         List<ChatTurn>? turns = null;
         string? prompt = null;
         bool raw = false;
@@ -133,7 +134,10 @@ internal static class OllamaApi
             await Results.Json(new { model = lease.Entry.Name, created_at = started, response = "", done = true, done_reason = "load" }, ServerJson.Options).ExecuteAsync(http).ConfigureAwait(false);
             return;
         }
-        using var session = lease.Model.CreateSession();
+        var info = lease.Model.Info;
+        using var session = numCtx is { } n
+            ? lease.Model.CreateSession(Math.Min(n, Math.Min(info.TrainedContextLength, info.KvCacheCapacity)))
+            : lease.Model.CreateSession();
         IAsyncEnumerable<(string Reasoning, string Answer, GeneratedToken Token)> pieces = turns is not null
             ? Pieces(session.ChatAsync(turns, sampling, ct))
             : Pieces(session.GenerateAsync(prompt!, sampling, ct));

@@ -93,6 +93,29 @@ public class ServerErrorTests(ServerFixture server) : IClassFixture<ServerFixtur
     }
 
     [Fact]
+    public async Task Ollama_num_ctx_sizes_the_request_and_a_prompt_beyond_it_is_400_with_both_counts()
+    {
+        var text = string.Join(' ', Enumerable.Repeat("the little dog ran", 12));
+        var (status, body) = await server.PostAsync("/api/chat", new
+        {
+            model = ServerFixture.ModelName,
+            messages = new[] { new { role = "user", content = text } },
+            stream = false,
+            options = new { num_ctx = 32, num_predict = 2 },
+        });
+        status.Should().Be(400, body.ToString());
+        body.GetProperty("error").GetString().Should().Contain("32").And.MatchRegex("holds \\d+ tokens");
+        var (ok, _) = await server.PostAsync("/api/chat", new
+        {
+            model = ServerFixture.ModelName,
+            messages = new[] { new { role = "user", content = text } },
+            stream = false,
+            options = new { num_ctx = 200, num_predict = 2 },
+        });
+        ok.Should().Be(200);
+    }
+
+    [Fact]
     public async Task Invalid_utf8_is_400()
     {
         using var content = new ByteArrayContent([(byte)'{', (byte)'"', 0xC3, 0x28, (byte)'"', (byte)':', (byte)'1', (byte)'}']);
