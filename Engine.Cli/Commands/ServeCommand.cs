@@ -6,7 +6,7 @@ namespace Engine.Cli.Commands;
 /// it reads the command line into <see cref="ServerOptions"/>, starts the server, and stops it on Ctrl+C.</summary>
 public static class ServeCommand
 {
-    const string Help = """
+    static readonly string Help = """
         usage: engine serve [--model M ...] [--models-dir D] [--host H] [--port P] [--api-key K | --api-key-file F]
                             [--cors-origins O1,O2] [--keep-alive 5m] [--parallel N] [--ctx N] [--kv-type T] [--kv-budget S]
                             [--device D] [--threads N]
@@ -22,7 +22,8 @@ public static class ServeCommand
           --api-key K      require 'Authorization: Bearer K' on every API route (--api-key-file F reads it from F)
           --cors-origins   origins allowed cross-origin access, comma-separated, or * for any (default none)
           --keep-alive D   how long an unused model stays loaded: 5m (default), 1h, 30s, or -1 to keep it
-        """ + ModelArguments.KvHelp;
+
+        """ + ModelArguments.KvHelp.Replace("(default: the model's trained context, at most 4096)", "(default: the model's whole trained context)");
 
     static readonly HashSet<string> Repeatable = ["model", "m"];
 
