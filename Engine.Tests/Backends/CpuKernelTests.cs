@@ -58,20 +58,23 @@ public class CpuKernelTests
     }
 
     [Theory]
-    [InlineData(nameof(RopeStyle.Normal), nameof(KvElementType.F32), 4, 9)]
-    [InlineData(nameof(RopeStyle.NeoX), nameof(KvElementType.F32), 4, 9)]
-    [InlineData(nameof(RopeStyle.Normal), nameof(KvElementType.F16), 4, 9)]
-    [InlineData(nameof(RopeStyle.NeoX), nameof(KvElementType.Q8_0), 4, 9)]
+    [InlineData(nameof(RopeStyle.Normal), nameof(KvElementType.F32), 4, 9, 32)]
+    [InlineData(nameof(RopeStyle.NeoX), nameof(KvElementType.F32), 4, 9, 32)]
+    [InlineData(nameof(RopeStyle.Normal), nameof(KvElementType.F16), 4, 9, 32)]
+    [InlineData(nameof(RopeStyle.NeoX), nameof(KvElementType.Q8_0), 4, 9, 32)]
     // Blocks of 32 and 45 rows: whole groups of eight keys, remainders, and tiles of 8 query rows with a short last one.
-    [InlineData(nameof(RopeStyle.NeoX), nameof(KvElementType.F32), 32, 45)]
-    [InlineData(nameof(RopeStyle.Normal), nameof(KvElementType.F16), 32, 45)]
-    public void Rope_and_paged_attention_match_reference(string styleName, string typeName, int blockTokens, int tokens)
+    [InlineData(nameof(RopeStyle.NeoX), nameof(KvElementType.F32), 32, 45, 32)]
+    [InlineData(nameof(RopeStyle.Normal), nameof(KvElementType.F16), 32, 45, 32)]
+    // Real head widths: 64 and 128 values reach the 16-lane accumulation (64 values per broadcast).
+    [InlineData(nameof(RopeStyle.NeoX), nameof(KvElementType.F16), 32, 45, 128)]
+    [InlineData(nameof(RopeStyle.Normal), nameof(KvElementType.F32), 4, 9, 64)]
+    public void Rope_and_paged_attention_match_reference(string styleName, string typeName, int blockTokens, int tokens, int dim)
     {
         var style = Enum.Parse<RopeStyle>(styleName); // RopeStyle is internal: a public theory takes its name
         var type = Enum.Parse<KvElementType>(typeName);
         var rng = new Random(3);
         using var backend = new CpuBackend(2);
-        const int heads = 4, kvHeads = 2, dim = 32;
+        const int heads = 4, kvHeads = 2;
         int blocks = (tokens + blockTokens - 1) / blockTokens;
         var rope = new RopeParameters(dim, dim, style, 10000, RopeScaling.None, null);
         var q = Random(rng, tokens * heads * dim); var k = Random(rng, tokens * kvHeads * dim); var v = Random(rng, tokens * kvHeads * dim);

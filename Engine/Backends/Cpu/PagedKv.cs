@@ -351,6 +351,26 @@ internal sealed unsafe class PagedAttention(WorkSplit split) : IRangeWork
     static void Accumulate(float* acc, float correction, float* p, float* values, int n, int width)
     {
         int d = 0;
+        // Each element's operations (scale, then one fused multiply-add per key in key order) are the same at every
+        // vector width, so the 16-lane form gives the bits of the 8-lane one with half the instructions.
+        if (Vector512.IsHardwareAccelerated)
+            for (; d + 64 <= width; d += 64)
+            {
+                var a0 = Vector512.Load(acc + d) * correction;
+                var a1 = Vector512.Load(acc + d + 16) * correction;
+                var a2 = Vector512.Load(acc + d + 32) * correction;
+                var a3 = Vector512.Load(acc + d + 48) * correction;
+                for (int j = 0; j < n; j++)
+                {
+                    var pj = Vector512.Create(p[j]);
+                    float* v = values + j * width + d;
+                    a0 = Vector512.FusedMultiplyAdd(pj, Vector512.Load(v), a0);
+                    a1 = Vector512.FusedMultiplyAdd(pj, Vector512.Load(v + 16), a1);
+                    a2 = Vector512.FusedMultiplyAdd(pj, Vector512.Load(v + 32), a2);
+                    a3 = Vector512.FusedMultiplyAdd(pj, Vector512.Load(v + 48), a3);
+                }
+                a0.Store(acc + d); a1.Store(acc + d + 16); a2.Store(acc + d + 32); a3.Store(acc + d + 48);
+            }
         if (Vector256.IsHardwareAccelerated)
             for (; d + 32 <= width; d += 32)
             {
