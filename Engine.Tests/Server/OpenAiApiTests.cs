@@ -1,3 +1,4 @@
+using Engine.Server;
 using System.Text;
 using System.Text.Json;
 
@@ -196,5 +197,43 @@ public class ThinkingSwitchTests(ServerFixture server) : IClassFixture<ServerFix
         var (status, body) = await server.PostAsync("/api/chat", new { model = ServerFixture.ChatModelName, messages, stream = false, think = false, options = new { num_predict = 1 } });
         status.Should().Be(200, body.ToString());
         body.GetProperty("prompt_eval_count").GetInt32().Should().Be(off);
+    }
+}
+
+/// <summary>Reasoning apart: a server whose model's template opens a think block (DeepSeek-R1's, forced on the shipped
+/// model) returns what the model writes inside it as reasoning_content / message.thinking, or inline with
+/// reasoning_format none.</summary>
+public class ReasoningTests
+{
+    [Fact]
+    public async Task Reasoning_comes_apart_in_both_api_families_and_inline_when_asked()
+    {
+        var options = ServerFixture.Options();
+        await using var server = EngineServer.Create(options with { Models = [ServerFixture.ModelPath], LoadOptions = options.LoadOptions with { ChatTemplate = "deepseek-r1" } });
+        await server.StartAsync();
+        using var http = new HttpClient { BaseAddress = server.Address };
+        async Task<JsonElement> Post(string path, object body)
+        {
+            using var r = await http.PostAsync(path, new StringContent(JsonSerializer.Serialize(body), Encoding.UTF8, "application/json"));
+            var text = await r.Content.ReadAsStringAsync();
+            ((int)r.StatusCode).Should().Be(200, text);
+            return JsonDocument.Parse(text).RootElement.Clone();
+        }
+        var messages = new[] { new { role = "user", content = "Once upon a time" } };
+        var apart = await Post("/v1/chat/completions", new { model = ServerFixture.ModelName, messages, max_tokens = 8, temperature = 0 });
+        var message = apart.GetProperty("choices")[0].GetProperty("message");
+        var reasoning = message.GetProperty("reasoning_content").GetString();
+        reasoning.Should().NotBeNullOrEmpty("the reply starts inside the think block the template opened");
+        message.GetProperty("content").GetString().Should().BeEmpty("the tiny model never closes the think block");
+
+        var inline = await Post("/v1/chat/completions", new { model = ServerFixture.ModelName, messages, max_tokens = 8, temperature = 0, reasoning_format = "none" });
+        var inlineMessage = inline.GetProperty("choices")[0].GetProperty("message");
+        inlineMessage.GetProperty("content").GetString().Should().Be($"<think>{reasoning}</think>");
+        inlineMessage.GetProperty("reasoning_content").ValueKind.Should().Be(JsonValueKind.Null);
+
+        var ollama = await Post("/api/chat", new { model = ServerFixture.ModelName, messages, stream = false, options = new { temperature = 0, num_predict = 8 } });
+        ollama.GetProperty("message").GetProperty("thinking").GetString().Should().Be(reasoning);
+        var hidden = await Post("/api/chat", new { model = ServerFixture.ModelName, messages, stream = false, think = false, options = new { temperature = 0, num_predict = 8 } });
+        hidden.GetProperty("message").GetProperty("thinking").ValueKind.Should().Be(JsonValueKind.Null, "think: false hides the reasoning");
     }
 }
