@@ -138,7 +138,7 @@ internal sealed class EngineServer : IAsyncDisposable
                 return;
             }
             var origin = http.Request.Headers.Origin.ToString();
-            if (origin.Length > 0 && !OriginAllowed(origin))
+            if (origin.Length > 0 && !OriginAllowed(origin, http.Request.Host.Value))
             {
                 await WriteErrorAsync(http, new ApiError(403, $"origin '{origin}' may not call this server: start it with --cors-origins {origin} to allow it")).ConfigureAwait(false);
                 return;
@@ -226,9 +226,11 @@ internal sealed class EngineServer : IAsyncDisposable
 
     static bool LocalHost(string host) => host is "localhost" or "127.0.0.1" or "[::1]" or "::1" || host.EndsWith(".localhost", StringComparison.OrdinalIgnoreCase);
 
-    bool OriginAllowed(string origin)
+    bool OriginAllowed(string origin, string? host)
     {
         if (Options.CorsOrigins.Contains("*") || Options.CorsOrigins.Contains(origin, StringComparer.OrdinalIgnoreCase)) return true;
+        // Same origin: the page was served from the address the request is sent to (any bind address).
+        if (Uri.TryCreate(origin, UriKind.Absolute, out var same) && string.Equals(same.Authority, host, StringComparison.OrdinalIgnoreCase)) return true;
         // The server's own pages (same origin) may always call it.
         return Uri.TryCreate(origin, UriKind.Absolute, out var uri) && LocalHost(uri.Host) && IsLoopbackBind()
             || Uri.TryCreate(origin, UriKind.Absolute, out uri) && string.Equals(uri.Authority, Address.Authority, StringComparison.OrdinalIgnoreCase);

@@ -7,6 +7,8 @@ internal sealed class ModelCatalog : IDisposable
 {
     readonly ServerOptions _options;
     readonly Dictionary<string, Entry> _entries = new(StringComparer.Ordinal);
+    /// <summary>One load at a time across all models, so the room made for one is not taken by another loading beside it.</summary>
+    readonly SemaphoreSlim _loadGate = new(1, 1);
     readonly Timer _sweeper;
     bool _disposed;
 
@@ -16,7 +18,7 @@ internal sealed class ModelCatalog : IDisposable
         foreach (var path in options.Models)
         {
             var name = NameOf(path);
-            if (!_entries.TryAdd(name, new Entry(name, path, MakeRoom)))
+            if (!_entries.TryAdd(name, new Entry(name, path, MakeRoom, _loadGate, () => _disposed)))
                 throw new ArgumentException($"two models are named '{name}' ({_entries[name].Path} and {path}): rename one of the files");
         }
         _sweeper = new Timer(_ => UnloadExpired(), null, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
@@ -74,7 +76,9 @@ internal sealed class ModelCatalog : IDisposable
 
     void UnloadExpired()
     {
-        foreach (var entry in All) entry.UnloadIfExpired(_options.Log);
+        // A timer callback that throws would end the process: an unload that fails is logged instead.
+        try { foreach (var entry in All) entry.UnloadIfExpired(_options.Log); }
+        catch (Exception e) { _options.Log?.WriteLine($"engine serve: unloading failed: {e.Message}"); }
     }
 
     public void Dispose()
@@ -86,9 +90,9 @@ internal sealed class ModelCatalog : IDisposable
     }
 
     /// <summary>One served model: its name and path, and the loaded model while it is loaded.</summary>
-    internal sealed class Entry(string name, string path, Action<Entry> makeRoom)
+    internal sealed class Entry(string name, string path, Action<Entry> makeRoom, SemaphoreSlim loadGate, Func<bool> catalogDisposed)
     {
-        readonly SemaphoreSlim _loading = new(1, 1);
+        readonly SemaphoreSlim _loading = loadGate;
         readonly object _gate = new();
         Model? _model;
         int _users;
@@ -129,7 +133,12 @@ internal sealed class ModelCatalog : IDisposable
                 finally { Volatile.Write(ref _loadingNow, 0); }
                 options.Log?.WriteLine($"engine serve: {Name} ready: {model.Info.Architecture}, {Parameters(model.Info.ParameterCount)} parameters, " +
                     $"context {model.Info.ContextLength} tokens, KV cache {model.Info.KvCacheCapacity} tokens ({model.Info.KvCacheType})");
-                lock (_gate) { _model = model; _users++; return model; }
+                lock (_gate)
+                {
+                    // The server stopped while this model loaded: it must not outlive the catalog.
+                    if (catalogDisposed()) { model.Dispose(); throw new ObjectDisposedException(nameof(ModelCatalog)); }
+                    _model = model; _users++; return model;
+                }
             }
             finally { _loading.Release(); }
         }
@@ -142,7 +151,7 @@ internal sealed class ModelCatalog : IDisposable
                 _users--;
                 _lastUsed = DateTime.UtcNow;
                 var until = keepAlive < TimeSpan.Zero ? DateTime.MaxValue : DateTime.UtcNow + keepAlive;
-                // The longest keep-alive asked for wins, as in Ollama (a request with 0 unloads it when idle).
+                // The last request's keep-alive decides, as in Ollama (a request with 0 unloads the model when idle).
                 _expiresAt = keepAlive == TimeSpan.Zero ? DateTime.UtcNow : until;
             }
         }

@@ -115,6 +115,23 @@ internal static class OllamaApi
         List<ChatTurn>? turns = null;
         string? prompt = null;
         bool raw = false;
+        // Ollama clients load a model with an empty request and unload it with keep_alive 0 and nothing to say.
+        bool nothingToSay = chat
+            ? body.Get("messages") is not { } m || (m.ValueKind == JsonValueKind.Array && m.GetArrayLength() == 0)
+            : (body.String("prompt") ?? "").Length == 0;
+        if (nothingToSay)
+        {
+            var entry = catalog.Find(name);
+            if (keepAlive == TimeSpan.Zero)
+            {
+                entry.UnloadIfIdle();
+                await Results.Json(new { model = entry.Name, created_at = DateTime.UtcNow, done = true, done_reason = "unload" }, ServerJson.Options).ExecuteAsync(http).ConfigureAwait(false);
+                return;
+            }
+            using (await catalog.AcquireAsync(name, keepAlive, ct).ConfigureAwait(false)) { }
+            await Results.Json(new { model = entry.Name, created_at = DateTime.UtcNow, done = true, done_reason = "load" }, ServerJson.Options).ExecuteAsync(http).ConfigureAwait(false);
+            return;
+        }
         if (chat) turns = Generation.Messages(body);
         else
         {
@@ -128,12 +145,6 @@ internal static class OllamaApi
         bool wasLoaded = catalog.Find(name).Loaded is not null;
         using var lease = await catalog.AcquireAsync(name, keepAlive, ct).ConfigureAwait(false);
         var loadTime = wasLoaded ? TimeSpan.Zero : watch.Elapsed;
-        // An empty generate request only loads the model (Ollama clients preload this way).
-        if (!chat && prompt!.Length == 0 && !raw)
-        {
-            await Results.Json(new { model = lease.Entry.Name, created_at = started, response = "", done = true, done_reason = "load" }, ServerJson.Options).ExecuteAsync(http).ConfigureAwait(false);
-            return;
-        }
         var info = lease.Model.Info;
         using var session = numCtx is { } n
             ? lease.Model.CreateSession(Math.Min(n, Math.Min(info.TrainedContextLength, info.KvCacheCapacity)))
@@ -146,6 +157,7 @@ internal static class OllamaApi
         var answer = new System.Text.StringBuilder();
         var reasoning = new System.Text.StringBuilder();
         GeneratedToken? last = null;
+        await using var disposeFirst = first;
         if (stream)
         {
             http.Response.ContentType = "application/x-ndjson";
@@ -153,7 +165,6 @@ internal static class OllamaApi
         }
         if (first is not null)
         {
-            await using (first.ConfigureAwait(false))
             {
                 do
                 {

@@ -83,46 +83,77 @@ internal static class OpenAiApi
     /// <summary>One generated piece of one choice.</summary>
     readonly record struct Piece(int Index, string Reasoning, string Answer, GeneratedToken Token);
 
-    /// <summary>Runs the request's choices, each in its own session, and merges their pieces as they come. The first
-    /// piece of every choice is awaited before returning, so a prompt that does not fit is a 400, not a broken stream.</summary>
-    static async Task<ChannelReader<Piece>> RunChoicesAsync(Model model, int choices, Func<Session, int, IAsyncEnumerable<Piece>> run, CancellationToken cancellationToken)
+    /// <summary>A request's running choices: their merged pieces, and the generations behind them. Disposing it (before
+    /// the model lease) cancels the choices still running and waits for them, so no session outlives its request.</summary>
+    sealed class ChoiceRun : IAsyncDisposable
     {
-        var channel = Channel.CreateUnbounded<Piece>(new UnboundedChannelOptions { SingleReader = true });
-        var started = new List<(Session Session, IAsyncEnumerator<Piece> Stream)>();
-        try
+        readonly CancellationTokenSource _cancel;
+        readonly List<Task> _pumps = [];
+        public ChannelReader<Piece> Reader { get; }
+
+        ChoiceRun(CancellationTokenSource cancel, ChannelReader<Piece> reader) { _cancel = cancel; Reader = reader; }
+
+        /// <summary>Starts the request's choices, each in its own session. The first piece of every choice is awaited
+        /// before returning, so a prompt that does not fit is a 400, not a broken stream.</summary>
+        public static async Task<ChoiceRun> StartAsync(Model model, int choices, Func<Session, int, CancellationToken, IAsyncEnumerable<Piece>> run,
+            CancellationToken requestAborted)
         {
-            for (int i = 0; i < choices; i++)
+            var cancel = CancellationTokenSource.CreateLinkedTokenSource(requestAborted);
+            var channel = Channel.CreateUnbounded<Piece>(new UnboundedChannelOptions { SingleReader = true });
+            var started = new List<(Session Session, IAsyncEnumerator<Piece> Stream)>();
+            try
             {
-                var session = model.CreateSession();
-                var stream = await Generation.StartAsync(run(session, i), cancellationToken).ConfigureAwait(false);
-                if (stream is null) { session.Dispose(); continue; }
-                started.Add((session, stream));
+                for (int i = 0; i < choices; i++)
+                {
+                    var session = model.CreateSession();
+                    IAsyncEnumerator<Piece>? stream;
+                    try { stream = await Generation.StartAsync(run(session, i, cancel.Token), cancel.Token).ConfigureAwait(false); }
+                    catch { session.Dispose(); throw; }
+                    if (stream is null) { session.Dispose(); continue; }
+                    started.Add((session, stream));
+                }
             }
-        }
-        catch
-        {
-            foreach (var (s, e) in started) { await e.DisposeAsync().ConfigureAwait(false); s.Dispose(); }
-            throw;
-        }
-        int remaining = started.Count;
-        if (remaining == 0) channel.Writer.Complete();
-        foreach (var (session, stream) in started)
-            _ = Task.Run(async () =>
+            catch
             {
-                try
+                foreach (var (s, e) in started) { await e.DisposeAsync().ConfigureAwait(false); s.Dispose(); }
+                cancel.Dispose();
+                throw;
+            }
+            var result = new ChoiceRun(cancel, channel.Reader);
+            int remaining = started.Count;
+            if (remaining == 0) channel.Writer.Complete();
+            foreach (var (session, stream) in started)
+                result._pumps.Add(Task.Run(async () =>
                 {
-                    do channel.Writer.TryWrite(stream.Current);
-                    while (await stream.MoveNextAsync().ConfigureAwait(false));
-                }
-                catch (Exception e) { channel.Writer.TryComplete(e); }
-                finally
-                {
-                    await stream.DisposeAsync().ConfigureAwait(false);
-                    session.Dispose();
-                    if (Interlocked.Decrement(ref remaining) == 0) channel.Writer.TryComplete();
-                }
-            }, CancellationToken.None);
-        return channel.Reader;
+                    try
+                    {
+                        do channel.Writer.TryWrite(stream.Current);
+                        while (await stream.MoveNextAsync().ConfigureAwait(false));
+                    }
+                    catch (Exception e) { channel.Writer.TryComplete(e); }
+                    finally
+                    {
+                        try
+                        {
+                            await stream.DisposeAsync().ConfigureAwait(false);
+                            session.Dispose();
+                        }
+                        finally
+                        {
+                            if (Interlocked.Decrement(ref remaining) == 0) channel.Writer.TryComplete();
+                        }
+                    }
+                }, CancellationToken.None));
+            return result;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            _cancel.Cancel();
+            try { await Task.WhenAll(_pumps).ConfigureAwait(false); }
+            catch (Exception) { } // each pump reports through the channel; nothing is left to tell
+            _cancel.Dispose();
+        }
     }
 
     static async IAsyncEnumerable<Piece> ChatPieces(Session session, int index, List<ChatTurn> turns, GenerateOptions options,
@@ -153,8 +184,9 @@ internal static class OpenAiApi
         // Qwen3's switch, as vLLM and llama-server take it: chat_template_kwargs.enable_thinking.
         var chatOptions = common.Options with { EnableThinking = body.Object("chat_template_kwargs")?.Bool("enable_thinking") };
         using var lease = await catalog.AcquireAsync(common.Model, null, ct).ConfigureAwait(false);
-        var reader = await RunChoicesAsync(lease.Model, common.Choices,
-            (s, i) => metrics.Measure(ChatPieces(s, i, turns, ForChoice(chatOptions, i), ct), p => p.Token, EngineServer.Arrival(http)), ct).ConfigureAwait(false);
+        await using var run = await ChoiceRun.StartAsync(lease.Model, common.Choices,
+            (s, i, token) => metrics.Measure(ChatPieces(s, i, turns, ForChoice(chatOptions, i), token), p => p.Token, EngineServer.Arrival(http)), ct).ConfigureAwait(false);
+        var reader = run.Reader;
         var id = "chatcmpl-" + Guid.NewGuid().ToString("N")[..24];
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         if (common.Stream) await StreamChatAsync(http, reader, common, lease.Entry.Name, id, created, inline, ct).ConfigureAwait(false);
@@ -264,8 +296,9 @@ internal static class OpenAiApi
         // The legacy endpoint's documented default is 16 tokens.
         var sampling = common.Options.MaxTokens is null && !body.Has("max_tokens") ? common.Options with { MaxTokens = 16 } : common.Options;
         using var lease = await catalog.AcquireAsync(common.Model, null, ct).ConfigureAwait(false);
-        var reader = await RunChoicesAsync(lease.Model, common.Choices,
-            (s, i) => metrics.Measure(TextPieces(s, i, prompt, ForChoice(sampling, i), ct), p => p.Token, EngineServer.Arrival(http)), ct).ConfigureAwait(false);
+        await using var run = await ChoiceRun.StartAsync(lease.Model, common.Choices,
+            (s, i, token) => metrics.Measure(TextPieces(s, i, prompt, ForChoice(sampling, i), token), p => p.Token, EngineServer.Arrival(http)), ct).ConfigureAwait(false);
+        var reader = run.Reader;
         var id = "cmpl-" + Guid.NewGuid().ToString("N")[..24];
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         var name = lease.Entry.Name;
@@ -372,9 +405,17 @@ internal static class OpenAiApi
     {
         tokens = tokens.Select(t => t.Text).ToArray(),
         token_logprobs = tokens.Select(t => t.LogProbability).ToArray(),
-        top_logprobs = tokens.Select(t => t.TopAlternatives.ToDictionary(a => a.Text, a => a.LogProbability, StringComparer.Ordinal)).ToArray(),
+        top_logprobs = tokens.Select(TopByText).ToArray(),
         text_offset = Offsets(tokens),
     };
+
+    /// <summary>The legacy shape keys alternatives by text; two that decode alike (partial UTF-8) keep the likelier.</summary>
+    static Dictionary<string, float> TopByText(GeneratedToken t)
+    {
+        var byText = new Dictionary<string, float>(StringComparer.Ordinal);
+        foreach (var a in t.TopAlternatives) byText.TryAdd(a.Text, a.LogProbability);
+        return byText;
+    }
 
     static int[] Offsets(IReadOnlyList<GeneratedToken> tokens)
     {

@@ -93,3 +93,22 @@ public class OllamaApiTests(ServerFixture server) : IClassFixture<ServerFixture>
         legacy.GetProperty("embedding").GetArrayLength().Should().Be(embed.GetProperty("embeddings")[0].GetArrayLength());
     }
 }
+
+/// <summary>Ollama's load and unload requests: an empty chat or generate loads the model, keep_alive 0 unloads it.</summary>
+public class OllamaLoadUnloadTests(ServerFixture server) : IClassFixture<ServerFixture>
+{
+    [Fact]
+    public async Task Empty_requests_load_and_keep_alive_zero_unloads()
+    {
+        async Task<string[]> Loaded() => JsonDocument.Parse(await server.Http.GetStringAsync("/api/ps")).RootElement.GetProperty("models")
+            .EnumerateArray().Select(m => m.GetProperty("name").GetString()!).ToArray();
+        var (s1, load) = await server.PostAsync("/api/chat", new { model = ServerFixture.ChatModelName, messages = Array.Empty<object>() });
+        s1.Should().Be(200, load.ToString());
+        load.GetProperty("done_reason").GetString().Should().Be("load");
+        (await Loaded()).Should().Contain(ServerFixture.ChatModelName);
+        var (s2, unload) = await server.PostAsync("/api/generate", new { model = ServerFixture.ChatModelName, keep_alive = 0 });
+        s2.Should().Be(200, unload.ToString());
+        unload.GetProperty("done_reason").GetString().Should().Be("unload");
+        (await Loaded()).Should().NotContain(ServerFixture.ChatModelName);
+    }
+}
