@@ -159,6 +159,30 @@ public class RowFormatTests
             y[r].Should().Be(f.DotRow(w.AsSpan(r * rowLen, rowLen), act, k));
     }
 
+    /// <summary>Long F16 rows take the decode kernel that interleaves four rows: every row keeps the one-row bits,
+    /// with zeros, subnormals and infinities scattered through the rows (the exact conversion) and a tail after the
+    /// last whole 16, and a row left over after the groups of four.</summary>
+    [Fact]
+    public void Long_F16_rows_four_at_a_time_keep_the_one_row_bits()
+    {
+        var f = RowFormats.For(GgmlType.F16);
+        const int k = 4096 + 32 + 16 + 5, rows = 6;
+        var rng = new Random(21);
+        var rowLen = QuantTestData.RandomRow(GgmlType.F16, k, rng).Length;
+        var w = new byte[rowLen * rows];
+        for (int r = 0; r < rows; r++) QuantTestData.RandomRow(GgmlType.F16, k, rng).CopyTo(w, r * rowLen);
+        var halves = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(w.AsSpan());
+        ushort[] specials = [0x0000, 0x8000, 0x0001, 0x83ff, 0x03ff];
+        for (int i = 0; i < halves.Length; i += 1 + rng.Next(300)) halves[i] = specials[rng.Next(specials.Length)];
+        var act = new byte[f.ActivationBytes(k)];
+        f.QuantizeActivations(QuantTestData.RandomActivations(k, rng), act);
+        var y = new float[rows];
+        RowFormats.MatVecRows(f, w, rowLen, k, act, y, 1, 6);
+        y[0].Should().Be(0);
+        for (int r = 1; r < rows; r++)
+            BitConverter.SingleToUInt32Bits(y[r]).Should().Be(BitConverter.SingleToUInt32Bits(f.DotRow(w.AsSpan(r * rowLen, rowLen), act, k)), $"row {r}");
+    }
+
     /// <summary>The batched (prompt) kernel gives every (row, token) the bits of the one-token dot, for token counts
     /// around its groups of four, rows inside a larger output (a tile of four rows and one row left over), and row
     /// lengths below and above eight blocks (the tiled Q8_0 kernel converts activation scales eight at a time).</summary>
