@@ -169,8 +169,9 @@ internal sealed class EngineServer : IAsyncDisposable
         {
             var route = (http.GetEndpoint() as RouteEndpoint)?.RoutePattern.RawText ?? "other";
             _metrics.Request(route, http.Response.StatusCode);
-            Options.Log?.WriteLine($"engine serve: {http.Request.Method} {http.Request.Path} {http.Response.StatusCode} {watch.Elapsed.TotalMilliseconds:0} ms" +
-                (http.RequestAborted.IsCancellationRequested ? " (client gone)" : ""));
+            // One line per request, key=value (logfmt), so log tools can read it.
+            Options.Log?.WriteLine($"engine serve: request method={http.Request.Method} path={http.Request.Path} route={route} status={http.Response.StatusCode} " +
+                $"ms={watch.Elapsed.TotalMilliseconds:0} client_gone={(http.RequestAborted.IsCancellationRequested ? "true" : "false")}");
         }
     }
 

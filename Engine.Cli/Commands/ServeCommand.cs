@@ -89,6 +89,10 @@ public static class ServeCommand
         var log = Console.Error;
         log.WriteLine($"engine serve: listening on {server.Address} (OpenAI API under /v1, Ollama API under /api)");
         log.WriteLine($"engine serve: models: {string.Join(", ", server.Catalog.All.Select(e => e.Name))} (each loaded on its first request)");
+        var ctx = options.LoadOptions.ContextLength;
+        log.WriteLine("engine serve: context: " + (ctx > 0 ? $"{ctx} tokens per conversation (--ctx)" : "each model's whole trained context per conversation (--ctx caps it)") +
+            "; KV cache: " + (options.LoadOptions.KvCacheBytes > 0 ? $"{options.LoadOptions.KvCacheBytes >> 20} MiB per model (--kv-budget)" : $"{options.LoadOptions.ParallelSequences} full contexts per model, capped by free memory (--kv-budget sets it)") +
+            $", {options.LoadOptions.KvCacheType}; each model states its sizes when it loads");
         if (options.ApiKey is null && !IsLoopback(options.Host))
             log.WriteLine($"engine serve: warning: bound to {options.Host} without --api-key: anyone who can reach this address can use the server");
         using var stop = new CancellationTokenSource();

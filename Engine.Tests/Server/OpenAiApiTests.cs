@@ -231,6 +231,16 @@ public class ReasoningTests
         inlineMessage.GetProperty("content").GetString().Should().Be($"<think>{reasoning}</think>");
         inlineMessage.GetProperty("reasoning_content").ValueKind.Should().Be(JsonValueKind.Null);
 
+        // Streamed, the reasoning comes in delta.reasoning_content.
+        using (var streamed = await http.PostAsync("/v1/chat/completions", new StringContent(JsonSerializer.Serialize(new
+               { model = ServerFixture.ModelName, messages, max_tokens = 8, temperature = 0, stream = true }), Encoding.UTF8, "application/json")))
+        {
+            var deltas = (await streamed.Content.ReadAsStringAsync()).Split('\n')
+                .Where(l => l.StartsWith("data: {", StringComparison.Ordinal))
+                .Select(l => JsonDocument.Parse(l[6..]).RootElement.GetProperty("choices")[0].GetProperty("delta")).ToList();
+            string.Concat(deltas.Select(d => d.TryGetProperty("reasoning_content", out var r) ? r.GetString() : "")).Should().Be(reasoning);
+        }
+
         var ollama = await Post("/api/chat", new { model = ServerFixture.ModelName, messages, stream = false, options = new { temperature = 0, num_predict = 8 } });
         ollama.GetProperty("message").GetProperty("thinking").GetString().Should().Be(reasoning);
         var hidden = await Post("/api/chat", new { model = ServerFixture.ModelName, messages, stream = false, think = false, options = new { temperature = 0, num_predict = 8 } });
