@@ -44,7 +44,13 @@ internal sealed class EngineServer : IAsyncDisposable
     /// <summary>The address clients reach, after <see cref="StartAsync"/> (with the port Kestrel picked for port 0).</summary>
     public Uri Address { get; private set; } = new("http://127.0.0.1/");
 
-    public static EngineServer Create(ServerOptions options)
+    /// <summary>The server's services (tests reach an in-memory TestServer through them).</summary>
+    internal IServiceProvider Services => _app.Services;
+
+    /// <param name="options">What to serve and how.</param>
+    /// <param name="configureHost">Changes to the web host before it is built: tests put an in-memory TestServer in
+    /// place of Kestrel here.</param>
+    public static EngineServer Create(ServerOptions options, Action<IWebHostBuilder>? configureHost = null)
     {
         if (options.Models.Count == 0) throw new ArgumentException("no model to serve: give --model or --models-dir");
         var catalog = new ModelCatalog(options);
@@ -59,6 +65,7 @@ internal sealed class EngineServer : IAsyncDisposable
                 ip = options.Host == "localhost" ? IPAddress.Loopback : IPAddress.Any;
             k.Listen(ip, options.Port);
         });
+        configureHost?.Invoke(builder.WebHost);
         if (options.CorsOrigins.Count > 0)
             builder.Services.AddCors(c => c.AddDefaultPolicy(p =>
             {

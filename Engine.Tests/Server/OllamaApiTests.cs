@@ -5,7 +5,7 @@ namespace Engine.Tests.Server;
 
 /// <summary>The /api routes over HTTP: Ollama's shapes (NDJSON streams, nanosecond durations, model listings) and the
 /// same greedy text as the OpenAI routes and the library.</summary>
-public class OllamaApiTests(ServerFixture server) : IClassFixture<ServerFixture>
+public abstract class OllamaApiChecks(ServerFixture server)
 {
     const string Prompt = "Once upon a time";
 
@@ -112,3 +112,9 @@ public class OllamaLoadUnloadTests(ServerFixture server) : IClassFixture<ServerF
         (await Loaded()).Should().NotContain(ServerFixture.ChatModelName);
     }
 }
+
+/// <summary><see cref="OllamaApiChecks"/> against the server on a loopback socket.</summary>
+public sealed class OllamaApiTests(ServerFixture server) : OllamaApiChecks(server), IClassFixture<ServerFixture>;
+
+/// <summary><see cref="OllamaApiChecks"/> against the server in memory (TestServer).</summary>
+public sealed class OllamaApiInMemoryTests(InMemoryServerFixture server) : OllamaApiChecks(server), IClassFixture<InMemoryServerFixture>;

@@ -6,7 +6,7 @@ namespace Engine.Tests.Server;
 
 /// <summary>The /v1 routes over HTTP against a running server: shapes, usage, streams, and the text the library itself
 /// generates for the same request (greedy, so it must match token for token).</summary>
-public class OpenAiApiTests(ServerFixture server) : IClassFixture<ServerFixture>
+public abstract class OpenAiApiChecks(ServerFixture server)
 {
     const string Prompt = "Once upon a time";
 
@@ -247,3 +247,9 @@ public class ReasoningTests
         hidden.GetProperty("message").GetProperty("thinking").ValueKind.Should().Be(JsonValueKind.Null, "think: false hides the reasoning");
     }
 }
+
+/// <summary><see cref="OpenAiApiChecks"/> against the server on a loopback socket.</summary>
+public sealed class OpenAiApiTests(ServerFixture server) : OpenAiApiChecks(server), IClassFixture<ServerFixture>;
+
+/// <summary><see cref="OpenAiApiChecks"/> against the server in memory (TestServer).</summary>
+public sealed class OpenAiApiInMemoryTests(InMemoryServerFixture server) : OpenAiApiChecks(server), IClassFixture<InMemoryServerFixture>;

@@ -7,7 +7,7 @@ using Engine.Server;
 namespace Engine.Tests.Server;
 
 /// <summary>Bad requests get a 4xx in their API family's error shape, and the server keeps serving after each.</summary>
-public class ServerErrorTests(ServerFixture server) : IClassFixture<ServerFixture>
+public abstract class ServerErrorChecks(ServerFixture server)
 {
     static object Chat(object? maxTokens = null, string model = ServerFixture.ModelName) => new
     {
@@ -254,3 +254,9 @@ public class ServerSecurityTests
         (await act.Should().ThrowAsync<InvalidOperationException>()).Which.Message.Should().Contain(first.Address.Port.ToString()).And.Contain("--port");
     }
 }
+
+/// <summary><see cref="ServerErrorChecks"/> against the server on a loopback socket.</summary>
+public sealed class ServerErrorTests(ServerFixture server) : ServerErrorChecks(server), IClassFixture<ServerFixture>;
+
+/// <summary><see cref="ServerErrorChecks"/> against the server in memory (TestServer).</summary>
+public sealed class ServerErrorInMemoryTests(InMemoryServerFixture server) : ServerErrorChecks(server), IClassFixture<InMemoryServerFixture>;

@@ -8,7 +8,7 @@ namespace Engine.Tests.Server;
 
 /// <summary>A running `engine serve` on a free loopback port, serving the shipped stories260K model (and the same file
 /// under a second name), shared by the server tests of one class.</summary>
-public sealed class ServerFixture : IAsyncLifetime
+public class ServerFixture : IAsyncLifetime
 {
     public static readonly string ModelPath = TestPaths.Repo("models", "stories260K.gguf");
     public const string ModelName = "stories260K";
@@ -29,12 +29,15 @@ public sealed class ServerFixture : IAsyncLifetime
         Log = log is null ? null : TextWriter.Synchronized(log),
     };
 
-    public async Task InitializeAsync()
+    public virtual async Task InitializeAsync()
     {
         Server = EngineServer.Create(Options(Log));
         await Server.StartAsync();
         Http = new HttpClient { BaseAddress = Server.Address, Timeout = TimeSpan.FromSeconds(60) };
     }
+
+    /// <summary>For subclasses that start the server another way.</summary>
+    private protected void Started(EngineServer server, HttpClient http) { Server = server; Http = http; }
 
     public async Task DisposeAsync()
     {
@@ -110,5 +113,20 @@ public sealed class ServerFixture : IAsyncLifetime
         await foreach (var t in session.GenerateAsync(prompt, GenerateOptions.Greedy with { MaxTokens = maxTokens }))
             if (!t.IsEndOfGeneration) text.Append(t.Text);
         return text.ToString();
+    }
+}
+
+/// <summary>The same server in memory: ASP.NET Core's TestServer (Microsoft.AspNetCore.Mvc.Testing) in place of Kestrel,
+/// its HttpClient in place of a socket. The route, error and disconnect tests run against both.</summary>
+public sealed class InMemoryServerFixture : ServerFixture
+{
+    public override async Task InitializeAsync()
+    {
+        var server = EngineServer.Create(Options(Log), host => Microsoft.AspNetCore.TestHost.WebHostBuilderExtensions.UseTestServer(host));
+        await server.StartAsync();
+        var testServer = (Microsoft.AspNetCore.TestHost.TestServer)server.Services.GetService(typeof(Microsoft.AspNetCore.Hosting.Server.IServer))!;
+        var http = testServer.CreateClient();
+        http.Timeout = TimeSpan.FromSeconds(60);
+        Started(server, http);
     }
 }
