@@ -36,15 +36,55 @@ public class ChatPageTests(ServerFixture server) : IClassFixture<ServerFixture>
         if (Environment.GetEnvironmentVariable("ENGINE_SCREENSHOT") is { Length: > 0 } shot)
             await File.WriteAllBytesAsync(shot, await browser.ScreenshotAsync());
 
-        // Stop: pressed as soon as the second reply shows text; the reply ends and the server runs nothing.
+        // Stop: pressed while the second reply is still arriving; the reply ends as stopped and the server runs nothing.
+        // The tiny model can finish a whole reply between two polls of this test, so the page's fetch is wrapped to
+        // hand the stream to the page in small pieces, slowly: the stop button then stays enabled for seconds.
+        // "New chat" first: the fixture's context (256 tokens) may not hold the first exchange and a second question.
+        await browser.EvaluateAsync("document.getElementById('clear').click()");
+        await browser.EvaluateAsync(SlowStreamingFetch);
         await browser.EvaluateAsync("document.getElementById('input').value = 'Tell me a long story'; document.getElementById('send').click()");
-        await browser.WaitForAsync("document.getElementById('stop').disabled === false", TimeSpan.FromSeconds(20), "the stop button to be enabled");
+        await browser.WaitForAsync(
+            "document.getElementById('stop').disabled === false && document.querySelector('.msg.assistant')?.querySelector('.content').textContent.length > 0",
+            TimeSpan.FromSeconds(20), "the second reply to show text with the stop button enabled");
         await browser.EvaluateAsync("document.getElementById('stop').click()");
-        await browser.WaitForAsync("document.querySelectorAll('.msg.assistant')[1]?.dataset.done === 'true'", TimeSpan.FromSeconds(20), "the stopped reply to end");
+        await browser.WaitForAsync("document.querySelector('.msg.assistant')?.dataset.done === 'true'", TimeSpan.FromSeconds(20), "the stopped reply to end");
+        (await browser.EvaluateAsync("document.querySelector('.msg.assistant').dataset.stopped === 'true'")).ValueKind
+            .Should().Be(JsonValueKind.True, "the reply ended because stop was pressed, not because it was complete");
         (await browser.EvaluateAsync("document.getElementById('send').disabled")).ValueKind.Should().Be(JsonValueKind.False);
         var model = server.Server.Catalog.Find(ServerFixture.ModelName).Loaded!;
         var deadline = DateTime.UtcNow.AddSeconds(10);
         while (model.KvCacheStatistics.RunningRequests > 0 && DateTime.UtcNow < deadline) await Task.Delay(20);
         model.KvCacheStatistics.RunningRequests.Should().Be(0);
     }
+
+    /// <summary>Replaces the page's fetch so that chat-completion streams reach the page 48 bytes every 100 ms;
+    /// the page's abort still reaches the real request through its signal.</summary>
+    const string SlowStreamingFetch = """
+        (() => {
+          const realFetch = window.fetch;
+          window.fetch = async (url, options) => {
+            const response = await realFetch(url, options);
+            if (!String(url).includes('/v1/chat/completions') || !response.body) return response;
+            const reader = response.body.getReader();
+            let pending = new Uint8Array(0);
+            const slowed = new ReadableStream({
+              async pull(controller) {
+                await new Promise(resolve => setTimeout(resolve, 100));
+                if (options?.signal?.aborted) { controller.error(new DOMException('The user aborted a request.', 'AbortError')); return; }
+                try {
+                  if (pending.length === 0) {
+                    const { value, done } = await reader.read();
+                    if (done) { controller.close(); return; }
+                    pending = value;
+                  }
+                  controller.enqueue(pending.slice(0, 48));
+                  pending = pending.slice(48);
+                } catch (e) { controller.error(e); }
+              },
+              cancel(reason) { return reader.cancel(reason); }
+            });
+            return new Response(slowed, { status: response.status, statusText: response.statusText, headers: response.headers });
+          };
+        })()
+        """;
 }
