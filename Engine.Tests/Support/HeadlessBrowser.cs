@@ -53,7 +53,8 @@ public sealed class HeadlessBrowser : IAsyncDisposable
                      "--window-size=1100,800", "about:blank" })
             start.ArgumentList.Add(a);
         var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {exe}");
-        process.StandardOutput.BaseStream.CopyToAsync(Stream.Null).ContinueWith(_ => { });
+        // Drained in the background for the browser's lifetime, so a full pipe never blocks it.
+        _ = process.StandardOutput.BaseStream.CopyToAsync(Stream.Null).ContinueWith(_ => { });
         // Chromium prints "DevTools listening on ws://127.0.0.1:PORT/devtools/browser/ID" on stderr.
         string? browserUrl = null;
         using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30)))
@@ -63,7 +64,7 @@ public sealed class HeadlessBrowser : IAsyncDisposable
                 int at = line.IndexOf("ws://", StringComparison.Ordinal);
                 if (line.Contains("DevTools listening", StringComparison.Ordinal) && at >= 0) browserUrl = line[at..].Trim();
             }
-        process.StandardError.BaseStream.CopyToAsync(Stream.Null).ContinueWith(_ => { });
+        _ = process.StandardError.BaseStream.CopyToAsync(Stream.Null).ContinueWith(_ => { });
         var port = new Uri(browserUrl).Port;
         using var http = new HttpClient();
         using var targets = JsonDocument.Parse(await http.GetStringAsync($"http://127.0.0.1:{port}/json/list"));

@@ -40,6 +40,17 @@ public sealed record GenerateOptions
     /// default) keep the template's behaviour. Templates that always reason (the DeepSeek-R1 distills) ignore it.</summary>
     public bool? EnableThinking { get; init; }
 
+    /// <summary>For <see cref="Session.ChatAsync"/>: functions the model may call. The model's own chat template shows them
+    /// to it; its calls come back in <see cref="ChatUpdate.ToolCalls"/>.</summary>
+    public IReadOnlyList<ChatTool> Tools { get; init; } = [];
+    /// <summary>Whether the model may, must or must not call <see cref="Tools"/>; <see cref="ToolChoice.Auto"/> by default.</summary>
+    public ToolChoice ToolChoice { get; init; } = ToolChoice.Auto;
+    /// <summary>A grammar in llama.cpp's GBNF that every generated text must match; null for none.</summary>
+    public string? Grammar { get; init; }
+    /// <summary>A JSON Schema the generated text must be a valid instance of (compiled to a grammar as llama.cpp's
+    /// converter does); null for none. <c>{"type": "object"}</c> asks for any JSON object.</summary>
+    public System.Text.Json.JsonElement? JsonSchema { get; init; }
+
     /// <summary>Always the most likely token: the same text every time.</summary>
     public static GenerateOptions Greedy { get; } = new() { Temperature = 0f, TopK = 0, TopP = 1f, MinP = 0f };
 

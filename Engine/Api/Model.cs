@@ -37,6 +37,8 @@ public sealed class Model : IDisposable
     /// and asking it for text says what is missing.</summary>
     internal ITokenizer Tokenizer => _loaded.Tokenizer;
     internal IChatTemplate ChatTemplate { get; }
+    /// <summary>How this model writes tool calls, recognized from its chat template's text.</summary>
+    internal Chat.Tools.ToolCallFormat ToolCallFormat { get; }
 
     /// <summary>The model's facts: architecture, size, types, context, chat template.</summary>
     public ModelInfo Info { get; }
@@ -50,6 +52,7 @@ public sealed class Model : IDisposable
             ? new(ChatTemplates.ByName(name)!, "chosen")
             : ChatTemplates.Detect(loaded.ChatTemplateText, config.Architecture, piece => HasToken(loaded, piece));
         ChatTemplate = match.Template;
+        ToolCallFormat = Chat.Tools.ToolCallFormat.Detect(loaded.ChatTemplateText);
         int context = options.ContextLength > 0 ? options.ContextLength
             : options.ContextLength == ModelLoadOptions.TrainedContext ? config.TrainedContextLength
             : Math.Min(config.TrainedContextLength, 4096);
@@ -111,6 +114,27 @@ public sealed class Model : IDisposable
         long fits = Math.Max(contextBlocks, left / 2 / blockBytes);
         sizing = fits < wanted ? "capped by the memory left after the weights" : $"{Math.Max(1, options.ParallelSequences)} sequences of {context} tokens";
         return (int)Math.Min(Math.Min(wanted, fits), int.MaxValue / bt);
+    }
+
+    /// <summary>The ids of the vocabulary's tokens with these exact texts (texts that are not one token are skipped).</summary>
+    internal IReadOnlySet<int> SpecialTokenIds(IReadOnlyList<string> texts)
+    {
+        var ids = new HashSet<int>();
+        var tokens = Tokenizer.Tokens;
+        foreach (var text in texts)
+        {
+            int id = IndexOf(tokens, text);
+            if (id >= 0) ids.Add(id);
+        }
+        return ids;
+
+        // Special tokens sit at the end of most vocabularies (added tokens), so the search starts there.
+        static int IndexOf(IReadOnlyList<string> tokens, string text)
+        {
+            for (int i = tokens.Count - 1; i >= 0; i--)
+                if (tokens[i] == text) return i;
+            return -1;
+        }
     }
 
     /// <summary>Whether the vocabulary holds a token's text, for recognizing a chat format; no tokenizer holds none.</summary>

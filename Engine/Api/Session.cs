@@ -109,32 +109,51 @@ public sealed class Session : IDisposable
     {
         ArgumentNullException.ThrowIfNull(messages);
         ThrowIfDisposed();
+        options ??= new GenerateOptions();
         var template = _model.ChatTemplate;
-        if (options?.EnableThinking is { } thinking && template is Chat.Qwen3Template qwen3 && qwen3.EnableThinking != thinking)
+        if (options.EnableThinking is { } thinking && template is Chat.Qwen3Template qwen3 && qwen3.EnableThinking != thinking)
             template = new Chat.Qwen3Template(thinking);
         var turns = messages.Select((m, i) => m is null ? throw new ArgumentException($"message {i} is null", nameof(messages))
-            : new ChatMessage(m.Role, m.Content ?? "")).ToList();
+            : new ChatMessage(m.Role, m.Content ?? "") { ToolCalls = m.ToolCalls ?? [], ToolCallId = m.ToolCallId, ToolName = m.ToolName }).ToList();
+        // Tool choice "none" hides the tools: the model is not told of functions it may not call.
+        var tools = options.ToolChoice.Equals(ToolChoice.None) ? [] : options.Tools;
+        string Render(IReadOnlyList<ChatMessage> conversation) => template.Render(conversation, addGenerationPrompt: true, tools);
         // The template's markers are special tokens; the messages' own text is read as text, whatever it contains.
-        var rendered = template.Render(turns, addGenerationPrompt: true);
+        var rendered = Render(turns);
         var conversation = _model.Tokenizer.Encode(rendered, addSpecial: true, parseSpecial: true,
-            literal: MessageRanges.Find(template, turns, rendered, addGenerationPrompt: true));
-        var request = Prepare(new Conversation(conversation), options, template.StopStrings);
-        return Chat(request, new ThinkSplitter(template.GenerationPromptOpensThinking), cancellationToken);
+            literal: MessageRanges.Find(Render, turns, rendered));
+        var calls = tools.Count > 0 ? _model.ToolCallFormat : null;
+        var request = Prepare(new Conversation(conversation), options, template.StopStrings, calls);
+        return Chat(request, new ThinkSplitter(template.GenerationPromptOpensThinking), calls, cancellationToken);
     }
 
-    async IAsyncEnumerable<ChatUpdate> Chat(Request request, ThinkSplitter splitter, [EnumeratorCancellation] CancellationToken cancellationToken)
+    async IAsyncEnumerable<ChatUpdate> Chat(Request request, ThinkSplitter splitter, Chat.Tools.ToolCallFormat? callFormat,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
     {
+        var calls = callFormat is null ? null : new Chat.Tools.ToolCallStream(callFormat);
         await foreach (var token in Run(request, cancellationToken).ConfigureAwait(false))
         {
             bool wasThinking = splitter.InThinking;
             var chunk = splitter.Push(token.Text);
             bool reasoning = !token.IsEndOfGeneration && (wasThinking || splitter.InThinking);
+            IReadOnlyList<ToolCall> toolCalls = [];
             if (token.FinishReason is not null)
             {
                 var rest = splitter.Flush();
                 chunk = new ThinkChunk(chunk.Thinking + rest.Thinking, chunk.Answer + rest.Answer);
             }
-            yield return new ChatUpdate(chunk.Thinking, chunk.Answer, token, reasoning);
+            if (calls is not null)
+            {
+                var answer = calls.Push(chunk.Answer);
+                if (token.FinishReason is not null)
+                {
+                    var (held, parsed) = calls.Finish();
+                    answer += held;
+                    toolCalls = [.. parsed.Select(c => new ToolCall(c.Id ?? callFormat!.NewCallId(), c.Name, c.Arguments))];
+                }
+                chunk = chunk with { Answer = answer };
+            }
+            yield return new ChatUpdate(chunk.Thinking, chunk.Answer, token, reasoning) { ToolCalls = toolCalls };
         }
     }
 
@@ -145,15 +164,17 @@ public sealed class Session : IDisposable
     sealed record Conversation(int[] Tokens) : Input;
 
     /// <summary>A generation whose options are checked.</summary>
-    sealed record Request(Input Input, GenerateOptions Options, SamplerOptions Sampling, IReadOnlyList<string> TemplateStops);
+    sealed record Request(Input Input, GenerateOptions Options, SamplerOptions Sampling, IReadOnlyList<string> TemplateStops, IReadOnlySet<int> ShownSpecialTokens);
 
-    Request Prepare(Input input, GenerateOptions? options, IReadOnlyList<string> templateStops)
+    Request Prepare(Input input, GenerateOptions? options, IReadOnlyList<string> templateStops, Chat.Tools.ToolCallFormat? toolCalls = null)
     {
         ThrowIfDisposed();
         options ??= new GenerateOptions();
         var sampling = options.ToSampler(_model.Info.VocabularySize);
         _ = new StopStrings(options.StopSequences); // the caller's stops are checked now, not mid-stream
-        return new Request(input, options, sampling, templateStops);
+        // The special tokens a family writes around its calls reach the parser as text (llama.cpp's preserved tokens).
+        var shown = toolCalls is null ? (IReadOnlySet<int>)new HashSet<int>() : _model.SpecialTokenIds(toolCalls.MarkerTokens);
+        return new Request(input, options, sampling, templateStops, shown);
     }
 
     async IAsyncEnumerable<GeneratedToken> Run(Request request, [EnumeratorCancellation] CancellationToken cancellationToken)
@@ -171,6 +192,7 @@ public sealed class Session : IDisposable
             var job = new GenerationJob(_sequence, request.Options, request.Sampling, request.TemplateStops, _model.Info.VocabularySize)
             {
                 LogitsTap = LogitsTap,
+                ShownSpecialTokens = request.ShownSpecialTokens,
             };
             // Resolved against the sequence when the stream starts (not when it was created), in the scheduler's lock.
             scheduler.Start(job, tokens => Resolve(request.Input, tokens, tokenizer));

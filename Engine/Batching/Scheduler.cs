@@ -461,7 +461,7 @@ internal sealed class Scheduler : IDisposable
             return;
         }
         job.Generated++;
-        var piece = job.Stops.Push(job.Decoder.Decode(tokenizer.TokenBytes(next)));
+        var piece = job.Stops.Push(job.Decoder.Decode(tokenizer.TokenBytes(next, special: job.ShownSpecialTokens.Contains(next))));
         FinishReason? finish = piece.Stopped ? FinishReason.StopSequence
             : job.Generated >= job.Limit ? FinishReason.MaxTokens
             : sequence.Tokens.Count >= sequence.ContextLength ? FinishReason.ContextFull

@@ -20,6 +20,17 @@ internal interface IChatTemplate
     /// <exception cref="ChatTemplateException">The conversation does not fit the template (unknown role, order).</exception>
     string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt);
 
+    /// <summary>Renders with the tools the model may call. Only a model's own (Jinja) template knows how its model was
+    /// taught to see tools, so the built-in formats refuse them rather than guess.</summary>
+    /// <exception cref="ChatTemplateException">The template cannot show tools or tool calls, or the conversation does not fit it.</exception>
+    string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt, IReadOnlyList<ChatTool> tools)
+    {
+        if (tools.Count > 0 || messages.Any(m => m.ToolCalls.Count > 0))
+            throw new ChatTemplateException($"the built-in {Name} chat format cannot show tools or tool calls: use a model that carries its own chat " +
+                "template (tokenizer.chat_template), or pass one (ModelLoadOptions.ChatTemplateText, --chat-template-file)");
+        return Render(messages, addGenerationPrompt);
+    }
+
     /// <summary>Text markers that end the assistant's turn (end-of-turn / end-of-sequence tokens as text). Usually
     /// also special token ids; match by id when possible, by text as a backstop.</summary>
     IReadOnlyList<string> StopStrings { get; }

@@ -13,11 +13,18 @@ namespace Engine.Chat;
 /// </summary>
 internal static class MessageRanges
 {
-    public static IReadOnlyList<Range> Find(IChatTemplate template, IReadOnlyList<ChatMessage> messages, string rendered, bool addGenerationPrompt)
+    public static IReadOnlyList<Range> Find(IChatTemplate template, IReadOnlyList<ChatMessage> messages, string rendered, bool addGenerationPrompt) =>
+        Find(m => template.Render(m, addGenerationPrompt), messages, rendered);
+
+    /// <param name="render">Renders a conversation exactly as <paramref name="rendered"/> was rendered (same template,
+    /// tools and options).</param>
+    /// <param name="messages">The conversation.</param>
+    /// <param name="rendered">The prompt.</param>
+    public static IReadOnlyList<Range> Find(Func<IReadOnlyList<ChatMessage>, string> render, IReadOnlyList<ChatMessage> messages, string rendered)
     {
         var placeholders = messages.Select((m, i) => m with { Content = $"\uE000{i}\uE001" }).ToList();
         string skeleton;
-        try { skeleton = template.Render(placeholders, addGenerationPrompt); }
+        try { skeleton = render(placeholders); }
         catch (ChatTemplateException) { return []; }
 
         var ranges = new List<Range>(messages.Count);
