@@ -35,24 +35,28 @@ internal static partial class JinjaFilters
                 var parts = Py.Iterate(v).Select(item => Py.Str(j[1] is null ? item : Attribute(ip, item, j[1], Undefined.Anonymous))).ToList();
                 ip.CheckSize(parts.Sum(p => (long)p.Length) + (long)Py.Str(j[0]).Length * parts.Count);
                 return string.Join(Py.Str(j[0]), parts);
-            case "map": return new JinjaList(Map(ip, v, args));
+            // jinja2's map and select family skip a falsy input ("if value:"), so none|map(...) is empty.
+            case "map": return new JinjaIterator(Py.Truthy(v) ? Map(ip, v, args) : []);
             case "select" or "reject":
-                return new JinjaList([.. Py.Iterate(v).Where(item => Select(ip, item, args.Positional, 0) == (name == "select"))]);
+                return new JinjaIterator(Py.Truthy(v)
+                    ? [.. Py.Iterate(v).Where(item => Select(ip, item, args.Positional, 0) == (name == "select"))] : []);
             case "selectattr" or "rejectattr":
                 if (args.Positional.Count == 0) throw new JinjaTemplateException($"{name}() needs an attribute name");
-                return new JinjaList([.. Py.Iterate(v).Where(item =>
-                    Select(ip, Attribute(ip, item, args.Positional[0], Undefined.Anonymous), args.Positional, 1) == (name == "selectattr"))]);
+                return new JinjaIterator(Py.Truthy(v) ? [.. Py.Iterate(v).Where(item =>
+                    Select(ip, Attribute(ip, item, args.Positional[0], Undefined.Anonymous), args.Positional, 1) == (name == "selectattr"))] : []);
             case "items":
                 return v switch
                 {
-                    Undefined => new JinjaList([]),
-                    JinjaDict dict => new JinjaList([.. dict.Pairs.Select(p => (object?)JinjaList.Tuple(p.Key, p.Value))]),
+                    Undefined => new JinjaIterator([], "dict_itemiterator"),
+                    JinjaDict dict => new JinjaIterator([.. dict.Pairs.Select(p => (object?)JinjaList.Tuple(p.Key, p.Value))], "dict_itemiterator"),
                     _ => throw new JinjaTemplateException("Can only get item pairs from a mapping."),
                 };
             case "first":
+                if (v is JinjaIterator iterator) return iterator.TryNext(out var next) ? next : new Undefined("No first item, sequence was empty.");
                 var all = Py.Iterate(v);
                 return all.Count > 0 ? all[0] : new Undefined("No first item, sequence was empty.");
             case "last":
+                if (v is JinjaIterator) throw new JinjaTemplateException($"'{Py.TypeName(v)}' object is not reversible");
                 var seq = Py.Iterate(v);
                 return seq.Count > 0 ? seq[^1] : new Undefined("No last item, sequence was empty.");
             case "list": return new JinjaList([.. Py.Iterate(v)]);
@@ -93,7 +97,7 @@ internal static partial class JinjaFilters
             case "slice": return SliceColumns(v, Bind(["slices", "fill_with"], Undefined.Anonymous, null));
             case "reverse":
                 return v is string text ? string.Concat(JinjaAttributes.Runes(text).AsEnumerable().Reverse())
-                    : new JinjaList([.. Py.Iterate(v).Reverse()]);
+                    : new JinjaIterator([.. Py.Iterate(v).Reverse()], v is JinjaList ? "list_reverseiterator" : "reversed");
             case "attr": return JinjaAttributes.Get(ip, v, Py.Str(Bind(["name"], Undefined.Anonymous)[0]));
             case "format":
                 if (args.Keyword.Count > 0 && args.Positional.Count > 0)
@@ -230,7 +234,7 @@ internal static partial class JinjaFilters
         return !caseSensitive && key is string s ? s.ToLowerInvariant() : key;
     }
 
-    static JinjaList Unique(JinjaInterpreter ip, object? v, object?[] a)
+    static JinjaIterator Unique(JinjaInterpreter ip, object? v, object?[] a)
     {
         var seen = new List<object?>();
         var result = new List<object?>();
@@ -241,7 +245,7 @@ internal static partial class JinjaFilters
             seen.Add(key);
             result.Add(item);
         }
-        return new JinjaList(result);
+        return new JinjaIterator(result);
     }
 
     static JinjaList Sort(JinjaInterpreter ip, object? v, object?[] a)
@@ -319,7 +323,7 @@ internal static partial class JinjaFilters
         return Py.Truthy(a[1]) ? indentation + result : result;
     }
 
-    static JinjaList Batch(object? v, object?[] a)
+    static JinjaIterator Batch(object? v, object?[] a)
     {
         long size = a[0] is long n && n > 0 ? n : throw new JinjaTemplateException("batch needs a positive line count");
         var batches = new List<object?>();
@@ -335,10 +339,10 @@ internal static partial class JinjaFilters
             if (a[1] is not null) while (current.Count < size) current.Add(a[1]);
             batches.Add(new JinjaList(current));
         }
-        return new JinjaList(batches);
+        return new JinjaIterator(batches);
     }
 
-    static JinjaList SliceColumns(object? v, object?[] a)
+    static JinjaIterator SliceColumns(object? v, object?[] a)
     {
         var items = Py.Iterate(v);
         long slices = a[0] is long n && n > 0 ? n : throw new JinjaTemplateException("slice needs a positive count");
@@ -353,7 +357,7 @@ internal static partial class JinjaFilters
             if (a[1] is not null && i >= extra && extra > 0) column.Add(a[1]);
             result.Add(new JinjaList(column));
         }
-        return new JinjaList(result);
+        return new JinjaIterator(result);
     }
 
     static string Truncate(string s, object?[] a)

@@ -19,9 +19,9 @@ internal static class JinjaTests
             case "true": return v is true;
             case "false": return v is false;
             case "mapping": return v is JinjaDict;
-            case "iterable": return v is string or JinjaList or JinjaDict or Undefined;
+            case "iterable": return v is string or JinjaList or JinjaDict or JinjaIterator or Undefined;
             case "sequence": return v is string or JinjaList or JinjaDict;
-            case "callable": return v is JinjaCallable or LoopContext;
+            case "callable": return v is JinjaCallable or LoopContext or Undefined;
             case "escaped": return false;
             case "eq" or "equalto" or "==": return Py.Equal(v, Arg("other"));
             case "ne" or "!=": return !Py.Equal(v, Arg("other"));

@@ -4,7 +4,8 @@ namespace Engine.Chat.Jinja;
 
 // Template values form a closed set, so a template can never reach a .NET object:
 //   None = null, bool, long (Python int), double (Python float), string,
-//   JinjaList (list or tuple), JinjaDict (insertion-ordered dict), Undefined, Namespace, LoopContext, JinjaCallable.
+//   JinjaList (list or tuple), JinjaDict (insertion-ordered dict), JinjaIterator, Undefined, Namespace, LoopContext,
+//   JinjaCallable.
 
 /// <summary>jinja2's default Undefined: falsy, prints empty, iterates empty; any other use is an error that names
 /// what was missing.</summary>
@@ -24,6 +25,31 @@ internal sealed class JinjaList(List<object?> items, bool isTuple = false)
     public bool IsTuple { get; } = isTuple;
     public int Count => Items.Count;
     public static JinjaList Tuple(params object?[] items) => new([.. items], isTuple: true);
+}
+
+/// <summary>A Python generator or iterator, which several jinja2 filters return (map, select, reject, selectattr,
+/// rejectattr, unique, batch, items, reverse): always truthy, no len(), not JSON-serializable, and consumed by
+/// iterating: a second loop over it sees only what is left.</summary>
+internal sealed class JinjaIterator(IReadOnlyList<object?> items, string typeName = "generator")
+{
+    int _position;
+
+    public string TypeName { get; } = typeName;
+
+    /// <summary>The items not yet consumed; consumes them all.</summary>
+    public IReadOnlyList<object?> Drain()
+    {
+        var rest = items.Skip(_position).ToList();
+        _position = items.Count;
+        return rest;
+    }
+
+    /// <summary>next(): the next item, or false when exhausted.</summary>
+    public bool TryNext(out object? item)
+    {
+        item = _position < items.Count ? items[_position] : null;
+        return _position++ < items.Count;
+    }
 }
 
 internal sealed class JinjaDict

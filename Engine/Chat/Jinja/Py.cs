@@ -16,6 +16,7 @@ internal static class Py
         JinjaList { IsTuple: true } => "tuple",
         JinjaList => "list",
         JinjaDict => "dict",
+        JinjaIterator i => i.TypeName,
         Undefined => "Undefined",
         Namespace => "Namespace",
         LoopContext => "LoopContext",
@@ -87,6 +88,7 @@ internal static class Py
             case Namespace: sb.Append("<Namespace>"); break;
             case LoopContext: sb.Append("<LoopContext>"); break;
             case JinjaCallable f: sb.Append("<function ").Append(f.Name).Append('>'); break;
+            case JinjaIterator i: sb.Append('<').Append(i.TypeName).Append(" object>"); break;
             default: sb.Append(v); break;
         }
     }
@@ -226,10 +228,19 @@ internal static class Py
     {
         JinjaList l => l.Items,
         JinjaDict d => [.. d.Keys],
+        JinjaIterator i => i.Drain(),
         string s => [.. s.EnumerateRunes().Select(r => (object?)r.ToString())],
         Undefined => [],
         _ => throw new JinjaTemplateException($"'{TypeName(v)}' object is not iterable"),
     };
+
+    /// <summary>`x in iterator` consumes items up to and including the first match, as in Python.</summary>
+    static bool ContainsConsuming(JinjaIterator iterator, object? item)
+    {
+        while (iterator.TryNext(out var next))
+            if (Equal(next, item)) return true;
+        return false;
+    }
 
     public static long Length(object? v) => v switch
     {
@@ -246,6 +257,7 @@ internal static class Py
         string => throw new JinjaTemplateException($"'in <string>' requires string as left operand, not {TypeName(item)}"),
         JinjaList l => l.Items.Any(x => Equal(x, item)),
         JinjaDict d => d.ContainsKey(item),
+        JinjaIterator i => ContainsConsuming(i, item),
         Undefined => false,
         _ => throw new JinjaTemplateException($"argument of type '{TypeName(container)}' is not iterable"),
     };
