@@ -20,6 +20,7 @@ namespace Engine.Cli
               bench --model M [-p 128] [-n 64] [-r 3]   prompt and generation tokens/s, like llama-bench
               devices                                   list the accelerators --device can use
               serve [--model M ...] [--port 11434]      OpenAI- and Ollama-compatible HTTP server
+              template [--template-file F] < case.json  render a Jinja chat template as transformers does
             run, chat, logits and bench take --device cpu|cuda|opencl|auto (default cpu) and --gpu-layers N|all
             and --no-repack (the CPU backend then reads Q4_K and Q4_0 matrices in place instead of repacking them at load)
             run 'engine <command> --help' for the options of a command
@@ -45,6 +46,7 @@ namespace Engine.Cli
                     "bench" => BenchCommand.Run(rest),
                     "devices" => DevicesCommand.Run(rest),
                     "serve" => ServeCommand.Run(rest),
+                    "template" => TemplateCommand.Run(rest),
                     // Diagnostic, for tools/gpu-check.sh; not in the usage text.
                     "golden" => GoldenCommand.Run(rest),
                     _ => throw new UsageException($"unknown command '{args[0]}'"),
