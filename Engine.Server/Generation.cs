@@ -29,10 +29,71 @@ internal static class Generation
             if (role == "developer") role = "system";
             if (role is not ("system" or "user" or "assistant" or "tool"))
                 throw ApiError.BadRequest($"messages[{i}].role '{role}' is not one of system, developer, user, assistant, tool", $"messages[{i}].role");
-            turns.Add(new ChatTurn(role, Content(message, i)));
+            turns.Add(new ChatTurn(role, Content(message, i))
+            {
+                ToolCalls = role == "assistant" ? ToolCalls(message, i) : [],
+                ToolCallId = role == "tool" ? message.String("tool_call_id") : null,
+                ToolName = role == "tool" ? message.String("tool_name") ?? message.String("name") : null,
+            });
             i++;
         }
         return turns;
+    }
+
+    /// <summary>An assistant message's earlier calls: OpenAI sends the arguments as JSON text, Ollama as an object, and
+    /// Ollama sends no ids (they are made up here, so templates that pair calls and results by id still can).</summary>
+    static List<ToolCall> ToolCalls(JsonRequest message, int i)
+    {
+        var calls = new List<ToolCall>();
+        if (message.Get("tool_calls") is not { } array) return calls;
+        string where = $"messages[{i}].tool_calls";
+        if (array.ValueKind != JsonValueKind.Array) throw ApiError.BadRequest($"{where} must be an array", where);
+        int k = 0;
+        foreach (var item in array.EnumerateArray())
+        {
+            var call = item.ValueKind == JsonValueKind.Object ? new JsonRequest(item) : throw ApiError.BadRequest($"{where}[{k}] must be an object", where);
+            var function = call.Object("function") ?? throw ApiError.BadRequest($"{where}[{k}].function is required", where);
+            var name = function.String("name") is { Length: > 0 } n ? n : throw ApiError.BadRequest($"{where}[{k}].function.name is required", where);
+            string arguments = function.Get("arguments") switch
+            {
+                null => "{}",
+                { ValueKind: JsonValueKind.String } text => text.GetString()!,
+                { ValueKind: JsonValueKind.Object } obj => obj.GetRawText(),
+                _ => throw ApiError.BadRequest($"{where}[{k}].function.arguments must be JSON text or an object", where),
+            };
+            calls.Add(new ToolCall(call.String("id") ?? $"call_{k}", name, arguments));
+            k++;
+        }
+        return calls;
+    }
+
+    /// <summary>The schema that asks for any JSON object (OpenAI's json_object, Ollama's format "json").</summary>
+    public static readonly JsonElement AnyJsonObject = JsonDocument.Parse("""{"type": "object"}""").RootElement.Clone();
+
+    /// <summary>Most tools a request may offer.</summary>
+    public const int MaxTools = 128;
+
+    /// <summary>The functions a request offers: <c>[{"type": "function", "function": {"name", "description", "parameters"}}]</c>
+    /// in both API families.</summary>
+    public static List<ChatTool> Tools(JsonRequest body)
+    {
+        var tools = new List<ChatTool>();
+        if (body.Get("tools") is not { } array) return tools;
+        if (array.ValueKind != JsonValueKind.Array) throw ApiError.BadRequest("'tools' must be an array", "tools");
+        if (array.GetArrayLength() > MaxTools) throw ApiError.BadRequest($"'tools' holds more than {MaxTools} tools", "tools");
+        int k = 0;
+        foreach (var item in array.EnumerateArray())
+        {
+            var tool = item.ValueKind == JsonValueKind.Object ? new JsonRequest(item) : throw ApiError.BadRequest($"tools[{k}] must be an object", "tools");
+            var type = tool.String("type") ?? "function";
+            if (type != "function") throw ApiError.BadRequest($"tools[{k}] is a '{type}' tool: this server runs functions only", "tools");
+            var function = tool.Object("function") ?? throw ApiError.BadRequest($"tools[{k}].function is required", "tools");
+            var parameters = function.Get("parameters");
+            if (parameters is { ValueKind: not JsonValueKind.Object }) throw ApiError.BadRequest($"tools[{k}].function.parameters must be a JSON Schema object", "tools");
+            tools.Add(new ChatTool(function.RequiredString("name"), function.String("description"), parameters?.Clone()));
+            k++;
+        }
+        return tools;
     }
 
     static string Content(JsonRequest message, int i)
@@ -77,6 +138,7 @@ internal static class Generation
             "messages", "context_length_exceeded"),
         InvalidSamplingOptionsException s => ApiError.BadRequest(s.Message, s.ParamName),
         ChatTemplateException t => ApiError.BadRequest(t.Message, "messages"),
+        GrammarException g => ApiError.BadRequest(g.Message, "grammar"),
         ArgumentException a when a.ParamName is "prompt" or "messages" or "texts" => ApiError.BadRequest(a.Message),
         _ => null,
     };

@@ -99,6 +99,16 @@ internal static class OllamaApi
         };
     }
 
+    /// <summary>format: "json" (any JSON object) or a JSON Schema object.</summary>
+    static JsonElement? Format(JsonRequest body) => body.Get("format") switch
+    {
+        null => null,
+        { ValueKind: JsonValueKind.String } s when s.GetString() == "json" => Generation.AnyJsonObject,
+        { ValueKind: JsonValueKind.String } s when s.GetString() == "" => null,
+        { ValueKind: JsonValueKind.Object } schema => schema.Clone(),
+        _ => throw ApiError.BadRequest("'format' must be \"json\" or a JSON Schema object", "format"),
+    };
+
     static async Task ChatAsync(HttpContext http, ModelCatalog catalog, ServerMetrics metrics, bool chat)
     {
         var ct = http.RequestAborted;
@@ -108,7 +118,7 @@ internal static class OllamaApi
         var keepAlive = KeepAlive(body);
         // think: false turns a Qwen3 model's reasoning off (and hides any that comes anyway); true keeps it on.
         bool? think = body.Get("think") is { ValueKind: JsonValueKind.True or JsonValueKind.False } t ? t.ValueKind == JsonValueKind.True : null;
-        var sampling = Sampling(body) with { EnableThinking = think };
+        var sampling = Sampling(body) with { EnableThinking = think, Tools = chat ? Generation.Tools(body) : [], JsonSchema = Format(body) };
         // num_ctx sizes this request's session (at most the model's trained context and the KV pool); a prompt that
         // does not fit is refused with both counts, never cut.
         int? numCtx = body.Object("options")?.Int("num_ctx", 1, 1 << 24);
@@ -149,7 +159,7 @@ internal static class OllamaApi
         using var session = numCtx is { } n
             ? lease.Model.CreateSession(Math.Min(n, Math.Min(info.TrainedContextLength, info.KvCacheCapacity)))
             : lease.Model.CreateSession();
-        IAsyncEnumerable<(string Reasoning, string Answer, GeneratedToken Token)> pieces = turns is not null
+        IAsyncEnumerable<(string Reasoning, string Answer, GeneratedToken Token, IReadOnlyList<ToolCall> Calls)> pieces = turns is not null
             ? Pieces(session.ChatAsync(turns, sampling, ct))
             : Pieces(session.GenerateAsync(prompt!, sampling, ct));
         var first = await Generation.StartAsync(metrics.Measure(pieces, p => p.Token, EngineServer.Arrival(http)), ct).ConfigureAwait(false);
@@ -157,6 +167,7 @@ internal static class OllamaApi
         var answer = new System.Text.StringBuilder();
         var reasoning = new System.Text.StringBuilder();
         GeneratedToken? last = null;
+        IReadOnlyList<ToolCall> calls = [];
         await using var disposeFirst = first;
         if (stream)
         {
@@ -168,9 +179,10 @@ internal static class OllamaApi
             {
                 do
                 {
-                    var (r, a, token) = first.Current;
+                    var (r, a, token, pieceCalls) = first.Current;
                     if (think == false) r = ""; // asked not to show the reasoning
                     last = token;
+                    if (pieceCalls.Count > 0) calls = pieceCalls;
                     if (stream)
                     {
                         if (r.Length == 0 && a.Length == 0 && token.FinishReason is null) continue;
@@ -178,7 +190,13 @@ internal static class OllamaApi
                             await WriteLineAsync(http, chat
                                 ? new { model, created_at = DateTime.UtcNow, message = Message(a, r), done = false }
                                 : (object)new { model, created_at = DateTime.UtcNow, response = a, thinking = r.Length > 0 ? r : null, done = false }, ct).ConfigureAwait(false);
-                        else { answer.Append(a); reasoning.Append(r); }
+                        else
+                        {
+                            answer.Append(a); reasoning.Append(r);
+                            // As Ollama streams them: the calls in a chunk of their own before the final one.
+                            if (calls.Count > 0)
+                                await WriteLineAsync(http, new { model, created_at = DateTime.UtcNow, message = Message("", "", calls), done = false }, ct).ConfigureAwait(false);
+                        }
                     }
                     else { answer.Append(a); reasoning.Append(r); }
                 }
@@ -191,7 +209,7 @@ internal static class OllamaApi
             ["model"] = model,
             ["created_at"] = DateTime.UtcNow,
         };
-        if (chat) final["message"] = Message(answer.ToString(), reasoning.ToString());
+        if (chat) final["message"] = Message(answer.ToString(), reasoning.ToString(), stream ? [] : calls);
         else
         {
             final["response"] = answer.ToString();
@@ -209,17 +227,25 @@ internal static class OllamaApi
         else await Results.Json(final, ServerJson.Options).ExecuteAsync(http).ConfigureAwait(false);
     }
 
-    static object Message(string content, string thinking) =>
-        new { role = "assistant", content, thinking = thinking.Length > 0 ? thinking : null };
-
-    static async IAsyncEnumerable<(string, string, GeneratedToken)> Pieces(IAsyncEnumerable<ChatUpdate> updates)
+    /// <summary>Ollama's message; tool calls carry their arguments as an object (not JSON text, as OpenAI's do).</summary>
+    static object Message(string content, string thinking, IReadOnlyList<ToolCall>? calls = null) => new
     {
-        await foreach (var u in updates.ConfigureAwait(false)) yield return (u.Reasoning, u.Answer, u.Token);
+        role = "assistant",
+        content,
+        thinking = thinking.Length > 0 ? thinking : null,
+        tool_calls = calls is { Count: > 0 }
+            ? calls.Select((c, i) => new { id = c.Id, function = new { index = i, name = c.Name, arguments = JsonDocument.Parse(c.Arguments).RootElement.Clone() } }).ToArray()
+            : null,
+    };
+
+    static async IAsyncEnumerable<(string, string, GeneratedToken, IReadOnlyList<ToolCall>)> Pieces(IAsyncEnumerable<ChatUpdate> updates)
+    {
+        await foreach (var u in updates.ConfigureAwait(false)) yield return (u.Reasoning, u.Answer, u.Token, u.ToolCalls);
     }
 
-    static async IAsyncEnumerable<(string, string, GeneratedToken)> Pieces(IAsyncEnumerable<GeneratedToken> tokens)
+    static async IAsyncEnumerable<(string, string, GeneratedToken, IReadOnlyList<ToolCall>)> Pieces(IAsyncEnumerable<GeneratedToken> tokens)
     {
-        await foreach (var t in tokens.ConfigureAwait(false)) yield return ("", t.IsEndOfGeneration ? "" : t.Text, t);
+        await foreach (var t in tokens.ConfigureAwait(false)) yield return ("", t.IsEndOfGeneration ? "" : t.Text, t, []);
     }
 
     static long Nanoseconds(TimeSpan t) => t.Ticks * 100;

@@ -51,7 +51,43 @@ internal static class OpenAiApi
             RepetitionPenalty = body.Float("repetition_penalty", 0, 10) ?? body.Float("repeat_penalty", 0, 10) ?? o.RepetitionPenalty,
             Seed = body.Long("seed", long.MinValue, long.MaxValue) is { } seed ? unchecked((ulong)seed) : null,
             StopSequences = body.Strings("stop", Generation.MaxStops) ?? [],
+            Grammar = body.String("grammar"),
+            JsonSchema = JsonSchemaOf(body),
         };
+    }
+
+    /// <summary>OpenAI's response_format (json_object: any object; json_schema: its schema), or llama-server's json_schema
+    /// field.</summary>
+    static JsonElement? JsonSchemaOf(JsonRequest body)
+    {
+        if (body.Get("json_schema") is { } direct)
+            return direct.ValueKind == JsonValueKind.Object ? direct.Clone() : throw ApiError.BadRequest("'json_schema' must be a JSON Schema object", "json_schema");
+        if (body.Object("response_format") is not { } format) return null;
+        return format.String("type") switch
+        {
+            null or "text" => null,
+            "json_object" => format.Get("schema")?.Clone() ?? Generation.AnyJsonObject,
+            "json_schema" => format.Object("json_schema")?.Get("schema") is { ValueKind: JsonValueKind.Object } schema ? schema.Clone()
+                : throw ApiError.BadRequest("response_format.json_schema.schema must be a JSON Schema object", "response_format"),
+            var other => throw ApiError.BadRequest($"response_format type '{other}' is not one of text, json_object, json_schema", "response_format"),
+        };
+    }
+
+    /// <summary>tool_choice: "auto", "none", "required", or {"type": "function", "function": {"name": ...}}.</summary>
+    static ToolChoice ToolChoiceOf(JsonRequest body)
+    {
+        if (body.Get("tool_choice") is not { } choice) return ToolChoice.Auto;
+        if (choice.ValueKind == JsonValueKind.String)
+            return choice.GetString() switch
+            {
+                "auto" => ToolChoice.Auto,
+                "none" => ToolChoice.None,
+                "required" => ToolChoice.Required,
+                var other => throw ApiError.BadRequest($"'tool_choice' must be auto, none, required or a function, got '{other}'", "tool_choice"),
+            };
+        if (choice.ValueKind == JsonValueKind.Object && new JsonRequest(choice).Object("function")?.String("name") is { Length: > 0 } name)
+            return ToolChoice.Function(name);
+        throw ApiError.BadRequest("'tool_choice' must be auto, none, required or {\"type\": \"function\", \"function\": {\"name\": ...}}", "tool_choice");
     }
 
     /// <summary>Reads the parts every generating route shares.</summary>
@@ -81,7 +117,7 @@ internal static class OpenAiApi
         index == 0 || o.Seed is null ? o : o with { Seed = unchecked(o.Seed.Value + (ulong)index) };
 
     /// <summary>One generated piece of one choice.</summary>
-    readonly record struct Piece(int Index, string Reasoning, string Answer, GeneratedToken Token);
+    readonly record struct Piece(int Index, string Reasoning, string Answer, GeneratedToken Token, IReadOnlyList<ToolCall> ToolCalls);
 
     /// <summary>A request's running choices: their merged pieces, and the generations behind them. Disposing it (before
     /// the model lease) cancels the choices still running and waits for them, so no session outlives its request.</summary>
@@ -160,14 +196,14 @@ internal static class OpenAiApi
         [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
     {
         await foreach (var u in session.ChatAsync(turns, options, cancellationToken).ConfigureAwait(false))
-            yield return new Piece(index, u.Reasoning, u.Answer, u.Token);
+            yield return new Piece(index, u.Reasoning, u.Answer, u.Token, u.ToolCalls);
     }
 
     static async IAsyncEnumerable<Piece> TextPieces(Session session, int index, string prompt, GenerateOptions options,
         [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
     {
         await foreach (var t in session.GenerateAsync(prompt, options, cancellationToken).ConfigureAwait(false))
-            yield return new Piece(index, "", t.IsEndOfGeneration ? "" : t.Text, t);
+            yield return new Piece(index, "", t.IsEndOfGeneration ? "" : t.Text, t, []);
     }
 
     static async Task ChatAsync(HttpContext http, ModelCatalog catalog, ServerMetrics metrics, ServerOptions options)
@@ -182,7 +218,12 @@ internal static class OpenAiApi
             throw ApiError.BadRequest($"'reasoning_format' must be auto, deepseek or none, got '{reasoningFormat}'", "reasoning_format");
         bool inline = reasoningFormat == "none";
         // Qwen3's switch, as vLLM and llama-server take it: chat_template_kwargs.enable_thinking.
-        var chatOptions = common.Options with { EnableThinking = body.Object("chat_template_kwargs")?.Bool("enable_thinking") };
+        var chatOptions = common.Options with
+        {
+            EnableThinking = body.Object("chat_template_kwargs")?.Bool("enable_thinking"),
+            Tools = Generation.Tools(body),
+            ToolChoice = ToolChoiceOf(body),
+        };
         using var lease = await catalog.AcquireAsync(common.Model, null, ct).ConfigureAwait(false);
         await using var run = await ChoiceRun.StartAsync(lease.Model, common.Choices,
             (s, i, token) => metrics.Measure(ChatPieces(s, i, turns, ForChoice(chatOptions, i), token), p => p.Token, EngineServer.Arrival(http)), ct).ConfigureAwait(false);
@@ -198,6 +239,7 @@ internal static class OpenAiApi
         public readonly System.Text.StringBuilder Reasoning = new(), Answer = new();
         public readonly List<object> LogProbs = [];
         public string? FinishReason;
+        public IReadOnlyList<ToolCall> ToolCalls = [];
         public bool RoleSent, InThinkTag;
         public GenerationTimings? Timings;
     }
@@ -211,7 +253,7 @@ internal static class OpenAiApi
             c.Reasoning.Append(p.Reasoning);
             c.Answer.Append(p.Answer);
             if (common.LogProbs && !p.Token.IsEndOfGeneration) c.LogProbs.Add(LogProb(p.Token, common.TopLogProbs));
-            if (p.Token.FinishReason is { } f) { c.FinishReason = Generation.FinishReasonText(f); c.Timings = p.Token.Timings; }
+            if (p.Token.FinishReason is { } f) { c.FinishReason = p.ToolCalls.Count > 0 ? "tool_calls" : Generation.FinishReasonText(f); c.Timings = p.Token.Timings; c.ToolCalls = p.ToolCalls; }
         }
         await Results.Json(new
         {
@@ -225,8 +267,10 @@ internal static class OpenAiApi
                 message = new
                 {
                     role = "assistant",
-                    content = inline && c.Reasoning.Length > 0 ? $"<think>{c.Reasoning}</think>{c.Answer}" : c.Answer.ToString(),
+                    content = inline && c.Reasoning.Length > 0 ? $"<think>{c.Reasoning}</think>{c.Answer}"
+                        : c.Answer.Length == 0 && c.ToolCalls.Count > 0 ? null : c.Answer.ToString(),
                     reasoning_content = inline || c.Reasoning.Length == 0 ? null : c.Reasoning.ToString(),
+                    tool_calls = c.ToolCalls.Count > 0 ? ToolCallsJson(c.ToolCalls) : null,
                 },
                 logprobs = common.LogProbs ? new { content = c.LogProbs } : null,
                 finish_reason = c.FinishReason ?? "stop",
@@ -253,13 +297,15 @@ internal static class OpenAiApi
                 content = text.Length > 0 ? text.ToString() : null;
                 reasoning = null;
             }
-            string? finish = p.Token.FinishReason is { } f ? Generation.FinishReasonText(f) : null;
+            string? finish = p.Token.FinishReason is { } f ? p.ToolCalls.Count > 0 ? "tool_calls" : Generation.FinishReasonText(f) : null;
             if (finish is not null) c.Timings = p.Token.Timings;
             if (content is null && reasoning is null && finish is null && c.RoleSent) continue;
             var delta = new Dictionary<string, object?>();
             if (!c.RoleSent) { delta["role"] = "assistant"; c.RoleSent = true; }
             if (content is not null || (reasoning is null && delta.Count > 0)) delta["content"] = content ?? "";
             if (reasoning is not null) delta["reasoning_content"] = reasoning;
+            // Calls arrive whole with the last piece: one delta per call, with its index, id, name and all its arguments.
+            if (p.ToolCalls.Count > 0) delta["tool_calls"] = ToolCallsJson(p.ToolCalls, withIndex: true);
             await sse.WriteAsync(new
             {
                 id,
@@ -376,6 +422,11 @@ internal static class OpenAiApi
             usage = new { prompt_tokens = promptTokens, total_tokens = promptTokens },
         }, ServerJson.Options).ExecuteAsync(http).ConfigureAwait(false);
     }
+
+    static object[] ToolCallsJson(IReadOnlyList<ToolCall> calls, bool withIndex = false) =>
+        [.. calls.Select((c, i) => withIndex
+            ? (object)new { index = i, id = c.Id, type = "function", function = new { name = c.Name, arguments = c.Arguments } }
+            : new { id = c.Id, type = "function", function = new { name = c.Name, arguments = c.Arguments } })];
 
     static object Usage(IEnumerable<GenerationTimings?> timings)
     {

@@ -34,7 +34,7 @@ public sealed class HuggingFaceLoadTests : IDisposable
         using var model = Model.Load(_folder);
         model.Info.Architecture.Should().Be("qwen2");
         model.Info.ChatTemplate.Should().Be(ChatMl, "the default of the named templates");
-        model.Info.ChatFormat.Should().Be("chatml");
+        model.Info.ChatFormat.Should().Be("jinja", "the model's own template is run");
     }
 
     [SharedFact]

@@ -14,7 +14,7 @@ public class ChatCliTests
         var r = CliRunner.RunWithInput("What is the capital of France?\nAnd of Germany?\n/exit\n",
             "chat", "--model", model, "-n", "8", "--temperature", "0");
         r.ExitCode.Should().Be(0, r.Stderr);
-        r.Stderr.Should().Contain("chat template: qwen3");
+        r.Stderr.Should().Contain("chat template: jinja");
         var turns = Regex.Matches(r.Stderr, @"\[(\d+) tokens, .* prompt (\d+) new tokens at .*, (\d+) reused from the cache\]");
         turns.Should().HaveCount(2, r.Stderr);
         int.Parse(turns[0].Groups[3].Value).Should().Be(0);

@@ -62,6 +62,8 @@ public sealed class EngineChatClient : IChatClient
                 var contents = new List<AIContent>(2);
                 if (update.Reasoning.Length > 0) contents.Add(new TextReasoningContent(update.Reasoning));
                 if (update.Answer.Length > 0) contents.Add(new TextContent(update.Answer));
+                foreach (var call in update.ToolCalls)
+                    contents.Add(new FunctionCallContent(call.Id, call.Name, JsonSerializer.Deserialize<Dictionary<string, object?>>(call.Arguments, AIJsonUtilities.DefaultOptions)));
                 var token = update.Token;
                 if (update.IsReasoning) reasoningTokens++;
                 if (token.Timings is { } t)
@@ -83,6 +85,7 @@ public sealed class EngineChatClient : IChatClient
                     FinishReason = token.FinishReason switch
                     {
                         null => null,
+                        _ when update.ToolCalls.Count > 0 => ChatFinishReason.ToolCalls,
                         FinishReason.MaxTokens or FinishReason.ContextFull => ChatFinishReason.Length,
                         _ => ChatFinishReason.Stop,
                     },
@@ -93,14 +96,16 @@ public sealed class EngineChatClient : IChatClient
         finally { _turn.Release(); }
     }
 
-    /// <summary>The conversation as the template sees it: text only; reasoning of earlier answers is left out, as the
-    /// templates of thinking models do.</summary>
+    /// <summary>The conversation as the template sees it: text, tool calls and tool results; reasoning of earlier answers is
+    /// left out, as the templates of thinking models do.</summary>
     static List<ChatTurn> Turns(IEnumerable<ChatMessage> messages, ChatOptions? options)
     {
         var turns = new List<ChatTurn>();
+        var callNames = new Dictionary<string, string>(); // a result names its function, for templates that show it
         foreach (var message in messages)
         {
             var text = new StringBuilder();
+            var calls = new List<ToolCall>();
             foreach (var content in message.Contents)
             {
                 switch (content)
@@ -108,11 +113,20 @@ public sealed class EngineChatClient : IChatClient
                     case TextContent t: text.Append(t.Text); break;
                     case TextReasoningContent: break;
                     case UsageContent: break;
+                    case FunctionCallContent call:
+                        calls.Add(new ToolCall(call.CallId, call.Name, JsonSerializer.Serialize(call.Arguments ?? new Dictionary<string, object?>(), AIJsonUtilities.DefaultOptions)));
+                        callNames[call.CallId] = call.Name;
+                        break;
+                    case FunctionResultContent result:
+                        // Each result is a turn of its own, as the OpenAI API sends them.
+                        turns.Add(ChatTurn.Tool(result.CallId, ResultText(result.Result), callNames.GetValueOrDefault(result.CallId)));
+                        break;
                     default:
-                        throw new NotSupportedException($"a {message.Role} message holds {content.GetType().Name}: this client takes text only (tool calls and other content come with the model's own Jinja templates)");
+                        throw new NotSupportedException($"a {message.Role} message holds {content.GetType().Name}: this client takes text, function calls and function results");
                 }
             }
-            turns.Add(new ChatTurn(message.Role.Value, text.ToString()));
+            if (text.Length > 0 || calls.Count > 0 || !message.Contents.Any(c => c is FunctionResultContent))
+                turns.Add(new ChatTurn(message.Role.Value, text.ToString()) { ToolCalls = calls });
         }
         // Instructions join the system message (templates such as Llama 2's take only one), or become it.
         if (options?.Instructions is { Length: > 0 } instructions)
@@ -123,16 +137,31 @@ public sealed class EngineChatClient : IChatClient
         return turns;
     }
 
+    /// <summary>A function's result as the text the model reads: strings as they are, anything else as JSON.</summary>
+    static string ResultText(object? result) => result switch
+    {
+        null => "",
+        string s => s,
+        JsonElement { ValueKind: JsonValueKind.String } e => e.GetString()!,
+        _ => JsonSerializer.Serialize(result, AIJsonUtilities.DefaultOptions),
+    };
+
     static GenerateOptions Options(ChatOptions? options)
     {
         var result = new GenerateOptions();
         if (options is null) return result;
-        if (options.Tools is { Count: > 0 })
-            throw new NotSupportedException("tools are not supported by this client yet: remove ChatOptions.Tools");
-        if (options.ResponseFormat is ChatResponseFormatJson)
-            throw new NotSupportedException("JSON response formats are not supported by this client yet: remove ChatOptions.ResponseFormat");
         result = result with
         {
+            Tools = Tools(options.Tools),
+            ToolChoice = options.ToolMode switch
+            {
+                NoneChatToolMode => ToolChoice.None,
+                RequiredChatToolMode { RequiredFunctionName: { } name } => ToolChoice.Function(name),
+                RequiredChatToolMode => ToolChoice.Required,
+                _ => ToolChoice.Auto,
+            },
+            // ChatResponseFormat.Json without a schema asks for any JSON object.
+            JsonSchema = options.ResponseFormat is ChatResponseFormatJson json ? json.Schema ?? AnyObject : null,
             Temperature = options.Temperature ?? result.Temperature,
             TopP = options.TopP ?? result.TopP,
             TopK = options.TopK ?? result.TopK,
@@ -149,6 +178,18 @@ public sealed class EngineChatClient : IChatClient
             if (extra.TryGetValue("repeat_last_n", out var lastN)) result = result with { PenaltyLastN = Integer(lastN, "repeat_last_n") };
             if (extra.TryGetValue("ignore_eos", out var ignore)) result = result with { IgnoreEndOfGeneration = Flag(ignore, "ignore_eos") };
         }
+        return result;
+    }
+
+    static readonly JsonElement AnyObject = JsonDocument.Parse("""{"type": "object"}""").RootElement.Clone();
+
+    static List<ChatTool> Tools(IList<AITool>? tools)
+    {
+        var result = new List<ChatTool>();
+        foreach (var tool in tools ?? [])
+            result.Add(tool is AIFunctionDeclaration function
+                ? new ChatTool(function.Name, function.Description is { Length: > 0 } d ? d : null, function.JsonSchema)
+                : throw new NotSupportedException($"{tool.GetType().Name} '{tool.Name}' is a hosted tool: this client runs functions (AIFunction) only"));
         return result;
     }
 

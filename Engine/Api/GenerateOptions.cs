@@ -57,12 +57,38 @@ public sealed record GenerateOptions
     /// <summary>Most alternatives <see cref="TopLogProbabilities"/> may ask for.</summary>
     public const int MaxTopLogProbabilities = 20;
 
+    /// <summary>Tool names are written into the prompt and matched in replies, so they are plain identifiers, each once;
+    /// a required function must be one of the tools.</summary>
+    void ValidateTools()
+    {
+        ArgumentNullException.ThrowIfNull(Tools);
+        ArgumentNullException.ThrowIfNull(ToolChoice);
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var tool in Tools)
+        {
+            if (tool?.Name is not { Length: > 0 and <= 64 } name || !name.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-' or '.'))
+                throw new InvalidSamplingOptionsException($"tool name '{tool?.Name}' must be 1 to 64 letters, digits, '_', '-' or '.'", nameof(Tools));
+            if (!names.Add(name)) throw new InvalidSamplingOptionsException($"tool '{name}' is given twice", nameof(Tools));
+            if (tool.Parameters is { ValueKind: not System.Text.Json.JsonValueKind.Object })
+                throw new InvalidSamplingOptionsException($"the parameters of tool '{name}' must be a JSON Schema object", nameof(Tools));
+        }
+        if (ToolChoice.RequiresCall && Tools.Count == 0)
+            throw new InvalidSamplingOptionsException($"tool choice '{ToolChoice}' needs tools to call", nameof(ToolChoice));
+        if (ToolChoice.FunctionName is { } required && !names.Contains(required))
+            throw new InvalidSamplingOptionsException($"tool choice names '{required}', which is not one of the tools", nameof(ToolChoice));
+        if (ToolChoice.RequiresCall && (Grammar is not null || JsonSchema is not null))
+            throw new InvalidSamplingOptionsException("a required tool call and a grammar or JSON schema cannot both constrain the reply", nameof(ToolChoice));
+        if (Grammar is not null && JsonSchema is not null)
+            throw new InvalidSamplingOptionsException("give a grammar or a JSON schema, not both", nameof(Grammar));
+    }
+
     internal SamplerOptions ToSampler(int vocabularySize)
     {
         if (MaxTokens is < 0)
             throw new InvalidSamplingOptionsException($"max tokens must be 0 or more (null: no limit), got {MaxTokens}", nameof(MaxTokens));
         if (TopLogProbabilities is < 0 or > MaxTopLogProbabilities)
             throw new InvalidSamplingOptionsException($"top log-probabilities must be 0 to {MaxTopLogProbabilities}, got {TopLogProbabilities}", nameof(TopLogProbabilities));
+        ValidateTools();
         return new SamplerOptions
         {
             Temperature = Temperature, TopK = TopK, TopP = TopP, MinP = MinP,

@@ -48,11 +48,10 @@ public sealed class Model : IDisposable
         _loaded = loaded;
         var config = loaded.Config;
         // The name was checked before loading (Validate).
-        ChatTemplateMatch match = options.ChatTemplate is { } name
-            ? new(ChatTemplates.ByName(name)!, "chosen")
-            : ChatTemplates.Detect(loaded.ChatTemplateText, config.Architecture, piece => HasToken(loaded, piece));
+        var (match, templateText) = SelectTemplate(loaded, options, config.Architecture);
+        options.Progress?.Report(new ModelLoadProgress($"chat template: {match.Template.Name} ({match.Rule})", null));
         ChatTemplate = match.Template;
-        ToolCallFormat = Chat.Tools.ToolCallFormat.Detect(loaded.ChatTemplateText);
+        ToolCallFormat = Chat.Tools.ToolCallFormat.Detect(templateText);
         int context = options.ContextLength > 0 ? options.ContextLength
             : options.ContextLength == ModelLoadOptions.TrainedContext ? config.TrainedContextLength
             : Math.Min(config.TrainedContextLength, 4096);
@@ -114,6 +113,37 @@ public sealed class Model : IDisposable
         long fits = Math.Max(contextBlocks, left / 2 / blockBytes);
         sizing = fits < wanted ? "capped by the memory left after the weights" : $"{Math.Max(1, options.ParallelSequences)} sequences of {context} tokens";
         return (int)Math.Min(Math.Min(wanted, fits), int.MaxValue / bt);
+    }
+
+    /// <summary>The chat template, in this order: the Jinja text the caller gave, the built-in format the caller named, the
+    /// model's own Jinja template, and the built-in format recognized from the model (for models without a template, or
+    /// whose template does not parse). Also returns the Jinja text in use, from which tool calls are read.</summary>
+    static (ChatTemplateMatch Match, string? Text) SelectTemplate(LoadedModel loaded, ModelLoadOptions options, string? architecture)
+    {
+        if (options.ChatTemplateText is { } given)
+            return (new(Jinja(given, "jinja"), "given template text"), given);
+        if (options.ChatTemplate is { } name) // checked before loading (Validate)
+            return (new(ChatTemplates.ByName(name)!, "chosen"), null);
+        var own = loaded.ChatTemplateText;
+        string? problem = null;
+        if (!string.IsNullOrWhiteSpace(own))
+        {
+            try { return (new(Jinja(own, "jinja"), "the model's own template"), own); }
+            catch (ChatTemplateException e) { problem = e.Message; }
+        }
+        var detected = ChatTemplates.Detect(own, architecture, piece => HasToken(loaded, piece));
+        return (problem is null ? detected : detected with { Rule = $"{detected.Rule}; the model's template cannot be used: {problem}" }, own);
+
+        JinjaChatTemplate Jinja(string text, string templateName) =>
+            new(text, SpecialText(loaded, t => t.Bos), SpecialText(loaded, t => t.Eos), kwargs: null, name: templateName);
+    }
+
+    /// <summary>A special token's text (bos_token, eos_token for templates); null when the vocabulary has none or there is
+    /// no tokenizer.</summary>
+    static string? SpecialText(LoadedModel loaded, Func<ITokenizer, int?> which)
+    {
+        try { return which(loaded.Tokenizer) is int id ? loaded.Tokenizer.Tokens[id] : null; }
+        catch (ModelFormatException) { return null; }
     }
 
     /// <summary>The ids of the vocabulary's tokens with these exact texts (texts that are not one token are skipped).</summary>
@@ -195,6 +225,11 @@ public sealed class Model : IDisposable
             throw new ArgumentOutOfRangeException(nameof(options), $"KvCacheType {(int)options.KvCacheType} is not f16, f32 or q8_0");
         if (options.ChatTemplate is { } name && ChatTemplates.ByName(name) is null)
             throw new ArgumentException($"unknown chat template '{name}': use {ChatTemplates.Names}", nameof(options));
+        if (options.ChatTemplateText is { } text)
+        {
+            try { _ = new JinjaChatTemplate(text, null, null); }
+            catch (ChatTemplateException e) { throw new ArgumentException($"ChatTemplateText: {e.Message}", nameof(options)); }
+        }
     }
 
     /// <summary>Loads a model on a worker thread (see <see cref="Load"/>), so a UI or server thread is not blocked while

@@ -42,9 +42,14 @@ public sealed record ModelLoadOptions
     /// speed for the same memory (llama.cpp does the same). Off, every matrix is read in place from the file.</summary>
     public bool RepackWeights { get; init; } = true;
 
-    /// <summary>The chat template to use instead of the one recognized from the model's metadata: chatml, qwen2, qwen3,
-    /// llama3, llama2, deepseek-r1 or deepseek-v3; null (the default) recognizes it.</summary>
+    /// <summary>A built-in chat format to use instead of the model's own template: chatml, qwen2, qwen3, llama3, llama2,
+    /// deepseek-r1 or deepseek-v3; null (the default) runs the model's own Jinja template (tokenizer.chat_template), and
+    /// recognizes a built-in format only for a model without one.</summary>
     public string? ChatTemplate { get; init; }
+
+    /// <summary>A Jinja chat template (Hugging Face's format) to run instead of the model's own; it wins over
+    /// <see cref="ChatTemplate"/>. Null (the default) uses the model's.</summary>
+    public string? ChatTemplateText { get; init; }
 
     /// <summary>Told what long loading steps are doing (opening the file, a GPU upload, repacking a large model), one
     /// report each; null reports nothing.</summary>

@@ -111,8 +111,14 @@ public sealed class Session : IDisposable
         ThrowIfDisposed();
         options ??= new GenerateOptions();
         var template = _model.ChatTemplate;
-        if (options.EnableThinking is { } thinking && template is Chat.Qwen3Template qwen3 && qwen3.EnableThinking != thinking)
-            template = new Chat.Qwen3Template(thinking);
+        if (options.EnableThinking is { } thinking)
+            template = template switch
+            {
+                Chat.Qwen3Template qwen3 when qwen3.EnableThinking != thinking => new Chat.Qwen3Template(thinking),
+                // The variable transformers users pass: Qwen3's and SmolLM3's templates read it, others ignore it.
+                JinjaChatTemplate jinja => jinja.With("enable_thinking", thinking),
+                _ => template,
+            };
         var turns = messages.Select((m, i) => m is null ? throw new ArgumentException($"message {i} is null", nameof(messages))
             : new ChatMessage(m.Role, m.Content ?? "") { ToolCalls = m.ToolCalls ?? [], ToolCallId = m.ToolCallId, ToolName = m.ToolName }).ToList();
         // Tool choice "none" hides the tools: the model is not told of functions it may not call.

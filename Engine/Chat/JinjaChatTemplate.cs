@@ -38,6 +38,18 @@ internal sealed class JinjaChatTemplate : IChatTemplate
         _opensThinking = new(ProbeOpensThinking);
     }
 
+    JinjaChatTemplate(JinjaTemplate template, string? bosToken, string? eosToken, Func<DateTime> clock, IReadOnlyDictionary<string, object?> kwargs, string name)
+    {
+        _template = template;
+        BosToken = bosToken;
+        EosToken = eosToken;
+        _clock = clock;
+        _kwargs = kwargs;
+        Name = name;
+        StopStrings = EosToken is null ? [] : [EosToken];
+        _opensThinking = new(ProbeOpensThinking);
+    }
+
     public string Name { get; }
     public string? BosToken { get; }
     public string? EosToken { get; }
@@ -47,18 +59,79 @@ internal sealed class JinjaChatTemplate : IChatTemplate
     /// "&lt;think&gt;\n"), found by rendering a one-message conversation once.</summary>
     public bool GenerationPromptOpensThinking => _opensThinking.Value;
 
-    public string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt)
+    public string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt) => Render(messages, addGenerationPrompt, []);
+
+    /// <summary>Renders with tools, as transformers passes them: OpenAI-style message dicts (tool_calls with their
+    /// arguments as a mapping, which templates write with tojson; tool results with tool_call_id and name) and the tools as
+    /// <c>{"type": "function", "function": {...}}</c>.</summary>
+    public string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt, IReadOnlyList<ChatTool> tools)
     {
-        var list = new JinjaList([.. messages.Select(m =>
-        {
-            var d = new JinjaDict();
-            d.Set("role", m.Role);
-            d.Set("content", m.Content);
-            return (object?)d;
-        })]);
-        var text = RenderValues(list, null, addGenerationPrompt, null);
+        var list = new JinjaList([.. messages.Select(Message)]);
+        var toolList = tools.Count == 0 ? null : new JinjaList([.. tools.Select(Tool)]);
+        var text = RenderValues(list, toolList, addGenerationPrompt, null);
         // The tokenizer adds BOS itself (llama.cpp strips it the same way).
         return BosToken is not null && text.StartsWith(BosToken, StringComparison.Ordinal) ? text[BosToken.Length..] : text;
+    }
+
+    /// <summary>The same template with more variables (enable_thinking for one request), sharing the parsed template.</summary>
+    public JinjaChatTemplate With(string variable, object? value)
+    {
+        var kwargs = new Dictionary<string, object?>(_kwargs) { [variable] = value };
+        return new JinjaChatTemplate(_template, BosToken, EosToken, _clock, kwargs, Name);
+    }
+
+    static object? Message(ChatMessage m)
+    {
+        var d = new JinjaDict();
+        d.Set("role", m.Role);
+        d.Set("content", m.Content);
+        if (m.ToolCalls.Count > 0)
+            d.Set("tool_calls", new JinjaList([.. m.ToolCalls.Select(c =>
+            {
+                var function = new JinjaDict();
+                function.Set("name", c.Name);
+                function.Set("arguments", Arguments(c.Arguments));
+                var call = new JinjaDict();
+                call.Set("id", c.Id);
+                call.Set("type", "function");
+                call.Set("function", function);
+                return (object?)call;
+            })]));
+        if (m.ToolCallId is not null) d.Set("tool_call_id", m.ToolCallId);
+        if (m.ToolName is not null) d.Set("name", m.ToolName);
+        return d;
+    }
+
+    /// <summary>Arguments as a mapping when they are a JSON object (what templates expect), else the text as given.</summary>
+    static object? Arguments(string text)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(text);
+            if (document.RootElement.ValueKind == JsonValueKind.Object) return JinjaValues.FromJson(document.RootElement);
+        }
+        catch (JsonException) { }
+        return text;
+    }
+
+    static object? Tool(ChatTool tool)
+    {
+        var function = new JinjaDict();
+        function.Set("name", tool.Name);
+        if (tool.Description is not null) function.Set("description", tool.Description);
+        function.Set("parameters", tool.Parameters is { } p ? JinjaValues.FromJson(p) : EmptyParameters());
+        var d = new JinjaDict();
+        d.Set("type", "function");
+        d.Set("function", function);
+        return d;
+    }
+
+    static object? EmptyParameters()
+    {
+        var d = new JinjaDict();
+        d.Set("type", "object");
+        d.Set("properties", new JinjaDict());
+        return d;
     }
 
     /// <summary>The exact text transformers' apply_chat_template produces (BOS kept), for `engine template` and an
