@@ -19,6 +19,28 @@ internal static class OpenAiApi
         app.MapPost("/v1/chat/completions", (HttpContext http) => ChatAsync(http, catalog, metrics, options));
         app.MapPost("/v1/completions", (HttpContext http) => CompletionAsync(http, catalog, metrics, options));
         app.MapPost("/v1/embeddings", (HttpContext http) => EmbeddingsAsync(http, catalog));
+        app.MapPost("/apply-template", (HttpContext http) => ApplyTemplateAsync(http, catalog));
+    }
+
+    /// <summary>llama-server's /apply-template: a chat request's prompt as the model's template renders it (tools and
+    /// chat_template_kwargs.enable_thinking included), without generating; a template error is a 400.</summary>
+    static async Task ApplyTemplateAsync(HttpContext http, ModelCatalog catalog)
+    {
+        var ct = http.RequestAborted;
+        var body = await JsonRequest.ReadAsync(http.Request, ct).ConfigureAwait(false);
+        var model = body.RequiredString("model");
+        var turns = Generation.Messages(body);
+        var options = new GenerateOptions
+        {
+            EnableThinking = body.Object("chat_template_kwargs")?.Bool("enable_thinking"),
+            Tools = Generation.Tools(body),
+            ToolChoice = ToolChoiceOf(body),
+        };
+        using var lease = await catalog.AcquireAsync(model, null, ct).ConfigureAwait(false);
+        string prompt;
+        try { prompt = lease.Model.ApplyChatTemplate(turns, options); }
+        catch (Exception e) when (Generation.Translate(e) is { } error) { throw error; }
+        await Results.Json(new { prompt }, ServerJson.Options).ExecuteAsync(http).ConfigureAwait(false);
     }
 
     static object ModelObject(ModelCatalog.Entry e) => new

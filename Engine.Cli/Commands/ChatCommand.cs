@@ -6,10 +6,11 @@ namespace Engine.Cli.Commands;
 public static class ChatCommand
 {
     const string Help = """
-        usage: engine chat --model M [--system TEXT] [--template chatml|qwen2|qwen3|llama3|llama2|deepseek-r1|deepseek-v3] [-n N]
+        usage: engine chat --model M [--system TEXT] [--chat-template-file F | --template NAME] [-n N]
                            [--ctx N] [--kv-type T] [--kv-budget S] [--parallel N] [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--seed S] [--threads N] [--device D] [--gpu-layers N]
         Type a message and press Enter; /reset starts over, /exit (or end of input) quits.
-        """ + ModelArguments.KvHelp;
+        The model's own chat template (Jinja) renders the conversation, unless one of these replaces it:
+        """ + ModelArguments.TemplateHelp + ModelArguments.KvHelp;
 
     public static int Run(string[] args)
     {

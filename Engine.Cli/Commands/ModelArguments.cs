@@ -54,11 +54,34 @@ internal static class ModelArguments
         Threads = cl.Int("threads", 0, 0, 1024, alias: "t"),
         RepackWeights = !cl.Has("no-repack"),
         ChatTemplate = template,
+        ChatTemplateText = ChatTemplateFile(cl),
         ContextLength = cl.Int("ctx", 0, 1, 1 << 24, alias: "c"),
         KvCacheType = KvType(cl),
         KvCacheBytes = cl.Size("kv-budget") ?? 0,
         ParallelSequences = cl.Int("parallel", 4, 1, 4096, alias: "np"),
     };
+
+    /// <summary>Largest --chat-template-file read (real templates are a few KiB; the longest known are under 64 KiB).</summary>
+    const long MaxTemplateBytes = 1 << 20;
+
+    /// <summary>--chat-template-file F: a Jinja template run instead of the model's own (and instead of --template).</summary>
+    public static string? ChatTemplateFile(CommandLine cl)
+    {
+        if (cl.String("chat-template-file") is not { } path) return null;
+        var file = new FileInfo(path);
+        if (!file.Exists) throw new UsageException($"no such chat template file: {path}");
+        if (file.Length > MaxTemplateBytes) throw new UsageException($"{path} is {file.Length} bytes: a chat template file may hold at most {MaxTemplateBytes}");
+        var text = File.ReadAllText(path, new System.Text.UTF8Encoding(false, throwOnInvalidBytes: true));
+        try { _ = new Engine.Chat.JinjaChatTemplate(text, null, null); }
+        catch (ChatTemplateException e) { throw new UsageException($"{path}: {e.Message}"); }
+        return text;
+    }
+
+    /// <summary>The chat-template options, as the help texts list them.</summary>
+    public const string TemplateHelp = """
+          --chat-template-file F   a Jinja chat template to run instead of the model's own
+          --template NAME          a built-in format instead: chatml, qwen2, qwen3, llama3, llama2, deepseek-r1, deepseek-v3
+        """;
 
     /// <summary>The KV-cache options, as the help texts list them.</summary>
     public const string KvHelp = """

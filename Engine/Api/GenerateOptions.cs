@@ -59,7 +59,7 @@ public sealed record GenerateOptions
 
     /// <summary>Tool names are written into the prompt and matched in replies, so they are plain identifiers, each once;
     /// a required function must be one of the tools.</summary>
-    void ValidateTools()
+    internal void ValidateTools()
     {
         ArgumentNullException.ThrowIfNull(Tools);
         ArgumentNullException.ThrowIfNull(ToolChoice);

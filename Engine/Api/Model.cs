@@ -115,6 +115,39 @@ public sealed class Model : IDisposable
         return (int)Math.Min(Math.Min(wanted, fits), int.MaxValue / bt);
     }
 
+    /// <summary>The prompt <see cref="Session.ChatAsync"/> feeds the model for a conversation: the chat template's
+    /// render with the tools and options of <paramref name="options"/>, ending where the reply begins. The BOS token the
+    /// tokenizer adds is not part of it.</summary>
+    /// <param name="messages">The conversation.</param>
+    /// <param name="options">Tools, tool choice and <see cref="GenerateOptions.EnableThinking"/>; null for none.</param>
+    /// <exception cref="ChatTemplateException">The conversation does not fit the template, or the template failed.</exception>
+    public string ApplyChatTemplate(IEnumerable<ChatTurn> messages, GenerateOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(messages);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return RenderChat(messages, options ?? new GenerateOptions()).Rendered;
+    }
+
+    /// <summary>A conversation rendered for a reply, and what rendered it.</summary>
+    internal (IChatTemplate Template, List<Chat.ChatMessage> Turns, IReadOnlyList<ChatTool> Tools, string Rendered) RenderChat(IEnumerable<ChatTurn> messages, GenerateOptions options)
+    {
+        options.ValidateTools(); // before their names reach the template
+        var template = ChatTemplate;
+        if (options.EnableThinking is { } thinking)
+            template = template switch
+            {
+                Qwen3Template qwen3 when qwen3.EnableThinking != thinking => new Qwen3Template(thinking),
+                // The variable transformers users pass: Qwen3's and SmolLM3's templates read it, others ignore it.
+                JinjaChatTemplate jinja => jinja.With("enable_thinking", thinking),
+                _ => template,
+            };
+        var turns = messages.Select((m, i) => m is null ? throw new ArgumentException($"message {i} is null", nameof(messages))
+            : new Chat.ChatMessage(m.Role, m.Content ?? "") { ToolCalls = m.ToolCalls ?? [], ToolCallId = m.ToolCallId, ToolName = m.ToolName }).ToList();
+        // Tool choice "none" hides the tools: the model is not told of functions it may not call.
+        var tools = options.ToolChoice.Equals(ToolChoice.None) ? [] : options.Tools;
+        return (template, turns, tools, template.Render(turns, addGenerationPrompt: true, tools));
+    }
+
     /// <summary>The chat template, in this order: the Jinja text the caller gave, the built-in format the caller named, the
     /// model's own Jinja template, and the built-in format recognized from the model (for models without a template, or
     /// whose template does not parse). Also returns the Jinja text in use, from which tool calls are read.</summary>

@@ -110,22 +110,9 @@ public sealed class Session : IDisposable
         ArgumentNullException.ThrowIfNull(messages);
         ThrowIfDisposed();
         options ??= new GenerateOptions();
-        var template = _model.ChatTemplate;
-        if (options.EnableThinking is { } thinking)
-            template = template switch
-            {
-                Chat.Qwen3Template qwen3 when qwen3.EnableThinking != thinking => new Chat.Qwen3Template(thinking),
-                // The variable transformers users pass: Qwen3's and SmolLM3's templates read it, others ignore it.
-                JinjaChatTemplate jinja => jinja.With("enable_thinking", thinking),
-                _ => template,
-            };
-        var turns = messages.Select((m, i) => m is null ? throw new ArgumentException($"message {i} is null", nameof(messages))
-            : new ChatMessage(m.Role, m.Content ?? "") { ToolCalls = m.ToolCalls ?? [], ToolCallId = m.ToolCallId, ToolName = m.ToolName }).ToList();
-        // Tool choice "none" hides the tools: the model is not told of functions it may not call.
-        var tools = options.ToolChoice.Equals(ToolChoice.None) ? [] : options.Tools;
+        var (template, turns, tools, rendered) = _model.RenderChat(messages, options);
         string Render(IReadOnlyList<ChatMessage> conversation) => template.Render(conversation, addGenerationPrompt: true, tools);
         // The template's markers are special tokens; the messages' own text is read as text, whatever it contains.
-        var rendered = Render(turns);
         var conversation = _model.Tokenizer.Encode(rendered, addSpecial: true, parseSpecial: true,
             literal: MessageRanges.Find(Render, turns, rendered));
         var calls = tools.Count > 0 ? _model.ToolCallFormat : null;
