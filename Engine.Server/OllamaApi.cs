@@ -29,8 +29,8 @@ internal static class OllamaApi
             }).ToArray(),
         }, ServerJson.Options));
         app.MapPost("/api/show", (HttpContext http) => ShowAsync(http, catalog));
-        app.MapPost("/api/chat", (HttpContext http) => ChatAsync(http, catalog, metrics, chat: true));
-        app.MapPost("/api/generate", (HttpContext http) => ChatAsync(http, catalog, metrics, chat: false));
+        app.MapPost("/api/chat", (HttpContext http) => ChatAsync(http, catalog, metrics, options, chat: true));
+        app.MapPost("/api/generate", (HttpContext http) => ChatAsync(http, catalog, metrics, options, chat: false));
         app.MapPost("/api/embed", (HttpContext http) => EmbedAsync(http, catalog, legacy: false));
         app.MapPost("/api/embeddings", (HttpContext http) => EmbedAsync(http, catalog, legacy: true));
     }
@@ -109,7 +109,7 @@ internal static class OllamaApi
         _ => throw ApiError.BadRequest("'format' must be \"json\" or a JSON Schema object", "format"),
     };
 
-    static async Task ChatAsync(HttpContext http, ModelCatalog catalog, ServerMetrics metrics, bool chat)
+    static async Task ChatAsync(HttpContext http, ModelCatalog catalog, ServerMetrics metrics, ServerOptions options, bool chat)
     {
         var ct = http.RequestAborted;
         var body = await JsonRequest.ReadAsync(http.Request, ct).ConfigureAwait(false);
@@ -119,6 +119,7 @@ internal static class OllamaApi
         // think: false turns a Qwen3 model's reasoning off (and hides any that comes anyway); true keeps it on.
         bool? think = body.Get("think") is { ValueKind: JsonValueKind.True or JsonValueKind.False } t ? t.ValueKind == JsonValueKind.True : null;
         var sampling = Sampling(body) with { EnableThinking = think, Tools = chat ? Generation.Tools(body) : [], JsonSchema = Format(body) };
+        if (options.AdjustGeneration is { } adjust) sampling = adjust(sampling);
         // num_ctx sizes this request's session (at most the model's trained context and the KV pool); a prompt that
         // does not fit is refused with both counts, never cut.
         int? numCtx = body.Object("options")?.Int("num_ctx", 1, 1 << 24);

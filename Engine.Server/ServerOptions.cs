@@ -26,6 +26,9 @@ internal sealed record ServerOptions
     public int MaxConcurrentRequests { get; init; } = 256;
     /// <summary>Most choices one request may ask for (OpenAI's n).</summary>
     public int MaxChoices { get; init; } = 8;
+    /// <summary>Tests: rewrites every Ollama chat or generate request's options before it runs (a grammar that scripts the model's
+    /// reply, where the API itself has no field for one, such as a tool call over Ollama's API). Null in production.</summary>
+    internal Func<GenerateOptions, GenerateOptions>? AdjustGeneration { get; init; }
     /// <summary>Where log lines go (one per request); null for none.</summary>
     public TextWriter? Log { get; init; }
 }
