@@ -5,9 +5,9 @@ namespace Engine.Chat;
 internal sealed record ChatTemplateMatch(IChatTemplate Template, string Rule);
 
 /// <summary>
-/// Picks a built-in renderer for a model. The Jinja text from the model's metadata (tokenizer.chat_template) is
-/// only searched for fixed marker strings — it is never parsed or executed (checklist G10; llama-cpp-python
-/// CVE-2024-34359). Rules run in a fixed order and the first that matches wins.
+/// Picks a built-in renderer for a model whose own Jinja template cannot be run (none, or one that does not parse):
+/// the template text is only searched for fixed marker strings here. Rules run in a fixed order and the first that
+/// matches wins.
 /// </summary>
 internal static class ChatTemplates
 {

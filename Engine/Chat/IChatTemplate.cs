@@ -1,8 +1,8 @@
 namespace Engine.Chat;
 
 /// <summary>
-/// A built-in chat prompt format. Templates are C# code, never the Jinja text from the model file
-/// (checklist G10: metadata is untrusted; <see cref="ChatTemplates.Detect"/> only looks for markers in it).
+/// A chat prompt format: the model's own Jinja template run by the sandboxed interpreter (<see cref="JinjaChatTemplate"/>),
+/// or a built-in C# format for models without one (<see cref="ChatTemplates.Detect"/>).
 ///
 /// BOS policy: <see cref="Render"/> never writes the leading BOS token. The tokenizer adds it (GGUF
 /// tokenizer.ggml.add_bos_token), exactly as llama.cpp's built-in templates expect; <see cref="BosToken"/> says
