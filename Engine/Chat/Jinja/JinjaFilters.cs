@@ -78,8 +78,9 @@ internal static partial class JinjaFilters
             case "replace":
                 var r = Bind(["old", "new", "count"], Undefined.Anonymous, Undefined.Anonymous, null);
                 return JinjaMethods.Replace(ip, Py.Str(v), Py.Str(r[0]), Py.Str(r[1]), r[2] is long c ? c : -1);
-            case "safe": return v;
-            case "escape" or "e" or "forceescape": return Escape(Py.Str(v));
+            case "safe": return v as Markup ?? new Markup(Py.Str(v));
+            case "escape" or "e": return Markup.Escape(v);
+            case "forceescape": return new Markup(Markup.Html(Py.Str(v)));
             case "unique": return Unique(ip, v, Bind(["case_sensitive", "attribute"], false, null));
             case "sort": return Sort(ip, v, Bind(["reverse", "case_sensitive", "attribute"], false, false, null));
             case "dictsort": return DictSort(v, Bind(["case_sensitive", "by", "reverse"], false, "key", false));
@@ -224,9 +225,6 @@ internal static partial class JinjaFilters
     static string Title(string s) =>
         string.Concat(WordBeginningRegex().Split(s).Where(item => item.Length > 0)
             .Select(item => char.ToUpperInvariant(item[0]) + item[1..].ToLowerInvariant()));
-
-    static string Escape(string s) => s.Replace("&", "&amp;").Replace("<", "&lt;").Replace(">", "&gt;")
-        .Replace("\"", "&#34;").Replace("'", "&#39;");
 
     static object? SortKey(JinjaInterpreter ip, object? item, object? attribute, bool caseSensitive)
     {

@@ -31,6 +31,7 @@ internal static class PyJson
                 sb.Append(double.IsNaN(d) ? "NaN" : double.IsInfinity(d) ? (d > 0 ? "Infinity" : "-Infinity") : Py.FloatRepr(d));
                 break;
             case string s: WriteString(sb, s, o.EnsureAscii); break;
+            case Markup m: WriteString(sb, m.Text, o.EnsureAscii); break;
             case JinjaList l:
                 WriteContainer(sb, '[', ']', l.Items.Select(x => (HasKey: false, Key: (object?)null, Value: x)), l.Count, o, level, maxLength);
                 break;
