@@ -66,7 +66,7 @@ internal static partial class JinjaFilters
             case "abs":
                 return v switch
                 {
-                    long n => checked(Math.Abs(n)),
+                    long n => (object)checked(Math.Abs(n)),
                     double x => Math.Abs(x),
                     bool b => b ? 1L : 0L,
                     _ => throw new JinjaTemplateException($"bad operand type for abs(): '{Py.TypeName(v)}'"),
