@@ -4,7 +4,8 @@ using Engine.Chat.Jinja;
 namespace Engine.Tests.Chat;
 
 /// <summary>Hostile templates: each must stop with a <see cref="JinjaTemplateException"/>, quickly and without using
-/// unbounded memory. Limits: <see cref="JinjaLimits"/>.</summary>
+/// unbounded memory. Limits: <see cref="JinjaLimits"/>. Timed, so the class runs alone (not beside model tests).</summary>
+[Collection(JinjaTimingCollection.Name)]
 public class JinjaSandboxTests
 {
     static readonly TimeSpan Quickly = TimeSpan.FromSeconds(5);
@@ -94,4 +95,11 @@ public class JinjaSandboxTests
         var pass = () => JinjaValues.FromObject(new Dictionary<string, object?> { ["process"] = Process.GetCurrentProcess() });
         pass.Should().Throw<JinjaTemplateException>();
     }
+}
+
+/// <summary>Runs the timed sandbox tests without other tests competing for the CPU.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class JinjaTimingCollection
+{
+    public const string Name = "Jinja timing";
 }

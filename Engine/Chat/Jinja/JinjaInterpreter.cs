@@ -104,8 +104,10 @@ internal sealed class JinjaInterpreter
     Flow Exec(IReadOnlyList<Stmt> body, Scope scope, StringBuilder output)
     {
         RuntimeHelpers.EnsureSufficientExecutionStack();
-        foreach (var stmt in body)
+        // An index loop: foreach over the interface would allocate an enumerator per body run (per loop iteration).
+        for (int i = 0; i < body.Count; i++)
         {
+            var stmt = body[i];
             Step();
             Flow flow;
             try { flow = ExecOne(stmt, scope, output); }
