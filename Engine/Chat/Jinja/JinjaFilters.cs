@@ -299,11 +299,29 @@ internal static partial class JinjaFilters
         double x = Py.ToDouble(v), scale = Math.Pow(10, precision);
         return method switch
         {
-            "common" => precision >= 0 ? Math.Round(x, precision, MidpointRounding.ToEven) : Math.Round(x / Math.Pow(10, -precision), MidpointRounding.ToEven) * Math.Pow(10, -precision),
+            "common" => precision >= 0 ? RoundHalfEvenExact(x, precision) : Math.Round(x / Math.Pow(10, -precision), MidpointRounding.ToEven) * Math.Pow(10, -precision),
             "ceil" => Math.Ceiling(x * scale) / scale,
             "floor" => Math.Floor(x * scale) / scale,
             _ => throw new JinjaTemplateException("method must be common, ceil or floor"),
         };
+    }
+
+    /// <summary>Python's round(x, n): rounds the double's exact binary value, so 2.675 (really 2.67499999...) gives
+    /// 2.67, and only true ties go to the even digit. Math.Round scales by 10^n first and would give 2.68.</summary>
+    static double RoundHalfEvenExact(double x, int precision)
+    {
+        if (double.IsNaN(x) || double.IsInfinity(x)) return x;
+        // .NET prints a double's exact decimal expansion; 60 places hold every digit that matters here.
+        var exact = Math.Abs(x).ToString("F60", CultureInfo.InvariantCulture);
+        int dot = exact.IndexOf('.');
+        var kept = exact[..(dot + 1 + precision)].TrimEnd('.');
+        var rest = exact[(dot + 1 + precision)..];
+        int comparison = rest[0] > '5' || (rest[0] == '5' && rest[1..].Any(c => c != '0')) ? 1 : rest[0] == '5' ? 0 : -1;
+        var result = double.Parse(kept, CultureInfo.InvariantCulture);
+        int lastDigit = kept[^1] - '0';
+        if (comparison > 0 || (comparison == 0 && lastDigit % 2 == 1)) result += Math.Pow(10, -precision);
+        result = double.Parse(result.ToString("F" + precision, CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
+        return x < 0 ? -result : result;
     }
 
     /// <summary>jinja2 3.1's indent: lines after the first get the indent; blank lines only with blank=True.</summary>
