@@ -141,7 +141,7 @@ internal static partial class JinjaFilters
             item = Py.Str(separators.Items[0]);
             key = Py.Str(separators.Items[1]);
         }
-        var json = PyJson.Dumps(v, new PyJson.Options(Py.Truthy(a[0]), null, indent, item, key, Py.Truthy(a[3])), ip.Limits.MaxOutputLength);
+        var json = PyJson.Dumps(v, new PyJson.Options(Py.Truthy(a[0]), indent, item, key, Py.Truthy(a[3])), ip.Limits.MaxOutputLength);
         ip.CheckSize(json.Length);
         return json;
     }
