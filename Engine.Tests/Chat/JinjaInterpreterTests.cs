@@ -192,6 +192,18 @@ public class JinjaInterpreterTests
     }
 
     [Fact]
+    public void Unknown_filters_fail_when_compiled_except_inside_an_if_as_in_jinja2()
+    {
+        var parse = () => JinjaTemplate.Parse("{% for x in xs %}{{ x | from_json }}{% endfor %}");
+        parse.Should().Throw<JinjaTemplateException>().WithMessage("no filter named 'from_json' (line 1, column 25)");
+        Render("{% if false %}{{ x | from_json }}{% endif %}ok").Should().Be("ok");
+        Render("{{ 1 if true else x | from_json }}").Should().Be("1");
+        Render("{% if 'from_json' is filter %}{{ x | from_json }}{% else %}none{% endif %}").Should().Be("none");
+        var run = () => Render("{% if true %}{{ 1 | from_json }}{% endif %}");
+        run.Should().Throw<JinjaTemplateException>().WithMessage("*no filter named 'from_json'*");
+    }
+
+    [Fact]
     public void Raise_exception_keeps_the_templates_message()
     {
         var render = () => Render("{{ raise_exception('Conversation roles must alternate') }}");
