@@ -90,6 +90,48 @@ public class JinjaReferenceTests
         failures.Should().BeEmpty($"{agreed}/{pairs.Count} agree; the rest:\n" + string.Join("\n", summary));
     }
 
+    /// <summary>The conversation the small templates render: system, user, an assistant turn with reasoning and a tool
+    /// call, and a tool result.</summary>
+    const string SmallTemplateCase = """
+        {"messages": [{"role": "system", "content": "sys"}, {"role": "user", "content": "héllo\nworld"},
+          {"role": "assistant", "content": "<think>r</think>ans", "tool_calls": [{"type": "function",
+            "function": {"name": "f", "arguments": {"a": 1, "b": [1.5, null, true]}}}]}, {"role": "tool", "content": "42"}],
+         "tools": [{"type": "function", "function": {"name": "f", "description": "d",
+           "parameters": {"type": "object", "properties": {"a": {"type": "integer"}}}}}],
+         "bos_token": "<s>", "eos_token": "</s>", "now": "2024-07-26T00:00:00", "kwargs": {"add_generation_prompt": true}}
+        """;
+
+    /// <summary>Engine.Tests/TestData/jinja-semantics/templates.txt: statements, whitespace control, filters, tests,
+    /// methods, formatting, Undefined and error cases, each compared with jinja2.</summary>
+    [PythonJinjaFact]
+    public void Small_templates_render_like_jinja2()
+    {
+        var text = File.ReadAllText(TestPaths.Repo("Engine.Tests", "TestData", "jinja-semantics", "templates.txt")).ReplaceLineEndings("\n");
+        var templates = text.Split("\n====\n");
+        using var caseDoc = JsonDocument.Parse(SmallTemplateCase);
+        var requests = new JsonArray();
+        foreach (var template in templates)
+        {
+            var request = JsonNode.Parse(SmallTemplateCase)!.AsObject();
+            request["template"] = template;
+            requests.Add(request);
+        }
+        var reference = RunReference(requests.ToJsonString());
+        var failures = new List<string>();
+        for (int i = 0; i < templates.Length; i++)
+        {
+            var (output, error) = JinjaCases.Render(caseDoc.RootElement, templates[i]);
+            if (reference[i].TryGetProperty("error", out var refError))
+            {
+                if (error is null) failures.Add($"#{i} {templates[i]}\n  jinja2 failed ({refError.GetString()}), the engine rendered {output}");
+            }
+            else if (error is not null) failures.Add($"#{i} {templates[i]}\n  the engine failed ({error})");
+            else if (output != reference[i].GetProperty("output").GetString())
+                failures.Add($"#{i} {templates[i]}\n  " + FirstDifference(reference[i].GetProperty("output").GetString()!, output!));
+        }
+        failures.Should().BeEmpty($"of {templates.Length} templates these differ:\n" + string.Join("\n", failures));
+    }
+
     static string FirstDifference(string expected, string actual)
     {
         int at = 0;

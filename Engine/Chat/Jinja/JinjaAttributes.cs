@@ -15,6 +15,7 @@ internal static class JinjaAttributes
 
     public static object? Get(JinjaInterpreter ip, object? target, string name)
     {
+        target = Py.Plain(target);
         if (target is Undefined u) throw u.Error();
         if (name.StartsWith('_')) throw Unsafe(name, target);
         switch (target)
@@ -40,6 +41,8 @@ internal static class JinjaAttributes
 
     public static object? GetItem(JinjaInterpreter ip, object? target, object? key)
     {
+        target = Py.Plain(target);
+        key = Py.Plain(key);
         if (target is Undefined u) throw u.Error();
         switch (target)
         {
@@ -65,6 +68,7 @@ internal static class JinjaAttributes
     /// <summary>Python's seq[start:stop:step] on a list, tuple or string.</summary>
     public static object? Slice(JinjaInterpreter ip, object? target, object? start, object? stop, object? step)
     {
+        target = Py.Plain(target);
         if (target is Undefined u) throw u.Error();
         IReadOnlyList<object?> items = target switch
         {

@@ -66,7 +66,7 @@ internal static partial class JinjaFilters
             case "abs":
                 return v switch
                 {
-                    long n => checked(Math.Abs(n)),
+                    long n => (object)checked(Math.Abs(n)),
                     double x => Math.Abs(x),
                     bool b => b ? 1L : 0L,
                     _ => throw new JinjaTemplateException($"bad operand type for abs(): '{Py.TypeName(v)}'"),
@@ -78,8 +78,9 @@ internal static partial class JinjaFilters
             case "replace":
                 var r = Bind(["old", "new", "count"], Undefined.Anonymous, Undefined.Anonymous, null);
                 return JinjaMethods.Replace(ip, Py.Str(v), Py.Str(r[0]), Py.Str(r[1]), r[2] is long c ? c : -1);
-            case "safe": return v;
-            case "escape" or "e" or "forceescape": return Escape(Py.Str(v));
+            case "safe": return v as Markup ?? new Markup(Py.Str(v));
+            case "escape" or "e": return Markup.Escape(v);
+            case "forceescape": return new Markup(Markup.Html(Py.Str(v)));
             case "unique": return Unique(ip, v, Bind(["case_sensitive", "attribute"], false, null));
             case "sort": return Sort(ip, v, Bind(["reverse", "case_sensitive", "attribute"], false, false, null));
             case "dictsort": return DictSort(v, Bind(["case_sensitive", "by", "reverse"], false, "key", false));
@@ -140,7 +141,7 @@ internal static partial class JinjaFilters
             item = Py.Str(separators.Items[0]);
             key = Py.Str(separators.Items[1]);
         }
-        var json = PyJson.Dumps(v, new PyJson.Options(Py.Truthy(a[0]), null, indent, item, key, Py.Truthy(a[3])), ip.Limits.MaxOutputLength);
+        var json = PyJson.Dumps(v, new PyJson.Options(Py.Truthy(a[0]), indent, item, key, Py.Truthy(a[3])), ip.Limits.MaxOutputLength);
         ip.CheckSize(json.Length);
         return json;
     }
@@ -225,9 +226,6 @@ internal static partial class JinjaFilters
         string.Concat(WordBeginningRegex().Split(s).Where(item => item.Length > 0)
             .Select(item => char.ToUpperInvariant(item[0]) + item[1..].ToLowerInvariant()));
 
-    static string Escape(string s) => s.Replace("&", "&amp;").Replace("<", "&lt;").Replace(">", "&gt;")
-        .Replace("\"", "&#34;").Replace("'", "&#39;");
-
     static object? SortKey(JinjaInterpreter ip, object? item, object? attribute, bool caseSensitive)
     {
         var key = attribute is null ? item : Attribute(ip, item, attribute, Undefined.Anonymous);
@@ -301,11 +299,29 @@ internal static partial class JinjaFilters
         double x = Py.ToDouble(v), scale = Math.Pow(10, precision);
         return method switch
         {
-            "common" => precision >= 0 ? Math.Round(x, precision, MidpointRounding.ToEven) : Math.Round(x / Math.Pow(10, -precision), MidpointRounding.ToEven) * Math.Pow(10, -precision),
+            "common" => precision >= 0 ? RoundHalfEvenExact(x, precision) : Math.Round(x / Math.Pow(10, -precision), MidpointRounding.ToEven) * Math.Pow(10, -precision),
             "ceil" => Math.Ceiling(x * scale) / scale,
             "floor" => Math.Floor(x * scale) / scale,
             _ => throw new JinjaTemplateException("method must be common, ceil or floor"),
         };
+    }
+
+    /// <summary>Python's round(x, n): rounds the double's exact binary value, so 2.675 (really 2.67499999...) gives
+    /// 2.67, and only true ties go to the even digit. Math.Round scales by 10^n first and would give 2.68.</summary>
+    static double RoundHalfEvenExact(double x, int precision)
+    {
+        if (double.IsNaN(x) || double.IsInfinity(x)) return x;
+        // .NET prints a double's exact decimal expansion; 60 places hold every digit that matters here.
+        var exact = Math.Abs(x).ToString("F60", CultureInfo.InvariantCulture);
+        int dot = exact.IndexOf('.');
+        var kept = exact[..(dot + 1 + precision)].TrimEnd('.');
+        var rest = exact[(dot + 1 + precision)..];
+        int comparison = rest[0] > '5' || (rest[0] == '5' && rest[1..].Any(c => c != '0')) ? 1 : rest[0] == '5' ? 0 : -1;
+        var result = double.Parse(kept, CultureInfo.InvariantCulture);
+        int lastDigit = kept[^1] - '0';
+        if (comparison > 0 || (comparison == 0 && lastDigit % 2 == 1)) result += Math.Pow(10, -precision);
+        result = double.Parse(result.ToString("F" + precision, CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
+        return x < 0 ? -result : result;
     }
 
     /// <summary>jinja2 3.1's indent: lines after the first get the indent; blank lines only with blank=True.</summary>

@@ -7,16 +7,28 @@ namespace Engine.Chat.Jinja;
 /// level; if-blocks share their parent's.</summary>
 internal sealed class Scope(Scope? parent)
 {
-    readonly Dictionary<string, object?> _vars = new(StringComparer.Ordinal);
+    // A level holds a handful of names (a loop's target and `loop`, a macro's parameters), and a loop creates one per
+    // iteration: a short list is cheaper to create and search than a dictionary.
+    List<KeyValuePair<string, object?>>? _vars;
 
     public Scope? Parent => parent;
 
-    public void Set(string name, object? value) => _vars[name] = value;
+    public void Set(string name, object? value)
+    {
+        _vars ??= new(2);
+        for (int i = 0; i < _vars.Count; i++)
+            if (_vars[i].Key == name) { _vars[i] = new(name, value); return; }
+        _vars.Add(new(name, value));
+    }
 
     public bool TryGet(string name, out object? value)
     {
         for (var s = this; s is not null; s = s.Parent)
-            if (s._vars.TryGetValue(name, out value)) return true;
+        {
+            if (s._vars is null) continue;
+            foreach (var (key, v) in s._vars)
+                if (key == name) { value = v; return true; }
+        }
         value = null;
         return false;
     }
@@ -92,8 +104,10 @@ internal sealed class JinjaInterpreter
     Flow Exec(IReadOnlyList<Stmt> body, Scope scope, StringBuilder output)
     {
         RuntimeHelpers.EnsureSufficientExecutionStack();
-        foreach (var stmt in body)
+        // An index loop: foreach over the interface would allocate an enumerator per body run (per loop iteration).
+        for (int i = 0; i < body.Count; i++)
         {
+            var stmt = body[i];
             Step();
             Flow flow;
             try { flow = ExecOne(stmt, scope, output); }
@@ -351,7 +365,8 @@ internal sealed class JinjaInterpreter
         if (v is Undefined u) throw u.Error();
         return (op, v) switch
         {
-            ("-", long n) => checked(-n),
+            // Arms are cast to object: otherwise C# would give the switch the type double and turn ints into floats.
+            ("-", long n) => (object)checked(-n),
             ("-", double d) => -d,
             ("-", bool b) => b ? -1L : 0L,
             ("+", long or double) => v,

@@ -391,6 +391,7 @@ internal static class JinjaMethods
                 break;
             default:
                 body = numeric && value is not bool ? Py.Str(value is long l ? Math.Abs(l) : value is double dd ? Math.Abs(dd) : value) : Py.Str(value);
+                if (grouping && value is long grouped) body = Math.Abs(grouped).ToString("N0", ic);
                 if (!numeric && precision is int cut && cut < body.Length) body = body[..cut];
                 break;
         }

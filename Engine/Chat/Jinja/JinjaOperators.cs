@@ -11,6 +11,7 @@ internal static class JinjaOperators
         if (a is Undefined u) throw u.Error();
         if (b is Undefined v) throw v.Error();
         if (Py.IsNumber(a) && Py.IsNumber(b)) return Arithmetic(op, a, b);
+        if (a is Markup || b is Markup) return MarkupBinary(ip, op, a, b);
         switch (op)
         {
             case "+" when a is string s && b is string t:
@@ -29,6 +30,32 @@ internal static class JinjaOperators
         if (op == "+" && a is string)
             throw new JinjaTemplateException($"can only concatenate str (not \"{Py.TypeName(b)}\") to str");
         throw new JinjaTemplateException($"unsupported operand type(s) for {op}: '{Py.TypeName(a)}' and '{Py.TypeName(b)}'");
+    }
+
+    /// <summary>markupsafe: a string added to or formatted into Markup is escaped first; the result is Markup.</summary>
+    static object? MarkupBinary(JinjaInterpreter ip, string op, object? a, object? b)
+    {
+        if (op == "+" && a is string or Markup && b is string or Markup)
+        {
+            var text = (string)Binary(ip, "+", Markup.Escape(a).Text, Markup.Escape(b).Text)!;
+            return new Markup(text);
+        }
+        if (op == "%" && a is Markup format)
+        {
+            static object? EscapeArgument(object? x) => Py.IsNumber(x) ? x : Markup.Escape(x).Text;
+            var values = b is JinjaList { IsTuple: true } t ? new JinjaList([.. t.Items.Select(EscapeArgument)], isTuple: true)
+                : b is JinjaDict d ? EscapeValues(d, EscapeArgument) : EscapeArgument(b);
+            return new Markup(Format(ip, format.Text, values));
+        }
+        if (op == "*" && (a is Markup || b is Markup)) return new Markup((string)Binary(ip, op, Py.Plain(a), Py.Plain(b))!);
+        throw new JinjaTemplateException($"unsupported operand type(s) for {op}: '{Py.TypeName(a)}' and '{Py.TypeName(b)}'");
+    }
+
+    static JinjaDict EscapeValues(JinjaDict d, Func<object?, object?> escape)
+    {
+        var escaped = new JinjaDict();
+        foreach (var (key, value) in d.Pairs) escaped.Set(key, escape(value));
+        return escaped;
     }
 
     static long ToInt(object? v) => v is bool b ? (b ? 1 : 0) : (long)v!;

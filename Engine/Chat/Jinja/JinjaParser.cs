@@ -15,6 +15,13 @@ internal sealed class JinjaParser
     readonly List<Token> _tokens;
     int _i, _depth;
 
+    // jinja2 rejects an unknown filter or test when it compiles the template, except inside an if-statement or an
+    // inline if-expression (so `{% if x is filter %}` guards work): there the error waits until it runs. _soft is true
+    // while parsing such a part; _unknown holds the errors found outside one, thrown when the statement is complete
+    // (an inline if found later in the same expression still excuses them).
+    bool _soft;
+    readonly List<JinjaTemplateException> _unknown = [];
+
     JinjaParser(List<Token> tokens) => _tokens = tokens;
 
     public static IReadOnlyList<Stmt> Parse(string source)
@@ -95,17 +102,35 @@ internal sealed class JinjaParser
                     _i++;
                     body.Add(new OutputStmt(t.Line, ParseTuple()));
                     Expect(TokenKind.VariableEnd);
+                    ThrowUnknownNames();
                     break;
                 case TokenKind.BlockBegin:
                     var name = Peek();
                     if (name.Kind == TokenKind.Name && endTags.Contains(name.Value)) { _depth--; return body; }
                     _i++;
                     body.Add(ParseStatement());
+                    ThrowUnknownNames();
                     break;
                 default:
                     throw Error($"unexpected {Describe(t)}");
             }
         }
+    }
+
+    void ThrowUnknownNames()
+    {
+        if (_unknown.Count > 0) throw _unknown[0];
+    }
+
+    /// <summary>A body that jinja2 compiles as its own frame (loop, macro, call, filter, with, set block): unknown
+    /// filters in it are errors again even inside an if.</summary>
+    List<Stmt> ParseFrameBody(string[] endTags)
+    {
+        bool soft = _soft;
+        _soft = false;
+        var body = ParseBody(endTags);
+        _soft = soft;
+        return body;
     }
 
     /// <summary>Consumes {% name %} ending a body.</summary>
@@ -145,13 +170,22 @@ internal sealed class JinjaParser
 
     Stmt ParseIf(Token t)
     {
+        bool soft = _soft;
+        _soft = true;
+        var result = ParseIfRest(t);
+        _soft = soft;
+        return result;
+    }
+
+    Stmt ParseIfRest(Token t)
+    {
         var test = ParseTuple(withCondExpr: false);
         Expect(TokenKind.BlockEnd);
         var then = ParseBody(["elif", "else", "endif"]);
         Expect(TokenKind.BlockBegin);
         var tag = Expect(TokenKind.Name);
         List<Stmt> otherwise = [];
-        if (tag.Value == "elif") otherwise = [ParseIf(tag)];
+        if (tag.Value == "elif") otherwise = [ParseIfRest(tag)];
         else
         {
             if (tag.Value == "else")
@@ -174,13 +208,13 @@ internal sealed class JinjaParser
         Expr? filter = SkipName("if") ? ParseExpression() : null;
         bool recursive = SkipName("recursive");
         Expect(TokenKind.BlockEnd);
-        var body = ParseBody(["endfor", "else"]);
+        var body = ParseFrameBody(["endfor", "else"]);
         List<Stmt> otherwise = [];
         Expect(TokenKind.BlockBegin);
         if (SkipName("else"))
         {
             Expect(TokenKind.BlockEnd);
-            otherwise = ParseBody(["endfor"]);
+            otherwise = ParseFrameBody(["endfor"]);
             Expect(TokenKind.BlockBegin);
         }
         Expect(TokenKind.Name, "endfor");
@@ -199,7 +233,7 @@ internal sealed class JinjaParser
         }
         var filters = ParseFilterChain();
         Expect(TokenKind.BlockEnd);
-        var body = ParseBody(["endset"]);
+        var body = ParseFrameBody(["endset"]);
         EndTag("endset");
         return new SetBlockStmt(t.Line, target, filters, body);
     }
@@ -216,7 +250,7 @@ internal sealed class JinjaParser
         var name = Expect(TokenKind.Name).Value;
         var parameters = ParseSignature();
         Expect(TokenKind.BlockEnd);
-        var body = ParseBody(["endmacro"]);
+        var body = ParseFrameBody(["endmacro"]);
         EndTag("endmacro");
         return new MacroStmt(t.Line, name, parameters, body);
     }
@@ -244,7 +278,7 @@ internal sealed class JinjaParser
         var parameters = Current.IsOp("(") ? ParseSignature() : [];
         var call = ParseExpression() as CallExpr ?? throw Error("expected a call", t);
         Expect(TokenKind.BlockEnd);
-        var body = ParseBody(["endcall"]);
+        var body = ParseFrameBody(["endcall"]);
         EndTag("endcall");
         return new CallBlockStmt(t.Line, call, parameters, body);
     }
@@ -254,7 +288,7 @@ internal sealed class JinjaParser
         var filters = new List<FilterExpr> { ParseFilter(null) };
         filters.AddRange(ParseFilterChain());
         Expect(TokenKind.BlockEnd);
-        var body = ParseBody(["endfilter"]);
+        var body = ParseFrameBody(["endfilter"]);
         EndTag("endfilter");
         return new FilterBlockStmt(t.Line, filters, body);
     }
@@ -270,7 +304,7 @@ internal sealed class JinjaParser
             assignments.Add((target, ParseExpression()));
         }
         Expect(TokenKind.BlockEnd);
-        var body = ParseBody(["endwith"]);
+        var body = ParseFrameBody(["endwith"]);
         EndTag("endwith");
         return new WithStmt(t.Line, assignments, body);
     }
@@ -339,7 +373,12 @@ internal sealed class JinjaParser
 
     Expr ParseCondExpr()
     {
+        int unknownBefore = _unknown.Count;
         var e = ParseOr();
+        if (!Current.IsName("if")) return e;
+        bool soft = _soft;
+        _soft = true;
+        _unknown.RemoveRange(unknownBefore, _unknown.Count - unknownBefore);
         while (Current.IsName("if"))
         {
             var line = Next().Line;
@@ -347,6 +386,7 @@ internal sealed class JinjaParser
             var otherwise = SkipName("else") ? ParseCondExpr() : null;
             e = new ConditionalExpr(line, test, e, otherwise);
         }
+        _soft = soft;
         return e;
     }
 
@@ -587,8 +627,10 @@ internal sealed class JinjaParser
 
     FilterExpr ParseFilter(Expr? operand)
     {
-        var line = Current.Line;
+        var at = Current;
+        var line = at.Line;
         var name = ParseDottedName();
+        if (!JinjaFilters.Exists(name) && !_soft) _unknown.Add(Error($"no filter named '{name}'", at));
         var args = Current.IsOp("(") ? ParseCallArguments() : Arguments.None;
         return new FilterExpr(line, operand, name, args);
     }
@@ -597,7 +639,9 @@ internal sealed class JinjaParser
     {
         var line = Next().Line;
         bool negated = SkipName("not");
+        var at = Current;
         var name = ParseDottedName();
+        if (!JinjaTests.Exists(name) && !_soft) _unknown.Add(Error($"no test named '{name}'", at));
         var args = Arguments.None;
         var t = Current;
         if (t.IsOp("(")) args = ParseCallArguments();

@@ -8,7 +8,7 @@ internal sealed record JinjaLimits
 
     /// <summary>Expression evaluations, statements and loop iterations, plus one per 64 characters a string operation
     /// builds.</summary>
-    public long MaxSteps { get; init; } = 10_000_000;
+    public long MaxSteps { get; init; } = 5_000_000;
 
     /// <summary>Nested macro calls and recursive loops.</summary>
     public int MaxCallDepth { get; init; } = 200;

@@ -11,7 +11,7 @@ internal static class JinjaTests
             case "defined": return v is not Undefined;
             case "undefined": return v is Undefined;
             case "none": return v is null;
-            case "string": return v is string;
+            case "string": return v is string or Markup;
             case "number": return v is long or double or bool;
             case "integer": return v is long;
             case "float": return v is double;
@@ -19,10 +19,10 @@ internal static class JinjaTests
             case "true": return v is true;
             case "false": return v is false;
             case "mapping": return v is JinjaDict;
-            case "iterable": return v is string or JinjaList or JinjaDict or JinjaIterator or Undefined;
-            case "sequence": return v is string or JinjaList or JinjaDict;
+            case "iterable": return v is string or Markup or JinjaList or JinjaDict or JinjaIterator or Undefined;
+            case "sequence": return v is string or Markup or JinjaList or JinjaDict;
             case "callable": return v is JinjaCallable or LoopContext or Undefined;
-            case "escaped": return false;
+            case "escaped": return v is Markup;
             case "eq" or "equalto" or "==": return Py.Equal(v, Arg("other"));
             case "ne" or "!=": return !Py.Equal(v, Arg("other"));
             case "lt" or "lessthan" or "<": return Py.Compare(v, Arg("other"), "<") < 0;

@@ -27,6 +27,20 @@ internal sealed class JinjaList(List<object?> items, bool isTuple = false)
     public static JinjaList Tuple(params object?[] items) => new([.. items], isTuple: true);
 }
 
+/// <summary>markupsafe's Markup, which the safe and escape filters return: text that is already escaped. Adding a
+/// plain string to it, or formatting one into it with %, escapes that string (this is how `"..."|safe + x|tojson`
+/// comes out HTML-escaped in jinja2). Everything else treats it as its text.</summary>
+internal sealed class Markup(string text)
+{
+    public string Text { get; } = text;
+
+    /// <summary>markupsafe.escape for a plain string; a Markup stays as it is.</summary>
+    public static Markup Escape(object? v) => v as Markup ?? new Markup(Html(Py.Str(v)));
+
+    public static string Html(string s) => s.Replace("&", "&amp;").Replace("<", "&lt;").Replace(">", "&gt;")
+        .Replace("\"", "&#34;").Replace("'", "&#39;");
+}
+
 /// <summary>A Python generator or iterator, which several jinja2 filters return (map, select, reject, selectattr,
 /// rejectattr, unique, batch, items, reverse): always truthy, no len(), not JSON-serializable, and consumed by
 /// iterating: a second loop over it sees only what is left.</summary>
@@ -71,13 +85,18 @@ internal sealed class JinjaDict
     public bool TryGet(object? key, out object? value)
     {
         value = null;
+        key = Py.Plain(key);
         return PyKeyComparer.IsHashable(key) && _items.TryGetValue(ToKey(key), out value);
     }
 
     public bool ContainsKey(object? key) => TryGet(key, out _);
 
-    static object ToKey(object? key) =>
-        PyKeyComparer.IsHashable(key) ? key ?? NoneKey : throw new JinjaTemplateException($"unhashable type: '{Py.TypeName(key)}'");
+    static object ToKey(object? key)
+    {
+        key = Py.Plain(key);
+        return PyKeyComparer.IsHashable(key) ? key ?? NoneKey : throw new JinjaTemplateException($"unhashable type: '{Py.TypeName(key)}'");
+    }
+
     static object? FromKey(object key) => ReferenceEquals(key, NoneKey) ? null : key;
 
     /// <summary>Python dict equality of keys: 1, 1.0 and True are one key; strings compare ordinally; tuples by items.</summary>

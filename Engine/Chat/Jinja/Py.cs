@@ -17,6 +17,7 @@ internal static class Py
         JinjaList => "list",
         JinjaDict => "dict",
         JinjaIterator i => i.TypeName,
+        Markup => "Markup",
         Undefined => "Undefined",
         Namespace => "Namespace",
         LoopContext => "LoopContext",
@@ -24,8 +25,12 @@ internal static class Py
         _ => v.GetType().Name,
     };
 
+    /// <summary>A Markup as its text; any other value as is.</summary>
+    public static object? Plain(object? v) => v is Markup m ? m.Text : v;
+
     public static bool Truthy(object? v) => v switch
     {
+        Markup m => m.Text.Length > 0,
         null or Undefined => false,
         bool b => b,
         long n => n != 0,
@@ -40,6 +45,7 @@ internal static class Py
     public static string Str(object? v) => v switch
     {
         string s => s,
+        Markup m => m.Text,
         Undefined => "",
         _ => Repr(v),
     };
@@ -89,6 +95,7 @@ internal static class Py
             case LoopContext: sb.Append("<LoopContext>"); break;
             case JinjaCallable f: sb.Append("<function ").Append(f.Name).Append('>'); break;
             case JinjaIterator i: sb.Append('<').Append(i.TypeName).Append(" object>"); break;
+            case Markup m: sb.Append("Markup("); AppendStringRepr(sb, m.Text); sb.Append(')'); break;
             default: sb.Append(v); break;
         }
     }
@@ -178,6 +185,8 @@ internal static class Py
     /// Undefined.</summary>
     public static bool Equal(object? a, object? b)
     {
+        a = Plain(a);
+        b = Plain(b);
         if (ReferenceEquals(a, b)) return true;
         if (IsNumber(a) && IsNumber(b))
         {
@@ -206,6 +215,8 @@ internal static class Py
     /// <summary>Python ordering (&lt;): numbers with numbers, str with str, lists and tuples item by item.</summary>
     public static int Compare(object? a, object? b, string op = "<")
     {
+        a = Plain(a);
+        b = Plain(b);
         if (a is Undefined u) throw u.Error();
         if (b is Undefined v) throw v.Error();
         if (IsNumber(a) && IsNumber(b))
@@ -224,7 +235,7 @@ internal static class Py
     }
 
     /// <summary>Python iteration: a list's items, a dict's keys, a string's characters; Undefined is empty.</summary>
-    public static IReadOnlyList<object?> Iterate(object? v) => v switch
+    public static IReadOnlyList<object?> Iterate(object? v) => Plain(v) switch
     {
         JinjaList l => l.Items,
         JinjaDict d => [.. d.Keys],
@@ -242,7 +253,7 @@ internal static class Py
         return false;
     }
 
-    public static long Length(object? v) => v switch
+    public static long Length(object? v) => Plain(v) switch
     {
         string s => s.EnumerateRunes().Count(),
         JinjaList l => l.Count,
@@ -251,9 +262,9 @@ internal static class Py
         _ => throw new JinjaTemplateException($"object of type '{TypeName(v)}' has no len()"),
     };
 
-    public static bool Contains(object? container, object? item) => container switch
+    public static bool Contains(object? container, object? item) => Plain(container) switch
     {
-        string s when item is string t => s.Contains(t, StringComparison.Ordinal),
+        string s when Plain(item) is string t => s.Contains(t, StringComparison.Ordinal),
         string => throw new JinjaTemplateException($"'in <string>' requires string as left operand, not {TypeName(item)}"),
         JinjaList l => l.Items.Any(x => Equal(x, item)),
         JinjaDict d => d.ContainsKey(item),

@@ -8,7 +8,13 @@ namespace Engine.Chat.Jinja;
 /// indent).</summary>
 internal static class PyJson
 {
-    public sealed record Options(bool EnsureAscii = false, int? Indent = null, string? IndentText = null,
+    /// <param name="EnsureAscii">Escape every non-ASCII character as \uXXXX.</param>
+    /// <param name="Indent">The text of one indentation level (json.dumps' indent as spaces, or its string); null =
+    /// everything on one line.</param>
+    /// <param name="ItemSeparator">Between items (Python: ", ", or "," with an indent).</param>
+    /// <param name="KeySeparator">Between a key and its value.</param>
+    /// <param name="SortKeys">Write dict keys in sorted order.</param>
+    public sealed record Options(bool EnsureAscii = false, string? Indent = null,
         string ItemSeparator = ", ", string KeySeparator = ": ", bool SortKeys = false);
 
     public static string Dumps(object? value, Options options, int maxLength)
@@ -31,6 +37,7 @@ internal static class PyJson
                 sb.Append(double.IsNaN(d) ? "NaN" : double.IsInfinity(d) ? (d > 0 ? "Infinity" : "-Infinity") : Py.FloatRepr(d));
                 break;
             case string s: WriteString(sb, s, o.EnsureAscii); break;
+            case Markup m: WriteString(sb, m.Text, o.EnsureAscii); break;
             case JinjaList l:
                 WriteContainer(sb, '[', ']', l.Items.Select(x => (HasKey: false, Key: (object?)null, Value: x)), l.Count, o, level, maxLength);
                 break;
@@ -60,7 +67,7 @@ internal static class PyJson
     {
         sb.Append(open);
         if (count == 0) { sb.Append(close); return; }
-        var indent = o.IndentText ?? (o.Indent is int n ? new string(' ', n) : null);
+        var indent = o.Indent;
         bool first = true;
         foreach (var (hasKey, key, value) in items)
         {

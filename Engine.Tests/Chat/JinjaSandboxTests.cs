@@ -1,0 +1,105 @@
+using System.Diagnostics;
+using Engine.Chat.Jinja;
+
+namespace Engine.Tests.Chat;
+
+/// <summary>Hostile templates: each must stop with a <see cref="JinjaTemplateException"/>, quickly and without using
+/// unbounded memory. Limits: <see cref="JinjaLimits"/>. Timed, so the class runs alone (not beside model tests).</summary>
+[Collection(JinjaTimingCollection.Name)]
+public class JinjaSandboxTests
+{
+    static readonly TimeSpan Quickly = TimeSpan.FromSeconds(5);
+
+    static JinjaTemplateException Refuses(string template, Dictionary<string, object?>? variables = null)
+    {
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        var clock = Stopwatch.StartNew();
+        var render = () => JinjaTemplate.Parse(template).Render(variables ?? new Dictionary<string, object?> { ["x"] = new JinjaList([1L]) });
+        var error = render.Should().Throw<JinjaTemplateException>().Which;
+        clock.Elapsed.Should().BeLessThan(Quickly);
+        (GC.GetAllocatedBytesForCurrentThread() - before).Should().BeLessThan(2L << 30, "a render allocates at most a few output-sized buffers at a time");
+        return error;
+    }
+
+    [Theory]
+    [InlineData("{% for x in range(10**9) %}{{ x }}{% endfor %}", "Range too big")]
+    [InlineData("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "evaluation steps")]
+    [InlineData("{% for i in range(100000) %}{% for j in range(100000) %}{{ j }}{% endfor %}{% endfor %}", "template")]
+    [InlineData("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "recursion")]
+    [InlineData("{% macro f() %}{% for x in [1] recursive %}{{ f() }}{% endfor %}{% endmacro %}{{ f() }}", "recursion")]
+    [InlineData("{% for x in [[1]] recursive %}{{ loop([x]) }}{% endfor %}", "recursion")]
+    [InlineData("{{ 'x' * 10**9 }}", "limit")]
+    [InlineData("{{ [1] * 10**9 }}", "limit")]
+    [InlineData("{% set ns = namespace(s='xxxxxxxxxxxxxxxx') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}", "limit")]
+    [InlineData("{{ ('x' * 1000000).replace('x', 'yyyyyyyyyyyyyyyyyyyyyyyyyy') }}", "template")]
+    [InlineData("{% macro twice(s, n) %}{{ s if n == 0 else twice(s ~ s, n - 1) }}{% endmacro %}{{ twice('x', 40) }}", "limit")]
+    [InlineData("{{ 2 ** 100000 }}", "overflow")]
+    public void Runaway_work_is_stopped(string template, string messageFragment)
+    {
+        Refuses(template).Message.Should().Contain(messageFragment);
+    }
+
+    [Theory]
+    [InlineData("{{ ''.__class__ }}")]
+    [InlineData("{{ ''.__class__.__mro__[1].__subclasses__() }}")]
+    [InlineData("{{ x.__dict__ }}")]
+    [InlineData("{{ x._private }}")]
+    [InlineData("{{ cycler.__init__.__globals__ }}")]
+    [InlineData("{{ range.__globals__ }}")]
+    [InlineData("{{ namespace().__init__ }}")]
+    [InlineData("{{ x['__class__'] }}")]
+    [InlineData("{{ (x|attr('__class__')) }}")]
+    [InlineData("{% set ns = namespace() %}{% set ns.__class__ = 1 %}")]
+    public void Internals_are_unreachable(string template)
+    {
+        Refuses(template);
+    }
+
+    [Theory]
+    [InlineData("{{ x.append(2) }}")]
+    [InlineData("{{ x.pop() }}")]
+    [InlineData("{{ x.extend([3]) }}")]
+    [InlineData("{{ x.clear() }}")]
+    [InlineData("{{ {'a': 1}.update({'b': 2}) }}")]
+    [InlineData("{{ {'a': 1}.pop('a') }}")]
+    [InlineData("{{ {'a': 1}.setdefault('b', 2) }}")]
+    public void Mutating_methods_are_refused_like_the_immutable_sandbox(string template)
+    {
+        Refuses(template).Message.Should().Contain("unsafe");
+    }
+
+    [Fact]
+    public void Deeply_nested_source_is_a_syntax_error_not_a_stack_overflow()
+    {
+        Refuses(new string('(', 5000) + "1" + new string(')', 5000) is var e ? "{{ " + e + " }}" : "");
+        Refuses(string.Concat(Enumerable.Repeat("{% if true %}", 5000)));
+        Refuses("{{ " + string.Concat(Enumerable.Repeat("not ", 5000)) + "x }}");
+        Refuses("{{ " + string.Concat(Enumerable.Repeat("[", 5000)) + " }}");
+    }
+
+    [Fact]
+    public void Limits_are_configurable()
+    {
+        var template = JinjaTemplate.Parse("{% for i in range(1000) %}{{ i }}{% endfor %}");
+        var empty = new Dictionary<string, object?>();
+        var tight = () => template.Render(empty, limits: new JinjaLimits { MaxSteps = 500 });
+        tight.Should().Throw<JinjaTemplateException>().WithMessage("*500 evaluation steps*");
+        var small = () => template.Render(empty, limits: new JinjaLimits { MaxOutputLength = 100 });
+        small.Should().Throw<JinjaTemplateException>().WithMessage("*exceeds 100 characters*");
+        template.Render(empty).Should().HaveLength(2890);
+    }
+
+    [Fact]
+    public void Only_template_values_can_be_passed_in()
+    {
+        var pass = () => JinjaValues.FromObject(new Dictionary<string, object?> { ["process"] = Process.GetCurrentProcess() });
+        pass.Should().Throw<JinjaTemplateException>();
+    }
+}
+
+/// <summary>Runs the timed sandbox tests without other tests competing for the CPU.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class JinjaTimingCollection
+{
+    public const string Name = "Jinja timing";
+}
