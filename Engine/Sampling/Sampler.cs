@@ -27,6 +27,7 @@ internal sealed partial class Sampler
     readonly int[] _tmpIds;
     readonly float[] _tmpLogits;
     readonly float[] _probs;
+    readonly Engine.Grammar.GrammarMatcher? _grammar;
 
     /// <param name="options">Validated here; top-k above the vocabulary is clamped.</param>
     /// <param name="vocabSize">Length of every logits row passed to <see cref="Sample"/>.</param>
@@ -48,7 +49,11 @@ internal sealed partial class Sampler
         _tmpIds = new int[vocabSize];
         _tmpLogits = new float[vocabSize];
         _probs = new float[vocabSize];
+        _grammar = options.Grammar?.CreateMatcher();
     }
+
+    /// <summary>This stream's position in <see cref="SamplerOptions.Grammar"/>; null without a grammar.</summary>
+    public Engine.Grammar.GrammarMatcher? Grammar => _grammar;
 
     /// <summary>The options in effect (after validation and clamping).</summary>
     public SamplerOptions Options => _options;
@@ -61,6 +66,8 @@ internal sealed partial class Sampler
     /// <param name="recentTokens">Tokens generated/consumed so far (oldest first); the last
     /// <see cref="SamplerOptions.PenaltyLastN"/> are penalized.</param>
     /// <exception cref="NonFiniteLogitsException">A logit is NaN or +inf, or all are -inf (checklist F13).</exception>
+    /// <exception cref="Engine.Grammar.GrammarException">With a grammar: no token is allowed, or every allowed token has a
+    /// -inf logit. The grammar advances on the returned token.</exception>
     public int Sample(ReadOnlySpan<float> logits, ReadOnlySpan<int> recentTokens)
     {
         if (logits.Length != _vocabSize)
@@ -69,6 +76,18 @@ internal sealed partial class Sampler
         var work = _work.AsSpan();
         logits.CopyTo(work);
         ThrowIfNotSampleable(work);
+        if (_grammar is null) return SampleFrom(work, recentTokens);
+
+        _grammar.Apply(work);
+        if (float.IsNegativeInfinity(TensorPrimitives.Max((ReadOnlySpan<float>)work)))
+            throw new Engine.Grammar.GrammarException("every token the grammar allows has a -inf logit: no token can be sampled");
+        int token = SampleFrom(work, recentTokens);
+        _grammar.Accept(token);
+        return token;
+    }
+
+    int SampleFrom(Span<float> work, ReadOnlySpan<int> recentTokens)
+    {
         Penalties.Apply(work, recentTokens, _options, _counts);
 
         if (_options.Temperature == 0f) return Argmax(work);

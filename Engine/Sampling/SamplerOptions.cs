@@ -36,6 +36,11 @@ internal sealed record SamplerOptions
     /// OS (the seed actually used is reported by <see cref="Sampler.Seed"/> so a run can be replayed).</summary>
     public ulong? Seed { get; init; }
 
+    /// <summary>Optional grammar constraint (GBNF or a JSON schema compiled for the tokenizer's vocabulary): tokens the
+    /// grammar does not allow get -inf before every other stage, and the sampler advances the grammar on the token it
+    /// picks. Null = unconstrained. Each <see cref="Sampler"/> follows the grammar from its start.</summary>
+    public Engine.Grammar.GrammarConstraint? Grammar { get; init; }
+
     /// <summary>Greedy decoding: always the most likely token.</summary>
     public static SamplerOptions Greedy { get; } = new() { Temperature = 0f };
 
