@@ -115,6 +115,44 @@ public sealed class Model : IDisposable
         return (int)Math.Min(Math.Min(wanted, fits), int.MaxValue / bt);
     }
 
+    // Compiled grammars by their text, the most recently used last: a grammar's automaton and masks grow as generations
+    // explore it, so requests that repeat a schema (an agent's tools, an app's response format) reuse that work.
+    readonly LinkedList<(string Key, Engine.Grammar.GrammarConstraint Constraint)> _grammars = new();
+    const int GrammarCacheSize = 16;
+
+    /// <summary>What constrains a generation: the caller's grammar or JSON schema, or a required tool call's grammar.</summary>
+    /// <exception cref="GrammarException">The grammar or schema cannot be used; the message says why and where.</exception>
+    internal Engine.Grammar.GrammarConstraint? Constraint(GenerateOptions options, string? callGrammar)
+    {
+        var (key, parameter) = callGrammar is not null ? ("gbnf:" + callGrammar, nameof(GenerateOptions.Tools))
+            : options.Grammar is { } gbnf ? ("gbnf:" + gbnf, nameof(GenerateOptions.Grammar))
+            : options.JsonSchema is { } schema ? ("schema:" + schema.GetRawText(), nameof(GenerateOptions.JsonSchema))
+            : (null, null);
+        if (key is null) return null;
+        lock (_grammars)
+            for (var node = _grammars.First; node is not null; node = node.Next)
+                if (node.Value.Key == key)
+                {
+                    _grammars.Remove(node);
+                    _grammars.AddLast(node);
+                    return node.Value.Constraint;
+                }
+        Engine.Grammar.GrammarConstraint constraint;
+        try
+        {
+            constraint = key.StartsWith("schema:", StringComparison.Ordinal)
+                ? Engine.Grammar.GrammarConstraint.FromJsonSchema(key["schema:".Length..], Tokenizer)
+                : Engine.Grammar.GrammarConstraint.FromGbnf(key["gbnf:".Length..], Tokenizer);
+        }
+        catch (Engine.Grammar.GrammarException e) { throw new GrammarException(e.Message, parameter!); }
+        lock (_grammars)
+        {
+            _grammars.AddLast((key, constraint));
+            if (_grammars.Count > GrammarCacheSize) _grammars.RemoveFirst();
+        }
+        return constraint;
+    }
+
     /// <summary>The prompt <see cref="Session.ChatAsync"/> feeds the model for a conversation: the chat template's
     /// render with the tools and options of <paramref name="options"/>, ending where the reply begins. The BOS token the
     /// tokenizer adds is not part of it.</summary>

@@ -116,7 +116,15 @@ public sealed class Session : IDisposable
         var conversation = _model.Tokenizer.Encode(rendered, addSpecial: true, parseSpecial: true,
             literal: MessageRanges.Find(Render, turns, rendered));
         var calls = tools.Count > 0 ? _model.ToolCallFormat : null;
-        var request = Prepare(new Conversation(conversation), options, template.StopStrings, calls);
+        // A required call is enforced by a grammar of the family's call format over the tools' parameter schemas.
+        string? callGrammar = null;
+        if (calls is not null && options.ToolChoice.RequiresCall)
+        {
+            var callable = options.ToolChoice.FunctionName is { } only ? tools.Where(t => t.Name == only).ToList() : tools;
+            try { callGrammar = calls.CallGrammar(callable, template.GenerationPromptOpensThinking); }
+            catch (Engine.Grammar.GrammarException e) { throw new GrammarException(e.Message, nameof(GenerateOptions.Tools)); }
+        }
+        var request = Prepare(new Conversation(conversation), options, template.StopStrings, calls, callGrammar);
         return Chat(request, new ThinkSplitter(template.GenerationPromptOpensThinking), calls, cancellationToken);
     }
 
@@ -159,11 +167,13 @@ public sealed class Session : IDisposable
     /// <summary>A generation whose options are checked.</summary>
     sealed record Request(Input Input, GenerateOptions Options, SamplerOptions Sampling, IReadOnlyList<string> TemplateStops, IReadOnlySet<int> ShownSpecialTokens);
 
-    Request Prepare(Input input, GenerateOptions? options, IReadOnlyList<string> templateStops, Chat.Tools.ToolCallFormat? toolCalls = null)
+    Request Prepare(Input input, GenerateOptions? options, IReadOnlyList<string> templateStops, Chat.Tools.ToolCallFormat? toolCalls = null,
+        string? callGrammar = null)
     {
         ThrowIfDisposed();
         options ??= new GenerateOptions();
         var sampling = options.ToSampler(_model.Info.VocabularySize);
+        if (_model.Constraint(options, callGrammar) is { } constraint) sampling = sampling with { Grammar = constraint };
         _ = new StopStrings(options.StopSequences); // the caller's stops are checked now, not mid-stream
         // The special tokens a family writes around its calls reach the parser as text (llama.cpp's preserved tokens).
         var shown = toolCalls is null ? (IReadOnlySet<int>)new HashSet<int>() : _model.SpecialTokenIds(toolCalls.MarkerTokens);

@@ -16,7 +16,7 @@ namespace Engine.Grammar;
 /// unknown keywords), and so is a pattern it cannot translate (llama.cpp warns and accepts any string). OpenAPI's
 /// <c>nullable: true</c> is read as "or null".
 /// </summary>
-internal sealed class JsonSchemaToGrammar
+internal sealed partial class JsonSchemaToGrammar
 {
     const string SpaceRule = "| \" \" | \"\\n\"{1,2} [ \\t]{0,20}";
 
@@ -66,7 +66,7 @@ internal sealed class JsonSchemaToGrammar
 
     readonly SortedDictionary<string, string> _rules = new(StringComparer.Ordinal) { ["space"] = SpaceRule };
     readonly HashSet<string> _refsBeingResolved = [];
-    readonly JsonElement _root;
+    JsonElement _root; // what local $refs resolve against: the schema being visited
     int _depth;
 
     JsonSchemaToGrammar(JsonElement root) => _root = root;

@@ -33,6 +33,31 @@ internal abstract class ToolCallFormat
     /// <summary>Splits a finished reply; no calls when the reply holds none that parse.</summary>
     public abstract ParsedReply Parse(string reply);
 
+    /// <summary>A GBNF grammar of a reply that is one call of one of <paramref name="tools"/> in this family's format, the
+    /// arguments matching the tool's parameter schema (llama.cpp also forces a single call unless parallel calls are
+    /// asked for). When the prompt left a think block open, the reasoning and its closing tag come first.</summary>
+    /// <exception cref="Engine.Grammar.GrammarException">A parameter schema is invalid or uses an unsupported keyword.</exception>
+    public string CallGrammar(IReadOnlyList<ChatTool> tools, bool reasoningOpen)
+    {
+        var builder = new Engine.Grammar.JsonSchemaToGrammar.Builder();
+        var alternatives = new List<string>();
+        foreach (var tool in tools)
+        {
+            var parameters = tool.Parameters ?? EmptyObjectSchema;
+            var arguments = builder.AddSchema(tool.Name + "-args", parameters, $"tools[{tool.Name}].parameters");
+            alternatives.Add(builder.AddRule(tool.Name + "-call", CallRule(tool.Name, arguments)));
+        }
+        var call = builder.AddRule("tool-call", string.Join(" | ", alternatives));
+        var thinking = reasoningOpen ? builder.AddRule("reasoning", $"([^<] | \"<\" [^/])* {Gbnf.Literal(ThinkSplitter.CloseTag)} [\n]*") + " " : "";
+        builder.AddRule("root", thinking + call);
+        return builder.Build();
+    }
+
+    static readonly JsonElement EmptyObjectSchema = JsonDocument.Parse("""{"type": "object"}""").RootElement.Clone();
+
+    /// <summary>The GBNF of one call of <paramref name="name"/> whose arguments match the rule <paramref name="argumentsRule"/>.</summary>
+    protected abstract string CallRule(string name, string argumentsRule);
+
     /// <summary>A new call id in the form the family's templates accept (Mistral's check for 9 letters and digits).</summary>
     public virtual string NewCallId() => "call_" + RandomAlphanumeric(24);
 
@@ -40,8 +65,8 @@ internal abstract class ToolCallFormat
     public static ToolCallFormat Detect(string? templateText)
     {
         var t = templateText ?? "";
-        if (t.Contains(DeepSeekToolCalls.CallsBegin, StringComparison.Ordinal)) return new DeepSeekToolCalls();
-        if (t.Contains(MistralToolCalls.Marker, StringComparison.Ordinal)) return new MistralToolCalls();
+        if (t.Contains(DeepSeekToolCalls.CallsBegin, StringComparison.Ordinal)) return new DeepSeekToolCalls(fencedArguments: t.Contains("```json", StringComparison.Ordinal));
+        if (t.Contains(MistralToolCalls.Marker, StringComparison.Ordinal)) return new MistralToolCalls(namesBeforeArgs: t.Contains("[ARGS]", StringComparison.Ordinal));
         if (t.Contains(HermesToolCalls.Open, StringComparison.Ordinal)) return new HermesToolCalls();
         if (t.Contains("<|start_header_id|>", StringComparison.Ordinal)) return new Llama3ToolCalls();
         // The most widely trained format (Hermes, Qwen, and most fine-tunes of them).
@@ -111,6 +136,29 @@ internal abstract class ToolCallFormat
     static string? Id(JsonElement call) => call.TryGetProperty("id", out var id) && id.ValueKind == JsonValueKind.String ? id.GetString() : null;
 }
 
+/// <summary>GBNF text pieces.</summary>
+internal static class Gbnf
+{
+    /// <summary>A GBNF string literal of <paramref name="text"/>: quotes, backslashes and control characters escaped, everything
+    /// else as it is (the grammar reads UTF-8 code points).</summary>
+    public static string Literal(string text)
+    {
+        var sb = new System.Text.StringBuilder(text.Length + 2).Append('"');
+        foreach (var c in text)
+            sb.Append(c switch
+            {
+                '"' => "\\\"",
+                '\\' => "\\\\",
+                '\n' => "\\n",
+                '\r' => "\\r",
+                '\t' => "\\t",
+                < ' ' => $"\\x{(int)c:X2}",
+                _ => c.ToString(),
+            });
+        return sb.Append('"').ToString();
+    }
+}
+
 /// <summary>Hermes 2 Pro / Qwen2.5 / Qwen3: <c>&lt;tool_call&gt;\n{"name": ..., "arguments": {...}}\n&lt;/tool_call&gt;</c>, one
 /// block per call.</summary>
 internal sealed class HermesToolCalls : ToolCallFormat
@@ -120,6 +168,8 @@ internal sealed class HermesToolCalls : ToolCallFormat
 
     public override string Name => "hermes";
     public override IReadOnlyList<string> StartMarkers { get; } = [Open];
+    protected override string CallRule(string name, string argumentsRule) =>
+        $"{Gbnf.Literal(Open + "\n{\"name\": " + JsonSerializer.Serialize(name) + ", \"arguments\": ")} {argumentsRule} {Gbnf.Literal("}\n" + Close)}";
     public override IReadOnlyList<string> MarkerTokens { get; } = [Open, Close];
 
     public override ParsedReply Parse(string reply)
@@ -154,6 +204,8 @@ internal sealed class Llama3ToolCalls : ToolCallFormat
 
     public override string Name => "llama3-json";
     public override IReadOnlyList<string> StartMarkers { get; } = [PythonTag];
+    protected override string CallRule(string name, string argumentsRule) =>
+        $"{Gbnf.Literal("{\"name\": " + JsonSerializer.Serialize(name) + ", \"parameters\": ")} {argumentsRule} {Gbnf.Literal("}")}";
     public override bool MayStartBare(string trimmedStart) => trimmedStart.StartsWith('{');
 
     public override ParsedReply Parse(string reply)
@@ -216,7 +268,15 @@ internal sealed class MistralToolCalls : ToolCallFormat
     const string ArgsMarker = "[ARGS]";
     const string CallIdMarker = "[CALL_ID]";
 
+    /// <param name="namesBeforeArgs">The template writes <c>[TOOL_CALLS]name[ARGS]{...}</c> (Small 3.2, Devstral) rather
+    /// than a JSON list of calls.</param>
+    public MistralToolCalls(bool namesBeforeArgs = false) => _namesBeforeArgs = namesBeforeArgs;
+    readonly bool _namesBeforeArgs;
+
     public override string Name => "mistral";
+    protected override string CallRule(string name, string argumentsRule) => _namesBeforeArgs
+        ? $"{Gbnf.Literal(Marker + name + ArgsMarker)} {argumentsRule}"
+        : $"{Gbnf.Literal(Marker + "[{\"name\": " + JsonSerializer.Serialize(name) + ", \"arguments\": ")} {argumentsRule} {Gbnf.Literal("}]")}";
     public override IReadOnlyList<string> StartMarkers { get; } = [Marker];
     public override IReadOnlyList<string> MarkerTokens { get; } = [Marker, ArgsMarker, CallIdMarker];
     public override string NewCallId() => RandomAlphanumeric(9);
@@ -270,7 +330,15 @@ internal sealed class DeepSeekToolCalls : ToolCallFormat
     const string CallEnd = "<｜tool▁call▁end｜>";
     const string Separator = "<｜tool▁sep｜>";
 
+    /// <param name="fencedArguments">The template writes <c>function&lt;｜tool▁sep｜&gt;NAME</c> and fenced JSON (R1)
+    /// rather than <c>NAME&lt;｜tool▁sep｜&gt;{...}</c> (V3.1).</param>
+    public DeepSeekToolCalls(bool fencedArguments = true) => _fenced = fencedArguments;
+    readonly bool _fenced;
+
     public override string Name => "deepseek";
+    protected override string CallRule(string name, string argumentsRule) => _fenced
+        ? $"{Gbnf.Literal(CallsBegin + CallBegin + "function" + Separator + name + "\n```json\n")} {argumentsRule} {Gbnf.Literal("\n```" + CallEnd + CallsEnd)}"
+        : $"{Gbnf.Literal(CallsBegin + CallBegin + name + Separator)} {argumentsRule} {Gbnf.Literal(CallEnd + CallsEnd)}";
     // R1 distills sometimes write the single-call marker without the list marker.
     public override IReadOnlyList<string> StartMarkers { get; } = [CallsBegin, CallBegin];
     public override IReadOnlyList<string> MarkerTokens { get; } = [CallsBegin, CallsEnd, CallBegin, CallEnd, Separator];
