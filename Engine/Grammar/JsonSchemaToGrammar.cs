@@ -58,7 +58,8 @@ internal sealed partial class JsonSchemaToGrammar
     ];
 
     /// <summary>Any JSON object, like llama.cpp's grammars/json.gbnf (what a converter writes for {"type":"object"}).</summary>
-    public static string JsonObjectGrammar { get; } = Convert("{\"type\":\"object\"}");
+    public static string JsonObjectGrammar => LazyJsonObject.Value;
+    static readonly Lazy<string> LazyJsonObject = new(() => Convert("{\"type\":\"object\"}"));
 
     static readonly Regex InvalidRuleChars = new("[^a-zA-Z0-9-]+", RegexOptions.CultureInvariant);
     const int MaxPatternDepth = 100;
