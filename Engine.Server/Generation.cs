@@ -138,7 +138,7 @@ internal static class Generation
             "messages", "context_length_exceeded"),
         InvalidSamplingOptionsException s => ApiError.BadRequest(s.Message, s.ParamName),
         ChatTemplateException t => ApiError.BadRequest(t.Message, "messages"),
-        GrammarException g => ApiError.BadRequest(g.Message, "grammar"),
+        GrammarException g => ApiError.BadRequest(g.Message, g.ParamName switch { "JsonSchema" => "response_format", "Tools" => "tools", _ => "grammar" }),
         ArgumentException a when a.ParamName is "prompt" or "messages" or "texts" => ApiError.BadRequest(a.Message),
         _ => null,
     };

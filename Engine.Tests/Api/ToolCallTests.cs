@@ -95,8 +95,12 @@ public class ToolCallTests
             .Should().ThrowAsync<InvalidSamplingOptionsException>()).WithMessage("*tool name 'a b'*");
     }
 
+    // Enumerations keep the random model's arguments short: a free string could run past the token limit.
+    public enum City { Paris, Oslo, Rome }
+    public enum Unit { Celsius, Fahrenheit }
+
     [Description("The weather in a city")]
-    static string GetWeather([Description("The city")] string city, [Description("celsius or fahrenheit")] string unit) => $"21 degrees {unit} in {city}";
+    static string GetWeather([Description("The city")] City city, [Description("The unit")] Unit unit) => $"21 degrees {unit} in {city}";
 
     [Fact]
     public async Task Function_invocation_runs_the_call_and_sends_the_result_back_to_the_model()

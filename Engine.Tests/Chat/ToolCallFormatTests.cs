@@ -108,7 +108,7 @@ public class ToolCallFormatTests
     {
         var gate = new ToolCallStream(new HermesToolCalls());
         gate.Push("Checking").Should().Be("Checking");
-        gate.Push(" now.\n<tool").Should().Be(" now.\n", "a partial marker at the end is held");
+        gate.Push(" now.\n<tool").Should().Be(" now.", "a partial marker at the end is held, and the whitespace before it");
         gate.Push("_call>\n{\"name\": \"f\", ").Should().BeEmpty();
         gate.Push("\"arguments\": {}}\n</tool_call>").Should().BeEmpty();
         var (rest, calls) = gate.Finish();

@@ -144,7 +144,7 @@ public sealed class Model : IDisposable
                 ? Engine.Grammar.GrammarConstraint.FromJsonSchema(key["schema:".Length..], Tokenizer)
                 : Engine.Grammar.GrammarConstraint.FromGbnf(key["gbnf:".Length..], Tokenizer);
         }
-        catch (Engine.Grammar.GrammarException e) { throw new GrammarException(e.Message, parameter!); }
+        catch (GrammarException e) { throw new GrammarException(e.Message, parameter!); }
         lock (_grammars)
         {
             _grammars.AddLast((key, constraint));

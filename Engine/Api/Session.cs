@@ -122,7 +122,7 @@ public sealed class Session : IDisposable
         {
             var callable = options.ToolChoice.FunctionName is { } only ? tools.Where(t => t.Name == only).ToList() : tools;
             try { callGrammar = calls.CallGrammar(callable, template.GenerationPromptOpensThinking); }
-            catch (Engine.Grammar.GrammarException e) { throw new GrammarException(e.Message, nameof(GenerateOptions.Tools)); }
+            catch (GrammarException e) { throw new GrammarException(e.Message, nameof(GenerateOptions.Tools)); }
         }
         var request = Prepare(new Conversation(conversation), options, template.StopStrings, calls, callGrammar);
         return Chat(request, new ThinkSplitter(template.GenerationPromptOpensThinking), calls, cancellationToken);

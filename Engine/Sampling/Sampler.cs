@@ -66,7 +66,7 @@ internal sealed partial class Sampler
     /// <param name="recentTokens">Tokens generated/consumed so far (oldest first); the last
     /// <see cref="SamplerOptions.PenaltyLastN"/> are penalized.</param>
     /// <exception cref="NonFiniteLogitsException">A logit is NaN or +inf, or all are -inf (checklist F13).</exception>
-    /// <exception cref="Engine.Grammar.GrammarException">With a grammar: no token is allowed, or every allowed token has a
+    /// <exception cref="GrammarException">With a grammar: no token is allowed, or every allowed token has a
     /// -inf logit. The grammar advances on the returned token.</exception>
     public int Sample(ReadOnlySpan<float> logits, ReadOnlySpan<int> recentTokens)
     {
@@ -80,7 +80,7 @@ internal sealed partial class Sampler
 
         _grammar.Apply(work);
         if (float.IsNegativeInfinity(TensorPrimitives.Max((ReadOnlySpan<float>)work)))
-            throw new Engine.Grammar.GrammarException("every token the grammar allows has a -inf logit: no token can be sampled");
+            throw new GrammarException("every token the grammar allows has a -inf logit: no token can be sampled");
         int token = SampleFrom(work, recentTokens);
         _grammar.Accept(token);
         return token;

@@ -36,7 +36,7 @@ internal abstract class ToolCallFormat
     /// <summary>A GBNF grammar of a reply that is one call of one of <paramref name="tools"/> in this family's format, the
     /// arguments matching the tool's parameter schema (llama.cpp also forces a single call unless parallel calls are
     /// asked for). When the prompt left a think block open, the reasoning and its closing tag come first.</summary>
-    /// <exception cref="Engine.Grammar.GrammarException">A parameter schema is invalid or uses an unsupported keyword.</exception>
+    /// <exception cref="GrammarException">A parameter schema is invalid or uses an unsupported keyword.</exception>
     public string CallGrammar(IReadOnlyList<ChatTool> tools, bool reasoningOpen)
     {
         var builder = new Engine.Grammar.JsonSchemaToGrammar.Builder();

@@ -34,6 +34,8 @@ internal sealed class ToolCallStream(ToolCallFormat format)
             if (at >= 0) { safe = Math.Min(safe, at); _holding = true; }
             else safe = Math.Min(safe, text.Length - PartialMarkerAtEnd(text, marker));
         }
+        // Whitespace at the end waits for what follows: before a call it is dropped, as the parsed content is trimmed.
+        while (safe > _released && char.IsWhiteSpace(text[safe - 1])) safe--;
         if (safe <= _released) return "";
         var release = text[_released..safe];
         _released = safe;
