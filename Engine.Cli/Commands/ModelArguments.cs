@@ -127,10 +127,41 @@ internal static class ModelArguments
             Seed = cl.ULong("seed"),
             IgnoreEndOfGeneration = cl.Has("ignore-eos"),
             StopSequences = cl.String("stop") is { } stop ? [stop] : [],
+            Grammar = cl.String("grammar-file") is { } grammar ? ReadSmallText(grammar, "grammar") : cl.String("grammar"),
+            JsonSchema = JsonSchema(cl),
         };
         options.ToSampler(vocabularySize); // a bad value is reported before the model runs
         return options;
     }
+
+    /// <summary>--json-schema TEXT or --json-schema-file F (llama.cpp's -j and -jf): the output must be a valid instance.</summary>
+    static System.Text.Json.JsonElement? JsonSchema(CommandLine cl)
+    {
+        var text = cl.String("json-schema-file") is { } file ? ReadSmallText(file, "JSON schema") : cl.String("json-schema", "j");
+        if (text is null) return null;
+        try
+        {
+            using var document = System.Text.Json.JsonDocument.Parse(text);
+            return document.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object ? document.RootElement.Clone()
+                : throw new UsageException("--json-schema must be a JSON object");
+        }
+        catch (System.Text.Json.JsonException e) { throw new UsageException($"--json-schema is not JSON: {e.Message}"); }
+    }
+
+    /// <summary>A grammar or schema file (at most 1 MiB; real ones are a few KiB).</summary>
+    static string ReadSmallText(string path, string what)
+    {
+        var file = new FileInfo(path);
+        if (!file.Exists) throw new UsageException($"no such {what} file: {path}");
+        if (file.Length > MaxTemplateBytes) throw new UsageException($"{path} is {file.Length} bytes: a {what} file may hold at most {MaxTemplateBytes}");
+        return File.ReadAllText(path);
+    }
+
+    /// <summary>The constrained-output options, as the help texts list them.</summary>
+    public const string GrammarHelp = """
+          --grammar-file F         a GBNF grammar (llama.cpp's) the output must match (--grammar TEXT inline)
+          --json-schema-file F     a JSON Schema the output must be valid for (--json-schema TEXT inline)
+        """;
 
     /// <summary>--gpu-layers N|all: how many of the first layers run on the device (default all; with --device auto,
     /// as many as fit).</summary>

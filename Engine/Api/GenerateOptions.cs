@@ -89,6 +89,13 @@ public sealed record GenerateOptions
         if (TopLogProbabilities is < 0 or > MaxTopLogProbabilities)
             throw new InvalidSamplingOptionsException($"top log-probabilities must be 0 to {MaxTopLogProbabilities}, got {TopLogProbabilities}", nameof(TopLogProbabilities));
         ValidateTools();
+        // Checked here, before anything runs: a grammar or schema that cannot be used never reaches the model.
+        if (Grammar is not null) _ = Engine.Grammar.Grammar.Parse(Grammar);
+        if (JsonSchema is { } schema)
+        {
+            try { _ = Engine.Grammar.JsonSchemaToGrammar.Convert(schema.GetRawText()); }
+            catch (GrammarException e) { throw new GrammarException(e.Message, nameof(JsonSchema)); }
+        }
         return new SamplerOptions
         {
             Temperature = Temperature, TopK = TopK, TopP = TopP, MinP = MinP,
