@@ -12,6 +12,7 @@ public static class BenchCommand
     const string Help = """
         usage: engine bench --model M [-p 128] [-n 64] [-r 3] [-d 0] [--parallel 1] [--kv-type f16] [--profile]
                             [--threads N] [--device D] [--gpu-layers N] [--json]
+                            [--sample | --grammar-file F | --json-schema F | --json-object]
           -p N         prompt tokens, fed as one batch (0 skips the test)
           -n N         generated tokens, one decode each (0 skips the test)
           -r N         measured repetitions after one warm-up
@@ -22,12 +23,15 @@ public static class BenchCommand
           --threads N  worker threads (default: all cores)
           --device D   cpu (default), cuda, opencl, auto or ilgpu-cpu
           --gpu-layers N   the first N layers on the device, the rest on the CPU (default all)
+          --sample     tg samples each token from the logits (default options) and feeds it, instead of random ids
+          --grammar-file F  tg samples under the GBNF grammar in F (mask, sampling and grammar timed with the step)
+          --json-schema F   tg samples under the JSON schema in F; --json-object: under "any JSON object"
           --json       {"pp":{"tokens_per_second":..},"tg":{"tokens_per_second":..},...} on stdout
         """;
 
     public static int Run(string[] args)
     {
-        var cl = new CommandLine(args, ModelArguments.Flags);
+        var cl = new CommandLine(args, new HashSet<string>(ModelArguments.Flags) { "sample", "json-object" });
         if (cl.Has("help") || cl.Has("h")) { Console.WriteLine(Help); return 0; }
         int prompt = cl.Int("p", 128, 0, 1 << 20, alias: "n-prompt");
         int generate = cl.Int("n", 64, 0, 1 << 20, alias: "n-gen");
@@ -37,8 +41,25 @@ public static class BenchCommand
         var kvType = ModelArguments.KvType(cl).ToElementType();
         bool profile = cl.Has("profile");
         bool json = cl.Has("json");
+        bool sample = cl.Has("sample");
+        string? grammarFile = cl.String("grammar-file");
+        string? schemaFile = cl.String("json-schema");
+        bool jsonObject = cl.Has("json-object");
         using var model = ModelArguments.Open(cl, required: true);
         cl.RejectUnknown();
+        Engine.Grammar.GrammarConstraint? grammar = null;
+        if (grammarFile is not null || schemaFile is not null || jsonObject)
+        {
+            var compile = System.Diagnostics.Stopwatch.StartNew();
+            try
+            {
+                grammar = grammarFile is not null ? Engine.Grammar.GrammarConstraint.FromGbnf(File.ReadAllText(grammarFile), model.Tokenizer)
+                    : schemaFile is not null ? Engine.Grammar.GrammarConstraint.FromJsonSchema(File.ReadAllText(schemaFile), model.Tokenizer)
+                    : Engine.Grammar.GrammarConstraint.JsonObject(model.Tokenizer);
+            }
+            catch (Engine.Grammar.GrammarException e) { throw new UsageException(e.Message); }
+            Console.Error.WriteLine($"bench: grammar compiled for the vocabulary in {compile.Elapsed.TotalMilliseconds:F1} ms (token trie included)");
+        }
         if (prompt == 0 && generate == 0) throw new UsageException("nothing to measure: -p and -n are both 0");
         int ctx = depth + Math.Max(prompt, generate);
         if (ctx > model.Config.TrainedContextLength)
@@ -62,7 +83,7 @@ public static class BenchCommand
             secondsPerToken += WeightTraffic.BytesPerToken(model.Model.Weights, model.Config, stage.FirstLayer, stage.LayerCount) / Math.Max(stageBandwidth, 1);
         }
         double bandwidth = bytesPerToken / secondsPerToken; // the effective figure over all stages
-        var result = Benchmark.Run(model.Model, new BenchOptions(prompt, generate, reps) { Depth = depth, Parallel = parallel, KvType = kvType, Profile = profile },
+        var result = Benchmark.Run(model.Model, new BenchOptions(prompt, generate, reps) { Depth = depth, Parallel = parallel, KvType = kvType, Profile = profile, Sample = sample, Grammar = grammar },
             progress: message => Console.Error.WriteLine("bench: " + message));
 
         double ceiling = bandwidth / bytesPerToken;

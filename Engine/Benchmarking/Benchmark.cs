@@ -14,6 +14,12 @@ internal sealed record BenchOptions(int PromptTokens = 128, int GeneratedTokens 
     public Engine.Backends.KvElementType KvType { get; init; } = Engine.Backends.KvElementType.F16;
     /// <summary>Time each kind of operation (matmul by type, attention, norms, sampling) in the measured runs.</summary>
     public bool Profile { get; init; }
+    /// <summary>tg samples each next token from the logits (default options, seeded) and feeds it, instead of feeding
+    /// random ids; implied by <see cref="Grammar"/>. One sequence only.</summary>
+    public bool Sample { get; init; }
+    /// <summary>tg samples under this grammar (the mask, the sampler and the grammar's advance are timed with the
+    /// forward pass); when the grammar ends, it starts over.</summary>
+    public Engine.Grammar.GrammarConstraint? Grammar { get; init; }
 }
 
 /// <summary>Tokens per second over the repetitions of one test (mean and sample standard deviation).</summary>
@@ -117,12 +123,17 @@ internal static class Benchmark
         {
             var counted = model.Stages.Select(s => s.Backend).OfType<Engine.Backends.IHostTransfers>().Select(b => b.HostTransfers).ToList();
             var sampler = times is null ? null : new Engine.Sampling.Sampler(new GenerateOptions().ToSampler(vocab), vocab);
+            bool sampled = options.Sample || options.Grammar is not null;
+            if (sampled && sequences != 1) throw new ArgumentException("sampled generation (a grammar) measures one sequence", nameof(options));
+            var sampling = new GenerateOptions { Seed = (ulong)options.Seed }.ToSampler(vocab) with { Grammar = options.Grammar };
             var token = new int[1];
             var copied = new Engine.Backends.HostTransferSnapshot();
             generation = Measure($"tg{options.GeneratedTokens}{suffix}" + (sequences > 1 ? $"x{sequences}" : ""), options.GeneratedTokens * sequences,
                 options.Repetitions, progress, times, () =>
             {
                 FillDepth(sequences);
+                var chooser = sampled ? new Engine.Sampling.Sampler(sampling, vocab) : null;
+                int next = random.Next(vocab);
                 var before = Total(counted);
                 if (times is not null) times.Recording = true;
                 var watch = Stopwatch.StartNew();
@@ -131,10 +142,16 @@ internal static class Benchmark
                     batch.Clear();
                     for (int s = 0; s < sequences; s++)
                     {
-                        token[0] = random.Next(vocab);
+                        token[0] = chooser is null ? random.Next(vocab) : next;
                         batch.Add(token, depth + i, tables[s], LogitsWanted.Last);
                     }
                     model.Forward(batch, store, logits);
+                    if (chooser is not null)
+                    {
+                        next = chooser.Sample(logits.AsSpan(0, vocab), []);
+                        // The grammar ended (end of generation): start it over, as a new request would.
+                        if (chooser.Grammar is { IsEnded: true }) { chooser = new Engine.Sampling.Sampler(sampling, vocab); next = random.Next(vocab); }
+                    }
                     if (sampler is not null)
                     {
                         long t = Stopwatch.GetTimestamp();
