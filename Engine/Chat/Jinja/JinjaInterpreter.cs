@@ -46,6 +46,13 @@ internal sealed class JinjaInterpreter
     long _steps;
     int _callDepth;
 
+    /// <summary>The render running on this thread, so value operations deep in <see cref="Py"/> (comparing, printing
+    /// or serializing nested values, which can share items and so be exponentially large) count against its steps.</summary>
+    [ThreadStatic] static JinjaInterpreter? s_current;
+
+    /// <summary>Counts one unit of work against the current render's step limit (no-op outside a render).</summary>
+    public static void Charge() => s_current?.Step();
+
     public JinjaInterpreter(IReadOnlyDictionary<string, object?> variables, Func<DateTime> clock, JinjaLimits limits)
     {
         _variables = variables;
@@ -57,6 +64,8 @@ internal sealed class JinjaInterpreter
 
     public string Render(IReadOnlyList<Stmt> body)
     {
+        var previous = s_current;
+        s_current = this;
         try
         {
             var output = new StringBuilder();
@@ -69,7 +78,11 @@ internal sealed class JinjaInterpreter
         }
         catch (OverflowException)
         {
-            throw new JinjaTemplateException("integer overflow");
+            throw new JinjaTemplateException("integer overflow (template integers are 64-bit)");
+        }
+        finally
+        {
+            s_current = previous;
         }
     }
 

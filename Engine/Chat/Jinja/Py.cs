@@ -60,6 +60,7 @@ internal static class Py
     static void AppendRepr(StringBuilder sb, object? v, int depth)
     {
         if (depth > 100) throw new JinjaTemplateException("value nested too deeply to print");
+        JinjaInterpreter.Charge();
         switch (v)
         {
             case null: sb.Append("None"); break;
@@ -200,11 +201,17 @@ internal static class Py
             case Undefined: return b is Undefined;
             case JinjaList l when b is JinjaList m && l.IsTuple == m.IsTuple && l.Count == m.Count:
                 for (int i = 0; i < l.Count; i++)
+                {
+                    JinjaInterpreter.Charge();
                     if (!Equal(l.Items[i], m.Items[i])) return false;
+                }
                 return true;
             case JinjaDict d when b is JinjaDict e && d.Count == e.Count:
                 foreach (var (key, value) in d.Pairs)
+                {
+                    JinjaInterpreter.Charge();
                     if (!e.TryGet(key, out var other) || !Equal(value, other)) return false;
+                }
                 return true;
             default: return false;
         }
@@ -228,7 +235,10 @@ internal static class Py
         if (a is JinjaList l && b is JinjaList m && l.IsTuple == m.IsTuple)
         {
             for (int i = 0; i < Math.Min(l.Count, m.Count); i++)
+            {
+                JinjaInterpreter.Charge();
                 if (!Equal(l.Items[i], m.Items[i])) return Compare(l.Items[i], m.Items[i], op);
+            }
             return l.Count.CompareTo(m.Count);
         }
         throw new JinjaTemplateException($"'{op}' not supported between instances of '{TypeName(a)}' and '{TypeName(b)}'");

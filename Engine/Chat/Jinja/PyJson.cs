@@ -28,6 +28,7 @@ internal static class PyJson
     {
         if (level > 100) throw new JinjaTemplateException("tojson: value nested too deeply");
         if (sb.Length > maxLength) throw new JinjaTemplateException($"tojson: output longer than {maxLength} characters");
+        JinjaInterpreter.Charge();
         switch (v)
         {
             case null: sb.Append("null"); break;
