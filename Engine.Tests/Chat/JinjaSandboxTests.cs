@@ -34,6 +34,14 @@ public class JinjaSandboxTests
     [InlineData("{{ ('x' * 1000000).replace('x', 'yyyyyyyyyyyyyyyyyyyyyyyyyy') }}", "")]
     [InlineData("{% macro twice(s, n) %}{{ s if n == 0 else twice(s ~ s, n - 1) }}{% endmacro %}{{ twice('x', 40) }}", "limit")]
     [InlineData("{{ 2 ** 100000 }}", "overflow")]
+    [InlineData("{{ ('x\n' * 1000000) | indent(1000) }}", "limit")]
+    [InlineData("{{ [1] | batch(10**18, 0) | list }}", "limit")]
+    [InlineData("{{ 'x'.ljust(10**18) }}", "limit")]
+    [InlineData("{% for i in range(100000) %}{{ 'x'.center(8000000) | length }}{% endfor %}", "steps")]
+    [InlineData("{% set ns = namespace(a=[1], b=[1]) %}{% for i in range(5000) %}{% set ns.a = [ns.a] %}{% set ns.b = [ns.b] %}{% endfor %}{{ ns.a == ns.b }}", "recursion")]
+    [InlineData("{% set ns = namespace(a=[1]) %}{% for i in range(5000) %}{% set ns.a = [ns.a] %}{% endfor %}{{ ns.a }}", "nested")]
+    [InlineData("{% set ns = namespace(t=1) %}{% for i in range(5000) %}{% set ns.t = (ns.t,) %}{% endfor %}{{ {ns.t: 1} }}", "unhashable")]
+    [InlineData("{{ ('<!--' * 100000) | striptags | length }}", "")]
     // Lists that share their items: 2^60 leaves in 60 small objects.
     [InlineData("{% set ns = namespace(a=[1], b=[1]) %}{% for i in range(60) %}{% set ns.a = [ns.a, ns.a] %}{% set ns.b = [ns.b, ns.b] %}{% endfor %}{{ ns.a == ns.b }}", "steps")]
     [InlineData("{% set ns = namespace(a=[1]) %}{% for i in range(60) %}{% set ns.a = [ns.a, ns.a] %}{% endfor %}{{ ns.a }}", "")]
@@ -80,6 +88,14 @@ public class JinjaSandboxTests
         Refuses(string.Concat(Enumerable.Repeat("{% if true %}", 5000)));
         Refuses("{{ " + string.Concat(Enumerable.Repeat("not ", 5000)) + "x }}");
         Refuses("{{ " + string.Concat(Enumerable.Repeat("[", 5000)) + " }}");
+    }
+
+    [Fact]
+    public void Repeating_an_empty_string_or_list_a_huge_number_of_times_is_instant()
+    {
+        var clock = Stopwatch.StartNew();
+        JinjaTemplate.Parse("{{ '' * 10**18 }}{{ ([] * 10**18) | length }}").Render(new Dictionary<string, object?>()).Should().Be("0");
+        clock.Elapsed.Should().BeLessThan(Quickly);
     }
 
     [Fact]

@@ -92,10 +92,10 @@ internal static partial class JinjaFilters
                     total = JinjaOperators.Binary(ip, "+", total, s[0] is null ? item : Attribute(ip, item, s[0], Undefined.Anonymous));
                 return total;
             case "round": return Round(v, Bind(["precision", "method"], 0L, "common"));
-            case "indent": return Indent(Py.Str(v), Bind(["width", "first", "blank"], 4L, false, false));
-            case "wordcount": return (long)WordRegex().Count(Py.Str(v));
-            case "batch": return Batch(v, Bind(["linecount", "fill_with"], Undefined.Anonymous, null));
-            case "slice": return SliceColumns(v, Bind(["slices", "fill_with"], Undefined.Anonymous, null));
+            case "indent": return Indent(ip, Py.Str(v), Bind(["width", "first", "blank"], 4L, false, false));
+            case "wordcount": return (long)Bounded(() => WordRegex().Count(Py.Str(v)));
+            case "batch": return Batch(ip, v, Bind(["linecount", "fill_with"], Undefined.Anonymous, null));
+            case "slice": return SliceColumns(ip, v, Bind(["slices", "fill_with"], Undefined.Anonymous, null));
             case "reverse":
                 return v is string text ? string.Concat(JinjaAttributes.Runes(text).AsEnumerable().Reverse())
                     : new JinjaIterator([.. Py.Iterate(v).Reverse()], v is JinjaList ? "list_reverseiterator" : "reversed");
@@ -116,11 +116,13 @@ internal static partial class JinjaFilters
                 var width = (int)Math.Min(Bind(["width"], 80L)[0] is long w ? w : 80, ip.Limits.MaxOutputLength);
                 var str = Py.Str(v);
                 if (width <= str.Length) return str;
+                ip.CheckSize(width);
                 int left = (width - str.Length) / 2 + ((width - str.Length) & width & 1);
                 return new string(' ', left) + str + new string(' ', width - str.Length - left);
             case "pprint": return Py.Repr(v);
             case "truncate": return Truncate(Py.Str(v), Bind(["length", "killwords", "end", "leeway"], 255L, false, "...", 5L));
-            case "striptags": return string.Join(' ', TagRegex().Replace(Py.Str(v), "").Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries));
+            case "striptags":
+                return string.Join(' ', Bounded(() => TagRegex().Replace(Py.Str(v), "")).Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries));
             default: throw new JinjaTemplateException($"no filter named '{name}'");
         }
     }
@@ -223,8 +225,15 @@ internal static partial class JinjaFilters
 
     /// <summary>jinja2's title filter: a word starts after '-', whitespace or an opening bracket.</summary>
     static string Title(string s) =>
-        string.Concat(WordBeginningRegex().Split(s).Where(item => item.Length > 0)
+        string.Concat(Bounded(() => WordBeginningRegex().Split(s)).Where(item => item.Length > 0)
             .Select(item => char.ToUpperInvariant(item[0]) + item[1..].ToLowerInvariant()));
+
+    /// <summary>Runs a regular expression with a time limit (the patterns carry one), as a template error.</summary>
+    static T Bounded<T>(Func<T> match)
+    {
+        try { return match(); }
+        catch (RegexMatchTimeoutException) { throw new JinjaTemplateException("a filter's pattern match took too long"); }
+    }
 
     static object? SortKey(JinjaInterpreter ip, object? item, object? attribute, bool caseSensitive)
     {
@@ -325,10 +334,11 @@ internal static partial class JinjaFilters
     }
 
     /// <summary>jinja2 3.1's indent: lines after the first get the indent; blank lines only with blank=True.</summary>
-    static string Indent(string s, object?[] a)
+    static string Indent(JinjaInterpreter ip, string s, object?[] a)
     {
         var indentation = a[0] is string text ? text : new string(' ', (int)Math.Clamp(a[0] is long n ? n : 4, 0, 1000));
         var lines = (s + "\n").Split('\n').SkipLast(1).ToList();
+        ip.CheckSize(s.Length + (long)indentation.Length * (lines.Count + 1));
         string result;
         if (Py.Truthy(a[2])) result = string.Join("\n" + indentation, lines);
         else
@@ -339,9 +349,10 @@ internal static partial class JinjaFilters
         return Py.Truthy(a[1]) ? indentation + result : result;
     }
 
-    static JinjaIterator Batch(object? v, object?[] a)
+    static JinjaIterator Batch(JinjaInterpreter ip, object? v, object?[] a)
     {
         long size = a[0] is long n && n > 0 ? n : throw new JinjaTemplateException("batch needs a positive line count");
+        ip.CheckSize(size);
         var batches = new List<object?>();
         List<object?>? current = null;
         foreach (var item in Py.Iterate(v))
@@ -358,10 +369,11 @@ internal static partial class JinjaFilters
         return new JinjaIterator(batches);
     }
 
-    static JinjaIterator SliceColumns(object? v, object?[] a)
+    static JinjaIterator SliceColumns(JinjaInterpreter ip, object? v, object?[] a)
     {
         var items = Py.Iterate(v);
         long slices = a[0] is long n && n > 0 ? n : throw new JinjaTemplateException("slice needs a positive count");
+        ip.CheckSize(slices);
         long perSlice = items.Count / slices, extra = items.Count % slices;
         var result = new List<object?>();
         int offset = 0;
@@ -387,12 +399,12 @@ internal static partial class JinjaFilters
         return (space >= 0 ? cut[..space] : cut) + end;
     }
 
-    [GeneratedRegex(@"([-\s({\[<]+)")]
+    [GeneratedRegex(@"([-\s({\[<]+)", RegexOptions.None, matchTimeoutMilliseconds: 2000)]
     private static partial Regex WordBeginningRegex();
 
-    [GeneratedRegex(@"\w+")]
+    [GeneratedRegex(@"\w+", RegexOptions.None, matchTimeoutMilliseconds: 2000)]
     private static partial Regex WordRegex();
 
-    [GeneratedRegex(@"(<!--.*?-->|<[^>]*>)", RegexOptions.Singleline)]
+    [GeneratedRegex(@"(<!--.*?-->|<[^>]*>)", RegexOptions.Singleline, matchTimeoutMilliseconds: 2000)]
     private static partial Regex TagRegex();
 }

@@ -65,10 +65,12 @@ internal static class JinjaOperators
         if (times < 0) times = 0;
         if (sequence is string s)
         {
+            if (s.Length == 0) return "";
             ip.CheckSize(s.Length * Math.Min(times, int.MaxValue));
             return new StringBuilder(s.Length * (int)times).Insert(0, s, (int)times).ToString();
         }
         var l = (JinjaList)sequence!;
+        if (l.Count == 0) return new JinjaList([], l.IsTuple);
         ip.CheckSize(l.Count * Math.Min(times, int.MaxValue));
         var items = new List<object?>();
         for (long i = 0; i < times; i++) items.AddRange(l.Items);

@@ -104,8 +104,14 @@ internal sealed class JinjaDict
     {
         public static readonly PyKeyComparer Instance = new();
 
-        public static bool IsHashable(object? key) =>
-            key is null or string or long or double or bool || (key is JinjaList { IsTuple: true } t && t.Items.All(IsHashable));
+        /// <summary>Tuples nest at most this deep as keys, so hashing one cannot overflow the stack.</summary>
+        const int MaxKeyDepth = 50;
+
+        public static bool IsHashable(object? key) => IsHashable(key, 0);
+
+        static bool IsHashable(object? key, int depth) =>
+            key is null or string or long or double or bool
+            || (key is JinjaList { IsTuple: true } t && depth < MaxKeyDepth && t.Items.All(item => IsHashable(item, depth + 1)));
 
         public new bool Equals(object? x, object? y) => Py.Equal(x, y);
 

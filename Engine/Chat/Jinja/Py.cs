@@ -184,8 +184,15 @@ internal static class Py
 
     /// <summary>Python ==: numbers by value across int/float/bool, sequences and dicts by items; Undefined equals only
     /// Undefined.</summary>
-    public static bool Equal(object? a, object? b)
+    /// <summary>How deep Equal and Compare follow nested lists and dicts (Python stops at its recursion limit too); a
+    /// deeper value is an error rather than a stack overflow.</summary>
+    const int MaxCompareDepth = 200;
+
+    public static bool Equal(object? a, object? b) => Equal(a, b, 0);
+
+    static bool Equal(object? a, object? b, int depth)
     {
+        if (depth > MaxCompareDepth) throw new JinjaTemplateException("maximum recursion depth exceeded in comparison");
         a = Plain(a);
         b = Plain(b);
         if (ReferenceEquals(a, b)) return true;
@@ -203,14 +210,14 @@ internal static class Py
                 for (int i = 0; i < l.Count; i++)
                 {
                     JinjaInterpreter.Charge();
-                    if (!Equal(l.Items[i], m.Items[i])) return false;
+                    if (!Equal(l.Items[i], m.Items[i], depth + 1)) return false;
                 }
                 return true;
             case JinjaDict d when b is JinjaDict e && d.Count == e.Count:
                 foreach (var (key, value) in d.Pairs)
                 {
                     JinjaInterpreter.Charge();
-                    if (!e.TryGet(key, out var other) || !Equal(value, other)) return false;
+                    if (!e.TryGet(key, out var other) || !Equal(value, other, depth + 1)) return false;
                 }
                 return true;
             default: return false;
@@ -220,8 +227,11 @@ internal static class Py
     static long ToLong(object? v) => v switch { long n => n, bool b => b ? 1 : 0, _ => 0 };
 
     /// <summary>Python ordering (&lt;): numbers with numbers, str with str, lists and tuples item by item.</summary>
-    public static int Compare(object? a, object? b, string op = "<")
+    public static int Compare(object? a, object? b, string op = "<") => Compare(a, b, op, 0);
+
+    static int Compare(object? a, object? b, string op, int depth)
     {
+        if (depth > MaxCompareDepth) throw new JinjaTemplateException("maximum recursion depth exceeded in comparison");
         a = Plain(a);
         b = Plain(b);
         if (a is Undefined u) throw u.Error();
@@ -237,7 +247,7 @@ internal static class Py
             for (int i = 0; i < Math.Min(l.Count, m.Count); i++)
             {
                 JinjaInterpreter.Charge();
-                if (!Equal(l.Items[i], m.Items[i])) return Compare(l.Items[i], m.Items[i], op);
+                if (!Equal(l.Items[i], m.Items[i], depth + 1)) return Compare(l.Items[i], m.Items[i], op, depth + 1);
             }
             return l.Count.CompareTo(m.Count);
         }
