@@ -12,7 +12,7 @@ internal static partial class JinjaFilters
         "tojson", "trim", "length", "count", "default", "d", "join", "map", "select", "reject", "selectattr", "rejectattr",
         "items", "first", "last", "list", "string", "int", "float", "abs", "upper", "lower", "title", "capitalize",
         "replace", "safe", "escape", "e", "forceescape", "unique", "sort", "dictsort", "min", "max", "sum", "round",
-        "indent", "wordcount", "batch", "reverse", "attr", "format", "center", "pprint", "truncate", "striptags", "slice",
+        "indent", "wordcount", "batch", "reverse", "groupby", "attr", "format", "center", "pprint", "truncate", "striptags", "slice",
     ];
 
     public static bool Exists(string name) => Names.Contains(name);
@@ -84,6 +84,7 @@ internal static partial class JinjaFilters
             case "unique": return Unique(ip, v, Bind(["case_sensitive", "attribute"], false, null));
             case "sort": return Sort(ip, v, Bind(["reverse", "case_sensitive", "attribute"], false, false, null));
             case "dictsort": return DictSort(v, Bind(["case_sensitive", "by", "reverse"], false, "key", false));
+            case "groupby": return GroupBy(ip, v, Bind(["attribute", "default", "case_sensitive"], Undefined.Anonymous, null, false));
             case "min" or "max": return MinMax(ip, v, name == "max", Bind(["case_sensitive", "attribute"], false, null));
             case "sum":
                 var s = Bind(["attribute", "start"], null, 0L);
@@ -260,10 +261,33 @@ internal static partial class JinjaFilters
         var items = Py.Iterate(v).Select(item => (Key: SortKey(ip, item, a[2], Py.Truthy(a[1])), Item: item)).ToList();
         ip.Step(items.Count);
         // A stable sort, as Python's; reverse keeps equal items in their original order too.
-        var sorted = Py.Truthy(a[0])
-            ? items.OrderByDescending(x => x.Key, Comparer<object?>.Create((x, y) => Py.Compare(x, y)))
-            : items.OrderBy(x => x.Key, Comparer<object?>.Create((x, y) => Py.Compare(x, y)));
+        var sorted = Py.Sorted(items, x => x.Key, descending: Py.Truthy(a[0]));
         return new JinjaList([.. sorted.Select(x => x.Item)]);
+    }
+
+    /// <summary>jinja2's groupby: items sorted (stably) by the attribute, then runs of equal keys as named tuples
+    /// (grouper, list); without case_sensitive, strings group case-insensitively and the grouper is the first item's.</summary>
+    static JinjaList GroupBy(JinjaInterpreter ip, object? v, object?[] a)
+    {
+        bool caseSensitive = Py.Truthy(a[2]);
+        var fallback = a[1] is null ? Undefined.Anonymous : a[1];
+        var keyed = Py.Iterate(v).Select(item =>
+        {
+            var value = Attribute(ip, item, a[0], fallback);
+            return (Key: !caseSensitive && value is string s ? s.ToLowerInvariant() : value, Value: value, Item: item);
+        }).ToList();
+        ip.Step(keyed.Count);
+        var sorted = Py.Sorted(keyed, x => x.Key);
+        var groups = new List<object?>();
+        for (int i = 0; i < sorted.Count;)
+        {
+            int end = i + 1;
+            while (end < sorted.Count && Py.Equal(sorted[end].Key, sorted[i].Key)) end++;
+            var members = new JinjaList([.. sorted.Skip(i).Take(end - i).Select(x => x.Item)]);
+            groups.Add(new JinjaList([caseSensitive ? sorted[i].Key : sorted[i].Value, members], isTuple: true, ["grouper", "list"]));
+            i = end;
+        }
+        return new JinjaList(groups);
     }
 
     static JinjaList DictSort(object? v, object?[] a)
@@ -280,8 +304,7 @@ internal static partial class JinjaFilters
             var k = byValue ? p.Value : p.Key;
             return !Py.Truthy(a[0]) && k is string s ? s.ToLowerInvariant() : k;
         }
-        var comparer = Comparer<object?>.Create((x, y) => Py.Compare(x, y));
-        var pairs = Py.Truthy(a[2]) ? d.Pairs.OrderByDescending(Key, comparer) : d.Pairs.OrderBy(Key, comparer);
+        var pairs = Py.Sorted(d.Pairs, Key, descending: Py.Truthy(a[2]));
         return new JinjaList([.. pairs.Select(p => (object?)JinjaList.Tuple(p.Key, p.Value))]);
     }
 

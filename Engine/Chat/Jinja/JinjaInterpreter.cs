@@ -80,6 +80,12 @@ internal sealed class JinjaInterpreter
         {
             throw new JinjaTemplateException("integer overflow (template integers are 64-bit)");
         }
+        catch (Exception e) when (e is not JinjaTemplateException and not OutOfMemoryException)
+        {
+            // The template and its data are untrusted input: a case the interpreter did not foresee must still reach the
+            // caller as a template error (a 400 at a server), never as an unexpected exception.
+            throw new JinjaTemplateException($"template failed: {e.GetType().Name}: {e.Message}");
+        }
         finally
         {
             s_current = previous;
@@ -356,11 +362,18 @@ internal sealed class JinjaInterpreter
 
     CallArguments EvalArguments(Arguments args, Scope scope)
     {
-        if (args.Positional.Count == 0 && args.Keyword.Count == 0) return new CallArguments([], []);
         var positional = new List<object?>(args.Positional.Count);
         foreach (var p in args.Positional) positional.Add(Eval(p, scope));
+        if (args.Spread is not null) positional.AddRange(Py.Iterate(Eval(args.Spread, scope)));
         var keyword = new List<KeyValuePair<string, object?>>(args.Keyword.Count);
         foreach (var (name, value) in args.Keyword) keyword.Add(new(name, Eval(value, scope)));
+        if (args.KeywordSpread is not null)
+        {
+            if (Eval(args.KeywordSpread, scope) is not JinjaDict extra)
+                throw new JinjaTemplateException("argument after ** must be a mapping");
+            foreach (var (key, value) in extra.Pairs)
+                keyword.Add(new(key as string ?? throw new JinjaTemplateException("keywords must be strings"), value));
+        }
         return new CallArguments(positional, keyword);
     }
 

@@ -19,10 +19,14 @@ internal sealed class Undefined(string description)
     public JinjaTemplateException Error() => new(Description);
 }
 
-internal sealed class JinjaList(List<object?> items, bool isTuple = false)
+internal sealed class JinjaList(List<object?> items, bool isTuple = false, string[]? fieldNames = null)
 {
     public List<object?> Items { get; } = items;
     public bool IsTuple { get; } = isTuple;
+
+    /// <summary>A named tuple's field names (groupby's (grouper, list)), readable as attributes; null otherwise.</summary>
+    public string[]? FieldNames { get; } = fieldNames;
+
     public int Count => Items.Count;
     public static JinjaList Tuple(params object?[] items) => new([.. items], isTuple: true);
 }

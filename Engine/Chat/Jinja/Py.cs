@@ -254,6 +254,21 @@ internal static class Py
         throw new JinjaTemplateException($"'{op}' not supported between instances of '{TypeName(a)}' and '{TypeName(b)}'");
     }
 
+    /// <summary>Python's sorted(items, key=key, reverse=descending): stable, ordered by <see cref="Compare"/>; keys that
+    /// cannot be ordered are a template error (LINQ would wrap it in an InvalidOperationException).</summary>
+    public static List<T> Sorted<T>(IEnumerable<T> items, Func<T, object?> key, bool descending = false)
+    {
+        var comparer = Comparer<object?>.Create((x, y) => Compare(x, y));
+        try
+        {
+            return descending ? [.. items.OrderByDescending(key, comparer)] : [.. items.OrderBy(key, comparer)];
+        }
+        catch (InvalidOperationException e) when (e.InnerException is JinjaTemplateException inner)
+        {
+            throw inner;
+        }
+    }
+
     /// <summary>Python iteration: a list's items, a dict's keys, a string's characters; Undefined is empty.</summary>
     public static IReadOnlyList<object?> Iterate(object? v) => Plain(v) switch
     {

@@ -44,7 +44,7 @@ internal static class PyJson
                 break;
             case JinjaDict d:
                 var pairs = d.Pairs.Select(p => (p.Key, p.Value));
-                if (o.SortKeys) pairs = pairs.Order(Comparer<(object? Key, object? Value)>.Create((a, b) => Py.Compare(a.Key, b.Key)));
+                if (o.SortKeys) pairs = Py.Sorted(pairs, p => p.Key);
                 WriteContainer(sb, '{', '}', pairs.Select(p => (HasKey: true, Key: (object?)KeyText(p.Key), p.Value)), d.Count, o, level, maxLength);
                 break;
             default:
