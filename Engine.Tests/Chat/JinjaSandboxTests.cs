@@ -118,6 +118,35 @@ public class JinjaSandboxTests
         template.Render(empty).Should().HaveLength(2890);
     }
 
+    /// <summary>Damaged real templates (cut short, a character dropped or doubled, fixed seed) either render or fail
+    /// with the template error: nothing else escapes, nothing hangs.</summary>
+    [Fact]
+    public void Damaged_templates_fail_cleanly()
+    {
+        var random = new Random(20240726);
+        var messages = JinjaValues.FromJson(System.Text.Json.JsonDocument.Parse(
+            """[{"role": "system", "content": "s"}, {"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}]""").RootElement);
+        var variables = new Dictionary<string, object?> { ["messages"] = messages, ["add_generation_prompt"] = true, ["bos_token"] = "<s>" };
+        var clock = Stopwatch.StartNew();
+        foreach (var path in Directory.GetFiles(Engine.Tests.Support.TestPaths.Repo("Engine.Tests", "TestData", "llama-cpp-templates"), "*.jinja").Order())
+        {
+            var source = File.ReadAllText(path);
+            for (int i = 0; i < 20; i++)
+            {
+                int at = random.Next(source.Length);
+                var damaged = (i % 3) switch
+                {
+                    0 => source[..at],
+                    1 => source.Remove(at, 1),
+                    _ => source.Insert(at, source[at].ToString()),
+                };
+                try { JinjaTemplate.Parse(damaged).Render(variables); }
+                catch (JinjaTemplateException) { }
+            }
+        }
+        clock.Elapsed.Should().BeLessThan(TimeSpan.FromSeconds(60));
+    }
+
     [Fact]
     public void Only_template_values_can_be_passed_in()
     {
