@@ -188,9 +188,9 @@ internal static class Py
     /// deeper value is an error rather than a stack overflow.</summary>
     const int MaxCompareDepth = 200;
 
-    public static bool Equal(object? a, object? b) => Equal(a, b, 0);
+    public static bool Equal(object? a, object? b) => EqualAt(a, b, 0);
 
-    static bool Equal(object? a, object? b, int depth)
+    static bool EqualAt(object? a, object? b, int depth)
     {
         if (depth > MaxCompareDepth) throw new JinjaTemplateException("maximum recursion depth exceeded in comparison");
         a = Plain(a);
@@ -210,14 +210,14 @@ internal static class Py
                 for (int i = 0; i < l.Count; i++)
                 {
                     JinjaInterpreter.Charge();
-                    if (!Equal(l.Items[i], m.Items[i], depth + 1)) return false;
+                    if (!EqualAt(l.Items[i], m.Items[i], depth + 1)) return false;
                 }
                 return true;
             case JinjaDict d when b is JinjaDict e && d.Count == e.Count:
                 foreach (var (key, value) in d.Pairs)
                 {
                     JinjaInterpreter.Charge();
-                    if (!e.TryGet(key, out var other) || !Equal(value, other, depth + 1)) return false;
+                    if (!e.TryGet(key, out var other) || !EqualAt(value, other, depth + 1)) return false;
                 }
                 return true;
             default: return false;
@@ -227,9 +227,9 @@ internal static class Py
     static long ToLong(object? v) => v switch { long n => n, bool b => b ? 1 : 0, _ => 0 };
 
     /// <summary>Python ordering (&lt;): numbers with numbers, str with str, lists and tuples item by item.</summary>
-    public static int Compare(object? a, object? b, string op = "<") => Compare(a, b, op, 0);
+    public static int Compare(object? a, object? b, string op = "<") => CompareAt(a, b, op, 0);
 
-    static int Compare(object? a, object? b, string op, int depth)
+    static int CompareAt(object? a, object? b, string op, int depth)
     {
         if (depth > MaxCompareDepth) throw new JinjaTemplateException("maximum recursion depth exceeded in comparison");
         a = Plain(a);
@@ -247,7 +247,7 @@ internal static class Py
             for (int i = 0; i < Math.Min(l.Count, m.Count); i++)
             {
                 JinjaInterpreter.Charge();
-                if (!Equal(l.Items[i], m.Items[i], depth + 1)) return Compare(l.Items[i], m.Items[i], op, depth + 1);
+                if (!EqualAt(l.Items[i], m.Items[i], depth + 1)) return CompareAt(l.Items[i], m.Items[i], op, depth + 1);
             }
             return l.Count.CompareTo(m.Count);
         }
