@@ -33,6 +33,8 @@ internal static class JinjaAttributes
                 return ns.Attributes.TryGetValue(name, out var attribute) ? attribute : Missing(target, name);
             case LoopContext loop:
                 return loop.GetAttribute(name);
+            case Cycler cycler:
+                return cycler.GetAttribute(name);
             default:
                 return Missing(target, name);
         }

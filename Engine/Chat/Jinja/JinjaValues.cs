@@ -4,8 +4,8 @@ namespace Engine.Chat.Jinja;
 
 // Template values form a closed set, so a template can never reach a .NET object:
 //   None = null, bool, long (Python int), double (Python float), string,
-//   JinjaList (list or tuple), JinjaDict (insertion-ordered dict), JinjaIterator, Undefined, Namespace, LoopContext,
-//   JinjaCallable.
+//   JinjaList (list or tuple), JinjaDict (insertion-ordered dict), JinjaIterator, Markup, Undefined, Namespace,
+//   LoopContext, Cycler, JinjaCallable.
 
 /// <summary>jinja2's default Undefined: falsy, prints empty, iterates empty; any other use is an error that names
 /// what was missing.</summary>
@@ -127,6 +127,30 @@ internal sealed class JinjaDict
             _ => obj.GetHashCode(),
         };
     }
+}
+
+/// <summary>jinja2's cycler(*items): `next()` returns the current item and moves on, `current` reads it, `reset()`
+/// goes back to the first.</summary>
+internal sealed class Cycler(List<object?> items)
+{
+    int _position;
+
+    public object? GetAttribute(string name) => name switch
+    {
+        "current" => items[_position],
+        "next" => new JinjaCallable("cycler.next", _ =>
+        {
+            var item = items[_position];
+            _position = (_position + 1) % items.Count;
+            return item;
+        }),
+        "reset" => new JinjaCallable("cycler.reset", _ =>
+        {
+            _position = 0;
+            return null;
+        }),
+        _ => new Undefined($"'Cycler' object has no attribute '{name}'"),
+    };
 }
 
 /// <summary>namespace(): the one object a template may assign attributes to ({% set ns.x = ... %}).</summary>

@@ -21,6 +21,7 @@ internal static class Py
         Undefined => "Undefined",
         Namespace => "Namespace",
         LoopContext => "LoopContext",
+        Cycler => "Cycler",
         JinjaCallable => "function",
         _ => v.GetType().Name,
     };
@@ -94,6 +95,7 @@ internal static class Py
                 break;
             case Namespace: sb.Append("<Namespace>"); break;
             case LoopContext: sb.Append("<LoopContext>"); break;
+            case Cycler: sb.Append("<Cycler>"); break;
             case JinjaCallable f: sb.Append("<function ").Append(f.Name).Append('>'); break;
             case JinjaIterator i: sb.Append('<').Append(i.TypeName).Append(" object>"); break;
             case Markup m: sb.Append("Markup("); AppendStringRepr(sb, m.Text); sb.Append(')'); break;
