@@ -66,7 +66,9 @@ internal static partial class JinjaFilters
             case "abs":
                 return v switch
                 {
-                    long n => (object)checked(Math.Abs(n)),
+                    long n when n != long.MinValue => (object)Math.Abs(n),
+                    long n => -(System.Numerics.BigInteger)n,
+                    System.Numerics.BigInteger big => Py.Normalize(System.Numerics.BigInteger.Abs(big)),
                     double x => Math.Abs(x),
                     bool b => b ? 1L : 0L,
                     _ => throw new JinjaTemplateException($"bad operand type for abs(): '{Py.TypeName(v)}'"),
@@ -190,7 +192,7 @@ internal static partial class JinjaFilters
     {
         switch (v)
         {
-            case long: return v;
+            case long or System.Numerics.BigInteger: return v;
             case bool b: return b ? 1L : 0L;
             case double d when !double.IsNaN(d) && !double.IsInfinity(d): return (long)Math.Truncate(d);
             case string s:

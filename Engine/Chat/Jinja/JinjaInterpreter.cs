@@ -78,7 +78,7 @@ internal sealed class JinjaInterpreter
         }
         catch (OverflowException)
         {
-            throw new JinjaTemplateException("integer overflow (template integers are 64-bit)");
+            throw new JinjaTemplateException("integer overflow");
         }
         catch (Exception e) when (e is not JinjaTemplateException and not OutOfMemoryException)
         {
@@ -392,10 +392,11 @@ internal sealed class JinjaInterpreter
         return (op, v) switch
         {
             // Arms are cast to object: otherwise C# would give the switch the type double and turn ints into floats.
-            ("-", long n) => (object)checked(-n),
+            ("-", long n) => n == long.MinValue ? -(System.Numerics.BigInteger)n : (object)(-n),
             ("-", double d) => -d,
+            ("-", System.Numerics.BigInteger big) => Py.Normalize(-big),
             ("-", bool b) => b ? -1L : 0L,
-            ("+", long or double) => v,
+            ("+", long or double or System.Numerics.BigInteger) => v,
             ("+", bool b) => b ? 1L : 0L,
             _ => throw new JinjaTemplateException($"bad operand type for unary {op}: '{Py.TypeName(v)}'"),
         };

@@ -494,8 +494,10 @@ internal sealed class JinjaParser
                 while (Current.Kind == TokenKind.String) text += Next().Value;
                 return new ConstExpr(t.Line, text);
             case TokenKind.Integer:
-                return new ConstExpr(t.Line, long.TryParse(t.Value, NumberStyles.None, CultureInfo.InvariantCulture, out var n)
-                    ? n : throw Error("integer literal too large", t));
+                if (long.TryParse(t.Value, NumberStyles.None, CultureInfo.InvariantCulture, out var n)) return new ConstExpr(t.Line, n);
+                return t.Value.Length <= 4300
+                    ? new ConstExpr(t.Line, System.Numerics.BigInteger.Parse(t.Value, NumberStyles.None, CultureInfo.InvariantCulture))
+                    : throw Error("integer literal too large", t);
             case TokenKind.Float:
                 return new ConstExpr(t.Line, double.Parse(t.Value, NumberStyles.Float, CultureInfo.InvariantCulture));
             case TokenKind.Operator when t.Value == "(":

@@ -114,7 +114,7 @@ internal sealed class JinjaDict
         public static bool IsHashable(object? key) => IsHashable(key, 0);
 
         static bool IsHashable(object? key, int depth) =>
-            key is null or string or long or double or bool
+            key is null or string or long or double or bool or System.Numerics.BigInteger
             || (key is JinjaList { IsTuple: true } t && depth < MaxKeyDepth && t.Items.All(item => IsHashable(item, depth + 1)));
 
         public new bool Equals(object? x, object? y) => Py.Equal(x, y);

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Numerics;
 using System.Text;
 
 namespace Engine.Chat.Jinja;
@@ -10,7 +11,7 @@ internal static class Py
     {
         null => "NoneType",
         bool => "bool",
-        long => "int",
+        long or BigInteger => "int",
         double => "float",
         string => "str",
         JinjaList { IsTuple: true } => "tuple",
@@ -35,6 +36,7 @@ internal static class Py
         null or Undefined => false,
         bool b => b,
         long n => n != 0,
+        BigInteger => true,
         double d => d != 0,
         string s => s.Length > 0,
         JinjaList l => l.Count > 0,
@@ -67,6 +69,7 @@ internal static class Py
             case null: sb.Append("None"); break;
             case bool b: sb.Append(b ? "True" : "False"); break;
             case long n: sb.Append(n.ToString(CultureInfo.InvariantCulture)); break;
+            case BigInteger big: sb.Append(big.ToString(CultureInfo.InvariantCulture)); break;
             case double d: sb.Append(FloatRepr(d)); break;
             case string s: AppendStringRepr(sb, s); break;
             case Undefined: break;
@@ -174,11 +177,22 @@ internal static class Py
         return (negative, digits.Length == 0 ? "0" : digits, exponent);
     }
 
-    public static bool IsNumber(object? v) => v is long or double or bool;
+    /// <summary>Python int: long while it fits, BigInteger beyond (only arithmetic and JSON input make one).</summary>
+    public static bool IsNumber(object? v) => v is long or double or bool or BigInteger;
+
+    public static object Normalize(BigInteger v) => v >= long.MinValue && v <= long.MaxValue ? (long)v : v;
+
+    public static BigInteger ToBig(object? v) => v switch
+    {
+        BigInteger big => big,
+        bool b => b ? 1 : 0,
+        _ => (long)v!,
+    };
 
     public static double ToDouble(object? v) => v switch
     {
         long n => n,
+        BigInteger big => (double)big,
         double d => d,
         bool b => b ? 1 : 0,
         _ => throw new JinjaTemplateException($"expected a number, got '{TypeName(v)}'"),
@@ -201,6 +215,7 @@ internal static class Py
         if (IsNumber(a) && IsNumber(b))
         {
             if (a is double || b is double) return ToDouble(a) == ToDouble(b);
+            if (a is BigInteger || b is BigInteger) return ToBig(a) == ToBig(b);
             return ToLong(a) == ToLong(b);
         }
         switch (a)
@@ -241,6 +256,7 @@ internal static class Py
         if (IsNumber(a) && IsNumber(b))
         {
             if (a is double || b is double) return ToDouble(a).CompareTo(ToDouble(b));
+            if (a is BigInteger || b is BigInteger) return ToBig(a).CompareTo(ToBig(b));
             return ToLong(a).CompareTo(ToLong(b));
         }
         if (a is string s && b is string t) return string.CompareOrdinal(s, t) switch { < 0 => -1, > 0 => 1, _ => 0 };
