@@ -18,7 +18,9 @@ internal sealed record BinaryExpr(int Line, string Op, Expr Left, Expr Right) : 
 internal sealed record CompareExpr(int Line, Expr First, IReadOnlyList<(string Op, Expr Operand)> Rest) : Expr(Line);
 internal sealed record ConcatExpr(int Line, IReadOnlyList<Expr> Parts) : Expr(Line);
 internal sealed record ConditionalExpr(int Line, Expr Test, Expr Then, Expr? Else) : Expr(Line);
-internal sealed record Arguments(IReadOnlyList<Expr> Positional, IReadOnlyList<(string Name, Expr Value)> Keyword)
+/// <summary>Call arguments; <paramref name="Spread"/> is `*expr` and <paramref name="KeywordSpread"/> `**expr`.</summary>
+internal sealed record Arguments(IReadOnlyList<Expr> Positional, IReadOnlyList<(string Name, Expr Value)> Keyword,
+    Expr? Spread = null, Expr? KeywordSpread = null)
 {
     public static readonly Arguments None = new([], []);
 }

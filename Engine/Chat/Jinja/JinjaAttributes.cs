@@ -25,6 +25,7 @@ internal static class JinjaAttributes
                 return JinjaMethods.DictMethod(d, name) ?? (d.TryGet(name, out var value) ? value : Missing(target, name));
             case JinjaList l:
                 if (MutatingListMethods.Contains(name)) throw Unsafe(name, target);
+                if (l.FieldNames is { } fields && Array.IndexOf(fields, name) is var field and >= 0) return l.Items[field];
                 return (object?)JinjaMethods.ListMethod(l, name) ?? Missing(target, name);
             case string s:
                 return (object?)JinjaMethods.StringMethod(ip, s, name) ?? Missing(target, name);
@@ -32,6 +33,8 @@ internal static class JinjaAttributes
                 return ns.Attributes.TryGetValue(name, out var attribute) ? attribute : Missing(target, name);
             case LoopContext loop:
                 return loop.GetAttribute(name);
+            case Cycler cycler:
+                return cycler.GetAttribute(name);
             default:
                 return Missing(target, name);
         }

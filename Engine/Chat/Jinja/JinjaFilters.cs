@@ -12,7 +12,7 @@ internal static partial class JinjaFilters
         "tojson", "trim", "length", "count", "default", "d", "join", "map", "select", "reject", "selectattr", "rejectattr",
         "items", "first", "last", "list", "string", "int", "float", "abs", "upper", "lower", "title", "capitalize",
         "replace", "safe", "escape", "e", "forceescape", "unique", "sort", "dictsort", "min", "max", "sum", "round",
-        "indent", "wordcount", "batch", "reverse", "attr", "format", "center", "pprint", "truncate", "striptags", "slice",
+        "indent", "wordcount", "batch", "reverse", "groupby", "attr", "format", "center", "pprint", "truncate", "striptags", "slice",
     ];
 
     public static bool Exists(string name) => Names.Contains(name);
@@ -66,7 +66,9 @@ internal static partial class JinjaFilters
             case "abs":
                 return v switch
                 {
-                    long n => (object)checked(Math.Abs(n)),
+                    long n when n != long.MinValue => (object)Math.Abs(n),
+                    long n => -(System.Numerics.BigInteger)n,
+                    System.Numerics.BigInteger big => Py.Normalize(System.Numerics.BigInteger.Abs(big)),
                     double x => Math.Abs(x),
                     bool b => b ? 1L : 0L,
                     _ => throw new JinjaTemplateException($"bad operand type for abs(): '{Py.TypeName(v)}'"),
@@ -84,6 +86,7 @@ internal static partial class JinjaFilters
             case "unique": return Unique(ip, v, Bind(["case_sensitive", "attribute"], false, null));
             case "sort": return Sort(ip, v, Bind(["reverse", "case_sensitive", "attribute"], false, false, null));
             case "dictsort": return DictSort(v, Bind(["case_sensitive", "by", "reverse"], false, "key", false));
+            case "groupby": return GroupBy(ip, v, Bind(["attribute", "default", "case_sensitive"], Undefined.Anonymous, null, false));
             case "min" or "max": return MinMax(ip, v, name == "max", Bind(["case_sensitive", "attribute"], false, null));
             case "sum":
                 var s = Bind(["attribute", "start"], null, 0L);
@@ -92,10 +95,10 @@ internal static partial class JinjaFilters
                     total = JinjaOperators.Binary(ip, "+", total, s[0] is null ? item : Attribute(ip, item, s[0], Undefined.Anonymous));
                 return total;
             case "round": return Round(v, Bind(["precision", "method"], 0L, "common"));
-            case "indent": return Indent(Py.Str(v), Bind(["width", "first", "blank"], 4L, false, false));
-            case "wordcount": return (long)WordRegex().Count(Py.Str(v));
-            case "batch": return Batch(v, Bind(["linecount", "fill_with"], Undefined.Anonymous, null));
-            case "slice": return SliceColumns(v, Bind(["slices", "fill_with"], Undefined.Anonymous, null));
+            case "indent": return Indent(ip, Py.Str(v), Bind(["width", "first", "blank"], 4L, false, false));
+            case "wordcount": return (long)Bounded(() => WordRegex().Count(Py.Str(v)));
+            case "batch": return Batch(ip, v, Bind(["linecount", "fill_with"], Undefined.Anonymous, null));
+            case "slice": return SliceColumns(ip, v, Bind(["slices", "fill_with"], Undefined.Anonymous, null));
             case "reverse":
                 return v is string text ? string.Concat(JinjaAttributes.Runes(text).AsEnumerable().Reverse())
                     : new JinjaIterator([.. Py.Iterate(v).Reverse()], v is JinjaList ? "list_reverseiterator" : "reversed");
@@ -116,11 +119,13 @@ internal static partial class JinjaFilters
                 var width = (int)Math.Min(Bind(["width"], 80L)[0] is long w ? w : 80, ip.Limits.MaxOutputLength);
                 var str = Py.Str(v);
                 if (width <= str.Length) return str;
+                ip.CheckSize(width);
                 int left = (width - str.Length) / 2 + ((width - str.Length) & width & 1);
                 return new string(' ', left) + str + new string(' ', width - str.Length - left);
             case "pprint": return Py.Repr(v);
             case "truncate": return Truncate(Py.Str(v), Bind(["length", "killwords", "end", "leeway"], 255L, false, "...", 5L));
-            case "striptags": return string.Join(' ', TagRegex().Replace(Py.Str(v), "").Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries));
+            case "striptags":
+                return string.Join(' ', Bounded(() => TagRegex().Replace(Py.Str(v), "")).Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries));
             default: throw new JinjaTemplateException($"no filter named '{name}'");
         }
     }
@@ -187,7 +192,7 @@ internal static partial class JinjaFilters
     {
         switch (v)
         {
-            case long: return v;
+            case long or System.Numerics.BigInteger: return v;
             case bool b: return b ? 1L : 0L;
             case double d when !double.IsNaN(d) && !double.IsInfinity(d): return (long)Math.Truncate(d);
             case string s:
@@ -223,8 +228,15 @@ internal static partial class JinjaFilters
 
     /// <summary>jinja2's title filter: a word starts after '-', whitespace or an opening bracket.</summary>
     static string Title(string s) =>
-        string.Concat(WordBeginningRegex().Split(s).Where(item => item.Length > 0)
+        string.Concat(Bounded(() => WordBeginningRegex().Split(s)).Where(item => item.Length > 0)
             .Select(item => char.ToUpperInvariant(item[0]) + item[1..].ToLowerInvariant()));
+
+    /// <summary>Runs a regular expression with a time limit (the patterns carry one), as a template error.</summary>
+    static T Bounded<T>(Func<T> match)
+    {
+        try { return match(); }
+        catch (RegexMatchTimeoutException) { throw new JinjaTemplateException("a filter's pattern match took too long"); }
+    }
 
     static object? SortKey(JinjaInterpreter ip, object? item, object? attribute, bool caseSensitive)
     {
@@ -251,10 +263,33 @@ internal static partial class JinjaFilters
         var items = Py.Iterate(v).Select(item => (Key: SortKey(ip, item, a[2], Py.Truthy(a[1])), Item: item)).ToList();
         ip.Step(items.Count);
         // A stable sort, as Python's; reverse keeps equal items in their original order too.
-        var sorted = Py.Truthy(a[0])
-            ? items.OrderByDescending(x => x.Key, Comparer<object?>.Create((x, y) => Py.Compare(x, y)))
-            : items.OrderBy(x => x.Key, Comparer<object?>.Create((x, y) => Py.Compare(x, y)));
+        var sorted = Py.Sorted(items, x => x.Key, descending: Py.Truthy(a[0]));
         return new JinjaList([.. sorted.Select(x => x.Item)]);
+    }
+
+    /// <summary>jinja2's groupby: items sorted (stably) by the attribute, then runs of equal keys as named tuples
+    /// (grouper, list); without case_sensitive, strings group case-insensitively and the grouper is the first item's.</summary>
+    static JinjaList GroupBy(JinjaInterpreter ip, object? v, object?[] a)
+    {
+        bool caseSensitive = Py.Truthy(a[2]);
+        var fallback = a[1] is null ? Undefined.Anonymous : a[1];
+        var keyed = Py.Iterate(v).Select(item =>
+        {
+            var value = Attribute(ip, item, a[0], fallback);
+            return (Key: !caseSensitive && value is string s ? s.ToLowerInvariant() : value, Value: value, Item: item);
+        }).ToList();
+        ip.Step(keyed.Count);
+        var sorted = Py.Sorted(keyed, x => x.Key);
+        var groups = new List<object?>();
+        for (int i = 0; i < sorted.Count;)
+        {
+            int end = i + 1;
+            while (end < sorted.Count && Py.Equal(sorted[end].Key, sorted[i].Key)) end++;
+            var members = new JinjaList([.. sorted.Skip(i).Take(end - i).Select(x => x.Item)]);
+            groups.Add(new JinjaList([caseSensitive ? sorted[i].Key : sorted[i].Value, members], isTuple: true, ["grouper", "list"]));
+            i = end;
+        }
+        return new JinjaList(groups);
     }
 
     static JinjaList DictSort(object? v, object?[] a)
@@ -271,8 +306,7 @@ internal static partial class JinjaFilters
             var k = byValue ? p.Value : p.Key;
             return !Py.Truthy(a[0]) && k is string s ? s.ToLowerInvariant() : k;
         }
-        var comparer = Comparer<object?>.Create((x, y) => Py.Compare(x, y));
-        var pairs = Py.Truthy(a[2]) ? d.Pairs.OrderByDescending(Key, comparer) : d.Pairs.OrderBy(Key, comparer);
+        var pairs = Py.Sorted(d.Pairs, Key, descending: Py.Truthy(a[2]));
         return new JinjaList([.. pairs.Select(p => (object?)JinjaList.Tuple(p.Key, p.Value))]);
     }
 
@@ -325,10 +359,11 @@ internal static partial class JinjaFilters
     }
 
     /// <summary>jinja2 3.1's indent: lines after the first get the indent; blank lines only with blank=True.</summary>
-    static string Indent(string s, object?[] a)
+    static string Indent(JinjaInterpreter ip, string s, object?[] a)
     {
         var indentation = a[0] is string text ? text : new string(' ', (int)Math.Clamp(a[0] is long n ? n : 4, 0, 1000));
         var lines = (s + "\n").Split('\n').SkipLast(1).ToList();
+        ip.CheckSize(s.Length + (long)indentation.Length * (lines.Count + 1));
         string result;
         if (Py.Truthy(a[2])) result = string.Join("\n" + indentation, lines);
         else
@@ -339,9 +374,10 @@ internal static partial class JinjaFilters
         return Py.Truthy(a[1]) ? indentation + result : result;
     }
 
-    static JinjaIterator Batch(object? v, object?[] a)
+    static JinjaIterator Batch(JinjaInterpreter ip, object? v, object?[] a)
     {
         long size = a[0] is long n && n > 0 ? n : throw new JinjaTemplateException("batch needs a positive line count");
+        ip.CheckSize(size);
         var batches = new List<object?>();
         List<object?>? current = null;
         foreach (var item in Py.Iterate(v))
@@ -358,10 +394,11 @@ internal static partial class JinjaFilters
         return new JinjaIterator(batches);
     }
 
-    static JinjaIterator SliceColumns(object? v, object?[] a)
+    static JinjaIterator SliceColumns(JinjaInterpreter ip, object? v, object?[] a)
     {
         var items = Py.Iterate(v);
         long slices = a[0] is long n && n > 0 ? n : throw new JinjaTemplateException("slice needs a positive count");
+        ip.CheckSize(slices);
         long perSlice = items.Count / slices, extra = items.Count % slices;
         var result = new List<object?>();
         int offset = 0;
@@ -387,12 +424,12 @@ internal static partial class JinjaFilters
         return (space >= 0 ? cut[..space] : cut) + end;
     }
 
-    [GeneratedRegex(@"([-\s({\[<]+)")]
+    [GeneratedRegex(@"([-\s({\[<]+)", RegexOptions.None, matchTimeoutMilliseconds: 2000)]
     private static partial Regex WordBeginningRegex();
 
-    [GeneratedRegex(@"\w+")]
+    [GeneratedRegex(@"\w+", RegexOptions.None, matchTimeoutMilliseconds: 2000)]
     private static partial Regex WordRegex();
 
-    [GeneratedRegex(@"(<!--.*?-->|<[^>]*>)", RegexOptions.Singleline)]
+    [GeneratedRegex(@"(<!--.*?-->|<[^>]*>)", RegexOptions.Singleline, matchTimeoutMilliseconds: 2000)]
     private static partial Regex TagRegex();
 }

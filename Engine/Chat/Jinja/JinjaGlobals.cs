@@ -1,7 +1,7 @@
 namespace Engine.Chat.Jinja;
 
 /// <summary>The global functions of transformers' environment: jinja2's range (with the sandbox's 100,000-item cap),
-/// dict, namespace and joiner, plus transformers' raise_exception and strftime_now.</summary>
+/// dict, namespace, cycler and joiner, plus transformers' raise_exception and strftime_now.</summary>
 internal static class JinjaGlobals
 {
     /// <summary>jinja2.sandbox.MAX_RANGE.</summary>
@@ -17,6 +17,8 @@ internal static class JinjaGlobals
             foreach (var (key, value) in Dict(args).Pairs) ns.Attributes[Py.Str(key)] = value;
             return ns;
         }),
+        ["cycler"] = new JinjaCallable("cycler", args =>
+            args.Positional.Count > 0 ? new Cycler(args.Positional) : throw new JinjaTemplateException("at least one item has to be provided")),
         ["joiner"] = new JinjaCallable("joiner", args =>
         {
             var separator = Py.Str(args.Bind("joiner", ["sep"], [", "])[0]);

@@ -46,6 +46,13 @@ internal sealed class JinjaInterpreter
     long _steps;
     int _callDepth;
 
+    /// <summary>The render running on this thread, so value operations deep in <see cref="Py"/> (comparing, printing
+    /// or serializing nested values, which can share items and so be exponentially large) count against its steps.</summary>
+    [ThreadStatic] static JinjaInterpreter? s_current;
+
+    /// <summary>Counts one unit of work against the current render's step limit (no-op outside a render).</summary>
+    public static void Charge() => s_current?.Step();
+
     public JinjaInterpreter(IReadOnlyDictionary<string, object?> variables, Func<DateTime> clock, JinjaLimits limits)
     {
         _variables = variables;
@@ -57,6 +64,8 @@ internal sealed class JinjaInterpreter
 
     public string Render(IReadOnlyList<Stmt> body)
     {
+        var previous = s_current;
+        s_current = this;
         try
         {
             var output = new StringBuilder();
@@ -70,6 +79,16 @@ internal sealed class JinjaInterpreter
         catch (OverflowException)
         {
             throw new JinjaTemplateException("integer overflow");
+        }
+        catch (Exception e) when (e is not JinjaTemplateException and not OutOfMemoryException)
+        {
+            // The template and its data are untrusted input: a case the interpreter did not foresee must still reach the
+            // caller as a template error (a 400 at a server), never as an unexpected exception.
+            throw new JinjaTemplateException($"template failed: {e.GetType().Name}: {e.Message}");
+        }
+        finally
+        {
+            s_current = previous;
         }
     }
 
@@ -343,11 +362,18 @@ internal sealed class JinjaInterpreter
 
     CallArguments EvalArguments(Arguments args, Scope scope)
     {
-        if (args.Positional.Count == 0 && args.Keyword.Count == 0) return new CallArguments([], []);
         var positional = new List<object?>(args.Positional.Count);
         foreach (var p in args.Positional) positional.Add(Eval(p, scope));
+        if (args.Spread is not null) positional.AddRange(Py.Iterate(Eval(args.Spread, scope)));
         var keyword = new List<KeyValuePair<string, object?>>(args.Keyword.Count);
         foreach (var (name, value) in args.Keyword) keyword.Add(new(name, Eval(value, scope)));
+        if (args.KeywordSpread is not null)
+        {
+            if (Eval(args.KeywordSpread, scope) is not JinjaDict extra)
+                throw new JinjaTemplateException("argument after ** must be a mapping");
+            foreach (var (key, value) in extra.Pairs)
+                keyword.Add(new(key as string ?? throw new JinjaTemplateException("keywords must be strings"), value));
+        }
         return new CallArguments(positional, keyword);
     }
 
@@ -366,10 +392,11 @@ internal sealed class JinjaInterpreter
         return (op, v) switch
         {
             // Arms are cast to object: otherwise C# would give the switch the type double and turn ints into floats.
-            ("-", long n) => (object)checked(-n),
+            ("-", long n) => n == long.MinValue ? -(System.Numerics.BigInteger)n : (object)(-n),
             ("-", double d) => -d,
+            ("-", System.Numerics.BigInteger big) => Py.Normalize(-big),
             ("-", bool b) => b ? -1L : 0L,
-            ("+", long or double) => v,
+            ("+", long or double or System.Numerics.BigInteger) => v,
             ("+", bool b) => b ? 1L : 0L,
             _ => throw new JinjaTemplateException($"bad operand type for unary {op}: '{Py.TypeName(v)}'"),
         };

@@ -117,7 +117,7 @@ internal sealed class JinjaLexer
             bool lineStarting = bodyStart == 0 || _src[bodyStart - 1] == '\n';
             body = StripBefore(body, sign, lineStarting, isVariable: false);
             if (body.Length > 0) Emit(TokenKind.Data, body, bodyStart);
-            _pos = AfterBlockEnd(j, "%}", trimNewline: true) ?? throw Error("missing end of raw directive", i);
+            _pos = AfterBlockEnd(j, "%}", isBlock: true) ?? throw Error("missing end of raw directive", i);
             return;
         }
         throw Error("missing end of raw directive", bodyStart);
@@ -128,15 +128,16 @@ internal sealed class JinjaLexer
         int end = _src.IndexOf("#}", from, StringComparison.Ordinal);
         if (end < 0) throw Error("missing end of comment tag", from);
         int start = end > from && _src[end - 1] is '-' or '+' ? end - 1 : end;
-        _pos = AfterBlockEnd(start, "#}", trimNewline: true)!.Value;
+        _pos = AfterBlockEnd(start, "#}", isBlock: true)!.Value;
     }
 
     /// <summary>Where the text resumes after an end marker at <paramref name="i"/> ('-' strips whitespace after it,
-    /// '+' keeps everything, a plain block or comment end drops one newline); null when no end marker is there.</summary>
-    int? AfterBlockEnd(int i, string marker, bool trimNewline)
+    /// '+' keeps everything, a plain block or comment end drops one newline); null when no end marker is there. The
+    /// '+' sign and the newline rule belong to block and comment tags only (<paramref name="isBlock"/>).</summary>
+    int? AfterBlockEnd(int i, string marker, bool isBlock)
     {
         char sign = _src[i];
-        if (sign is '-' or '+')
+        if (sign == '-' || (sign == '+' && isBlock))
         {
             if (string.CompareOrdinal(_src, i + 1, marker, 0, 2) != 0) return null;
             int after = i + 3;
@@ -144,7 +145,7 @@ internal sealed class JinjaLexer
         }
         if (string.CompareOrdinal(_src, i, marker, 0, 2) != 0) return null;
         int next = i + 2;
-        if (trimNewline && next < _src.Length && _src[next] == '\n') next++;
+        if (isBlock && next < _src.Length && _src[next] == '\n') next++;
         return next;
     }
 
@@ -156,7 +157,7 @@ internal sealed class JinjaLexer
         {
             i = SkipWhitespace(i);
             if (i >= _src.Length) throw Error($"unexpected end of template, expected '{marker}'", tagStart);
-            if (braces == 0 && AfterBlockEnd(i, marker, trimNewline: end == TokenKind.BlockEnd) is int after)
+            if (braces == 0 && AfterBlockEnd(i, marker, isBlock: end == TokenKind.BlockEnd) is int after)
             {
                 Emit(end, "", i);
                 _pos = after;

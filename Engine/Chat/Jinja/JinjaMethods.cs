@@ -102,15 +102,16 @@ internal static class JinjaMethods
             var a = Bind(args, "center", ["width", "fillchar"], 0L, " ");
             int width = (int)Math.Min(a[0] is long w ? w : 0, ip.Limits.MaxOutputLength);
             if (width <= s.Length) return s;
+            ip.CheckSize(width);
             int left = (width - s.Length) / 2 + ((width - s.Length) & width & 1);
             char fill = Text(a[1], "center")[0];
             return new string(fill, left) + s + new string(fill, width - s.Length - left);
         }),
-        "ljust" => Method("str.ljust", args => s.PadRight((int)Math.Min(Bind(args, "ljust", ["width"])[0] is long w ? w : 0, ip.Limits.MaxOutputLength))),
-        "rjust" => Method("str.rjust", args => s.PadLeft((int)Math.Min(Bind(args, "rjust", ["width"])[0] is long w ? w : 0, ip.Limits.MaxOutputLength))),
+        "ljust" => Method("str.ljust", args => s.PadRight(Width(ip, Bind(args, "ljust", ["width"])[0]))),
+        "rjust" => Method("str.rjust", args => s.PadLeft(Width(ip, Bind(args, "rjust", ["width"])[0]))),
         "zfill" => Method("str.zfill", args =>
         {
-            int width = (int)Math.Min(Bind(args, "zfill", ["width"])[0] is long w ? w : 0, ip.Limits.MaxOutputLength);
+            int width = Width(ip, Bind(args, "zfill", ["width"])[0]);
             if (width <= s.Length) return s;
             int sign = s.Length > 0 && s[0] is '+' or '-' ? 1 : 0;
             return s[..sign] + new string('0', width - s.Length) + s[sign..];
@@ -135,6 +136,14 @@ internal static class JinjaMethods
         "islower" => Method("str.islower", _ => s.Any(char.IsLetter) && !s.Any(char.IsUpper)),
         _ => null,
     };
+
+    /// <summary>A padding width, charged and capped like any string the template builds.</summary>
+    static int Width(JinjaInterpreter ip, object? width)
+    {
+        long w = width is long n ? Math.Max(n, 0) : 0;
+        ip.CheckSize(w);
+        return (int)w;
+    }
 
     static string Text(object? v, string method) =>
         v as string ?? throw new JinjaTemplateException($"str.{method}() argument must be str, not {Py.TypeName(v)}");

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Numerics;
 using System.Text;
 
 namespace Engine.Chat.Jinja;
@@ -65,10 +66,12 @@ internal static class JinjaOperators
         if (times < 0) times = 0;
         if (sequence is string s)
         {
+            if (s.Length == 0) return "";
             ip.CheckSize(s.Length * Math.Min(times, int.MaxValue));
             return new StringBuilder(s.Length * (int)times).Insert(0, s, (int)times).ToString();
         }
         var l = (JinjaList)sequence!;
+        if (l.Count == 0) return new JinjaList([], l.IsTuple);
         ip.CheckSize(l.Count * Math.Min(times, int.MaxValue));
         var items = new List<object?>();
         for (long i = 0; i < times; i++) items.AddRange(l.Items);
@@ -78,9 +81,68 @@ internal static class JinjaOperators
     static object Arithmetic(string op, object? a, object? b)
     {
         bool floats = a is double || b is double;
+        if (!floats && (a is BigInteger || b is BigInteger)) return BigArithmetic(op, Py.ToBig(a), Py.ToBig(b));
         if (!floats)
         {
-            long x = ToInt(a), y = ToInt(b);
+            try { return LongArithmetic(op, ToInt(a), ToInt(b)); }
+            catch (OverflowException) { return BigArithmetic(op, ToInt(a), ToInt(b)); }
+        }
+        double dx = Py.ToDouble(a), dy = Py.ToDouble(b);
+        switch (op)
+        {
+            case "+": return dx + dy;
+            case "-": return dx - dy;
+            case "*": return dx * dy;
+            case "/": return dy == 0 ? throw DivisionByZero() : dx / dy;
+            case "//": return dy == 0 ? throw DivisionByZero() : Math.Floor(dx / dy);
+            case "%":
+                if (dy == 0) throw new JinjaTemplateException("float modulo");
+                double m = dx % dy;
+                return m != 0 && (m < 0) != (dy < 0) ? m + dy : m;
+            case "**": return Math.Pow(dx, dy);
+        }
+        throw new JinjaTemplateException($"unknown operator {op}");
+    }
+
+    /// <summary>Python ints grow without bound; here they grow up to <see cref="MaxIntegerBits"/> bits (about the 4,300
+    /// digits Python will print), so a huge power fails quickly instead of eating memory.</summary>
+    const int MaxIntegerBits = 14_300;
+
+    static object BigArithmetic(string op, BigInteger x, BigInteger y)
+    {
+        BigInteger result;
+        switch (op)
+        {
+            case "+": result = x + y; break;
+            case "-": result = x - y; break;
+            case "*":
+                if (x.GetBitLength() + y.GetBitLength() > MaxIntegerBits + 1) throw TooLarge();
+                result = x * y;
+                break;
+            case "/": return y.IsZero ? throw DivisionByZero() : (double)x / (double)y;
+            case "//" or "%":
+                if (y.IsZero) throw op == "%" ? new JinjaTemplateException("integer modulo by zero") : DivisionByZero();
+                var q = BigInteger.DivRem(x, y, out var r);
+                if (!r.IsZero && (r.Sign < 0) != (y.Sign < 0)) { q -= 1; r += y; }
+                result = op == "//" ? q : r;
+                break;
+            case "**":
+                if (y.Sign < 0) return Math.Pow((double)x, (double)y);
+                if (x.IsZero || x.IsOne || x == BigInteger.MinusOne) return Py.Normalize(BigInteger.Pow(x, y.IsEven ? 2 : 1));
+                if (y > MaxIntegerBits || x.GetBitLength() * (long)y > MaxIntegerBits + 64) throw TooLarge();
+                result = BigInteger.Pow(x, (int)y);
+                break;
+            default: throw new JinjaTemplateException($"unknown operator {op}");
+        }
+        if (result.GetBitLength() > MaxIntegerBits) throw TooLarge();
+        return Py.Normalize(result);
+    }
+
+    static JinjaTemplateException TooLarge() => new($"integer result larger than {MaxIntegerBits} bits");
+
+    static object LongArithmetic(string op, long x, long y)
+    {
+        {
             switch (op)
             {
                 case "+": return checked(x + y);
@@ -105,20 +167,6 @@ internal static class JinjaOperators
                     }
                     return y > 0 && x == -1 ? (y % 2 == 0 ? 1L : -1L) : result;
             }
-        }
-        double dx = Py.ToDouble(a), dy = Py.ToDouble(b);
-        switch (op)
-        {
-            case "+": return dx + dy;
-            case "-": return dx - dy;
-            case "*": return dx * dy;
-            case "/": return dy == 0 ? throw DivisionByZero() : dx / dy;
-            case "//": return dy == 0 ? throw DivisionByZero() : Math.Floor(dx / dy);
-            case "%":
-                if (dy == 0) throw new JinjaTemplateException("float modulo");
-                double m = dx % dy;
-                return m != 0 && (m < 0) != (dy < 0) ? m + dy : m;
-            case "**": return Math.Pow(dx, dy);
         }
         throw new JinjaTemplateException($"unknown operator {op}");
     }
@@ -235,6 +283,7 @@ internal static class JinjaOperators
     static object NumberArg(object? arg, char conversion) => arg switch
     {
         long or double => arg,
+        BigInteger big => (double)big,
         bool b => b ? 1L : 0L,
         _ => throw new JinjaTemplateException($"%{conversion} format: a real number is required, not {Py.TypeName(arg)}"),
     };

@@ -494,8 +494,10 @@ internal sealed class JinjaParser
                 while (Current.Kind == TokenKind.String) text += Next().Value;
                 return new ConstExpr(t.Line, text);
             case TokenKind.Integer:
-                return new ConstExpr(t.Line, long.TryParse(t.Value, NumberStyles.None, CultureInfo.InvariantCulture, out var n)
-                    ? n : throw Error("integer literal too large", t));
+                if (long.TryParse(t.Value, NumberStyles.None, CultureInfo.InvariantCulture, out var n)) return new ConstExpr(t.Line, n);
+                return t.Value.Length <= 4300
+                    ? new ConstExpr(t.Line, System.Numerics.BigInteger.Parse(t.Value, NumberStyles.None, CultureInfo.InvariantCulture))
+                    : throw Error("integer literal too large", t);
             case TokenKind.Float:
                 return new ConstExpr(t.Line, double.Parse(t.Value, NumberStyles.Float, CultureInfo.InvariantCulture));
             case TokenKind.Operator when t.Value == "(":
@@ -536,7 +538,8 @@ internal sealed class JinjaParser
                 var dot = Next();
                 var attr = Next();
                 if (attr.Kind == TokenKind.Name) e = new AttributeExpr(dot.Line, e, attr.Value);
-                else if (attr.Kind == TokenKind.Integer) e = new ItemExpr(dot.Line, e, new ConstExpr(dot.Line, long.Parse(attr.Value, CultureInfo.InvariantCulture)));
+                else if (attr.Kind == TokenKind.Integer && long.TryParse(attr.Value, NumberStyles.None, CultureInfo.InvariantCulture, out var index))
+                    e = new ItemExpr(dot.Line, e, new ConstExpr(dot.Line, index));
                 else throw Error("expected name or number after '.'", attr);
             }
             else if (Current.IsOp("[")) e = ParseSubscript(e, Next());
@@ -585,14 +588,17 @@ internal sealed class JinjaParser
         Expect(TokenKind.Operator, "(");
         var positional = new List<Expr>();
         var keyword = new List<(string, Expr)>();
+        Expr? spread = null, keywordSpread = null;
         while (!SkipOp(")"))
         {
-            if (positional.Count + keyword.Count > 0)
+            if (positional.Count + keyword.Count > 0 || spread is not null || keywordSpread is not null)
             {
                 Expect(TokenKind.Operator, ",");
                 if (SkipOp(")")) break;
             }
-            if (Current.Kind == TokenKind.Name && Peek().IsOp("="))
+            if (SkipOp("*")) spread = spread is null ? ParseExpression() : throw Error("only one *argument is allowed");
+            else if (SkipOp("**")) keywordSpread = keywordSpread is null ? ParseExpression() : throw Error("only one **argument is allowed");
+            else if (Current.Kind == TokenKind.Name && Peek().IsOp("="))
             {
                 var name = Next().Value;
                 Next();
@@ -604,7 +610,7 @@ internal sealed class JinjaParser
                 positional.Add(ParseExpression());
             }
         }
-        return new Arguments(positional, keyword);
+        return new Arguments(positional, keyword, spread, keywordSpread);
     }
 
     Expr ParseFilterExpr(Expr e)

@@ -25,7 +25,16 @@ internal sealed class JinjaTemplate
     JinjaTemplate(IReadOnlyList<Stmt> body) => _body = body;
 
     /// <exception cref="JinjaTemplateException">A syntax error, with its line and column.</exception>
-    public static JinjaTemplate Parse(string source) => new(JinjaParser.Parse(source));
+    public static JinjaTemplate Parse(string source)
+    {
+        try { return new(JinjaParser.Parse(source)); }
+        catch (InsufficientExecutionStackException) { throw new JinjaTemplateException("template nesting is too deep"); }
+        catch (Exception e) when (e is not JinjaTemplateException and not OutOfMemoryException)
+        {
+            // Untrusted source: anything unforeseen is still reported as a template error.
+            throw new JinjaTemplateException($"template syntax error: {e.GetType().Name}: {e.Message}");
+        }
+    }
 
     /// <param name="variables">Template values (see <see cref="JinjaValues"/>): messages, tools, bos_token, ...</param>
     /// <param name="clock">The time strftime_now formats; null = the current local time.</param>

@@ -12,8 +12,8 @@ internal static class JinjaTests
             case "undefined": return v is Undefined;
             case "none": return v is null;
             case "string": return v is string or Markup;
-            case "number": return v is long or double or bool;
-            case "integer": return v is long;
+            case "number": return Py.IsNumber(v);
+            case "integer": return v is long or System.Numerics.BigInteger;
             case "float": return v is double;
             case "boolean": return v is bool;
             case "true": return v is true;

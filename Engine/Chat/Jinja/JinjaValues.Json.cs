@@ -34,8 +34,12 @@ internal static class JinjaValues
 
     static object Number(string text)
     {
-        if (text.IndexOfAny(['.', 'e', 'E']) < 0 && long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var n))
-            return n;
+        if (text.IndexOfAny(['.', 'e', 'E']) < 0)
+        {
+            if (long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var n)) return n;
+            // Python's json reads any integer exactly; keep the digits this large too (up to Python's 4,300).
+            if (text.Length <= 4300) return Py.Normalize(System.Numerics.BigInteger.Parse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture));
+        }
         return double.Parse(text, NumberStyles.Float, CultureInfo.InvariantCulture);
     }
 

@@ -4,8 +4,8 @@ namespace Engine.Chat.Jinja;
 
 // Template values form a closed set, so a template can never reach a .NET object:
 //   None = null, bool, long (Python int), double (Python float), string,
-//   JinjaList (list or tuple), JinjaDict (insertion-ordered dict), JinjaIterator, Undefined, Namespace, LoopContext,
-//   JinjaCallable.
+//   JinjaList (list or tuple), JinjaDict (insertion-ordered dict), JinjaIterator, Markup, Undefined, Namespace,
+//   LoopContext, Cycler, JinjaCallable.
 
 /// <summary>jinja2's default Undefined: falsy, prints empty, iterates empty; any other use is an error that names
 /// what was missing.</summary>
@@ -19,10 +19,14 @@ internal sealed class Undefined(string description)
     public JinjaTemplateException Error() => new(Description);
 }
 
-internal sealed class JinjaList(List<object?> items, bool isTuple = false)
+internal sealed class JinjaList(List<object?> items, bool isTuple = false, string[]? fieldNames = null)
 {
     public List<object?> Items { get; } = items;
     public bool IsTuple { get; } = isTuple;
+
+    /// <summary>A named tuple's field names (groupby's (grouper, list)), readable as attributes; null otherwise.</summary>
+    public string[]? FieldNames { get; } = fieldNames;
+
     public int Count => Items.Count;
     public static JinjaList Tuple(params object?[] items) => new([.. items], isTuple: true);
 }
@@ -104,8 +108,14 @@ internal sealed class JinjaDict
     {
         public static readonly PyKeyComparer Instance = new();
 
-        public static bool IsHashable(object? key) =>
-            key is null or string or long or double or bool || (key is JinjaList { IsTuple: true } t && t.Items.All(IsHashable));
+        /// <summary>Tuples nest at most this deep as keys, so hashing one cannot overflow the stack.</summary>
+        const int MaxKeyDepth = 50;
+
+        public static bool IsHashable(object? key) => IsHashable(key, 0);
+
+        static bool IsHashable(object? key, int depth) =>
+            key is null or string or long or double or bool or System.Numerics.BigInteger
+            || (key is JinjaList { IsTuple: true } t && depth < MaxKeyDepth && t.Items.All(item => IsHashable(item, depth + 1)));
 
         public new bool Equals(object? x, object? y) => Py.Equal(x, y);
 
@@ -117,6 +127,30 @@ internal sealed class JinjaDict
             _ => obj.GetHashCode(),
         };
     }
+}
+
+/// <summary>jinja2's cycler(*items): `next()` returns the current item and moves on, `current` reads it, `reset()`
+/// goes back to the first.</summary>
+internal sealed class Cycler(List<object?> items)
+{
+    int _position;
+
+    public object? GetAttribute(string name) => name switch
+    {
+        "current" => items[_position],
+        "next" => new JinjaCallable("cycler.next", _ =>
+        {
+            var item = items[_position];
+            _position = (_position + 1) % items.Count;
+            return item;
+        }),
+        "reset" => new JinjaCallable("cycler.reset", _ =>
+        {
+            _position = 0;
+            return null;
+        }),
+        _ => new Undefined($"'Cycler' object has no attribute '{name}'"),
+    };
 }
 
 /// <summary>namespace(): the one object a template may assign attributes to ({% set ns.x = ... %}).</summary>

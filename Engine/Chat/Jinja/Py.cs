@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Numerics;
 using System.Text;
 
 namespace Engine.Chat.Jinja;
@@ -10,7 +11,7 @@ internal static class Py
     {
         null => "NoneType",
         bool => "bool",
-        long => "int",
+        long or BigInteger => "int",
         double => "float",
         string => "str",
         JinjaList { IsTuple: true } => "tuple",
@@ -21,6 +22,7 @@ internal static class Py
         Undefined => "Undefined",
         Namespace => "Namespace",
         LoopContext => "LoopContext",
+        Cycler => "Cycler",
         JinjaCallable => "function",
         _ => v.GetType().Name,
     };
@@ -34,6 +36,7 @@ internal static class Py
         null or Undefined => false,
         bool b => b,
         long n => n != 0,
+        BigInteger => true,
         double d => d != 0,
         string s => s.Length > 0,
         JinjaList l => l.Count > 0,
@@ -60,11 +63,13 @@ internal static class Py
     static void AppendRepr(StringBuilder sb, object? v, int depth)
     {
         if (depth > 100) throw new JinjaTemplateException("value nested too deeply to print");
+        JinjaInterpreter.Charge();
         switch (v)
         {
             case null: sb.Append("None"); break;
             case bool b: sb.Append(b ? "True" : "False"); break;
             case long n: sb.Append(n.ToString(CultureInfo.InvariantCulture)); break;
+            case BigInteger big: sb.Append(big.ToString(CultureInfo.InvariantCulture)); break;
             case double d: sb.Append(FloatRepr(d)); break;
             case string s: AppendStringRepr(sb, s); break;
             case Undefined: break;
@@ -93,6 +98,7 @@ internal static class Py
                 break;
             case Namespace: sb.Append("<Namespace>"); break;
             case LoopContext: sb.Append("<LoopContext>"); break;
+            case Cycler: sb.Append("<Cycler>"); break;
             case JinjaCallable f: sb.Append("<function ").Append(f.Name).Append('>'); break;
             case JinjaIterator i: sb.Append('<').Append(i.TypeName).Append(" object>"); break;
             case Markup m: sb.Append("Markup("); AppendStringRepr(sb, m.Text); sb.Append(')'); break;
@@ -171,11 +177,22 @@ internal static class Py
         return (negative, digits.Length == 0 ? "0" : digits, exponent);
     }
 
-    public static bool IsNumber(object? v) => v is long or double or bool;
+    /// <summary>Python int: long while it fits, BigInteger beyond (only arithmetic and JSON input make one).</summary>
+    public static bool IsNumber(object? v) => v is long or double or bool or BigInteger;
+
+    public static object Normalize(BigInteger v) => v >= long.MinValue && v <= long.MaxValue ? (long)v : v;
+
+    public static BigInteger ToBig(object? v) => v switch
+    {
+        BigInteger big => big,
+        bool b => b ? 1 : 0,
+        _ => (long)v!,
+    };
 
     public static double ToDouble(object? v) => v switch
     {
         long n => n,
+        BigInteger big => (double)big,
         double d => d,
         bool b => b ? 1 : 0,
         _ => throw new JinjaTemplateException($"expected a number, got '{TypeName(v)}'"),
@@ -183,14 +200,22 @@ internal static class Py
 
     /// <summary>Python ==: numbers by value across int/float/bool, sequences and dicts by items; Undefined equals only
     /// Undefined.</summary>
-    public static bool Equal(object? a, object? b)
+    /// <summary>How deep Equal and Compare follow nested lists and dicts (Python stops at its recursion limit too); a
+    /// deeper value is an error rather than a stack overflow.</summary>
+    const int MaxCompareDepth = 200;
+
+    public static bool Equal(object? a, object? b) => EqualAt(a, b, 0);
+
+    static bool EqualAt(object? a, object? b, int depth)
     {
+        if (depth > MaxCompareDepth) throw new JinjaTemplateException("maximum recursion depth exceeded in comparison");
         a = Plain(a);
         b = Plain(b);
         if (ReferenceEquals(a, b)) return true;
         if (IsNumber(a) && IsNumber(b))
         {
             if (a is double || b is double) return ToDouble(a) == ToDouble(b);
+            if (a is BigInteger || b is BigInteger) return ToBig(a) == ToBig(b);
             return ToLong(a) == ToLong(b);
         }
         switch (a)
@@ -200,11 +225,17 @@ internal static class Py
             case Undefined: return b is Undefined;
             case JinjaList l when b is JinjaList m && l.IsTuple == m.IsTuple && l.Count == m.Count:
                 for (int i = 0; i < l.Count; i++)
-                    if (!Equal(l.Items[i], m.Items[i])) return false;
+                {
+                    JinjaInterpreter.Charge();
+                    if (!EqualAt(l.Items[i], m.Items[i], depth + 1)) return false;
+                }
                 return true;
             case JinjaDict d when b is JinjaDict e && d.Count == e.Count:
                 foreach (var (key, value) in d.Pairs)
-                    if (!e.TryGet(key, out var other) || !Equal(value, other)) return false;
+                {
+                    JinjaInterpreter.Charge();
+                    if (!e.TryGet(key, out var other) || !EqualAt(value, other, depth + 1)) return false;
+                }
                 return true;
             default: return false;
         }
@@ -213,8 +244,11 @@ internal static class Py
     static long ToLong(object? v) => v switch { long n => n, bool b => b ? 1 : 0, _ => 0 };
 
     /// <summary>Python ordering (&lt;): numbers with numbers, str with str, lists and tuples item by item.</summary>
-    public static int Compare(object? a, object? b, string op = "<")
+    public static int Compare(object? a, object? b, string op = "<") => CompareAt(a, b, op, 0);
+
+    static int CompareAt(object? a, object? b, string op, int depth)
     {
+        if (depth > MaxCompareDepth) throw new JinjaTemplateException("maximum recursion depth exceeded in comparison");
         a = Plain(a);
         b = Plain(b);
         if (a is Undefined u) throw u.Error();
@@ -222,16 +256,35 @@ internal static class Py
         if (IsNumber(a) && IsNumber(b))
         {
             if (a is double || b is double) return ToDouble(a).CompareTo(ToDouble(b));
+            if (a is BigInteger || b is BigInteger) return ToBig(a).CompareTo(ToBig(b));
             return ToLong(a).CompareTo(ToLong(b));
         }
         if (a is string s && b is string t) return string.CompareOrdinal(s, t) switch { < 0 => -1, > 0 => 1, _ => 0 };
         if (a is JinjaList l && b is JinjaList m && l.IsTuple == m.IsTuple)
         {
             for (int i = 0; i < Math.Min(l.Count, m.Count); i++)
-                if (!Equal(l.Items[i], m.Items[i])) return Compare(l.Items[i], m.Items[i], op);
+            {
+                JinjaInterpreter.Charge();
+                if (!EqualAt(l.Items[i], m.Items[i], depth + 1)) return CompareAt(l.Items[i], m.Items[i], op, depth + 1);
+            }
             return l.Count.CompareTo(m.Count);
         }
         throw new JinjaTemplateException($"'{op}' not supported between instances of '{TypeName(a)}' and '{TypeName(b)}'");
+    }
+
+    /// <summary>Python's sorted(items, key=key, reverse=descending): stable, ordered by <see cref="Compare"/>; keys that
+    /// cannot be ordered are a template error (LINQ would wrap it in an InvalidOperationException).</summary>
+    public static List<T> Sorted<T>(IEnumerable<T> items, Func<T, object?> key, bool descending = false)
+    {
+        var comparer = Comparer<object?>.Create((x, y) => Compare(x, y));
+        try
+        {
+            return descending ? [.. items.OrderByDescending(key, comparer)] : [.. items.OrderBy(key, comparer)];
+        }
+        catch (InvalidOperationException e) when (e.InnerException is JinjaTemplateException inner)
+        {
+            throw inner;
+        }
     }
 
     /// <summary>Python iteration: a list's items, a dict's keys, a string's characters; Undefined is empty.</summary>

@@ -28,11 +28,13 @@ internal static class PyJson
     {
         if (level > 100) throw new JinjaTemplateException("tojson: value nested too deeply");
         if (sb.Length > maxLength) throw new JinjaTemplateException($"tojson: output longer than {maxLength} characters");
+        JinjaInterpreter.Charge();
         switch (v)
         {
             case null: sb.Append("null"); break;
             case bool b: sb.Append(b ? "true" : "false"); break;
             case long n: sb.Append(n.ToString(CultureInfo.InvariantCulture)); break;
+            case System.Numerics.BigInteger big: sb.Append(big.ToString(CultureInfo.InvariantCulture)); break;
             case double d:
                 sb.Append(double.IsNaN(d) ? "NaN" : double.IsInfinity(d) ? (d > 0 ? "Infinity" : "-Infinity") : Py.FloatRepr(d));
                 break;
@@ -43,7 +45,7 @@ internal static class PyJson
                 break;
             case JinjaDict d:
                 var pairs = d.Pairs.Select(p => (p.Key, p.Value));
-                if (o.SortKeys) pairs = pairs.Order(Comparer<(object? Key, object? Value)>.Create((a, b) => Py.Compare(a.Key, b.Key)));
+                if (o.SortKeys) pairs = Py.Sorted(pairs, p => p.Key);
                 WriteContainer(sb, '{', '}', pairs.Select(p => (HasKey: true, Key: (object?)KeyText(p.Key), p.Value)), d.Count, o, level, maxLength);
                 break;
             default:
