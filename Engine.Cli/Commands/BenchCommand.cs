@@ -57,7 +57,7 @@ public static class BenchCommand
                     : schemaFile is not null ? Engine.Grammar.GrammarConstraint.FromJsonSchema(File.ReadAllText(schemaFile), model.Tokenizer)
                     : Engine.Grammar.GrammarConstraint.JsonObject(model.Tokenizer);
             }
-            catch (Engine.Grammar.GrammarException e) { throw new UsageException(e.Message); }
+            catch (GrammarException e) { throw new UsageException(e.Message); }
             Console.Error.WriteLine($"bench: grammar compiled for the vocabulary in {compile.Elapsed.TotalMilliseconds:F1} ms (token trie included)");
         }
         if (prompt == 0 && generate == 0) throw new UsageException("nothing to measure: -p and -n are both 0");
