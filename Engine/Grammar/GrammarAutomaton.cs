@@ -42,7 +42,7 @@ internal sealed class GrammarAutomaton
     readonly List<int> _stSet = [];
     readonly List<uint> _stValue = [];
     readonly List<int> _stRemain = [];
-    readonly List<int> _stRow = [];
+    int[] _stRow = new int[1024];
     readonly Dictionary<(int, uint, int), int> _stIndex = [];
     int[] _table = new int[1 << 16]; // 0 unknown, -1 dead, k > 0: state k - 1
     int _tableUsed;
@@ -152,24 +152,42 @@ internal sealed class GrammarAutomaton
         _stSet.Add(set);
         _stValue.Add(value);
         _stRemain.Add(remain);
-        _stRow.Add(remain == 0 ? _tableUsed : ~_tableUsed);
+        if (id >= _stRow.Length) Array.Resize(ref _stRow, _stRow.Length * 2);
+        _stRow[id] = remain == 0 ? _tableUsed : ~_tableUsed;
         _tableUsed += width;
         _stIndex[(set, value, remain)] = id;
         return id;
     }
 
+    // (set, which members' classes match) -> next set: code points that match the same classes lead to the same set,
+    // so the thousands of distinct characters met inside a string cost one lookup each.
+    readonly Dictionary<(int, ulong), int> _advanceByMatch = [];
+
     int AdvanceSet(int set, uint c)
     {
-        var acc = new List<int>();
-        foreach (var m in _sets[set])
+        var members = _sets[set];
+        ulong matched = 0;
+        bool memo = members.Length <= 64;
+        if (memo)
         {
+            for (int k = 0; k < members.Length; k++)
+                if (members[k] != 0 && _g.MatchChar(_nodePos[members[k]], c, out _)) matched |= 1UL << k;
+            if (matched == 0) return -1;
+            if (_advanceByMatch.TryGetValue((set, matched), out var known)) return known;
+        }
+        var acc = new List<int>();
+        for (int k = 0; k < members.Length; k++)
+        {
+            int m = members[k];
             if (m == 0) continue;
             if (!_g.MatchChar(_nodePos[m], c, out var after)) continue;
             int b = _nodeParent[m];
             if (!_g[after].IsEndOfSequence) b = Node(after, b);
             Union(acc, Expand(b));
         }
-        return InternSet(acc);
+        int result = InternSet(acc);
+        if (memo) _advanceByMatch[(set, matched)] = result;
+        return result;
     }
 
     bool Viable(int set, uint value, int remain)
@@ -277,6 +295,8 @@ internal sealed class GrammarAutomaton
         var tokStart = t.TokenStart;
         var tokIds = t.TokenIds;
         states[0] = start;
+        var rows = _stRow;
+        var table = _table;
         int n = bytes.Length;
         int i = 0;
         while (i < n)
@@ -284,12 +304,17 @@ internal sealed class GrammarAutomaton
             int d = depth[i];
             int s = states[d];
             // Inline fast path of Step.
-            int row = _stRow[s];
+            int row = rows[s];
             byte b = bytes[i];
             int v;
-            if (row >= 0) v = _table[row + b];
-            else v = (b & 0xC0) != 0x80 ? -1 : _table[~row + (b & 0x3F)];
-            if (v == 0) v = Fill(s, b) + 1;
+            if (row >= 0) v = table[row + b];
+            else v = (b & 0xC0) != 0x80 ? -1 : table[~row + (b & 0x3F)];
+            if (v == 0)
+            {
+                v = Fill(s, b) + 1; // may grow the arrays
+                rows = _stRow;
+                table = _table;
+            }
             if (v <= 0) { i = next[i]; continue; }
             states[d + 1] = v - 1;
             for (int k = tokStart[i], end = tokStart[i + 1]; k < end; k++)
