@@ -26,18 +26,17 @@ internal sealed class JinjaChatTemplate : IChatTemplate
     /// <exception cref="ChatTemplateException">The template has a syntax error.</exception>
     public JinjaChatTemplate(string templateText, string? bosToken, string? eosToken, Func<DateTime>? clock = null,
         IReadOnlyDictionary<string, object?>? kwargs = null, string name = "jinja")
+        : this(Parse(templateText), string.IsNullOrEmpty(bosToken) ? null : bosToken, string.IsNullOrEmpty(eosToken) ? null : eosToken,
+            clock ?? (() => DateTime.Now), kwargs ?? new Dictionary<string, object?>(), name)
+    { }
+
+    static JinjaTemplate Parse(string templateText)
     {
-        try { _template = JinjaTemplate.Parse(templateText); }
+        try { return JinjaTemplate.Parse(templateText); }
         catch (JinjaTemplateException e) { throw new ChatTemplateException("chat template: " + e.Message); }
-        BosToken = string.IsNullOrEmpty(bosToken) ? null : bosToken;
-        EosToken = string.IsNullOrEmpty(eosToken) ? null : eosToken;
-        _clock = clock ?? (() => DateTime.Now);
-        _kwargs = kwargs ?? new Dictionary<string, object?>();
-        Name = name;
-        StopStrings = EosToken is null ? [] : [EosToken];
-        _opensThinking = new(ProbeOpensThinking);
     }
 
+    /// <summary>Shares an already parsed template (<see cref="With"/>).</summary>
     JinjaChatTemplate(JinjaTemplate template, string? bosToken, string? eosToken, Func<DateTime> clock, IReadOnlyDictionary<string, object?> kwargs, string name)
     {
         _template = template;
