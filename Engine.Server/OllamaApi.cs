@@ -235,7 +235,7 @@ internal static class OllamaApi
         content,
         thinking = thinking.Length > 0 ? thinking : null,
         tool_calls = calls is { Count: > 0 }
-            ? calls.Select((c, i) => new { id = c.Id, function = new { index = i, name = c.Name, arguments = JsonDocument.Parse(c.Arguments).RootElement.Clone() } }).ToArray()
+            ? calls.Select((c, i) => new { id = c.Id, function = new { index = i, name = c.Name, arguments = JsonSerializer.Deserialize<JsonElement>(c.Arguments) } }).ToArray()
             : null,
     };
 

@@ -161,7 +161,7 @@ public sealed class EngineChatClient : IChatClient
                 _ => ToolChoice.Auto,
             },
             // ChatResponseFormat.Json without a schema asks for any JSON object.
-            JsonSchema = options.ResponseFormat is ChatResponseFormatJson json ? json.Schema ?? AnyObject : null,
+            JsonSchema = options.ResponseFormat is ChatResponseFormatJson json ? json.Schema ?? Chat.Tools.ToolCallFormat.AnyObjectSchema : null,
             Temperature = options.Temperature ?? result.Temperature,
             TopP = options.TopP ?? result.TopP,
             TopK = options.TopK ?? result.TopK,
@@ -180,8 +180,6 @@ public sealed class EngineChatClient : IChatClient
         }
         return result;
     }
-
-    static readonly JsonElement AnyObject = JsonDocument.Parse("""{"type": "object"}""").RootElement.Clone();
 
     static List<ChatTool> Tools(IList<AITool>? tools)
     {

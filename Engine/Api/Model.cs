@@ -217,8 +217,12 @@ public sealed class Model : IDisposable
         catch (ModelFormatException) { return null; }
     }
 
+    /// <summary>The ids of the tool-call format's marker tokens, found once: a chat with tools shows them to the parser.</summary>
+    internal IReadOnlySet<int> ToolCallMarkerTokens => _toolCallMarkerTokens ??= SpecialTokenIds(ToolCallFormat.MarkerTokens);
+    IReadOnlySet<int>? _toolCallMarkerTokens;
+
     /// <summary>The ids of the vocabulary's tokens with these exact texts (texts that are not one token are skipped).</summary>
-    internal IReadOnlySet<int> SpecialTokenIds(IReadOnlyList<string> texts)
+    IReadOnlySet<int> SpecialTokenIds(IReadOnlyList<string> texts)
     {
         var ids = new HashSet<int>();
         var tokens = Tokenizer.Tokens;

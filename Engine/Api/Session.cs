@@ -176,7 +176,7 @@ public sealed class Session : IDisposable
         if (_model.Constraint(options, callGrammar) is { } constraint) sampling = sampling with { Grammar = constraint };
         _ = new StopStrings(options.StopSequences); // the caller's stops are checked now, not mid-stream
         // The special tokens a family writes around its calls reach the parser as text (llama.cpp's preserved tokens).
-        var shown = toolCalls is null ? (IReadOnlySet<int>)new HashSet<int>() : _model.SpecialTokenIds(toolCalls.MarkerTokens);
+        var shown = toolCalls is null ? System.Collections.Frozen.FrozenSet<int>.Empty : _model.ToolCallMarkerTokens;
         return new Request(input, options, sampling, templateStops, shown);
     }
 

@@ -30,7 +30,7 @@ internal sealed class GenerationJob
     public StopStrings Stops { get; }
     public Utf8StreamDecoder Decoder { get; } = new();
     /// <summary>Control tokens whose text is part of the output (tool-call markers), where others give no text.</summary>
-    public IReadOnlySet<int> ShownSpecialTokens { get; init; } = new HashSet<int>();
+    public IReadOnlySet<int> ShownSpecialTokens { get; init; } = System.Collections.Frozen.FrozenSet<int>.Empty;
     public int Limit { get; }
     public Channel<GeneratedToken> Output { get; } = Channel.CreateUnbounded<GeneratedToken>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
     /// <summary>Completed once the scheduler is done with the job (finished, cancelled or failed) and the sequence is

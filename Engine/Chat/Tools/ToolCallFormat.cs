@@ -43,7 +43,7 @@ internal abstract class ToolCallFormat
         var alternatives = new List<string>();
         foreach (var tool in tools)
         {
-            var parameters = tool.Parameters ?? EmptyObjectSchema;
+            var parameters = tool.Parameters ?? AnyObjectSchema;
             var arguments = builder.AddSchema(tool.Name + "-args", parameters, $"tools[{tool.Name}].parameters");
             alternatives.Add(builder.AddRule(tool.Name + "-call", CallRule(tool.Name, arguments)));
         }
@@ -53,7 +53,9 @@ internal abstract class ToolCallFormat
         return builder.Build();
     }
 
-    static readonly JsonElement EmptyObjectSchema = JsonDocument.Parse("""{"type": "object"}""").RootElement.Clone();
+    /// <summary>The schema of any JSON object: the arguments of a tool declared without parameters, and a JSON response
+    /// format without a schema.</summary>
+    internal static readonly JsonElement AnyObjectSchema = JsonSerializer.Deserialize<JsonElement>("""{"type": "object"}""");
 
     /// <summary>The GBNF of one call of <paramref name="name"/> whose arguments match the rule <paramref name="argumentsRule"/>.</summary>
     protected abstract string CallRule(string name, string argumentsRule);
