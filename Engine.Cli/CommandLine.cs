@@ -5,19 +5,26 @@ namespace Engine.Cli;
 /// <summary>A wrong command line: printed as one line with a hint, exit code 2.</summary>
 public sealed class UsageException(string message) : Exception(message);
 
-/// <summary>Parsed arguments: positionals plus --name value / --flag options. Small and strict: an unknown
-/// option is an error naming it, so typos never pass silently.</summary>
+/// <summary>Parsed arguments: positionals plus --name value / --name value value / --flag options. Small and strict:
+/// an unknown option is an error naming it, so typos never pass silently.</summary>
 public sealed class CommandLine
 {
     readonly Dictionary<string, string?> _options = new(StringComparer.Ordinal);
     readonly Dictionary<string, List<string>> _repeated = new(StringComparer.Ordinal);
+    // Every value of the options taking two, by option, in the order given.
+    readonly Dictionary<string, List<(string First, string Second)>> _pairs = new(StringComparer.Ordinal);
+    // Every use of a repeatable option, across options, in the order given (for options whose order matters together).
+    readonly List<(string Name, string[] Values)> _sequence = [];
     readonly HashSet<string> _used = new(StringComparer.Ordinal);
     public List<string> Positionals { get; } = [];
 
     /// <param name="args">The arguments after the command's name.</param>
     /// <param name="flags">Options that take no value.</param>
-    /// <param name="repeatable">Options that may be given several times (read them with <see cref="Strings"/>).</param>
-    public CommandLine(IEnumerable<string> args, IReadOnlySet<string> flags, IReadOnlySet<string>? repeatable = null)
+    /// <param name="repeatable">Options that may be given several times (read them with <see cref="Strings"/>, or
+    /// <see cref="Pairs"/> for options taking two values).</param>
+    /// <param name="pairs">Options that take two values, "--name A B" (read them with <see cref="Pair"/> or
+    /// <see cref="Pairs"/>). Strict: both values must be there and neither may look like an option ("--x").</param>
+    public CommandLine(IEnumerable<string> args, IReadOnlySet<string> flags, IReadOnlySet<string>? repeatable = null, IReadOnlySet<string>? pairs = null)
     {
         var list = args.ToList();
         for (int i = 0; i < list.Count; i++)
@@ -30,7 +37,19 @@ public sealed class CommandLine
                 string? value = null;
                 int eq = name.IndexOf('=');
                 if (eq >= 0) { value = name[(eq + 1)..]; name = name[..eq]; }
-                else if (!flags.Contains(name))
+                if (pairs?.Contains(name) == true)
+                {
+                    var first = value ?? PairValue(list, ++i, name, "first");
+                    var second = PairValue(list, ++i, name, "second");
+                    if (_options.ContainsKey(name) && repeatable?.Contains(name) != true)
+                        throw new UsageException($"option --{name} is given twice");
+                    if (!_pairs.TryGetValue(name, out var given)) _pairs[name] = given = [];
+                    given.Add((first, second));
+                    _sequence.Add((name, [first, second]));
+                    _options[name] = first;
+                    continue;
+                }
+                if (value is null && !flags.Contains(name))
                 {
                     if (i + 1 >= list.Count) throw new UsageException($"option {a} needs a value");
                     value = list[++i];
@@ -39,6 +58,7 @@ public sealed class CommandLine
                 {
                     if (!_repeated.TryGetValue(name, out var values)) _repeated[name] = values = [];
                     values.Add(value);
+                    _sequence.Add((name, [value]));
                     _options[name] = value;
                     continue;
                 }
@@ -47,6 +67,39 @@ public sealed class CommandLine
             }
             else Positionals.Add(a);
         }
+    }
+
+    /// <summary>One of the two values of option <paramref name="name"/>: the argument at <paramref name="at"/>, which must
+    /// exist and not be an option (a negative number is a value).</summary>
+    static string PairValue(List<string> args, int at, string name, string which)
+    {
+        if (at >= args.Count) throw new UsageException($"option --{name} needs two values, and its {which} is missing");
+        var value = args[at];
+        if (value.StartsWith("--") || (value.StartsWith('-') && value.Length == 2 && !char.IsDigit(value[1])))
+            throw new UsageException($"option --{name} needs two values, and its {which} is missing (found option {value})");
+        return value;
+    }
+
+    /// <summary>The two values of an option that takes two and is given at most once; null when absent.</summary>
+    public (string First, string Second)? Pair(string name)
+    {
+        _used.Add(name);
+        return _pairs.TryGetValue(name, out var given) ? given[^1] : null;
+    }
+
+    /// <summary>Every pair of values of a repeatable option that takes two, in the order given (none when absent).</summary>
+    public IReadOnlyList<(string First, string Second)> Pairs(string name)
+    {
+        _used.Add(name);
+        return _pairs.TryGetValue(name, out var given) ? given : [];
+    }
+
+    /// <summary>Every use of the repeatable options named, in the order given across all of them: each with the option's
+    /// name and its value (or two values).</summary>
+    public IReadOnlyList<(string Name, string[] Values)> InOrder(params string[] names)
+    {
+        foreach (var name in names) _used.Add(name);
+        return [.. _sequence.Where(use => names.Contains(use.Name))];
     }
 
     public bool Has(string name) { _used.Add(name); return _options.ContainsKey(name); }

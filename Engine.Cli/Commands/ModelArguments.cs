@@ -1,3 +1,4 @@
+using System.Globalization;
 using Engine.Gpu;
 using Engine.Models;
 
@@ -7,6 +8,12 @@ namespace Engine.Cli.Commands;
 internal static class ModelArguments
 {
     public static readonly HashSet<string> Flags = ["json", "help", "h", "ignore-eos", "all", "no-bos", "verbose", "no-think", "no-repack", "profile"];
+
+    /// <summary>Options that may be given several times, as in llama.cpp.</summary>
+    public static readonly HashSet<string> Repeatable = ["control-vector", "control-vector-scaled"];
+
+    /// <summary>Options that take two values, as in llama.cpp.</summary>
+    public static readonly HashSet<string> Pairs = ["control-vector-scaled", "control-vector-layer-range"];
 
     /// <summary>--model, or the shipped default model when the command allows it; the file or folder must exist.</summary>
     static string ModelPath(CommandLine cl, bool required)
@@ -59,7 +66,57 @@ internal static class ModelArguments
         KvCacheType = KvType(cl),
         KvCacheBytes = cl.Size("kv-budget") ?? 0,
         ParallelSequences = cl.Int("parallel", 4, 1, 4096, alias: "np"),
+        ControlVector = ControlVector(cl),
     };
+
+    /// <summary>The control-vector options, as the help texts list them.</summary>
+    public const string ControlVectorHelp = """
+          --control-vector F                  add a llama.cpp control vector to the model's layer outputs (repeatable)
+          --control-vector-scaled F S         the same, its directions multiplied by S (repeatable; all are summed)
+          --control-vector-layer-range A B    steer layers A to B only, both included (default: every layer)
+        """;
+
+    /// <summary>--control-vector F and --control-vector-scaled F S (each repeatable; the files are summed in the order
+    /// given, as llama.cpp does) and --control-vector-layer-range A B (both included; as in llama.cpp, A of 0 or less
+    /// means the first layer and B of 0 or less the last). Null without any control vector. The files are read here,
+    /// so a bad one is reported before the model loads; whether it fits the model is checked when the model loads.</summary>
+    public static ControlVector? ControlVector(CommandLine cl)
+    {
+        var files = cl.InOrder("control-vector", "control-vector-scaled");
+        var range = cl.Pair("control-vector-layer-range");
+        if (files.Count == 0)
+        {
+            if (range is not null) throw new UsageException("--control-vector-layer-range needs --control-vector or --control-vector-scaled");
+            return null;
+        }
+        var vectors = new List<ControlVector>();
+        foreach (var (option, values) in files)
+        {
+            var path = values[0];
+            if (!File.Exists(path)) throw new UsageException($"no such control vector file: {path}");
+            float strength = 1;
+            if (values.Length == 2 && (!float.TryParse(values[1], NumberStyles.Float, CultureInfo.InvariantCulture, out strength) || !float.IsFinite(strength)))
+                throw new UsageException($"--{option} {path} S: the strength S must be a number, got '{values[1]}'");
+            vectors.Add(Engine.ControlVector.Load(path, strength));
+        }
+        var vector = Engine.ControlVector.Sum(vectors);
+        if (range is not { } given) return vector;
+        string text = $"--control-vector-layer-range {given.First} {given.Second}";
+        int first = RangeEnd(given.First, text), last = RangeEnd(given.Second, text);
+        // The last layer is not known before the model loads; a direction beyond it is refused then, so "every layer
+        // from A on" is as good as "A to the last".
+        first = first <= 0 ? 1 : first;
+        last = last <= 0 ? int.MaxValue : last;
+        if (last < first) throw new UsageException($"{text} is empty: B is below A");
+        var kept = vector.ForLayers(first, last);
+        if (kept.Layers.Count == 0)
+            throw new UsageException($"{text} keeps none of the control vector's layers ({string.Join(", ", vector.Layers)})");
+        return kept;
+    }
+
+    static int RangeEnd(string text, string option) =>
+        int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out int layer) ? layer
+            : throw new UsageException($"{option}: A and B must be layer numbers, got '{text}'");
 
     /// <summary>Largest --chat-template-file read (real templates are a few KiB; the longest known are under 64 KiB).</summary>
     const long MaxTemplateBytes = 1 << 20;

@@ -51,6 +51,13 @@ public sealed record ModelLoadOptions
     /// <see cref="ChatTemplate"/>. Null (the default) uses the model's.</summary>
     public string? ChatTemplateText { get; init; }
 
+    /// <summary>A control vector added to every forward pass for the model's whole life, as llama.cpp's
+    /// <c>--control-vector</c> does (choose layers first with <see cref="Engine.ControlVector.ForLayers"/>). Null (the
+    /// default) steers nothing. It must fit the model (width = embedding length, layers below the layer count), or
+    /// loading fails with <see cref="ControlVectorException"/>. For steering that can be switched off, use
+    /// <see cref="Model.ApplyControlVector(Engine.ControlVector)"/> instead.</summary>
+    public ControlVector? ControlVector { get; init; }
+
     /// <summary>Told what long loading steps are doing (opening the file, a GPU upload, repacking a large model), one
     /// report each; null reports nothing.</summary>
     public IProgress<ModelLoadProgress>? Progress { get; init; }
