@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 using Engine.Formats;
 using Engine.Formats.Gguf;
@@ -256,13 +257,37 @@ public sealed class ControlVector
             }
     }
 
-    /// <summary>The direction of each layer, indexed by layer up to the model's last (null where there is none), for the
-    /// hook that adds them; call <see cref="CheckFits"/> first.</summary>
-    internal float[]?[] ByLayer(int layerCount)
+    /// <summary>Steers a model through its hooks: one hook on "l_out" of each layer the vector has a direction for, adding
+    /// that direction to every row, for as long as the result is not disposed. This is where llama.cpp adds it too
+    /// (build_cvec right after the block's residual add, before the next block reads it), so the next layer, the final
+    /// norm and every hook registered later see the steered values.</summary>
+    /// <param name="addHook">The registry: a model's (every sequence) or a session's (its own rows only).</param>
+    /// <param name="layerCount">The model's blocks.</param>
+    /// <param name="embeddingLength">The model's hidden-state width.</param>
+    /// <exception cref="ControlVectorException">The vector does not fit the model (<see cref="CheckFits"/>).</exception>
+    internal IDisposable AddTo(Func<string, ForwardHook, IDisposable> addHook, int layerCount, int embeddingLength)
     {
+        CheckFits(layerCount, embeddingLength);
+        if (_directions.Count == 0) return NothingToRemove.Instance;
         var byLayer = new float[]?[layerCount];
         foreach (var (layer, values) in _directions) byLayer[layer] = values;
-        return byLayer;
+        var points = string.Join(',', _directions.Keys.Select(layer => "l_out." + layer.ToString(CultureInfo.InvariantCulture)));
+        return addHook(points, (context, values) =>
+        {
+            if (byLayer[context.Layer] is not { } direction) return;
+            for (int row = 0; row < context.Rows; row++)
+            {
+                var hidden = values.Slice(row * context.Width, context.Width);
+                TensorPrimitives.Add(hidden, direction, hidden);
+            }
+        });
+    }
+
+    /// <summary>The scope of a vector that kept no layer: nothing was registered.</summary>
+    sealed class NothingToRemove : IDisposable
+    {
+        public static readonly NothingToRemove Instance = new();
+        public void Dispose() { }
     }
 
     string? FirstFile => _sources.Count == 0 ? null : _sources[_sources.Keys.Min()];

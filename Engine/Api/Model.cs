@@ -276,7 +276,11 @@ public sealed class Model : IDisposable
         });
         try
         {
+            // Checked before the model takes its KV cache, so a vector made for another model fails fast.
+            options.ControlVector?.CheckFits(loaded.Config.LayerCount, loaded.Config.EmbeddingLength);
             var model = new Model(loaded, options);
+            // Kept for the model's life: the hook goes when the model does.
+            if (options.ControlVector is { } vector) model.ApplyControlVector(vector);
             progress?.Report(new ModelLoadProgress($"loaded {model.Info.Name}: {model.Info.Architecture}, {model.Info.ParameterCount / 1e6:F1}M parameters on {model.Info.Device}", 1));
             return model;
         }
@@ -539,6 +543,45 @@ public sealed class Model : IDisposable
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         return Network.Hooks.Add(points, hook);
+    }
+
+    /// <summary>
+    /// Steers every sequence of the model (sessions, the chat client, the server, embeddings) with a control vector until
+    /// the result is disposed: each layer's direction is added to every position's hidden state at that layer's output,
+    /// as llama.cpp's <c>--control-vector</c> does, through a hook on "l_out" (see <see cref="AddHook"/>). Disposing the
+    /// scope removes it, and the model computes exactly what it computed before. Several vectors may be applied at once;
+    /// their directions add up.
+    /// <code>
+    /// var calm = ControlVector.Load("calm.gguf");
+    /// using (model.ApplyControlVector(calm, 10, 20))
+    ///     await foreach (var token in session.GenerateAsync("Today I feel")) Console.Write(token.Text);
+    /// </code>
+    /// </summary>
+    /// <param name="vector">The directions; its width must be the model's embedding length, its layers below the layer count.</param>
+    /// <returns>The steering; disposing it removes the vector.</returns>
+    /// <exception cref="ControlVectorException">The vector does not fit the model: another width
+    /// (<see cref="ControlVectorErrorKind.WidthMismatch"/>) or a layer the model does not have
+    /// (<see cref="ControlVectorErrorKind.LayerOutOfRange"/>).</exception>
+    public IDisposable ApplyControlVector(ControlVector vector)
+    {
+        ArgumentNullException.ThrowIfNull(vector);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return vector.AddTo((points, hook) => Network.Hooks.Add(points, hook), Info.LayerCount, Info.EmbeddingLength);
+    }
+
+    /// <summary>Steers with the layers <paramref name="firstLayer"/> to <paramref name="lastLayer"/> of a control vector
+    /// only, both included (llama.cpp's <c>--control-vector-layer-range</c>): <see cref="ApplyControlVector(ControlVector)"/>
+    /// of <c>vector.ForLayers(firstLayer, lastLayer)</c>.</summary>
+    /// <param name="vector">The directions.</param>
+    /// <param name="firstLayer">The first layer steered.</param>
+    /// <param name="lastLayer">The last layer steered, not below <paramref name="firstLayer"/>.</param>
+    /// <returns>The steering; disposing it removes the vector.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="lastLayer"/> is below <paramref name="firstLayer"/>.</exception>
+    /// <exception cref="ControlVectorException">The vector does not fit the model.</exception>
+    public IDisposable ApplyControlVector(ControlVector vector, int firstLayer, int lastLayer)
+    {
+        ArgumentNullException.ThrowIfNull(vector);
+        return ApplyControlVector(vector.ForLayers(firstLayer, lastLayer));
     }
 
     /// <summary>A new Microsoft.Extensions.AI chat client over this model (<see cref="EngineChatClient"/>), which composes

@@ -48,6 +48,19 @@ public sealed class Session : IDisposable
         return _model.Network.Hooks.Add(points, hook, _sequence.Id);
     }
 
+    /// <summary>Steers this session's rows only with a control vector, until the result is disposed (see
+    /// <see cref="Model.ApplyControlVector(ControlVector)"/>, which steers every sequence). Other sessions of the model
+    /// run unsteered in the same batches.</summary>
+    /// <param name="vector">The directions; its width must be the model's embedding length, its layers below the layer count.</param>
+    /// <returns>The steering; disposing it removes the vector.</returns>
+    /// <exception cref="ControlVectorException">The vector does not fit the model.</exception>
+    public IDisposable ApplyControlVector(ControlVector vector)
+    {
+        ArgumentNullException.ThrowIfNull(vector);
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        return vector.AddTo((points, hook) => _model.Network.Hooks.Add(points, hook, _sequence.Id), _model.Info.LayerCount, _model.Info.EmbeddingLength);
+    }
+
     /// <summary>Tokens the session holds at most (prompt and generated text together).</summary>
     public int ContextLength => _sequence.ContextLength;
     /// <summary>A copy of the tokens in the KV cache, in order. The last token a generation yields is read by the model at
