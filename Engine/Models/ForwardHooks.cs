@@ -13,6 +13,7 @@ internal sealed class ForwardHooks(int layerCount)
     readonly Lock _gate = new();
     readonly List<(HashSet<(string, int)> Points, Entry Entry)> _registered = [];
     Dictionary<(string, int), Entry[]>? _table;
+    HashSet<long> _sequences = [];
     long _version;
 
     /// <summary>The hooks of each (point, layer) in registration order; null while none is registered.</summary>
@@ -59,9 +60,14 @@ internal sealed class ForwardHooks(int layerCount)
                 }
             table = lists.ToDictionary(p => p.Key, p => p.Value.ToArray());
         }
+        Volatile.Write(ref _sequences, [.. _registered.Where(r => r.Entry.Sequence is not null).Select(r => r.Entry.Sequence!.Value)]);
         Volatile.Write(ref _table, table);
         Interlocked.Increment(ref _version);
     }
+
+    /// <summary>True when a hook is registered for `sequence` alone (a session's hook): what that sequence computes may
+    /// differ from what any other sequence computes for the same tokens.</summary>
+    public bool HasHooksFor(long sequence) => Volatile.Read(ref _sequences).Contains(sequence);
 
     /// <summary>True when a hook is registered at `name` of `layer` (for any sequence).</summary>
     public bool Has(string name, int layer) => Table is { } table && table.ContainsKey((name, layer));
