@@ -57,7 +57,7 @@ namespace Engine.Cli
                 Console.Error.WriteLine($"engine: {e.Message} (see 'engine --help')");
                 return 2;
             }
-            catch (ModelFormatException e)
+            catch (Exception e) when (e is ModelFormatException or ControlVectorException)
             {
                 Console.Error.WriteLine($"engine: {e.Message}");
                 return 1;

@@ -6,13 +6,19 @@ namespace Engine.Cli.Commands;
 /// comparison with a reference such as llama.cpp.</summary>
 public static class LogitsCommand
 {
-    const string Help = "usage: engine logits --model M (--text T | --tokens \"1 2 3\") [--all] --out FILE [--no-bos] [--device D] [--gpu-layers N]";
+    const string Help = """
+        usage: engine logits --model M (--text T | --tokens "1 2 3") [--all] --out FILE [--no-bos] [--device D] [--gpu-layers N]
+                             [--control-vector F] [--control-vector-scaled F S] [--control-vector-layer-range A B]
+        """ + ModelArguments.ControlVectorHelp;
 
     public static int Run(string[] args)
     {
-        var cl = new CommandLine(args, ModelArguments.Flags);
+        var cl = new CommandLine(args, ModelArguments.Flags, ModelArguments.Repeatable, ModelArguments.Pairs);
         if (cl.Has("help") || cl.Has("h")) { Console.WriteLine(Help); return 0; }
+        var steering = ModelArguments.ControlVector(cl);
         using var model = ModelArguments.Open(cl, required: true);
+        // As llama.cpp's --control-vector: on every pass of this run (the hook goes with the model).
+        steering?.AddTo((points, hook) => model.Model.Hooks.Add(points, hook), model.Config.LayerCount, model.Config.EmbeddingLength);
         var text = cl.String("text");
         if (text is null && cl.String("tokens") is null) throw new UsageException("give --text or --tokens");
         bool addSpecial = !cl.Has("no-bos");

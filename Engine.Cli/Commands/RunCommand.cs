@@ -14,11 +14,11 @@ public static class RunCommand
         --device: cpu (default), cuda, opencl, auto (a GPU when usable, else the CPU) or ilgpu-cpu (GPU code on the CPU, slow).
         --gpu-layers: the first N layers (and the embedding) on the device, the rest and the output on the CPU,
           for models larger than the card (default all; --device auto picks as many as fit).
-        """ + ModelArguments.GrammarHelp + ModelArguments.KvHelp;
+        """ + ModelArguments.GrammarHelp + ModelArguments.ControlVectorHelp + ModelArguments.KvHelp;
 
     public static int Run(string[] args)
     {
-        var cl = new CommandLine(args, ModelArguments.Flags);
+        var cl = new CommandLine(args, ModelArguments.Flags, ModelArguments.Repeatable, ModelArguments.Pairs);
         if (cl.Has("help") || cl.Has("h")) { Console.WriteLine(Help); return 0; }
         using var model = ModelArguments.Load(cl, required: false);
         string? text = cl.Positionals.Count switch

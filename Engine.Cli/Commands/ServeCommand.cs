@@ -10,6 +10,7 @@ public static class ServeCommand
         usage: engine serve [--model M ...] [--models-dir D] [--host H] [--port P] [--api-key K | --api-key-file F]
                             [--cors-origins O1,O2] [--keep-alive 5m] [--parallel N] [--ctx N] [--kv-type T] [--kv-budget S]
                             [--device D] [--threads N] [--chat-template-file F | --template NAME]
+                            [--control-vector F] [--control-vector-scaled F S] [--control-vector-layer-range A B]
         Serves the OpenAI API (/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models) and the Ollama API
         (/api/chat, /api/generate, /api/embed, /api/tags, /api/show, /api/ps, /api/version) on one port. Each
         conversation may use the model's whole trained context unless --ctx says less; the KV cache they share is
@@ -23,13 +24,13 @@ public static class ServeCommand
           --cors-origins   origins allowed cross-origin access, comma-separated, or * for any (default none)
           --keep-alive D   how long an unused model stays loaded: 5m (default), 1h, 30s, or -1 to keep it
 
-        """ + ModelArguments.TemplateHelp + ModelArguments.KvHelp.Replace("(default: the model's trained context, at most 4096)", "(default: the model's whole trained context)");
+        """ + ModelArguments.TemplateHelp + ModelArguments.ControlVectorHelp + ModelArguments.KvHelp.Replace("(default: the model's trained context, at most 4096)", "(default: the model's whole trained context)");
 
-    static readonly HashSet<string> Repeatable = ["model", "m"];
+    static readonly HashSet<string> Repeatable = ["model", "m", .. ModelArguments.Repeatable];
 
     public static int Run(string[] args)
     {
-        var cl = new CommandLine(args, ModelArguments.Flags, Repeatable);
+        var cl = new CommandLine(args, ModelArguments.Flags, Repeatable, ModelArguments.Pairs);
         if (cl.Has("help") || cl.Has("h")) { Console.WriteLine(Help); return 0; }
         if (cl.Positionals.Count > 0) throw new UsageException($"serve takes no positional argument, got '{cl.Positionals[0]}' (use --model)");
         var models = new List<string>(cl.Strings("model", "m"));
