@@ -23,6 +23,8 @@ namespace Engine.Cli
               template [--template-file F] < case.json  render a Jinja chat template as transformers does
             run, chat, logits and bench take --device cpu|cuda|opencl|auto (default cpu) and --gpu-layers N|all
             and --no-repack (the CPU backend then reads Q4_K and Q4_0 matrices in place instead of repacking them at load)
+            run, chat, logits and serve take llama.cpp's control vectors: --control-vector F, --control-vector-scaled F S
+            (both repeatable, summed) and --control-vector-layer-range A B
             run 'engine <command> --help' for the options of a command
             """;
 
