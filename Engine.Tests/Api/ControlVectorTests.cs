@@ -219,13 +219,28 @@ public class ControlVectorTests
         act.Should().Throw<ControlVectorException>()
             .Where(e => e.Kind == ControlVectorErrorKind.WidthMismatch && e.FilePath == wide && e.Message.Contains("256") && e.Message.Contains("64"));
 
-        // stories260K.a has directions 1-4: the 2-layer fixture steers layer 1 only.
+        // A file with directions beyond the model's layers was made for another model (llama.cpp would skip them silently).
         var deep = VectorFile("stories260K.a.cvec.gguf");
-        using var model = LoadedModel.Open(stories);
-        var tooDeep = ControlVector.FromDirections(new Dictionary<int, float[]> { [5] = new float[64] });
-        var steer = () => Steer(model, tooDeep);
-        steer.Should().Throw<ControlVectorException>().Where(e => e.Kind == ControlVectorErrorKind.LayerOutOfRange && e.Message.Contains("1 to 4"));
-        ControlVector.Load(deep).Layers.Should().Equal(1, 2, 3, 4);
+        using var fixture = LoadedModel.Open(TestPaths.Repo("Engine.Tests", "Fixtures", "fx-llama-F32.gguf"));
+        var deepOnWide = ControlVector.FromDirections(new Dictionary<int, float[]> { [1] = new float[256], [2] = new float[256] });
+        var steer = () => Steer(fixture, deepOnWide);
+        steer.Should().Throw<ControlVectorException>().Where(e => e.Kind == ControlVectorErrorKind.LayerOutOfRange && e.Message.Contains("layers 1 to 1, not layer 2"));
+        using var stories260K = LoadedModel.Open(stories);
+        var fromFile = ControlVector.Load(deep).Scale(1f);
+        ((Action)(() => Steer(stories260K, fromFile.ForLayers(1, 4)).Dispose())).Should().NotThrow();
+        var wider = ControlVector.Sum([fromFile, ControlVector.FromDirections(new Dictionary<int, float[]> { [5] = new float[64] })]);
+        ((Action)(() => Steer(stories260K, wider))).Should().Throw<ControlVectorException>()
+            .Where(e => e.Kind == ControlVectorErrorKind.LayerOutOfRange && e.Message.Contains("1 to 4"));
+
+        var path = Path.Combine(Path.GetTempPath(), $"engine-cvec-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            ControlVector.FromDirections(new Dictionary<int, float[]> { [5] = new float[64] }).Save(path);
+            var fromDeepFile = ControlVector.Load(path);
+            ((Action)(() => Steer(stories260K, fromDeepFile))).Should().Throw<ControlVectorException>()
+                .Where(e => e.Kind == ControlVectorErrorKind.LayerOutOfRange && e.FilePath == path && e.TensorName == "direction.5");
+        }
+        finally { File.Delete(path); }
     }
 
     /// <summary>A control-vector file written by the repository's GGUF writer with the tensors given.</summary>
