@@ -21,6 +21,9 @@ internal sealed class KvSequence(int contextLength)
     public int Computed;
     /// <summary>The id hooks see for this sequence (a session's <see cref="Session.Id"/>).</summary>
     public long Id { get; } = Engine.Models.SequenceIds.Next();
+    /// <summary>Set once the sequence has run with hooks of its own: its keys and values may have been edited, so its
+    /// blocks are neither published to nor taken from the prefix cache from then on.</summary>
+    public bool Unshared;
     /// <summary>Most tokens the sequence may hold.</summary>
     public int ContextLength { get; } = contextLength;
     /// <summary>The generation running on it, if any.</summary>

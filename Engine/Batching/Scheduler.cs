@@ -311,6 +311,7 @@ internal sealed class Scheduler : IDisposable
     void Add(GenerationJob job, int count)
     {
         var sequence = job.Sequence;
+        if (_network.Hooks.HasHooksFor(sequence.Id)) sequence.Unshared = true;
         int from = sequence.Computed;
         bool last = from + count == sequence.Tokens.Count;
         _batch.Add(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(sequence.Tokens).Slice(from, count), from,
@@ -335,6 +336,7 @@ internal sealed class Scheduler : IDisposable
     /// last token to compute (its logits are needed).</summary>
     void MatchPrefix(KvSequence sequence)
     {
+        if (sequence.Unshared || _network.Hooks.HasHooksFor(sequence.Id)) return;
         int bt = _store.BlockTokens;
         while (sequence.Computed % bt == 0 && sequence.Blocks.Count == sequence.Computed / bt && sequence.Computed + bt <= sequence.Tokens.Count - 1)
         {
@@ -423,6 +425,7 @@ internal sealed class Scheduler : IDisposable
     /// <summary>Names the sequence's newly completed blocks, so other sequences can reuse them.</summary>
     void Publish(KvSequence sequence)
     {
+        if (sequence.Unshared) return;
         int bt = _store.BlockTokens;
         while ((sequence.Names.Count + 1) * bt <= sequence.Computed)
         {

@@ -13,13 +13,14 @@ internal sealed class ForwardHooks(int layerCount)
     readonly Lock _gate = new();
     readonly List<(HashSet<(string, int)> Points, Entry Entry)> _registered = [];
     Dictionary<(string, int), Entry[]>? _table;
+    HashSet<long> _sequences = [];
     long _version;
 
     /// <summary>The hooks of each (point, layer) in registration order; null while none is registered.</summary>
     public Dictionary<(string, int), Entry[]>? Table => Volatile.Read(ref _table);
 
-    /// <summary>Changes with every registration and removal (the scheduler forgets cached prompt blocks computed under
-    /// other hooks).</summary>
+    /// <summary>Changes with every registration and removal of a hook for every sequence (the scheduler then forgets the
+    /// cached prompt blocks, computed under other hooks).</summary>
     public long Version => Interlocked.Read(ref _version);
 
     /// <summary>Registers `hook` at the points `pattern` picks (<see cref="HookPoints.Expand"/>), for one sequence or all.
@@ -32,7 +33,7 @@ internal sealed class ForwardHooks(int layerCount)
         lock (_gate)
         {
             _registered.Add((points, entry));
-            Publish();
+            Publish(entry);
         }
         return new Registration(this, entry);
     }
@@ -41,11 +42,11 @@ internal sealed class ForwardHooks(int layerCount)
     {
         lock (_gate)
         {
-            if (_registered.RemoveAll(r => ReferenceEquals(r.Entry, entry)) > 0) Publish();
+            if (_registered.RemoveAll(r => ReferenceEquals(r.Entry, entry)) > 0) Publish(entry);
         }
     }
 
-    void Publish()
+    void Publish(Entry changed)
     {
         Dictionary<(string, int), Entry[]>? table = null;
         if (_registered.Count > 0)
@@ -59,9 +60,14 @@ internal sealed class ForwardHooks(int layerCount)
                 }
             table = lists.ToDictionary(p => p.Key, p => p.Value.ToArray());
         }
+        Volatile.Write(ref _sequences, _registered.Where(r => r.Entry.Sequence is not null).Select(r => r.Entry.Sequence!.Value).ToHashSet());
         Volatile.Write(ref _table, table);
-        Interlocked.Increment(ref _version);
+        if (changed.Sequence is null) Interlocked.Increment(ref _version);
     }
+
+    /// <summary>True when a hook is registered for `sequence` alone: its keys and values are its own, not to be shared
+    /// through the prefix cache.</summary>
+    public bool HasHooksFor(long sequence) => Volatile.Read(ref _sequences).Contains(sequence);
 
     /// <summary>True when a hook is registered at `name` of `layer` (for any sequence).</summary>
     public bool Has(string name, int layer) => Table is { } table && table.ContainsKey((name, layer));
