@@ -22,7 +22,7 @@ namespace Engine;
 /// model's turn, so they may be used from several threads (they run one step at a time). Disposing the model disposes
 /// its sessions and returns all of its memory, CPU and GPU.
 /// </summary>
-public sealed class Model : IDisposable
+public sealed partial class Model : IDisposable
 {
     readonly LoadedModel _loaded;
     // One thread runs every forward pass: the sessions' steps batched together, and the passes that need the model to
