@@ -329,6 +329,56 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
         _experts.Combine(V(expertOutputs), r.Weights, rows, r.Shape.ExpertsPerToken, width, V(output));
     }
 
+    public void ReadKv(KvBlockPool pool, int layer, ReadOnlySpan<int> blockTable, int positions, Span<float> keys, Span<float> values)
+    {
+        var kv = GpuKvPool.Usable(pool);
+        var shape = kv.Shape;
+        int bt = shape.BlockTokens;
+        if (keys.Length < positions * shape.KeyWidth || values.Length < positions * shape.ValueWidth || blockTable.Length * (long)bt < positions)
+            throw new ArgumentException($"ReadKv of {positions} positions: the block table or the destinations are too short");
+        // A block's positions are consecutive slots: one copy per block and tensor.
+        for (int position = 0; position < positions;)
+        {
+            int offset = position % bt, count = Math.Min(bt - offset, positions - position);
+            long slot = (long)blockTable[position / bt] * bt + offset;
+            ReadRows(kv, layer, keysNotValues: true, slot, count, shape.KeyWidth, keys.Slice(position * shape.KeyWidth, count * shape.KeyWidth));
+            ReadRows(kv, layer, keysNotValues: false, slot, count, shape.ValueWidth, values.Slice(position * shape.ValueWidth, count * shape.ValueWidth));
+            position += count;
+        }
+    }
+
+    void ReadRows(GpuKvPool kv, int layer, bool keysNotValues, long slot, int count, int width, Span<float> dst)
+    {
+        var stream = _accelerator.DefaultStream;
+        switch (kv.Shape.Type)
+        {
+            case KvElementType.F32:
+                (keysNotValues ? kv.Keys<float>(layer) : kv.Values<float>(layer)).SubView(slot * width, (long)count * width).CopyToCPU(stream, dst);
+                break;
+            case KvElementType.F16:
+            {
+                var halves = new ushort[count * width];
+                (keysNotValues ? kv.Keys<ushort>(layer) : kv.Values<ushort>(layer)).SubView(slot * width, halves.Length).CopyToCPU(stream, halves.AsSpan());
+                for (int i = 0; i < halves.Length; i++) dst[i] = Engine.Quantization.Fp16.ToSingle(halves[i]);
+                break;
+            }
+            case KvElementType.Q8_0:
+            {
+                long rowBytes = KvPoolShape.RowBytes(width, KvElementType.Q8_0);
+                var bytes = new byte[count * rowBytes];
+                (keysNotValues ? kv.Keys<byte>(layer) : kv.Values<byte>(layer)).SubView(slot * rowBytes, bytes.Length).CopyToCPU(stream, bytes.AsSpan());
+                // ggml's block_q8_0: an F16 scale, then 32 signed 8-bit values.
+                for (int b = 0; b < bytes.Length / 34; b++)
+                {
+                    float d = Engine.Quantization.Fp16.ToSingle(BitConverter.ToUInt16(bytes, b * 34));
+                    for (int j = 0; j < 32; j++) dst[b * 32 + j] = d * (sbyte)bytes[b * 34 + 2 + j];
+                }
+                break;
+            }
+        }
+        HostTransfers.CountRead(dst.Length * sizeof(float));
+    }
+
     public void ReadRouting(ExpertRouting routing, int rows, Span<int> chosen, Span<float> weights)
     {
         var r = Routed(routing, rows);

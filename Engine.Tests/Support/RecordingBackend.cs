@@ -40,6 +40,8 @@ internal sealed class RecordingBackend(IBackend inner) : IBackend
 
     public void CombineExperts(ActivationBuffer expertOutputs, ExpertRouting routing, int rows, int width, ActivationBuffer output) =>
         inner.CombineExperts(expertOutputs, routing, rows, width, output);
+    public void ReadKv(KvBlockPool pool, int layer, ReadOnlySpan<int> blockTable, int positions, Span<float> keys, Span<float> values) =>
+        inner.ReadKv(pool, layer, blockTable, positions, keys, values);
     public void ReadRouting(ExpertRouting routing, int rows, Span<int> chosen, Span<float> weights) => inner.ReadRouting(routing, rows, chosen, weights);
     public void AddSigmoidGated(ActivationBuffer gateLogits, ActivationBuffer src, int rows, int width, ActivationBuffer dst) =>
         inner.AddSigmoidGated(gateLogits, src, rows, width, dst);

@@ -515,6 +515,32 @@ public sealed partial class Model : IDisposable
         set => Network.Observer = value;
     }
 
+    /// <summary>
+    /// Registers a research hook: `hook` is called with the intermediate values at the points `points` picks, during prompt
+    /// processing and every decode step of every sequence (sessions, the chat client, the server, research runs), and may
+    /// change them in place. The registration lasts until the result is disposed.
+    /// <code>
+    /// using (model.AddHook("blocks.*.hook_resid_post", (context, values) => Record(context, values.ToArray())))
+    ///     await foreach (var _ in session.GenerateAsync("Once upon a time")) { }
+    /// </code>
+    /// <para>Points: llama.cpp's tensor names (inp_embd, l_in, attn_norm, Qcur, Kcur, Vcur, kq, kq_soft_max, kqv_out,
+    /// attn_out, ffn_inp, ffn_norm, ffn_gate, ffn_up, ffn_swiglu, ffn_out, l_out, result_norm, result_output and the MoE
+    /// routing ffn_moe_*), each for every layer, or <c>name.LAYER</c>, with <c>*</c> wildcards and commas between items;
+    /// or TransformerLens's names (<c>blocks.3.hook_resid_post</c>, <c>blocks.*.attn.hook_pattern</c>, <c>hook_embed</c>).
+    /// A hook on kq or kq_soft_max makes its layer form the attention scores explicitly (slower, and equal to the fast
+    /// path within float rounding). Registering or removing a hook empties the prefix cache, so no prompt reuses keys
+    /// computed under other hooks. With no hook registered a pass costs what it did without them.</para>
+    /// </summary>
+    /// <param name="points">Which hook points, e.g. <c>"l_out.3"</c>, <c>"kq_soft_max,l_out"</c>, <c>"blocks.*.hook_z"</c>.</param>
+    /// <param name="hook">Called with each intermediate; may change the values in place.</param>
+    /// <returns>The registration; disposing it removes the hook.</returns>
+    /// <exception cref="ArgumentException">The pattern picks no hook point, or names a layer the model does not have.</exception>
+    public IDisposable AddHook(string points, ForwardHook hook)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return Network.Hooks.Add(points, hook);
+    }
+
     /// <summary>A new Microsoft.Extensions.AI chat client over this model (<see cref="EngineChatClient"/>), which composes
     /// with <c>ChatClientBuilder</c> middleware like any other client. Each client keeps a session of its own once used:
     /// keep the client for the conversation and dispose it to return that session's cache.</summary>

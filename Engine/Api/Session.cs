@@ -33,6 +33,21 @@ public sealed class Session : IDisposable
 
     /// <summary>The model this session runs.</summary>
     public Model Model => _model;
+    /// <summary>This session's sequence id: what <see cref="HookContext.Sequence"/> says for its rows.</summary>
+    public long Id => _sequence.Id;
+
+    /// <summary>Registers a research hook that fires for this session's rows only (prompt and decode steps), at the points
+    /// `points` picks (see <see cref="Model.AddHook"/>). Dispose the result to remove it.</summary>
+    /// <param name="points">Hook points: llama.cpp names with optional layer and <c>*</c> wildcards, or TransformerLens names.</param>
+    /// <param name="hook">Called with each intermediate; may change the values in place.</param>
+    /// <returns>The registration; disposing it removes the hook.</returns>
+    /// <exception cref="ArgumentException">The pattern picks no hook point.</exception>
+    public IDisposable AddHook(string points, ForwardHook hook)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        return _model.Network.Hooks.Add(points, hook, _sequence.Id);
+    }
+
     /// <summary>Tokens the session holds at most (prompt and generated text together).</summary>
     public int ContextLength => _sequence.ContextLength;
     /// <summary>A copy of the tokens in the KV cache, in order. The last token a generation yields is read by the model at

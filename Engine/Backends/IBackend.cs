@@ -116,6 +116,10 @@ internal interface IBackend : IDisposable
     /// [0, its position], read through the sequence's block table: output is batch.Rows x heads*valueDim. A row's
     /// result depends only on its query and its sequence's cache, never on the other rows of the batch.</summary>
     void Attention(ActivationBuffer q, KvBlockPool pool, int layer, ForwardBatch batch, int heads, int kvHeads, int headDim, int valueDim, ActivationBuffer output);
+    /// <summary>Copies the keys and values `layer` of the pool holds for positions [0, positions) of one sequence, read
+    /// through its block table, as floats: keys is positions x KeyWidth, values positions x ValueWidth (attention formed
+    /// explicitly for research hooks; not on the fast path).</summary>
+    void ReadKv(KvBlockPool pool, int layer, ReadOnlySpan<int> blockTable, int positions, Span<float> keys, Span<float> values);
     /// <summary>y = silu(gate) * up, element-wise over `length` values.</summary>
     void SwiGlu(ActivationBuffer gate, ActivationBuffer up, int length, ActivationBuffer y);
     /// <summary>x += y over `length` values (the residual connection).</summary>

@@ -120,6 +120,18 @@ internal sealed class KvBlockManager
 
     public bool IsNamed(int block) => _named[block];
 
+    /// <summary>Empties the prefix cache: cached blocks become free and no block can be found by name any more (blocks
+    /// computed under other research hooks must not be reused as if computed now).</summary>
+    public void ForgetAll()
+    {
+        while (_cached.First is { } oldest)
+        {
+            Uncache(oldest.Value);
+            _free.Push(oldest.Value);
+        }
+        for (int b = 0; b < Blocks; b++) Forget(b);
+    }
+
     void Uncache(int block)
     {
         _cached.Remove(_cachedNode[block]!);

@@ -19,6 +19,8 @@ internal sealed class KvSequence(int contextLength)
     public readonly List<ulong> Names = [];
     /// <summary>Tokens whose keys and values are in the blocks.</summary>
     public int Computed;
+    /// <summary>The id hooks see for this sequence (a session's <see cref="Session.Id"/>).</summary>
+    public long Id { get; } = Engine.Models.SequenceIds.Next();
     /// <summary>Most tokens the sequence may hold.</summary>
     public int ContextLength { get; } = contextLength;
     /// <summary>The generation running on it, if any.</summary>

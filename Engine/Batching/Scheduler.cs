@@ -180,6 +180,8 @@ internal sealed class Scheduler : IDisposable
         return done.Task;
     }
 
+    long _hooksVersion;
+
     void Loop()
     {
         t_current = this;
@@ -192,6 +194,12 @@ internal sealed class Scheduler : IDisposable
             {
                 HandleCancellations();
                 CopyBlocks();
+                if (_network.Hooks.Version != _hooksVersion)
+                {
+                    // Hooks were added or removed: what the prefix cache holds was computed under others.
+                    _hooksVersion = _network.Hooks.Version;
+                    _blocks.ForgetAll();
+                }
                 planned = Plan();
             }
             if (!planned)
@@ -306,7 +314,8 @@ internal sealed class Scheduler : IDisposable
         int from = sequence.Computed;
         bool last = from + count == sequence.Tokens.Count;
         _batch.Add(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(sequence.Tokens).Slice(from, count), from,
-            System.Runtime.InteropServices.CollectionsMarshal.AsSpan(sequence.Blocks), last ? LogitsWanted.Last : LogitsWanted.None);
+            System.Runtime.InteropServices.CollectionsMarshal.AsSpan(sequence.Blocks), last ? LogitsWanted.Last : LogitsWanted.None,
+            sequence.Id, job.PromptDone ? ForwardPhase.Decode : ForwardPhase.Prompt);
         _plan.Add((job, from, count));
     }
 

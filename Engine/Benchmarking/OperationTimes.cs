@@ -132,6 +132,8 @@ internal sealed class TimingBackend(IBackend inner, OperationTimes times) : IBac
         long t = Start(); inner.CombineExperts(expertOutputs, routing, rows, width, output); Stop("combine_experts", t);
     }
 
+    public void ReadKv(KvBlockPool pool, int layer, ReadOnlySpan<int> blockTable, int positions, Span<float> keys, Span<float> values) =>
+        inner.ReadKv(pool, layer, blockTable, positions, keys, values);
     public void ReadRouting(ExpertRouting routing, int rows, Span<int> chosen, Span<float> weights) => inner.ReadRouting(routing, rows, chosen, weights);
 
     public void AddSigmoidGated(ActivationBuffer gateLogits, ActivationBuffer src, int rows, int width, ActivationBuffer dst)

@@ -17,6 +17,8 @@ internal sealed class ForwardBatch
     int[] _tokens = [], _positions = [], _slots = [], _rowSequence = [];
     int[] _firstRow = [], _rowCount = [], _tableStart = [], _tableLength = [], _tables = [];
     int[] _logitRows = [];
+    long[] _sequenceIds = [];
+    ForwardPhase[] _phases = [];
 
     public ForwardBatch(int blockTokens)
     {
@@ -50,6 +52,10 @@ internal sealed class ForwardBatch
     /// <summary>Every sequence's block table, one after the other.</summary>
     public ReadOnlySpan<int> BlockTables => _tables.AsSpan(0, Sequences == 0 ? 0 : _tableStart[Sequences - 1] + _tableLength[Sequences - 1]);
     public ReadOnlySpan<int> LogitRows => _logitRows.AsSpan(0, LogitRowCount);
+    /// <summary>Each sequence's id (a session's, or a one-off pass's): what hooks are told and filter on.</summary>
+    public ReadOnlySpan<long> SequenceIds => _sequenceIds.AsSpan(0, Sequences);
+    /// <summary>Whether each sequence's rows read a prompt or are one decode step.</summary>
+    public ReadOnlySpan<ForwardPhase> Phases => _phases.AsSpan(0, Sequences);
 
     /// <summary>The block table of row `row`'s sequence.</summary>
     public ReadOnlySpan<int> BlockTableOfRow(int row)
@@ -67,8 +73,9 @@ internal sealed class ForwardBatch
 
     /// <summary>Adds one sequence's rows: `tokens` at positions [firstPosition, firstPosition + tokens.Length), whose
     /// KV goes to (and whose attention reads from) the blocks of `blockTable`, which must cover every position up to
-    /// the last row's.</summary>
-    public void Add(ReadOnlySpan<int> tokens, int firstPosition, ReadOnlySpan<int> blockTable, LogitsWanted logits)
+    /// the last row's. `sequenceId` and `phase` are for hooks (which sequence, prompt or decode).</summary>
+    public void Add(ReadOnlySpan<int> tokens, int firstPosition, ReadOnlySpan<int> blockTable, LogitsWanted logits,
+        long sequenceId = 0, ForwardPhase phase = ForwardPhase.Prompt)
     {
         if (tokens.IsEmpty) throw new ArgumentException("a sequence adds at least one row", nameof(tokens));
         if (firstPosition < 0) throw new ArgumentOutOfRangeException(nameof(firstPosition));
@@ -79,6 +86,7 @@ internal sealed class ForwardBatch
         Grow(ref _tokens, rows + tokens.Length); Grow(ref _positions, rows + tokens.Length);
         Grow(ref _slots, rows + tokens.Length); Grow(ref _rowSequence, rows + tokens.Length);
         Grow(ref _logitRows, rows + tokens.Length);
+        Grow(ref _sequenceIds, s + 1); Grow(ref _phases, s + 1);
         Grow(ref _firstRow, s + 1); Grow(ref _rowCount, s + 1); Grow(ref _tableStart, s + 1); Grow(ref _tableLength, s + 1);
         Grow(ref _tables, tableStart + blockTable.Length);
 
@@ -95,13 +103,14 @@ internal sealed class ForwardBatch
             for (int i = 0; i < tokens.Length; i++) _logitRows[LogitRowCount++] = rows + i;
         else if (logits == LogitsWanted.Last)
             _logitRows[LogitRowCount++] = rows + tokens.Length - 1;
+        _sequenceIds[s] = sequenceId; _phases[s] = phase;
         _firstRow[s] = rows; _rowCount[s] = tokens.Length; _tableStart[s] = tableStart; _tableLength[s] = blockTable.Length;
         Rows = rows + tokens.Length;
         Sequences = s + 1;
         MaxSpan = Math.Max(MaxSpan, end);
     }
 
-    static void Grow(ref int[] array, int length)
+    static void Grow<T>(ref T[] array, int length)
     {
         if (array.Length < length) Array.Resize(ref array, Math.Max(length, array.Length * 2));
     }

@@ -61,6 +61,8 @@ internal sealed class KvCache : IDisposable
 
     public KvStore Store { get; }
     public int ContextLength { get; }
+    /// <summary>The sequence id hooks see for passes over this cache.</summary>
+    public long SequenceId { get; } = SequenceIds.Next();
     /// <summary>0, 1, 2, ...: the sequence owns every block of its store, in order.</summary>
     public int[] BlockTable { get; }
     public long Bytes => Store.IsDisposed ? 0 : Store.Bytes;
@@ -68,4 +70,11 @@ internal sealed class KvCache : IDisposable
     public void ThrowIfDisposed() => Store.ThrowIfDisposed();
     public void Dispose() => Store.Dispose();
     public override string ToString() => $"KV cache ({ContextLength} tokens, {Store.Type})";
+}
+
+/// <summary>Ids of sequences, unique in the process: sessions' and one-off passes' alike, so a hook can tell them apart.</summary>
+internal static class SequenceIds
+{
+    static long _last;
+    public static long Next() => Interlocked.Increment(ref _last);
 }

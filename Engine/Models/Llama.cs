@@ -27,6 +27,8 @@ internal sealed class Llama : IDisposable
     /// <summary>Most tokens one Forward call processes at once; longer prompts are fed in slices.</summary>
     public int MaxBatch { get; }
     public ForwardObserver? Observer { get; set; }
+    /// <summary>The research hooks: read and rewrite intermediates during every pass (see <see cref="ForwardHook"/>).</summary>
+    public ForwardHooks Hooks { get; }
 
     readonly RopeParameters _rope;
     readonly StageActivations[] _stages;
@@ -47,6 +49,8 @@ internal sealed class Llama : IDisposable
             weights.RopeFrequencyFactors?.Values);
         _stages = stages.Select((stage, i) => new StageActivations(stage, config, MaxBatch, computesLogits: i == stages.Count - 1)).ToArray();
         _handOver = stages.Count > 1 ? new float[MaxBatch * config.EmbeddingLength] : [];
+        Hooks = new ForwardHooks(config.LayerCount);
+        _sites = _stages.Select(a => new HookSite(this, a)).ToArray();
     }
 
     /// <summary>Token positions per KV block unless a caller picks otherwise: small enough that a sequence wastes
@@ -105,7 +109,7 @@ internal sealed class Llama : IDisposable
             bool last = done + rows == tokens.Length;
             batch.Clear();
             batch.Add(tokens.Slice(done, rows), start + done, cache.BlockTable,
-                everyRow ? LogitsWanted.Every : last ? LogitsWanted.Last : LogitsWanted.None);
+                everyRow ? LogitsWanted.Every : last ? LogitsWanted.Last : LogitsWanted.None, cache.SequenceId);
             Forward(batch, cache.Store, everyRow ? logits.Slice(done * vocab, rows * vocab) : last ? logits : []);
         }
     }
@@ -159,10 +163,10 @@ internal sealed class Llama : IDisposable
         {
             int rows = Math.Min(MaxBatch, tokens.Length - done);
             batch.Clear();
-            batch.Add(tokens.Slice(done, rows), start + done, cache.BlockTable, LogitsWanted.None);
+            batch.Add(tokens.Slice(done, rows), start + done, cache.BlockTable, LogitsWanted.None, cache.SequenceId);
             Layers(batch, cache.Store);
             a.Backend.RmsNorm(a.X, Weights.OutputNorm, Config.RmsNormEpsilon, rows, a.Norm);
-            Observe(a, "result_norm", -1, a.Norm, rows, width);
+            Site(a, -1, batch)?.Point("result_norm", a.Norm, width);
             a.Backend.Read(a.Norm, 0, hidden.Slice(done * width, rows * width));
         }
     }
@@ -173,7 +177,7 @@ internal sealed class Llama : IDisposable
 
         var first = _stages[0];
         first.Backend.Embed(Weights.TokenEmbedding, batch, first.X);
-        Observe(first, "inp_embd", -1, first.X, rows, width);
+        Site(first, -1, batch)?.Point("inp_embd", first.X, width);
 
         for (int s = 0; s < _stages.Length; s++)
         {
@@ -193,10 +197,12 @@ internal sealed class Llama : IDisposable
         var be = a.Backend;
         var w = Weights.Layers[l];
         int width = c.EmbeddingLength;
+        var hooks = Site(a, l, batch); // null unless a hook or observer is attached: then every hook point is one null check
 
+        hooks?.Point("l_in", a.X, width);
         // Self-attention on the normalized input.
         be.RmsNorm(a.X, w.AttentionNorm, c.RmsNormEpsilon, rows, a.Norm);
-        Observe(a, "attn_norm", l, a.Norm, rows, width);
+        hooks?.Point("attn_norm", a.Norm, width);
         be.MatMul(w.Query, a.Norm, rows, a.Q);
         be.MatMul(w.Key, a.Norm, rows, a.K);
         be.MatMul(w.Value, a.Norm, rows, a.V);
@@ -207,31 +213,35 @@ internal sealed class Llama : IDisposable
         if (w.KeyNorm is not null) be.RmsNorm(a.K, w.KeyNorm, c.RmsNormEpsilon, rows * c.KvHeadCount, a.K);
         be.Rope(a.Q, batch, c.HeadCount, _rope);                 // each row at its own position
         be.Rope(a.K, batch, c.KvHeadCount, _rope);
-        Observe(a, "Qcur", l, a.Q, rows, c.QueryWidth);
-        Observe(a, "Kcur", l, a.K, rows, c.KeyWidth);
-        Observe(a, "Vcur", l, a.V, rows, c.ValueWidth);
+        hooks?.Point("Qcur", a.Q, c.QueryWidth);
+        hooks?.Point("Kcur", a.K, c.KeyWidth);
+        hooks?.Point("Vcur", a.V, c.ValueWidth);
         be.StoreKv(cache, cacheLayer, batch, a.K, a.V);
-        be.Attention(a.Q, cache, cacheLayer, batch, c.HeadCount, c.KvHeadCount, c.HeadDim, c.ValueHeadDim, a.Attention);
-        Observe(a, "kqv_out", l, a.Attention, rows, c.HeadCount * c.ValueHeadDim);
+        if (hooks is not null && hooks.WantsAttentionScores())
+            hooks.AttentionWithScores(cache, cacheLayer);          // the scores formed explicitly, for their hooks
+        else
+            be.Attention(a.Q, cache, cacheLayer, batch, c.HeadCount, c.KvHeadCount, c.HeadDim, c.ValueHeadDim, a.Attention);
+        hooks?.Point("kqv_out", a.Attention, c.HeadCount * c.ValueHeadDim);
         be.MatMul(w.Output, a.Attention, rows, a.Projected);
+        hooks?.Point("attn_out", a.Projected, width);
         be.Add(a.X, a.Projected, rows * width);                  // residual
-        Observe(a, "ffn_inp", l, a.X, rows, width);
+        hooks?.Point("ffn_inp", a.X, width);
 
         // Feed-forward on the normalized residual stream: one SwiGLU, or a mixture of SwiGLU experts.
         be.RmsNorm(a.X, w.FeedForwardNorm, c.RmsNormEpsilon, rows, a.Norm);
-        Observe(a, "ffn_norm", l, a.Norm, rows, width);
-        FeedForward(a, w.FeedForward, l, rows);                  // a.Norm -> a.Projected
-        Observe(a, "ffn_out", l, a.Projected, rows, width);
+        hooks?.Point("ffn_norm", a.Norm, width);
+        FeedForward(a, w.FeedForward, rows, hooks);              // a.Norm -> a.Projected
+        hooks?.Point("ffn_out", a.Projected, width);
         be.Add(a.X, a.Projected, rows * width);                  // residual
-        Observe(a, "l_out", l, a.X, rows, width);
+        hooks?.Point("l_out", a.X, width);
     }
 
-    void FeedForward(StageActivations a, FeedForwardWeights weights, int layer, int rows)
+    static void FeedForward(StageActivations a, FeedForwardWeights weights, int rows, HookSite? hooks)
     {
         switch (weights)
         {
-            case SwiGluWeights dense: a.SwiGlu.Forward(dense, a.Norm, rows, a.Projected); break;
-            case MixtureOfExpertsWeights moe: a.Experts!.Forward(moe, a.Norm, rows, a.Projected, layer, Observer); break;
+            case SwiGluWeights dense: a.SwiGlu.Forward(dense, a.Norm, rows, a.Projected, hooks); break;
+            case MixtureOfExpertsWeights moe: a.Experts!.Forward(moe, a.Norm, rows, a.Projected, hooks); break;
             default: throw new NotSupportedException($"feed-forward {weights.GetType().Name}");
         }
     }
@@ -258,18 +268,23 @@ internal sealed class Llama : IDisposable
         if (!allRows)
             for (int i = 0; i < n; i++) be.Copy(a.X, rows[i] * width, a.Gathered!, i * width, width);
         be.RmsNorm(allRows ? a.X : a.Gathered!, Weights.OutputNorm, c.RmsNormEpsilon, n, a.Norm);
-        Observe(a, "result_norm", -1, a.Norm, n, width);
+        var hooks = Site(a, -1, batch);
+        hooks?.LogitRowsPoint("result_norm", a.Norm, width);
         be.MatMul(Weights.Output, a.Norm, n, a.Logits!);
+        hooks?.LogitRowsPoint("result_output", a.Logits!, c.VocabSize);
         be.Read(a.Logits!, 0, logits);
-        Observe(a, "result_output", -1, a.Logits!, n, c.VocabSize);
     }
 
-    void Observe(StageActivations a, string name, int layer, ActivationBuffer buffer, int rows, int width)
+    readonly HookSite[] _sites;
+
+    /// <summary>The hook site of stage `a` for this layer and batch, or null when no hook and no observer is attached
+    /// (the pass then pays nothing for hook points).</summary>
+    HookSite? Site(StageActivations a, int layer, ForwardBatch batch)
     {
-        if (Observer is null) return;
-        var copy = new float[rows * width];
-        a.Backend.Read(buffer, 0, copy);
-        Observer(name, layer, rows, width, copy);
+        if (Observer is null && Hooks.Table is null) return null;
+        var site = _sites[Array.IndexOf(_stages, a)];
+        site.Begin(layer, batch);
+        return site;
     }
 
     public void Dispose()

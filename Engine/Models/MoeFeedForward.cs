@@ -42,59 +42,63 @@ internal sealed class MoeFeedForward
         _sharedGateLogit = backend.Allocate("ffn_shexp_gate_inp", maxRows);
     }
 
-    /// <summary>output (rows x d_model) = the mixture of experts applied to x (rows x d_model, already normalized).</summary>
-    public void Forward(MixtureOfExpertsWeights w, ActivationBuffer x, int rows, ActivationBuffer output, int layer, ForwardObserver? observer)
+    /// <summary>output (rows x d_model) = the mixture of experts applied to x (rows x d_model, already normalized).
+    /// `hooks` (null for none) sees the router logits before the routing (a change there changes the choice), the routing
+    /// as llama.cpp names it, each slot's expert output and the sum.</summary>
+    public void Forward(MixtureOfExpertsWeights w, ActivationBuffer x, int rows, ActivationBuffer output, HookSite? hooks)
     {
         var be = _backend;
-        int width = _config.EmbeddingLength, slots = rows * _config.ExpertsPerToken, hidden = w.HiddenWidth;
+        int width = _config.EmbeddingLength, k = _config.ExpertsPerToken, slots = rows * k, hidden = w.HiddenWidth;
 
         be.MatMul(w.Router, x, rows, _routerLogits);
+        hooks?.Point("ffn_moe_logits", _routerLogits, _config.ExpertCount);
         be.RouteExperts(_routerLogits, rows, _routing, _probabilities);
-        if (observer is not null) ObserveRouting(observer, layer, rows);
+        if (hooks is not null) ShowRouting(hooks, rows);
 
         be.ExpertMatMul(w.Gate, _routing, x, rows, inputPerSlot: false, _gate);
         be.ExpertMatMul(w.Up, _routing, x, rows, inputPerSlot: false, _up);
         be.SwiGlu(_gate, _up, slots * hidden, _hidden);
         be.ExpertMatMul(w.Down, _routing, _hidden, rows, inputPerSlot: true, _down);
-        Observe(observer, "ffn_moe_down", layer, _down, slots, width);
+        hooks?.Point("ffn_moe_down", _down, k * width);          // a token's k slots are consecutive rows
         be.CombineExperts(_down, _routing, rows, width, output);
-        Observe(observer, "ffn_moe_out", layer, output, rows, width);
+        hooks?.Point("ffn_moe_out", output, width);
 
-        if (w.SharedExpert is { } shared) AddSharedExpert(shared, w.SharedExpertGate!, x, rows, output, layer, observer);
+        if (w.SharedExpert is { } shared) AddSharedExpert(shared, w.SharedExpertGate!, x, rows, output, hooks);
     }
 
     /// <summary>qwen2moe: output += sigmoid(w_gate · x) · SwiGLU_shared(x), for every token.</summary>
-    void AddSharedExpert(SwiGluWeights shared, WeightMatrix gate, ActivationBuffer x, int rows, ActivationBuffer output, int layer, ForwardObserver? observer)
+    void AddSharedExpert(SwiGluWeights shared, WeightMatrix gate, ActivationBuffer x, int rows, ActivationBuffer output, HookSite? hooks)
     {
         int width = _config.EmbeddingLength;
         _backend.MatMul(gate, x, rows, _sharedGateLogit);
         _swiGlu.Forward(shared, x, rows, _sharedOutput);
-        if (observer is not null)
+        if (hooks is not null && hooks.Wants("ffn_shexp_gate"))
         {
             var gates = Read(_sharedGateLogit, rows);
             for (int t = 0; t < rows; t++) gates[t] = 1f / (1f + MathF.Exp(-gates[t]));
-            observer("ffn_shexp_gate", layer, rows, 1, gates);
-            observer("ffn_shexp", layer, rows, width, Read(_sharedOutput, rows * width));
+            hooks.Derived("ffn_shexp_gate", gates, 1);
         }
+        hooks?.Point("ffn_shexp", _sharedOutput, width);
         _backend.AddSigmoidGated(_sharedGateLogit, _sharedOutput, rows, width, output);
     }
 
-    /// <summary>The routing as llama.cpp names it: logits, probabilities, the chosen experts, their weights before
-    /// and after renormalizing. Read back only for an observer.</summary>
-    void ObserveRouting(ForwardObserver observer, int layer, int rows)
+    /// <summary>The routing as llama.cpp names it: probabilities, the chosen experts, their weights before and after
+    /// renormalizing. Read back only when someone looks.</summary>
+    void ShowRouting(HookSite hooks, int rows)
     {
         int experts = _config.ExpertCount, k = _config.ExpertsPerToken;
+        string[] names = ["ffn_moe_probs", "ffn_moe_topk", "ffn_moe_weights", "ffn_moe_weights_norm"];
+        if (!names.Any(hooks.Wants)) return;
         var probabilities = Read(_probabilities, rows * experts);
         var chosen = new int[rows * k];
         var weights = new float[rows * k];
         _backend.ReadRouting(_routing, rows, chosen, weights);
         var rawWeights = new float[rows * k];
         for (int i = 0; i < chosen.Length; i++) rawWeights[i] = probabilities[i / k * experts + chosen[i]];
-        observer("ffn_moe_logits", layer, rows, experts, Read(_routerLogits, rows * experts));
-        observer("ffn_moe_probs", layer, rows, experts, probabilities);
-        observer("ffn_moe_topk", layer, rows, k, chosen.Select(e => (float)e).ToArray());
-        observer("ffn_moe_weights", layer, rows, k, rawWeights);
-        if (_config.NormalizeExpertWeights) observer("ffn_moe_weights_norm", layer, rows, k, weights);
+        hooks.Derived("ffn_moe_probs", probabilities, experts);
+        hooks.Derived("ffn_moe_topk", chosen.Select(e => (float)e).ToArray(), k);
+        hooks.Derived("ffn_moe_weights", rawWeights, k);
+        if (_config.NormalizeExpertWeights) hooks.Derived("ffn_moe_weights_norm", weights, k);
     }
 
     float[] Read(ActivationBuffer buffer, int length)
@@ -102,10 +106,5 @@ internal sealed class MoeFeedForward
         var values = new float[length];
         _backend.Read(buffer, 0, values);
         return values;
-    }
-
-    void Observe(ForwardObserver? observer, string name, int layer, ActivationBuffer buffer, int rows, int width)
-    {
-        if (observer is not null) observer(name, layer, rows, width, Read(buffer, rows * width));
     }
 }

@@ -18,13 +18,17 @@ internal sealed class SwiGluFeedForward
         _hidden = backend.Allocate("ffn_act", maxRows * maxHiddenWidth);
     }
 
-    /// <summary>output (rows x d_model) = the feed-forward of x (rows x d_model).</summary>
-    public void Forward(SwiGluWeights w, ActivationBuffer x, int rows, ActivationBuffer output)
+    /// <summary>output (rows x d_model) = the feed-forward of x (rows x d_model). `hooks` are the hook points of a dense
+    /// layer's feed-forward (ffn_gate, ffn_up, ffn_swiglu); null for none (experts and the shared expert).</summary>
+    public void Forward(SwiGluWeights w, ActivationBuffer x, int rows, ActivationBuffer output, HookSite? hooks = null)
     {
         var be = _backend;
         be.MatMul(w.Gate, x, rows, _gate);
+        hooks?.Point("ffn_gate", _gate, w.HiddenWidth);
         be.MatMul(w.Up, x, rows, _up);
+        hooks?.Point("ffn_up", _up, w.HiddenWidth);
         be.SwiGlu(_gate, _up, rows * w.HiddenWidth, _hidden);
+        hooks?.Point("ffn_swiglu", _hidden, w.HiddenWidth);      // one value per neuron
         be.MatMul(w.Down, _hidden, rows, output);
     }
 }

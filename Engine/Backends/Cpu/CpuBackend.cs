@@ -180,6 +180,24 @@ internal sealed class CpuBackend : IBackend, IResidentWeights
         }
     }
 
+    public unsafe void ReadKv(KvBlockPool pool, int layer, ReadOnlySpan<int> blockTable, int positions, Span<float> keys, Span<float> values)
+    {
+        var kv = CpuKvPool.Usable(pool);
+        var shape = kv.Shape;
+        int bt = shape.BlockTokens;
+        if (keys.Length < positions * shape.KeyWidth || values.Length < positions * shape.ValueWidth || blockTable.Length * (long)bt < positions)
+            throw new ArgumentException($"ReadKv of {positions} positions: the block table or the destinations are too short");
+        fixed (float* k = keys, v = values)
+            for (int position = 0; position < positions; position++)
+            {
+                int block = blockTable[position / bt], offset = position % bt;
+                byte* layerStart = kv.KeysIfAllocated(block, layer);
+                if (layerStart is null) throw new InvalidOperationException($"position {position} was never stored in the KV cache");
+                CpuKvPool.ReadRow(layerStart + offset * kv.KeyRowBytes, shape.Type, 0, shape.KeyWidth, k + (long)position * shape.KeyWidth);
+                CpuKvPool.ReadRow(layerStart + bt * kv.KeyRowBytes + offset * kv.ValueRowBytes, shape.Type, 0, shape.ValueWidth, v + (long)position * shape.ValueWidth);
+            }
+    }
+
     public void ReadRouting(ExpertRouting routing, int rows, Span<int> chosen, Span<float> weights) =>
         ((HostExpertRouting)routing).Read(rows, chosen, weights);
 
