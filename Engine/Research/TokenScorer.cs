@@ -34,7 +34,7 @@ internal sealed class TokenScorer
             bool scored = done >= from;
             int rows = Math.Min(_network.MaxBatch, (scored ? fed : from) - done);
             _batch.Clear();
-            _batch.Add(tokens.Slice(done, rows), done, cache.BlockTable, scored ? LogitsWanted.Every : LogitsWanted.None);
+            _batch.Add(tokens.Slice(done, rows), done, cache.BlockTable, scored ? LogitsWanted.Every : LogitsWanted.None, cache.SequenceId);
             _network.Forward(_batch, cache.Store, scored ? _logits.AsSpan(0, rows * vocab) : []);
             if (scored)
                 for (int r = 0; r < rows; r++)
