@@ -225,7 +225,7 @@ public sealed class HookTests : IDisposable
     [InlineData("l_out.3", 1)]
     [InlineData("blocks.3.hook_resid_post", 1)]
     [InlineData("blocks.*.attn.hook_pattern", 5)]
-    [InlineData("ffn_*.2", 15)]
+    [InlineData("ffn_*.2", 16)]
     [InlineData("hook_embed,ln_final.hook_normalized", 2)]
     [InlineData("l_out.1, kq_soft_max.*", 6)]
     public void Patterns_expand_to_points(string pattern, int count)
