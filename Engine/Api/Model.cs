@@ -508,7 +508,8 @@ public sealed partial class Model : IDisposable
 
     /// <summary>Research hook: receives every named intermediate of each forward pass (llama.cpp's names: "attn_norm",
     /// "Qcur", "kqv_out", "ffn_out", "l_out", "result_norm", "result_output", the MoE routing), as a read-only copy.
-    /// Public on purpose for researchers and teachers; null (the default) costs nothing. Set it while no generation runs.</summary>
+    /// Public on purpose for researchers and teachers; null (the default) costs nothing. Set it while no generation runs.
+    /// To edit values, or to see one sequence's rows with their positions, use <see cref="AddHook"/>.</summary>
     public ForwardObserver? Observer
     {
         get => Network.Observer;
