@@ -17,11 +17,14 @@ namespace Engine.Cli
               chat --model M                            interactive chat with the model's template
               logits --model M (--text T | --tokens "1 2 3") [--all] --out FILE
               tokenize --model M --text T               print token ids and pieces
+              perplexity --model M --file F [--ctx 512] a text's perplexity, as llama-perplexity measures it
+              imatrix --model M --file F [-o F.gguf]    importance matrix for llama-quantize --imatrix, as llama-imatrix
+              trace --model M --text T --hooks P --out F.npz  save intermediates (l_out, kq_soft_max, ...) for numpy/torch
               bench --model M [-p 128] [-n 64] [-r 3]   prompt and generation tokens/s, like llama-bench
               devices                                   list the accelerators --device can use
               serve [--model M ...] [--port 11434]      OpenAI- and Ollama-compatible HTTP server
               template [--template-file F] < case.json  render a Jinja chat template as transformers does
-            run, chat, logits and bench take --device cpu|cuda|opencl|auto (default cpu) and --gpu-layers N|all
+            run, chat, logits, bench, perplexity and imatrix take --device cpu|cuda|opencl|auto (default cpu) and --gpu-layers N|all
             and --no-repack (the CPU backend then reads Q4_K and Q4_0 matrices in place instead of repacking them at load)
             run, chat, logits and serve take llama.cpp's control vectors: --control-vector F, --control-vector-scaled F S
             (both repeatable, summed) and --control-vector-layer-range A B
@@ -44,6 +47,9 @@ namespace Engine.Cli
                     "run" => RunCommand.Run(rest),
                     "logits" => LogitsCommand.Run(rest),
                     "tokenize" => TokenizeCommand.Run(rest),
+                    "perplexity" => PerplexityCommand.Run(rest),
+                    "imatrix" => ImatrixCommand.Run(rest),
+                    "trace" => TraceCommand.Run(rest),
                     "chat" => ChatCommand.Run(rest),
                     "bench" => BenchCommand.Run(rest),
                     "devices" => DevicesCommand.Run(rest),

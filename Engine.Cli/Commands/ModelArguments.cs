@@ -52,6 +52,10 @@ internal static class ModelArguments
         return Model.Load(path, LoadOptions(cl, template) with { Progress = new Progress() });
     }
 
+    /// <summary>The model at --model (or the default) through the public API with options the command built.</summary>
+    public static Model Load(CommandLine cl, bool required, ModelLoadOptions options) =>
+        Model.Load(ModelPath(cl, required), options with { Progress = new Progress() });
+
     /// <summary>What a model is loaded with: --device, --gpu-layers, --threads, --no-repack, --ctx, --kv-type,
     /// --kv-budget, --parallel (and the template override, checked by the caller).</summary>
     public static ModelLoadOptions LoadOptions(CommandLine cl, string? template) => new()

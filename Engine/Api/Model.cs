@@ -22,7 +22,7 @@ namespace Engine;
 /// model's turn, so they may be used from several threads (they run one step at a time). Disposing the model disposes
 /// its sessions and returns all of its memory, CPU and GPU.
 /// </summary>
-public sealed class Model : IDisposable
+public sealed partial class Model : IDisposable
 {
     readonly LoadedModel _loaded;
     // One thread runs every forward pass: the sessions' steps batched together, and the passes that need the model to
@@ -512,7 +512,8 @@ public sealed class Model : IDisposable
 
     /// <summary>Research hook: receives every named intermediate of each forward pass (llama.cpp's names: "attn_norm",
     /// "Qcur", "kqv_out", "ffn_out", "l_out", "result_norm", "result_output", the MoE routing), as a read-only copy.
-    /// Public on purpose for researchers and teachers; null (the default) costs nothing. Set it while no generation runs.</summary>
+    /// Public on purpose for researchers and teachers; null (the default) costs nothing. Set it while no generation runs.
+    /// To edit values, or to see one sequence's rows with their positions, use <see cref="AddHook"/>.</summary>
     public ForwardObserver? Observer
     {
         get => Network.Observer;
@@ -533,7 +534,7 @@ public sealed class Model : IDisposable
     /// or TransformerLens's names (<c>blocks.3.hook_resid_post</c>, <c>blocks.*.attn.hook_pattern</c>, <c>hook_embed</c>).
     /// A hook on kq or kq_soft_max makes its layer form the attention scores explicitly (slower, and equal to the fast
     /// path within float rounding). Registering or removing a hook empties the prefix cache, so no prompt reuses keys
-    /// computed under other hooks. With no hook registered a pass costs what it did without them.</para>
+    /// computed under other hooks (a session's own hooks keep that session's blocks out of the prefix cache instead). With no hook registered a pass costs what it did without them.</para>
     /// </summary>
     /// <param name="points">Which hook points, e.g. <c>"l_out.3"</c>, <c>"kq_soft_max,l_out"</c>, <c>"blocks.*.hook_z"</c>.</param>
     /// <param name="hook">Called with each intermediate; may change the values in place.</param>

@@ -21,6 +21,9 @@ internal sealed class KvSequence(int contextLength)
     public int Computed;
     /// <summary>The id hooks see for this sequence (a session's <see cref="Session.Id"/>).</summary>
     public long Id { get; } = Engine.Models.SequenceIds.Next();
+    /// <summary>Set once the sequence has run with hooks of its own: its keys and values may have been edited, so its
+    /// blocks are neither published to nor taken from the prefix cache from then on.</summary>
+    public bool Unshared;
     /// <summary>Most tokens the sequence may hold.</summary>
     public int ContextLength { get; } = contextLength;
     /// <summary>The generation running on it, if any.</summary>
@@ -30,10 +33,6 @@ internal sealed class KvSequence(int contextLength)
     /// <summary>True when the last token is one a generation yielded and the model has not been shown yet as input (it
     /// is read first thing by the next generation): the session's visible tokens stop before it.</summary>
     public bool EndsWithYielded;
-    /// <summary>Set once it computes under hooks of its own (a session's hook, such as a session's control vector), until
-    /// its blocks are all released: what its blocks hold depends on those hooks, so none is offered to other sequences
-    /// through the prefix cache, and it takes none from there either.</summary>
-    public bool Private;
     /// <summary>The step it last ran in: idle sequences are preempted least recently used first.</summary>
     public long LastStep;
 

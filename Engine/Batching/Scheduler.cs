@@ -311,6 +311,7 @@ internal sealed class Scheduler : IDisposable
     void Add(GenerationJob job, int count)
     {
         var sequence = job.Sequence;
+        if (_network.Hooks.HasHooksFor(sequence.Id)) sequence.Unshared = true;
         int from = sequence.Computed;
         bool last = from + count == sequence.Tokens.Count;
         _batch.Add(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(sequence.Tokens).Slice(from, count), from,
@@ -335,7 +336,7 @@ internal sealed class Scheduler : IDisposable
     /// last token to compute (its logits are needed).</summary>
     void MatchPrefix(KvSequence sequence)
     {
-        if (IsPrivate(sequence)) return;
+        if (sequence.Unshared || _network.Hooks.HasHooksFor(sequence.Id)) return;
         int bt = _store.BlockTokens;
         while (sequence.Computed % bt == 0 && sequence.Blocks.Count == sequence.Computed / bt && sequence.Computed + bt <= sequence.Tokens.Count - 1)
         {
@@ -424,7 +425,7 @@ internal sealed class Scheduler : IDisposable
     /// <summary>Names the sequence's newly completed blocks, so other sequences can reuse them.</summary>
     void Publish(KvSequence sequence)
     {
-        if (IsPrivate(sequence)) return;
+        if (sequence.Unshared) return;
         int bt = _store.BlockTokens;
         while ((sequence.Names.Count + 1) * bt <= sequence.Computed)
         {
@@ -579,16 +580,12 @@ internal sealed class Scheduler : IDisposable
         if (sequence.Blocks.Count == 0) _holding.Remove(sequence);
     }
 
-    /// <summary>True when the sequence computes, or has computed into the blocks it holds, under hooks of its own.</summary>
-    bool IsPrivate(KvSequence sequence) => sequence.Private |= _network.Hooks.HasHooksFor(sequence.Id);
-
     void ReleaseAll(KvSequence sequence)
     {
         foreach (var block in sequence.Blocks) _blocks.Release(block);
         sequence.Blocks.Clear();
         sequence.Names.Clear();
         sequence.Computed = 0;
-        sequence.Private = false;
         _holding.Remove(sequence);
     }
 

@@ -19,8 +19,8 @@ internal sealed class ForwardHooks(int layerCount)
     /// <summary>The hooks of each (point, layer) in registration order; null while none is registered.</summary>
     public Dictionary<(string, int), Entry[]>? Table => Volatile.Read(ref _table);
 
-    /// <summary>Changes with every registration and removal (the scheduler forgets cached prompt blocks computed under
-    /// other hooks).</summary>
+    /// <summary>Changes with every registration and removal of a hook for every sequence (the scheduler then forgets the
+    /// cached prompt blocks, computed under other hooks).</summary>
     public long Version => Interlocked.Read(ref _version);
 
     /// <summary>Registers `hook` at the points `pattern` picks (<see cref="HookPoints.Expand"/>), for one sequence or all.
@@ -33,7 +33,7 @@ internal sealed class ForwardHooks(int layerCount)
         lock (_gate)
         {
             _registered.Add((points, entry));
-            Publish();
+            Publish(entry);
         }
         return new Registration(this, entry);
     }
@@ -42,11 +42,11 @@ internal sealed class ForwardHooks(int layerCount)
     {
         lock (_gate)
         {
-            if (_registered.RemoveAll(r => ReferenceEquals(r.Entry, entry)) > 0) Publish();
+            if (_registered.RemoveAll(r => ReferenceEquals(r.Entry, entry)) > 0) Publish(entry);
         }
     }
 
-    void Publish()
+    void Publish(Entry changed)
     {
         Dictionary<(string, int), Entry[]>? table = null;
         if (_registered.Count > 0)
@@ -60,13 +60,13 @@ internal sealed class ForwardHooks(int layerCount)
                 }
             table = lists.ToDictionary(p => p.Key, p => p.Value.ToArray());
         }
-        Volatile.Write(ref _sequences, [.. _registered.Where(r => r.Entry.Sequence is not null).Select(r => r.Entry.Sequence!.Value)]);
+        Volatile.Write(ref _sequences, _registered.Where(r => r.Entry.Sequence is not null).Select(r => r.Entry.Sequence!.Value).ToHashSet());
         Volatile.Write(ref _table, table);
-        Interlocked.Increment(ref _version);
+        if (changed.Sequence is null) Interlocked.Increment(ref _version);
     }
 
-    /// <summary>True when a hook is registered for `sequence` alone (a session's hook): what that sequence computes may
-    /// differ from what any other sequence computes for the same tokens.</summary>
+    /// <summary>True when a hook is registered for `sequence` alone: its keys and values are its own, not to be shared
+    /// through the prefix cache.</summary>
     public bool HasHooksFor(long sequence) => Volatile.Read(ref _sequences).Contains(sequence);
 
     /// <summary>True when a hook is registered at `name` of `layer` (for any sequence).</summary>

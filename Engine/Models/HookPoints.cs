@@ -23,7 +23,7 @@ internal static class HookPoints
     [
         "l_in", "attn_norm", "Qcur", "Kcur", "Vcur", "kq", "kq_soft_max", "kqv_out", "attn_out", "ffn_inp", "ffn_norm",
         "ffn_gate", "ffn_up", "ffn_swiglu",
-        "ffn_moe_logits", "ffn_moe_probs", "ffn_moe_topk", "ffn_moe_weights", "ffn_moe_weights_norm", "ffn_moe_down", "ffn_moe_out",
+        "ffn_moe_logits", "ffn_moe_probs", "ffn_moe_topk", "ffn_moe_weights", "ffn_moe_weights_norm", "ffn_moe_swiglu", "ffn_moe_down", "ffn_moe_out",
         "ffn_shexp_gate", "ffn_shexp",
         "ffn_out", "l_out",
     ];

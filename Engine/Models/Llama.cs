@@ -143,6 +143,65 @@ internal sealed class Llama : IDisposable
         if (batch.LogitRowCount > 0) Logits(batch, logits);
     }
 
+    /// <summary>Runs several sequences from position 0 in shared steps (up to MaxBatch rows each, whole sequences' rows
+    /// side by side), each in its own blocks of `store` (tables[i], covering its length), as sequence ids[i] for hooks.
+    /// logits[i], when given, receives every position's logits of sequence i (its length x vocab).</summary>
+    public void ForwardSequences(IReadOnlyList<int[]> sequences, IReadOnlyList<long> ids, KvStore store, IReadOnlyList<int[]> tables, float[][]? logits)
+    {
+        int vocab = Config.VocabSize;
+        var done = new int[sequences.Count];
+        var batch = new ForwardBatch(store.BlockTokens);
+        var stepLogits = logits is null ? [] : new float[MaxBatch * vocab];
+        var owners = new List<(int Sequence, int First, int Rows)>();
+        while (true)
+        {
+            batch.Clear();
+            owners.Clear();
+            int budget = MaxBatch;
+            for (int i = 0; i < sequences.Count && budget > 0; i++)
+            {
+                int rows = Math.Min(sequences[i].Length - done[i], budget);
+                if (rows <= 0) continue;
+                batch.Add(sequences[i].AsSpan(done[i], rows), done[i], tables[i], logits is null ? LogitsWanted.None : LogitsWanted.Every, ids[i]);
+                owners.Add((i, done[i], rows));
+                done[i] += rows;
+                budget -= rows;
+            }
+            if (batch.Rows == 0) return;
+            if (logits is null) Layers(batch, store);
+            else
+            {
+                Forward(batch, store, stepLogits.AsSpan(0, batch.LogitRowCount * vocab));
+                int row = 0;
+                foreach (var (sequence, first, rows) in owners)
+                {
+                    stepLogits.AsSpan(row * vocab, rows * vocab).CopyTo(logits[sequence].AsSpan(first * vocab));
+                    row += rows;
+                }
+            }
+        }
+    }
+
+    /// <summary>logits = W_out · norm(h) for hidden states of any layer (rows x d_model): the logit lens. The same
+    /// operations as the model's own logits, in slices of MaxBatch rows.</summary>
+    public void ProjectToVocabulary(ReadOnlySpan<float> hidden, Span<float> logits)
+    {
+        var c = Config;
+        var a = _stages[^1];
+        var be = a.Backend;
+        int width = c.EmbeddingLength, vocab = c.VocabSize, total = hidden.Length / width;
+        if (hidden.Length % width != 0 || logits.Length != total * vocab)
+            throw new ArgumentException($"hidden must be rows x {width} and logits rows x {vocab}");
+        for (int done = 0; done < total; done += MaxBatch)
+        {
+            int rows = Math.Min(MaxBatch, total - done);
+            be.Write(a.Gathered!, 0, hidden.Slice(done * width, rows * width));
+            be.RmsNorm(a.Gathered!, Weights.OutputNorm, c.RmsNormEpsilon, rows, a.Norm);
+            be.MatMul(Weights.Output, a.Norm, rows, a.Logits!);
+            be.Read(a.Logits!, 0, logits.Slice(done * vocab, rows * vocab));
+        }
+    }
+
     /// <summary>Feeds tokens at positions [start, start + tokens.Length) and writes every token's final hidden state,
     /// after the output norm and before the output projection (llama.cpp's embedding mode): hidden is
     /// tokens.Length x d_model.</summary>

@@ -58,6 +58,7 @@ internal sealed class MoeFeedForward
         be.ExpertMatMul(w.Gate, _routing, x, rows, inputPerSlot: false, _gate);
         be.ExpertMatMul(w.Up, _routing, x, rows, inputPerSlot: false, _up);
         be.SwiGlu(_gate, _up, slots * hidden, _hidden);
+        hooks?.Point("ffn_moe_swiglu", _hidden, k * hidden);     // each slot's down-projection input (imatrix reads it)
         be.ExpertMatMul(w.Down, _routing, _hidden, rows, inputPerSlot: true, _down);
         hooks?.Point("ffn_moe_down", _down, k * width);          // a token's k slots are consecutive rows
         be.CombineExperts(_down, _routing, rows, width, output);
