@@ -10,6 +10,7 @@ public static class ChatCommand
                            [--ctx N] [--kv-type T] [--kv-budget S] [--parallel N] [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--seed S] [--threads N] [--device D] [--gpu-layers N]
         Type a message and press Enter; /reset starts over, /exit (or end of input) quits.
         The model's own chat template (Jinja) renders the conversation, unless one of these replaces it:
+
         """ + ModelArguments.TemplateHelp + ModelArguments.GrammarHelp + ModelArguments.ControlVectorHelp + ModelArguments.KvHelp;
 
     public static int Run(string[] args)

@@ -78,6 +78,7 @@ internal static class ModelArguments
           --control-vector F                  add a llama.cpp control vector to the model's layer outputs (repeatable)
           --control-vector-scaled F S         the same, its directions multiplied by S (repeatable; all are summed)
           --control-vector-layer-range A B    steer layers A to B only, both included (default: every layer)
+
         """;
 
     /// <summary>--control-vector F and --control-vector-scaled F S (each repeatable; the files are summed in the order
@@ -142,6 +143,7 @@ internal static class ModelArguments
     public const string TemplateHelp = """
           --chat-template-file F   a Jinja chat template to run instead of the model's own
           --template NAME          a built-in format instead: chatml, qwen2, qwen3, llama3, llama2, deepseek-r1, deepseek-v3
+
         """;
 
     /// <summary>The KV-cache options, as the help texts list them.</summary>
@@ -150,6 +152,7 @@ internal static class ModelArguments
           --kv-type T     f16 (default, as llama.cpp), f32 (exact) or q8_0 (half of f16's memory)
           --kv-budget S   KV cache shared by all sequences, e.g. 4GiB (default: --parallel full contexts, capped by free memory)
           --parallel N    sequences of the full context the default KV cache is sized for (default 4)
+
         """;
 
     /// <summary>--kv-type f16|f32|q8_0 (default f16, as llama.cpp).</summary>
@@ -222,6 +225,7 @@ internal static class ModelArguments
     public const string GrammarHelp = """
           --grammar-file F         a GBNF grammar (llama.cpp's) the output must match (--grammar TEXT inline)
           --json-schema-file F     a JSON Schema the output must be valid for (--json-schema TEXT inline)
+
         """;
 
     /// <summary>--gpu-layers N|all: how many of the first layers run on the device (default all; with --device auto,

@@ -14,6 +14,7 @@ public static class RunCommand
         --device: cpu (default), cuda, opencl, auto (a GPU when usable, else the CPU) or ilgpu-cpu (GPU code on the CPU, slow).
         --gpu-layers: the first N layers (and the embedding) on the device, the rest and the output on the CPU,
           for models larger than the card (default all; --device auto picks as many as fit).
+
         """ + ModelArguments.GrammarHelp + ModelArguments.ControlVectorHelp + ModelArguments.KvHelp;
 
     public static int Run(string[] args)
