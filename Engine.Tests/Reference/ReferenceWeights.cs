@@ -1,5 +1,6 @@
 using Engine.Formats;
 using Engine.Formats.Gguf;
+using Engine.Formats.Safetensors;
 using Engine.Quantization;
 
 namespace Engine.Tests.Reference;
@@ -171,6 +172,51 @@ internal sealed record ReferenceWeights(ReferenceConfig Config, Matrix Embedding
         var embedding = M("token_embd.weight");
         // No output.weight: the output projection is the embedding itself (tied).
         return new ReferenceWeights(c, embedding, layers, V("output_norm.weight"), OptionalM("output.weight") ?? embedding);
+    }
+
+    /// <summary>A Hugging Face folder (config.json + model.safetensors) of a Llama, Qwen2, Qwen3 or Qwen3-MoE model: the
+    /// same computation under Hugging Face's names, with its rotate-half (NeoX) RoPE for every architecture, since
+    /// Hugging Face keeps q and k rows in that order (llama.cpp's converter permutes llama's into adjacent pairs).</summary>
+    public static ReferenceWeights LoadHuggingFace(string folder)
+    {
+        using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(folder, "config.json")));
+        var h = json.RootElement;
+        int Int(string key, int fallback = -1) => h.TryGetProperty(key, out var v) ? v.GetInt32() : fallback >= 0 ? fallback : throw new InvalidDataException($"{folder}: config.json has no {key}");
+        string type = h.GetProperty("model_type").GetString()!;
+        int dim = Int("hidden_size"), heads = Int("num_attention_heads"), headDim = Int("head_dim", dim / heads), experts = Int("num_experts", 0);
+        var c = new ReferenceConfig(
+            Architecture: type, Dim: dim, Layers: Int("num_hidden_layers"), Heads: heads, KvHeads: Int("num_key_value_heads", heads),
+            HeadDim: headDim, ValueHeadDim: headDim, FeedForward: Int("intermediate_size"), Vocab: Int("vocab_size"),
+            RmsEpsilon: h.GetProperty("rms_norm_eps").GetDouble(),
+            RopeBase: h.TryGetProperty("rope_theta", out var theta) ? theta.GetDouble() : 10000,
+            RopeDims: headDim, NeoxRope: true,
+            Experts: experts, ExpertsUsed: Int("num_experts_per_tok", 0), ExpertFeedForward: Int("moe_intermediate_size", 0),
+            SharedExpertFeedForward: 0, NormalizeExpertWeights: h.TryGetProperty("norm_topk_prob", out var norm) && norm.GetBoolean());
+
+        using var file = SafetensorsModel.Open(folder);
+        Matrix M(string name) => ReadMatrix(file.GetView(name));
+        double[] V(string name) => Decode(file.GetView(name));
+        double[]? OptionalV(string name) => file.Contains(name) ? V(name) : null;
+        ReferenceSwiGlu SwiGlu(string prefix) => new(M(prefix + "gate_proj.weight"), M(prefix + "up_proj.weight"), M(prefix + "down_proj.weight"));
+
+        var layers = new ReferenceLayer[c.Layers];
+        for (int l = 0; l < c.Layers; l++)
+        {
+            string p = $"model.layers.{l}.";
+            var moe = experts == 0 ? null : new ReferenceExperts(M(p + "mlp.gate.weight"),
+                Enumerable.Range(0, experts).Select(e => SwiGlu($"{p}mlp.experts.{e}.")).ToArray(), null, null);
+            layers[l] = new ReferenceLayer(
+                V(p + "input_layernorm.weight"),
+                M(p + "self_attn.q_proj.weight"), M(p + "self_attn.k_proj.weight"), M(p + "self_attn.v_proj.weight"),
+                OptionalV(p + "self_attn.q_proj.bias"), OptionalV(p + "self_attn.k_proj.bias"), OptionalV(p + "self_attn.v_proj.bias"),
+                OptionalV(p + "self_attn.q_norm.weight"), OptionalV(p + "self_attn.k_norm.weight"),
+                M(p + "self_attn.o_proj.weight"),
+                V(p + "post_attention_layernorm.weight"),
+                experts == 0 ? SwiGlu(p + "mlp.") : null,
+                moe);
+        }
+        var embedding = M("model.embed_tokens.weight");
+        return new ReferenceWeights(c, embedding, layers, V("model.norm.weight"), file.Contains("lm_head.weight") ? M("lm_head.weight") : embedding);
     }
 
     /// <summary>A GGUF matrix [ne0 = inputs, ne1 = outputs]: ne1 rows of ne0 values (a 1-D tensor is one row: qwen2moe's
