@@ -37,15 +37,16 @@ internal static class PullCommand
     static void Pull(ModelStore store, HubClient hub, ModelName name, string revision)
     {
         var files = Select(hub.ListFiles(name.Repository, revision), name);
+        // Every name the hub sent is checked before anything is written.
+        var targets = files.Select(f => store.FileOf(name, f.Path)).ToList();
         var folder = store.FolderOf(name);
         bool existed = Directory.Exists(folder);
         var before = store.Manifest(name);
         Directory.CreateDirectory(folder);
         try
         {
-            foreach (var file in files)
+            foreach (var (file, target) in files.Zip(targets))
             {
-                var target = store.FileOf(name, file.Path);
                 var known = before?.Files.FirstOrDefault(f => f.Path == file.Path);
                 // A file verified by an earlier pull of the same content is kept.
                 if (File.Exists(target) && known is not null && known.Size == file.Size && known.Sha256 == file.Sha256)

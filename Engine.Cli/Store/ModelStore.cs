@@ -73,7 +73,7 @@ internal sealed class ModelStore
 {
     public const string ManifestFile = "manifest.json";
     static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
-    // A file name from the hub's listing, kept as the last path segment only.
+    // One segment of a file path from the hub's listing.
     static readonly Regex FileName = new("^[A-Za-z0-9_][A-Za-z0-9._+-]{0,254}$", RegexOptions.CultureInvariant);
 
     public string Root { get; }
@@ -93,14 +93,14 @@ internal sealed class ModelStore
 
     public string FolderOf(ModelName name) => Inside(Path.Combine(Root, name.Owner, name.Repo, name.Tag));
 
-    /// <summary>Where a file the hub lists is stored for <paramref name="name"/>: its last path segment, which must be a
-    /// plain file name.</summary>
+    /// <summary>Where a file the hub lists is stored for <paramref name="name"/>: its last path segment. Every segment must
+    /// be a plain name, since the path also goes into the download address.</summary>
     public string FileOf(ModelName name, string hubPath)
     {
-        var fileName = hubPath[(hubPath.LastIndexOf('/') + 1)..];
-        if (!FileName.IsMatch(fileName) || fileName.Contains(".."))
+        var segments = hubPath.Split('/');
+        if (segments.Any(s => !FileName.IsMatch(s) || s.Contains("..")))
             throw new StoreException($"the hub listed a file named '{hubPath}', which is not a plain file name; refusing to write it");
-        return Inside(Path.Combine(FolderOf(name), fileName));
+        return Inside(Path.Combine(FolderOf(name), segments[^1]));
     }
 
     string Inside(string path)
