@@ -187,4 +187,35 @@ public sealed class PullCliTests : IDisposable
         _hub.Requests.Should().NotContain(q => q.Path.Contains("/resolve/"));
         Directory.Exists(_store).Should().BeFalse();
     }
+
+    [Fact]
+    public void A_part_file_left_by_an_earlier_pull_is_resumed()
+    {
+        var content = Bytes(200_000, 30);
+        _hub.Add("acme/resume-GGUF", new FakeHub.RepoFile("r-Q8_0.gguf", content));
+        var folder = Directory.CreateDirectory(Path.Combine(_store, "acme", "resume-GGUF", "Q8_0")).FullName;
+        File.WriteAllBytes(Path.Combine(folder, "r-Q8_0.gguf.part"), content[..123_456]);
+
+        var pull = Engine("pull", "acme/resume-GGUF:Q8_0");
+        pull.ExitCode.Should().Be(0, pull.Stderr);
+        _hub.Requests.Where(r => r.Path.Contains("/resolve/")).Select(r => r.Range).Should().Equal("bytes=123456-");
+        File.ReadAllBytes(Path.Combine(folder, "r-Q8_0.gguf")).Should().Equal(content);
+    }
+
+    [Fact]
+    public void Run_accepts_a_pulled_name()
+    {
+        var stories = Path.Combine(TestPaths.RepoRoot, "models", "stories260K.gguf");
+        _hub.Add("acme/stories-GGUF", new FakeHub.RepoFile("stories260K-F32.gguf", File.ReadAllBytes(stories)));
+        Engine("pull", "acme/stories-GGUF:F32").ExitCode.Should().Be(0);
+
+        var pulled = Engine("run", "Once upon a time", "--model", "acme/stories-GGUF:F32", "-n", "8", "--temperature", "0");
+        var direct = Engine("run", "Once upon a time", "--model", stories, "-n", "8", "--temperature", "0");
+        pulled.ExitCode.Should().Be(0, pulled.Stderr);
+        pulled.Stdout.Should().NotBeEmpty().And.Be(direct.Stdout);
+
+        var absent = Engine("run", "Once", "--model", "acme/stories-GGUF:Q2_K", "-n", "1");
+        absent.ExitCode.Should().Be(2);
+        absent.Stderr.Should().Contain("engine pull acme/stories-GGUF:Q2_K");
+    }
 }
