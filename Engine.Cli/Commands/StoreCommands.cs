@@ -9,11 +9,13 @@ namespace Engine.Cli.Commands;
 internal static class PullCommand
 {
     const string Help = """
-        usage: engine pull OWNER/REPO[:QUANT] [--revision main]
+        usage: engine pull [modelscope:]OWNER/REPO[:QUANT] [--revision R]
           downloads the GGUF whose name carries QUANT (default Q4_K_M, else the repository's first GGUF), all parts of a
           split GGUF, or, when the repository has no GGUF, its top-level files (safetensors, config, tokenizer)
           into the model store (ENGINE_MODELS, default ~/.cache/engine/models); an interrupted pull resumes.
-          HF_ENDPOINT sets the hub (default https://huggingface.co), HF_TOKEN the access token for gated or private repositories.
+          HF_ENDPOINT sets the hub (default https://huggingface.co), HF_TOKEN the access token for gated or private repositories;
+          the modelscope: prefix pulls from ModelScope instead (MODELSCOPE_ENDPOINT, default https://modelscope.cn; public repositories).
+          --revision defaults to the hub's default branch: main on Hugging Face, master on ModelScope.
         """;
 
     const string DefaultQuant = "Q4_K_M";
@@ -23,13 +25,14 @@ internal static class PullCommand
     {
         var cl = new CommandLine(args, ModelArguments.Flags);
         if (cl.Has("help") || cl.Has("h")) { Console.WriteLine(Help); return 0; }
-        var revision = cl.String("revision") ?? "main";
+        var revision = cl.String("revision");
         cl.RejectUnknown();
         if (cl.Positionals.Count != 1) throw new UsageException("pull takes one model name, OWNER/REPO or OWNER/REPO:QUANT");
         var name = ModelName.Parse(cl.Positionals[0]);
-        HubClient.CheckRevision(revision);
         var store = ModelStore.Default();
-        var hub = HubClient.FromEnvironment(Console.Error);
+        var hub = HubClient.FromEnvironment(Console.Error, name.ModelScope);
+        revision ??= hub.DefaultRevision;
+        HubClient.CheckRevision(revision);
         Pull(store, hub, name, revision);
         return 0;
     }

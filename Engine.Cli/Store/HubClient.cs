@@ -13,10 +13,10 @@ namespace Engine.Cli.Store;
 /// file, else the git blob id of the small file).</summary>
 internal sealed record HubFile(string Path, long Size, string? Sha256, string? GitBlobId);
 
-/// <summary>Reads a Hugging Face repository's file list and downloads files into the store: to a .part file first,
+/// <summary>Reads a Hugging Face (or ModelScope) repository's file list and downloads files into the store: to a .part file first,
 /// resumed with a range request when the connection drops (or on the next pull), renamed into place only after its size
 /// and hash match what the hub published.</summary>
-internal sealed class HubClient(HttpClient http, string endpoint, TextWriter log)
+internal sealed class HubClient(HttpClient http, string endpoint, TextWriter log, bool modelScope = false)
 {
     const int Attempts = 5;
     static readonly TimeSpan StallTimeout = TimeSpan.FromSeconds(60);
@@ -25,18 +25,23 @@ internal sealed class HubClient(HttpClient http, string endpoint, TextWriter log
 
     public string Endpoint { get; } = endpoint.TrimEnd('/');
 
-    /// <summary>HF_ENDPOINT (default https://huggingface.co) and HF_TOKEN as a bearer token when set.</summary>
-    public static HubClient FromEnvironment(TextWriter log)
+    /// <summary>The revision a pull without --revision takes: the hub's default branch.</summary>
+    public string DefaultRevision => modelScope ? "master" : "main";
+
+    /// <summary>Hugging Face: HF_ENDPOINT (default https://huggingface.co) and HF_TOKEN as a bearer token when set.
+    /// ModelScope: MODELSCOPE_ENDPOINT (default https://modelscope.cn), public repositories.</summary>
+    public static HubClient FromEnvironment(TextWriter log, bool modelScope)
     {
-        var endpoint = Environment.GetEnvironmentVariable("HF_ENDPOINT");
-        if (string.IsNullOrEmpty(endpoint)) endpoint = "https://huggingface.co";
+        var variable = modelScope ? "MODELSCOPE_ENDPOINT" : "HF_ENDPOINT";
+        var endpoint = Environment.GetEnvironmentVariable(variable);
+        if (string.IsNullOrEmpty(endpoint)) endpoint = modelScope ? "https://modelscope.cn" : "https://huggingface.co";
         if (!Uri.TryCreate(endpoint, UriKind.Absolute, out var uri) || (uri.Scheme != "https" && uri.Scheme != "http"))
-            throw new StoreException($"HF_ENDPOINT '{endpoint}' is not an http(s) address");
+            throw new StoreException($"{variable} '{endpoint}' is not an http(s) address");
         var http = new HttpClient { Timeout = Timeout.InfiniteTimeSpan };
         http.DefaultRequestHeaders.UserAgent.Add(new ProductInfoHeaderValue("engine", "1"));
         var token = Environment.GetEnvironmentVariable("HF_TOKEN");
-        if (!string.IsNullOrEmpty(token)) http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
-        return new HubClient(http, endpoint, log);
+        if (!modelScope && !string.IsNullOrEmpty(token)) http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        return new HubClient(http, endpoint, log, modelScope);
     }
 
     public static void CheckRevision(string revision)
@@ -48,6 +53,7 @@ internal sealed class HubClient(HttpClient http, string endpoint, TextWriter log
     /// <summary>Every file of the repository at <paramref name="revision"/>, following the listing's pages.</summary>
     public List<HubFile> ListFiles(string repository, string revision)
     {
+        if (modelScope) return ListModelScopeFiles(repository, revision);
         var files = new List<HubFile>();
         string? url = $"{Endpoint}/api/models/{repository}/tree/{Uri.EscapeDataString(revision)}?recursive=true";
         for (int page = 0; url is not null; page++)
@@ -66,12 +72,42 @@ internal sealed class HubClient(HttpClient http, string endpoint, TextWriter log
         return files;
     }
 
+    /// <summary>ModelScope's listing: {"Code": 200, "Data": {"Files": [{"Type": "blob", "Path", "Size", "Sha256"}]}}, one
+    /// page with Recursive=true.</summary>
+    List<HubFile> ListModelScopeFiles(string repository, string revision)
+    {
+        var url = $"{Endpoint}/api/v1/models/{repository}/repo/files?Revision={Uri.EscapeDataString(revision)}&Recursive=true";
+        using var response = Send(HttpMethod.Get, url, null);
+        Check(response, repository, revision, null);
+        using var document = JsonDocument.Parse(response.Content.ReadAsStream());
+        if (!document.RootElement.TryGetProperty("Data", out var data) || data.ValueKind != JsonValueKind.Object
+            || !data.TryGetProperty("Files", out var list) || list.ValueKind != JsonValueKind.Array)
+            throw new StoreException($"{url} did not answer a file list (Data.Files): {Truncate(document.RootElement.GetRawText())}");
+        var files = new List<HubFile>();
+        foreach (var entry in list.EnumerateArray())
+        {
+            if (!entry.TryGetProperty("Type", out var type) || type.GetString() != "blob") continue;
+            if (!entry.TryGetProperty("Path", out var path) || path.ValueKind != JsonValueKind.String
+                || !entry.TryGetProperty("Size", out var size) || !size.TryGetInt64(out var bytes) || bytes < 0)
+                throw new StoreException($"{url} listed a file without a path or size: {Truncate(entry.GetRawText())}");
+            var sha256 = entry.TryGetProperty("Sha256", out var sha) && sha.ValueKind == JsonValueKind.String && sha.GetString()!.Length == 64 ? sha.GetString() : null;
+            files.Add(new HubFile(path.GetString()!, bytes, sha256, null));
+        }
+        return files;
+    }
+
+    static string Truncate(string text) => text.Length <= 200 ? text : text[..200] + "...";
+
+    string DownloadUrl(string repository, string revision, string path) => modelScope
+        ? $"{Endpoint}/api/v1/models/{repository}/repo?Revision={Uri.EscapeDataString(revision)}&FilePath={Uri.EscapeDataString(path)}"
+        : $"{Endpoint}/{repository}/resolve/{Uri.EscapeDataString(revision)}/{string.Join('/', path.Split('/').Select(Uri.EscapeDataString))}";
+
     /// <summary>Downloads <paramref name="file"/> to <paramref name="target"/> through <paramref name="target"/>.part,
     /// resuming what an earlier try left there. A file whose hash does not match is deleted and reported.</summary>
     public void Download(string repository, string revision, HubFile file, string target)
     {
         var part = target + ".part";
-        var url = $"{Endpoint}/{repository}/resolve/{Uri.EscapeDataString(revision)}/{string.Join('/', file.Path.Split('/').Select(Uri.EscapeDataString))}";
+        var url = DownloadUrl(repository, revision, file.Path);
         using var hash = new FileHash(file);
         long have = File.Exists(part) ? new FileInfo(part).Length : 0;
         if (have > file.Size) { File.Delete(part); have = 0; }
@@ -151,12 +187,14 @@ internal sealed class HubClient(HttpClient http, string endpoint, TextWriter log
     }
 
     /// <summary>Turns the hub's refusals into messages that say what to do.</summary>
-    static void Check(HttpResponseMessage response, string repository, string revision, string? path)
+    void Check(HttpResponseMessage response, string repository, string revision, string? path)
     {
         if (response.IsSuccessStatusCode) return;
         var code = response.Headers.TryGetValues("X-Error-Code", out var codes) ? codes.FirstOrDefault() : null;
         var what = path is null ? $"repository {repository} at revision {revision}" : $"{path} in {repository} at revision {revision}";
         bool hasToken = !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("HF_TOKEN"));
+        if (modelScope && response.StatusCode is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden)
+            throw new StoreException($"ModelScope refused access to {what} ({(int)response.StatusCode}): pull supports its public repositories only");
         throw response.StatusCode switch
         {
             HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden => new StoreException(

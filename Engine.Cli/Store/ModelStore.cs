@@ -7,10 +7,13 @@ namespace Engine.Cli.Store;
 /// <summary>Something wrong with a store name, the hub's answer or a download: one line for the user, exit code 1.</summary>
 internal sealed class StoreException(string message) : Exception(message);
 
-/// <summary>A pulled model's name: hub repository `owner/repo` and an optional quant tag (`:Q4_K_M`). Checked against a
-/// strict pattern because it becomes folder names in the store.</summary>
-internal sealed record ModelName(string Owner, string Repo, string? Quant)
+/// <summary>A pulled model's name: hub repository `owner/repo` and an optional quant tag (`:Q4_K_M`), on Hugging Face or,
+/// with the `modelscope:` prefix, on ModelScope. Checked against a strict pattern because it becomes folder names in the
+/// store.</summary>
+internal sealed record ModelName(string Owner, string Repo, string? Quant, bool ModelScope = false)
 {
+    public const string ModelScopePrefix = "modelscope:";
+
     // A leading letter or digit rules out "", ".", ".." and hidden names; the rest is what the hub allows in names.
     static readonly Regex Part = new("^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$", RegexOptions.CultureInvariant);
     static readonly Regex QuantTag = new("^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$", RegexOptions.CultureInvariant);
@@ -20,12 +23,17 @@ internal sealed record ModelName(string Owner, string Repo, string? Quant)
     /// <summary>The folder under the store root: owner/repo/TAG ("latest" when no quant was named).</summary>
     public string Tag => Quant?.ToUpperInvariant() ?? "latest";
 
-    public override string ToString() => Quant is null ? Repository : Repository + ":" + Quant;
+    /// <summary>The store's folder for the hub: huggingface or modelscope.</summary>
+    public string Hub => ModelScope ? "modelscope" : "huggingface";
+
+    public override string ToString() => (ModelScope ? ModelScopePrefix : "") + (Quant is null ? Repository : Repository + ":" + Quant);
 
     public static bool TryParse(string text, out ModelName? name, out string? why)
     {
         name = null;
         why = null;
+        bool modelScope = text.StartsWith(ModelScopePrefix, StringComparison.Ordinal);
+        if (modelScope) text = text[ModelScopePrefix.Length..];
         string repository = text;
         string? quant = null;
         int colon = text.IndexOf(':');
@@ -43,7 +51,7 @@ internal sealed record ModelName(string Owner, string Repo, string? Quant)
             why = $"'{quant}' is not a valid quant tag (letters, digits, '.', '_' and '-', such as Q4_K_M)";
             return false;
         }
-        name = new ModelName(parts[0], parts[1], quant);
+        name = new ModelName(parts[0], parts[1], quant, modelScope);
         return true;
     }
 
@@ -67,7 +75,7 @@ internal sealed record StoreManifest(
     public long TotalBytes => Files.Sum(f => f.Size);
 }
 
-/// <summary>The local model store: root/owner/repo/TAG/ holding the pulled files and a manifest.json. Every path it hands
+/// <summary>The local model store: root/HUB/owner/repo/TAG/ holding the pulled files and a manifest.json. Every path it hands
 /// out is resolved and checked to stay under the root, whatever a user typed or a server sent.</summary>
 internal sealed class ModelStore
 {
@@ -91,7 +99,7 @@ internal sealed class ModelStore
         return new ModelStore(Path.Combine(cache, "engine", "models"));
     }
 
-    public string FolderOf(ModelName name) => Inside(Path.Combine(Root, name.Owner, name.Repo, name.Tag));
+    public string FolderOf(ModelName name) => Inside(Path.Combine(Root, name.Hub, name.Owner, name.Repo, name.Tag));
 
     /// <summary>Where a file the hub lists is stored for <paramref name="name"/>: its last path segment. Every segment must
     /// be a plain name, since the path also goes into the download address.</summary>
@@ -140,8 +148,8 @@ internal sealed class ModelStore
     public IReadOnlyList<StoreManifest> List()
     {
         if (!Directory.Exists(Root)) return [];
-        return Directory.EnumerateFiles(Root, ManifestFile, new EnumerationOptions { RecurseSubdirectories = true, MaxRecursionDepth = 3 })
-            .Where(f => Path.GetRelativePath(Root, f).Split(Path.DirectorySeparatorChar).Length == 4)
+        return Directory.EnumerateFiles(Root, ManifestFile, new EnumerationOptions { RecurseSubdirectories = true, MaxRecursionDepth = 4 })
+            .Where(f => Path.GetRelativePath(Root, f).Split(Path.DirectorySeparatorChar).Length == 5)
             .Select(Read)
             .OrderBy(m => m.Name, StringComparer.OrdinalIgnoreCase)
             .ToList();

@@ -64,6 +64,11 @@ internal sealed class FakeHub : IDisposable
         Requests.Enqueue((path, context.Request.Headers["Range"]));
         var response = context.Response;
         var segments = path.Trim('/').Split('/').Select(Uri.UnescapeDataString).ToArray();
+        if (segments is ["api", "v1", "models", var owner, var repo, "repo", ..])
+        {
+            ServeModelScope(context, owner + "/" + repo, segments.Length == 7 && segments[6] == "files");
+            return;
+        }
         bool listing = segments is ["api", "models", _, _, "tree", ..];
         string repository = listing ? segments[2] + "/" + segments[3] : segments.Length >= 2 ? segments[0] + "/" + segments[1] : "";
         if (_refusals.TryGetValue(repository, out var refusal) || !_repos.TryGetValue(repository, out var files))
@@ -108,6 +113,41 @@ internal sealed class FakeHub : IDisposable
         long? drop = file.DropAfter;
         file.DropAfter = null;
         Write(response, range is null ? 200 : 206, file.Content, from, drop);
+    }
+
+    /// <summary>ModelScope's two calls: /api/v1/models/OWNER/REPO/repo/files?Revision=R&amp;Recursive=true and
+    /// /api/v1/models/OWNER/REPO/repo?Revision=R&amp;FilePath=PATH.</summary>
+    void ServeModelScope(HttpListenerContext context, string repository, bool listing)
+    {
+        var response = context.Response;
+        if (!_repos.TryGetValue(repository, out var files) || !repository.StartsWith("ms-"))
+        {
+            response.StatusCode = 404;
+            response.Close();
+            return;
+        }
+        if (listing)
+        {
+            var array = new JsonArray();
+            foreach (var f in files)
+                array.Add(new JsonObject
+                {
+                    ["Name"] = f.Path.Split('/')[^1], ["Path"] = f.Path, ["Type"] = "blob", ["Size"] = f.Content.Length,
+                    ["Sha256"] = f.PublishedHash ?? System.Convert.ToHexStringLower(SHA256.HashData(f.Content)), ["Revision"] = "abc",
+                });
+            array.Add(new JsonObject { ["Name"] = "sub", ["Path"] = "sub", ["Type"] = "tree", ["Size"] = 0 });
+            var body = new JsonObject { ["Code"] = 200, ["Data"] = new JsonObject { ["Files"] = array }, ["Success"] = true };
+            Write(response, 200, Encoding.UTF8.GetBytes(body.ToJsonString()), 0, null);
+            return;
+        }
+        var file = files.FirstOrDefault(f => f.Path == context.Request.QueryString["FilePath"]);
+        if (file is null || context.Request.QueryString["Revision"] != "master")
+        {
+            response.StatusCode = 404;
+            response.Close();
+            return;
+        }
+        Write(response, 200, file.Content, 0, null);
     }
 
     static void Write(HttpListenerResponse response, int status, byte[] content, long from, long? dropAfter)

@@ -42,7 +42,7 @@ public sealed class PullCliTests : IDisposable
 
         var pull = Engine("pull", "acme/tiny-GGUF:q8_0");
         pull.ExitCode.Should().Be(0, pull.Stderr);
-        var file = Path.Combine(_store, "acme", "tiny-GGUF", "Q8_0", "tiny-Q8_0.gguf");
+        var file = Path.Combine(_store, "huggingface", "acme", "tiny-GGUF", "Q8_0", "tiny-Q8_0.gguf");
         pull.Stdout.Trim().Should().Be(file);
         File.ReadAllBytes(file).Should().Equal(q8);
         StoreFiles().Select(Path.GetFileName).Should().BeEquivalentTo(["tiny-Q8_0.gguf", "manifest.json"]);
@@ -68,7 +68,7 @@ public sealed class PullCliTests : IDisposable
         var pull = Engine("pull", "acme/big-GGUF:Q4_0");
         pull.ExitCode.Should().Be(0, pull.Stderr);
         pull.Stderr.Should().Contain("resuming");
-        File.ReadAllBytes(Path.Combine(_store, "acme", "big-GGUF", "Q4_0", "big.Q4_0.gguf")).Should().Equal(content);
+        File.ReadAllBytes(Path.Combine(_store, "huggingface", "acme", "big-GGUF", "Q4_0", "big.Q4_0.gguf")).Should().Equal(content);
         var ranges = _hub.Requests.Where(r => r.Path.Contains("/resolve/")).Select(r => r.Range).ToList();
         ranges.Should().HaveCount(2);
         ranges[0].Should().BeNull();
@@ -98,7 +98,7 @@ public sealed class PullCliTests : IDisposable
             new FakeHub.RepoFile("model.safetensors", weights), new FakeHub.RepoFile("original/consolidated.pth", Bytes(10, 7)));
         var pull = Engine("pull", "acme/plain");
         pull.ExitCode.Should().Be(0, pull.Stderr);
-        var folder = Path.Combine(_store, "acme", "plain", "latest");
+        var folder = Path.Combine(_store, "huggingface", "acme", "plain", "latest");
         pull.Stdout.Trim().Should().Be(folder);
         File.ReadAllBytes(Path.Combine(folder, "model.safetensors")).Should().Equal(weights);
         File.Exists(Path.Combine(folder, "consolidated.pth")).Should().BeFalse();
@@ -108,7 +108,7 @@ public sealed class PullCliTests : IDisposable
         var bad = Engine("pull", "acme/plain-bad");
         bad.ExitCode.Should().Be(1);
         bad.Stderr.Should().Contain("git blob id");
-        Directory.Exists(Path.Combine(_store, "acme", "plain-bad")).Should().BeFalse();
+        Directory.Exists(Path.Combine(_store, "huggingface", "acme", "plain-bad")).Should().BeFalse();
     }
 
     [Fact]
@@ -143,7 +143,7 @@ public sealed class PullCliTests : IDisposable
 
         var pull = Engine("pull", "acme/split-GGUF:Q4_K_M");
         pull.ExitCode.Should().Be(0, pull.Stderr);
-        var folder = Path.Combine(_store, "acme", "split-GGUF", "Q4_K_M");
+        var folder = Path.Combine(_store, "huggingface", "acme", "split-GGUF", "Q4_K_M");
         pull.Stdout.Trim().Should().Be(Path.Combine(folder, "m-Q4_K_M-00001-of-00003.gguf"));
         foreach (var part in parts)
             File.ReadAllBytes(Path.Combine(folder, Path.GetFileName(part.Path))).Should().Equal(part.Content);
@@ -193,7 +193,7 @@ public sealed class PullCliTests : IDisposable
     {
         var content = Bytes(200_000, 30);
         _hub.Add("acme/resume-GGUF", new FakeHub.RepoFile("r-Q8_0.gguf", content));
-        var folder = Directory.CreateDirectory(Path.Combine(_store, "acme", "resume-GGUF", "Q8_0")).FullName;
+        var folder = Directory.CreateDirectory(Path.Combine(_store, "huggingface", "acme", "resume-GGUF", "Q8_0")).FullName;
         File.WriteAllBytes(Path.Combine(folder, "r-Q8_0.gguf.part"), content[..123_456]);
 
         var pull = Engine("pull", "acme/resume-GGUF:Q8_0");
@@ -217,5 +217,23 @@ public sealed class PullCliTests : IDisposable
         var absent = Engine("run", "Once", "--model", "acme/stories-GGUF:Q2_K", "-n", "1");
         absent.ExitCode.Should().Be(2);
         absent.Stderr.Should().Contain("engine pull acme/stories-GGUF:Q2_K");
+    }
+
+    [Fact]
+    public void A_modelscope_name_pulls_from_modelscope_into_its_own_folder()
+    {
+        var content = Bytes(70_000, 40);
+        _hub.Add("ms-acme/tiny-GGUF", new FakeHub.RepoFile("tiny-Q4_0.gguf", content));
+        var r = CliRunner.RunWithEnvironment(new Dictionary<string, string?>
+        {
+            ["ENGINE_MODELS"] = _store, ["MODELSCOPE_ENDPOINT"] = _hub.Endpoint, ["HF_ENDPOINT"] = "http://127.0.0.1:9",
+        }, null, "pull", "modelscope:ms-acme/tiny-GGUF:Q4_0");
+        r.ExitCode.Should().Be(0, r.Stderr);
+        var file = Path.Combine(_store, "modelscope", "ms-acme", "tiny-GGUF", "Q4_0", "tiny-Q4_0.gguf");
+        r.Stdout.Trim().Should().Be(file);
+        File.ReadAllBytes(file).Should().Equal(content);
+        Engine("list").Stdout.Should().Contain("modelscope:ms-acme/tiny-GGUF:Q4_0");
+        Engine("rm", "modelscope:ms-acme/tiny-GGUF:Q4_0").ExitCode.Should().Be(0);
+        StoreFiles().Should().BeEmpty();
     }
 }
