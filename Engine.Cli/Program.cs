@@ -25,7 +25,7 @@ namespace Engine.Cli
               devices                                   list the accelerators --device can use
               serve [--model M ...] [--port 11434]      OpenAI- and Ollama-compatible HTTP server
               template [--template-file F] < case.json  render a Jinja chat template as transformers does
-              pull [modelscope:]OWNER/REPO[:QUANT]       download a GGUF (or safetensors) model from Hugging Face into the store
+              pull [modelscope:]OWNER/REPO[:QUANT]      download a GGUF (or safetensors) model from Hugging Face into the store
               list                                      the pulled models
               rm OWNER/REPO[:QUANT]                     delete a pulled model
             run, chat, logits, bench, perplexity and imatrix take --device cpu|cuda|opencl|auto (default cpu) and --gpu-layers N|all
