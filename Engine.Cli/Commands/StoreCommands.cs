@@ -51,8 +51,10 @@ internal static class PullCommand
             foreach (var (file, target) in files.Zip(targets))
             {
                 var known = before?.Files.FirstOrDefault(f => f.Path == file.Path);
-                // A file verified by an earlier pull of the same content is kept.
-                if (File.Exists(target) && known is not null && known.Size == file.Size && known.Sha256 == file.Sha256)
+                // A file an earlier pull verified is kept: on the manifest's word when it lists the same content, else
+                // after hashing it again (a pull stopped between the parts of a split GGUF).
+                if ((File.Exists(target) && known is not null && known.Size == file.Size && known.Sha256 == file.Sha256 && file.Sha256 is not null)
+                    || HubClient.AlreadyHave(file, target))
                 {
                     Console.Error.WriteLine($"engine: {file.Path} is already in the store");
                     continue;

@@ -144,6 +144,17 @@ internal sealed class HubClient(HttpClient http, string endpoint, TextWriter log
         File.Move(part, target, overwrite: true);
     }
 
+    /// <summary>Whether <paramref name="target"/> already holds <paramref name="file"/> (an earlier pull stopped after
+    /// renaming it): same size and hash. A file that differs is left for the download to replace.</summary>
+    public static bool AlreadyHave(HubFile file, string target)
+    {
+        if (!File.Exists(target) || new FileInfo(target).Length != file.Size) return false;
+        using var hash = new FileHash(file);
+        hash.AppendExisting(target, file.Size);
+        var (expected, actual, _) = hash.Verdict();
+        return string.Equals(expected, actual, StringComparison.OrdinalIgnoreCase) && (file.Sha256 ?? file.GitBlobId) is not null;
+    }
+
     /// <summary>One request for the rest of the file; returns how many bytes the part file holds afterwards.</summary>
     long Fetch(string url, string repository, string revision, HubFile file, string part, long have, FileHash hash, DownloadProgress progress)
     {

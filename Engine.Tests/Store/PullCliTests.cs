@@ -149,6 +149,18 @@ public sealed class PullCliTests : IDisposable
             File.ReadAllBytes(Path.Combine(folder, Path.GetFileName(part.Path))).Should().Equal(part.Content);
         File.Exists(Path.Combine(folder, "m-Q8_0.gguf")).Should().BeFalse();
 
+        // A pull stopped after the first part: that part is kept (checked, not downloaded again), the rest follows.
+        _hub.Requests.Clear();
+        File.Delete(Path.Combine(folder, "manifest.json"));
+        File.Delete(Path.Combine(folder, "m-Q4_K_M-00003-of-00003.gguf"));
+        File.WriteAllBytes(Path.Combine(folder, "m-Q4_K_M-00002-of-00003.gguf"), Bytes(40_002, 99));
+        var again = Engine("pull", "acme/split-GGUF:Q4_K_M");
+        again.ExitCode.Should().Be(0, again.Stderr);
+        _hub.Requests.Where(r => r.Path.Contains("/resolve/")).Select(r => Path.GetFileName(r.Path))
+            .Should().BeEquivalentTo(["m-Q4_K_M-00002-of-00003.gguf", "m-Q4_K_M-00003-of-00003.gguf"]);
+        foreach (var part in parts)
+            File.ReadAllBytes(Path.Combine(folder, Path.GetFileName(part.Path))).Should().Equal(part.Content);
+
         _hub.Add("acme/broken-split-GGUF", parts[0], parts[2]);
         var broken = Engine("pull", "acme/broken-split-GGUF:Q4_K_M");
         broken.ExitCode.Should().Be(1);
