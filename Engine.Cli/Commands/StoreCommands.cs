@@ -33,7 +33,18 @@ internal static class PullCommand
         var hub = HubClient.FromEnvironment(Console.Error, name.ModelScope);
         revision ??= hub.DefaultRevision;
         HubClient.CheckRevision(revision);
-        Pull(store, hub, name, revision);
+        try
+        {
+            Pull(store, hub, name, revision);
+        }
+        catch (HttpRequestException e)
+        {
+            throw new StoreException($"cannot reach {hub.Endpoint}: {e.Message}");
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            throw new StoreException($"{hub.Endpoint} answered the file listing of {name.Repository} with malformed JSON: {e.Message}");
+        }
         return 0;
     }
 

@@ -123,6 +123,13 @@ public sealed class PullCliTests : IDisposable
         missing.ExitCode.Should().Be(1);
         missing.Stderr.Should().Contain("acme/nothing-here does not exist").And.Contain("404");
 
+        string closed;
+        using (var gone = new FakeHub()) closed = gone.Endpoint;
+        var unreachable = CliRunner.RunWithEnvironment(new Dictionary<string, string?> { ["ENGINE_MODELS"] = _store, ["HF_ENDPOINT"] = closed },
+            null, "pull", "acme/gated:Q4_0");
+        unreachable.ExitCode.Should().Be(1);
+        unreachable.Stderr.Should().StartWith("engine: cannot reach " + closed);
+
         _hub.Refuse("acme/tagged", HttpStatusCode.NotFound, "RevisionNotFound");
         var revision = Engine("pull", "acme/tagged", "--revision", "v9");
         revision.ExitCode.Should().Be(1);
