@@ -1,5 +1,6 @@
 using Engine.Cli;
 using Engine.Cli.Commands;
+using Engine.Cli.Store;
 using Engine.Formats;
 
 return EntryPoint.Run(args);
@@ -24,6 +25,9 @@ namespace Engine.Cli
               devices                                   list the accelerators --device can use
               serve [--model M ...] [--port 11434]      OpenAI- and Ollama-compatible HTTP server
               template [--template-file F] < case.json  render a Jinja chat template as transformers does
+              pull [modelscope:]OWNER/REPO[:QUANT]      download a GGUF (or safetensors) model from Hugging Face into the store
+              list                                      the pulled models
+              rm OWNER/REPO[:QUANT]                     delete a pulled model
             run, chat, logits, bench, perplexity and imatrix take --device cpu|cuda|opencl|auto (default cpu) and --gpu-layers N|all
             and --no-repack (the CPU backend then reads Q4_K and Q4_0 matrices in place instead of repacking them at load)
             run, chat, logits and serve take llama.cpp's control vectors: --control-vector F, --control-vector-scaled F S
@@ -55,6 +59,9 @@ namespace Engine.Cli
                     "devices" => DevicesCommand.Run(rest),
                     "serve" => ServeCommand.Run(rest),
                     "template" => TemplateCommand.Run(rest),
+                    "pull" => PullCommand.Run(rest),
+                    "list" => ListCommand.Run(rest),
+                    "rm" => RmCommand.Run(rest),
                     // Diagnostic, for tools/gpu-check.sh; not in the usage text.
                     "golden" => GoldenCommand.Run(rest),
                     _ => throw new UsageException($"unknown command '{args[0]}'"),
@@ -65,7 +72,7 @@ namespace Engine.Cli
                 Console.Error.WriteLine($"engine: {e.Message} (see 'engine --help')");
                 return 2;
             }
-            catch (Exception e) when (e is ModelFormatException or ControlVectorException)
+            catch (Exception e) when (e is ModelFormatException or ControlVectorException or StoreException)
             {
                 Console.Error.WriteLine($"engine: {e.Message}");
                 return 1;

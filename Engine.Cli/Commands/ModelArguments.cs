@@ -24,8 +24,21 @@ internal static class ModelArguments
             if (required) throw new UsageException("--model is required");
             path = EntryPoint.DefaultModelPath();
         }
-        if (!File.Exists(path) && !Directory.Exists(path)) throw new UsageException($"no such model file or folder: {path}");
-        return path;
+        return Resolve(path);
+    }
+
+    /// <summary>A model file or folder as given, else a pulled name (owner/repo[:QUANT]) looked up in the store.</summary>
+    /// <exception cref="UsageException">It is neither.</exception>
+    public static string Resolve(string pathOrName)
+    {
+        if (File.Exists(pathOrName) || Directory.Exists(pathOrName)) return pathOrName;
+        if (Store.ModelName.TryParse(pathOrName, out var name, out _))
+        {
+            var store = Store.ModelStore.Default();
+            return store.ModelPath(name!) ?? throw new UsageException(
+                $"no such model file or folder: {pathOrName}, and it is not in the model store {store.Root} (get it with 'engine pull {pathOrName}')");
+        }
+        throw new UsageException($"no such model file or folder: {pathOrName}");
     }
 
     public static LoadedModel Open(CommandLine cl, bool required)

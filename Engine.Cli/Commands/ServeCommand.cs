@@ -42,8 +42,7 @@ public static class ServeCommand
             if (models.Count == 0) throw new UsageException($"{dir} holds no .gguf file or model folder");
         }
         if (models.Count == 0) models.Add(EntryPoint.DefaultModelPath());
-        foreach (var m in models)
-            if (!File.Exists(m) && !Directory.Exists(m)) throw new UsageException($"no such model file or folder: {m}");
+        for (int i = 0; i < models.Count; i++) models[i] = ModelArguments.Resolve(models[i]);
         var template = cl.String("template");
         if (template is not null && Engine.Chat.ChatTemplates.ByName(template) is null)
             throw new UsageException($"unknown template '{template}': use {Engine.Chat.ChatTemplates.Names}");

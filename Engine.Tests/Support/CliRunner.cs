@@ -19,9 +19,17 @@ public static class CliRunner
 
     public static Result Run(params string[] args) => RunWithInput(null, args);
 
-    public static Result RunWithInput(string? stdin, params string[] args)
+    public static Result RunWithInput(string? stdin, params string[] args) => RunWithEnvironment(null, stdin, args);
+
+    /// <summary>Runs the command with <paramref name="environment"/> added to (a null value: removed from) this process's.</summary>
+    public static Result RunWithEnvironment(IReadOnlyDictionary<string, string?>? environment, string? stdin, params string[] args)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false };
+        foreach (var (name, value) in environment ?? new Dictionary<string, string?>())
+        {
+            if (value is null) psi.Environment.Remove(name);
+            else psi.Environment[name] = value;
+        }
         psi.ArgumentList.Add(EngineDll());
         foreach (var a in args) psi.ArgumentList.Add(a);
         var sw = Stopwatch.StartNew();
