@@ -15,12 +15,18 @@
 //
 //   dotnet run docs/learn/06-kv-cache.cs
 using Engine;
+using Engine.Formats.Gguf;
 
 string modelPath = Path.Combine((string)AppContext.GetData("EntryPointFileDirectoryPath")!, "..", "..", "models", "stories260K.gguf");
 // An F32 cache keeps k and v exactly as computed (the default F16 cache rounds them, saving half the memory).
 using var model = Model.Load(modelPath, new ModelLoadOptions { KvCacheType = KvCacheType.F32 });
 var prompt = model.Tokenize("Once upon a time");
-const int heads = 8, kvHeads = 4;   // stories260K (lesson 04 reads them from the file)
+int heads, kvHeads;
+using (var file = GgufFile.Open(modelPath))
+{
+    heads = (int)file.Metadata.GetIntegerOrNull("llama.attention.head_count")!.Value;
+    kvHeads = (int)file.Metadata.GetIntegerOrNull("llama.attention.head_count_kv")!.Value;
+}
 int d = model.Info.EmbeddingLength / heads;
 
 // Every hook call, in order: which point, which positions, a copy of the values.
