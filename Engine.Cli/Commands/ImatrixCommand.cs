@@ -27,17 +27,9 @@ public static class ImatrixCommand
         int? chunks = cl.String("chunks") is null ? null : cl.Int("chunks", 0, 1, int.MaxValue);
         var output = cl.String("out", "o") ?? "imatrix.gguf";
         if (cl.String("model", "m") is null) throw new UsageException("--model is required");
-        var options = new ModelLoadOptions
-        {
-            Device = Engine.Gpu.GpuDevices.For(ModelArguments.Device(cl)),
-            GpuLayers = ModelArguments.GpuLayers(cl),
-            Threads = cl.Int("threads", 0, 0, 1024, alias: "t"),
-            RepackWeights = !cl.Has("no-repack"),
-            ContextLength = ctx,
-            ParallelSequences = 1,
-        };
+        var options = ModelArguments.SinglePassOptions(cl, ctx);
         cl.RejectUnknown();
-        var text = ReadText(file);
+        var text = ModelArguments.ReadTextFile(file);
         var folder = Path.GetDirectoryName(Path.GetFullPath(output))!;
         if (!Directory.Exists(folder)) throw new UsageException($"no such folder for --out: {folder}");
 
@@ -64,14 +56,6 @@ public static class ImatrixCommand
     }
 
     /// <summary>The file as llama.cpp's -f reads it: the whole text, one trailing newline dropped.</summary>
-    static string ReadText(string path)
-    {
-        if (!File.Exists(path)) throw new UsageException($"no such file: {path}");
-        string text;
-        try { text = File.ReadAllText(path, new UTF8Encoding(false, throwOnInvalidBytes: true)); }
-        catch (DecoderFallbackException e) { throw new UsageException($"{path} is not UTF-8 text ({e.Message})"); }
-        return text.EndsWith('\n') ? text[..^1] : text;
-    }
 
     /// <summary>"[1][2]..." on stderr as chunks finish.</summary>
     sealed class ChunkPrinter : IProgress<int>

@@ -136,6 +136,29 @@ internal static class ModelArguments
         int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out int layer) ? layer
             : throw new UsageException($"{option}: A and B must be layer numbers, got '{text}'");
 
+    /// <summary>Load options for a command that runs one pass of `context` tokens at a time in caches of its own
+    /// (perplexity, imatrix): --device, --gpu-layers, --threads, --no-repack; the sessions' cache holds one window.</summary>
+    public static ModelLoadOptions SinglePassOptions(CommandLine cl, int context) => new()
+    {
+        Device = GpuDevices.For(Device(cl)),
+        GpuLayers = GpuLayers(cl),
+        Threads = cl.Int("threads", 0, 0, 1024, alias: "t"),
+        RepackWeights = !cl.Has("no-repack"),
+        ContextLength = context,
+        ParallelSequences = 1,
+    };
+
+    /// <summary>A UTF-8 text file's contents, without one trailing newline (as llama.cpp's tools read --file).</summary>
+    /// <exception cref="UsageException">The file is missing or not UTF-8.</exception>
+    public static string ReadTextFile(string path)
+    {
+        if (!File.Exists(path)) throw new UsageException($"no such file: {path}");
+        string text;
+        try { text = File.ReadAllText(path, new System.Text.UTF8Encoding(false, throwOnInvalidBytes: true)); }
+        catch (System.Text.DecoderFallbackException e) { throw new UsageException($"{path} is not UTF-8 text ({e.Message})"); }
+        return text.EndsWith('\n') ? text[..^1] : text;
+    }
+
     /// <summary>Largest --chat-template-file read (real templates are a few KiB; the longest known are under 64 KiB).</summary>
     const long MaxTemplateBytes = 1 << 20;
 

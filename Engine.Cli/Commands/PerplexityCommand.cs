@@ -29,17 +29,9 @@ public static class PerplexityCommand
         bool json = cl.Has("json");
         if (cl.String("model", "m") is null) throw new UsageException("--model is required");
         // The sessions' KV cache goes unused (the windows run in a cache of their own): one window's worth.
-        var options = new ModelLoadOptions
-        {
-            Device = Engine.Gpu.GpuDevices.For(ModelArguments.Device(cl)),
-            GpuLayers = ModelArguments.GpuLayers(cl),
-            Threads = cl.Int("threads", 0, 0, 1024, alias: "t"),
-            RepackWeights = !cl.Has("no-repack"),
-            ContextLength = ctx,
-            ParallelSequences = 1,
-        };
+        var options = ModelArguments.SinglePassOptions(cl, ctx);
         cl.RejectUnknown();
-        var text = ReadText(file);
+        var text = ModelArguments.ReadTextFile(file);
 
         using var model = ModelArguments.Load(cl, required: true, options);
         if (ctx > model.Info.TrainedContextLength)
@@ -75,14 +67,6 @@ public static class PerplexityCommand
     }
 
     /// <summary>The file as llama.cpp's -f reads it: the whole text, one trailing newline dropped.</summary>
-    static string ReadText(string path)
-    {
-        if (!File.Exists(path)) throw new UsageException($"no such file: {path}");
-        string text;
-        try { text = File.ReadAllText(path, new UTF8Encoding(false, throwOnInvalidBytes: true)); }
-        catch (DecoderFallbackException e) { throw new UsageException($"{path} is not UTF-8 text ({e.Message})"); }
-        return text.EndsWith('\n') ? text[..^1] : text;
-    }
 
     /// <summary>Prints the running estimate after each window as llama-perplexity does ("[1]12.3456,[2]..."), as it happens.</summary>
     sealed class ChunkPrinter(TextWriter output) : IProgress<PerplexityProgress>
