@@ -24,7 +24,12 @@ public sealed partial class Model
     public async Task<IReadOnlyList<ActivationCache>> RunWithCacheAsync(IEnumerable<IReadOnlyList<int>> prompts, string points, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(prompts);
-        var sequences = CheckedPrompts(prompts, nameof(prompts));
+        return await RecordAsync(CheckedPrompts(prompts, nameof(prompts)), points, wantLogits: true, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Runs checked prompts batched, recording `points` for each; every position's logits only when asked.</summary>
+    async Task<IReadOnlyList<ActivationCache>> RecordAsync(List<int[]> sequences, string points, bool wantLogits, CancellationToken cancellationToken)
+    {
         var recorders = sequences.Select(_ => new ActivationRecorder()).ToArray();
         var ids = sequences.Select(_ => SequenceIds.Next()).ToArray();
         var registrations = new List<IDisposable>();
@@ -32,8 +37,8 @@ public sealed partial class Model
         {
             // Checked here, on the caller's thread: a bad pattern fails before anything runs.
             for (int i = 0; i < sequences.Count; i++) registrations.Add(Network.Hooks.Add(points, recorders[i].Hook, ids[i]));
-            var logits = await RunSequencesAsync(sequences, ids, wantLogits: true, cancellationToken).ConfigureAwait(false);
-            return sequences.Select((s, i) => recorders[i].ToCache(s, logits![i])).ToList();
+            var logits = await RunSequencesAsync(sequences, ids, wantLogits, cancellationToken).ConfigureAwait(false);
+            return sequences.Select((s, i) => recorders[i].ToCache(s, logits?[i])).ToList();
         }
         finally
         {
@@ -67,7 +72,8 @@ public sealed partial class Model
         var picked = (layers ?? Enumerable.Range(0, Info.LayerCount).ToList()).ToArray();
         foreach (int layer in picked)
             if ((uint)layer >= (uint)Info.LayerCount) throw new ArgumentOutOfRangeException(nameof(layers), $"layer {layer} is outside the model's {Info.LayerCount}");
-        var cache = (await RunWithCacheAsync(sequences, string.Join(',', picked.Distinct().Select(l => $"l_out.{l}")), cancellationToken).ConfigureAwait(false))[0];
+        // Only the residual streams are needed: the model's own logits are not computed.
+        var cache = (await RecordAsync(sequences, string.Join(',', picked.Distinct().Select(l => $"l_out.{l}")), wantLogits: false, cancellationToken).ConfigureAwait(false))[0];
         var result = new float[picked.Length][];
         await RunPassAsync(network =>
         {
