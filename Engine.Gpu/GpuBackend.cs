@@ -347,34 +347,27 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
         }
     }
 
-    void ReadRows(GpuKvPool kv, int layer, bool keysNotValues, long slot, int count, int width, Span<float> dst)
+    /// <summary>`count` rows of `width` values from slot `slot` of a layer's keys or values, as floats: F32 copied
+    /// straight into dst; F16 and Q8_0 copied as stored and converted by the CPU pool's row reader (one conversion for both
+    /// backends).</summary>
+    unsafe void ReadRows(GpuKvPool kv, int layer, bool keysNotValues, long slot, int count, int width, Span<float> dst)
     {
         var stream = _accelerator.DefaultStream;
-        switch (kv.Shape.Type)
+        var type = kv.Shape.Type;
+        if (type == KvElementType.F32)
+            (keysNotValues ? kv.Keys<float>(layer) : kv.Values<float>(layer)).SubView(slot * width, (long)count * width).CopyToCPU(stream, dst);
+        else
         {
-            case KvElementType.F32:
-                (keysNotValues ? kv.Keys<float>(layer) : kv.Values<float>(layer)).SubView(slot * width, (long)count * width).CopyToCPU(stream, dst);
-                break;
-            case KvElementType.F16:
-            {
-                var halves = new ushort[count * width];
-                (keysNotValues ? kv.Keys<ushort>(layer) : kv.Values<ushort>(layer)).SubView(slot * width, halves.Length).CopyToCPU(stream, halves.AsSpan());
-                for (int i = 0; i < halves.Length; i++) dst[i] = Engine.Quantization.Fp16.ToSingle(halves[i]);
-                break;
-            }
-            case KvElementType.Q8_0:
-            {
-                long rowBytes = KvPoolShape.RowBytes(width, KvElementType.Q8_0);
-                var bytes = new byte[count * rowBytes];
-                (keysNotValues ? kv.Keys<byte>(layer) : kv.Values<byte>(layer)).SubView(slot * rowBytes, bytes.Length).CopyToCPU(stream, bytes.AsSpan());
-                // ggml's block_q8_0: an F16 scale, then 32 signed 8-bit values.
-                for (int b = 0; b < bytes.Length / 34; b++)
-                {
-                    float d = Engine.Quantization.Fp16.ToSingle(BitConverter.ToUInt16(bytes, b * 34));
-                    for (int j = 0; j < 32; j++) dst[b * 32 + j] = d * (sbyte)bytes[b * 34 + 2 + j];
-                }
-                break;
-            }
+            long rowBytes = KvPoolShape.RowBytes(width, type);
+            var stored = new byte[count * rowBytes];
+            var view = type == KvElementType.F16
+                ? (keysNotValues ? kv.Keys<ushort>(layer) : kv.Values<ushort>(layer)).SubView(slot * width, (long)count * width).Cast<byte>()
+                : (keysNotValues ? kv.Keys<byte>(layer) : kv.Values<byte>(layer)).SubView(slot * rowBytes, stored.Length);
+            view.CopyToCPU(stream, stored.AsSpan());
+            fixed (byte* rows = stored)
+            fixed (float* values = dst)
+                for (int r = 0; r < count; r++)
+                    Engine.Backends.Cpu.CpuKvPool.ReadRow(rows + r * rowBytes, type, 0, width, values + (long)r * width);
         }
         HostTransfers.CountRead(dst.Length * sizeof(float));
     }
