@@ -29,7 +29,9 @@ internal sealed class HubClient(HttpClient http, string endpoint, TextWriter log
     public string DefaultRevision => modelScope ? "master" : "main";
 
     /// <summary>Hugging Face: HF_ENDPOINT (default https://huggingface.co) and HF_TOKEN as a bearer token when set.
-    /// ModelScope: MODELSCOPE_ENDPOINT (default https://modelscope.cn), public repositories.</summary>
+    /// ModelScope: MODELSCOPE_ENDPOINT (default https://modelscope.cn) and MODELSCOPE_API_TOKEN (its SDK token), sent as a
+    /// bearer token and as the m_session_id cookie that ModelScope's download endpoint reads. Neither token is ever sent to
+    /// the other hub.</summary>
     public static HubClient FromEnvironment(TextWriter log, bool modelScope)
     {
         var variable = modelScope ? "MODELSCOPE_ENDPOINT" : "HF_ENDPOINT";
@@ -39,10 +41,18 @@ internal sealed class HubClient(HttpClient http, string endpoint, TextWriter log
             throw new StoreException($"{variable} '{endpoint}' is not an http(s) address");
         var http = new HttpClient { Timeout = Timeout.InfiniteTimeSpan };
         http.DefaultRequestHeaders.UserAgent.Add(new ProductInfoHeaderValue("engine", "1"));
-        var token = Environment.GetEnvironmentVariable("HF_TOKEN");
-        if (!modelScope && !string.IsNullOrEmpty(token)) http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        var token = Environment.GetEnvironmentVariable(TokenVariable(modelScope));
+        if (!string.IsNullOrEmpty(token))
+        {
+            if (token.Any(c => c is < ' ' or > '~' or ';' or ','))
+                throw new StoreException($"{TokenVariable(modelScope)} holds characters a token cannot have (it is sent as an HTTP header): copy it again");
+            http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
+            if (modelScope) http.DefaultRequestHeaders.Add("Cookie", "m_session_id=" + token);
+        }
         return new HubClient(http, endpoint, log, modelScope);
     }
+
+    static string TokenVariable(bool modelScope) => modelScope ? "MODELSCOPE_API_TOKEN" : "HF_TOKEN";
 
     public static void CheckRevision(string revision)
     {
@@ -107,6 +117,7 @@ internal sealed class HubClient(HttpClient http, string endpoint, TextWriter log
     public void Download(string repository, string revision, HubFile file, string target)
     {
         var part = target + ".part";
+        using var downloadLock = TakeDownloadLock(target, file.Path);
         var url = DownloadUrl(repository, revision, file.Path);
         using var hash = new FileHash(file);
         long have = File.Exists(part) ? new FileInfo(part).Length : 0;
@@ -142,6 +153,22 @@ internal sealed class HubClient(HttpClient http, string endpoint, TextWriter log
             throw new HashMismatchException($"{file.Path} from {repository} is corrupt: its {kind} is {actual}, the hub published {expected}; deleted it");
         }
         File.Move(part, target, overwrite: true);
+    }
+
+    /// <summary>An exclusive lock beside the part file, so two pulls of the same file never append to one part file. The
+    /// operating system drops it when the process ends, however it ends, so a crashed pull never blocks the next one.</summary>
+    static FileStream TakeDownloadLock(string target, string hubPath)
+    {
+        var path = target + ".lock";
+        try
+        {
+            return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.DeleteOnClose);
+        }
+        catch (IOException e) when (File.Exists(path))
+        {
+            throw new StoreException($"another engine pull is downloading {hubPath} into the store right now ({e.Message}); " +
+                                     "wait for it to finish, then run this pull again (it will find the file there)");
+        }
     }
 
     /// <summary>Whether <paramref name="target"/> already holds <paramref name="file"/> (an earlier pull stopped after
@@ -203,16 +230,16 @@ internal sealed class HubClient(HttpClient http, string endpoint, TextWriter log
         if (response.IsSuccessStatusCode) return;
         var code = response.Headers.TryGetValues("X-Error-Code", out var codes) ? codes.FirstOrDefault() : null;
         var what = path is null ? $"repository {repository} at revision {revision}" : $"{path} in {repository} at revision {revision}";
-        bool hasToken = !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("HF_TOKEN"));
-        if (modelScope && response.StatusCode is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden)
-            throw new StoreException($"ModelScope refused access to {what} ({(int)response.StatusCode}): pull supports its public repositories only");
+        var tokenVariable = TokenVariable(modelScope);
+        bool hasToken = !string.IsNullOrEmpty(Environment.GetEnvironmentVariable(tokenVariable));
+        var hub = modelScope ? "ModelScope" : "the hub";
         throw response.StatusCode switch
         {
             HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden => new StoreException(
-                $"the hub refused access to {what} ({(int)response.StatusCode}{(code is null ? "" : " " + code)}): " +
+                $"{hub} refused access to {what} ({(int)response.StatusCode}{(code is null ? "" : " " + code)}): " +
                 (hasToken
-                    ? "HF_TOKEN is set but its account has no access; accept the repository's terms on its page or use a token that can read it"
-                    : "the repository is gated or private (or does not exist); set HF_TOKEN to an access token of an account that can read it")),
+                    ? $"{tokenVariable} is set but its account has no access; accept the repository's terms on its page or use a token that can read it"
+                    : $"the repository is gated or private (or does not exist); set {tokenVariable} to an access token of an account that can read it")),
             HttpStatusCode.NotFound => new StoreException(code switch
             {
                 "RepoNotFound" => $"repository {repository} does not exist on the hub (404)",

@@ -26,7 +26,10 @@ internal sealed class FakeHub : IDisposable
     readonly HttpListener _listener = new();
     readonly Dictionary<string, List<RepoFile>> _repos = new(StringComparer.Ordinal);
     readonly Dictionary<string, (HttpStatusCode Status, string? ErrorCode)> _refusals = new(StringComparer.Ordinal);
+    readonly Dictionary<string, string> _tokens = new(StringComparer.Ordinal);
     public ConcurrentQueue<(string Path, string? Range)> Requests { get; } = new();
+    /// <summary>The credentials each request carried: its Authorization and Cookie headers.</summary>
+    public ConcurrentQueue<(string Path, string? Authorization, string? Cookie)> Credentials { get; } = new();
     public string Endpoint { get; }
 
     public FakeHub()
@@ -42,6 +45,12 @@ internal sealed class FakeHub : IDisposable
     public void Add(string repository, params RepoFile[] files) => _repos[repository] = [.. files];
 
     public void Refuse(string repository, HttpStatusCode status, string? errorCode) => _refusals[repository] = (status, errorCode);
+
+    /// <summary>A private repository: every request for it without "Authorization: Bearer TOKEN" gets 401.</summary>
+    public void RequireToken(string repository, string token) => _tokens[repository] = token;
+
+    bool Authorized(HttpListenerContext context, string repository) =>
+        !_tokens.TryGetValue(repository, out var token) || context.Request.Headers["Authorization"] == "Bearer " + token;
 
     async Task Serve()
     {
@@ -62,6 +71,7 @@ internal sealed class FakeHub : IDisposable
     {
         var path = context.Request.Url!.AbsolutePath;
         Requests.Enqueue((path, context.Request.Headers["Range"]));
+        Credentials.Enqueue((path, context.Request.Headers["Authorization"], context.Request.Headers["Cookie"]));
         var response = context.Response;
         var segments = path.Trim('/').Split('/').Select(Uri.UnescapeDataString).ToArray();
         if (segments is ["api", "v1", "models", var owner, var repo, "repo", ..])
@@ -71,9 +81,11 @@ internal sealed class FakeHub : IDisposable
         }
         bool listing = segments is ["api", "models", _, _, "tree", ..];
         string repository = listing ? segments[2] + "/" + segments[3] : segments.Length >= 2 ? segments[0] + "/" + segments[1] : "";
-        if (_refusals.TryGetValue(repository, out var refusal) || !_repos.TryGetValue(repository, out var files))
+        bool authorized = Authorized(context, repository);
+        if (!authorized || _refusals.ContainsKey(repository) || !_repos.TryGetValue(repository, out var files))
         {
-            var (status, code) = _refusals.TryGetValue(repository, out refusal) ? refusal : (HttpStatusCode.NotFound, "RepoNotFound");
+            var (status, code) = !authorized ? (HttpStatusCode.Unauthorized, null)
+                : _refusals.TryGetValue(repository, out var refusal) ? refusal : (HttpStatusCode.NotFound, "RepoNotFound");
             response.StatusCode = (int)status;
             if (code is not null) response.Headers["X-Error-Code"] = code;
             response.Close();
@@ -120,6 +132,12 @@ internal sealed class FakeHub : IDisposable
     void ServeModelScope(HttpListenerContext context, string repository, bool listing)
     {
         var response = context.Response;
+        if (!Authorized(context, repository))
+        {
+            response.StatusCode = 401;
+            response.Close();
+            return;
+        }
         if (!_repos.TryGetValue(repository, out var files) || !repository.StartsWith("ms-"))
         {
             response.StatusCode = 404;

@@ -255,4 +255,62 @@ public sealed class PullCliTests : IDisposable
         Engine("rm", "modelscope:ms-acme/tiny-GGUF:Q4_0").ExitCode.Should().Be(0);
         StoreFiles().Should().BeEmpty();
     }
+
+    [Fact]
+    public void Tokens_go_to_their_own_hub_only_and_open_private_repositories()
+    {
+        var content = Bytes(50_000, 50);
+        _hub.Add("ms-acme/private-GGUF", new FakeHub.RepoFile("p-Q4_0.gguf", content));
+        _hub.RequireToken("ms-acme/private-GGUF", "ms-secret");
+        Dictionary<string, string?> Environment(string? modelScopeToken) => new()
+        {
+            ["ENGINE_MODELS"] = _store, ["MODELSCOPE_ENDPOINT"] = _hub.Endpoint, ["HF_ENDPOINT"] = "http://127.0.0.1:9",
+            ["HF_TOKEN"] = "hf-secret", ["MODELSCOPE_API_TOKEN"] = modelScopeToken,
+        };
+
+        var refused = CliRunner.RunWithEnvironment(Environment(null), null, "pull", "modelscope:ms-acme/private-GGUF:Q4_0");
+        refused.ExitCode.Should().NotBe(0);
+        refused.Stderr.Should().Contain("ModelScope refused access").And.Contain("set MODELSCOPE_API_TOKEN");
+        _hub.Credentials.Should().OnlyContain(c => c.Authorization == null, "HF_TOKEN is never sent to ModelScope");
+
+        var pulled = CliRunner.RunWithEnvironment(Environment("ms-secret"), null, "pull", "modelscope:ms-acme/private-GGUF:Q4_0");
+        pulled.ExitCode.Should().Be(0, pulled.Stderr);
+        File.ReadAllBytes(pulled.Stdout.Trim()).Should().Equal(content);
+        _hub.Credentials.Where(c => c.Authorization != null).Should().NotBeEmpty()
+            .And.OnlyContain(c => c.Authorization == "Bearer ms-secret" && c.Cookie == "m_session_id=ms-secret");
+
+        _hub.Add("acme/private-GGUF", new FakeHub.RepoFile("h-Q4_0.gguf", content));
+        _hub.RequireToken("acme/private-GGUF", "hf-secret");
+        var hf = CliRunner.RunWithEnvironment(new Dictionary<string, string?>
+        {
+            ["ENGINE_MODELS"] = _store, ["HF_ENDPOINT"] = _hub.Endpoint, ["HF_TOKEN"] = "hf-secret", ["MODELSCOPE_API_TOKEN"] = "ms-secret",
+        }, null, "pull", "acme/private-GGUF:Q4_0");
+        hf.ExitCode.Should().Be(0, hf.Stderr);
+        _hub.Credentials.Where(c => c.Path.StartsWith("/api/models/") || c.Path.StartsWith("/acme/"))
+            .Should().OnlyContain(c => c.Authorization == "Bearer hf-secret" && c.Cookie == null, "the ModelScope token never goes to Hugging Face");
+    }
+
+    [Fact]
+    public void A_second_pull_of_a_file_being_downloaded_is_refused_and_leaves_the_first_ones_part_file_alone()
+    {
+        var content = Bytes(80_000, 60);
+        _hub.Add("acme/locked-GGUF", new FakeHub.RepoFile("l-Q8_0.gguf", content));
+        var folder = Directory.CreateDirectory(Path.Combine(_store, "huggingface", "acme", "locked-GGUF", "Q8_0")).FullName;
+        var target = Path.Combine(folder, "l-Q8_0.gguf");
+        File.WriteAllBytes(target + ".part", content[..1000]);
+
+        using (new FileStream(target + ".lock", FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.DeleteOnClose))
+        {
+            var second = Engine("pull", "acme/locked-GGUF:Q8_0");
+            second.ExitCode.Should().NotBe(0);
+            second.Stderr.Should().Contain("another engine pull is downloading l-Q8_0.gguf");
+            File.ReadAllBytes(target + ".part").Should().Equal(content[..1000]);
+            File.Exists(target).Should().BeFalse();
+        }
+
+        var after = Engine("pull", "acme/locked-GGUF:Q8_0");
+        after.ExitCode.Should().Be(0, after.Stderr);
+        File.ReadAllBytes(target).Should().Equal(content);
+        StoreFiles().Should().NotContain(f => f.EndsWith(".lock") || f.EndsWith(".part"));
+    }
 }

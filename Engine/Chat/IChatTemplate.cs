@@ -4,7 +4,7 @@ namespace Engine.Chat;
 /// A chat prompt format: the model's own Jinja template run by the sandboxed interpreter (<see cref="JinjaChatTemplate"/>),
 /// or a built-in C# format for models without one (<see cref="ChatTemplates.Detect"/>).
 ///
-/// BOS policy: <see cref="Render"/> never writes the leading BOS token. The tokenizer adds it (GGUF
+/// BOS policy: <see cref="Render(IReadOnlyList{ChatMessage}, bool)"/> never writes the leading BOS token. The tokenizer adds it (GGUF
 /// tokenizer.ggml.add_bos_token), exactly as llama.cpp's built-in templates expect; <see cref="BosToken"/> says
 /// which one belongs there. BOS tokens in the middle of the text (Llama-2 turns) are written by the template.
 /// The rendered text contains special-token strings (&lt;|im_start|&gt;, …): tokenize it with special-token

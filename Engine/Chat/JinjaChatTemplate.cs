@@ -7,7 +7,7 @@ namespace Engine.Chat;
 /// A model's own Jinja chat template (tokenizer.chat_template), run by the sandboxed interpreter in
 /// <see cref="Engine.Chat.Jinja"/> with the variables transformers' apply_chat_template passes: messages, tools,
 /// documents, add_generation_prompt, bos_token, eos_token and extra keyword arguments (enable_thinking, ...).
-/// <see cref="Render"/> follows llama.cpp's policy for prompts that are tokenized with BOS added: a leading BOS text is
+/// <see cref="Render(IReadOnlyList{ChatMessage}, bool)"/> follows llama.cpp's policy for prompts that are tokenized with BOS added: a leading BOS text is
 /// removed. <see cref="Apply"/> gives the exact Hugging Face text.
 /// </summary>
 internal sealed class JinjaChatTemplate : IChatTemplate

@@ -88,7 +88,7 @@ public sealed class ActivationCache : IReadOnlyDictionary<string, Activation>
 
     /// <summary>Starts recording a session's intermediates at `points` (as <see cref="Model.AddHook"/> names them), over
     /// everything it processes from now on: prompts and every decode step. Dispose the recorder to stop; its
-    /// <see cref="ActivationRecorder.ToCache"/> gives the cache by absolute position.</summary>
+    /// <see cref="ActivationRecorder.ToCache(IReadOnlyList{int})"/> gives the cache by absolute position.</summary>
     public static ActivationRecorder Record(Session session, string points)
     {
         ArgumentNullException.ThrowIfNull(session);
