@@ -32,20 +32,9 @@ public sealed partial class Model
         ObjectDisposedException.ThrowIf(_disposed, this);
         options ??= new ImportanceMatrixOptions();
         int ctx = options.ContextLength;
-        if (ctx < 1)
-            throw new ArgumentOutOfRangeException(nameof(options), $"ContextLength must be 1 or more, got {ctx}");
-        if (ctx > Info.ContextLength)
-            throw new ArgumentOutOfRangeException(nameof(options), $"ContextLength {ctx} is more than the model's context of {Info.ContextLength}: use shorter chunks or load the model with a larger ContextLength");
-        if (options.MaxChunks is < 1)
-            throw new ArgumentOutOfRangeException(nameof(options), $"MaxChunks must be 1 or more (null: every chunk), got {options.MaxChunks}");
         ArgumentNullException.ThrowIfNull(options.Datasets, nameof(options));
         var ids = tokens.ToArray();
-        if (ids.Length < 2 * ctx)
-            throw new ArgumentException($"the text is {ids.Length} tokens, but an importance matrix with a context of {ctx} needs at least {2 * ctx} (as llama-imatrix requires): give a longer text or a smaller context", nameof(tokens));
-        int chunks = Math.Min(ids.Length / ctx, options.MaxChunks ?? int.MaxValue);
-        for (int i = 0; i < chunks * ctx; i++)
-            if ((uint)ids[i] >= (uint)Info.VocabularySize)
-                throw new ArgumentOutOfRangeException(nameof(tokens), $"token {i} is id {ids[i]}, outside the vocabulary of {Info.VocabularySize}");
+        int chunks = CheckedWindows(ids, ctx, options.MaxChunks, ImportanceMatrixChunks);
 
         var collector = new ImportanceMatrixCollector(Network);
         int? bos = Tokenizer.AddBos ? Tokenizer.Bos : null;

@@ -25,9 +25,7 @@ public sealed partial class Model
             throw new ArgumentException($"scoring needs at least 2 tokens (the first is only context), got {ids.Length}", nameof(tokens));
         if (ids.Length > Info.ContextLength)
             throw new ArgumentException($"{ids.Length} tokens are more than the context of {Info.ContextLength}: split them or load the model with a larger ContextLength", nameof(tokens));
-        for (int i = 0; i < ids.Length; i++)
-            if ((uint)ids[i] >= (uint)Info.VocabularySize)
-                throw new ArgumentOutOfRangeException(nameof(tokens), $"token {i} is id {ids[i]}, outside the vocabulary of {Info.VocabularySize}");
+        CheckTokens(ids, nameof(tokens));
         var scores = new TokenScore[ids.Length - 1];
         await RunPassAsync(network =>
         {
@@ -70,19 +68,8 @@ public sealed partial class Model
         ObjectDisposedException.ThrowIf(_disposed, this);
         options ??= new PerplexityOptions();
         int ctx = options.ContextLength;
-        if (ctx < 3)
-            throw new ArgumentOutOfRangeException(nameof(options), $"ContextLength must be 3 or more (the second half of each window is scored), got {ctx}");
-        if (ctx > Info.ContextLength)
-            throw new ArgumentOutOfRangeException(nameof(options), $"ContextLength {ctx} is more than the model's context of {Info.ContextLength}: use a shorter window or load the model with a larger ContextLength");
-        if (options.MaxChunks is < 1)
-            throw new ArgumentOutOfRangeException(nameof(options), $"MaxChunks must be 1 or more (null: every window), got {options.MaxChunks}");
         var ids = tokens.ToArray();
-        if (ids.Length < 2 * ctx)
-            throw new ArgumentException($"the text is {ids.Length} tokens, but perplexity with a context of {ctx} needs at least {2 * ctx} (two windows, as llama-perplexity requires): give a longer text or a smaller context", nameof(tokens));
-        int chunks = Math.Min(ids.Length / ctx, options.MaxChunks ?? int.MaxValue);
-        for (int i = 0; i < chunks * ctx; i++)
-            if ((uint)ids[i] >= (uint)Info.VocabularySize)
-                throw new ArgumentOutOfRangeException(nameof(tokens), $"token {i} is id {ids[i]}, outside the vocabulary of {Info.VocabularySize}");
+        int chunks = CheckedWindows(ids, ctx, options.MaxChunks, PerplexityWindows);
 
         int? bos = Tokenizer.AddBos ? Tokenizer.Bos : null;
         int first = ctx / 2;
