@@ -34,9 +34,12 @@ public static class QuantizeCommand
         var folder = Path.GetDirectoryName(Path.GetFullPath(output))!;
         if (!Directory.Exists(folder)) throw new UsageException($"no such folder for the output: {folder}");
 
+        // Ctrl-C and kill (SIGTERM) cancel the quantization so that the temporary file is removed before we exit.
         using var cts = new CancellationTokenSource();
-        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cts.Cancel(); };
-        Console.CancelKeyPress += onCancel;
+        using var onInterrupt = System.Runtime.InteropServices.PosixSignalRegistration.Create(
+            System.Runtime.InteropServices.PosixSignal.SIGINT, c => { c.Cancel = true; cts.Cancel(); });
+        using var onTerminate = System.Runtime.InteropServices.PosixSignalRegistration.Create(
+            System.Runtime.InteropServices.PosixSignal.SIGTERM, c => { c.Cancel = true; cts.Cancel(); });
         var watch = System.Diagnostics.Stopwatch.StartNew();
         long bytesIn = 0, bytesOut = 0;
         try
@@ -62,7 +65,6 @@ public static class QuantizeCommand
             Console.Error.WriteLine($"engine: {e.Message}");
             return 1;
         }
-        finally { Console.CancelKeyPress -= onCancel; }
         Console.Error.WriteLine($"quantized {input} to {type}: {bytesIn / 1048576.0:F2} MiB -> {bytesOut / 1048576.0:F2} MiB in {watch.Elapsed.TotalSeconds:F1} s");
         Console.WriteLine(output);
         return 0;
