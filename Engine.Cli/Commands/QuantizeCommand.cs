@@ -12,7 +12,7 @@ public static class QuantizeCommand
         name, shape and layer) and the same bytes. OUT is written to a temporary file and renamed when complete.
           TYPE                one of {QuantizationMixes.Names}
           --pure              every quantizable tensor in the type's base type (no mix rules, no Q6_K output)
-          --imatrix F         importance matrix (GGUF, from `engine imatrix` or llama-imatrix) weighting the rounding
+          --imatrix F         importance matrix (not supported yet: refused with a message)
           --threads N         worker threads (default: one per core); the output does not depend on it
           --allow-requantize  accept tensors that are quantized already (they are dequantized first; quality suffers)
         """;

@@ -148,6 +148,25 @@ public sealed class ModelQuantizerTests : IDisposable
             "output.weight", "token_embd.weight", "blk.2.attn_k.weight", "blk.2.ffn_up.weight", "blk.10.attn_q.weight");
     }
 
+    [Fact]
+    public void Cli_quantizes_with_progress_and_rejects_an_unknown_type()
+    {
+        var output = Path.Combine(_dir, "stories-q8.gguf");
+        var ok = CliRunner.Run("quantize", TestPaths.Repo("models", "stories260K.gguf"), output, "q8_0", "--threads", "2");
+        ok.ExitCode.Should().Be(0, ok.Stderr);
+        ok.Stderr.Should().Contain("token_embd.weight").And.Contain("-> Q8_0");
+        using (var gguf = GgufFile.Open(output))
+        {
+            gguf.Metadata[GgufKeys.FileType].AsInteger().Should().Be(7);
+            gguf.MetadataList[^1].Key.Should().Be(GgufKeys.FileType, "llama.cpp appends the two keys it sets");
+        }
+
+        var bad = CliRunner.Run("quantize", TestPaths.Repo("models", "stories260K.gguf"), Path.Combine(_dir, "x.gguf"), "Q4_K_X");
+        bad.ExitCode.Should().Be(2);
+        bad.Stderr.Should().Contain("unknown type 'Q4_K_X'").And.Contain("Q4_K_M");
+        File.Exists(Path.Combine(_dir, "x.gguf")).Should().BeFalse();
+    }
+
     sealed class Callback(Action<QuantizeProgress> report) : IProgress<QuantizeProgress>
     {
         public void Report(QuantizeProgress value) => report(value);

@@ -13,7 +13,8 @@ internal interface IImportanceWeightedQuantizer
 internal sealed class ImatrixWeights
 {
     public static ImatrixWeights Load(string path) =>
-        throw new QuantizationException(QuantizationErrorKind.BadImatrix, "--imatrix is not supported yet");
+        throw new QuantizationException(QuantizationErrorKind.NotSupported,
+            "--imatrix is not supported yet: the importance-weighted quantizers are not ported (see docs/quantization.md)");
 
     public float[]? For(Engine.Formats.TensorView tensor, GgmlType to) => null;
 }

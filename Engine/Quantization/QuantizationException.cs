@@ -13,6 +13,8 @@ internal enum QuantizationErrorKind
     BadTensorName,
     /// <summary>The importance matrix lacks a tensor that needs one, has the wrong size for it, or holds a non-finite value.</summary>
     BadImatrix,
+    /// <summary>An option this quantizer does not implement yet (--imatrix for the types whose weighted quantizer is not ported).</summary>
+    NotSupported,
     /// <summary>Input and output are the same file.</summary>
     SameFile,
 }
