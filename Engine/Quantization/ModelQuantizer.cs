@@ -163,7 +163,7 @@ internal static class ModelQuantizer
                     var srcRow = new ReadOnlySpan<byte>(src + r * srcRowBytes, checked((int)srcRowBytes));
                     ReadOnlySpan<float> x;
                     if (buffer is null) x = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(srcRow);
-                    else { from!.DequantizeRowReference(srcRow, buffer); x = buffer; }
+                    else { from!.DequantizeRow(srcRow, buffer); x = buffer; }
                     var d = dst.AsSpan(checked((int)((r - first) * dstRowBytes)), dstRowBytes);
                     var w = importance is null ? default : importance.AsSpan(checked((int)(r / rowsPerMatrix * n)), (int)n);
                     QuantizeRow(to, quantizer, x, d, w);
