@@ -67,9 +67,6 @@ internal static class ModelQuantizer
         {
             var (view, to) = plan[i];
             var weights = imatrix is null || view.Type == to ? null : imatrix.For(view, to);
-            if (imatrix is null && view.Type != to && RequiresImatrix(view.Name, to))
-                throw new QuantizationException(QuantizationErrorKind.BadImatrix,
-                    $"tensor {view.Name} in {to} needs an importance matrix (--imatrix)");
             if (view.Type != to && view.Type.Info().IsQuantized && !options.AllowRequantize)
                 throw new QuantizationException(QuantizationErrorKind.AlreadyQuantized,
                     $"tensor {view.Name} is {view.Type} already; requantizing is disabled (pass --allow-requantize to allow it)");
@@ -121,9 +118,8 @@ internal static class ModelQuantizer
             heads, First("attention.head_count_kv", heads));
     }
 
-    /// <summary>tensor_requires_imatrix, for the types we write: none of them needs one (the IQ1/IQ2/IQ3 types and
-    /// Q2_K inside a Q2_K_S file do, and we write neither).</summary>
-    static bool RequiresImatrix(string name, GgmlType type) => false;
+    // llama.cpp refuses to quantize without an imatrix only to the IQ1/IQ2/IQ3 types and to Q2_K inside a Q2_K_S
+    // file (tensor_requires_imatrix); we write none of those, so no mix here needs one.
 
     static bool CanWrite(GgmlType t) =>
         t is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 || RowFormats.QuantizerFor(t) is not null;
