@@ -1,3 +1,4 @@
+using global::Engine.Quantization;
 using Engine.Convert.Model;
 using Engine.Convert.Presets;
 using Engine.Convert.Quant;
@@ -53,7 +54,7 @@ public class Q4KMixTests
     [Fact]
     public void More_bits_layers_are_the_first_and_last_eighth_and_every_third_between()
     {
-        Enumerable.Range(0, 24).Where(i => TensorTypeRules.UseMoreBits(i, 24))
+        Enumerable.Range(0, 24).Where(i => TensorTypePlanner.UseMoreBits(i, 24))
             .Should().Equal(0, 1, 2, 5, 8, 11, 14, 17, 20, 21, 22, 23);
     }
 
@@ -66,7 +67,7 @@ public class Q4KMixTests
     [InlineData(GgmlType.Q8_0, 100, GgmlType.F16)]
     public void Row_lengths_that_do_not_split_into_blocks_fall_back(GgmlType target, long rowLength, GgmlType expected)
     {
-        TensorTypeRules.Fallback(target, rowLength).Should().Be(expected);
+        TensorTypePlanner.Fallback(target, rowLength).Should().Be(expected);
     }
 
     [Fact]
@@ -75,7 +76,7 @@ public class Q4KMixTests
         var preset = PresetCatalog.Find("qwen3-0.6b")!.WithLayers(11);
         ModelLayout.Plan(preset, OutputType.Q4_K_M, 1000).Select(t => t.Spec.Name).Take(4)
             .Should().Equal("output_norm.weight", "token_embd.weight", "blk.0.attn_k.weight", "blk.0.attn_k_norm.weight");
-        ModelLayout.Plan(preset, OutputType.Q4_K_M, 1000).Select(t => QuantizerTensorOrder.BlockNumber(t.Spec.Name))
+        ModelLayout.Plan(preset, OutputType.Q4_K_M, 1000).Select(t => TensorOrder.Layer(t.Spec.Name))
             .Should().BeInAscendingOrder("blk.10 comes after blk.9, not after blk.1");
         ModelLayout.Plan(preset, OutputType.F16, 1000).Select(t => t.Spec.Name).Take(3)
             .Should().Equal("token_embd.weight", "output_norm.weight", "blk.0.attn_norm.weight");

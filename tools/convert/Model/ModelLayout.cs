@@ -2,6 +2,7 @@ using Engine.Convert.Presets;
 using Engine.Convert.Quant;
 using Engine.Formats;
 using Engine.Formats.Gguf;
+using Engine.Quantization;
 
 namespace Engine.Convert.Model;
 
@@ -20,9 +21,15 @@ public static class ModelLayout
     {
         var tensors = TensorPlan.For(preset, vocabRows);
         bool converterMade = type == OutputType.F16 || type == OutputType.F32;
-        var ordered = converterMade ? tensors : QuantizerTensorOrder.Sort(tensors);
-        var facts = new ModelFacts(preset.Layers, preset.Moe?.ExpertCount ?? 0, preset.TiedOutput);
-        return ordered.Select(t => new PlannedTensor(t, TensorTypeRules.Choose(type, t, facts))).ToList();
+        var ordered = converterMade ? tensors : tensors.OrderBy(t => t.Name, TensorOrder.Instance).ToList();
+        // The type choice counts attn_v layers in llama-quantize's order, whatever order the file is written in.
+        var quantizerOrder = ordered.OrderBy(t => t.Name, TensorOrder.Instance).ToList();
+        var model = new ModelShape(preset.Architecture, preset.Layers, preset.Moe?.ExpertCount ?? 0, preset.Heads, preset.KvHeads);
+        // The converter stores what llama.cpp never quantizes (norms, biases, the router) as F32.
+        var types = TensorTypePlanner.Plan(quantizerOrder.Select(t => new TensorShape(t.Name, t.Shape)).ToList(),
+            quantizerOrder.Select(_ => GgmlType.F32).ToList(), type.Mix, model, pure: false, hasImatrix: false);
+        var byName = quantizerOrder.Select((t, i) => (t.Name, Type: types[i])).ToDictionary(p => p.Name, p => p.Type);
+        return ordered.Select(t => new PlannedTensor(t, byName[t.Name])).ToList();
     }
 
     /// <summary>Bytes of tensor data (each tensor padded to the 32-byte GGUF alignment), without the metadata.</summary>
