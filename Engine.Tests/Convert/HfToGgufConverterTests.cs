@@ -92,6 +92,51 @@ public sealed class HfToGgufConverterTests : IDisposable
         }
     }
 
+    [SharedFact]
+    public void A_sharded_folder_converts_like_the_single_file()
+    {
+        string folder = Fixtures("hf", "fx-qwen3moe-F16-hf");
+        string sharded = Rewrite(folder, keep: _ => true, shards: 3);
+        File.Exists(Path.Combine(sharded, "model.safetensors.index.json")).Should().BeTrue();
+        string single = Path.Combine(_dir, "single.gguf"), split = Path.Combine(_dir, "split.gguf");
+        HfToGgufConverter.Convert(folder, single, new ConvertOptions("F16"));
+        HfToGgufConverter.Convert(sharded, split, new ConvertOptions("F16"));
+        using var a = GgufFile.Open(single);
+        using var b = GgufFile.Open(split);
+        b.Tensors.Select(t => t.Name).Should().BeEquivalentTo(a.Tensors.Select(t => t.Name));
+        foreach (var t in a.Tensors)
+            b.GetTensor(t.Name).Bytes.SequenceEqual(a.GetTensor(t.Name).Bytes).Should().BeTrue(t.Name);
+    }
+
+    [SharedFact]
+    public void A_missing_expert_is_named()
+    {
+        string folder = Rewrite(Fixtures("hf", "fx-qwen3moe-F16-hf"), keep: n => n != "model.layers.1.mlp.experts.5.up_proj.weight", shards: 1);
+        var e = Refused(folder).Which;
+        e.Kind.Should().Be(FormatErrorKind.MissingKey);
+        e.Message.Should().Contain("expert 5").And.Contain("blk.1.ffn_up_exps.weight");
+    }
+
+    [Fact]
+    public void The_cli_converts_and_refuses_a_quantized_type_with_a_usage_error()
+    {
+        string folder = FakeLlamaFolder(8), output = Path.Combine(_dir, "cli.gguf");
+        var ok = CliRunner.Run("convert", folder, output, "--type", "bf16");
+        ok.ExitCode.Should().Be(0, ok.Stderr);
+        ok.Stderr.Should().Contain("convert: ").And.Contain("tensors");
+        using (var gguf = GgufFile.Open(output))
+            gguf.GetTensor("blk.0.ffn_up.weight").Type.Should().Be(GgmlType.BF16);
+
+        var quantized = CliRunner.Run("convert", folder, Path.Combine(_dir, "q.gguf"), "--type", "Q4_K_M");
+        quantized.ExitCode.Should().Be(2);
+        quantized.Stderr.Should().Contain("engine quantize");
+        File.Exists(Path.Combine(_dir, "q.gguf")).Should().BeFalse();
+
+        var unknown = CliRunner.Run("convert", FakeLlamaFolder(8, architecture: "PhiForCausalLM"), Path.Combine(_dir, "p.gguf"));
+        unknown.ExitCode.Should().Be(1);
+        unknown.Stderr.Should().Contain("PhiForCausalLM").And.Contain("supported");
+    }
+
     // ---------------------------------------------------------------- tokenizer.json
 
     [SharedTheory]
@@ -290,6 +335,41 @@ public sealed class HfToGgufConverterTests : IDisposable
             }
             File.WriteAllBytes(Path.Combine(folder, "tokenizer.model"), pieces.ToArray());
         }
+        return folder;
+    }
+
+    /// <summary>A copy of a Hugging Face folder with only the tensors <paramref name="keep"/> accepts, split over
+    /// <paramref name="shards"/> files (with model.safetensors.index.json when more than one).</summary>
+    string Rewrite(string source, Func<string, bool> keep, int shards)
+    {
+        string folder = Directory.CreateDirectory(Path.Combine(_dir, "hf-" + Guid.NewGuid().ToString("N")[..8])).FullName;
+        foreach (var file in Directory.GetFiles(source).Where(f => !f.EndsWith(".safetensors") && !f.EndsWith(".index.json")))
+            File.Copy(file, Path.Combine(folder, Path.GetFileName(file)));
+        using var model = Formats.Safetensors.SafetensorsModel.Open(source);
+        var names = model.Tensors.Select(t => t.Name).Where(keep).ToList();
+        var weightMap = new Dictionary<string, string>();
+        for (int part = 0; part < shards; part++)
+        {
+            string file = shards == 1 ? "model.safetensors" : $"model-{part + 1:00000}-of-{shards:00000}.safetensors";
+            var mine = names.Where((_, i) => i % shards == part).ToList();
+            var header = new StringBuilder("{");
+            var data = new MemoryStream();
+            foreach (var name in mine)
+            {
+                var info = model.GetInfo(name);
+                long begin = data.Length;
+                data.Write(model.ShardOf(name).GetBytes(name));
+                if (header.Length > 1) header.Append(',');
+                header.Append($"\"{name}\":{{\"dtype\":\"{info.DType}\",\"shape\":[{string.Join(',', info.Shape)}],\"data_offsets\":[{begin},{data.Length}]}}");
+                weightMap[name] = file;
+            }
+            header.Append('}');
+            var headerBytes = Encoding.UTF8.GetBytes(header.ToString());
+            File.WriteAllBytes(Path.Combine(folder, file), [.. BitConverter.GetBytes((long)headerBytes.Length), .. headerBytes, .. data.ToArray()]);
+        }
+        if (shards > 1)
+            File.WriteAllText(Path.Combine(folder, "model.safetensors.index.json"),
+                System.Text.Json.JsonSerializer.Serialize(new { metadata = new { }, weight_map = weightMap }));
         return folder;
     }
 
