@@ -45,6 +45,12 @@ public sealed class HfToGgufConverterTests : IDisposable
             got.Bytes.SequenceEqual(want.Bytes).Should().BeTrue($"{expected.Name} must be byte-identical");
         }
 
+        // The engine runs the converted file to the fixture's llama.cpp golden logits (its metadata is what the
+        // converter wrote, not the fixture's).
+        using (var loaded = Engine.Models.LoadedModel.Open(output))
+            Models.FixtureGoldenTests.CheckAgainstGolden(loaded.Model, GoldenCase.LoadFixture(Path.GetDirectoryName(Fixtures(name + ".gguf"))!, name),
+                Models.FixtureGoldenTests.ToleranceFor(name));
+
         foreach (var key in new[] { GgufKeys.Tokens, GgufKeys.Scores, GgufKeys.TokenTypes })
             ((Array)ours.Metadata[key].Value).Should().BeEquivalentTo((Array)reference.Metadata[key].Value, o => o.WithStrictOrdering(), key);
         foreach (var key in new[] { GgufKeys.TokenizerModel, GgufKeys.BosId, GgufKeys.EosId, GgufKeys.Architecture })

@@ -206,9 +206,8 @@ internal static class HfToGgufConverter
     static void CheckComplete(List<PlannedTensor> plan, HfConfig hf, string arch, bool moe, string dir)
     {
         var have = plan.Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
+        // output.weight is optional: a checkpoint without lm_head ties the output to the embedding, as transformers does.
         var required = new List<string> { "token_embd.weight", "output_norm.weight" };
-        // A checkpoint without lm_head ties the output to the embedding, as transformers does.
-        if (hf.TieWordEmbeddings) have.Remove("output.weight");
         for (int b = 0; b < hf.NumHiddenLayers; b++)
         {
             string[] layer = ["attn_norm.weight", "attn_q.weight", "attn_k.weight", "attn_v.weight", "attn_output.weight", "ffn_norm.weight"];
