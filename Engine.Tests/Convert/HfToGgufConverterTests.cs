@@ -285,6 +285,27 @@ public sealed class HfToGgufConverterTests : IDisposable
         gguf.GetTensor("blk.0.attn_norm.weight").Type.Should().Be(GgmlType.F32);
     }
 
+    [Fact]
+    public void Llama3_rope_scaling_becomes_the_rope_freqs_tensor_first()
+    {
+        string folder = FakeLlamaFolder(8, ropeScaling: """
+            {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 64}
+            """);
+        string output = Path.Combine(_dir, "llama3.gguf");
+        HfToGgufConverter.Convert(folder, output, new ConvertOptions("F16"));
+        using var gguf = GgufFile.Open(output);
+        gguf.Tensors[0].Name.Should().Be("rope_freqs.weight");
+        var view = gguf.GetTensor("rope_freqs.weight");
+        view.Type.Should().Be(GgmlType.F32);
+        var factors = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(view.Bytes).ToArray();
+        factors.Should().Equal(Engine.Conversion.Llama3RopeFactors.Compute(8, 10000, 8, 1, 4, 64));
+        // The fastest pair (wavelength 2 pi) is left alone; the slowest (wavelength over 64 / low_freq_factor) is scaled.
+        factors[0].Should().Be(1f);
+        factors[^1].Should().Be(8f);
+        gguf.Metadata.Keys.Should().NotContain(k => k.Contains("rope.scaling"));
+        using var model = Model.Load(output);
+    }
+
     // ---------------------------------------------------------------- helpers
 
     sealed class Inline(Action<ConvertProgress> report) : IProgress<ConvertProgress>
@@ -305,14 +326,15 @@ public sealed class HfToGgufConverterTests : IDisposable
 
     /// <summary>A one-layer llama folder: config.json, random F32 weights and the shared SentencePiece tokenizer
     /// (or none, when the test brings a tokenizer.json).</summary>
-    string FakeLlamaFolder(int vocab, string architecture = "LlamaForCausalLM", string? skip = null, (string Name, long[] Shape)? reshape = null)
+    string FakeLlamaFolder(int vocab, string architecture = "LlamaForCausalLM", string? skip = null, (string Name, long[] Shape)? reshape = null,
+        string ropeScaling = "null")
     {
         string folder = Directory.CreateDirectory(Path.Combine(_dir, "hf-" + Guid.NewGuid().ToString("N")[..8])).FullName;
         const int embd = 16, ff = 32, heads = 2, kvHeads = 1, headDim = 8;
         File.WriteAllText(Path.Combine(folder, "config.json"), $$"""
             {"architectures": ["{{architecture}}"], "model_type": "llama", "hidden_size": {{embd}}, "intermediate_size": {{ff}},
              "num_hidden_layers": 1, "num_attention_heads": {{heads}}, "num_key_value_heads": {{kvHeads}}, "vocab_size": {{vocab}},
-             "max_position_embeddings": 64, "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": false,
+             "max_position_embeddings": 64, "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "rope_scaling": {{ropeScaling}}, "tie_word_embeddings": false,
              "bos_token_id": 1, "eos_token_id": 2}
             """);
         var tensors = new List<(string Name, long[] Shape)>

@@ -98,7 +98,8 @@ internal static class HfToGgufConverter
     }
 
     /// <summary>One output tensor: its sources (several for stacked experts, in expert order) and how rows move.</summary>
-    sealed record PlannedTensor(string Name, GgmlType Type, long[] Shape, long ByteSize, TensorView[] Sources, int PermuteHeads);
+    sealed record PlannedTensor(string Name, GgmlType Type, long[] Shape, long ByteSize, TensorView[] Sources, int PermuteHeads,
+        float[]? Computed = null);
 
     static List<PlannedTensor> Plan(SafetensorsModel model, HfConfig hf, string arch, GgmlType target, string dir)
     {
@@ -108,7 +109,13 @@ internal static class HfToGgufConverter
         var plan = new List<PlannedTensor>();
         var pendingExperts = new Dictionary<string, TensorView?[]>();
 
-        // llama.cpp's converter walks each shard's tensors in name order and writes each as it is mapped.
+        // llama.cpp's converter writes its computed tensors first, then walks each shard's tensors in name order.
+        if (arch == "llama" && hf.RopeScaling is { RopeType: "llama3" } llama3)
+        {
+            var factors = Llama3RopeFactors.Compute(headDim, hf.RopeTheta, llama3.Factor ?? 8, llama3.LowFreqFactor ?? 1,
+                llama3.HighFreqFactor ?? 4, llama3.OriginalMaxPositionEmbeddings ?? 8192);
+            plan.Add(new PlannedTensor("rope_freqs.weight", GgmlType.F32, [factors.Length], factors.Length * 4L, [], 0, factors));
+        }
         foreach (var shard in model.Shards)
             foreach (var info in shard.Tensors.OrderBy(t => t.Name, StringComparer.Ordinal))
             {
@@ -262,10 +269,12 @@ internal static class HfToGgufConverter
                     break;
                 case null or "default":
                     break;
+                case "llama3" when arch == "llama":
+                    break; // carried by the rope_freqs tensor, as llama.cpp's converter does
                 default:
-                    // llama3 scaling needs the rope_freqs tensor llama.cpp's converter computes; not written here yet.
                     throw new ModelFormatException(FormatErrorKind.InvalidConfig,
-                        $"rope_scaling type '{scaling.RopeType}' cannot be converted yet (supported: linear, yarn)", field: "rope_scaling");
+                        $"rope_scaling type '{scaling.RopeType}' cannot be converted for {arch} (supported: linear, yarn, and llama3 for llama)",
+                        field: "rope_scaling");
             }
         }
         w.AddMetadata($"{arch}.rope.freq_base", (float)hf.RopeTheta);
@@ -297,6 +306,7 @@ internal static class HfToGgufConverter
     /// permuting q/k rows. Same-type rows are copied as they are, so an F16 checkpoint written as F16 is bit-exact.</summary>
     static void WriteTensor(Stream stream, PlannedTensor t, CancellationToken ct)
     {
+        if (t.Computed is { } computed) { stream.Write(MemoryMarshal.AsBytes(computed.AsSpan())); return; }
         int rowLength = (int)t.Shape[0];
         int outBytes = (int)GgufWriter.TensorByteSize(t.Type, [rowLength]);
         var floats = new float[rowLength];
