@@ -178,6 +178,25 @@ public sealed class HfToGgufConverterTests : IDisposable
         failures.Should().BeEmpty();
     }
 
+    [SharedFact]
+    public void The_llama2_tokenizer_model_gives_llama_cpp_spm_vocab_and_its_tokenization()
+    {
+        using var reference = GgufFile.Open(VocabVectors.Path("ggml-vocab-llama-spm.gguf"));
+        int vocabSize = ((Array)reference.Metadata[GgufKeys.Tokens].Value).Length;
+        string folder = FakeLlamaFolder(vocabSize);
+        File.Copy(TestPaths.Shared("models", "llama2-tokenizer", "tokenizer.model")!, Path.Combine(folder, "tokenizer.model"));
+        string output = Path.Combine(_dir, "llama-spm.gguf");
+        HfToGgufConverter.Convert(folder, output, new ConvertOptions("F32"));
+
+        using var ours = GgufFile.Open(output);
+        foreach (var key in new[] { GgufKeys.Tokens, GgufKeys.Scores, GgufKeys.TokenTypes })
+            ((Array)ours.Metadata[key].Value).Cast<object>().SequenceEqual(((Array)reference.Metadata[key].Value).Cast<object>())
+                .Should().BeTrue($"{key} must equal ggml-vocab-llama-spm.gguf's");
+        foreach (var key in new[] { GgufKeys.TokenizerModel, GgufKeys.BosId, GgufKeys.EosId })
+            ours.Metadata[key].Value.Should().Be(reference.Metadata[key].Value, key);
+        VocabVectors.Check(TokenizerFactory.FromGguf(ours.Metadata), "llama-spm", dropLeadingBos: 1).Should().BeEmpty();
+    }
+
     [Fact]
     public void An_unknown_pre_tokenizer_is_refused_with_the_known_names()
     {
