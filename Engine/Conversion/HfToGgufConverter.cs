@@ -174,7 +174,9 @@ internal static class HfToGgufConverter
         return plan;
     }
 
-    static int BlockOf(string gguf) => gguf.StartsWith("blk.", StringComparison.Ordinal) ? int.Parse(gguf.AsSpan(4, gguf.IndexOf('.', 4) - 4)) : -1;
+    /// <summary>The layer a GGUF tensor name belongs to (-1 for none); an index too large for an int counts as past the end.</summary>
+    static int BlockOf(string gguf) => !gguf.StartsWith("blk.", StringComparison.Ordinal) ? -1
+        : int.TryParse(gguf.AsSpan(4, gguf.IndexOf('.', 4) - 4), out int block) ? block : int.MaxValue;
 
     /// <summary>The shape (ggml order) a tensor must have, from config.json; null for a name no architecture here has.</summary>
     static long[]? ExpectedShape(string name, int embd, int vocab, int heads, int kvHeads, int headDim, int ff, int experts, int sharedFf) => name switch
