@@ -65,6 +65,39 @@ internal sealed partial class HfTensorSource(SafetensorsModel model, bool tiedOu
         return [];
     }
 
+    /// <summary>The GGUF name of a Hugging Face tensor (the inverse of <see cref="HfNames"/>): experts come out under
+    /// llama.cpp's per-expert names "blk.N.ffn_gate.E.weight"; null when the tensor has no GGUF counterpart.</summary>
+    public static string? GgufName(string hfName)
+    {
+        switch (hfName)
+        {
+            case "model.embed_tokens.weight": return "token_embd.weight";
+            case "model.norm.weight": return "output_norm.weight";
+            case "lm_head.weight": return "output.weight";
+        }
+        if (LayerOf().Match(hfName) is not { Success: true } layer) return null;
+        string block = layer.Groups[1].Value, rest = layer.Groups[2].Value;
+        foreach (var (gguf, hf) in LayerNames)
+            if (hf.Contains(rest)) return $"blk.{block}.{gguf}";
+        if (HfExpertTensor().Match(rest) is { Success: true } expert)
+        {
+            string projection = expert.Groups[3].Value switch
+            {
+                "gate_proj" or "w1" => "gate",
+                "up_proj" or "w3" => "up",
+                _ => "down",
+            };
+            return $"blk.{block}.ffn_{projection}.{expert.Groups[2].Value}.weight";
+        }
+        return null;
+    }
+
+    [GeneratedRegex(@"^model\.layers\.(\d+)\.(.+)$")]
+    private static partial Regex LayerOf();
+
+    [GeneratedRegex(@"^(mlp\.experts|block_sparse_moe\.experts)\.(\d+)\.(gate_proj|up_proj|down_proj|w1|w2|w3)\.weight$")]
+    private static partial Regex HfExpertTensor();
+
     public bool TryGetTensor(string ggufName, out TensorView view)
     {
         foreach (var name in HfNames(ggufName, tiedOutput))
