@@ -28,6 +28,7 @@ namespace Engine.Cli
               pull [modelscope:]OWNER/REPO[:QUANT]      download a GGUF (or safetensors) model from Hugging Face into the store
               list                                      the pulled models
               rm OWNER/REPO[:QUANT]                     delete a pulled model
+              estimate --model M|REPO[:QUANT] [--ctx N]  memory by part and expected speed, from the GGUF header only
             run, chat, logits, bench, perplexity and imatrix take --device cpu|cuda|opencl|auto (default cpu) and --gpu-layers N|all
             and --no-repack (the CPU backend then reads Q4_K and Q4_0 matrices in place instead of repacking them at load)
             run, chat, logits and serve take llama.cpp's control vectors: --control-vector F, --control-vector-scaled F S
@@ -62,6 +63,7 @@ namespace Engine.Cli
                     "pull" => PullCommand.Run(rest),
                     "list" => ListCommand.Run(rest),
                     "rm" => RmCommand.Run(rest),
+                    "estimate" => EstimateCommand.Run(rest),
                     // Diagnostic, for tools/gpu-check.sh; not in the usage text.
                     "golden" => GoldenCommand.Run(rest),
                     _ => throw new UsageException($"unknown command '{args[0]}'"),

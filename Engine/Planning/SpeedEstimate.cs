@@ -1,0 +1,77 @@
+using System.Diagnostics;
+using System.Numerics.Tensors;
+using Engine.Formats;
+
+namespace Engine.Planning;
+
+/// <summary>
+/// Expected prompt (pp) and generation (tg) speed from two quick measurements of this machine, before loading.
+///
+/// Generation reads every weight once per token (MoE: the experts used) and the KV cache up to the depth, so it is
+/// bandwidth-bound: tg = <see cref="GenerationEfficiency"/> x bandwidth / (weight bytes per token + KV bytes per
+/// position x depth). Prompt processing is compute-bound: pp = efficiency(weight type) x measured float throughput /
+/// (2 x weights used per token + attention's 4 x layers x heads x head width x the average depth). The efficiencies are
+/// what the engine's kernels reach on the reference machine (docs/models.md has the measurements they come from).
+/// </summary>
+internal static class SpeedEstimate
+{
+    /// <summary>Share of the streaming-read bandwidth a decode step reaches (the rest: compute between reads,
+    /// synchronization, the KV cache's scattered blocks).</summary>
+    public const double GenerationEfficiency = 0.80;
+
+    /// <summary>Share of the measured float dot-product throughput a prompt's matmuls reach, by the weight type that
+    /// holds most of the model's bytes: repacked 8-row K-quant kernels come closest; float16 weights convert every
+    /// element.</summary>
+    public static double PromptEfficiency(GgmlType dominant) => dominant switch
+    {
+        GgmlType.Q4_K or GgmlType.Q4_0 or GgmlType.Q6_K => 1.10,
+        GgmlType.Q8_0 => 0.95,
+        GgmlType.F16 => 0.60,
+        GgmlType.BF16 => 0.60,
+        GgmlType.F32 => 0.45,
+        _ => 0.50,
+    };
+
+    /// <summary>Tokens/s of one sequence generating with `depth` positions already in its cache.</summary>
+    public static double Generation(MemoryEstimate e, double bytesPerSecond, int depth) =>
+        GenerationEfficiency * bytesPerSecond / (e.WeightBytesPerToken + (double)e.KvBytesPerToken * depth);
+
+    /// <summary>Tokens/s of a prompt of `tokens` tokens fed from an empty cache.</summary>
+    public static double Prompt(MemoryEstimate e, double flopsPerSecond, int tokens, GgmlType dominant)
+    {
+        var c = e.Config;
+        double attention = 4.0 * c.LayerCount * c.HeadCount * (c.HeadDim + c.ValueHeadDim) / 2 * (tokens / 2.0);
+        return PromptEfficiency(dominant) * flopsPerSecond / (e.MatMulFlopsPerToken + attention);
+    }
+
+    /// <summary>Floating-point operations per second of `threads` workers running the float dot product of the
+    /// kernels' library over cache-resident rows, best of a few short rounds.</summary>
+    public static double MeasureFlopsPerSecond(int threads, int milliseconds = 40)
+    {
+        threads = Math.Max(1, threads);
+        const int Width = 2048;
+        double best = 0;
+        for (int round = 0; round < 3; round++)
+        {
+            long dots = 0;
+            var watch = Stopwatch.StartNew();
+            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, _ =>
+            {
+                var a = new float[Width]; var b = new float[Width];
+                a.AsSpan().Fill(1.0001f); b.AsSpan().Fill(0.9999f);
+                long n = 0;
+                float sink = 0;
+                var clock = Stopwatch.StartNew();
+                while (clock.ElapsedMilliseconds < milliseconds)
+                {
+                    for (int i = 0; i < 64; i++) sink += TensorPrimitives.Dot<float>(a, b);
+                    n += 64;
+                }
+                if (sink == 42) Console.Write(""); // keeps the loop from being optimized away
+                Interlocked.Add(ref dots, n);
+            });
+            best = Math.Max(best, dots * 2.0 * Width / watch.Elapsed.TotalSeconds);
+        }
+        return best;
+    }
+}
