@@ -19,6 +19,12 @@ internal static class RemoteHeader
     /// <exception cref="ModelFormatException">The header is corrupt, or the file ends inside it.</exception>
     public static GgufFile Read(Func<long, int, byte[]> read, long fileSize, string source)
     {
+        try { return ReadGrowing(read, fileSize, source); }
+        catch (ModelFormatException e) { throw e.WithFile(source); }
+    }
+
+    static GgufFile ReadGrowing(Func<long, int, byte[]> read, long fileSize, string source)
+    {
         var head = read(0, (int)Math.Min(FirstChunk, fileSize));
         while (true)
         {
