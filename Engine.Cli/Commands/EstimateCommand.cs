@@ -24,7 +24,8 @@ internal static class EstimateCommand
           prompt (pp512) and generation (tg) speed, without loading the model: only its GGUF header is read. A name that is
           neither a file nor a pulled model is looked up on Hugging Face (HF_ENDPOINT, HF_TOKEN, --revision; modelscope:
           for ModelScope) and only the header's bytes are fetched, with range requests.
-          --ctx, --parallel, --kv-type, --kv-budget, --threads: as run and serve take them (the KV cache counted full)
+          --ctx, --parallel, --kv-type, --kv-budget, --threads, --no-repack: as run and serve take them (the KV cache
+                             counted full)
           --device D         cuda, opencl or auto: also says which --gpu-layers fits the device's memory
           --device-memory S  the device's memory (e.g. 24GiB) instead of asking the driver
           --gpu-layers N     the first N layers on the device (default: as many as fit, with --device)
@@ -51,6 +52,7 @@ internal static class EstimateCommand
             KvType = ModelArguments.KvType(cl).ToElementType(),
             KvCacheBytes = cl.Size("kv-budget") ?? 0,
             Threads = cl.Int("threads", 0, 0, 1024, alias: "t"),
+            RepackWeights = !cl.Has("no-repack"),
         };
         double bandwidthGb = cl.Double("bandwidth", 0, 0, 1e6);
         int depth = cl.Int("depth", 0, 0, 1 << 24);
@@ -82,8 +84,8 @@ internal static class EstimateCommand
         var dominant = parts.Concat(header.Tensors).Where(t => t.Shape.Count >= 2).GroupBy(t => t.Type)
             .OrderByDescending(g => g.Sum(t => t.ByteSize)).First().Key;
         double pp = SpeedEstimate.Prompt(estimate, flops, 512, dominant);
-        double tg = SpeedEstimate.Generation(estimate, bandwidth, depth);
-        double tgFull = SpeedEstimate.Generation(estimate, bandwidth, estimate.Context);
+        double tg = SpeedEstimate.Generation(estimate, bandwidth, flops, depth, dominant);
+        double tgFull = SpeedEstimate.Generation(estimate, bandwidth, flops, estimate.Context, dominant);
 
         if (json)
         {

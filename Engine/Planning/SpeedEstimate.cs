@@ -9,9 +9,11 @@ namespace Engine.Planning;
 ///
 /// Generation reads every weight once per token (MoE: the experts used) and the KV cache up to the depth, so it is
 /// bandwidth-bound: tg = <see cref="GenerationEfficiency"/> x bandwidth / (weight bytes per token + KV bytes per
-/// position x depth). Prompt processing is compute-bound: pp = efficiency(weight type) x measured float throughput /
-/// (2 x weights used per token + attention's 4 x layers x heads x head width x the average depth). The efficiencies are
-/// what the engine's kernels reach on the reference machine (docs/models.md has the measurements they come from).
+/// position x depth), unless the kernels cannot compute that fast (few cores, float16 weights): then tg = decode
+/// rate(type) x measured float throughput / flops per token. Prompt processing is compute-bound: pp = prompt rate(type)
+/// x measured float throughput / (2 x weights used per token + attention's flops at the average depth). The rates are
+/// what the engine's kernels reached on the reference machine relative to the same throughput measurement
+/// (docs/models.md has the measurements they come from).
 /// </summary>
 internal static class SpeedEstimate
 {
@@ -19,31 +21,37 @@ internal static class SpeedEstimate
     /// synchronization, the KV cache's scattered blocks).</summary>
     public const double GenerationEfficiency = 0.80;
 
-    /// <summary>Share of the measured float dot-product throughput a prompt's matmuls reach, by the weight type that
-    /// holds most of the model's bytes: repacked 8-row K-quant kernels come closest; float16 weights convert every
-    /// element.</summary>
-    public static double PromptEfficiency(GgmlType dominant) => dominant switch
+    /// <summary>The kernels' throughput relative to <see cref="MeasureFlopsPerSecond"/>, by the weight type that holds
+    /// most of the model's bytes, for a prompt (64-row matmuls) and for one generated row. The repacked 8-row K-quant
+    /// kernels multiply in int8 and beat a float dot; float16 and bfloat16 weights convert every element.</summary>
+    public static (double Prompt, double Decode) KernelRates(GgmlType dominant) => dominant switch
     {
-        GgmlType.Q4_K or GgmlType.Q4_0 or GgmlType.Q6_K => 1.10,
-        GgmlType.Q8_0 => 0.95,
-        GgmlType.F16 => 0.60,
-        GgmlType.BF16 => 0.60,
-        GgmlType.F32 => 0.45,
-        _ => 0.50,
+        GgmlType.Q4_K or GgmlType.Q4_0 or GgmlType.Q6_K => (2.5, 1.5),
+        GgmlType.Q8_0 => (1.6, 0.47),
+        GgmlType.F16 => (1.9, 0.30),
+        GgmlType.BF16 => (1.9, 0.30),
+        _ => (1.0, 0.30),
     };
 
     /// <summary>Tokens/s of one sequence generating with `depth` positions already in its cache.</summary>
-    public static double Generation(MemoryEstimate e, double bytesPerSecond, int depth) =>
-        GenerationEfficiency * bytesPerSecond / (e.WeightBytesPerToken + (double)e.KvBytesPerToken * depth);
-
-    /// <summary>Tokens/s of a prompt of `tokens` tokens fed from an empty cache.</summary>
-    public static double Prompt(MemoryEstimate e, double flopsPerSecond, int tokens, GgmlType dominant)
+    public static double Generation(MemoryEstimate e, double bytesPerSecond, double flopsPerSecond, int depth, GgmlType dominant)
     {
-        var c = e.Config;
-        double attention = 4.0 * c.LayerCount * c.HeadCount * (c.HeadDim + c.ValueHeadDim) / 2 * (tokens / 2.0);
-        return PromptEfficiency(dominant) * flopsPerSecond / (e.MatMulFlopsPerToken + attention);
+        double memoryBound = GenerationEfficiency * bytesPerSecond / (e.WeightBytesPerToken + (double)e.KvBytesPerToken * depth);
+        double computeBound = KernelRates(dominant).Decode * flopsPerSecond / (e.MatMulFlopsPerToken + AttentionFlops(e, depth));
+        return Math.Min(memoryBound, computeBound);
     }
 
+    /// <summary>Tokens/s of a prompt of `tokens` tokens fed from an empty cache.</summary>
+    public static double Prompt(MemoryEstimate e, double flopsPerSecond, int tokens, GgmlType dominant) =>
+        KernelRates(dominant).Prompt * flopsPerSecond / (e.MatMulFlopsPerToken + AttentionFlops(e, tokens / 2.0));
+
+    /// <summary>Flops of one token's attention over `depth` cached positions: a dot with every key and a weighted sum of
+    /// every value, in every head of every layer.</summary>
+    static double AttentionFlops(MemoryEstimate e, double depth)
+    {
+        var c = e.Config;
+        return 2.0 * c.LayerCount * c.HeadCount * (c.HeadDim + c.ValueHeadDim) * depth;
+    }
     /// <summary>Floating-point operations per second of `threads` workers running the float dot product of the
     /// kernels' library over cache-resident rows, best of a few short rounds.</summary>
     public static double MeasureFlopsPerSecond(int threads, int milliseconds = 40)
