@@ -75,7 +75,7 @@ internal static class EstimateCommand
         }
         var plain = MemoryEstimate.For(header, options, parts);
         int layers = plain.Config.LayerCount;
-        int? fitting = deviceInfo is { } d ? LayersThatFit(header, options, parts, d.Bytes) : null;
+        int? fitting = deviceInfo is { } d ? LayersThatFit(header, options, parts, layers, d.Bytes) : null;
         int onDevice = !gpu ? 0 : gpuLayers ?? fitting ?? layers;
         var estimate = onDevice == 0 ? plain : MemoryEstimate.For(header, options with { GpuLayers = onDevice }, parts);
 
@@ -146,9 +146,8 @@ internal static class EstimateCommand
     }
 
     /// <summary>The most leading layers whose weights, KV share and scratch fit `memory` bytes of device memory.</summary>
-    internal static int LayersThatFit(GgufFile header, EstimateOptions options, IReadOnlyList<GgufTensorInfo> parts, long memory)
+    static int LayersThatFit(GgufFile header, EstimateOptions options, IReadOnlyList<GgufTensorInfo> parts, int layers, long memory)
     {
-        int layers = GgufModelConfigLayers(header);
         for (int n = layers; n > 0; n--)
         {
             var e = MemoryEstimate.For(header, options with { GpuLayers = n }, parts);
@@ -156,8 +155,6 @@ internal static class EstimateCommand
         }
         return 0;
     }
-
-    static int GgufModelConfigLayers(GgufFile header) => Engine.Models.GgufModelConfig.Read(header).LayerCount;
 
     /// <summary>The header of a local file (all parts of a split one), a pulled model, or a hub repository's GGUF.</summary>
     static (GgufFile Header, IReadOnlyList<GgufTensorInfo> MoreTensors, string Source) Open(string model, string? revision)
@@ -167,8 +164,10 @@ internal static class EstimateCommand
         if (path is null && ModelName.TryParse(model, out var name, out _))
         {
             var stored = ModelStore.Default().ModelPath(name!);
+            if (stored is not null && Directory.Exists(stored))
+                throw new UsageException($"{model} is a safetensors model in the store: estimate reads GGUF files (convert it first)");
             if (stored is not null && File.Exists(stored)) path = stored;
-            else if (stored is null || !Directory.Exists(stored)) return OpenRemote(name!, revision);
+            else return OpenRemote(name!, revision);
         }
         if (path is null) throw new UsageException($"no such model file: {model}");
         return OpenLocal(path);

@@ -120,7 +120,9 @@ public sealed class GgufFile : IDisposable
     /// <param name="name">The tensor name, e.g. "blk.0.attn_q.weight".</param>
     /// <exception cref="ModelFormatException">The file has no such tensor (kind <see cref="FormatErrorKind.MissingKey"/>).</exception>
     public TensorView GetTensor(string name) => _views.TryGetValue(name, out var v) ? v
-        : throw new ModelFormatException(FormatErrorKind.MissingKey, $"tensor '{name}' is not in the file", field: name, filePath: Path);
+        : throw new ModelFormatException(FormatErrorKind.MissingKey,
+            HeaderOnly && _infos.ContainsKey(name) ? $"tensor '{name}' has no data here: only the file's header was read" : $"tensor '{name}' is not in the file",
+            field: name, filePath: Path);
 
     /// <summary>Unmaps and closes the file. Views handed out by it stop working: their
     /// <see cref="TensorView.Pointer"/>, <see cref="TensorView.Bytes"/> and <see cref="TensorView.ReadBytes"/> throw
