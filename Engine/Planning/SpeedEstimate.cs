@@ -26,11 +26,11 @@ internal static class SpeedEstimate
     /// kernels multiply in int8 and beat a float dot; float16 and bfloat16 weights convert every element.</summary>
     public static (double Prompt, double Decode) KernelRates(GgmlType dominant) => dominant switch
     {
-        GgmlType.Q4_K or GgmlType.Q4_0 or GgmlType.Q6_K => (2.5, 1.5),
-        GgmlType.Q8_0 => (1.6, 0.47),
-        GgmlType.F16 => (1.9, 0.30),
-        GgmlType.BF16 => (1.9, 0.30),
-        _ => (1.0, 0.30),
+        GgmlType.Q4_K or GgmlType.Q4_0 or GgmlType.Q6_K => (2.7, 1.5),
+        GgmlType.Q8_0 => (1.8, 0.5),
+        GgmlType.F16 => (1.8, 0.2),
+        GgmlType.BF16 => (3.0, 0.33),
+        _ => (1.0, 0.2),
     };
 
     /// <summary>Tokens/s of one sequence generating with `depth` positions already in its cache.</summary>
