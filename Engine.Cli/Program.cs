@@ -30,6 +30,7 @@ namespace Engine.Cli
               list                                      the pulled models
               rm OWNER/REPO[:QUANT]                     delete a pulled model
               convert HF_FOLDER OUT.gguf [--type F16]   a Hugging Face safetensors folder to GGUF (F32, F16, BF16)
+              estimate --model M|REPO[:QUANT] [--ctx N]  memory by part and expected speed, from the GGUF header only
             run, chat, logits, bench, perplexity and imatrix take --device cpu|cuda|opencl|auto (default cpu) and --gpu-layers N|all
             and --no-repack (the CPU backend then reads Q4_K and Q4_0 matrices in place instead of repacking them at load)
             run, chat, logits and serve take llama.cpp's control vectors: --control-vector F, --control-vector-scaled F S
@@ -66,6 +67,7 @@ namespace Engine.Cli
                     "list" => ListCommand.Run(rest),
                     "rm" => RmCommand.Run(rest),
                     "convert" => ConvertCommand.Run(rest),
+                    "estimate" => EstimateCommand.Run(rest),
                     // Diagnostic, for tools/gpu-check.sh; not in the usage text.
                     "golden" => GoldenCommand.Run(rest),
                     _ => throw new UsageException($"unknown command '{args[0]}'"),

@@ -171,6 +171,44 @@ internal sealed class HubClient(HttpClient http, string endpoint, TextWriter log
         }
     }
 
+    /// <summary>Bytes [offset, offset + length) of a file on the hub, by one range request. A server that ignores the
+    /// range and sends the whole file is read only up to what was asked, and the rest of the answer dropped.</summary>
+    public byte[] ReadRange(string repository, string revision, HubFile file, long offset, int length)
+    {
+        var url = DownloadUrl(repository, revision, file.Path);
+        length = (int)Math.Min(length, Math.Max(0, file.Size - offset));
+        if (length == 0) return [];
+        using var response = Send(HttpMethod.Get, url, new RangeHeaderValue(offset, offset + length - 1));
+        Check(response, repository, revision, file.Path);
+        bool whole = response.StatusCode != HttpStatusCode.PartialContent;
+        if (!whole && response.Content.Headers.ContentRange?.From is long from && from != offset)
+            throw new StoreException($"{url} answered a range starting at {from}, not at {offset}");
+        using var body = response.Content.ReadAsStream();
+        if (whole) Skip(body, offset, url);
+        var bytes = new byte[length];
+        int have = 0;
+        while (have < length)
+        {
+            int read;
+            using (var stall = new CancellationTokenSource(StallTimeout))
+                read = body.ReadAsync(bytes.AsMemory(have), stall.Token).AsTask().GetAwaiter().GetResult();
+            if (read == 0) throw new StoreException($"{url} ended after {have} of the {length} bytes asked for at offset {offset}");
+            have += read;
+        }
+        return bytes;
+    }
+
+    static void Skip(Stream body, long count, string url)
+    {
+        var buffer = new byte[1 << 16];
+        while (count > 0)
+        {
+            int read = body.Read(buffer, 0, (int)Math.Min(buffer.Length, count));
+            if (read == 0) throw new StoreException($"{url} ended before offset {count}");
+            count -= read;
+        }
+    }
+
     /// <summary>Whether <paramref name="target"/> already holds <paramref name="file"/> (an earlier pull stopped after
     /// renaming it): same size and hash. A file that differs is left for the download to replace.</summary>
     public static bool AlreadyHave(HubFile file, string target)

@@ -11,9 +11,21 @@ internal unsafe struct GgufCursor
     readonly MappedRegion _region;
     public long Position;
 
-    public GgufCursor(MappedRegion region, long position) { _region = region; Position = position; }
+    /// <summary>The whole file's length: the region's, or more when the region holds only the file's head.</summary>
+    public readonly long FileLength;
+
+    public GgufCursor(MappedRegion region, long position, long? fileLength = null)
+    {
+        _region = region;
+        Position = position;
+        FileLength = fileLength ?? region.Length;
+    }
 
     public readonly long Remaining => _region.Length - Position;
+
+    /// <summary>The bytes after Position in the whole file: what a declared count may claim (reading past the region
+    /// still fails with FileTooShort).</summary>
+    public readonly long FileRemaining => FileLength - Position;
 
     /// <summary>Fails with FileTooShort unless n more bytes are present.</summary>
     public readonly void Require(long n, string what)
@@ -54,9 +66,10 @@ internal unsafe struct GgufCursor
         if (length > (ulong)maxBytes)
             throw new ModelFormatException(FormatErrorKind.LengthTooLarge, $"{Describe(what, index)} is {length} bytes long, over the cap of {maxBytes}",
                 offset: start, expected: $"<= {maxBytes} bytes", actual: $"{length} bytes");
-        if (length > (ulong)Remaining)
-            throw new ModelFormatException(FormatErrorKind.LengthTooLarge, $"{Describe(what, index)} declares {length} bytes but only {Remaining} remain in the file",
-                offset: start, expected: $"<= {Remaining} bytes", actual: $"{length} bytes");
+        if (length > (ulong)FileRemaining)
+            throw new ModelFormatException(FormatErrorKind.LengthTooLarge, $"{Describe(what, index)} declares {length} bytes but only {FileRemaining} remain in the file",
+                offset: start, expected: $"<= {FileRemaining} bytes", actual: $"{length} bytes");
+        Require((long)length, Describe(what, index)); // a head of the file may end inside the string
         var bytes = new ReadOnlySpan<byte>(_region.Pointer + Position, (int)length);
         Position += (int)length;
         try { return StrictUtf8.GetString(bytes); }

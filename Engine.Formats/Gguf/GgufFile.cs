@@ -18,6 +18,8 @@ public sealed class GgufFile : IDisposable
 
     readonly MappedRegion _region;
     readonly Dictionary<string, TensorView> _views;
+    readonly Dictionary<string, GgufTensorInfo> _infos;
+    readonly long _fileSize;
 
     /// <summary>The path the file was opened from, or the source name given to <see cref="Parse(byte[], string)"/>.</summary>
     public string Path => _region.Source;
@@ -28,7 +30,7 @@ public sealed class GgufFile : IDisposable
     /// <summary>Absolute offset of the tensor data section (aligned end of the header).</summary>
     public long DataOffset { get; }
     /// <summary>Length of the file in bytes.</summary>
-    public long FileSize => _region.Length;
+    public long FileSize => _fileSize;
     /// <summary>Metadata in file order.</summary>
     public IReadOnlyList<KeyValuePair<string, GgufValue>> MetadataList { get; }
     /// <summary>Metadata by key (ordinal, case-sensitive); <see cref="GgufMetadataAccess"/> adds typed getters.</summary>
@@ -37,18 +39,45 @@ public sealed class GgufFile : IDisposable
     public IReadOnlyList<GgufTensorInfo> Tensors { get; }
 
     GgufFile(MappedRegion region, uint version, uint alignment, long dataOffset,
-        List<KeyValuePair<string, GgufValue>> metadata, Dictionary<string, GgufValue> byKey, List<GgufTensorInfo> tensors)
+        List<KeyValuePair<string, GgufValue>> metadata, Dictionary<string, GgufValue> byKey, List<GgufTensorInfo> tensors, long? headerOnlyFileSize = null)
     {
         _region = region;
+        _fileSize = headerOnlyFileSize ?? region.Length;
+        HeaderOnly = headerOnlyFileSize is not null;
         Version = version;
         Alignment = alignment;
         DataOffset = dataOffset;
         MetadataList = metadata;
         Metadata = byKey;
         Tensors = tensors;
-        _views = new Dictionary<string, TensorView>(tensors.Count, StringComparer.Ordinal);
+        _views = new Dictionary<string, TensorView>(HeaderOnly ? 0 : tensors.Count, StringComparer.Ordinal);
+        _infos = new Dictionary<string, GgufTensorInfo>(tensors.Count, StringComparer.Ordinal);
         foreach (var t in tensors)
-            _views[t.Name] = new TensorView(t.Name, t.Type, [.. t.Shape], t.ElementCount, t.ByteSize, dataOffset + t.Offset, region);
+        {
+            _infos[t.Name] = t;
+            // A header read without its data has no bytes to view.
+            if (!HeaderOnly) _views[t.Name] = new TensorView(t.Name, t.Type, [.. t.Shape], t.ElementCount, t.ByteSize, dataOffset + t.Offset, region);
+        }
+    }
+
+    /// <summary>True for a file parsed from its header alone (<see cref="ParseHeader"/>): metadata and tensor infos,
+    /// no tensor data.</summary>
+    internal bool HeaderOnly { get; }
+
+    /// <summary>A tensor's header entry by its exact name; works on header-only files too.</summary>
+    internal bool TryGetTensorInfo(string name, [System.Diagnostics.CodeAnalysis.MaybeNullWhen(false)] out GgufTensorInfo info) =>
+        _infos.TryGetValue(name, out info);
+
+    /// <summary>Validates the header of a GGUF file from its first bytes, without its data: what a remote file's
+    /// first range request returns. Every check of <see cref="Open"/> runs, with the tensors checked against
+    /// <paramref name="fileSize"/>. When the header runs past <paramref name="head"/> the error is
+    /// <see cref="FormatErrorKind.FileTooShort"/>: read more and try again (unless head is the whole file).</summary>
+    internal static GgufFile ParseHeader(byte[] head, long fileSize, string source)
+    {
+        if (fileSize < head.Length) throw new ArgumentOutOfRangeException(nameof(fileSize), "the file is shorter than the bytes read from it");
+        var region = MappedRegion.FromBytes(head, source);
+        try { return Parse(region, fileSize); }
+        catch { region.Dispose(); throw; }
     }
 
     /// <summary>Maps and validates a GGUF file. The file stays mapped (and open for reading) until the result is
@@ -91,16 +120,20 @@ public sealed class GgufFile : IDisposable
     /// <param name="name">The tensor name, e.g. "blk.0.attn_q.weight".</param>
     /// <exception cref="ModelFormatException">The file has no such tensor (kind <see cref="FormatErrorKind.MissingKey"/>).</exception>
     public TensorView GetTensor(string name) => _views.TryGetValue(name, out var v) ? v
-        : throw new ModelFormatException(FormatErrorKind.MissingKey, $"tensor '{name}' is not in the file", field: name, filePath: Path);
+        : throw new ModelFormatException(FormatErrorKind.MissingKey,
+            HeaderOnly && _infos.ContainsKey(name) ? $"tensor '{name}' has no data here: only the file's header was read" : $"tensor '{name}' is not in the file",
+            field: name, filePath: Path);
 
     /// <summary>Unmaps and closes the file. Views handed out by it stop working: their
     /// <see cref="TensorView.Pointer"/>, <see cref="TensorView.Bytes"/> and <see cref="TensorView.ReadBytes"/> throw
     /// <see cref="ObjectDisposedException"/>, and pointers taken earlier dangle.</summary>
     public void Dispose() => _region.Dispose();
 
-    static GgufFile Parse(MappedRegion region)
+    static GgufFile Parse(MappedRegion region, long? headerOnlyFileSize = null)
     {
-        var cur = new GgufCursor(region, 0);
+        // The bytes the counts may claim: the whole file's, also when only its head is here.
+        long fileLength = headerOnlyFileSize ?? region.Length;
+        var cur = new GgufCursor(region, 0, headerOnlyFileSize);
         if (region.Length < 4)
             throw new ModelFormatException(FormatErrorKind.FileTooShort, $"file is {region.Length} bytes, too short for a GGUF header",
                 offset: 0, expected: ">= 24 bytes", actual: $"{region.Length} bytes");
@@ -127,8 +160,8 @@ public sealed class GgufFile : IDisposable
         ulong tensorCount = cur.ReadU64("tensor count");
         ulong kvCount = cur.ReadU64("metadata count");
         // Min-bytes-per-entry: a count that cannot fit in what remains is rejected before any list is sized by it.
-        CheckCount(kvCount, GgufLimits.MinBytesPerKeyValue, cur.Remaining, "metadata count", countsAt + 8);
-        CheckCount(tensorCount, GgufLimits.MinBytesPerTensorInfo, cur.Remaining, "tensor count", countsAt);
+        CheckCount(kvCount, GgufLimits.MinBytesPerKeyValue, cur.FileRemaining, "metadata count", countsAt + 8);
+        CheckCount(tensorCount, GgufLimits.MinBytesPerTensorInfo, cur.FileRemaining, "tensor count", countsAt);
 
         // Collections grow with what is actually read: presizing them by a declared count would let a file of zeros
         // (or a sparse file, free on disk) make the reader allocate ~3x its size, and a count over int.MaxValue
@@ -188,12 +221,12 @@ public sealed class GgufFile : IDisposable
         {
             long start = CheckedAdd(dataOffset, t.Offset, t.Name, t.InfoOffset);
             long end = CheckedAdd(start, t.ByteSize, t.Name, t.InfoOffset);
-            if (end > region.Length)
+            if (end > fileLength)
                 throw new ModelFormatException(FormatErrorKind.TensorOutOfBounds,
-                    $"tensor '{t.Name}' [{start}, {end}) lies outside the file of {region.Length} bytes: the file is corrupted or incomplete (a truncated download?)",
-                    field: t.Name, offset: t.InfoOffset, expected: $"end <= {region.Length}", actual: $"end {end}");
+                    $"tensor '{t.Name}' [{start}, {end}) lies outside the file of {fileLength} bytes: the file is corrupted or incomplete (a truncated download?)",
+                    field: t.Name, offset: t.InfoOffset, expected: $"end <= {fileLength}", actual: $"end {end}");
         }
-        return new GgufFile(region, version, alignment, dataOffset, metadata, byKey, tensors);
+        return new GgufFile(region, version, alignment, dataOffset, metadata, byKey, tensors, headerOnlyFileSize);
     }
 
     static GgufTensorInfo ReadTensorInfo(ref GgufCursor cur, ulong index)
@@ -273,9 +306,9 @@ public sealed class GgufFile : IDisposable
         if (count > (ulong)GgufLimits.MaxArrayElements)
             throw new ModelFormatException(FormatErrorKind.LengthTooLarge, $"metadata '{key}' declares {count} elements, over the cap of {GgufLimits.MaxArrayElements}",
                 field: key, offset: countAt, expected: $"<= {GgufLimits.MaxArrayElements}", actual: count.ToString());
-        if ((long)count * minBytes > cur.Remaining)
-            throw new ModelFormatException(FormatErrorKind.LengthTooLarge, $"metadata '{key}' declares {count} elements that cannot fit in the {cur.Remaining} bytes remaining",
-                field: key, offset: countAt, expected: $"<= {cur.Remaining / minBytes}", actual: count.ToString());
+        if ((long)count * minBytes > cur.FileRemaining)
+            throw new ModelFormatException(FormatErrorKind.LengthTooLarge, $"metadata '{key}' declares {count} elements that cannot fit in the {cur.FileRemaining} bytes remaining",
+                field: key, offset: countAt, expected: $"<= {cur.FileRemaining / minBytes}", actual: count.ToString());
         int n = (int)count;
         object array = elemType switch
         {

@@ -120,12 +120,35 @@ internal sealed class FakeHub : IDisposable
             return;
         }
         long from = 0;
+        long? to = null;
         var range = context.Request.Headers["Range"];
         if (range is not null && range.StartsWith("bytes=") && range.EndsWith('-')) from = long.Parse(range[6..^1]);
+        else if (range is not null && range.StartsWith("bytes=") && range.Split('-') is [var first, var last])
+        {
+            // "bytes=A-B", B inclusive, as the hub's CDN answers a bounded range.
+            from = long.Parse(first[6..]);
+            to = Math.Min(long.Parse(last), file.Content.Length - 1);
+        }
         long? drop = file.DropAfter;
         file.DropAfter = null;
+        if (to is long end)
+        {
+            response.StatusCode = 206;
+            response.Headers["Content-Range"] = $"bytes {from}-{end}/{file.Content.Length}";
+            response.ContentLength64 = end + 1 - from;
+            response.OutputStream.Write(file.Content, (int)from, (int)(end + 1 - from));
+            Interlocked.Add(ref _servedBytes, end + 1 - from);
+            response.Close();
+            return;
+        }
+        Interlocked.Add(ref _servedBytes, file.Content.Length - from);
         Write(response, range is null ? 200 : 206, file.Content, from, drop);
     }
+
+    long _servedBytes;
+
+    /// <summary>Bytes of file content sent so far (what a whole answer would send, for an unbounded one).</summary>
+    public long ServedBytes => Interlocked.Read(ref _servedBytes);
 
     /// <summary>ModelScope's two calls: /api/v1/models/OWNER/REPO/repo/files?Revision=R&amp;Recursive=true and
     /// /api/v1/models/OWNER/REPO/repo?Revision=R&amp;FilePath=PATH.</summary>

@@ -52,9 +52,7 @@ public sealed partial class Model : IDisposable
         options.Progress?.Report(new ModelLoadProgress($"chat template: {match.Template.Name} ({match.Rule})", null));
         ChatTemplate = match.Template;
         ToolCallFormat = Chat.Tools.ToolCallFormat.Detect(templateText);
-        int context = options.ContextLength > 0 ? options.ContextLength
-            : options.ContextLength == ModelLoadOptions.TrainedContext ? config.TrainedContextLength
-            : Math.Min(config.TrainedContextLength, 4096);
+        int context = ContextFor(options.ContextLength, config);
         var matrices = loaded.Model.Weights.Matrices().ToList();
         var vectors = loaded.Model.Weights.Vectors().ToList();
         Info = new ModelInfo
@@ -90,28 +88,41 @@ public sealed partial class Model : IDisposable
 
     static string GiB(long bytes) => bytes >= 1L << 30 ? $"{bytes / (double)(1L << 30):F2} GiB" : $"{bytes / (double)(1 << 20):F1} MiB";
 
+    /// <summary>The context a model loaded with `contextLength` (<see cref="ModelLoadOptions.ContextLength"/>) gives its
+    /// sessions by default.</summary>
+    internal static int ContextFor(int contextLength, ModelConfig config) =>
+        contextLength > 0 ? contextLength
+        : contextLength == ModelLoadOptions.TrainedContext ? config.TrainedContextLength
+        : Math.Min(config.TrainedContextLength, 4096);
+
     /// <summary>How many KV blocks the model's pool has: the budget asked for, or by default what `ParallelSequences`
     /// sequences of the full context need, capped by the memory left after the weights.</summary>
     static int KvBlocks(LoadedModel loaded, ModelLoadOptions options, int context, KvElementType type, out string sizing)
     {
-        var c = loaded.Config;
+        // Host memory left for the cache: what the process may use, less what it uses now (the weights it touched).
+        long left = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes - Environment.WorkingSet;
+        return KvBlockCount(loaded.Config, options.KvCacheBytes, options.ParallelSequences, context, type, left, out sizing);
+    }
+
+    /// <summary>The KV pool's block count for a budget (0: `parallel` full contexts, capped by half of `hostBytesLeft`),
+    /// shared by the loader and <c>engine estimate</c> so the two cannot disagree.</summary>
+    internal static int KvBlockCount(ModelConfig c, long kvCacheBytes, int parallel, int context, KvElementType type, long hostBytesLeft, out string sizing)
+    {
         int bt = Llama.DefaultBlockTokens;
         long blockBytes = new KvPoolShape(c.LayerCount, 1, bt, c.KeyWidth, c.ValueWidth, type).BlockBytes;
-        if (options.KvCacheBytes > 0)
+        if (kvCacheBytes > 0)
         {
-            long asked = options.KvCacheBytes / blockBytes;
+            long asked = kvCacheBytes / blockBytes;
             if (asked < 1)
-                throw new ArgumentOutOfRangeException(nameof(options),
-                    $"KvCacheBytes (engine: --kv-budget) of {options.KvCacheBytes} bytes is less than one KV block of {bt} tokens ({blockBytes} bytes for this model): ask for more");
+                throw new ArgumentOutOfRangeException(nameof(kvCacheBytes),
+                    $"KvCacheBytes (engine: --kv-budget) of {kvCacheBytes} bytes is less than one KV block of {bt} tokens ({blockBytes} bytes for this model): ask for more");
             sizing = "the budget asked for";
             return (int)Math.Min(asked, int.MaxValue / bt);
         }
         int contextBlocks = (context + bt - 1) / bt;
-        long wanted = (long)Math.Max(1, options.ParallelSequences) * contextBlocks;
-        // Host memory left for the cache: what the process may use, less what it uses now (the weights it touched).
-        long left = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes - Environment.WorkingSet;
-        long fits = Math.Max(contextBlocks, left / 2 / blockBytes);
-        sizing = fits < wanted ? "capped by the memory left after the weights" : $"{Math.Max(1, options.ParallelSequences)} sequences of {context} tokens";
+        long wanted = (long)Math.Max(1, parallel) * contextBlocks;
+        long fits = Math.Max(contextBlocks, hostBytesLeft / 2 / blockBytes);
+        sizing = fits < wanted ? "capped by the memory left after the weights" : $"{Math.Max(1, parallel)} sequences of {context} tokens";
         return (int)Math.Min(Math.Min(wanted, fits), int.MaxValue / bt);
     }
 

@@ -18,6 +18,9 @@ internal sealed class HostExpertRouting : ExpertRouting
     // One expert's sub-batch, in the backend's memory: inputs and outputs of up to MaxRows rows of MaxWidth.
     readonly ActivationBuffer _expertInput, _expertOutput;
 
+    /// <summary>Floats the constructor allocates in the backend.</summary>
+    public static long Floats(ExpertRoutingShape shape) => 2L * shape.MaxRows * shape.MaxWidth;
+
     public HostExpertRouting(ExpertRoutingShape shape, IBackend backend) : base(shape)
     {
         _chosen = new int[shape.MaxSlots];

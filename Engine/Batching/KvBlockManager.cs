@@ -25,6 +25,12 @@ internal sealed class KvBlockManager
     readonly LinkedListNode<int>?[] _cachedNode;
     readonly Dictionary<ulong, int> _byName = [];
 
+    /// <summary>Bytes the manager keeps per block, measured by its fields: the per-block arrays, a full block's token
+    /// ids (kept for the prefix cache), its free-stack slot, and its node in the cache list and name table.</summary>
+    public static long BytesPerBlock(int blockTokens) =>
+        sizeof(int) + sizeof(ulong) + sizeof(bool) + IntPtr.Size + sizeof(ulong) + IntPtr.Size + sizeof(int)
+        + 24 + (long)blockTokens * sizeof(int) + 48 + 24;
+
     public KvBlockManager(int blocks)
     {
         if (blocks <= 0) throw new ArgumentOutOfRangeException(nameof(blocks));

@@ -42,7 +42,7 @@ internal static class GgufModelConfig
             RopeDimensions = IntOr(md, K("rope.dimension_count"), headDim),
             RopeStyle = traits.GgufRopeStyle,
             RopeScaling = scaling,
-            TiedOutput = !file.TryGetTensor("output.weight", out _),
+            TiedOutput = !file.TryGetTensorInfo("output.weight", out _),
             ExpertCount = experts,
             ExpertsPerToken = used,
             ExpertFeedForwardLength = experts == 0 ? 0 : ExpertFeedForwardLength(md, arch, traits, feedForward, used),
@@ -63,7 +63,7 @@ internal static class GgufModelConfig
         if (type is null && md.GetFloatOrNull(K("rope.scale_linear")) is double linear) { type = "linear"; factor = linear; }
         int original = (int)(md.GetIntegerOrNull(K("rope.scaling.original_context_length")) ?? 0);
         // Llama 3.1+ GGUFs carry their frequency factors precomputed in a rope_freqs tensor instead of a scaling type.
-        if (file.TryGetTensor("rope_freqs.weight", out _)) return new RopeScaling(RopeScalingType.Llama3);
+        if (file.TryGetTensorInfo("rope_freqs.weight", out _)) return new RopeScaling(RopeScalingType.Llama3);
         switch (type)
         {
             case null or "none": return RopeScaling.None;
@@ -99,7 +99,7 @@ internal static class GgufModelConfig
     {
         if (file.Metadata.GetIntegerOrNull(GgufKeys.Arch(arch, "vocab_size")) is long n) return CheckInt(n, GgufKeys.Arch(arch, "vocab_size"));
         if (file.Metadata.GetArrayOrNull<string>(GgufKeys.Tokens) is { } tokens) return tokens.Length;
-        if (file.TryGetTensor("token_embd.weight", out var embd) && embd.Shape.Count >= 2) return CheckInt(embd.Shape[1], "token_embd.weight");
+        if (file.TryGetTensorInfo("token_embd.weight", out var embd) && embd.Shape.Count >= 2) return CheckInt(embd.Shape[1], "token_embd.weight");
         throw GgufMetadataAccess.Missing(GgufKeys.Tokens);
     }
 

@@ -24,6 +24,15 @@ internal sealed class MoeFeedForward
     // Per token: n_expert logits and probabilities. Per slot (token x k): the gate, up, SwiGLU and down rows.
     readonly ActivationBuffer _routerLogits, _probabilities, _gate, _up, _hidden, _down, _sharedOutput, _sharedGateLogit;
 
+    /// <summary>Floats the constructor allocates in the backend, the host routing's buffers (a CPU backend's) included.</summary>
+    public static long Floats(ModelConfig config, int maxRows)
+    {
+        long slots = (long)maxRows * config.ExpertsPerToken;
+        long own = 2L * maxRows * config.ExpertCount + 3 * slots * config.ExpertFeedForwardLength + slots * config.EmbeddingLength
+            + (long)maxRows * config.EmbeddingLength + maxRows;
+        return own + HostExpertRouting.Floats(ExpertRoutingShape.Of(config, maxRows));
+    }
+
     public MoeFeedForward(IBackend backend, ModelConfig config, SwiGluFeedForward swiGlu, int maxRows)
     {
         _backend = backend;

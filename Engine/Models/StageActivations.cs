@@ -15,6 +15,19 @@ sealed class StageActivations
     public readonly SwiGluFeedForward SwiGlu;
     public readonly MoeFeedForward? Experts;
 
+    /// <summary>Floats one stage's activations take in its backend: what the constructor allocates (the feed-forwards'
+    /// scratch and, in an MoE model, the expert routing's buffers included). <c>engine estimate</c> counts with it.</summary>
+    public static long Floats(ModelConfig config, int maxBatch, bool computesLogits)
+    {
+        long b = maxBatch, c = config.EmbeddingLength;
+        long floats = b * (3 * c + config.QueryWidth + config.KeyWidth + config.ValueWidth + (long)config.HeadCount * config.ValueHeadDim);
+        int widestHidden = Math.Max(config.FeedForwardLength, Math.Max(config.ExpertFeedForwardLength, config.SharedExpertFeedForwardLength));
+        floats += SwiGluFeedForward.Floats(maxBatch, widestHidden);
+        if (config.ExpertCount > 0) floats += MoeFeedForward.Floats(config, maxBatch);
+        if (computesLogits) floats += b * c + b * config.VocabSize;
+        return floats;
+    }
+
     public StageActivations(LayerStage stage, ModelConfig config, int maxBatch, bool computesLogits)
     {
         Stage = stage;

@@ -10,6 +10,9 @@ internal sealed class SwiGluFeedForward
     readonly IBackend _backend;
     readonly ActivationBuffer _gate, _up, _hidden;
 
+    /// <summary>Floats the constructor allocates.</summary>
+    public static long Floats(int maxRows, int maxHiddenWidth) => 3L * maxRows * maxHiddenWidth;
+
     public SwiGluFeedForward(IBackend backend, int maxRows, int maxHiddenWidth)
     {
         _backend = backend;

@@ -51,7 +51,18 @@ internal sealed class CpuBackend : IBackend, IResidentWeights
 
     // Pinned: a buffer never moves, so the kernels' vector loads see the same alignment in every step (a reduction's
     // order can depend on it), and a row's result is the same bits in every step.
-    public ActivationBuffer Allocate(string name, int length) => new Buffer(name, GC.AllocateArray<float>(length, pinned: true));
+    public ActivationBuffer Allocate(string name, int length)
+    {
+        Interlocked.Add(ref _allocatedFloats, length);
+        return new Buffer(name, GC.AllocateArray<float>(length, pinned: true));
+    }
+
+    long _allocatedFloats;
+
+    /// <summary>Bytes of the activation buffers handed out by <see cref="Allocate"/>.</summary>
+    internal long ActivationBytes => Interlocked.Read(ref _allocatedFloats) * sizeof(float);
+    /// <summary>Bytes of the matmul's quantized activations and attention's per-worker scratch, as grown so far.</summary>
+    internal long KernelScratchBytes => _matmul.ActivationBufferBytes + _attention.ScratchBytes;
 
     public KvBlockPool CreateKvPool(KvPoolShape shape)
     {

@@ -25,6 +25,9 @@ internal sealed unsafe class MatMulKernels(WorkSplit split)
     /// <summary>Repacked copies of some matrices, used in place of the map; null for none.</summary>
     internal RepackedWeights? Repacked { get; set; }
 
+    /// <summary>Bytes of the quantized-activation buffer, grown to the widest batch seen so far.</summary>
+    public long ActivationBufferBytes => _activations.Length;
+
     public void MatMul(WeightMatrix w, float[] x, int tokens, float[] y)
     {
         int k = w.Cols, n = w.Rows;

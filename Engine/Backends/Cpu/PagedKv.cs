@@ -165,14 +165,20 @@ internal sealed unsafe class PagedAttention(WorkSplit split) : IRangeWork
     int _layer, _heads, _kvHeads, _group, _headDim, _valueDim;
     float _scale;
 
+    /// <summary>Floats of one worker's scratch: a block's keys and values as floats, and a tile's scores and outputs.</summary>
+    public static int ScratchFloats(int blockTokens, int headDim, int valueDim, int group) =>
+        blockTokens * (headDim + valueDim) + TileRows * group * (blockTokens + valueDim + 2);
+
+    /// <summary>Bytes of the workers' scratch allocated so far.</summary>
+    public long ScratchBytes => _scratch.Sum(s => (long)s.Length * sizeof(float));
+
     public void Run(float[] queries, CpuKvPool pool, int layer, ForwardBatch batch, int heads, int kvHeads, int headDim, int valueDim, float[] output)
     {
         var shape = pool.Shape;
         if (headDim * kvHeads != shape.KeyWidth || valueDim * kvHeads != shape.ValueWidth)
             throw new ArgumentException($"heads of {headDim}/{valueDim} x {kvHeads} do not match the pool's widths {shape.KeyWidth}/{shape.ValueWidth}");
         int group = heads / kvHeads;
-        int perRow = group * (shape.BlockTokens + valueDim + 2);
-        int scratchLength = shape.BlockTokens * (headDim + valueDim) + TileRows * perRow;
+        int scratchLength = ScratchFloats(shape.BlockTokens, headDim, valueDim, group);
         if (_scratch.Length != split.Workers || _scratch[0].Length < scratchLength)
             _scratch = Enumerable.Range(0, split.Workers).Select(_ => GC.AllocateArray<float>(scratchLength, pinned: true)).ToArray();
 
