@@ -65,3 +65,23 @@ public class GptqFixtureTests
         }
     }
 }
+
+/// <summary>The public option reaches the loader: through <see cref="Model.Load"/> the AWQ fixture meets the float bar
+/// only with <see cref="ModelLoadOptions.QuantizedCheckpointFloatActivations"/> set.</summary>
+public class GptqLoadOptionTests
+{
+    [SharedFact]
+    public void The_float_activation_option_selects_the_exact_mode()
+    {
+        const string name = "fx-llama-awq-4bit-g128";
+        var golden = GoldenCase.LoadFixture(GptqFixtureTests.FixtureRoot, name);
+        double MaxDiff(bool floatActivations)
+        {
+            using var model = Model.Load(Path.Combine(GptqFixtureTests.FixtureRoot, name),
+                new ModelLoadOptions { QuantizedCheckpointFloatActivations = floatActivations, Threads = 2 });
+            return LogitCompare.MaxAbsDiff(GptqFixtureTests.PromptLogits(model.Network, golden), golden.Logits);
+        }
+        MaxDiff(true).Should().BeLessThanOrEqualTo(1e-3);
+        MaxDiff(false).Should().BeGreaterThan(1e-2, "8-bit activations move logits by ~0.2 on this fixture");
+    }
+}
