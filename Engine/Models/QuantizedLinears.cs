@@ -78,9 +78,26 @@ internal sealed class QuantizedLinearSource : IDisposable
     public int LayerCount => _layers.Count;
 
     /// <summary>The description every repacked matrix carries (for inspect and messages).</summary>
-    public string Description => _config.Method == HfQuantMethod.Gptq
-        ? $"GPTQ {_config.Bits}-bit {(_config.GroupSize == -1 ? "one group per row" : $"g{_config.GroupSize}")} {(_config.Sym ? "sym" : "asym")}{(_config.DescAct ? " act-order" : "")}"
-        : $"AWQ gemm {_config.Bits}-bit g{_config.GroupSize} zero-point";
+    public string Description => Describe(_config);
+
+    static string Describe(HfQuantizationConfig c) => c.Method == HfQuantMethod.Gptq
+        ? $"GPTQ v1 {c.Bits}-bit, {(c.GroupSize == -1 ? "one group per row" : $"group size {c.GroupSize}")}, {(c.Sym ? "symmetric" : "asymmetric")}{(c.DescAct ? ", act-order (desc_act)" : "")}"
+        : $"AWQ gemm {c.Bits}-bit, group size {c.GroupSize}, zero point";
+
+    /// <summary>What `engine inspect` shows of a folder's quantization: the settings in words, with where they were read
+    /// and what the engine makes of them; null for a folder that declares none. An unsupported setting is reported,
+    /// not thrown.</summary>
+    public static string? DescribeFolder(string folder)
+    {
+        HfQuantizationConfig? config;
+        try { config = HfQuantizationConfig.Load(folder); }
+        catch (ModelFormatException e) { return "not runnable by this engine: " + e.Detail + (e.Field is null ? "" : $" [{e.Field}]"); }
+        if (config is null) return null;
+        string runs = config.Method == HfQuantMethod.Gptq && config.Sym && !config.DescAct
+            ? "loaded as Q4_0 rows (exact), CPU and GPU"
+            : "loaded as Q4_0 rows plus exact zero-point terms" + (config.DescAct ? " and a sorted input order" : "") + ", CPU only";
+        return $"{Describe(config)} (from {config.Source}); {runs}";
+    }
 
     Layer Check(SafetensorsModel model, string prefix, (int In, int Out)? expected)
     {
