@@ -62,6 +62,9 @@ internal sealed record HfQuantizationConfig
     public static HfQuantizationConfig Parse(JsonConfigReader r, string source)
     {
         string method = (r.String("quant_method") ?? (r.Has("w_bit") || r.Has("version") ? "awq" : throw r.Missing("quant_method"))).ToLowerInvariant();
+        if (method is not ("gptq" or "awq"))
+            throw new ModelFormatException(FormatErrorKind.InvalidConfig, $"quant_method \"{method}\" is not supported: only gptq and awq (4-bit) are",
+                r.FieldName("quant_method"), null, "gptq or awq", method, r.FilePath);
         long bits = r.Integer("bits") ?? r.Integer("w_bit") ?? throw r.Missing("bits");
         if (bits != 4)
             throw new ModelFormatException(FormatErrorKind.InvalidConfig, $"{bits}-bit {method} checkpoints are not supported (only 4-bit ones)",

@@ -236,15 +236,13 @@ internal sealed class QuantizedLinearSource : IDisposable
 
     /// <summary>The layer's rows as Q4_0 (row r is the file's output rowOrder[r], its columns in the layer's input
     /// order), and the zero-point term (null when every zero is 8).</summary>
-    internal static byte[] Repack(TensorView qweightView, TensorView qzerosView, TensorView scalesView, HfQuantMethod method,
+    internal static unsafe byte[] Repack(TensorView qweightView, TensorView qzerosView, TensorView scalesView, HfQuantMethod method,
         int inputs, int outputs, int groupRows, int[]? inputOrder, int[]? rowOrder, out float[]? correction)
     {
         int blocks = inputs / Block;
         const int BlockBytes = 18;
         var dst = new byte[(long)outputs * blocks * BlockBytes];
-        var qweight = MemoryMarshal.Cast<byte, uint>(qweightView.Bytes).ToArray();
         var qzeros = MemoryMarshal.Cast<byte, uint>(qzerosView.Bytes);
-        var scales = MemoryMarshal.Cast<byte, ushort>(scalesView.Bytes).ToArray();
         bool gptq = method == HfQuantMethod.Gptq;
         // Zeros per (group, output), decoded once: GPTQ v1 stores zero − 1, AWQ the zero in its interleaved nibble.
         int groups = inputs / groupRows;
@@ -259,24 +257,32 @@ internal sealed class QuantizedLinearSource : IDisposable
                 allEight &= z == 8;
             }
         var terms = allEight ? null : new float[(long)outputs * blocks];
-        Parallel.For(0, outputs, row =>
+        // Read in place from the map. Rows go to the workers in tiles of 16: GPTQ keeps 16 neighbouring outputs of an
+        // input in one 64-byte line, so a tile reads each line of qweight once instead of once per row.
+        var qweight = (uint*)qweightView.Pointer;
+        var scales = (ushort*)scalesView.Pointer;
+        const int Tile = 16;
+        Parallel.For(0, (outputs + Tile - 1) / Tile, tile =>
         {
-            int o = rowOrder is null ? row : rowOrder[row];
-            for (int b = 0; b < blocks; b++)
+            for (int row = tile * Tile; row < Math.Min(outputs, tile * Tile + Tile); row++)
             {
-                int g = b * Block / groupRows;
-                long at = ((long)row * blocks + b) * BlockBytes;
-                ushort scaleBits = scales[g * outputs + o];
-                dst[at] = (byte)scaleBits;
-                dst[at + 1] = (byte)(scaleBits >> 8);
-                for (int j = 0; j < Block / 2; j++)
+                int o = rowOrder is null ? row : rowOrder[row];
+                for (int b = 0; b < blocks; b++)
                 {
-                    int lo = Code(qweight, gptq, inputs, outputs, inputOrder is null ? b * Block + j : inputOrder[b * Block + j], o);
-                    int hi = Code(qweight, gptq, inputs, outputs, inputOrder is null ? b * Block + j + 16 : inputOrder[b * Block + j + 16], o);
-                    dst[at + 2 + j] = (byte)(lo | hi << 4);
+                    int g = b * Block / groupRows;
+                    long at = ((long)row * blocks + b) * BlockBytes;
+                    ushort scaleBits = scales[(long)g * outputs + o];
+                    dst[at] = (byte)scaleBits;
+                    dst[at + 1] = (byte)(scaleBits >> 8);
+                    for (int j = 0; j < Block / 2; j++)
+                    {
+                        int lo = Code(qweight, gptq, outputs, inputOrder is null ? b * Block + j : inputOrder[b * Block + j], o);
+                        int hi = Code(qweight, gptq, outputs, inputOrder is null ? b * Block + j + 16 : inputOrder[b * Block + j + 16], o);
+                        dst[at + 2 + j] = (byte)(lo | hi << 4);
+                    }
+                    if (terms is not null)
+                        terms[(long)row * blocks + b] = (float)BitConverter.UInt16BitsToHalf(scaleBits) * (8 - zeros[(long)g * outputs + o]);
                 }
-                if (terms is not null)
-                    terms[(long)row * blocks + b] = (float)BitConverter.UInt16BitsToHalf(scaleBits) * (8 - zeros[(long)g * outputs + o]);
             }
         });
         correction = terms;
@@ -288,7 +294,7 @@ internal sealed class QuantizedLinearSource : IDisposable
 
     /// <summary>The 4-bit code of input i, output o: GPTQ packs eight inputs per word down a column, AWQ eight
     /// outputs per word along a row, interleaved.</summary>
-    static int Code(uint[] qweight, bool gptq, int inputs, int outputs, int i, int o) => gptq
+    static unsafe int Code(uint* qweight, bool gptq, int outputs, int i, int o) => gptq
         ? (int)((qweight[(long)(i / 8) * outputs + o] >> (4 * (i % 8))) & 0xF)
         : (int)((qweight[(long)i * (outputs / 8) + o / 8] >> (4 * AwqNibble[o % 8])) & 0xF);
 
