@@ -9,7 +9,7 @@ namespace Engine.Tests.Gptq;
 
 /// <summary>Qwen2 (q/k/v biases) and Qwen3-MoE (q/k norms, eight experts per layer) as asymmetric act-order GPTQ
 /// folders, written here from the shared F32/F16 fixtures the way AutoGPTQ packs them (random input order per linear,
-/// groups of 32, v1 zeros), beside a plain F32 folder of exactly the dequantized weights. The plain folder runs the
+/// groups of 32 or one group per input, v1 zeros), beside a plain F32 folder of exactly the dequantized weights. The plain folder runs the
 /// engine's validated float path (its fixtures match llama.cpp); the GPTQ folder with float activations must give the
 /// same logits to float rounding. This covers the expert names (mlp.experts.E.*_proj) and down's row order per expert.</summary>
 public sealed class GptqArchitectureTests : IDisposable
@@ -22,7 +22,7 @@ public sealed class GptqArchitectureTests : IDisposable
         name.EndsWith("_proj.weight", StringComparison.Ordinal) && name.StartsWith("model.layers.", StringComparison.Ordinal);
 
     /// <summary>Writes NAME-gptq and NAME-plain; returns their paths.</summary>
-    (string Gptq, string Plain) Write(string fixture)
+    (string Gptq, string Plain) Write(string fixture, int groupSize)
     {
         string source = TestPaths.Shared("fixtures", "hf", fixture)!;
         string gptq = Directory.CreateDirectory(Path.Combine(_root, "gptq")).FullName, plain = Directory.CreateDirectory(Path.Combine(_root, "plain")).FullName;
@@ -42,10 +42,11 @@ public sealed class GptqArchitectureTests : IDisposable
                 }
                 string prefix = info.Name[..^".weight".Length];
                 int outputs = (int)shape[0], inputs = (int)shape[1];
-                var dequantized = Quantize(values, inputs, outputs, rng, out var qweight, out var qzeros, out var scales, out var gIdx);
+                int groupRows = groupSize == -1 ? inputs : groupSize;
+                var dequantized = Quantize(values, inputs, outputs, groupRows, rng, out var qweight, out var qzeros, out var scales, out var gIdx);
                 gptqTensors.Add(prefix + ".qweight", "I32", [inputs / 8, outputs], qweight)
-                    .Add(prefix + ".qzeros", "I32", [inputs / 32, outputs / 8], qzeros)
-                    .Add(prefix + ".scales", "F16", [inputs / 32, outputs], scales)
+                    .Add(prefix + ".qzeros", "I32", [inputs / groupRows, outputs / 8], qzeros)
+                    .Add(prefix + ".scales", "F16", [inputs / groupRows, outputs], scales)
                     .Add(prefix + ".g_idx", "I32", [inputs], gIdx);
                 plainTensors.AddF32(info.Name, shape, dequantized);
             }
@@ -53,18 +54,18 @@ public sealed class GptqArchitectureTests : IDisposable
         File.WriteAllBytes(Path.Combine(plain, "model.safetensors"), plainTensors.Build());
         var config = JsonNode.Parse(File.ReadAllText(Path.Combine(source, "config.json")))!.AsObject();
         File.WriteAllText(Path.Combine(plain, "config.json"), config.ToJsonString());
-        config["quantization_config"] = JsonNode.Parse("""{"bits": 4, "group_size": 32, "desc_act": true, "sym": false, "quant_method": "gptq", "checkpoint_format": "gptq"}""");
+        config["quantization_config"] = JsonNode.Parse($$"""{"bits": 4, "group_size": {{groupSize}}, "desc_act": true, "sym": false, "quant_method": "gptq", "checkpoint_format": "gptq"}""");
         File.WriteAllText(Path.Combine(gptq, "config.json"), config.ToJsonString());
         return (gptq, plain);
     }
 
     /// <summary>AutoGPTQ's asymmetric quantizer over a random act-order grouping; returns the dequantized W [out, in].</summary>
-    static float[] Quantize(float[] w, int inputs, int outputs, Random rng, out byte[] qweight, out byte[] qzeros, out byte[] scales, out byte[] gIdx)
+    static float[] Quantize(float[] w, int inputs, int outputs, int groupRows, Random rng, out byte[] qweight, out byte[] qzeros, out byte[] scales, out byte[] gIdx)
     {
-        int groups = inputs / 32;
+        int groups = inputs / groupRows;
         var order = Enumerable.Range(0, inputs).OrderBy(_ => rng.Next()).ToArray(); // order[position] = input row
         var group = new int[inputs];
-        for (int p = 0; p < inputs; p++) group[order[p]] = p / 32;
+        for (int p = 0; p < inputs; p++) group[order[p]] = p / groupRows;
         var q = new int[inputs, outputs];
         var s = new Half[groups, outputs];
         var z = new int[groups, outputs];
@@ -72,11 +73,11 @@ public sealed class GptqArchitectureTests : IDisposable
             for (int o = 0; o < outputs; o++)
             {
                 float min = 0, max = 0;
-                for (int p = g * 32; p < g * 32 + 32; p++) { float v = w[o * inputs + order[p]]; min = Math.Min(min, v); max = Math.Max(max, v); }
+                for (int p = g * groupRows; p < g * groupRows + groupRows; p++) { float v = w[o * inputs + order[p]]; min = Math.Min(min, v); max = Math.Max(max, v); }
                 var scale = (Half)Math.Max((max - min) / 15, 1e-5f);
                 int zero = Math.Clamp((int)Math.Round(-min / (float)scale), 1, 15);
                 s[g, o] = scale; z[g, o] = zero;
-                for (int p = g * 32; p < g * 32 + 32; p++)
+                for (int p = g * groupRows; p < g * groupRows + groupRows; p++)
                     q[order[p], o] = Math.Clamp((int)Math.Round(w[o * inputs + order[p]] / (float)scale) + zero, 0, 15);
             }
         qweight = new byte[inputs / 8 * outputs * 4];
@@ -107,11 +108,12 @@ public sealed class GptqArchitectureTests : IDisposable
     }
 
     [SharedTheory]
-    [InlineData("fx-qwen2-F32-hf")]
-    [InlineData("fx-qwen3moe-F16-hf")]
-    public void Act_order_gptq_gives_the_logits_of_its_dequantized_weights(string fixture)
+    [InlineData("fx-qwen2-F32-hf", 32)]
+    [InlineData("fx-qwen2-F32-hf", -1)] // one group over each whole input
+    [InlineData("fx-qwen3moe-F16-hf", 32)]
+    public void Act_order_gptq_gives_the_logits_of_its_dequantized_weights(string fixture, int groupSize)
     {
-        var (gptq, plain) = Write(fixture);
+        var (gptq, plain) = Write(fixture, groupSize);
         int[] tokens = [1, 15, 200, 7, 311, 42, 99, 5, 128, 64, 3, 500];
         float[] Logits(string folder, bool floatActivations)
         {
