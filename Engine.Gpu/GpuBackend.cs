@@ -144,6 +144,7 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
         var matrices = weights.Matrices.Where(m => !_matrices.ContainsKey(m)).ToList();
         long bytes = 0;
         var stacks = weights.ExpertStacks.Where(s => !_stacks.ContainsKey(s)).ToList();
+        foreach (var m in matrices) CheckQuantizedLinear(m);
         foreach (var m in matrices) bytes += _registry.For(m).DeviceBytes(m.Rows, m.Cols); // also rejects unsupported types first
         foreach (var s in stacks) bytes += s.Count * _registry.For(s[0]).DeviceBytes(s.Rows, s.Cols);
         foreach (var v in weights.Vectors) bytes += (long)v.Length * sizeof(float);
@@ -154,9 +155,20 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
         foreach (var v in weights.Vectors) Resident(v);
     }
 
+    /// <summary>A GPTQ / AWQ layer's Q4_0 rows run the Q4_0 kernels as they are (symmetric GPTQ without act-order is
+    /// exactly Q4_0); a layer that also needs zero points or a gathered input has no device kernel yet.</summary>
+    static void CheckQuantizedLinear(WeightMatrix w)
+    {
+        if (w.Quantized is { } q && (q.ZeroCorrection is not null || q.InputOrder is not null))
+            throw new NotSupportedException(
+                $"tensor {w.Name} ({q.Description}) needs {(q.ZeroCorrection is not null ? "zero points" : "its input in act-order")}, which the GPU backend cannot compute yet " +
+                "(only symmetric GPTQ without act-order runs there, as Q4_0); run with --device cpu");
+    }
+
     ResidentMatrix Resident(WeightMatrix w)
     {
         if (_matrices.TryGetValue(w, out var resident)) return resident;
+        CheckQuantizedLinear(w);
         var kernels = _registry.For(w);
         _budget.Reserve(kernels.DeviceBytes(w.Rows, w.Cols), w.Name);
         resident = new ResidentMatrix(kernels, _buffers.Uploaded(kernels.Upload(w)));

@@ -25,7 +25,12 @@ public static class SafetensorsInspection
             report.Architecture = hf.Architectures.Count > 0 ? string.Join(", ", hf.Architectures) : hf.ModelType;
             report.Extra["model_type"] = hf.ModelType;
             if (hf.TorchDtype is not null) report.Extra["torch_dtype"] = hf.TorchDtype;
-            try { report.Hyperparameters = InspectCommand.Hyperparameters(HfModelConfig.Read(hf, model.Contains("lm_head.weight"))); }
+            if (QuantizedLinearSource.DescribeFolder(folder) is { } quantization)
+            {
+                report.Extra["quantization"] = quantization;
+                report.Extra["quantized_linears"] = model.Tensors.Count(t => t.Name.EndsWith(".qweight", StringComparison.Ordinal)).ToString();
+            }
+            try { report.Hyperparameters = InspectCommand.Hyperparameters(HfModelConfig.Read(hf, model.Contains("lm_head.weight") || model.Contains("lm_head.qweight"))); }
             catch (ModelFormatException e) { report.Notes.Add("not runnable by this engine: " + e.Detail); }
         }
         else report.Notes.Add("no config.json beside the weights");

@@ -282,6 +282,7 @@ public sealed partial class Model : IDisposable
         {
             Threads = options.Threads,
             RepackWeights = options.RepackWeights,
+            QuantizedCheckpointFloatActivations = options.QuantizedCheckpointFloatActivations,
             StageFactory = (options.Device ?? ComputeDevice.Cpu).StageFactory(options, Say),
             Progress = Say,
         });

@@ -70,10 +70,10 @@ internal sealed record LlamaWeights(
         };
     }
 
-    public static LlamaWeights Load(ModelConfig c, ITensorSource source)
+    public static LlamaWeights Load(ModelConfig c, ITensorSource source, QuantizedLinearSource? quantized = null)
     {
         var traits = ArchitectureTraits.Get(c.Architecture);
-        var w = new WeightLoader(source);
+        var w = new WeightLoader(source, quantized);
         var layers = new LlamaLayerWeights[c.LayerCount];
         for (int i = 0; i < c.LayerCount; i++)
         {

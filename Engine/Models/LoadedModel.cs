@@ -22,6 +22,9 @@ internal sealed record ModelOptions
     /// <summary>Let the CPU backend repack Q4_K matrices into 8-row groups at load (faster matmuls; llama.cpp's
     /// default too). Off (engine's --no-repack) every matrix is read in place from the map.</summary>
     public bool RepackWeights { get; init; } = true;
+    /// <summary>GPTQ / AWQ checkpoints: compute their matmuls with float32 activations (exact) instead of activations
+    /// quantized to Q8_0 blocks as the GGUF kernels do (the default: faster, within the 8-bit tolerance).</summary>
+    public bool QuantizedCheckpointFloatActivations { get; init; }
     /// <summary>Told what long loading steps are doing (a GPU upload, repacking a large model), one line each.</summary>
     public Action<string>? Progress { get; init; }
 }
@@ -100,16 +103,26 @@ internal sealed class LoadedModel : IDisposable
         string folder = Directory.Exists(path) ? path : System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!;
         var hf = HfConfig.Load(folder);
         var model = SafetensorsModel.Open(path);
+        QuantizedLinearSource? quantized = null;
         try
         {
-            var config = HfModelConfig.Read(hf, model.Contains("lm_head.weight"));
-            var weights = LlamaWeights.Load(config, new HfTensorSource(model, config.TiedOutput));
+            var config = HfModelConfig.Read(hf, model.Contains("lm_head.weight") || model.Contains("lm_head.qweight"));
+            if (HfQuantizationConfig.Load(folder) is { } quantization)
+                quantized = new QuantizedLinearSource(model, quantization, prefix => QuantizedLinearShapes.Expected(config, prefix),
+                    config.TiedOutput, options.QuantizedCheckpointFloatActivations);
+            var weights = LlamaWeights.Load(config, new HfTensorSource(model, config.TiedOutput), quantized);
             if (config.RopeScaling.Type == RopeScalingType.Llama3 && weights.RopeFrequencyFactors is null)
                 weights = weights with { RopeFrequencyFactors = new WeightVector("rope_freqs.weight", HfModelConfig.Llama3FrequencyFactors(config)) };
-            return new LoadedModel(path, config, Bind(config, weights, options), null, model);
+            return new LoadedModel(path, config, Bind(config, weights, options), null, quantized is null ? model : new OwnedPair(quantized, model));
         }
-        catch (ModelFormatException e) { model.Dispose(); throw e.WithFile(path); }
-        catch { model.Dispose(); throw; }
+        catch (ModelFormatException e) { quantized?.Dispose(); model.Dispose(); throw e.WithFile(path); }
+        catch { quantized?.Dispose(); model.Dispose(); throw; }
+    }
+
+    /// <summary>Two things disposed together, the first first (repacked weights before the file they came from).</summary>
+    sealed class OwnedPair(IDisposable first, IDisposable second) : IDisposable
+    {
+        public void Dispose() { first.Dispose(); second.Dispose(); }
     }
 
     /// <summary>The model's tokenizer: from GGUF metadata, or tokenizer.json beside Hugging Face weights.</summary>

@@ -4,7 +4,7 @@ namespace Engine.Models;
 
 /// <summary>Binds declared tensors to handles, checking each against the shape the hyperparameters imply
 /// (checklist M3) and that required ones exist (M4), as llama.cpp's create_tensor does.</summary>
-internal sealed class WeightLoader(ITensorSource source)
+internal sealed class WeightLoader(ITensorSource source, QuantizedLinearSource? quantized = null)
 {
     /// <summary>A matrix y = W x with x of width cols and y of height rows (ggml shape [cols, rows]).</summary>
     public WeightMatrix Matrix(string name, int cols, int rows) =>
@@ -12,9 +12,14 @@ internal sealed class WeightLoader(ITensorSource source)
 
     public WeightMatrix? TryMatrix(string name, int cols, int rows)
     {
+        if (quantized?.TryMatrix(name, cols, rows) is { } repacked) return repacked;
         if (!source.TryGetTensor(name, out var view)) return null;
         CheckShape(view, [cols, rows]);
         CheckMatrixType(view);
+        // The float mode of a GPTQ / AWQ checkpoint is exact only if its F16 / BF16 matrices (lm_head) also see float
+        // activations: their usual kernels round the input to F16 first.
+        if (quantized is { FloatActivations: true } && view.Type is GgmlType.F16 or GgmlType.BF16)
+            return new WeightMatrix(name, view) { Quantized = new QuantizedLinear { FloatActivations = true, Description = $"{view.Type}, float activations" } };
         return new WeightMatrix(name, view);
     }
 

@@ -14,6 +14,9 @@ internal sealed class WeightMatrix(string name, TensorView view)
     /// <summary>Output rows N (the product of the other dims).</summary>
     public int Rows { get; } = checked((int)view.RowCount);
     public long RowBytes => View.ByteSize / Math.Max(1, Rows);
+    /// <summary>What a GPTQ / AWQ linear needs beyond its Q4_0 rows (input order, zero points, activation mode);
+    /// null for every matrix read from a GGUF or a plain Hugging Face folder.</summary>
+    public QuantizedLinear? Quantized { get; init; }
     public override string ToString() => $"{Name} {Type} [{Cols} x {Rows}]";
 }
 

@@ -12,8 +12,16 @@ namespace Engine.Backends.Cpu;
 /// For quantized W, each token's activations are first quantized to the type's activation format (as
 /// llama.cpp does) so the dot products run on integers. Matrices the backend holds repacked (Q4_K, Q6_K, Q4_0 in groups of
 /// 8 rows, see <see cref="RepackedWeights"/>) run the 8-row kernels, split over the workers in whole groups.</summary>
-internal sealed unsafe class MatMulKernels(WorkSplit split)
+internal sealed unsafe class MatMulKernels
 {
+    readonly WorkSplit split;
+
+    public MatMulKernels(WorkSplit split)
+    {
+        this.split = split;
+        _floatActivationRows = new FloatActivationRowsWork(split.Workers);
+    }
+
     const int RowTile = 16;
     const int GroupTile = 2; // groups of 8 rows: the smallest piece of a repacked matrix a worker takes
     byte[] _activations = [];
@@ -21,6 +29,10 @@ internal sealed unsafe class MatMulKernels(WorkSplit split)
     readonly QuantizeWork _quantize = new();
     readonly QuantRowsWork _quantRows = new();
     readonly RepackedRowsWork _repackedRows = new();
+    readonly FloatActivationRowsWork _floatActivationRows;
+    readonly ZeroPointWork _zeroPoints = new();
+    float[] _gathered = [];
+    float[] _blockSums = [];
 
     /// <summary>Repacked copies of some matrices, used in place of the map; null for none.</summary>
     internal RepackedWeights? Repacked { get; set; }
@@ -29,6 +41,52 @@ internal sealed unsafe class MatMulKernels(WorkSplit split)
     public long ActivationBufferBytes => _activations.Length;
 
     public void MatMul(WeightMatrix w, float[] x, int tokens, float[] y)
+    {
+        if (w.Quantized is { } linear) QuantizedLinearMatMul(w, linear, x, tokens, y);
+        else WeightMatMul(w, x, tokens, y);
+    }
+
+    /// <summary>A GPTQ / AWQ linear (its rows are Q4_0, see <see cref="QuantizedLinear"/>): the input read in the
+    /// matrix's column order, the Q4_0 product with quantized or float activations, then the zero-point term
+    /// Σ_b s·(8 − z)·Σ_block(x) per row.</summary>
+    void QuantizedLinearMatMul(WeightMatrix w, QuantizedLinear linear, float[] x, int tokens, float[] y)
+    {
+        int k = w.Cols, n = w.Rows;
+        var input = x;
+        if (linear.InputOrder is { } order)
+        {
+            if (_gathered.Length < k * tokens) _gathered = new float[checked(k * tokens)];
+            for (int t = 0; t < tokens; t++)
+            {
+                var from = x.AsSpan(t * k, k);
+                var to = _gathered.AsSpan(t * k, k);
+                for (int j = 0; j < to.Length; j++) to[j] = from[order[j]];
+            }
+            input = _gathered;
+        }
+        if (linear.FloatActivations)
+        {
+            var f = _floatActivationRows;
+            f.Weights = w.View.Pointer; f.RowBytes = w.RowBytes; f.Format = RowFormats.For(w.Type); f.K = k; f.N = n; f.Tokens = tokens; f.X = input; f.Y = y;
+            split.For(n, RowTile, f);
+        }
+        else WeightMatMul(w, input, tokens, y);
+        if (linear.ZeroCorrection is { } terms)
+        {
+            int blocks = k / QuantizedBlock;
+            if (_blockSums.Length < blocks * tokens) _blockSums = new float[checked(blocks * tokens)];
+            for (int t = 0; t < tokens; t++)
+                for (int b = 0; b < blocks; b++)
+                    _blockSums[t * blocks + b] = TensorPrimitives.Sum(input.AsSpan(t * k + b * QuantizedBlock, QuantizedBlock));
+            var z = _zeroPoints;
+            z.Terms = terms; z.Sums = _blockSums; z.Blocks = blocks; z.N = n; z.Tokens = tokens; z.Y = y;
+            split.For(n, RowTile, z);
+        }
+    }
+
+    const int QuantizedBlock = 32;
+
+    void WeightMatMul(WeightMatrix w, float[] x, int tokens, float[] y)
     {
         int k = w.Cols, n = w.Rows;
         if (w.Type == GgmlType.F32)
@@ -80,6 +138,41 @@ internal sealed unsafe class MatMulKernels(WorkSplit split)
                 var row = new ReadOnlySpan<float>(Weights + r * RowBytes, K);
                 for (int t = 0; t < Tokens; t++)
                     Y[t * N + r] = TensorPrimitives.Dot(row, X.AsSpan(t * K, K));
+            }
+        }
+    }
+
+    /// <summary>Rows dequantized to float (one row buffer per worker) and dotted with float activations: exact.</summary>
+    sealed class FloatActivationRowsWork(int workers) : IRangeWork
+    {
+        public byte* Weights; public long RowBytes; public IRowFormat Format = null!; public int K, N, Tokens; public float[] X = [], Y = [];
+        readonly float[][] _rows = new float[workers][];
+
+        public void Execute(int start, int end, int worker)
+        {
+            var row = _rows[worker] is { } held && held.Length >= K ? held : _rows[worker] = new float[K];
+            var values = row.AsSpan(0, K);
+            for (int r = start; r < end; r++)
+            {
+                Format.DequantizeRow(new ReadOnlySpan<byte>(Weights + r * RowBytes, checked((int)RowBytes)), values);
+                for (int t = 0; t < Tokens; t++)
+                    Y[t * N + r] = TensorPrimitives.Dot(values, X.AsSpan(t * K, K));
+            }
+        }
+    }
+
+    /// <summary>y[t, r] += Σ_b terms[r, b] · sums[t, b]: the zero points of a GPTQ / AWQ linear.</summary>
+    sealed class ZeroPointWork : IRangeWork
+    {
+        public float[] Terms = [], Sums = [], Y = []; public int Blocks, N, Tokens;
+
+        public void Execute(int start, int end, int worker)
+        {
+            for (int r = start; r < end; r++)
+            {
+                var terms = Terms.AsSpan(r * Blocks, Blocks);
+                for (int t = 0; t < Tokens; t++)
+                    Y[t * N + r] += TensorPrimitives.Dot(terms, Sums.AsSpan(t * Blocks, Blocks));
             }
         }
     }

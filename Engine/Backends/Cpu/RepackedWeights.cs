@@ -34,7 +34,7 @@ internal sealed unsafe class RepackedWeights : IDisposable
     /// <summary>A matrix of a type with a repacked layout, in whole groups of 8 rows of whole blocks, rows stored
     /// back to back.</summary>
     public static bool Eligible(WeightMatrix m) =>
-        RepackedFormats.For(m.Type) is { } format && format.CanRepack(m.Rows, m.Cols) && RowFormats.For(m.Type) is RowFormat rows && m.RowBytes == rows.RowBytes(m.Cols);
+        m.Quantized is not { FloatActivations: true } && RepackedFormats.For(m.Type) is { } format && format.CanRepack(m.Rows, m.Cols) && RowFormats.For(m.Type) is RowFormat rows && m.RowBytes == rows.RowBytes(m.Cols);
 
     public bool TryGet(WeightMatrix m, out Packed packed) => _packed.TryGetValue(m, out packed);
 

@@ -1,0 +1,339 @@
+using System.Runtime.InteropServices;
+using Engine.Formats;
+using Engine.Formats.HuggingFace;
+using Engine.Formats.Safetensors;
+
+namespace Engine.Models;
+
+/// <summary>What a GPTQ / AWQ linear needs beyond its rows, which are held as Q4_0 blocks (same 4-bit codes, d = the
+/// group's f16 scale): Q4_0 computes d·(q − 8), the checkpoint means s·(q − z), so a layer whose zeros are not all 8
+/// adds Σ_blocks s·(8 − z)·Σ_block(x) per row. Both terms are exact in float (an f16 scale times a small integer),
+/// so the zero point costs one float per 32 weights and no new block kernel.</summary>
+internal sealed class QuantizedLinear
+{
+    /// <summary>Act-order: the matrix's columns are the input sorted by group, so the matmul reads x[InputOrder[j]]
+    /// at column j. Null when the input is used in its own order.</summary>
+    public int[]? InputOrder { get; init; }
+    /// <summary>[rows x blocks of 32 inputs]: s·(8 − z) of the block's group, or null when every zero is 8.</summary>
+    public float[]? ZeroCorrection { get; init; }
+    /// <summary>Compute with the activations in float32 (exact) instead of quantized to Q8_0 blocks (fast).</summary>
+    public bool FloatActivations { get; init; }
+    /// <summary>The checkpoint's format and settings, e.g. "GPTQ 4-bit g128 sym".</summary>
+    public required string Description { get; init; }
+}
+
+/// <summary>
+/// The quantized linears of a GPTQ (v1) or AWQ (gemm) Hugging Face folder, seen as the GGUF weight names the loader
+/// asks for. Every quantized layer's tensors are checked when this is built (dtypes, shapes against each other and
+/// against the model's config, group sizes, g_idx), before a byte is repacked; a matrix is repacked when the loader
+/// asks for it.
+///
+/// The file layouts are not row-major by output (GPTQ packs eight inputs per int32 down the columns, AWQ eight
+/// outputs per int32 with an interleave), so each matrix is copied once into Q4_0 rows: the same 4-bit codes and
+/// f16 scales, 18 bytes per 32 weights, never floats. A symmetric GPTQ layer with groups of a multiple of 32 is then
+/// exactly a Q4_0 matrix and runs every Q4_0 kernel (the CPU's 8-row repack, the GPU's decoder).
+///
+/// Act-order (GPTQ desc_act, a non-monotonic g_idx): the columns are stored sorted by group (a stable sort of
+/// g_idx), so each 32-column block lies in one group. The input must then be read in that order; for ffn_down the
+/// output rows of gate and up are stored in down's column order instead, so the SwiGLU output already arrives
+/// sorted and down reads it as it is.
+/// </summary>
+internal sealed class QuantizedLinearSource : IDisposable
+{
+    const int Block = 32;
+    /// <summary>AWQ's nibble of output column j of an 8-column pack (AutoAWQ's AWQ_REVERSE_ORDER).</summary>
+    static readonly int[] AwqNibble = [0, 4, 1, 5, 2, 6, 3, 7];
+
+    sealed record Layer(string Prefix, int In, int Out, int GroupRows, TensorView QWeight, TensorView QZeros, TensorView Scales, int[]? Order);
+
+    readonly HfQuantizationConfig _config;
+    readonly bool _floatActivations, _tiedOutput;
+    readonly Dictionary<string, Layer> _layers = new(StringComparer.Ordinal);
+    readonly List<MappedRegion> _regions = [];
+    readonly Lock _regionsLock = new();
+
+    public HfQuantizationConfig Config => _config;
+    /// <summary>Whether the checkpoint's matmuls take float32 activations (exact) rather than Q8_0 blocks.</summary>
+    public bool FloatActivations => _floatActivations;
+
+    /// <summary>Checks every quantized layer of `model`; `expectedShape` gives the (input, output) width a layer
+    /// prefix must have, or null for a prefix the model does not use.</summary>
+    public QuantizedLinearSource(SafetensorsModel model, HfQuantizationConfig config, Func<string, (int In, int Out)?> expectedShape,
+        bool tiedOutput, bool floatActivations)
+    {
+        _config = config;
+        _tiedOutput = tiedOutput;
+        _floatActivations = floatActivations;
+        foreach (var info in model.Tensors)
+        {
+            if (!info.Name.EndsWith(".qweight", StringComparison.Ordinal)) continue;
+            string prefix = info.Name[..^".qweight".Length];
+            _layers[prefix] = Check(model, prefix, expectedShape(prefix));
+        }
+        if (_layers.Count == 0)
+            throw new ModelFormatException(FormatErrorKind.MissingKey,
+                $"{config.Source} declares a {config.Method} checkpoint, but no tensor ends in .qweight", field: "quantization_config");
+    }
+
+    public int LayerCount => _layers.Count;
+
+    /// <summary>The description every repacked matrix carries (for inspect and messages).</summary>
+    public string Description => Describe(_config);
+
+    static string Describe(HfQuantizationConfig c) => c.Method == HfQuantMethod.Gptq
+        ? $"GPTQ v1 {c.Bits}-bit, {(c.GroupSize == -1 ? "one group per row" : $"group size {c.GroupSize}")}, {(c.Sym ? "symmetric" : "asymmetric")}{(c.DescAct ? ", act-order (desc_act)" : "")}"
+        : $"AWQ gemm {c.Bits}-bit, group size {c.GroupSize}, zero point";
+
+    /// <summary>What `engine inspect` shows of a folder's quantization: the settings in words, with where they were read
+    /// and what the engine makes of them; null for a folder that declares none. An unsupported setting is reported,
+    /// not thrown.</summary>
+    public static string? DescribeFolder(string folder)
+    {
+        HfQuantizationConfig? config;
+        try { config = HfQuantizationConfig.Load(folder); }
+        catch (ModelFormatException e) { return "not runnable by this engine: " + e.Detail + (e.Field is null ? "" : $" [{e.Field}]"); }
+        if (config is null) return null;
+        string runs = config.Method == HfQuantMethod.Gptq && config.Sym && !config.DescAct
+            ? "loaded as Q4_0 rows (exact), CPU and GPU"
+            : "loaded as Q4_0 rows plus exact zero-point terms" + (config.DescAct ? " and a sorted input order" : "") + ", CPU only";
+        return $"{Describe(config)} (from {config.Source}); {runs}";
+    }
+
+    Layer Check(SafetensorsModel model, string prefix, (int In, int Out)? expected)
+    {
+        bool gptq = _config.Method == HfQuantMethod.Gptq;
+        var qweight = Required(model, prefix + ".qweight", GgmlType.I32, "I32");
+        if (qweight.Shape.Count != 2)
+            throw new ModelFormatException(FormatErrorKind.InvalidShape, $"tensor '{qweight.Name}' must be 2-D", field: qweight.Name,
+                expected: gptq ? "[in/8, out]" : "[in, out/8]", actual: qweight.ShapeText);
+        // Shapes in ggml order (reversed from the file's): GPTQ qweight [in/8, out] is [out, in/8] here.
+        long inputs = gptq ? qweight.Shape[1] * 8 : qweight.Shape[1];
+        long outputs = gptq ? qweight.Shape[0] : qweight.Shape[0] * 8;
+        if (expected is { } e && (inputs != e.In || outputs != e.Out))
+            throw new ModelFormatException(FormatErrorKind.InvalidShape, $"tensor '{qweight.Name}' has the wrong shape for a [{e.In} -> {e.Out}] linear",
+                field: qweight.Name, expected: gptq ? $"[{e.In / 8}, {e.Out}]" : $"[{e.In}, {e.Out / 8}]", actual: FileShape(qweight));
+        if (inputs > int.MaxValue || outputs > int.MaxValue)
+            throw new ModelFormatException(FormatErrorKind.InvalidShape, $"tensor '{qweight.Name}' is too large", field: qweight.Name, actual: FileShape(qweight));
+        int @in = (int)inputs, @out = (int)outputs;
+        int groupRows = _config.GroupRows(@in);
+        if (@in % groupRows != 0)
+            throw new ModelFormatException(FormatErrorKind.InvalidShape,
+                $"group_size {groupRows} does not divide the input width {@in} of '{qweight.Name}'", field: qweight.Name,
+                expected: $"a divisor of {@in}", actual: groupRows.ToString());
+        if (groupRows % Block != 0)
+            throw new ModelFormatException(FormatErrorKind.NotBlockAligned,
+                $"group_size {groupRows} of '{qweight.Name}' is not a multiple of 32, which the engine's 4-bit blocks need", field: qweight.Name,
+                expected: "a multiple of 32", actual: groupRows.ToString());
+        int groups = @in / groupRows;
+
+        var scales = Required(model, prefix + ".scales", GgmlType.F16, "F16");
+        CheckShape(scales, [@out, groups], $"[{groups}, {@out}]");
+        var qzeros = Required(model, prefix + ".qzeros", GgmlType.I32, "I32");
+        CheckShape(qzeros, [@out / 8, groups], $"[{groups}, {@out / 8}]");
+
+        int[]? order = null;
+        if (gptq && model.TryGetView(prefix + ".g_idx", out var gIdx))
+        {
+            if (gIdx.Type != GgmlType.I32)
+                throw new ModelFormatException(FormatErrorKind.UnknownTensorType, $"tensor '{gIdx.Name}' must be I32", field: gIdx.Name, expected: "I32", actual: gIdx.Type.ToString());
+            CheckShape(gIdx, [@in], $"[{@in}]");
+            order = ActOrder(gIdx, @in, groups, groupRows);
+        }
+        return new Layer(prefix, @in, @out, groupRows, qweight, qzeros, scales, order);
+    }
+
+    /// <summary>The stable sort of g_idx when it is not simply i / groupRows (null then), after checking that every
+    /// value is a group and every group has groupRows rows.</summary>
+    static int[]? ActOrder(TensorView gIdx, int inputs, int groups, int groupRows)
+    {
+        var g = MemoryMarshal.Cast<byte, int>(gIdx.Bytes);
+        var counts = new int[groups];
+        bool monotonic = true;
+        for (int i = 0; i < inputs; i++)
+        {
+            if ((uint)g[i] >= (uint)groups)
+                throw new ModelFormatException(FormatErrorKind.InvalidShape, $"tensor '{gIdx.Name}' holds group {g[i]} at input {i}, outside the {groups} groups",
+                    field: gIdx.Name, expected: $"0..{groups - 1}", actual: g[i].ToString());
+            counts[g[i]]++;
+            monotonic &= g[i] == i / groupRows;
+        }
+        for (int k = 0; k < groups; k++)
+            if (counts[k] != groupRows)
+                throw new ModelFormatException(FormatErrorKind.InvalidShape, $"tensor '{gIdx.Name}' gives group {k} {counts[k]} input rows, not group_size {groupRows}",
+                    field: gIdx.Name, expected: groupRows.ToString(), actual: counts[k].ToString());
+        if (monotonic) return null;
+        var start = new int[groups];
+        for (int k = 1; k < groups; k++) start[k] = start[k - 1] + counts[k - 1];
+        var order = new int[inputs];
+        for (int i = 0; i < inputs; i++) order[start[g[i]]++] = i;
+        return order;
+    }
+
+    static TensorView Required(SafetensorsModel model, string name, GgmlType type, string typeName)
+    {
+        if (!model.TryGetView(name, out var view))
+            throw new ModelFormatException(FormatErrorKind.MissingKey, $"required tensor '{name}' of a quantized linear is missing", field: name);
+        if (view.Type != type)
+            throw new ModelFormatException(FormatErrorKind.UnknownTensorType, $"tensor '{name}' must be {typeName}", field: name, expected: typeName, actual: view.Type.ToString());
+        return view;
+    }
+
+    static void CheckShape(TensorView view, long[] ggmlShape, string fileShape)
+    {
+        if (!view.Shape.SequenceEqual(ggmlShape))
+            throw new ModelFormatException(FormatErrorKind.InvalidShape, $"tensor '{view.Name}' has the wrong shape", field: view.Name,
+                expected: fileShape, actual: FileShape(view));
+    }
+
+    static string FileShape(TensorView view) => "[" + string.Join(", ", view.Shape.Reverse()) + "]";
+
+    /// <summary>The quantized linear behind a GGUF matrix name, repacked, or null when that matrix is not quantized.</summary>
+    public WeightMatrix? TryMatrix(string ggufName, int cols, int rows)
+    {
+        if (!TryLayer(ggufName, out var layer)) return null;
+        if (layer.In != cols || layer.Out != rows)
+            throw new ModelFormatException(FormatErrorKind.InvalidShape, $"tensor '{layer.QWeight.Name}' has the wrong shape", field: layer.QWeight.Name,
+                expected: $"a [{cols} -> {rows}] linear", actual: $"[{layer.In} -> {layer.Out}]");
+        int[]? inputOrder = layer.Order, rowOrder = null;
+        if (SiblingDown(layer.Prefix) is { } down && _layers.TryGetValue(down, out var downLayer) && downLayer.Order is not null)
+            rowOrder = downLayer.Order;
+        else if (layer.Order is not null && IsDown(layer.Prefix) && BothUpstreamQuantized(layer.Prefix))
+            inputOrder = null; // gate and up emit their rows in this layer's column order
+        var bytes = Repack(layer, _config.Method, rowOrder, out var correction);
+        var region = MappedRegion.FromBytes(bytes, layer.Prefix);
+        lock (_regionsLock) _regions.Add(region);
+        var view = new TensorView(layer.Prefix + " (Q4_0 repack)", GgmlType.Q4_0, [cols, rows], (long)cols * rows, bytes.Length, 0, region);
+        return new WeightMatrix(ggufName, view)
+        {
+            Quantized = new QuantizedLinear { InputOrder = inputOrder, ZeroCorrection = correction, FloatActivations = _floatActivations, Description = Description },
+        };
+    }
+
+    bool TryLayer(string ggufName, out Layer layer)
+    {
+        foreach (var name in HfTensorSource.HfNames(ggufName, _tiedOutput))
+            if (name.EndsWith(".weight", StringComparison.Ordinal) && _layers.TryGetValue(name[..^".weight".Length], out layer!)) return true;
+        layer = null!;
+        return false;
+    }
+
+    // The down projection that reads a gate / up projection's output, and back: dense and shared-expert MLPs and
+    // Qwen's experts (gate_proj, up_proj, down_proj), Mixtral's experts (w1 gate, w3 up, w2 down).
+    static string? SiblingDown(string prefix) =>
+        prefix.EndsWith(".gate_proj", StringComparison.Ordinal) || prefix.EndsWith(".up_proj", StringComparison.Ordinal) ? prefix[..prefix.LastIndexOf('.')] + ".down_proj"
+        : prefix.EndsWith(".w1", StringComparison.Ordinal) || prefix.EndsWith(".w3", StringComparison.Ordinal) ? prefix[..^3] + ".w2"
+        : null;
+
+    static bool IsDown(string prefix) => prefix.EndsWith(".down_proj", StringComparison.Ordinal) || prefix.EndsWith(".w2", StringComparison.Ordinal);
+
+    bool BothUpstreamQuantized(string downPrefix)
+    {
+        string stem = downPrefix[..downPrefix.LastIndexOf('.')];
+        return downPrefix.EndsWith(".w2", StringComparison.Ordinal)
+            ? _layers.ContainsKey(stem + ".w1") && _layers.ContainsKey(stem + ".w3")
+            : _layers.ContainsKey(stem + ".gate_proj") && _layers.ContainsKey(stem + ".up_proj");
+    }
+
+    /// <summary>The layer's rows as Q4_0 (row r is the file's output rowOrder[r], its columns in the layer's input
+    /// order), and the zero-point term (null when every zero is 8).</summary>
+    internal static unsafe byte[] Repack(TensorView qweightView, TensorView qzerosView, TensorView scalesView, HfQuantMethod method,
+        int inputs, int outputs, int groupRows, int[]? inputOrder, int[]? rowOrder, out float[]? correction)
+    {
+        int blocks = inputs / Block;
+        const int BlockBytes = 18;
+        var dst = new byte[(long)outputs * blocks * BlockBytes];
+        var qzeros = MemoryMarshal.Cast<byte, uint>(qzerosView.Bytes);
+        bool gptq = method == HfQuantMethod.Gptq;
+        // Zeros per (group, output), decoded once: GPTQ v1 stores zero − 1, AWQ the zero in its interleaved nibble.
+        int groups = inputs / groupRows;
+        var zeros = new byte[(long)groups * outputs];
+        bool allEight = true;
+        for (int g = 0; g < groups; g++)
+            for (int o = 0; o < outputs; o++)
+            {
+                uint word = qzeros[g * (outputs / 8) + o / 8];
+                int z = gptq ? (int)((word >> (4 * (o % 8))) & 0xF) + 1 : (int)((word >> (4 * AwqNibble[o % 8])) & 0xF);
+                zeros[(long)g * outputs + o] = (byte)z;
+                allEight &= z == 8;
+            }
+        var terms = allEight ? null : new float[(long)outputs * blocks];
+        // Read in place from the map. Rows go to the workers in tiles of 16: GPTQ keeps 16 neighbouring outputs of an
+        // input in one 64-byte line, so a tile reads each line of qweight once instead of once per row.
+        var qweight = (uint*)qweightView.Pointer;
+        var scales = (ushort*)scalesView.Pointer;
+        const int Tile = 16;
+        Parallel.For(0, (outputs + Tile - 1) / Tile, tile =>
+        {
+            for (int row = tile * Tile; row < Math.Min(outputs, tile * Tile + Tile); row++)
+            {
+                int o = rowOrder is null ? row : rowOrder[row];
+                for (int b = 0; b < blocks; b++)
+                {
+                    int g = b * Block / groupRows;
+                    long at = ((long)row * blocks + b) * BlockBytes;
+                    ushort scaleBits = scales[(long)g * outputs + o];
+                    dst[at] = (byte)scaleBits;
+                    dst[at + 1] = (byte)(scaleBits >> 8);
+                    for (int j = 0; j < Block / 2; j++)
+                    {
+                        int lo = Code(qweight, gptq, outputs, inputOrder is null ? b * Block + j : inputOrder[b * Block + j], o);
+                        int hi = Code(qweight, gptq, outputs, inputOrder is null ? b * Block + j + 16 : inputOrder[b * Block + j + 16], o);
+                        dst[at + 2 + j] = (byte)(lo | hi << 4);
+                    }
+                    if (terms is not null)
+                        terms[(long)row * blocks + b] = (float)BitConverter.UInt16BitsToHalf(scaleBits) * (8 - zeros[(long)g * outputs + o]);
+                }
+            }
+        });
+        correction = terms;
+        return dst;
+    }
+
+    byte[] Repack(Layer layer, HfQuantMethod method, int[]? rowOrder, out float[]? correction) =>
+        Repack(layer.QWeight, layer.QZeros, layer.Scales, method, layer.In, layer.Out, layer.GroupRows, layer.Order, rowOrder, out correction);
+
+    /// <summary>The 4-bit code of input i, output o: GPTQ packs eight inputs per word down a column, AWQ eight
+    /// outputs per word along a row, interleaved.</summary>
+    static unsafe int Code(uint* qweight, bool gptq, int outputs, int i, int o) => gptq
+        ? (int)((qweight[(long)(i / 8) * outputs + o] >> (4 * (i % 8))) & 0xF)
+        : (int)((qweight[(long)i * (outputs / 8) + o / 8] >> (4 * AwqNibble[o % 8])) & 0xF);
+
+    public void Dispose()
+    {
+        lock (_regionsLock)
+        {
+            foreach (var region in _regions) region.Dispose();
+            _regions.Clear();
+        }
+    }
+}
+
+/// <summary>The (input, output) widths the model's config gives a quantized layer, by its Hugging Face prefix.</summary>
+internal static partial class QuantizedLinearShapes
+{
+    [System.Text.RegularExpressions.GeneratedRegex(@"^model\.layers\.(\d+)\.(.+)$")]
+    private static partial System.Text.RegularExpressions.Regex LayerPrefix();
+
+    public static (int In, int Out)? Expected(ModelConfig c, string prefix)
+    {
+        if (prefix == "lm_head") return (c.EmbeddingLength, c.VocabSize);
+        var m = LayerPrefix().Match(prefix);
+        if (!m.Success) return null;
+        string rest = m.Groups[2].Value;
+        int e = c.EmbeddingLength;
+        int hidden = rest.StartsWith("mlp.experts.", StringComparison.Ordinal) || rest.StartsWith("block_sparse_moe.experts.", StringComparison.Ordinal)
+            ? c.ExpertFeedForwardLength
+            : rest.StartsWith("mlp.shared_expert.", StringComparison.Ordinal) ? c.SharedExpertFeedForwardLength : c.FeedForwardLength;
+        string projection = rest[(rest.LastIndexOf('.') + 1)..];
+        return projection switch
+        {
+            "q_proj" => (e, c.QueryWidth),
+            "k_proj" => (e, c.KeyWidth),
+            "v_proj" => (e, c.ValueWidth),
+            "o_proj" => (c.HeadCount * c.ValueHeadDim, e),
+            "gate_proj" or "up_proj" or "w1" or "w3" => (e, hidden),
+            "down_proj" or "w2" => (hidden, e),
+            _ => null,
+        };
+    }
+}
