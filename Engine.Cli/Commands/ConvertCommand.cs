@@ -7,10 +7,12 @@ namespace Engine.Cli.Commands;
 internal static class ConvertCommand
 {
     const string Usage = """
-        usage: engine convert HF_FOLDER OUT.gguf [--type F32|F16|BF16] [--quiet]
+        usage: engine convert HF_FOLDER OUT.gguf [--type F32|F16|BF16|Q8_0|Q4_K_M|...] [--threads N] [--quiet]
           converts a Llama, Qwen2, Qwen3, Qwen2-MoE or Qwen3-MoE safetensors folder (config.json, model.safetensors or
           model.safetensors.index.json with its shards, tokenizer.model or tokenizer.json) to GGUF with its tokenizer.
-          --type   the weights' type (default F16, as llama.cpp's converter); norms, biases and routers stay F32
+          --type   the weights' type (default F16, as llama.cpp's converter); norms, biases and routers stay F32;
+                   a type or mix `engine quantize` takes converts to F32 first, then quantizes as it does
+          --threads  threads for a quantized type (default: one per core)
           --quiet  no progress on stderr
         """;
 
@@ -20,13 +22,14 @@ internal static class ConvertCommand
         if (cl.Has("help") || cl.Has("h")) { Console.WriteLine(Usage); return 0; }
         string type = cl.String("type") ?? "F16";
         bool quiet = cl.Has("quiet");
+        int threads = cl.Int("threads", 0, min: 0);
         cl.RejectUnknown();
         if (cl.Positionals.Count != 2) throw new UsageException("convert takes a Hugging Face folder and an output .gguf path");
         string folder = cl.Positionals[0], output = cl.Positionals[1];
         if (!Directory.Exists(folder)) throw new UsageException($"no such folder: {folder}");
-        if (!HfToGgufConverter.FloatTypes.Contains(type.ToUpperInvariant()))
-            throw new UsageException($"--type {type}: convert writes {string.Join(", ", HfToGgufConverter.FloatTypes)}; "
-                + "for a quantized file convert to F16 and run `engine quantize` on the result");
+        if (!HfToGgufConverter.FloatTypes.Contains(type.ToUpperInvariant()) && Engine.Quantization.QuantizationMixes.Find(type) is null)
+            throw new UsageException($"--type {type}: convert writes {string.Join(", ", HfToGgufConverter.FloatTypes)} or a type "
+                + $"`engine quantize` takes: {Engine.Quantization.QuantizationMixes.Names}");
 
         var started = System.Diagnostics.Stopwatch.StartNew();
         long lastReport = -1;
@@ -40,7 +43,7 @@ internal static class ConvertCommand
             Console.Error.Write($"\rconvert: {p.TensorIndex}/{p.TensorCount} tensors, {mib:F0}/{p.BytesTotal / 1048576.0:F0} MiB ({mib / seconds:F0} MiB/s)   ");
             if (p.TensorIndex == p.TensorCount) Console.Error.WriteLine();
         });
-        HfToGgufConverter.Convert(folder, output, new ConvertOptions(type.ToUpperInvariant()), progress);
+        HfToGgufConverter.Convert(folder, output, new ConvertOptions(type.ToUpperInvariant()) { Threads = threads }, progress);
         Console.Out.WriteLine($"wrote {output} ({new FileInfo(output).Length:N0} bytes) in {started.Elapsed.TotalSeconds:F1} s");
         return 0;
     }

@@ -6,13 +6,18 @@ using Engine.Formats.Gguf;
 using Engine.Formats.HuggingFace;
 using Engine.Formats.Safetensors;
 using Engine.Models;
+using Engine.Quantization;
 
 namespace Engine.Conversion;
 
 /// <summary>How <see cref="HfToGgufConverter"/> stores the weights.</summary>
 /// <param name="Type">F32, F16 or BF16 (llama.cpp's --outtype); norms, biases, 1-D tensors and MoE routers stay F32
 /// whatever is asked, as llama.cpp's converter keeps them.</param>
-internal sealed record ConvertOptions(string Type = "F16");
+internal sealed record ConvertOptions(string Type = "F16")
+{
+    /// <summary>Worker threads for a quantized type (0: one per core); the output does not depend on it.</summary>
+    public int Threads { get; init; }
+}
 
 /// <summary>Where a conversion is: the tensor just written and the bytes written so far of all tensor data.</summary>
 internal sealed record ConvertProgress(string Tensor, int TensorIndex, int TensorCount, long BytesDone, long BytesTotal);
@@ -50,11 +55,22 @@ internal static class HfToGgufConverter
         string type = options.Type.ToUpperInvariant();
         if (!FloatTypes.Contains(type))
         {
-            // QUANTIZE: the quantizer (Engine/Quantization/ModelQuantizer, branch quant) is not on main yet. When it is,
-            // convert into a temporary F16 (F32 when asked for a type llama.cpp quantizes from F32) GGUF beside
-            // `output`, quantize that into `output` with ModelQuantizer.QuantizeAsync, and delete the temporary file.
-            throw new ArgumentException($"--type {options.Type}: this build converts to {string.Join(", ", FloatTypes)}; "
-                + $"convert to F16, then quantize the result with `engine quantize`", nameof(options));
+            if (QuantizationMixes.Find(type) is null)
+                throw new ArgumentException($"--type {options.Type} is not a type convert writes: {string.Join(", ", FloatTypes)} or one of "
+                    + QuantizationMixes.Names, nameof(options));
+            // llama.cpp's own flow, convert then quantize, through an F32 file: lossless from F32, F16 and BF16 weights alike,
+            // so the result is what `engine quantize` (and llama-quantize) make of the converted F32 file.
+            string intermediate = output + ".f32.tmp";
+            try
+            {
+                Convert(folder, intermediate, options with { Type = "F32" }, progress, ct);
+                ModelQuantizer.Quantize(intermediate, output, new QuantizeOptions { Type = type, Threads = options.Threads }, null, ct);
+            }
+            finally
+            {
+                File.Delete(intermediate);
+            }
+            return;
         }
         var target = type switch { "F32" => GgmlType.F32, "BF16" => GgmlType.BF16, _ => GgmlType.F16 };
 
