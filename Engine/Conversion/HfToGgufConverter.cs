@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using Engine.Formats;
@@ -339,8 +338,8 @@ internal static class HfToGgufConverter
                 long from = t.PermuteHeads > 0 ? PermutedSource(r, rows, t.PermuteHeads) : r;
                 ReadOnlySpan<byte> row = RowBytes(source, from, inBytes);
                 if (source.Type == t.Type) { stream.Write(row); continue; }
-                Decode(source.Type, row, floats);
-                Encode(t.Type, floats, outRow);
+                RowFormats.For(source.Type).DequantizeRow(row, floats);
+                RowEncoder.Encode(t.Type, floats, outRow);
                 stream.Write(outRow);
             }
         }
@@ -357,45 +356,5 @@ internal static class HfToGgufConverter
         long head = row / headDim, within = row % headDim;
         long i = within / 2, j = within % 2;
         return head * headDim + j * (headDim / 2) + i;
-    }
-
-    static void Decode(GgmlType type, ReadOnlySpan<byte> row, Span<float> into)
-    {
-        switch (type)
-        {
-            case GgmlType.F32: MemoryMarshal.Cast<byte, float>(row).CopyTo(into); break;
-            case GgmlType.F16:
-                for (int i = 0; i < into.Length; i++) into[i] = (float)BinaryPrimitives.ReadHalfLittleEndian(row[(2 * i)..]);
-                break;
-            case GgmlType.BF16:
-                for (int i = 0; i < into.Length; i++)
-                    into[i] = BitConverter.UInt32BitsToSingle((uint)BinaryPrimitives.ReadUInt16LittleEndian(row[(2 * i)..]) << 16);
-                break;
-            default: throw new InvalidOperationException($"cannot read {type} rows");
-        }
-    }
-
-    static void Encode(GgmlType type, ReadOnlySpan<float> values, Span<byte> into)
-    {
-        switch (type)
-        {
-            case GgmlType.F32: MemoryMarshal.AsBytes(values).CopyTo(into); break;
-            case GgmlType.F16:
-                // Round to nearest even, as numpy's astype(float16) does.
-                for (int i = 0; i < values.Length; i++) BinaryPrimitives.WriteHalfLittleEndian(into[(2 * i)..], (Half)values[i]);
-                break;
-            case GgmlType.BF16:
-                for (int i = 0; i < values.Length; i++) BinaryPrimitives.WriteUInt16LittleEndian(into[(2 * i)..], ToBf16(values[i]));
-                break;
-            default: throw new InvalidOperationException($"cannot write {type} rows");
-        }
-    }
-
-    /// <summary>gguf-py's BF16 rounding: NaNs become quiet NaNs, everything else rounds to nearest even.</summary>
-    static ushort ToBf16(float value)
-    {
-        uint n = BitConverter.SingleToUInt32Bits(value);
-        if ((n & 0x7FFFFFFF) > 0x7F800000) n = (n & 0xFFFF0000) | (64u << 16);
-        return (ushort)((n + (0x7FFF + ((n >> 16) & 1))) >> 16);
     }
 }

@@ -72,7 +72,7 @@ internal static class ModelQuantizer
                     $"tensor {view.Name} is {view.Type} already; requantizing is disabled (pass --allow-requantize to allow it)");
             if (view.Type != to && !RowFormats.IsSupported(view.Type))
                 throw new QuantizationException(QuantizationErrorKind.UnsupportedType, $"tensor {view.Name}: cannot read type {view.Type}");
-            if (view.Type != to && !CanWrite(to))
+            if (view.Type != to && !RowEncoder.CanEncode(to))
                 throw new QuantizationException(QuantizationErrorKind.UnsupportedType, $"tensor {view.Name}: cannot write type {to}");
             var shape = view.Shape.ToArray();
             long size = GgufWriter.TensorByteSize(to, shape);
@@ -120,9 +120,6 @@ internal static class ModelQuantizer
 
     // llama.cpp refuses to quantize without an imatrix only to the IQ1/IQ2/IQ3 types and to Q2_K inside a Q2_K_S
     // file (tensor_requires_imatrix); we write none of those, so no mix here needs one.
-
-    static bool CanWrite(GgmlType t) =>
-        t is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 || RowFormats.QuantizerFor(t) is not null;
 
     static void CopyTensor(TensorView view, Stream stream, CancellationToken ct)
     {
@@ -172,26 +169,8 @@ internal static class ModelQuantizer
 
     static void QuantizeRow(GgmlType to, IWeightQuantizer? quantizer, ReadOnlySpan<float> x, Span<byte> dst, ReadOnlySpan<float> importance)
     {
-        switch (to)
-        {
-            case GgmlType.F32:
-                System.Runtime.InteropServices.MemoryMarshal.AsBytes(x).CopyTo(dst);
-                return;
-            case GgmlType.F16:
-            {
-                var h = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(dst);
-                for (int i = 0; i < x.Length; i++) h[i] = Fp16.FromSingle(x[i]);
-                return;
-            }
-            case GgmlType.BF16:
-            {
-                var h = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(dst);
-                for (int i = 0; i < x.Length; i++) h[i] = Fp16.SingleToBF16(x[i]);
-                return;
-            }
-        }
         if (!importance.IsEmpty && quantizer is IImportanceWeightedQuantizer weighted) weighted.QuantizeRow(x, dst, importance);
-        else quantizer!.QuantizeRowReference(x, dst);
+        else RowEncoder.Encode(to, x, dst);
     }
 }
 

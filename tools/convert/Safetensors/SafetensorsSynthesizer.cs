@@ -1,3 +1,4 @@
+using Engine.Quantization;
 using System.Diagnostics;
 using Engine.Convert.Gguf;
 using Engine.Convert.Model;

@@ -1,3 +1,4 @@
+using Engine.Quantization;
 using System.Collections.Concurrent;
 using Engine.Formats;
 

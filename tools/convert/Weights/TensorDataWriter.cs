@@ -1,3 +1,4 @@
+using Engine.Quantization;
 using Engine.Convert.Model;
 using Engine.Convert.Presets;
 using Engine.Formats;

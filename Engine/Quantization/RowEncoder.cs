@@ -1,13 +1,12 @@
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 using Engine.Formats;
-using Engine.Quantization;
+namespace Engine.Quantization;
 
-namespace Engine.Convert.Weights;
-
-/// <summary>Float rows to the bytes of a ggml type: F32/F16/BF16 by conversion (rounding to nearest even, as ggml
-/// converts), the quantized types by the engine's port of llama.cpp's quantize_row_*_ref.</summary>
-public static class RowEncoder
+/// <summary>Float rows to the bytes of a ggml type: F32/F16/BF16 by conversion (rounding to nearest even, as ggml and
+/// gguf-py convert), the quantized types by the engine's port of llama.cpp's quantize_row_*_ref. The one row writer of
+/// `engine quantize`, `engine convert` and the engine-convert synthesizer.</summary>
+internal static class RowEncoder
 {
     public static long RowBytes(GgmlType type, long rowLength)
     {
@@ -33,20 +32,12 @@ public static class RowEncoder
                 break;
             case GgmlType.BF16:
                 var bf = MemoryMarshal.Cast<byte, ushort>(dst);
-                for (int i = 0; i < row.Length; i++) bf[i] = ToBFloat16(row[i]);
+                for (int i = 0; i < row.Length; i++) bf[i] = Fp16.SingleToBF16(row[i]);
                 break;
             default:
                 var quantizer = RowFormats.QuantizerFor(type) ?? throw new NotSupportedException($"the engine cannot write {type} rows");
                 quantizer.QuantizeRowReference(row, dst);
                 break;
         }
-    }
-
-    /// <summary>ggml_compute_fp32_to_bf16: round to nearest even, NaN kept (and made quiet).</summary>
-    public static ushort ToBFloat16(float f)
-    {
-        uint u = BitConverter.SingleToUInt32Bits(f);
-        if ((u & 0x7fffffff) > 0x7f800000) return (ushort)((u >> 16) | 64);
-        return (ushort)((u + (0x7fff + ((u >> 16) & 1))) >> 16);
     }
 }
