@@ -34,14 +34,11 @@ internal unsafe struct BlockIQ4_NL
     internal static Vector256<sbyte> Lookup32(byte* qs) => Avx2.Shuffle(KValuesVector, Simd.Nibbles32(qs).AsSByte());
 }
 
-internal sealed unsafe class IQ4_NLFormat : ByteBlockFormat<IQ4_NLBytes>, IWeightQuantizer, IImportanceWeightedQuantizer
+internal sealed unsafe class IQ4_NLFormat : ByteBlockFormat<IQ4_NLBytes>, IWeightQuantizer
 {
     /// <summary>What llama-quantize writes: quantize_iq4_nl without weights (7 scale tries). ggml's
     /// quantize_row_iq4_nl_ref differs for IQ4_NL (no tries), but no file is made with it.</summary>
     public void QuantizeRowReference(ReadOnlySpan<float> x, Span<byte> dst) => IQ4Quantizer.QuantizeRow(GgmlType.IQ4_NL, x, dst, default);
-
-    public void QuantizeRow(ReadOnlySpan<float> x, Span<byte> dst, ReadOnlySpan<float> importance) =>
-        IQ4Quantizer.QuantizeRow(GgmlType.IQ4_NL, x, dst, importance);
 
     public static readonly IQ4_NLFormat Instance = new();
     IQ4_NLFormat() : base(GgmlType.IQ4_NL) { }

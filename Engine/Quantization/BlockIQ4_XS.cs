@@ -20,14 +20,11 @@ internal unsafe struct BlockIQ4_XS
     internal int Scale(int ib) => (((ScalesL[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((ScalesH >> (2 * ib)) & 3) << 4)) - 32;
 }
 
-internal sealed unsafe class IQ4_XSFormat : RowFormat, IWeightQuantizer, IImportanceWeightedQuantizer
+internal sealed unsafe class IQ4_XSFormat : RowFormat, IWeightQuantizer
 {
     /// <summary>What llama-quantize writes: quantize_iq4_xs without weights (7 scale tries). ggml's
     /// quantize_row_iq4_xs_ref differs for IQ4_NL (no tries), but no file is made with it.</summary>
     public void QuantizeRowReference(ReadOnlySpan<float> x, Span<byte> dst) => IQ4Quantizer.QuantizeRow(GgmlType.IQ4_XS, x, dst, default);
-
-    public void QuantizeRow(ReadOnlySpan<float> x, Span<byte> dst, ReadOnlySpan<float> importance) =>
-        IQ4Quantizer.QuantizeRow(GgmlType.IQ4_XS, x, dst, importance);
 
     public static readonly IQ4_XSFormat Instance = new();
     IQ4_XSFormat() : base(GgmlType.IQ4_XS, GgmlType.Q8_K) { }

@@ -54,9 +54,12 @@ internal static class ModelQuantizer
             throw new QuantizationException(QuantizationErrorKind.SameFile, $"input and output are the same file: {input}");
         int threads = options.Threads > 0 ? options.Threads : Environment.ProcessorCount;
 
+        if (options.ImatrixPath is not null)
+            throw new QuantizationException(QuantizationErrorKind.NotSupported,
+                "--imatrix is not supported yet: the importance-weighted quantizers are not ported (see docs/quantization.md)");
+
         using var gguf = GgufFile.Open(input);
-        var plan = PlanFile(gguf, mix, options.Pure, hasImatrix: options.ImatrixPath is not null);
-        var imatrix = options.ImatrixPath is null ? null : ImatrixWeights.Load(options.ImatrixPath);
+        var plan = PlanFile(gguf, mix, options.Pure, hasImatrix: false);
         var writer = new GgufWriter();
         foreach (var (key, value) in gguf.MetadataList)
             if (!DroppedKeys.Contains(key)) writer.AddMetadata(key, value);
@@ -66,7 +69,6 @@ internal static class ModelQuantizer
         for (int i = 0; i < plan.Count; i++)
         {
             var (view, to) = plan[i];
-            var weights = imatrix is null || view.Type == to ? null : imatrix.For(view, to);
             if (view.Type != to && view.Type.Info().IsQuantized && !options.AllowRequantize)
                 throw new QuantizationException(QuantizationErrorKind.AlreadyQuantized,
                     $"tensor {view.Name} is {view.Type} already; requantizing is disabled (pass --allow-requantize to allow it)");
@@ -81,7 +83,7 @@ internal static class ModelQuantizer
             {
                 ct.ThrowIfCancellationRequested();
                 if (view.Type == to) CopyTensor(view, stream, ct);
-                else ConvertTensor(view, to, weights, stream, threads, ct);
+                else ConvertTensor(view, to, stream, threads, ct);
                 progress?.Report(new QuantizeProgress(index, plan.Count, view.Name, view.Type, to, view.Shape, view.ByteSize, size));
             });
         }
@@ -131,17 +133,15 @@ internal static class ModelQuantizer
         }
     }
 
-    static unsafe void ConvertTensor(TensorView view, GgmlType to, float[]? importance, Stream stream, int threads, CancellationToken ct)
+    static unsafe void ConvertTensor(TensorView view, GgmlType to, Stream stream, int threads, CancellationToken ct)
     {
         long n = view.RowLength;
         long rows = view.RowCount;
-        long rowsPerMatrix = view.Shape.Count > 1 ? view.Shape[1] : 1;
         long srcRowBytes = view.Type.Info().TryByteSize(n, 1) ?? throw new QuantizationException(QuantizationErrorKind.UnsupportedType, $"tensor {view.Name}: bad row");
         int dstRowBytes = checked((int)(to.Info().TryByteSize(n, 1) ?? throw new QuantizationException(QuantizationErrorKind.UnsupportedType, $"tensor {view.Name}: bad row")));
         long slabRows = Math.Max(1, Math.Min(rows, SlabBytes / dstRowBytes));
         var dst = new byte[checked((int)(slabRows * dstRowBytes))];
         var from = view.Type == GgmlType.F32 ? null : RowFormats.For(view.Type);
-        var quantizer = RowFormats.QuantizerFor(to);
         var opts = new ParallelOptions { MaxDegreeOfParallelism = threads, CancellationToken = ct };
         byte* src = view.Pointer;
         for (long first = 0; first < rows; first += slabRows)
@@ -158,19 +158,12 @@ internal static class ModelQuantizer
                     if (buffer is null) x = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(srcRow);
                     else { from!.DequantizeRow(srcRow, buffer); x = buffer; }
                     var d = dst.AsSpan(checked((int)((r - first) * dstRowBytes)), dstRowBytes);
-                    var w = importance is null ? default : importance.AsSpan(checked((int)(r / rowsPerMatrix * n)), (int)n);
-                    QuantizeRow(to, quantizer, x, d, w);
+                    RowEncoder.Encode(to, x, d);
                 }
                 return buffer;
             }, _ => { });
             stream.Write(dst, 0, checked((int)(count * dstRowBytes)));
         }
-    }
-
-    static void QuantizeRow(GgmlType to, IWeightQuantizer? quantizer, ReadOnlySpan<float> x, Span<byte> dst, ReadOnlySpan<float> importance)
-    {
-        if (!importance.IsEmpty && quantizer is IImportanceWeightedQuantizer weighted) weighted.QuantizeRow(x, dst, importance);
-        else RowEncoder.Encode(to, x, dst);
     }
 }
 
