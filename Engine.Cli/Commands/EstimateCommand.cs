@@ -1,7 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using System.Text.RegularExpressions;
 using Engine.Backends;
 using Engine.Benchmarking;
 using Engine.Cli.Store;
@@ -35,8 +34,6 @@ internal static class EstimateCommand
                              devices[] (weights, KV and scratch per device), and the speed estimates
         """;
 
-    static readonly Regex SplitPart = new("^(.*)-(\\d{5})-of-(\\d{5})\\.gguf$", RegexOptions.CultureInvariant | RegexOptions.IgnoreCase);
-
     public static int Run(string[] args)
     {
         var cl = new CommandLine(args, ModelArguments.Flags);
@@ -45,14 +42,15 @@ internal static class EstimateCommand
         var device = ModelArguments.Device(cl);
         int? gpuLayers = ModelArguments.GpuLayers(cl);
         long? deviceMemory = cl.Size("device-memory");
+        var sizing = ModelArguments.SizingOptions(cl);
         var options = new EstimateOptions
         {
-            ContextLength = cl.Int("ctx", 0, 1, 1 << 24, alias: "c"),
-            ParallelSequences = cl.Int("parallel", 4, 1, 4096, alias: "np"),
-            KvType = ModelArguments.KvType(cl).ToElementType(),
-            KvCacheBytes = cl.Size("kv-budget") ?? 0,
-            Threads = cl.Int("threads", 0, 0, 1024, alias: "t"),
-            RepackWeights = !cl.Has("no-repack"),
+            ContextLength = sizing.ContextLength,
+            ParallelSequences = sizing.ParallelSequences,
+            KvType = sizing.KvCacheType.ToElementType(),
+            KvCacheBytes = sizing.KvCacheBytes,
+            Threads = sizing.Threads,
+            RepackWeights = sizing.RepackWeights,
         };
         double bandwidthGb = cl.Double("bandwidth", 0, 0, 1e6);
         int depth = cl.Int("depth", 0, 0, 1 << 24);
@@ -176,17 +174,15 @@ internal static class EstimateCommand
     static (GgufFile, IReadOnlyList<GgufTensorInfo>, string) OpenLocal(string path)
     {
         var first = GgufFile.Open(path);
-        var split = SplitPart.Match(Path.GetFileName(path));
-        if (!split.Success) return (first, [], path);
+        if (SplitGguf.Parts(path) is not { } parts) return (first, [], path);
         try
         {
             var more = new List<GgufTensorInfo>();
-            int count = int.Parse(split.Groups[3].Value, CultureInfo.InvariantCulture);
-            for (int i = 1; i <= count; i++)
+            for (int i = 0; i < parts.Count; i++)
             {
-                var part = Path.Combine(Path.GetDirectoryName(path) ?? ".", string.Create(CultureInfo.InvariantCulture, $"{split.Groups[1].Value}-{i:00000}-of-{split.Groups[3].Value}.gguf"));
+                var part = parts[i];
                 if (string.Equals(Path.GetFullPath(part), Path.GetFullPath(path), StringComparison.Ordinal)) continue;
-                if (!File.Exists(part)) throw new UsageException($"{path} is part of a split GGUF, but part {i} of {count} ({part}) is missing");
+                if (!File.Exists(part)) throw new UsageException($"{path} is part of a split GGUF, but part {i + 1} of {parts.Count} ({part}) is missing");
                 using var other = GgufFile.Open(part);
                 more.AddRange(other.Tensors);
             }

@@ -71,19 +71,25 @@ internal static class ModelArguments
 
     /// <summary>What a model is loaded with: --device, --gpu-layers, --threads, --no-repack, --ctx, --kv-type,
     /// --kv-budget, --parallel (and the template override, checked by the caller).</summary>
-    public static ModelLoadOptions LoadOptions(CommandLine cl, string? template) => new()
+    public static ModelLoadOptions LoadOptions(CommandLine cl, string? template) => SizingOptions(cl) with
     {
         Device = GpuDevices.For(Device(cl)),
         GpuLayers = GpuLayers(cl),
-        Threads = cl.Int("threads", 0, 0, 1024, alias: "t"),
-        RepackWeights = !cl.Has("no-repack"),
         ChatTemplate = template,
         ChatTemplateText = ChatTemplateFile(cl),
+        ControlVector = ControlVector(cl),
+    };
+
+    /// <summary>What sizes a loaded model's work and KV cache: --threads, --no-repack, --ctx, --kv-type, --kv-budget,
+    /// --parallel (the part of <see cref="LoadOptions"/> that `engine estimate` takes too).</summary>
+    public static ModelLoadOptions SizingOptions(CommandLine cl) => new()
+    {
+        Threads = cl.Int("threads", 0, 0, 1024, alias: "t"),
+        RepackWeights = !cl.Has("no-repack"),
         ContextLength = cl.Int("ctx", 0, 1, 1 << 24, alias: "c"),
         KvCacheType = KvType(cl),
         KvCacheBytes = cl.Size("kv-budget") ?? 0,
         ParallelSequences = cl.Int("parallel", 4, 1, 4096, alias: "np"),
-        ControlVector = ControlVector(cl),
     };
 
     /// <summary>The control-vector options, as the help texts list them.</summary>

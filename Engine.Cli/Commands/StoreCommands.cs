@@ -19,7 +19,6 @@ internal static class PullCommand
         """;
 
     const string DefaultQuant = "Q4_K_M";
-    static readonly Regex SplitPart = new("^(.*)-(\\d{5})-of-(\\d{5})\\.gguf$", RegexOptions.CultureInvariant | RegexOptions.IgnoreCase);
 
     public static int Run(string[] args)
     {
@@ -108,17 +107,9 @@ internal static class PullCommand
         if (chosen is null && name.Quant is null) chosen = ggufs[0];
         if (chosen is null)
             throw new StoreException($"{name.Repository} has no GGUF matching '{name.Quant}'; it has: {string.Join(", ", ggufs.Select(f => f.Path))}");
-        var split = SplitPart.Match(chosen.Path);
-        if (!split.Success) return [chosen];
-        int count = int.Parse(split.Groups[3].Value, CultureInfo.InvariantCulture);
-        var parts = new List<HubFile>();
-        for (int i = 1; i <= count; i++)
-        {
-            var path = string.Create(CultureInfo.InvariantCulture, $"{split.Groups[1].Value}-{i:00000}-of-{split.Groups[3].Value}.gguf");
-            parts.Add(ggufs.FirstOrDefault(f => string.Equals(f.Path, path, StringComparison.OrdinalIgnoreCase))
-                      ?? throw new StoreException($"{name.Repository} lists {chosen.Path} but not part {i} of {count} ({path})"));
-        }
-        return parts;
+        if (SplitGguf.Parts(chosen.Path) is not { } paths) return [chosen];
+        return [.. paths.Select((path, i) => ggufs.FirstOrDefault(f => string.Equals(f.Path, path, StringComparison.OrdinalIgnoreCase))
+            ?? throw new StoreException($"{name.Repository} lists {chosen.Path} but not part {i + 1} of {paths.Count} ({path})"))];
     }
 
     static IEnumerable<HubFile> Matching(List<HubFile> ggufs, string quant)
