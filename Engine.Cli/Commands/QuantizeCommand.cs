@@ -7,21 +7,28 @@ namespace Engine.Cli.Commands;
 public static class QuantizeCommand
 {
     static string Help => $"""
-        usage: engine quantize IN.gguf OUT.gguf TYPE [--pure] [--imatrix F] [--threads N] [--allow-requantize]
+        usage: engine quantize IN.gguf OUT.gguf TYPE [--pure] [--imatrix F [--include-weights S | --exclude-weights S]...]
+                               [--threads N] [--allow-requantize]
         Quantizes an F32, F16 or BF16 GGUF as llama-quantize does: the same type for every tensor (the mix's choice by
         name, shape and layer) and the same bytes. OUT is written to a temporary file and renamed when complete.
           TYPE                one of {QuantizationMixes.Names}
           --pure              every quantizable tensor in the type's base type (no mix rules, no Q6_K output)
-          --imatrix F         importance matrix (not supported yet: refused with a message)
+          --imatrix F         importance matrix (from `engine imatrix` or llama-imatrix; GGUF or legacy .dat): the
+                              weights are quantized with importance weights, as llama-quantize --imatrix does
+          --include-weights S use the importance matrix only for tensors whose name contains S (repeatable)
+          --exclude-weights S do not use it for tensors whose name contains S (repeatable)
           --threads N         worker threads (default: one per core); the output does not depend on it
           --allow-requantize  accept tensors that are quantized already (they are dequantized first; quality suffers)
         """;
 
     public static int Run(string[] args)
     {
-        var cl = new CommandLine(args, new HashSet<string> { "pure", "allow-requantize", "help", "h" });
+        var cl = new CommandLine(args, new HashSet<string> { "pure", "allow-requantize", "help", "h" },
+            repeatable: new HashSet<string> { "include-weights", "exclude-weights" });
         if (cl.Has("help") || cl.Has("h")) { Console.WriteLine(Help); return 0; }
         var imatrix = cl.String("imatrix");
+        var include = cl.Strings("include-weights");
+        var exclude = cl.Strings("exclude-weights");
         int threads = cl.Int("threads", 0, 1, 1024, alias: "t");
         bool pure = cl.Has("pure"), requantize = cl.Has("allow-requantize");
         cl.RejectUnknown();
@@ -29,6 +36,9 @@ public static class QuantizeCommand
         var (input, output, type) = (cl.Positionals[0], cl.Positionals[1], cl.Positionals[2]);
         if (!File.Exists(input)) throw new UsageException($"no such input file: {input}");
         if (imatrix is not null && !File.Exists(imatrix)) throw new UsageException($"no such imatrix file: {imatrix}");
+        if ((include.Count > 0 || exclude.Count > 0) && imatrix is null)
+            throw new UsageException("--include-weights and --exclude-weights select entries of an importance matrix: give --imatrix F");
+        if (include.Count > 0 && exclude.Count > 0) throw new UsageException("give --include-weights or --exclude-weights, not both");
         if (QuantizationMixes.Find(type) is null)
             throw new UsageException($"unknown type '{type}'; valid types: {QuantizationMixes.Names}");
         var folder = Path.GetDirectoryName(Path.GetFullPath(output))!;
@@ -46,13 +56,16 @@ public static class QuantizeCommand
         {
             ModelQuantizer.Quantize(input, output, new QuantizeOptions
             {
-                Type = type, Pure = pure, ImatrixPath = imatrix, Threads = threads, AllowRequantize = requantize,
+                Type = type, Pure = pure, ImatrixPath = imatrix, IncludeWeights = include, ExcludeWeights = exclude,
+                Threads = threads, AllowRequantize = requantize,
             }, new SyncProgress(p =>
             {
                 bytesIn += p.BytesIn;
                 bytesOut += p.BytesOut;
+                // As llama-quantize, say which converted tensors the importance matrix had nothing for.
+                var note = imatrix is not null && p.From != p.To && !p.Weighted ? " (no importance data)" : "";
                 Console.Error.WriteLine($"[{p.Index,4}/{p.Count,4}] {p.Name,-36} [{string.Join(", ", p.Shape)}] {p.From} -> {p.To}, " +
-                                        $"{p.BytesIn / 1048576.0:F2} MiB -> {p.BytesOut / 1048576.0:F2} MiB");
+                                        $"{p.BytesIn / 1048576.0:F2} MiB -> {p.BytesOut / 1048576.0:F2} MiB{note}");
             }), cts.Token);
         }
         catch (OperationCanceledException)

@@ -58,6 +58,12 @@ internal sealed unsafe class IQ4_NLFormat : ByteBlockFormat<IQ4_NLBytes>, IWeigh
         }
     }
 
+    public void QuantizeRowWeighted(ReadOnlySpan<float> x, Span<byte> dst, ReadOnlySpan<float> importance)
+    {
+        if (importance.Length != x.Length) throw new ArgumentException($"{importance.Length} importance values for a row of {x.Length}", nameof(importance));
+        IQ4Quantizer.QuantizeRow(GgmlType.IQ4_NL, x, dst, importance);
+    }
+
     private protected override void DequantizeCore(byte* row, float* dst, int k)
     {
         if (!Avx2.IsSupported) { DequantizeReferenceCore(row, dst, k); return; }

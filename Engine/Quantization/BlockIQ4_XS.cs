@@ -51,6 +51,12 @@ internal sealed unsafe class IQ4_XSFormat : RowFormat, IWeightQuantizer
         }
     }
 
+    public void QuantizeRowWeighted(ReadOnlySpan<float> x, Span<byte> dst, ReadOnlySpan<float> importance)
+    {
+        if (importance.Length != x.Length) throw new ArgumentException($"{importance.Length} importance values for a row of {x.Length}", nameof(importance));
+        IQ4Quantizer.QuantizeRow(GgmlType.IQ4_XS, x, dst, importance);
+    }
+
     private protected override void DequantizeCore(byte* row, float* y, int k)
     {
         if (!Avx2.IsSupported) { DequantizeReferenceCore(row, y, k); return; }

@@ -82,6 +82,56 @@ internal sealed unsafe class Q2_KFormat : RowFormat, IWeightQuantizer
         }
     }
 
+    /// <summary>quantize_row_q2_K_impl: each sub-block of 16 by make_qkx3_quants weighted by
+    /// importance * sqrt(sigma2 + x^2) (sigma2 the super-block's mean square), then the 16 scales and the 16 mins by
+    /// make_qp_quants weighted by each sub-block's total weight, and every value requantized with the stored scales.</summary>
+    public void QuantizeRowWeighted(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
+    {
+        WeightedRow.Check(src, dst, importance, QK_K, RowBytes(src.Length));
+        byte* L = stackalloc byte[QK_K];
+        byte* Laux = stackalloc byte[16];
+        float* mins = stackalloc float[QK_K / 16];
+        float* scales = stackalloc float[QK_K / 16];
+        float* sw = stackalloc float[QK_K / 16];
+        float* weight = stackalloc float[16];
+        byte* Ls = stackalloc byte[QK_K / 16];
+        byte* Lm = stackalloc byte[QK_K / 16];
+        fixed (float* xp = src) fixed (float* qwp = importance) fixed (byte* yp = dst)
+        {
+            float* x = xp;
+            var y = (BlockQ2_K*)yp;
+            for (int i = 0; i < src.Length / QK_K; i++, x += QK_K)
+            {
+                float sumx2 = 0;
+                for (int j = 0; j < QK_K; j++) sumx2 += x[j] * x[j];
+                float sigma2 = sumx2 / QK_K;
+                for (int j = 0; j < QK_K / 16; j++)
+                {
+                    WeightedRow.Weights(x + 16 * j, qwp + QK_K * i + 16 * j, sigma2, weight, 16);
+                    sw[j] = 0;
+                    for (int l = 0; l < 16; l++) sw[j] += weight[l];
+                    scales[j] = MakeQkx3Quants(16, 3, x + 16 * j, weight, L + 16 * j, out mins[j], Laux, -0.9f, 0.05f, 36, false);
+                }
+                float dm = MakeQpQuants(QK_K / 16, 15, scales, Ls, sw);
+                float mm = MakeQpQuants(QK_K / 16, 15, mins, Lm, sw);
+                y[i].D = (Half)dm;
+                y[i].DMin = (Half)mm;
+                dm = Fp16.ToSingle(y[i].D);
+                mm = Fp16.ToSingle(y[i].DMin);
+                for (int j = 0; j < QK_K / 16; j++) y[i].Scales[j] = (byte)(Ls[j] | (Lm[j] << 4));
+                for (int j = 0; j < QK_K / 16; j++)
+                {
+                    float d = dm * (y[i].Scales[j] & 0xF);
+                    if (d == 0) continue;
+                    float m = mm * (y[i].Scales[j] >> 4);
+                    for (int ii = 0; ii < 16; ii++)
+                        L[16 * j + ii] = (byte)Math.Max(0, Math.Min(3, NearestInt((x[16 * j + ii] + m) / d)));
+                }
+                PackTwoBitQuants(L, y[i].Qs);
+            }
+        }
+    }
+
     /// <summary>Packs 256 values in [0, 3] the way Q2_K and Q3_K store their low bits: per 128-element half,
     /// byte l carries elements l, l+32, l+64, l+96 in bit pairs 0, 2, 4, 6.</summary>
     internal static void PackTwoBitQuants(byte* L, byte* qs)

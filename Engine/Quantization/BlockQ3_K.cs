@@ -91,18 +91,80 @@ internal sealed unsafe class Q3_KFormat : RowFormat, IWeightQuantizer
                         L[16 * j + ii] = (sbyte)(Math.Max(-4, Math.Min(3, NearestInt(x[16 * j + ii] / d))) + 4);
                 }
 
-                // The high bit of L[j] goes to bit j / 32 of hmask[j % 32]; what is left is the 2-bit part.
-                byte* hmask = y[i].HMask;
-                for (int j = 0; j < QK_K / 8; j++) hmask[j] = 0;
-                for (int j = 0; j < QK_K; j++)
-                    if (L[j] > 3)
-                    {
-                        hmask[j % 32] |= (byte)(1 << (j / 32));
-                        L[j] -= 4;
-                    }
-                Q2_KFormat.PackTwoBitQuants((byte*)L, y[i].Qs);
+                PackLevels(L, &y[i]);
             }
         }
+    }
+
+    /// <summary>quantize_row_q3_K_impl: each sub-block of 16 by make_qx_quants weighted by
+    /// importance * sqrt(sigma2 + x^2) (sigma2 twice the super-block's mean square), the 16 scales by make_qx_quants
+    /// weighted by each sub-block's total weight, then every value requantized with the stored scales.</summary>
+    public void QuantizeRowWeighted(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
+    {
+        WeightedRow.Check(src, dst, importance, QK_K, RowBytes(src.Length));
+        sbyte* L = stackalloc sbyte[QK_K];
+        float* scales = stackalloc float[QK_K / 16];
+        float* weight = stackalloc float[16];
+        float* sw = stackalloc float[QK_K / 16];
+        sbyte* Ls = stackalloc sbyte[QK_K / 16];
+        fixed (float* xp = src) fixed (float* qwp = importance) fixed (byte* yp = dst)
+        {
+            float* x = xp;
+            var y = (BlockQ3_K*)yp;
+            for (int i = 0; i < src.Length / QK_K; i++, x += QK_K)
+            {
+                float sumx2 = 0;
+                for (int j = 0; j < QK_K; j++) sumx2 += x[j] * x[j];
+                float sigma2 = 2 * sumx2 / QK_K;
+                for (int j = 0; j < QK_K / 16; j++)
+                {
+                    WeightedRow.Weights(x + 16 * j, qwp + QK_K * i + 16 * j, sigma2, weight, 16);
+                    float sumw = 0;
+                    for (int l = 0; l < 16; l++) sumw += weight[l];
+                    sw[j] = sumw;
+                    scales[j] = MakeQxQuants(16, 4, x + 16 * j, L + 16 * j, 1, weight);
+                }
+
+                byte* packed = y[i].Scales;
+                for (int j = 0; j < 12; j++) packed[j] = 0;
+                float dBlock = MakeQxQuants(QK_K / 16, 32, scales, Ls, 1, sw);
+                for (int j = 0; j < QK_K / 16; j++)
+                {
+                    int l = Ls[j];
+                    if (j < 8) packed[j] = (byte)(l & 0xF);
+                    else packed[j - 8] |= (byte)((l & 0xF) << 4);
+                    l >>= 4;
+                    packed[j % 4 + 8] |= (byte)(l << (2 * (j / 4)));
+                }
+                y[i].D = (Half)dBlock;
+
+                for (int j = 0; j < QK_K / 16; j++)
+                {
+                    int sc = j < 8 ? packed[j] & 0xF : packed[j - 8] >> 4;
+                    sc = (sc | (((packed[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
+                    float d = Fp16.ToSingle(y[i].D) * sc;
+                    if (d == 0) continue;
+                    for (int ii = 0; ii < 16; ii++)
+                        L[16 * j + ii] = (sbyte)(Math.Max(-4, Math.Min(3, NearestInt(x[16 * j + ii] / d))) + 4);
+                }
+                PackLevels(L, &y[i]);
+            }
+        }
+    }
+
+    /// <summary>Stores 256 levels in [0, 7] (L is consumed): the high bit of L[j] goes to bit j / 32 of hmask[j % 32],
+    /// what is left is the 2-bit part.</summary>
+    static void PackLevels(sbyte* L, BlockQ3_K* y)
+    {
+        byte* hmask = y->HMask;
+        for (int j = 0; j < QK_K / 8; j++) hmask[j] = 0;
+        for (int j = 0; j < QK_K; j++)
+            if (L[j] > 3)
+            {
+                hmask[j % 32] |= (byte)(1 << (j / 32));
+                L[j] -= 4;
+            }
+        Q2_KFormat.PackTwoBitQuants((byte*)L, y->Qs);
     }
 
     private protected override void QuantizeActivationsCore(float* x, byte* dst, int k) => BlockQ8_K.Quantize(x, (BlockQ8_K*)dst, k);

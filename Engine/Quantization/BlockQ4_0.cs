@@ -46,6 +46,28 @@ internal sealed unsafe class Q4_0Format : ByteBlockFormat<Q4_0Bytes>, IWeightQua
         }
     }
 
+    /// <summary>quantize_row_q4_0_impl: per block, make_qx_quants weighted by importance * sqrt(sigma2 + x^2), where
+    /// sigma2 is the mean square of the whole row.</summary>
+    public void QuantizeRowWeighted(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
+    {
+        WeightedRow.Check(src, dst, importance, BlockQ4_0.QK, RowBytes(src.Length));
+        float* weight = stackalloc float[BlockQ4_0.QK];
+        sbyte* L = stackalloc sbyte[BlockQ4_0.QK];
+        fixed (float* xp = src) fixed (float* qwp = importance) fixed (byte* yp = dst)
+        {
+            var y = (BlockQ4_0*)yp;
+            float sigma2 = WeightedRow.MeanSquare(xp, src.Length);
+            for (int ib = 0; ib < src.Length / BlockQ4_0.QK; ib++)
+            {
+                float* xb = xp + BlockQ4_0.QK * ib;
+                WeightedRow.Weights(xb, qwp + BlockQ4_0.QK * ib, sigma2, weight, BlockQ4_0.QK);
+                float d = QuantMath.MakeQxQuants(BlockQ4_0.QK, 8, xb, L, 1, weight);
+                y[ib].D = (Half)d;
+                for (int j = 0; j < 16; j++) y[ib].Qs[j] = (byte)((byte)L[j] | ((byte)L[j + 16] << 4));
+            }
+        }
+    }
+
     private protected override void DequantizeReferenceCore(byte* row, float* dst, int k)
     {
         var x = (BlockQ4_0*)row;

@@ -51,6 +51,30 @@ internal sealed unsafe class Q4_1Format : RowFormat, IWeightQuantizer
         }
     }
 
+    /// <summary>quantize_row_q4_1_impl: per block, make_qkx3_quants (a scale and a min) weighted by
+    /// importance * sqrt(sigma2 + x^2), where sigma2 is the mean square of the whole row.</summary>
+    public void QuantizeRowWeighted(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
+    {
+        WeightedRow.Check(src, dst, importance, BlockQ4_1.QK, RowBytes(src.Length));
+        float* weight = stackalloc float[BlockQ4_1.QK];
+        byte* L = stackalloc byte[BlockQ4_1.QK];
+        byte* Laux = stackalloc byte[BlockQ4_1.QK];
+        fixed (float* xp = src) fixed (float* qwp = importance) fixed (byte* yp = dst)
+        {
+            var y = (BlockQ4_1*)yp;
+            float sigma2 = WeightedRow.MeanSquare(xp, src.Length);
+            for (int ib = 0; ib < src.Length / BlockQ4_1.QK; ib++)
+            {
+                float* xb = xp + BlockQ4_1.QK * ib;
+                WeightedRow.Weights(xb, qwp + BlockQ4_1.QK * ib, sigma2, weight, BlockQ4_1.QK);
+                float d = QuantMath.MakeQkx3Quants(BlockQ4_1.QK, 15, xb, weight, L, out float min, Laux, -0.9f, 0.05f, 36, false);
+                y[ib].D = (Half)d;
+                y[ib].M = (Half)(-min);
+                for (int j = 0; j < 16; j++) y[ib].Qs[j] = (byte)(L[j] | (L[j + 16] << 4));
+            }
+        }
+    }
+
     private protected override void QuantizeActivationsCore(float* x, byte* dst, int k) => BlockQ8_1.QuantizeActivations(x, (BlockQ8_1*)dst, k);
 
     private protected override void DequantizeReferenceCore(byte* row, float* dst, int k)

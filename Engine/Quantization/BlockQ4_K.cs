@@ -120,6 +120,72 @@ internal sealed unsafe class Q4_KFormat : RowFormat, IWeightQuantizer
         }
     }
 
+    /// <summary>quantize_row_q4_K_impl: each sub-block of 32 by make_qkx3_quants weighted by
+    /// importance * sqrt(sigma2 + x^2) (sigma2 twice the super-block's mean square), the 8 scales and the 8 mins by
+    /// make_qp_quants weighted by each sub-block's total weight, then every value requantized with the stored scales.</summary>
+    public void QuantizeRowWeighted(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
+    {
+        WeightedRow.Check(src, dst, importance, QK_K, RowBytes(src.Length));
+        byte* L = stackalloc byte[QK_K];
+        byte* Laux = stackalloc byte[32];
+        byte* Ls = stackalloc byte[QK_K / 32];
+        byte* Lm = stackalloc byte[QK_K / 32];
+        float* weights = stackalloc float[32];
+        float* sw = stackalloc float[QK_K / 32];
+        float* mins = stackalloc float[QK_K / 32];
+        float* scales = stackalloc float[QK_K / 32];
+        fixed (float* xp = src) fixed (float* qwp = importance) fixed (byte* yp = dst)
+        {
+            float* x = xp;
+            var y = (BlockQ4_K*)yp;
+            for (int i = 0; i < src.Length / QK_K; i++, x += QK_K)
+            {
+                float sumX2 = 0;
+                for (int l = 0; l < QK_K; l++) sumX2 += x[l] * x[l];
+                float sigma2 = 2 * sumX2 / QK_K;
+                for (int j = 0; j < QK_K / 32; j++)
+                {
+                    WeightedRow.Weights(x + 32 * j, qwp + QK_K * i + 32 * j, sigma2, weights, 32);
+                    float sumw = 0;
+                    for (int l = 0; l < 32; l++) sumw += weights[l];
+                    sw[j] = sumw;
+                    scales[j] = MakeQkx3Quants(32, 15, x + 32 * j, weights, L + 32 * j, out mins[j], Laux, -0.9f, 0.05f, 36, false);
+                }
+                float dBlock = MakeQpQuants(QK_K / 32, 63, scales, Ls, sw);
+                float mBlock = MakeQpQuants(QK_K / 32, 63, mins, Lm, sw);
+                for (int j = 0; j < QK_K / 32; j++)
+                {
+                    byte ls = Ls[j], lm = Lm[j];
+                    if (j < 4)
+                    {
+                        y[i].Scales[j] = ls;
+                        y[i].Scales[j + 4] = lm;
+                    }
+                    else
+                    {
+                        y[i].Scales[j + 4] = (byte)((ls & 0xF) | ((lm & 0xF) << 4));
+                        y[i].Scales[j - 4] |= (byte)((ls >> 4) << 6);
+                        y[i].Scales[j] |= (byte)((lm >> 4) << 6);
+                    }
+                }
+                y[i].D = (Half)dBlock;
+                y[i].DMin = (Half)mBlock;
+                for (int j = 0; j < QK_K / 32; j++)
+                {
+                    ScaleMinK4(j, y[i].Scales, out byte sc, out byte m);
+                    float d = Fp16.ToSingle(y[i].D) * sc;
+                    if (d == 0) continue;
+                    float dm = Fp16.ToSingle(y[i].DMin) * m;
+                    for (int ii = 0; ii < 32; ii++)
+                        L[32 * j + ii] = (byte)Math.Max(0, Math.Min(15, NearestInt((x[32 * j + ii] + dm) / d)));
+                }
+                byte* q = y[i].Qs;
+                for (int j = 0; j < QK_K; j += 64, q += 32)
+                    for (int l = 0; l < 32; l++) q[l] = (byte)(L[j + l] | (L[j + l + 32] << 4));
+            }
+        }
+    }
+
     private protected override void QuantizeActivationsCore(float* x, byte* dst, int k) => BlockQ8_K.Quantize(x, (BlockQ8_K*)dst, k);
 
     private protected override void DequantizeReferenceCore(byte* row, float* y, int k)

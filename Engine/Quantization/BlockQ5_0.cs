@@ -52,6 +52,35 @@ internal sealed unsafe class Q5_0Format : ByteBlockFormat<Q5_0Bytes>, IWeightQua
         }
     }
 
+    /// <summary>quantize_row_q5_0_impl: as Q4_0's, with 32 levels.</summary>
+    public void QuantizeRowWeighted(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
+    {
+        WeightedRow.Check(src, dst, importance, BlockQ5_0.QK, RowBytes(src.Length));
+        float* weight = stackalloc float[BlockQ5_0.QK];
+        sbyte* L = stackalloc sbyte[BlockQ5_0.QK];
+        fixed (float* xp = src) fixed (float* qwp = importance) fixed (byte* yp = dst)
+        {
+            var y = (BlockQ5_0*)yp;
+            float sigma2 = WeightedRow.MeanSquare(xp, src.Length);
+            for (int ib = 0; ib < src.Length / BlockQ5_0.QK; ib++)
+            {
+                float* xb = xp + BlockQ5_0.QK * ib;
+                WeightedRow.Weights(xb, qwp + BlockQ5_0.QK * ib, sigma2, weight, BlockQ5_0.QK);
+                float d = QuantMath.MakeQxQuants(BlockQ5_0.QK, 16, xb, L, 1, weight);
+                y[ib].D = (Half)d;
+                uint qh = 0;
+                for (int j = 0; j < 16; j++)
+                {
+                    int q0 = L[j], q1 = L[j + 16];
+                    y[ib].Qs[j] = (byte)((q0 & 0x0F) | ((q1 & 0x0F) << 4));
+                    qh |= (uint)((q0 & 0x10) >> 4) << j;
+                    qh |= (uint)((q1 & 0x10) >> 4) << (j + 16);
+                }
+                Unsafe.WriteUnaligned(y[ib].Qh, qh);
+            }
+        }
+    }
+
     private protected override void DequantizeReferenceCore(byte* row, float* dst, int k)
     {
         var x = (BlockQ5_0*)row;

@@ -56,6 +56,37 @@ internal sealed unsafe class Q5_1Format : RowFormat, IWeightQuantizer
         }
     }
 
+    /// <summary>quantize_row_q5_1_impl: as Q4_1's, with 32 levels.</summary>
+    public void QuantizeRowWeighted(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
+    {
+        WeightedRow.Check(src, dst, importance, BlockQ5_1.QK, RowBytes(src.Length));
+        float* weight = stackalloc float[BlockQ5_1.QK];
+        byte* L = stackalloc byte[BlockQ5_1.QK];
+        byte* Laux = stackalloc byte[BlockQ5_1.QK];
+        fixed (float* xp = src) fixed (float* qwp = importance) fixed (byte* yp = dst)
+        {
+            var y = (BlockQ5_1*)yp;
+            float sigma2 = WeightedRow.MeanSquare(xp, src.Length);
+            for (int ib = 0; ib < src.Length / BlockQ5_1.QK; ib++)
+            {
+                float* xb = xp + BlockQ5_1.QK * ib;
+                WeightedRow.Weights(xb, qwp + BlockQ5_1.QK * ib, sigma2, weight, BlockQ5_1.QK);
+                float d = QuantMath.MakeQkx3Quants(BlockQ5_1.QK, 31, xb, weight, L, out float min, Laux, -0.9f, 0.05f, 36, false);
+                y[ib].D = (Half)d;
+                y[ib].M = (Half)(-min);
+                uint qh = 0;
+                for (int j = 0; j < 16; j++)
+                {
+                    int q0 = L[j], q1 = L[j + 16];
+                    y[ib].Qs[j] = (byte)((q0 & 0x0F) | ((q1 & 0x0F) << 4));
+                    qh |= (uint)((q0 & 0x10) >> 4) << j;
+                    qh |= (uint)((q1 & 0x10) >> 4) << (j + 16);
+                }
+                Unsafe.WriteUnaligned(y[ib].Qh, qh);
+            }
+        }
+    }
+
     private protected override void QuantizeActivationsCore(float* x, byte* dst, int k) => BlockQ8_1.QuantizeActivations(x, (BlockQ8_1*)dst, k);
 
     private protected override void DequantizeReferenceCore(byte* row, float* dst, int k)

@@ -80,20 +80,89 @@ internal sealed unsafe class Q5_KFormat : RowFormat, IWeightQuantizer
                     for (int ii = 0; ii < 32; ii++)
                         L[32 * j + ii] = (byte)Math.Max(0, Math.Min(31, NearestInt((x[32 * j + ii] + dm) / d)));
                 }
-                byte* qh = y[i].Qh;
-                byte* ql = y[i].Qs;
-                byte m1 = 1, m2 = 2;
-                for (int n = 0; n < QK_K; n += 64, ql += 32, m1 <<= 2, m2 <<= 2)
-                    for (int j = 0; j < 32; j++)
-                    {
-                        int l1 = L[n + j];
-                        if (l1 > 15) { l1 -= 16; qh[j] |= m1; }
-                        int l2 = L[n + j + 32];
-                        if (l2 > 15) { l2 -= 16; qh[j] |= m2; }
-                        ql[j] = (byte)(l1 | (l2 << 4));
-                    }
+                PackLevels(L, &y[i]);
             }
         }
+    }
+
+    /// <summary>quantize_row_q5_K_impl: as Q4_K's (<see cref="Q4_KFormat.QuantizeRowWeighted"/>) with 32 levels.</summary>
+    public void QuantizeRowWeighted(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
+    {
+        WeightedRow.Check(src, dst, importance, QK_K, RowBytes(src.Length));
+        byte* L = stackalloc byte[QK_K];
+        byte* Laux = stackalloc byte[32];
+        byte* Ls = stackalloc byte[QK_K / 32];
+        byte* Lm = stackalloc byte[QK_K / 32];
+        float* weights = stackalloc float[32];
+        float* sw = stackalloc float[QK_K / 32];
+        float* mins = stackalloc float[QK_K / 32];
+        float* scales = stackalloc float[QK_K / 32];
+        fixed (float* xp = src) fixed (float* qwp = importance) fixed (byte* yp = dst)
+        {
+            float* x = xp;
+            var y = (BlockQ5_K*)yp;
+            for (int i = 0; i < src.Length / QK_K; i++, x += QK_K)
+            {
+                float sumX2 = 0;
+                for (int l = 0; l < QK_K; l++) sumX2 += x[l] * x[l];
+                float sigma2 = 2 * sumX2 / QK_K;
+                for (int j = 0; j < QK_K / 32; j++)
+                {
+                    WeightedRow.Weights(x + 32 * j, qwp + QK_K * i + 32 * j, sigma2, weights, 32);
+                    float sumw = 0;
+                    for (int l = 0; l < 32; l++) sumw += weights[l];
+                    sw[j] = sumw;
+                    scales[j] = MakeQkx3Quants(32, 31, x + 32 * j, weights, L + 32 * j, out mins[j], Laux, -0.9f, 0.05f, 36, false);
+                }
+                float dBlock = MakeQpQuants(QK_K / 32, 63, scales, Ls, sw);
+                float mBlock = MakeQpQuants(QK_K / 32, 63, mins, Lm, sw);
+                y[i] = default;
+                for (int j = 0; j < QK_K / 32; j++)
+                {
+                    byte ls = Math.Min((byte)63, Ls[j]), lm = Math.Min((byte)63, Lm[j]);
+                    if (j < 4)
+                    {
+                        y[i].Scales[j] = ls;
+                        y[i].Scales[j + 4] = lm;
+                    }
+                    else
+                    {
+                        y[i].Scales[j + 4] = (byte)((ls & 0xF) | ((lm & 0xF) << 4));
+                        y[i].Scales[j - 4] |= (byte)((ls >> 4) << 6);
+                        y[i].Scales[j] |= (byte)((lm >> 4) << 6);
+                    }
+                }
+                y[i].D = (Half)dBlock;
+                y[i].DMin = (Half)mBlock;
+                for (int j = 0; j < QK_K / 32; j++)
+                {
+                    ScaleMinK4(j, y[i].Scales, out byte sc, out byte m);
+                    float d = Fp16.ToSingle(y[i].D) * sc;
+                    if (d == 0) continue;
+                    float dm = Fp16.ToSingle(y[i].DMin) * m;
+                    for (int ii = 0; ii < 32; ii++)
+                        L[32 * j + ii] = (byte)Math.Max(0, Math.Min(31, NearestInt((x[32 * j + ii] + dm) / d)));
+                }
+                PackLevels(L, &y[i]);
+            }
+        }
+    }
+
+    /// <summary>Stores 256 levels in [0, 31]: the low 4 bits in qs, the fifth in qh (qh must be zero).</summary>
+    static void PackLevels(byte* L, BlockQ5_K* y)
+    {
+        byte* qh = y->Qh;
+        byte* ql = y->Qs;
+        byte m1 = 1, m2 = 2;
+        for (int n = 0; n < QK_K; n += 64, ql += 32, m1 <<= 2, m2 <<= 2)
+            for (int j = 0; j < 32; j++)
+            {
+                int l1 = L[n + j];
+                if (l1 > 15) { l1 -= 16; qh[j] |= m1; }
+                int l2 = L[n + j + 32];
+                if (l2 > 15) { l2 -= 16; qh[j] |= m2; }
+                ql[j] = (byte)(l1 | (l2 << 4));
+            }
     }
 
     private protected override void QuantizeActivationsCore(float* x, byte* dst, int k) => BlockQ8_K.Quantize(x, (BlockQ8_K*)dst, k);

@@ -29,51 +29,60 @@ internal sealed unsafe class Q6_KFormat : RowFormat, IWeightQuantizer
     public void QuantizeRowReference(ReadOnlySpan<float> src, Span<byte> dst)
     {
         if (src.Length % QK_K != 0 || dst.Length < RowBytes(src.Length)) throw new ArgumentException("bad row length");
+        fixed (float* xp = src) fixed (byte* yp = dst) Quantize(xp, (BlockQ6_K*)yp, src.Length, null);
+    }
+
+    /// <summary>quantize_row_q6_K_impl with weights: the reference's algorithm with each sub-block's make_qx_quants
+    /// weighted by the importance itself (not scaled by the values, unlike the other types).</summary>
+    public void QuantizeRowWeighted(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
+    {
+        WeightedRow.Check(src, dst, importance, QK_K, RowBytes(src.Length));
+        fixed (float* xp = src) fixed (float* qwp = importance) fixed (byte* yp = dst) Quantize(xp, (BlockQ6_K*)yp, src.Length, qwp);
+    }
+
+    /// <summary>quantize_row_q6_K_impl; importance null gives quantize_row_q6_K_ref.</summary>
+    static void Quantize(float* x, BlockQ6_K* y, int k, float* importance)
+    {
         sbyte* L = stackalloc sbyte[QK_K];
         float* scales = stackalloc float[QK_K / 16];
-        fixed (float* xp = src) fixed (byte* yp = dst)
+        for (int i = 0; i < k / QK_K; i++, x += QK_K)
         {
-            float* x = xp;
-            var y = (BlockQ6_K*)yp;
-            for (int i = 0; i < src.Length / QK_K; i++, x += QK_K)
+            float maxScale = 0, maxAbsScale = 0;
+            for (int ib = 0; ib < QK_K / 16; ib++)
             {
-                float maxScale = 0, maxAbsScale = 0;
-                for (int ib = 0; ib < QK_K / 16; ib++)
-                {
-                    float scale = MakeQxQuants(16, 32, x + 16 * ib, L + 16 * ib, 1);
-                    scales[ib] = scale;
-                    if (MathF.Abs(scale) > maxAbsScale) { maxAbsScale = MathF.Abs(scale); maxScale = scale; }
-                }
-                if (maxAbsScale < GroupMaxEps)
-                {
-                    y[i] = default;
-                    continue;
-                }
-                float iscale = -128f / maxScale;
-                y[i].D = (Half)(1 / iscale);
-                for (int ib = 0; ib < QK_K / 16; ib++)
-                    y[i].Scales[ib] = (sbyte)Math.Min(127, NearestInt(iscale * scales[ib]));
-                for (int j = 0; j < QK_K / 16; j++)
-                {
-                    float d = Fp16.ToSingle(y[i].D) * y[i].Scales[j];
-                    if (d == 0) continue;
-                    for (int ii = 0; ii < 16; ii++)
-                    {
-                        int l = NearestInt(x[16 * j + ii] / d);
-                        L[16 * j + ii] = (sbyte)(Math.Max(-32, Math.Min(31, l)) + 32);
-                    }
-                }
-                byte* ql = y[i].Ql;
-                byte* qh = y[i].Qh;
-                for (int j = 0; j < QK_K; j += 128, ql += 64, qh += 32)
-                    for (int l = 0; l < 32; l++)
-                    {
-                        int q1 = L[j + l] & 0xF, q2 = L[j + l + 32] & 0xF, q3 = L[j + l + 64] & 0xF, q4 = L[j + l + 96] & 0xF;
-                        ql[l] = (byte)(q1 | (q3 << 4));
-                        ql[l + 32] = (byte)(q2 | (q4 << 4));
-                        qh[l] = (byte)((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) | ((L[j + l + 64] >> 4) << 4) | ((L[j + l + 96] >> 4) << 6));
-                    }
+                float scale = MakeQxQuants(16, 32, x + 16 * ib, L + 16 * ib, 1, importance == null ? null : importance + QK_K * i + 16 * ib);
+                scales[ib] = scale;
+                if (MathF.Abs(scale) > maxAbsScale) { maxAbsScale = MathF.Abs(scale); maxScale = scale; }
             }
+            if (maxAbsScale < GroupMaxEps)
+            {
+                y[i] = default;
+                continue;
+            }
+            float iscale = -128f / maxScale;
+            y[i].D = (Half)(1 / iscale);
+            for (int ib = 0; ib < QK_K / 16; ib++)
+                y[i].Scales[ib] = (sbyte)Math.Min(127, NearestInt(iscale * scales[ib]));
+            for (int j = 0; j < QK_K / 16; j++)
+            {
+                float d = Fp16.ToSingle(y[i].D) * y[i].Scales[j];
+                if (d == 0) continue;
+                for (int ii = 0; ii < 16; ii++)
+                {
+                    int l = NearestInt(x[16 * j + ii] / d);
+                    L[16 * j + ii] = (sbyte)(Math.Max(-32, Math.Min(31, l)) + 32);
+                }
+            }
+            byte* ql = y[i].Ql;
+            byte* qh = y[i].Qh;
+            for (int j = 0; j < QK_K; j += 128, ql += 64, qh += 32)
+                for (int l = 0; l < 32; l++)
+                {
+                    int q1 = L[j + l] & 0xF, q2 = L[j + l + 32] & 0xF, q3 = L[j + l + 64] & 0xF, q4 = L[j + l + 96] & 0xF;
+                    ql[l] = (byte)(q1 | (q3 << 4));
+                    ql[l + 32] = (byte)(q2 | (q4 << 4));
+                    qh[l] = (byte)((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) | ((L[j + l + 64] >> 4) << 4) | ((L[j + l + 96] >> 4) << 6));
+                }
         }
     }
 

@@ -59,6 +59,9 @@ internal sealed unsafe class Q8_0Format : ByteBlockFormat<Q8_0Bytes>, IWeightQua
         fixed (float* s = x) fixed (byte* d = dst) Quantize(s, (BlockQ8_0*)d, x.Length);
     }
 
+    /// <summary>ggml's quantize_q8_0 ignores importance weights: the reference quantizer.</summary>
+    public void QuantizeRowWeighted(ReadOnlySpan<float> x, Span<byte> dst, ReadOnlySpan<float> importance) => QuantizeRowReference(x, dst);
+
     private protected override void DequantizeReferenceCore(byte* row, float* dst, int k)
     {
         var x = (BlockQ8_0*)row;

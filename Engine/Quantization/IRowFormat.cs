@@ -37,10 +37,14 @@ internal interface IRowFormat
     float DotRow(ReadOnlySpan<byte> row, ReadOnlySpan<byte> activations, int k);
 }
 
-/// <summary>A weight type we can also write: llama.cpp's quantize_row_&lt;type&gt;_ref (no importance matrix).</summary>
+/// <summary>A weight type we can also write, as llama.cpp's ggml_quantize_chunk does for one row: without importance
+/// weights its quantize_row_&lt;type&gt;_ref, with them the weighted quantizer of the type (quantize_row_&lt;type&gt;_impl).</summary>
 internal interface IWeightQuantizer
 {
     GgmlType Type { get; }
     /// <summary>Quantizes x (length a multiple of the block size) into dst (the row's bytes).</summary>
     void QuantizeRowReference(ReadOnlySpan<float> x, Span<byte> dst);
+    /// <summary>Quantizes x into dst spending the precision where importance (one value per element of the row, from
+    /// an importance matrix: the mean squared activation of the input column) is high. Q8_0 ignores it, as ggml does.</summary>
+    void QuantizeRowWeighted(ReadOnlySpan<float> x, Span<byte> dst, ReadOnlySpan<float> importance);
 }

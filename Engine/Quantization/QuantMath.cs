@@ -70,9 +70,9 @@ internal static unsafe class QuantMath
         }
     }
 
-    /// <summary>make_qx_quants without importance weights: symmetric levels in [-nmax, nmax-1] (stored +nmax);
-    /// rmseType 1 refines the scale over 18 nearby candidates weighted by x^2.</summary>
-    public static float MakeQxQuants(int n, int nmax, float* x, sbyte* L, int rmseType)
+    /// <summary>make_qx_quants: symmetric levels in [-nmax, nmax-1] (stored +nmax); rmseType 1 refines the scale over
+    /// 18 nearby candidates, each value weighted by qw[i] when importance weights are given, else by x^2.</summary>
+    public static float MakeQxQuants(int n, int nmax, float* x, sbyte* L, int rmseType, float* qw = null)
     {
         float max = 0, amax = 0;
         for (int i = 0; i < n; i++)
@@ -101,7 +101,7 @@ internal static unsafe class QuantMath
             int l = NearestInt(iscale * x[i]);
             l = Math.Max(-nmax, Math.Min(nmax - 1, l));
             L[i] = (sbyte)(l + nmax);
-            float w = Weight(x[i], rmseType);
+            float w = qw != null ? qw[i] : Weight(x[i], rmseType);
             sumlx += w * x[i] * l;
             suml2 += w * l * l;
         }
@@ -116,7 +116,7 @@ internal static unsafe class QuantMath
             {
                 int l = NearestInt(iscale * x[i]);
                 l = Math.Max(-nmax, Math.Min(nmax - 1, l));
-                float w = Weight(x[i], rmseType);
+                float w = qw != null ? qw[i] : Weight(x[i], rmseType);
                 sumlx += w * x[i] * l;
                 suml2 += w * l * l;
             }
@@ -288,5 +288,197 @@ internal static unsafe class QuantMath
         }
         theMin = -min;
         return scale;
+    }
+
+    /// <summary>make_qkx3_quants: as <see cref="MakeQkx2Quants"/> (asymmetric levels [0, nmax] with a min, nstep scales
+    /// tried around nmax/(max-min)), the form the importance-weighted quantizers use; weights are never null there.
+    /// Returns the scale; theMin receives -min (&gt;= 0).</summary>
+    public static float MakeQkx3Quants(int n, int nmax, float* x, float* weights, byte* L, out float theMin, byte* Laux,
+        float rmin, float rdelta, int nstep, bool useMad)
+    {
+        float min = x[0], max = x[0];
+        float sumW = weights[0];
+        float sumX = sumW * x[0];
+        for (int i = 1; i < n; i++)
+        {
+            if (x[i] < min) min = x[i];
+            if (x[i] > max) max = x[i];
+            float w = weights[i];
+            sumW += w;
+            sumX += w * x[i];
+        }
+        if (min > 0) min = 0;
+        if (max <= min)
+        {
+            for (int i = 0; i < n; i++) L[i] = 0;
+            theMin = -min;
+            return 0f;
+        }
+        float iscale = nmax / (max - min);
+        float scale = 1 / iscale;
+        float bestMad = 0;
+        for (int i = 0; i < n; i++)
+        {
+            int l = NearestInt(iscale * (x[i] - min));
+            L[i] = (byte)Math.Max(0, Math.Min(nmax, l));
+            float diff = scale * L[i] + min - x[i];
+            diff = useMad ? MathF.Abs(diff) : diff * diff;
+            bestMad += weights[i] * diff;
+        }
+        if (nstep < 1)
+        {
+            theMin = -min;
+            return scale;
+        }
+        for (int step = 0; step <= nstep; step++)
+        {
+            iscale = (rmin + rdelta * step + nmax) / (max - min);
+            float sumL = 0, sumL2 = 0, sumXL = 0;
+            for (int i = 0; i < n; i++)
+            {
+                int l = NearestInt(iscale * (x[i] - min));
+                l = Math.Max(0, Math.Min(nmax, l));
+                Laux[i] = (byte)l;
+                float w = weights[i];
+                sumL += w * l;
+                sumL2 += w * l * l;
+                sumXL += w * l * x[i];
+            }
+            float D = sumW * sumL2 - sumL * sumL;
+            if (D > 0)
+            {
+                float thisScale = (sumW * sumXL - sumX * sumL) / D;
+                float thisMin = (sumL2 * sumX - sumL * sumXL) / D;
+                if (thisMin > 0)
+                {
+                    thisMin = 0;
+                    thisScale = sumXL / sumL2;
+                }
+                float mad = 0;
+                for (int i = 0; i < n; i++)
+                {
+                    float diff = thisScale * Laux[i] + thisMin - x[i];
+                    diff = useMad ? MathF.Abs(diff) : diff * diff;
+                    mad += weights[i] * diff;
+                }
+                if (mad < bestMad)
+                {
+                    for (int i = 0; i < n; i++) L[i] = Laux[i];
+                    bestMad = mad;
+                    scale = thisScale;
+                    min = thisMin;
+                }
+            }
+        }
+        theMin = -min;
+        return scale;
+    }
+
+    /// <summary>make_qp_quants: levels [0, nmax] for positive values (the sub-block scales and mins of Q2_K, Q4_K and
+    /// Q5_K), weighted by quantWeights: the best of 9 scales, then up to 5 passes moving single levels.
+    /// Levels are stored as bytes, truncated as C stores an int into a uint8_t.</summary>
+    public static float MakeQpQuants(int n, int nmax, float* x, byte* L, float* quantWeights)
+    {
+        float max = 0;
+        for (int i = 0; i < n; i++) max = max > x[i] ? max : x[i];
+        if (max < GroupMaxEps)
+        {
+            for (int i = 0; i < n; i++) L[i] = 0;
+            return 0f;
+        }
+        float iscale = nmax / max;
+        for (int i = 0; i < n; i++) L[i] = (byte)NearestInt(iscale * x[i]);
+        float scale = 1 / iscale;
+        float bestMse = 0;
+        for (int i = 0; i < n; i++)
+        {
+            float diff = x[i] - scale * L[i];
+            float w = quantWeights[i];
+            bestMse += w * diff * diff;
+        }
+        for (int step = -4; step <= 4; step++)
+        {
+            if (step == 0) continue;
+            float iscaleStep = (0.1f * step + nmax) / max;
+            float scaleStep = 1 / iscaleStep;
+            float mse = 0;
+            for (int i = 0; i < n; i++)
+            {
+                int l = Math.Min(nmax, NearestInt(iscaleStep * x[i]));
+                float diff = x[i] - scaleStep * l;
+                float w = quantWeights[i];
+                mse += w * diff * diff;
+            }
+            if (mse < bestMse)
+            {
+                bestMse = mse;
+                iscale = iscaleStep;
+            }
+        }
+        float sumlx = 0, suml2 = 0;
+        for (int i = 0; i < n; i++)
+        {
+            int l = Math.Min(nmax, NearestInt(iscale * x[i]));
+            L[i] = (byte)l;
+            float w = quantWeights[i];
+            sumlx += w * x[i] * l;
+            suml2 += w * l * l;
+        }
+        for (int itry = 0; itry < 5; itry++)
+        {
+            int changed = 0;
+            for (int i = 0; i < n; i++)
+            {
+                float w = quantWeights[i];
+                float slx = sumlx - w * x[i] * L[i];
+                float sl2 = suml2 - w * L[i] * L[i];
+                if (slx > 0 && sl2 > 0)
+                {
+                    int newL = Math.Min(nmax, NearestInt(x[i] * sl2 / slx));
+                    if (newL != L[i])
+                    {
+                        slx += w * x[i] * newL;
+                        sl2 += w * newL * newL;
+                        if (slx * slx * suml2 > sumlx * sumlx * sl2)
+                        {
+                            L[i] = (byte)newL;
+                            sumlx = slx;
+                            suml2 = sl2;
+                            changed++;
+                        }
+                    }
+                }
+            }
+            if (changed == 0) break;
+        }
+        return suml2 > 0f ? sumlx / suml2 : 0f;
+    }
+}
+
+/// <summary>What the importance-weighted quantizers (ggml's quantize_row_*_impl) share.</summary>
+internal static unsafe class WeightedRow
+{
+    /// <summary>The argument checks of every QuantizeRowWeighted: whole blocks, room for the row, one importance
+    /// value per element.</summary>
+    public static void Check(ReadOnlySpan<float> x, Span<byte> dst, ReadOnlySpan<float> importance, int blockSize, long rowBytes)
+    {
+        if (x.Length % blockSize != 0) throw new ArgumentException($"row of {x.Length} values is not whole blocks of {blockSize}", nameof(x));
+        if (dst.Length < rowBytes) throw new ArgumentException($"dst holds {dst.Length} bytes, {rowBytes} needed", nameof(dst));
+        if (importance.Length != x.Length) throw new ArgumentException($"{importance.Length} importance values for a row of {x.Length}", nameof(importance));
+    }
+
+    /// <summary>sum(x^2) / n, summed in order (sigma2 of the 32-block quantizers: the whole row's mean square).</summary>
+    public static float MeanSquare(float* x, int n)
+    {
+        float sum = 0;
+        for (int j = 0; j < n; j++) sum += x[j] * x[j];
+        return sum / n;
+    }
+
+    /// <summary>weight[j] = qw[j] * sqrt(sigma2 + x[j]^2): the importance of a column scaled by how far the value
+    /// stands out of the row's spread, so large weights in important columns are kept best.</summary>
+    public static void Weights(float* x, float* qw, float sigma2, float* weight, int n)
+    {
+        for (int j = 0; j < n; j++) weight[j] = qw[j] * MathF.Sqrt(sigma2 + x[j] * x[j]);
     }
 }

@@ -11,10 +11,9 @@ internal enum QuantizationErrorKind
     AlreadyQuantized,
     /// <summary>A tensor name does not say its layer where the type choice needs it.</summary>
     BadTensorName,
-    /// <summary>The importance matrix lacks a tensor that needs one, has the wrong size for it, or holds a non-finite value.</summary>
+    /// <summary>The importance matrix has the wrong size for a tensor, matches none of the model's tensors, lacks its
+    /// metadata, or holds a non-finite value.</summary>
     BadImatrix,
-    /// <summary>An option this quantizer does not implement yet (--imatrix for the types whose weighted quantizer is not ported).</summary>
-    NotSupported,
     /// <summary>Input and output are the same file.</summary>
     SameFile,
 }

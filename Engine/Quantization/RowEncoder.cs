@@ -4,7 +4,8 @@ using Engine.Formats;
 namespace Engine.Quantization;
 
 /// <summary>Float rows to the bytes of a ggml type: F32/F16/BF16 by conversion (rounding to nearest even, as ggml and
-/// gguf-py convert), the quantized types by the engine's port of llama.cpp's quantize_row_*_ref. The one row writer of
+/// gguf-py convert), the quantized types by the engine's port of llama.cpp's quantize_row_*_ref, or of its importance-weighted quantizers
+/// when an importance matrix is given. The one row writer of
 /// `engine quantize`, `engine convert` and the engine-convert synthesizer.</summary>
 internal static class RowEncoder
 {
@@ -20,7 +21,11 @@ internal static class RowEncoder
     public static bool CanEncode(GgmlType type) =>
         type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 || RowFormats.QuantizerFor(type) is not null;
 
-    public static void Encode(GgmlType type, ReadOnlySpan<float> row, Span<byte> dst)
+    public static void Encode(GgmlType type, ReadOnlySpan<float> row, Span<byte> dst) => Encode(type, row, dst, default);
+
+    /// <summary>One row with importance weights (one per element; empty for none), as ggml_quantize_chunk writes it:
+    /// the quantized types use their weighted quantizer, the float types and Q8_0 ignore the weights.</summary>
+    public static void Encode(GgmlType type, ReadOnlySpan<float> row, Span<byte> dst, ReadOnlySpan<float> importance)
     {
         switch (type)
         {
@@ -36,7 +41,8 @@ internal static class RowEncoder
                 break;
             default:
                 var quantizer = RowFormats.QuantizerFor(type) ?? throw new NotSupportedException($"the engine cannot write {type} rows");
-                quantizer.QuantizeRowReference(row, dst);
+                if (importance.IsEmpty) quantizer.QuantizeRowReference(row, dst);
+                else quantizer.QuantizeRowWeighted(row, dst, importance);
                 break;
         }
     }
