@@ -19,9 +19,9 @@ namespace Engine.Cli
               logits --model M (--text T | --tokens "1 2 3") [--all] --out FILE
               tokenize --model M --text T               print token ids and pieces
               perplexity --model M --file F [--ctx 512] a text's perplexity, as llama-perplexity measures it
-              imatrix --model M --file F [-o F.gguf]    importance matrix for llama-quantize --imatrix, as llama-imatrix
+              imatrix --model M --file F [-o F.gguf]    importance matrix for quantize --imatrix, as llama-imatrix
               trace --model M --text T --hooks P --out F.npz  save intermediates (l_out, kq_soft_max, ...) for numpy/torch
-              quantize IN.gguf OUT.gguf TYPE [--pure]   llama-quantize's types and mixes (Q4_K_M, Q8_0, IQ4_XS...), same bytes
+              quantize IN OUT TYPE [--imatrix F]        llama-quantize's types and mixes (Q4_K_M, IQ4_XS...), same bytes
               bench --model M [-p 128] [-n 64] [-r 3]   prompt and generation tokens/s, like llama-bench
               devices                                   list the accelerators --device can use
               serve [--model M ...] [--port 11434]      OpenAI- and Ollama-compatible HTTP server
