@@ -209,7 +209,7 @@ public sealed class SplitGgufTests : IDisposable
     }
 
     [Fact]
-    public void A_split_count_of_the_wrong_type_is_refused()
+    public void A_split_count_of_the_wrong_type_or_size_is_refused()
     {
         var parts = SplitStories();
         Rewrite(parts, 0, (w, part) =>
@@ -218,6 +218,16 @@ public sealed class SplitGgufTests : IDisposable
             CopyTensors(w, part);
         });
         OpenFails(parts[0]).Kind.Should().Be(FormatErrorKind.WrongMetadataType);
+
+        // A count no gguf-split writes is refused before any part's name is made.
+        Rewrite(parts, 0, (w, part) =>
+        {
+            foreach (var (key, value) in part.MetadataList) w.AddMetadata(key, key == "split.count" ? new GgufValue(GgufValueType.UInt32, 2_000_000_000u) : value);
+            CopyTensors(w, part);
+        });
+        var e = OpenFails(parts[0]);
+        e.Kind.Should().Be(FormatErrorKind.InvalidConfig);
+        e.Field.Should().Be("split.count");
     }
 
     [Fact]

@@ -46,18 +46,20 @@ internal sealed class GgufModelFiles : IDisposable
         return false;
     }
 
-    /// <summary>The paths of every part of the split model whose first part is `firstPart` with `count` parts (llama.cpp's
-    /// llama_split_prefix and llama_split_path); throws when the name does not end as a first part's must.</summary>
-    public static IReadOnlyList<string> PartPaths(string firstPart, int count)
+    /// <summary>llama.cpp's llama_split_prefix: the first part's path less its -00001-of-0000N.gguf; throws when the name
+    /// does not end so.</summary>
+    static string Prefix(string firstPart, int count)
     {
         string suffix = PartSuffix(0, count);
         if (firstPart.Length <= suffix.Length || !firstPart.EndsWith(suffix, StringComparison.Ordinal))
             throw new ModelFormatException(FormatErrorKind.InvalidConfig,
                 $"the file says it is part 1 of {count} of a split GGUF, but its name does not end in '{suffix}', so the other parts cannot be found (keep the names llama.cpp's gguf-split gave them)",
                 field: SplitCount, expected: $"a name ending in {suffix}", actual: Path.GetFileName(firstPart), filePath: firstPart);
-        string prefix = firstPart[..^suffix.Length];
-        return [.. Enumerable.Range(0, count).Select(i => prefix + PartSuffix(i, count))];
+        return firstPart[..^suffix.Length];
     }
+
+    /// <summary>llama.cpp's llama_split_path: part `index` (from 0) of `count`.</summary>
+    public static string PartPath(string prefix, int index, int count) => prefix + PartSuffix(index, count);
 
     static string PartSuffix(int index, int count) => string.Create(CultureInfo.InvariantCulture, $"-{index + 1:00000}-of-{count:00000}.gguf");
 
@@ -72,6 +74,9 @@ internal sealed class GgufModelFiles : IDisposable
             Add(tensors, first);
             int count = Split(first, SplitCount) ?? 0;
             if (count <= 1) return new GgufModelFiles([.. parts], tensors);
+            if (count > ushort.MaxValue)
+                throw new ModelFormatException(FormatErrorKind.InvalidConfig, $"{SplitCount} is {count}; gguf-split writes a 16-bit count",
+                    field: SplitCount, expected: "at most 65535", actual: count.ToString(CultureInfo.InvariantCulture), filePath: path);
 
             int no = Split(first, SplitNo) ?? throw Missing(SplitNo, path);
             if (no != 0)
@@ -79,13 +84,14 @@ internal sealed class GgufModelFiles : IDisposable
                     $"this is part {no + 1} of {count} of a split GGUF: open the model by its first part, the one whose {SplitNo} is 0",
                     field: SplitNo, expected: "0", actual: no.ToString(CultureInfo.InvariantCulture), filePath: path);
             int expectedTensors = Split(first, SplitTensorsCount) ?? throw Missing(SplitTensorsCount, path);
-            var paths = PartPaths(path, count);
+            string prefix = Prefix(path, count);
             for (int i = 1; i < count; i++)
             {
-                if (!File.Exists(paths[i]))
+                string partPath = PartPath(prefix, i, count);
+                if (!File.Exists(partPath))
                     throw new ModelFormatException(FormatErrorKind.Io,
-                        $"part {i + 1} of {count} of the split GGUF is missing: expected {paths[i]}", field: SplitCount, filePath: paths[i]);
-                var part = GgufFile.Open(paths[i]);
+                        $"part {i + 1} of {count} of the split GGUF is missing: expected {partPath}", field: SplitCount, filePath: partPath);
+                var part = GgufFile.Open(partPath);
                 parts.Add(part);
                 CheckPart(part, i, count, expectedTensors);
                 Add(tensors, part);
