@@ -1,6 +1,7 @@
 using Engine.Backends;
 using RopeAngles = Engine.Backends.Cpu.RopeAngles;
 using Engine.Gpu.Kernels;
+using Engine.Gpu.Kernels.Quantized;
 using Engine.Models;
 using ILGPU;
 using ILGPU.Runtime;
@@ -21,7 +22,9 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
         public ArrayView<float> View => Data.View;
     }
 
-    sealed record ResidentMatrix(IWeightKernels Kernels, DeviceMatrix Matrix);
+    /// <summary>A matrix (or a layer's expert stack) on the device, with its GPTQ / AWQ order and zero points when it
+    /// has them.</summary>
+    sealed record ResidentMatrix(IWeightKernels Kernels, DeviceMatrix Matrix, DeviceQuantizedLinear? Linear = null);
 
     /// <summary>RoPE rates of one RopeParameters, on the device.</summary>
     sealed record RopeTable(MemoryBuffer1D<float, Stride1D.Dense> Rates, RopeKernels.RopeShape Shape);
@@ -36,6 +39,9 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
     readonly AttentionKernels _attention;
     readonly ExpertKernels _experts;
     readonly KvStoreKernels _kvStore;
+    // Compiled, and their scratch allocated, only for a model with GPTQ / AWQ layers.
+    QuantizedLinearKernels? _quantizedLinearKernels;
+    QuantizedLinearKernels QuantizedLinears => _quantizedLinearKernels ??= new QuantizedLinearKernels(_accelerator, _buffers, _budget);
     readonly DeviceBatch _batch;
     // Keyed by identity: a model hands the same weight objects to every call.
     readonly Dictionary<WeightMatrix, ResidentMatrix> _matrices = new(ReferenceEqualityComparer.Instance);
@@ -144,9 +150,10 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
         var matrices = weights.Matrices.Where(m => !_matrices.ContainsKey(m)).ToList();
         long bytes = 0;
         var stacks = weights.ExpertStacks.Where(s => !_stacks.ContainsKey(s)).ToList();
-        foreach (var m in matrices) CheckQuantizedLinear(m);
-        foreach (var m in matrices) bytes += _registry.For(m).DeviceBytes(m.Rows, m.Cols); // also rejects unsupported types first
-        foreach (var s in stacks) bytes += s.Count * _registry.For(s[0]).DeviceBytes(s.Rows, s.Cols);
+        foreach (var m in matrices) QuantizedLinearKernels.Check(m);
+        foreach (var s in stacks) foreach (var m in s.Experts) QuantizedLinearKernels.Check(m);
+        foreach (var m in matrices) bytes += _registry.For(m).DeviceBytes(m.Rows, m.Cols) + LinearBytes([m]); // also rejects unsupported types first
+        foreach (var s in stacks) bytes += s.Count * _registry.For(s[0]).DeviceBytes(s.Rows, s.Cols) + LinearBytes(s.Experts);
         foreach (var v in weights.Vectors) bytes += (long)v.Length * sizeof(float);
         if (bytes > _budget.Capacity - _budget.Used)
             throw new DeviceMemoryException($"the weights ({matrices.Count} matrices, {stacks.Count} expert stacks)", bytes, _budget.Used, _budget.Capacity);
@@ -155,23 +162,27 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
         foreach (var v in weights.Vectors) Resident(v);
     }
 
-    /// <summary>A GPTQ / AWQ layer's Q4_0 rows run the Q4_0 kernels as they are (symmetric GPTQ without act-order is
-    /// exactly Q4_0); a layer that also needs zero points or a gathered input has no device kernel yet.</summary>
-    static void CheckQuantizedLinear(WeightMatrix w)
+    /// <summary>Device bytes of the GPTQ / AWQ orders and zero points of these matrices (0 for other matrices).</summary>
+    static long LinearBytes(IReadOnlyList<WeightMatrix> parts) =>
+        parts.Any(QuantizedLinearKernels.Needed) ? QuantizedLinearKernels.DeviceBytes(parts) : 0;
+
+    /// <summary>The GPTQ / AWQ extras of these matrices on the device, or null when they need none.</summary>
+    DeviceQuantizedLinear? UploadLinear(string name, IReadOnlyList<WeightMatrix> parts)
     {
-        if (w.Quantized is { } q && (q.ZeroCorrection is not null || q.InputOrder is not null))
-            throw new NotSupportedException(
-                $"tensor {w.Name} ({q.Description}) needs {(q.ZeroCorrection is not null ? "zero points" : "its input in act-order")}, which the GPU backend cannot compute yet " +
-                "(only symmetric GPTQ without act-order runs there, as Q4_0); run with --device cpu");
+        if (!parts.Any(QuantizedLinearKernels.Needed)) return null;
+        foreach (var m in parts) QuantizedLinearKernels.Check(m);
+        _budget.Reserve(QuantizedLinearKernels.DeviceBytes(parts), $"{name}: GPTQ / AWQ input order and zero points");
+        return QuantizedLinears.Upload(parts);
     }
 
     ResidentMatrix Resident(WeightMatrix w)
     {
         if (_matrices.TryGetValue(w, out var resident)) return resident;
-        CheckQuantizedLinear(w);
+        QuantizedLinearKernels.Check(w);
         var kernels = _registry.For(w);
         _budget.Reserve(kernels.DeviceBytes(w.Rows, w.Cols), w.Name);
-        resident = new ResidentMatrix(kernels, _buffers.Uploaded(kernels.Upload(w)));
+        var linear = UploadLinear(w.Name, [w]);
+        resident = new ResidentMatrix(kernels, _buffers.Uploaded(kernels.Upload(w)), linear);
         _matrices.Add(w, resident);
         return resident;
     }
@@ -183,7 +194,8 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
         if (_stacks.TryGetValue(w, out var resident)) return resident;
         var kernels = _registry.For(w[0]);
         _budget.Reserve(w.Count * kernels.DeviceBytes(w.Rows, w.Cols), w.Name);
-        resident = new ResidentMatrix(kernels, _buffers.Uploaded(kernels.UploadStack(w.Name, w.Experts)));
+        var linear = UploadLinear(w.Name, w.Experts);
+        resident = new ResidentMatrix(kernels, _buffers.Uploaded(kernels.UploadStack(w.Name, w.Experts)), linear);
         _stacks.Add(w, resident);
         return resident;
     }
@@ -211,7 +223,8 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
     public void MatMul(WeightMatrix w, ActivationBuffer x, int rows, ActivationBuffer y)
     {
         var m = Resident(w);
-        m.Kernels.MatMul(m.Matrix, V(x), rows, V(y));
+        if (m.Linear is { } linear) QuantizedLinears.MatMul(m.Kernels, m.Matrix, linear, V(x), rows, V(y));
+        else m.Kernels.MatMul(m.Matrix, V(x), rows, V(y));
     }
 
     public void AddBias(ActivationBuffer y, WeightVector bias, int rows) =>
@@ -324,12 +337,14 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
         var m = Resident(w);
         if (rows == 1)
         {
-            m.Kernels.ExpertMatVec(m.Matrix, w.Rows, r.Chosen, k, V(x), slotsPerInput, V(y));
+            if (m.Linear is { } decodeLinear) QuantizedLinears.ExpertMatVec(m.Kernels, m.Matrix, decodeLinear, w.Rows, r.Chosen, k, V(x), slotsPerInput, V(y));
+            else m.Kernels.ExpertMatVec(m.Matrix, w.Rows, r.Chosen, k, V(x), slotsPerInput, V(y));
             return;
         }
         int tokens = r.Segments(rows) * ExpertSegment.Tokens;
         _experts.Gather(V(x), r.SortedSlots, tokens, w.Cols, slotsPerInput, r.SortedInput);
-        m.Kernels.ExpertMatMul(m.Matrix, w.Rows, r.SegmentExpert, r.SortedInput, tokens, r.SortedOutput);
+        if (m.Linear is { } linear) QuantizedLinears.ExpertMatMul(m.Kernels, m.Matrix, linear, w.Rows, r.SegmentExpert, r.SortedInput, tokens, r.SortedOutput);
+        else m.Kernels.ExpertMatMul(m.Matrix, w.Rows, r.SegmentExpert, r.SortedInput, tokens, r.SortedOutput);
         _experts.Scatter(r.SortedOutput, r.SortedSlots, tokens, w.Rows, V(y));
     }
 
@@ -473,8 +488,12 @@ internal sealed class GpuBackend : IBackend, IResidentWeights, IHostTransfers, E
         GpuKvPool[] live;
         lock (_pools) live = [.. _pools];
         foreach (var pool in live) pool.Dispose();
-        foreach (var m in _matrices.Values) _buffers.Free(m.Matrix);
-        foreach (var m in _stacks.Values) _buffers.Free(m.Matrix);
+        foreach (var m in _matrices.Values.Concat(_stacks.Values))
+        {
+            _buffers.Free(m.Matrix);
+            if (m.Linear is { } linear) QuantizedLinears.Free(linear);
+        }
+        _quantizedLinearKernels?.Dispose();
         foreach (var r in _routings) r.Dispose();
         foreach (var v in _vectors.Values) _buffers.Free(v);
         foreach (var t in _ropeTables.Values) _buffers.Free(t.Rates);

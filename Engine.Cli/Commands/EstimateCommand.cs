@@ -171,24 +171,15 @@ internal static class EstimateCommand
         return OpenLocal(path);
     }
 
+    /// <summary>A local model: its first part's header and the other parts' tensors, found and checked as the loader
+    /// does (<see cref="Engine.Models.GgufModelFiles"/>), so estimate accepts exactly the files run accepts.</summary>
     static (GgufFile, IReadOnlyList<GgufTensorInfo>, string) OpenLocal(string path)
     {
-        var first = GgufFile.Open(path);
-        if (SplitGguf.Parts(path) is not { } parts) return (first, [], path);
-        try
-        {
-            var more = new List<GgufTensorInfo>();
-            for (int i = 0; i < parts.Count; i++)
-            {
-                var part = parts[i];
-                if (string.Equals(Path.GetFullPath(part), Path.GetFullPath(path), StringComparison.Ordinal)) continue;
-                if (!File.Exists(part)) throw new UsageException($"{path} is part of a split GGUF, but part {i + 1} of {parts.Count} ({part}) is missing");
-                using var other = GgufFile.Open(part);
-                more.AddRange(other.Tensors);
-            }
-            return (first, more, path);
-        }
-        catch { first.Dispose(); throw; }
+        var files = Engine.Models.GgufModelFiles.Open(path);
+        var more = files.MoreTensors.ToList();
+        // The tensor infos are copies: only the first part, whose header the estimate reads, stays open.
+        foreach (var part in files.Parts.Skip(1)) part.Dispose();
+        return (files.First, more, path);
     }
 
     /// <summary>The header of a repository's GGUF (every part of a split one), read by range requests.</summary>

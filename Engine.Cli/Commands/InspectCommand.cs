@@ -38,26 +38,44 @@ internal static class InspectCommand
 
     static InspectReport InspectGguf(string path)
     {
-        using var file = GgufFile.Open(path);
+        // A split model is shown whole, from its first part, as the loader opens it; another part alone.
+        using var files = OpensAsModel(path) ? GgufModelFiles.Open(path) : null;
+        using var single = files is null ? GgufFile.Open(path) : null;
+        var file = files?.First ?? single!;
         var md = file.Metadata;
-        var report = new InspectReport { Path = path, Format = "GGUF", Version = file.Version.ToString(), FileSize = file.FileSize };
+        var report = new InspectReport { Path = path, Format = "GGUF", Version = file.Version.ToString(), FileSize = files?.TotalSize ?? file.FileSize };
         report.Architecture = md.TryGetValue(GgufKeys.Architecture, out var a) ? a.Value as string : null;
         report.Extra["alignment"] = file.Alignment.ToString();
         report.Extra["data_offset"] = file.DataOffset.ToString();
-        if (file.Tensors.Count == 0)
+        if (files is { Parts.Count: > 1 })
+            report.Extra["split"] = $"{files.Parts.Count} parts: " + string.Join(", ", files.Parts.Select(p => $"{Path.GetFileName(p.Path)} ({p.Tensors.Count} tensors, {p.FileSize:N0} bytes)"));
+        else if (single is not null)
+            report.Notes.Add($"part {SplitValue(file, GgufModelFiles.SplitNo) + 1} of {SplitValue(file, GgufModelFiles.SplitCount)} of a split GGUF: the model's metadata and its other tensors are in the other parts; inspect the first part to see the whole model");
+        var tensors = files?.Tensors.ToList() ?? [.. file.Tensors.Select(t => (file, t))];
+        if (tensors.Count == 0)
             report.Notes.Add("vocabulary only: the file holds no tensors");
         else if (report.Architecture is not null)
         {
-            try { report.Hyperparameters = Hyperparameters(GgufModelConfig.Read(file)); }
+            try { report.Hyperparameters = Hyperparameters(files is not null ? GgufModelConfig.Read(files) : GgufModelConfig.Read(file)); }
             catch (ModelFormatException e) { report.Notes.Add("not runnable by this engine: " + e.Detail + (e.Field is null ? "" : $" [{e.Field}]")); }
         }
         report.Tokenizer = TokenizerSummary(md);
         foreach (var (key, value) in file.MetadataList)
             report.Metadata.Add(new(key, value.TypeName, GgufValue.Format(value, 8)));
-        foreach (var t in file.Tensors)
-            report.Tensors.Add(new(t.Name, t.Type.ToString(), t.Shape, t.ByteSize, file.DataOffset + t.Offset));
+        // Offsets are within the tensor's own part.
+        foreach (var (part, t) in tensors)
+            report.Tensors.Add(new(t.Name, t.Type.ToString(), t.Shape, t.ByteSize, part.DataOffset + t.Offset));
         return report;
     }
+
+    /// <summary>Whether the file is a whole model or the first part of a split one (not a later part).</summary>
+    static bool OpensAsModel(string path)
+    {
+        using var probe = GgufFile.Open(path);
+        return SplitValue(probe, GgufModelFiles.SplitCount) <= 1 || SplitValue(probe, GgufModelFiles.SplitNo) == 0;
+    }
+
+    static long SplitValue(GgufFile file, string key) => file.Metadata.GetIntegerOrNull(key) ?? 0;
 
     public static List<KeyValuePair<string, string>> Hyperparameters(ModelConfig c) =>
     [

@@ -52,23 +52,12 @@ internal sealed class KvStoreKernels
         long first = (long)row * width + block * Values;
         float amax = 0f;
         for (int j = 0; j < Values; j++) amax = XMath.Max(amax, XMath.Abs(source[first + j]));
-        ushort d = DeviceHalfEncoder.FromFloat(amax / 127f);
-        float inverse = amax != 0f ? 127f / amax : 0f;
+        ushort d = Q8_0Rounding.Scale(amax);
+        float inverse = Q8_0Rounding.Inverse(amax);
         long target = (long)slots[row] * (blocksPerRow * Q8_0KvElement.BlockBytes) + (long)block * Q8_0KvElement.BlockBytes;
         pool[target] = (byte)(d & 0xFF);
         pool[target + 1] = (byte)(d >> 8);
         for (int j = 0; j < Values; j++)
-            pool[target + 2 + j] = (byte)(sbyte)RoundHalfToEven(source[first + j] * inverse);
-    }
-
-    /// <summary>Nearest integer, ties to even (MathF.Round's default, _mm256_round_ps's nearest mode), for the
-    /// products of Q8_0 quantization (|x| &lt;= 127, so the float arithmetic here is exact).</summary>
-    static int RoundHalfToEven(float x)
-    {
-        float floor = XMath.Floor(x);
-        float fraction = x - floor;
-        int whole = (int)floor;
-        if (fraction > 0.5f || (fraction == 0.5f && (whole & 1) != 0)) whole++;
-        return whole;
+            pool[target + 2 + j] = (byte)(sbyte)Q8_0Rounding.RoundHalfToEven(source[first + j] * inverse);
     }
 }

@@ -21,11 +21,11 @@ public sealed class GptqArchitectureTests : IDisposable
     static bool Quantized(string name) =>
         name.EndsWith("_proj.weight", StringComparison.Ordinal) && name.StartsWith("model.layers.", StringComparison.Ordinal);
 
-    /// <summary>Writes NAME-gptq and NAME-plain; returns their paths.</summary>
-    (string Gptq, string Plain) Write(string fixture, int groupSize)
+    /// <summary>Writes root/gptq and root/plain from the shared fixture; returns their paths.</summary>
+    internal static (string Gptq, string Plain) Write(string root, string fixture, int groupSize)
     {
         string source = TestPaths.Shared("fixtures", "hf", fixture)!;
-        string gptq = Directory.CreateDirectory(Path.Combine(_root, "gptq")).FullName, plain = Directory.CreateDirectory(Path.Combine(_root, "plain")).FullName;
+        string gptq = Directory.CreateDirectory(Path.Combine(root, "gptq")).FullName, plain = Directory.CreateDirectory(Path.Combine(root, "plain")).FullName;
         var gptqTensors = new SafetensorsBuilder();
         var plainTensors = new SafetensorsBuilder();
         var rng = new Random(19);
@@ -113,7 +113,7 @@ public sealed class GptqArchitectureTests : IDisposable
     [InlineData("fx-qwen3moe-F16-hf", 32)]
     public void Act_order_gptq_gives_the_logits_of_its_dequantized_weights(string fixture, int groupSize)
     {
-        var (gptq, plain) = Write(fixture, groupSize);
+        var (gptq, plain) = Write(_root, fixture, groupSize);
         int[] tokens = [1, 15, 200, 7, 311, 42, 99, 5, 128, 64, 3, 500];
         float[] Logits(string folder, bool floatActivations)
         {

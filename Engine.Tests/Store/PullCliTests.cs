@@ -238,6 +238,33 @@ public sealed class PullCliTests : IDisposable
         absent.Stderr.Should().Contain("engine pull acme/stories-GGUF:Q2_K");
     }
 
+    /// <summary>A model pulled as a split GGUF (stories260K in three parts, as llama-gguf-split writes them) runs and is
+    /// estimated by its name as the whole file is.</summary>
+    [Fact]
+    public void Run_and_estimate_accept_a_pulled_split_name()
+    {
+        var stories = Path.Combine(TestPaths.RepoRoot, "models", "stories260K.gguf");
+        List<byte[]> parts;
+        using (var source = global::Engine.Formats.Gguf.GgufFile.Open(stories)) parts = GgufSplitter.Split(source, 20);
+        _hub.Add("acme/split-stories-GGUF", [.. parts.Select((bytes, i) => new FakeHub.RepoFile(GgufSplitter.PartName("stories260K-F32", i, parts.Count), bytes))]);
+        var pull = Engine("pull", "acme/split-stories-GGUF:F32");
+        pull.ExitCode.Should().Be(0, pull.Stderr);
+        pull.Stdout.Trim().Should().EndWith("stories260K-F32-00001-of-00003.gguf");
+
+        var pulled = Engine("run", "Once upon a time", "--model", "acme/split-stories-GGUF:F32", "-n", "8", "--temperature", "0");
+        var direct = Engine("run", "Once upon a time", "--model", stories, "-n", "8", "--temperature", "0");
+        pulled.ExitCode.Should().Be(0, pulled.Stderr);
+        pulled.Stdout.Should().NotBeEmpty().And.Be(direct.Stdout);
+
+        string[] sizing = ["--ctx", "256", "--parallel", "1", "--bandwidth", "10", "--json"];
+        var byName = Engine(["estimate", "--model", "acme/split-stories-GGUF:F32", .. sizing]);
+        var whole = Engine(["estimate", "--model", stories, .. sizing]);
+        byName.ExitCode.Should().Be(0, byName.Stderr);
+        using var a = System.Text.Json.JsonDocument.Parse(byName.Stdout);
+        using var b = System.Text.Json.JsonDocument.Parse(whole.Stdout);
+        a.RootElement.GetProperty("weights_bytes").GetInt64().Should().Be(b.RootElement.GetProperty("weights_bytes").GetInt64());
+    }
+
     [Fact]
     public void A_modelscope_name_pulls_from_modelscope_into_its_own_folder()
     {

@@ -6,9 +6,22 @@ namespace Engine.Models;
 /// <summary>Builds a <see cref="ModelConfig"/> from GGUF metadata (keys as llama.cpp writes them).</summary>
 internal static class GgufModelConfig
 {
-    public static ModelConfig Read(GgufFile file)
+    public static ModelConfig Read(GgufFile file) => Read(file.Metadata, name => file.TryGetTensorInfo(name, out var info) ? info : null);
+
+    /// <summary>The config of a model in one file or split over several (its tensors may lie in any part).</summary>
+    public static ModelConfig Read(GgufModelFiles files) => Read(files.First, files.MoreTensors);
+
+    /// <summary>The config from `file`'s metadata, with the tensors of the model's other parts in `moreTensors`.</summary>
+    public static ModelConfig Read(GgufFile file, IEnumerable<GgufTensorInfo> moreTensors)
     {
-        var md = file.Metadata;
+        var more = moreTensors.ToDictionary(t => t.Name, StringComparer.Ordinal);
+        return Read(file.Metadata, name => file.TryGetTensorInfo(name, out var info) ? info : more.GetValueOrDefault(name));
+    }
+
+    /// <summary>`tensor` finds a tensor's header entry by name (null when the model has none): the config reads a few
+    /// (output.weight for tied embeddings, rope_freqs.weight, token_embd.weight's shape).</summary>
+    static ModelConfig Read(IReadOnlyDictionary<string, GgufValue> md, Func<string, GgufTensorInfo?> tensor)
+    {
         string arch = md.GetString(GgufKeys.Architecture);
         var traits = ArchitectureTraits.Get(arch);
         string K(string suffix) => GgufKeys.Arch(arch, suffix);
@@ -18,8 +31,8 @@ internal static class GgufModelConfig
         int kvHeads = IntOr(md, K("attention.head_count_kv"), heads);
         int headDim = IntOr(md, K("attention.key_length"), heads > 0 ? embd / heads : 0);
         int valueDim = IntOr(md, K("attention.value_length"), headDim);
-        int vocab = VocabSize(file, arch);
-        var scaling = ReadScaling(md, arch, file);
+        int vocab = VocabSize(md, tensor, arch);
+        var scaling = ReadScaling(md, arch, tensor);
         int feedForward = Int(md, K("feed_forward_length"));
         // llama.cpp reads expert_count for every architecture; a dense one simply has none.
         int experts = traits.Experts == ExpertLayout.None ? 0 : CountOrZero(md, K("expert_count"));
@@ -42,7 +55,7 @@ internal static class GgufModelConfig
             RopeDimensions = IntOr(md, K("rope.dimension_count"), headDim),
             RopeStyle = traits.GgufRopeStyle,
             RopeScaling = scaling,
-            TiedOutput = !file.TryGetTensorInfo("output.weight", out _),
+            TiedOutput = tensor("output.weight") is null,
             ExpertCount = experts,
             ExpertsPerToken = used,
             ExpertFeedForwardLength = experts == 0 ? 0 : ExpertFeedForwardLength(md, arch, traits, feedForward, used),
@@ -54,7 +67,7 @@ internal static class GgufModelConfig
         return config;
     }
 
-    static RopeScaling ReadScaling(IReadOnlyDictionary<string, GgufValue> md, string arch, GgufFile file)
+    static RopeScaling ReadScaling(IReadOnlyDictionary<string, GgufValue> md, string arch, Func<string, GgufTensorInfo?> tensor)
     {
         string K(string suffix) => GgufKeys.Arch(arch, suffix);
         string? type = md.GetStringOrNull(K("rope.scaling.type"));
@@ -63,7 +76,7 @@ internal static class GgufModelConfig
         if (type is null && md.GetFloatOrNull(K("rope.scale_linear")) is double linear) { type = "linear"; factor = linear; }
         int original = (int)(md.GetIntegerOrNull(K("rope.scaling.original_context_length")) ?? 0);
         // Llama 3.1+ GGUFs carry their frequency factors precomputed in a rope_freqs tensor instead of a scaling type.
-        if (file.TryGetTensorInfo("rope_freqs.weight", out _)) return new RopeScaling(RopeScalingType.Llama3);
+        if (tensor("rope_freqs.weight") is not null) return new RopeScaling(RopeScalingType.Llama3);
         switch (type)
         {
             case null or "none": return RopeScaling.None;
@@ -95,11 +108,11 @@ internal static class GgufModelConfig
     static int CountOrZero(IReadOnlyDictionary<string, GgufValue> md, string key) =>
         md.GetIntegerOrNull(key) is long v ? (v is >= 0 and <= int.MaxValue ? (int)v : throw Bad(key, "a non-negative 32-bit integer", v.ToString())) : 0;
 
-    static int VocabSize(GgufFile file, string arch)
+    static int VocabSize(IReadOnlyDictionary<string, GgufValue> md, Func<string, GgufTensorInfo?> tensor, string arch)
     {
-        if (file.Metadata.GetIntegerOrNull(GgufKeys.Arch(arch, "vocab_size")) is long n) return CheckInt(n, GgufKeys.Arch(arch, "vocab_size"));
-        if (file.Metadata.GetArrayOrNull<string>(GgufKeys.Tokens) is { } tokens) return tokens.Length;
-        if (file.TryGetTensorInfo("token_embd.weight", out var embd) && embd.Shape.Count >= 2) return CheckInt(embd.Shape[1], "token_embd.weight");
+        if (md.GetIntegerOrNull(GgufKeys.Arch(arch, "vocab_size")) is long n) return CheckInt(n, GgufKeys.Arch(arch, "vocab_size"));
+        if (md.GetArrayOrNull<string>(GgufKeys.Tokens) is { } tokens) return tokens.Length;
+        if (tensor("token_embd.weight") is { } embd && embd.Shape.Count >= 2) return CheckInt(embd.Shape[1], "token_embd.weight");
         throw GgufMetadataAccess.Missing(GgufKeys.Tokens);
     }
 

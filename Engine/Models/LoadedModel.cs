@@ -50,15 +50,15 @@ internal sealed class LoadedModel : IDisposable
         options ??= new ModelOptions();
         if (Directory.Exists(path) || path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
             return OpenHuggingFace(path, options);
-        var file = GgufFile.Open(path);
+        var files = GgufModelFiles.Open(path);
         try
         {
-            var config = GgufModelConfig.Read(file);
-            var weights = LlamaWeights.Load(config, new GgufTensorSource(file));
-            return new LoadedModel(path, config, Bind(config, weights, options), file.Metadata, file);
+            var config = GgufModelConfig.Read(files);
+            var weights = LlamaWeights.Load(config, new GgufTensorSource(files));
+            return new LoadedModel(path, config, Bind(config, weights, options), files.Metadata, files);
         }
-        catch (ModelFormatException e) { file.Dispose(); throw e.WithFile(path); }
-        catch { file.Dispose(); throw; }
+        catch (ModelFormatException e) { files.Dispose(); throw e.WithFile(path); }
+        catch { files.Dispose(); throw; }
     }
 
     /// <summary>The model on the backend(s) the options ask for. A backend that holds its own copy of the weights

@@ -95,7 +95,7 @@ internal sealed class QuantizedLinearSource : IDisposable
         if (config is null) return null;
         string runs = config.Method == HfQuantMethod.Gptq && config.Sym && !config.DescAct
             ? "loaded as Q4_0 rows (exact), CPU and GPU"
-            : "loaded as Q4_0 rows plus exact zero-point terms" + (config.DescAct ? " and a sorted input order" : "") + ", CPU only";
+            : "loaded as Q4_0 rows plus exact zero-point terms" + (config.DescAct ? " and a sorted input order" : "") + ", CPU and GPU";
         return $"{Describe(config)} (from {config.Source}); {runs}";
     }
 

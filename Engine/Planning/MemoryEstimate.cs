@@ -76,9 +76,11 @@ internal sealed record MemoryEstimate
     /// parts (a split GGUF's other parts' tensors in `moreTensors`).</summary>
     public static MemoryEstimate For(GgufFile file, EstimateOptions options, IEnumerable<GgufTensorInfo>? moreTensors = null)
     {
-        var config = GgufModelConfig.Read(file);
+        var others = (moreTensors ?? []).ToList();
+        // The config looks for output.weight and rope_freqs.weight, which a split model may hold in any part.
+        var config = GgufModelConfig.Read(file, others);
         ModelConfigValidation.Validate(config);
-        var tensors = file.Tensors.Concat(moreTensors ?? []).ToList();
+        var tensors = file.Tensors.Concat(others).ToList();
         int vocabularyEntries = file.Metadata.TryGetValue(GgufKeys.Tokens, out var tokens) && tokens.Value is Array a ? a.Length : config.VocabSize;
         return For(config, tensors, vocabularyEntries, options);
     }
