@@ -77,6 +77,79 @@ internal sealed class QuantizedLinearSource : IDisposable
 
     public int LayerCount => _layers.Count;
 
+    /// <summary>Whether a Hugging Face prefix (e.g. model.layers.0.self_attn.q_proj) is a quantized layer here.</summary>
+    public bool IsLayer(string prefix) => _layers.ContainsKey(prefix);
+
+    /// <summary>The (input, output) widths of a quantized layer.</summary>
+    public (int In, int Out) Shape(string prefix) => (_layers[prefix].In, _layers[prefix].Out);
+
+    /// <summary>Whether every layer is exactly a Q4_0 matrix: all zeros 8 (GPTQ symmetric, or an AWQ layer that happens
+    /// to have them) and the inputs in their own order (no act-order, or a g_idx that is simply i / group size).
+    /// The group size is a multiple of 32 for every layer the constructor accepted.</summary>
+    public bool AllExactQ4_0 => _layers.Values.All(l => l.Order is null && AllZerosEight(l));
+
+    bool AllZerosEight(Layer layer)
+    {
+        // GPTQ v1 stores zero − 1, so 8 is nibble 7; AWQ stores the zero itself (any nibble order: all eight are equal).
+        uint eights = _config.Method == HfQuantMethod.Gptq ? 0x77777777u : 0x88888888u;
+        foreach (uint word in MemoryMarshal.Cast<byte, uint>(layer.QZeros.Bytes))
+            if (word != eights) return false;
+        return true;
+    }
+
+    /// <summary>A layer whose zeros are all 8 and whose inputs are in order, as Q4_0 rows: the file's own 4-bit codes and
+    /// f16 scales (row r is output rowOrder[r], or r).</summary>
+    public byte[] ExactQ4_0Rows(string prefix, int[]? rowOrder)
+    {
+        var layer = _layers[prefix];
+        if (layer.Order is not null || !AllZerosEight(layer))
+            throw new InvalidOperationException($"{prefix} is not exactly a Q4_0 matrix (act-order or zeros other than 8)");
+        var rows = Repack(layer, _config.Method, rowOrder, out var correction);
+        if (correction is not null) throw new InvalidOperationException($"{prefix}: zero-point terms on a layer whose zeros are all 8");
+        return rows;
+    }
+
+    /// <summary>The layer's weights in float32, [out, in] row-major, by the formula every reader agrees on:
+    /// GPTQ v1 scales[g_idx[i], o]·(q − (stored zero + 1)), AWQ scales[i / G, o]·(q − z). Each value is an f16 scale
+    /// times an integer in −15..15, so it is exact in float32.</summary>
+    public unsafe float[] Dequantize(string prefix)
+    {
+        var layer = _layers[prefix];
+        int inputs = layer.In, outputs = layer.Out, groups = inputs / layer.GroupRows;
+        bool gptq = _config.Method == HfQuantMethod.Gptq;
+        var group = new int[inputs];
+        if (gptq && layer.Order is { } order)
+            for (int position = 0; position < inputs; position++) group[order[position]] = position / layer.GroupRows;
+        else
+            for (int i = 0; i < inputs; i++) group[i] = i / layer.GroupRows;
+        var qzeros = MemoryMarshal.Cast<byte, uint>(layer.QZeros.Bytes);
+        var scales = MemoryMarshal.Cast<byte, Half>(layer.Scales.Bytes);
+        // Zero and scale per (group, output) as floats, then every weight from its code, in the file's storage order.
+        var zeroScale = new float[(long)groups * outputs];
+        var scale = new float[(long)groups * outputs];
+        for (int g = 0; g < groups; g++)
+            for (int o = 0; o < outputs; o++)
+            {
+                uint word = qzeros[g * (outputs / 8) + o / 8];
+                int z = gptq ? (int)((word >> (4 * (o % 8))) & 0xF) + 1 : (int)((word >> (4 * AwqNibble[o % 8])) & 0xF);
+                float s = (float)scales[g * outputs + o];
+                scale[(long)g * outputs + o] = s;
+                zeroScale[(long)g * outputs + o] = s * z;
+            }
+        var w = new float[(long)outputs * inputs];
+        var qweight = (uint*)layer.QWeight.Pointer;
+        Parallel.For(0, inputs, i =>
+        {
+            long at = (long)group[i] * outputs;
+            for (int o = 0; o < outputs; o++)
+            {
+                int q = Code(qweight, gptq, outputs, i, o);
+                w[(long)o * inputs + i] = scale[at + o] * q - zeroScale[at + o];
+            }
+        });
+        return w;
+    }
+
     /// <summary>The description every repacked matrix carries (for inspect and messages).</summary>
     public string Description => Describe(_config);
 
@@ -96,7 +169,7 @@ internal sealed class QuantizedLinearSource : IDisposable
         string runs = config.Method == HfQuantMethod.Gptq && config.Sym && !config.DescAct
             ? "loaded as Q4_0 rows (exact), CPU and GPU"
             : "loaded as Q4_0 rows plus exact zero-point terms" + (config.DescAct ? " and a sorted input order" : "") + ", CPU only";
-        return $"{Describe(config)} (from {config.Source}); {runs}";
+        return $"{Describe(config)} (from {config.Source}); {runs}; activations q8 by default, f32 (exact) with --gptq-activations f32";
     }
 
     Layer Check(SafetensorsModel model, string prefix, (int In, int Out)? expected)
