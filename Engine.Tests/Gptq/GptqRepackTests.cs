@@ -18,7 +18,7 @@ public class GptqRepackTests
 
     /// <summary>W[o, i] by the formulas of FORMATS.md: GPTQ v1 scales[g_idx[i], o]·(q − (zs + 1)), AWQ
     /// scales[i / G, o]·(q − z) with AWQ's interleave.</summary>
-    static double[,] Reference(SafetensorsModel model, string prefix, bool gptq, int groupSize, out int inputs, out int outputs)
+    internal static double[,] Reference(SafetensorsModel model, string prefix, bool gptq, int groupSize, out int inputs, out int outputs)
     {
         var qweight = model.GetView(prefix + ".qweight");
         var qzeros = model.GetView(prefix + ".qzeros").Bytes;
