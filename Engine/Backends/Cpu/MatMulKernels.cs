@@ -32,7 +32,7 @@ internal sealed unsafe class MatMulKernels
     readonly FloatActivationRowsWork _floatActivationRows;
     readonly ZeroPointWork _zeroPoints = new();
     float[] _gathered = [];
-    float[] _blockSums = [];
+    float[] _groupSums = [];
 
     /// <summary>Repacked copies of some matrices, used in place of the map; null for none.</summary>
     internal RepackedWeights? Repacked { get; set; }
@@ -48,7 +48,7 @@ internal sealed unsafe class MatMulKernels
 
     /// <summary>A GPTQ / AWQ linear (its rows are Q4_0, see <see cref="QuantizedLinear"/>): the input read in the
     /// matrix's column order, the Q4_0 product with quantized or float activations, then the zero-point term
-    /// Σ_b s·(8 − z)·Σ_block(x) per row.</summary>
+    /// Σ_g s·(8 − z)·Σ_group(x) per row.</summary>
     void QuantizedLinearMatMul(WeightMatrix w, QuantizedLinear linear, float[] x, int tokens, float[] y)
     {
         int k = w.Cols, n = w.Rows;
@@ -73,18 +73,16 @@ internal sealed unsafe class MatMulKernels
         else WeightMatMul(w, input, tokens, y);
         if (linear.ZeroCorrection is { } terms)
         {
-            int blocks = k / QuantizedBlock;
-            if (_blockSums.Length < blocks * tokens) _blockSums = new float[checked(blocks * tokens)];
+            int width = linear.GroupColumns, groups = k / width;
+            if (_groupSums.Length < groups * tokens) _groupSums = new float[checked(groups * tokens)];
             for (int t = 0; t < tokens; t++)
-                for (int b = 0; b < blocks; b++)
-                    _blockSums[t * blocks + b] = TensorPrimitives.Sum(input.AsSpan(t * k + b * QuantizedBlock, QuantizedBlock));
+                for (int g = 0; g < groups; g++)
+                    _groupSums[t * groups + g] = TensorPrimitives.Sum(input.AsSpan(t * k + g * width, width));
             var z = _zeroPoints;
-            z.Terms = terms; z.Sums = _blockSums; z.Blocks = blocks; z.N = n; z.Tokens = tokens; z.Y = y;
+            z.Terms = terms; z.Sums = _groupSums; z.Groups = groups; z.N = n; z.Tokens = tokens; z.Y = y;
             split.For(n, RowTile, z);
         }
     }
-
-    const int QuantizedBlock = 32;
 
     void WeightMatMul(WeightMatrix w, float[] x, int tokens, float[] y)
     {
@@ -161,18 +159,18 @@ internal sealed unsafe class MatMulKernels
         }
     }
 
-    /// <summary>y[t, r] += Σ_b terms[r, b] · sums[t, b]: the zero points of a GPTQ / AWQ linear.</summary>
+    /// <summary>y[t, r] += Σ_g terms[r, g] · sums[t, g]: the zero points of a GPTQ / AWQ linear.</summary>
     sealed class ZeroPointWork : IRangeWork
     {
-        public float[] Terms = [], Sums = [], Y = []; public int Blocks, N, Tokens;
+        public float[] Terms = [], Sums = [], Y = []; public int Groups, N, Tokens;
 
         public void Execute(int start, int end, int worker)
         {
             for (int r = start; r < end; r++)
             {
-                var terms = Terms.AsSpan(r * Blocks, Blocks);
+                var terms = Terms.AsSpan(r * Groups, Groups);
                 for (int t = 0; t < Tokens; t++)
-                    Y[t * N + r] += TensorPrimitives.Dot(terms, Sums.AsSpan(t * Blocks, Blocks));
+                    Y[t * N + r] += TensorPrimitives.Dot(terms, Sums.AsSpan(t * Groups, Groups));
             }
         }
     }
