@@ -64,13 +64,9 @@ internal sealed unsafe class MatMulKernels
             }
             input = _gathered;
         }
-        if (linear.FloatActivations)
-        {
-            var f = _floatActivationRows;
-            f.Weights = w.View.Pointer; f.RowBytes = w.RowBytes; f.Format = RowFormats.For(w.Type); f.K = k; f.N = n; f.Tokens = tokens; f.X = input; f.Y = y;
-            split.For(n, RowTile, f);
-        }
-        else WeightMatMul(w, input, tokens, y);
+        // The zero-point term is added by the matmul's own workers, to the rows each has just written: a pass of its
+        // own would cost a second hand-off to the workers per matmul, which under load weighs more than the work.
+        ZeroPointWork? zeroPoints = null;
         if (linear.ZeroCorrection is { } terms)
         {
             int width = linear.GroupColumns, groups = k / width;
@@ -78,13 +74,21 @@ internal sealed unsafe class MatMulKernels
             for (int t = 0; t < tokens; t++)
                 for (int g = 0; g < groups; g++)
                     _groupSums[t * groups + g] = TensorPrimitives.Sum(input.AsSpan(t * k + g * width, width));
-            var z = _zeroPoints;
-            z.Terms = terms; z.Sums = _groupSums; z.Groups = groups; z.N = n; z.Tokens = tokens; z.Y = y;
-            split.For(n, RowTile, z);
+            zeroPoints = _zeroPoints;
+            zeroPoints.Terms = terms; zeroPoints.Sums = _groupSums; zeroPoints.Groups = groups; zeroPoints.N = n; zeroPoints.Tokens = tokens; zeroPoints.Y = y;
         }
+        if (linear.FloatActivations)
+        {
+            var f = _floatActivationRows;
+            f.Weights = w.View.Pointer; f.RowBytes = w.RowBytes; f.Format = RowFormats.For(w.Type); f.K = k; f.N = n; f.Tokens = tokens; f.X = input; f.Y = y;
+            f.ZeroPoints = zeroPoints;
+            split.For(n, RowTile, f);
+            f.ZeroPoints = null;
+        }
+        else WeightMatMul(w, input, tokens, y, zeroPoints);
     }
 
-    void WeightMatMul(WeightMatrix w, float[] x, int tokens, float[] y)
+    void WeightMatMul(WeightMatrix w, float[] x, int tokens, float[] y, ZeroPointWork? zeroPoints = null)
     {
         int k = w.Cols, n = w.Rows;
         if (w.Type == GgmlType.F32)
@@ -107,14 +111,18 @@ internal sealed unsafe class MatMulKernels
         {
             var g = _repackedRows;
             g.Packed = (byte*)packed.Bytes; g.Format = packed.Format; g.K = k; g.N = n; g.Tokens = tokens; g.ActBytes = actBytes; g.Activations = _activations; g.Y = y;
+            g.ZeroPoints = zeroPoints;
             split.For(n / 8, GroupTile, g);
+            g.ZeroPoints = null;
             return;
         }
 
         var r = _quantRows;
         r.Format = format; r.Weights = w.View.Pointer; r.RowBytes = w.RowBytes; r.K = k; r.N = n; r.Tokens = tokens;
         r.ActBytes = actBytes; r.Activations = _activations; r.Y = y;
+        r.ZeroPoints = zeroPoints;
         split.For(n, RowTile, r);
+        r.ZeroPoints = null;
     }
 
     /// <summary>Row `row` of W as float32 (the embedding lookup).</summary>
@@ -144,6 +152,7 @@ internal sealed unsafe class MatMulKernels
     sealed class FloatActivationRowsWork(int workers) : IRangeWork
     {
         public byte* Weights; public long RowBytes; public IRowFormat Format = null!; public int K, N, Tokens; public float[] X = [], Y = [];
+        public ZeroPointWork? ZeroPoints;
         readonly float[][] _rows = new float[workers][];
 
         public void Execute(int start, int end, int worker)
@@ -156,10 +165,12 @@ internal sealed unsafe class MatMulKernels
                 for (int t = 0; t < Tokens; t++)
                     Y[t * N + r] = TensorPrimitives.Dot(values, X.AsSpan(t * K, K));
             }
+            ZeroPoints?.Execute(start, end, worker);
         }
     }
 
-    /// <summary>y[t, r] += Σ_g terms[r, g] · sums[t, g]: the zero points of a GPTQ / AWQ linear.</summary>
+    /// <summary>y[t, r] += Σ_g terms[r, g] · sums[t, g]: the zero points of a GPTQ / AWQ linear, for rows [start, end),
+    /// run by the worker that has just written those rows.</summary>
     sealed class ZeroPointWork : IRangeWork
     {
         public float[] Terms = [], Sums = [], Y = []; public int Groups, N, Tokens;
@@ -190,6 +201,7 @@ internal sealed unsafe class MatMulKernels
     {
         public IRowFormat Format = null!; public byte* Weights; public long RowBytes; public int K, N, Tokens, ActBytes;
         public byte[] Activations = []; public float[] Y = [];
+        public ZeroPointWork? ZeroPoints;
 
         public void Execute(int start, int end, int worker)
         {
@@ -200,12 +212,14 @@ internal sealed unsafe class MatMulKernels
                 RowFormats.MatMulRows(Format, Weights, RowBytes, K, Activations.AsSpan(0, Tokens * ActBytes), ActBytes, Tokens,
                     Y.AsSpan(0, Tokens * N), N, tile, tileEnd);
             }
+            ZeroPoints?.Execute(start, end, worker);
         }
     }
 
     sealed class RepackedRowsWork : IRangeWork
     {
         public byte* Packed; public IRepackedFormat Format = null!; public int K, N, Tokens, ActBytes; public byte[] Activations = []; public float[] Y = [];
+        public ZeroPointWork? ZeroPoints;
 
         public void Execute(int start, int end, int worker)
         {
@@ -214,6 +228,7 @@ internal sealed unsafe class MatMulKernels
                 if (Tokens == 1) Format.MatVec(Packed, K, a, y, start, end);
                 else Format.MatMul(Packed, K, a, ActBytes, Tokens, y, N, start, end);
             }
+            ZeroPoints?.Execute(start * 8, end * 8, worker); // start and end count groups of 8 rows
         }
     }
 }
