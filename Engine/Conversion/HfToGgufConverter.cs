@@ -64,18 +64,16 @@ internal static class HfToGgufConverter
         if (!FloatTypes.Contains(type) && QuantizationMixes.Find(type) is null)
             throw new ArgumentException($"--type {options.Type} is not a type convert writes: {string.Join(", ", FloatTypes)} or one of "
                 + QuantizationMixes.Names, nameof(options));
+        // What became of a GPTQ / AWQ folder's 4-bit layers is told once the file is written.
         if (int4 is not null && type == "Q4_0" && IsExactQ4_0(dir, int4))
         {
+            Write(dir, output, null, progress, ct);
             options.Log?.Invoke($"{Describe(int4)}: the 4-bit codes and f16 scales carried over to Q4_0 unchanged (lossless); "
                 + "the other tensors keep their own type");
-            Write(dir, output, null, progress, ct);
             return;
         }
         if (!FloatTypes.Contains(type))
         {
-            if (int4 is not null)
-                options.Log?.Invoke($"{Describe(int4)}: re-quantized from dequantized weights to {type}: not lossless "
-                    + "(only symmetric checkpoints without act-order carry over to Q4_0 exactly)");
             // llama.cpp's own flow, convert then quantize, through an F32 file: lossless from F32, F16 and BF16 weights alike,
             // so the result is what `engine quantize` (and llama-quantize) make of the converted F32 file.
             string intermediate = output + ".f32.tmp";
@@ -88,12 +86,15 @@ internal static class HfToGgufConverter
             {
                 File.Delete(intermediate);
             }
+            if (int4 is not null)
+                options.Log?.Invoke($"{Describe(int4)}: re-quantized from dequantized weights to {type}: not lossless "
+                    + "(only symmetric checkpoints without act-order carry over to Q4_0 exactly)");
             return;
         }
         var target = type switch { "F32" => GgmlType.F32, "BF16" => GgmlType.BF16, _ => GgmlType.F16 };
+        Write(dir, output, target, progress, ct);
         if (int4 is not null)
             options.Log?.Invoke($"{Describe(int4)}: dequantized to {type}" + (target == GgmlType.F32 ? " (exact)" : " (each weight rounded to " + type + ")"));
-        Write(dir, output, target, progress, ct);
     }
 
     static string Describe(HfQuantizationConfig c) => c.Method == HfQuantMethod.Gptq
