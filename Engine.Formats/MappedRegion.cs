@@ -16,6 +16,10 @@ internal sealed unsafe class MappedRegion : IDisposable
     readonly string? _filePath; // set for a mapped file: Read goes through the file, not the map
     Microsoft.Win32.SafeHandles.SafeFileHandle? _readHandle;
     readonly Lock _openHandle = new();
+    // A deferred region: its bytes are made by _produce into native memory when first read, and can be dropped again.
+    readonly Action<IntPtr>? _produce;
+    readonly Lock _materialize = new();
+    bool _disposed;
 
     public long Length { get; }
     /// <summary>The file this region maps, or a description of the in-memory source.</summary>
@@ -70,8 +74,50 @@ internal sealed unsafe class MappedRegion : IDisposable
         return region;
     }
 
+    /// <summary>A region whose bytes are computed rather than read: `produce` fills the Length bytes at the address it is
+    /// given, when the region is first read. <see cref="DropDeferred"/> frees them again (a later read makes them
+    /// anew, possibly at another address), so a copy that a backend has turned into a layout of its own does not stay
+    /// resident beside it. Used for GPTQ / AWQ layers, whose Q4_0 rows are computed from the checkpoint's packing.</summary>
+    public static MappedRegion Deferred(string source, long length, Action<IntPtr> produce)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        return new MappedRegion(source, length, produce);
+    }
+
+    MappedRegion(string source, long length, Action<IntPtr> produce) : this(source, length) => _produce = produce;
+
     /// <summary>Address of the first byte. Only for code that has validated its offsets against Length.</summary>
-    public byte* Pointer => _pointer != null || Length == 0 ? _pointer : throw new ObjectDisposedException(Source);
+    public byte* Pointer => _pointer != null || Length == 0 ? _pointer
+        : _produce is not null && !_disposed ? Materialize() : throw new ObjectDisposedException(Source);
+
+    byte* Materialize()
+    {
+        lock (_materialize)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, Source);
+            if (_pointer != null) return _pointer;
+            var bytes = (byte*)NativeMemory.AlignedAlloc((nuint)Length, 64);
+            try { _produce!((IntPtr)bytes); }
+            catch { NativeMemory.AlignedFree(bytes); throw; }
+            return _pointer = bytes;
+        }
+    }
+
+    /// <summary>Whether a deferred region's bytes are in memory now (false for other regions).</summary>
+    public bool HoldsDeferredBytes => _produce is not null && _pointer != null;
+
+    /// <summary>Frees a deferred region's bytes (nothing for other regions). The caller guarantees that nothing reads
+    /// the region meanwhile; the next read computes the bytes again.</summary>
+    public void DropDeferred()
+    {
+        if (_produce is null) return;
+        lock (_materialize)
+        {
+            if (_pointer == null) return;
+            NativeMemory.AlignedFree(_pointer);
+            _pointer = null;
+        }
+    }
 
     /// <summary>A span over [offset, offset+length); throws if the range is outside the region or over 2 GiB.</summary>
     public ReadOnlySpan<byte> Span(long offset, long length)
@@ -126,6 +172,11 @@ internal sealed unsafe class MappedRegion : IDisposable
         }
         _map?.Dispose();
         if (_pin.IsAllocated) _pin.Free();
-        _pointer = null;
+        lock (_materialize)
+        {
+            if (_produce is not null && _pointer != null) NativeMemory.AlignedFree(_pointer);
+            _pointer = null;
+            _disposed = true;
+        }
     }
 }

@@ -102,6 +102,14 @@ public sealed unsafe class TensorView
         _region.Read(FileOffset + offset, destination);
     }
 
+    /// <summary>Frees the bytes of a view whose bytes are computed on first read (a GPTQ / AWQ layer's Q4_0 rows), once
+    /// a backend holds its own copy; they are computed again if read later. Nothing for a view of a file or array.
+    /// Nothing may read the view meanwhile.</summary>
+    internal void DropComputedBytes() => _region.DropDeferred();
+
+    /// <summary>Whether a view of computed bytes holds them in memory now (false for a view of a file or array).</summary>
+    internal bool HoldsComputedBytes => _region.HoldsDeferredBytes;
+
     /// <summary>The shape as text, "[4096, 32000]" (ggml order).</summary>
     public string ShapeText => Format(Shape);
 

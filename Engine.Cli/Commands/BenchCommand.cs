@@ -27,7 +27,7 @@ public static class BenchCommand
           --grammar-file F  tg samples under the GBNF grammar in F (mask, sampling and grammar timed with the step)
           --json-schema F   tg samples under the JSON schema in F; --json-object: under "any JSON object"
           --json       {"pp":{"tokens_per_second":..},"tg":{"tokens_per_second":..},...} on stdout
-        """;
+        """ + ModelArguments.GptqHelp;
 
     public static int Run(string[] args)
     {
@@ -69,11 +69,14 @@ public static class BenchCommand
 
         var stages = model.Model.Stages;
         int threads = stages.Select(s => s.Backend).OfType<Engine.Backends.Cpu.CpuBackend>().FirstOrDefault()?.Threads ?? Environment.ProcessorCount;
-        var file = new FileInfo(model.Path); // a Hugging Face folder has no single file size
-        long fileBytes = file.Exists ? file.Length : 0;
+        var file = new FileInfo(model.Path);
+        // A Hugging Face folder's size is that of its safetensors files.
+        long fileBytes = file.Exists ? file.Length
+            : Directory.Exists(model.Path) ? Directory.EnumerateFiles(model.Path, "*.safetensors").Sum(f => new FileInfo(f).Length) : 0;
         long bytesPerToken = WeightTraffic.BytesPerToken(model.Model.Weights, model.Config);
         string placement = string.Join(" + ", stages.Select(s => stages.Count == 1 ? s.Backend.Name : $"{s.Backend.Name} (layers {s.FirstLayer}-{s.EndLayer - 1})"));
         Console.Error.WriteLine($"bench: {Path.GetFileName(model.Path)} on {placement}, {threads} threads, measuring memory bandwidth...");
+        if (model.QuantizedCheckpoint is { } checkpoint) Console.Error.WriteLine($"bench: {checkpoint}");
         // The ceiling of a split model: each stage streams its share of the weights from its own memory.
         double secondsPerToken = 0, hostBandwidth = 0;
         foreach (var stage in stages)
@@ -103,6 +106,7 @@ public static class BenchCommand
                 ["parallel"] = parallel,
                 ["kv_type"] = kvType.ToString().ToLowerInvariant(),
             };
+            if (model.QuantizedCheckpoint is { } quantized) root["quantized_checkpoint"] = quantized;
             if (result.Prompt is { } pp) root["pp"] = Stat(pp);
             if (result.Generation is { } tg)
             {
@@ -125,6 +129,7 @@ public static class BenchCommand
             if (stat is not null)
                 Console.WriteLine($"| {Path.GetFileName(model.Path)} | {fileBytes / 1048576.0:F1} MiB | {threads} | {stat.Test} | {stat.Mean:F2} ± {stat.StdDev:F2} |");
         Console.WriteLine();
+        if (model.QuantizedCheckpoint is { } described) Console.WriteLine($"checkpoint: {described}");
         Console.WriteLine($"weights read per generated token: {bytesPerToken / 1048576.0:F1} MiB");
         Console.WriteLine($"memory bandwidth ({(stages.Count > 1 ? $"effective over {stages.Count} stages" : stages[0].Backend is IMemoryBandwidth ? "device" : $"{threads} threads")}): {bandwidth / 1e9:F1} GB/s -> generation ceiling {ceiling:F1} tok/s");
         if (result.Generation is { } g)

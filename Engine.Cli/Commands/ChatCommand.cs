@@ -11,7 +11,7 @@ public static class ChatCommand
         Type a message and press Enter; /reset starts over, /exit (or end of input) quits.
         The model's own chat template (Jinja) renders the conversation, unless one of these replaces it:
 
-        """ + ModelArguments.TemplateHelp + ModelArguments.GrammarHelp + ModelArguments.ControlVectorHelp + ModelArguments.KvHelp;
+        """ + ModelArguments.TemplateHelp + ModelArguments.GrammarHelp + ModelArguments.ControlVectorHelp + ModelArguments.KvHelp + ModelArguments.GptqHelp;
 
     public static int Run(string[] args)
     {

@@ -12,6 +12,9 @@ internal static class ConvertCommand
           model.safetensors.index.json with its shards, tokenizer.model or tokenizer.json) to GGUF with its tokenizer.
           --type   the weights' type (default F16, as llama.cpp's converter); norms, biases and routers stay F32;
                    a type or mix `engine quantize` takes converts to F32 first, then quantizes as it does
+          A GPTQ (v1) or AWQ (gemm) 4-bit folder: default --type Q4_0. A symmetric checkpoint without act-order
+          carries over exactly (the same 4-bit codes and f16 scales; other tensors keep their type); any other, or
+          another --type, is dequantized and, for a quantized type, re-quantized (not lossless: the command says so)
           --threads  threads for a quantized type (default: one per core)
           --quiet  no progress on stderr
         """;
@@ -20,14 +23,14 @@ internal static class ConvertCommand
     {
         var cl = new CommandLine(args, new HashSet<string> { "help", "h", "quiet" });
         if (cl.Has("help") || cl.Has("h")) { Console.WriteLine(Usage); return 0; }
-        string type = cl.String("type") ?? "F16";
+        string? type = cl.String("type");
         bool quiet = cl.Has("quiet");
         int threads = cl.Int("threads", 0, min: 0);
         cl.RejectUnknown();
         if (cl.Positionals.Count != 2) throw new UsageException("convert takes a Hugging Face folder and an output .gguf path");
         string folder = cl.Positionals[0], output = cl.Positionals[1];
         if (!Directory.Exists(folder)) throw new UsageException($"no such folder: {folder}");
-        if (!HfToGgufConverter.FloatTypes.Contains(type.ToUpperInvariant()) && Engine.Quantization.QuantizationMixes.Find(type) is null)
+        if (type is not null && !HfToGgufConverter.FloatTypes.Contains(type.ToUpperInvariant()) && Engine.Quantization.QuantizationMixes.Find(type) is null)
             throw new UsageException($"--type {type}: convert writes {string.Join(", ", HfToGgufConverter.FloatTypes)} or a type "
                 + $"`engine quantize` takes: {Engine.Quantization.QuantizationMixes.Names}");
 
@@ -43,7 +46,7 @@ internal static class ConvertCommand
             Console.Error.Write($"\rconvert: {p.TensorIndex}/{p.TensorCount} tensors, {mib:F0}/{p.BytesTotal / 1048576.0:F0} MiB ({mib / seconds:F0} MiB/s)   ");
             if (p.TensorIndex == p.TensorCount) Console.Error.WriteLine();
         });
-        HfToGgufConverter.Convert(folder, output, new ConvertOptions(type.ToUpperInvariant()) { Threads = threads }, progress);
+        HfToGgufConverter.Convert(folder, output, new ConvertOptions(type?.ToUpperInvariant()) { Threads = threads, Log = line => Console.Out.WriteLine("convert: " + line) }, progress);
         Console.Out.WriteLine($"wrote {output} ({new FileInfo(output).Length:N0} bytes) in {started.Elapsed.TotalSeconds:F1} s");
         return 0;
     }

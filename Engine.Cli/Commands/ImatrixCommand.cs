@@ -16,7 +16,7 @@ public static class ImatrixCommand
           --ctx N      tokens per chunk (default 512), at most the model's trained context
           --chunks N   read only the first N chunks (default: all)
           --out F      the GGUF file to write (default imatrix.gguf), written whole or not at all
-        """;
+        """ + ModelArguments.GptqHelp;
 
     public static int Run(string[] args)
     {

@@ -10,7 +10,7 @@ public static class LogitsCommand
         usage: engine logits --model M (--text T | --tokens "1 2 3") [--all] --out FILE [--no-bos] [--device D] [--gpu-layers N]
                              [--control-vector F] [--control-vector-scaled F S] [--control-vector-layer-range A B]
 
-        """ + ModelArguments.ControlVectorHelp;
+        """ + ModelArguments.ControlVectorHelp + ModelArguments.GptqHelp;
 
     public static int Run(string[] args)
     {

@@ -49,7 +49,7 @@ internal static class ModelArguments
         var stages = DeviceSelection.StageFactory(Device(cl), threads, GpuLayers(cl), Console.Error, repack);
         return LoadedModel.Open(path, new ModelOptions
         {
-            Threads = threads, StageFactory = stages, RepackWeights = repack,
+            Threads = threads, StageFactory = stages, RepackWeights = repack, QuantizedCheckpointFloatActivations = FloatActivations(cl),
             Progress = message => Console.Error.WriteLine("engine: " + message),
         });
     }
@@ -86,6 +86,7 @@ internal static class ModelArguments
     {
         Threads = cl.Int("threads", 0, 0, 1024, alias: "t"),
         RepackWeights = !cl.Has("no-repack"),
+        QuantizedCheckpointFloatActivations = FloatActivations(cl),
         ContextLength = cl.Int("ctx", 0, 1, 1 << 24, alias: "c"),
         KvCacheType = KvType(cl),
         KvCacheBytes = cl.Size("kv-budget") ?? 0,
@@ -150,6 +151,7 @@ internal static class ModelArguments
         GpuLayers = GpuLayers(cl),
         Threads = cl.Int("threads", 0, 0, 1024, alias: "t"),
         RepackWeights = !cl.Has("no-repack"),
+        QuantizedCheckpointFloatActivations = FloatActivations(cl),
         ContextLength = context,
         ParallelSequences = 1,
     };
@@ -185,6 +187,23 @@ internal static class ModelArguments
     public const string TemplateHelp = """
           --chat-template-file F   a Jinja chat template to run instead of the model's own
           --template NAME          a built-in format instead: chatml, qwen2, qwen3, llama3, llama2, deepseek-r1, deepseek-v3
+
+        """;
+
+    /// <summary>--gptq-activations q8|f32: how a GPTQ / AWQ folder's 4-bit matmuls take their input. q8 (the default)
+    /// quantizes it to 8-bit blocks as the GGUF kernels do (fast); f32 keeps it in float (exact: within 1e-3 of the
+    /// float64 reference, where q8 is held to its own 8-bit tolerance). Other models ignore it.</summary>
+    public static bool FloatActivations(CommandLine cl) => cl.String("gptq-activations")?.ToLowerInvariant() switch
+    {
+        null or "q8" => false,
+        "f32" => true,
+        var other => throw new UsageException($"--gptq-activations must be q8 (fast, the default) or f32 (exact), got '{other}'"),
+    };
+
+    /// <summary>The GPTQ / AWQ activation option, as the help texts list it.</summary>
+    public const string GptqHelp = """
+          --gptq-activations q8|f32   GPTQ / AWQ folders: 4-bit matmuls with 8-bit activations (q8, default, fast)
+                                      or float ones (f32, exact)
 
         """;
 

@@ -17,7 +17,7 @@ public static class PerplexityCommand
           --ctx N      tokens per window (default 512), at most the model's trained context
           --chunks N   evaluate only the first N windows (default: all)
           --json       {"perplexity":..,"tokens":..} on stdout (tokens: the tokens scored), nothing per window
-        """;
+        """ + ModelArguments.GptqHelp;
 
     public static int Run(string[] args)
     {

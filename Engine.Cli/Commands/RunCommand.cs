@@ -15,7 +15,7 @@ public static class RunCommand
         --gpu-layers: the first N layers (and the embedding) on the device, the rest and the output on the CPU,
           for models larger than the card (default all; --device auto picks as many as fit).
 
-        """ + ModelArguments.GrammarHelp + ModelArguments.ControlVectorHelp + ModelArguments.KvHelp;
+        """ + ModelArguments.GrammarHelp + ModelArguments.ControlVectorHelp + ModelArguments.KvHelp + ModelArguments.GptqHelp;
 
     public static int Run(string[] args)
     {

@@ -24,7 +24,7 @@ public static class ServeCommand
           --cors-origins   origins allowed cross-origin access, comma-separated, or * for any (default none)
           --keep-alive D   how long an unused model stays loaded: 5m (default), 1h, 30s, or -1 to keep it
 
-        """ + ModelArguments.TemplateHelp + ModelArguments.ControlVectorHelp + ModelArguments.KvHelp.Replace("(default: the model's trained context, at most 4096)", "(default: the model's whole trained context)");
+        """ + ModelArguments.TemplateHelp + ModelArguments.ControlVectorHelp + ModelArguments.KvHelp.Replace("(default: the model's trained context, at most 4096)", "(default: the model's whole trained context)") + ModelArguments.GptqHelp;
 
     static readonly HashSet<string> Repeatable = ["model", "m", .. ModelArguments.Repeatable];
 

@@ -135,6 +135,33 @@ public sealed class GptqHostileTests : IDisposable
             .Message.Should().Contain("only \"gemm\"");
     }
 
+    /// <summary>`engine convert` checks every 4-bit layer before it writes: the same typed errors, and no output (nor
+    /// intermediate) file left behind, for the exact Q4_0 path, the dequantizing one and the re-quantizing one.</summary>
+    [SharedTheory]
+    [InlineData(null)]
+    [InlineData("F16")]
+    [InlineData("Q4_K_M")]
+    public void Convert_refuses_a_broken_folder_and_writes_nothing(string? type)
+    {
+        string folder = Variant("fx-llama-gptq-4bit-g32-actorder", (name, dtype, shape, data) =>
+        {
+            if (name != QProj + ".g_idx") return (dtype, shape, data);
+            var edited = (byte[])data.Clone();
+            BinaryPrimitives.WriteInt32LittleEndian(edited.AsSpan(5 * 4), 8);
+            return (dtype, shape, edited);
+        });
+        string output = Path.Combine(_folder, "out.gguf");
+        var e = FluentActions.Invoking(() => Engine.Conversion.HfToGgufConverter.Convert(folder, output, new Engine.Conversion.ConvertOptions(type)))
+            .Should().Throw<ModelFormatException>().Which;
+        e.Field.Should().Be(QProj + ".g_idx");
+        Directory.GetFiles(_folder).Select(Path.GetFileName).Should().BeEquivalentTo(["model.safetensors", "config.json"]);
+
+        var bits = Variant("fx-llama-gptq-4bit-g128", Keep, q => q["bits"] = 8);
+        FluentActions.Invoking(() => Engine.Conversion.HfToGgufConverter.Convert(bits, output, new Engine.Conversion.ConvertOptions(type)))
+            .Should().Throw<ModelFormatException>().Which.Field.Should().Be("quantization_config.bits");
+        File.Exists(output).Should().BeFalse();
+    }
+
     [Fact]
     public void Quantize_config_json_is_read_when_config_json_has_no_block()
     {

@@ -14,8 +14,33 @@ public class GptqInspectTests
         var r = CliRunner.Run("inspect", Path.Combine(GptqFixtureTests.FixtureRoot, name), "--json");
         r.ExitCode.Should().Be(0, r.Stderr);
         using var doc = System.Text.Json.JsonDocument.Parse(r.Stdout);
-        doc.RootElement.GetProperty("quantization").GetString().Should().Contain(expected);
+        doc.RootElement.GetProperty("quantization").GetString().Should().Contain(expected)
+            .And.Contain("activations q8 by default, f32 (exact) with --gptq-activations f32");
         doc.RootElement.GetProperty("quantized_linears").GetString().Should().Be("14");
         doc.RootElement.GetProperty("hyperparameters").GetProperty("output").GetString().Should().Be("separate output.weight");
+    }
+
+    [SharedTheory]
+    [InlineData(null, "activations q8 (fast)")]
+    [InlineData("q8", "activations q8 (fast)")]
+    [InlineData("f32", "activations f32 (exact)")]
+    public void Bench_shows_the_activation_mode_the_flag_chose(string? mode, string expected)
+    {
+        string[] args = ["bench", "--model", Path.Combine(GptqFixtureTests.FixtureRoot, "fx-llama-gptq-4bit-g32-actorder"), "-p", "4", "-n", "2", "-r", "1", "--threads", "1", "--json"];
+        var r = CliRunner.Run(mode is null ? args : [.. args, "--gptq-activations", mode]);
+        r.ExitCode.Should().Be(0, r.Stderr);
+        using var doc = System.Text.Json.JsonDocument.Parse(r.Stdout);
+        doc.RootElement.GetProperty("quantized_checkpoint").GetString().Should()
+            .Be("GPTQ v1 4-bit, group size 32, asymmetric, act-order (desc_act); " + expected);
+        doc.RootElement.GetProperty("file_bytes").GetInt64().Should().BeGreaterThan(1_000_000, "a folder's size is its safetensors files'");
+    }
+
+    [SharedFact]
+    public void A_bad_activation_mode_is_a_usage_error()
+    {
+        var r = CliRunner.Run("logits", "--model", Path.Combine(GptqFixtureTests.FixtureRoot, "fx-llama-awq-4bit-g128"), "--tokens", "1 2", "--out",
+            Path.Combine(Path.GetTempPath(), "unused.f32"), "--gptq-activations", "f16");
+        r.ExitCode.Should().Be(2);
+        r.Stderr.Should().Contain("--gptq-activations must be q8 (fast, the default) or f32 (exact), got 'f16'");
     }
 }

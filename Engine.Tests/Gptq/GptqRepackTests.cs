@@ -18,7 +18,7 @@ public class GptqRepackTests
 
     /// <summary>W[o, i] by the formulas of FORMATS.md: GPTQ v1 scales[g_idx[i], o]·(q − (zs + 1)), AWQ
     /// scales[i / G, o]·(q − z) with AWQ's interleave.</summary>
-    static double[,] Reference(SafetensorsModel model, string prefix, bool gptq, int groupSize, out int inputs, out int outputs)
+    internal static double[,] Reference(SafetensorsModel model, string prefix, bool gptq, int groupSize, out int inputs, out int outputs)
     {
         var qweight = model.GetView(prefix + ".qweight");
         var qzeros = model.GetView(prefix + ".qzeros").Bytes;
@@ -83,7 +83,8 @@ public class GptqRepackTests
                     Q4_0Format.Instance.DequantizeRowReference(bytes.AsSpan(r * blocks * 18, blocks * 18), row);
                     for (int j = 0; j < inputs; j++)
                     {
-                        double value = row[j] + (correction is null ? 0 : correction[r * blocks + j / 32]);
+                        int groups = inputs / config.GroupRows(inputs);
+                        double value = row[j] + (correction is null ? 0 : correction[r * groups + j / config.GroupRows(inputs)]);
                         int i = inputOrder is null ? j : inputOrder[j];
                         if (value != expected[rowOrder[r], i])
                             throw new Xunit.Sdk.XunitException($"{prefix}: row {r} column {j} is {value}, the formula gives {expected[rowOrder[r], i]}");

@@ -10,12 +10,16 @@ using Engine.Quantization;
 namespace Engine.Conversion;
 
 /// <summary>How <see cref="HfToGgufConverter"/> stores the weights.</summary>
-/// <param name="Type">F32, F16 or BF16 (llama.cpp's --outtype); norms, biases, 1-D tensors and MoE routers stay F32
-/// whatever is asked, as llama.cpp's converter keeps them.</param>
-internal sealed record ConvertOptions(string Type = "F16")
+/// <param name="Type">F32, F16 or BF16 (llama.cpp's --outtype), or a type `engine quantize` takes; norms, biases, 1-D
+/// tensors and MoE routers stay F32 whatever is asked, as llama.cpp's converter keeps them. Null: F16, or Q4_0 for a
+/// GPTQ / AWQ folder.</param>
+internal sealed record ConvertOptions(string? Type = null)
 {
     /// <summary>Worker threads for a quantized type (0: one per core); the output does not depend on it.</summary>
     public int Threads { get; init; }
+    /// <summary>Told, in one line, how a GPTQ / AWQ folder's 4-bit layers were written (carried over exactly,
+    /// dequantized, or re-quantized and so not lossless).</summary>
+    public Action<string>? Log { get; init; }
 }
 
 /// <summary>Where a conversion is: the tensor just written and the bytes written so far of all tensor data.</summary>
@@ -51,31 +55,64 @@ internal static class HfToGgufConverter
         ArgumentException.ThrowIfNullOrEmpty(folder);
         ArgumentException.ThrowIfNullOrEmpty(output);
         ArgumentNullException.ThrowIfNull(options);
-        string type = options.Type.ToUpperInvariant();
+        string dir = Path.GetFullPath(folder);
+        if (!Directory.Exists(dir))
+            throw new ModelFormatException(FormatErrorKind.Io, "no such folder", filePath: dir);
+        // A GPTQ / AWQ folder (an unsupported quantization_config is refused here, naming the setting).
+        var int4 = HfQuantizationConfig.Load(dir);
+        string type = (options.Type ?? (int4 is null ? "F16" : "Q4_0")).ToUpperInvariant();
+        if (!FloatTypes.Contains(type) && QuantizationMixes.Find(type) is null)
+            throw new ArgumentException($"--type {options.Type} is not a type convert writes: {string.Join(", ", FloatTypes)} or one of "
+                + QuantizationMixes.Names, nameof(options));
+        // What became of a GPTQ / AWQ folder's 4-bit layers is told once the file is written.
+        if (int4 is not null && type == "Q4_0" && IsExactQ4_0(dir, int4))
+        {
+            Write(dir, output, null, progress, ct);
+            options.Log?.Invoke($"{Describe(int4)}: the 4-bit codes and f16 scales carried over to Q4_0 unchanged (lossless); "
+                + "the other tensors keep their own type");
+            return;
+        }
         if (!FloatTypes.Contains(type))
         {
-            if (QuantizationMixes.Find(type) is null)
-                throw new ArgumentException($"--type {options.Type} is not a type convert writes: {string.Join(", ", FloatTypes)} or one of "
-                    + QuantizationMixes.Names, nameof(options));
             // llama.cpp's own flow, convert then quantize, through an F32 file: lossless from F32, F16 and BF16 weights alike,
             // so the result is what `engine quantize` (and llama-quantize) make of the converted F32 file.
             string intermediate = output + ".f32.tmp";
             try
             {
-                Convert(folder, intermediate, options with { Type = "F32" }, progress, ct);
+                Write(dir, intermediate, GgmlType.F32, progress, ct);
                 ModelQuantizer.Quantize(intermediate, output, new QuantizeOptions { Type = type, Threads = options.Threads }, null, ct);
             }
             finally
             {
                 File.Delete(intermediate);
             }
+            if (int4 is not null)
+                options.Log?.Invoke($"{Describe(int4)}: re-quantized from dequantized weights to {type}: not lossless "
+                    + "(only symmetric checkpoints without act-order carry over to Q4_0 exactly)");
             return;
         }
         var target = type switch { "F32" => GgmlType.F32, "BF16" => GgmlType.BF16, _ => GgmlType.F16 };
+        Write(dir, output, target, progress, ct);
+        if (int4 is not null)
+            options.Log?.Invoke($"{Describe(int4)}: dequantized to {type}" + (target == GgmlType.F32 ? " (exact)" : " (each weight rounded to " + type + ")"));
+    }
 
-        string dir = Path.GetFullPath(folder);
-        if (!Directory.Exists(dir))
-            throw new ModelFormatException(FormatErrorKind.Io, "no such folder", filePath: dir);
+    static string Describe(HfQuantizationConfig c) => c.Method == HfQuantMethod.Gptq
+        ? $"GPTQ {c.Bits}-bit g{c.GroupSize} {(c.Sym ? "sym" : "asym")}{(c.DescAct ? " act-order" : "")}"
+        : $"AWQ {c.Bits}-bit g{c.GroupSize}";
+
+    /// <summary>Whether every 4-bit layer of the folder is exactly Q4_0 (see <see cref="QuantizedLinearSource.AllExactQ4_0"/>).</summary>
+    static bool IsExactQ4_0(string dir, HfQuantizationConfig config)
+    {
+        using var model = SafetensorsModel.Open(dir);
+        using var source = new QuantizedLinearSource(model, config, _ => null, tiedOutput: false, floatActivations: false);
+        return source.AllExactQ4_0;
+    }
+
+    /// <summary>Writes the GGUF: matrices in `target` (null: each in its own type, and a GPTQ / AWQ layer as its exact
+    /// Q4_0 rows), the rest F32.</summary>
+    static void Write(string dir, string output, GgmlType? target, IProgress<ConvertProgress>? progress, CancellationToken ct)
+    {
         string configPath = Path.Combine(dir, "config.json");
         if (!File.Exists(configPath))
             throw new ModelFormatException(FormatErrorKind.Io, "the folder has no config.json, so it is not a Hugging Face model folder", filePath: configPath);
@@ -88,10 +125,14 @@ internal static class HfToGgufConverter
         string arch = Architectures[hfArch];
 
         using var model = SafetensorsModel.Open(dir);
-        var plan = Plan(model, hf, arch, target, dir);
+        using var int4 = HfQuantizationConfig.Load(dir) is { } quantization
+            ? new QuantizedLinearSource(model, quantization, _ => null, tiedOutput: false, floatActivations: false) : null;
+        var plan = Plan(model, hf, arch, target, dir, int4);
 
         var writer = new GgufWriter();
-        AddModelMetadata(writer, hf, arch, target, Path.GetFileName(dir.TrimEnd(Path.DirectorySeparatorChar)), configJson.RootElement);
+        // general.file_type: the float type asked for, or MOSTLY_Q4_0 for a GPTQ / AWQ folder carried over.
+        uint fileType = target switch { GgmlType.F32 => 0u, GgmlType.BF16 => 32u, null => 2u, _ => 1u };
+        AddModelMetadata(writer, hf, arch, fileType, Path.GetFileName(dir.TrimEnd(Path.DirectorySeparatorChar)), configJson.RootElement);
         HfVocabulary.AddTo(writer, dir, hf.VocabSize, configJson.RootElement);
 
         long total = plan.Sum(p => p.ByteSize), done = 0;
@@ -103,7 +144,7 @@ internal static class HfToGgufConverter
             writer.AddTensor(t.Name, t.Type, t.Shape, t.ByteSize, stream =>
             {
                 ct.ThrowIfCancellationRequested();
-                WriteTensor(stream, t, ct);
+                WriteTensor(stream, t, int4, ct);
                 done += t.ByteSize;
                 progress?.Report(new ConvertProgress(t.Name, i + 1, plan.Count, done, total));
             });
@@ -112,17 +153,23 @@ internal static class HfToGgufConverter
         writer.WriteTo(output);
     }
 
+    /// <summary>Where a tensor's rows come from: a float tensor of the folder, or a GPTQ / AWQ layer (by its prefix).</summary>
+    sealed record Source(TensorView? View, string? Int4Prefix = null);
+
     /// <summary>One output tensor: its sources (several for stacked experts, in expert order) and how rows move.</summary>
-    sealed record PlannedTensor(string Name, GgmlType Type, long[] Shape, long ByteSize, TensorView[] Sources, int PermuteHeads,
+    sealed record PlannedTensor(string Name, GgmlType Type, long[] Shape, long ByteSize, Source[] Sources, int PermuteHeads,
         float[]? Computed = null);
 
-    static List<PlannedTensor> Plan(SafetensorsModel model, HfConfig hf, string arch, GgmlType target, string dir)
+    /// <summary>The parts of a GPTQ / AWQ layer besides qweight, which stands for the whole layer.</summary>
+    static readonly string[] Int4Parts = [".qzeros", ".scales", ".g_idx"];
+
+    static List<PlannedTensor> Plan(SafetensorsModel model, HfConfig hf, string arch, GgmlType? target, string dir, QuantizedLinearSource? int4)
     {
         int embd = hf.HiddenSize, headDim = hf.EffectiveHeadDim, heads = hf.NumAttentionHeads, kvHeads = hf.NumKeyValueHeads;
         int experts = hf.NumExperts ?? 0, expertFf = hf.MoeIntermediateSize ?? hf.IntermediateSize, sharedFf = hf.SharedExpertIntermediateSize ?? 0;
         bool moe = arch.EndsWith("moe", StringComparison.Ordinal);
         var plan = new List<PlannedTensor>();
-        var pendingExperts = new Dictionary<string, TensorView?[]>();
+        var pendingExperts = new Dictionary<string, Source?[]>();
 
         // llama.cpp's converter writes its computed tensors first, then walks each shard's tensors in name order.
         if (arch == "llama" && hf.RopeScaling is { RopeType: "llama3" } llama3)
@@ -135,13 +182,28 @@ internal static class HfToGgufConverter
             foreach (var info in shard.Tensors.OrderBy(t => t.Name, StringComparer.Ordinal))
             {
                 if (info.Name.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal)) continue;
-                string gguf = HfTensorSource.GgufName(info.Name)
+                string? int4Prefix = null;
+                if (int4 is not null)
+                {
+                    if (Int4Parts.FirstOrDefault(p => info.Name.EndsWith(p, StringComparison.Ordinal)) is { } part && int4.IsLayer(info.Name[..^part.Length]))
+                        continue; // read with the layer's qweight
+                    if (info.Name.EndsWith(".qweight", StringComparison.Ordinal)) int4Prefix = info.Name[..^".qweight".Length];
+                }
+                string hfName = int4Prefix is null ? info.Name : int4Prefix + ".weight";
+                string gguf = HfTensorSource.GgufName(hfName)
                     ?? throw new ModelFormatException(FormatErrorKind.InvalidConfig,
                         $"tensor has no GGUF counterpart for a {arch} model", field: info.Name, filePath: shard.FilePath);
                 var view = shard.GetView(info.Name);
-                if (view.Type is not (GgmlType.F32 or GgmlType.F16 or GgmlType.BF16))
+                if (int4Prefix is null && view.Type is not (GgmlType.F32 or GgmlType.F16 or GgmlType.BF16))
                     throw new ModelFormatException(FormatErrorKind.UnknownTensorType,
-                        $"tensor is {info.DType}; only F32, F16 and BF16 checkpoints can be converted", field: info.Name, filePath: shard.FilePath);
+                        $"tensor is {info.DType}; only F32, F16 and BF16 checkpoints (and GPTQ / AWQ 4-bit layers) can be converted",
+                        field: info.Name, filePath: shard.FilePath);
+                // A 4-bit layer's [in, out] in ggml order, as a float matrix of that layer would have it.
+                long[] shapeOf = int4Prefix is null ? [.. view.Shape] : [int4!.Shape(int4Prefix).In, int4.Shape(int4Prefix).Out];
+                var source = new Source(int4Prefix is null ? view : null, int4Prefix);
+                // A 4-bit layer becomes Q4_0 when carried over (target null), else the float type asked for; a float matrix
+                // keeps its own type when carried over.
+                GgmlType MatrixType(GgmlType own) => target ?? (int4Prefix is null ? own : GgmlType.Q4_0);
                 int block = BlockOf(gguf);
                 if (block >= hf.NumHiddenLayers)
                     throw new ModelFormatException(FormatErrorKind.InvalidShape,
@@ -152,17 +214,22 @@ internal static class HfToGgufConverter
                 {
                     string stacked = $"blk.{parts[1]}.{parts[2]}_exps.weight";
                     long[] one = parts[2] == "ffn_down" ? [expertFf, embd] : [embd, expertFf];
-                    CheckShape(view, one, info.Name, shard.FilePath);
+                    CheckShape(shapeOf, one, info.Name, shard.FilePath);
                     if (expert >= experts)
                         throw new ModelFormatException(FormatErrorKind.InvalidShape,
                             $"expert {expert} is out of range: config.json has num_experts {experts}", field: info.Name, filePath: shard.FilePath);
-                    if (!pendingExperts.TryGetValue(stacked, out var slots)) pendingExperts[stacked] = slots = new TensorView?[experts];
-                    slots[expert] = view;
+                    if (!pendingExperts.TryGetValue(stacked, out var slots)) pendingExperts[stacked] = slots = new Source?[experts];
+                    slots[expert] = source;
                     if (slots.All(s => s is not null))
                     {
                         pendingExperts.Remove(stacked);
                         long[] shape = [one[0], one[1], experts];
-                        plan.Add(new PlannedTensor(stacked, target, shape, GgufWriter.TensorByteSize(target, shape), slots!, 0));
+                        // Every expert must come out in the one type of the stacked tensor.
+                        var types = slots.Select(s => MatrixType(s!.View?.Type ?? GgmlType.Q4_0)).Distinct().ToList();
+                        if (types.Count != 1)
+                            throw new ModelFormatException(FormatErrorKind.UnknownTensorType,
+                                $"the experts of {stacked} are stored in different types ({string.Join(", ", types)})", field: info.Name, filePath: shard.FilePath);
+                        plan.Add(new PlannedTensor(stacked, types[0], shape, GgufWriter.TensorByteSize(types[0], shape), slots!, 0));
                     }
                     continue;
                 }
@@ -171,12 +238,12 @@ internal static class HfToGgufConverter
                     embd, hf.VocabSize, heads, kvHeads, headDim, hf.IntermediateSize, experts, sharedFf)
                     ?? throw new ModelFormatException(FormatErrorKind.InvalidConfig,
                         $"tensor has no GGUF counterpart for a {arch} model", field: info.Name, filePath: shard.FilePath);
-                CheckShape(view, expected, info.Name, shard.FilePath);
-                var type = KeepsF32(gguf, expected.Length) ? GgmlType.F32 : target;
+                CheckShape(shapeOf, expected, info.Name, shard.FilePath);
+                var type = KeepsF32(gguf, expected.Length) ? GgmlType.F32 : MatrixType(view.Type);
                 // llama.cpp permutes only llama's q and k weights; Qwen checkpoints already use its NeoX rotation.
                 int permute = arch == "llama" && gguf.EndsWith("attn_q.weight", StringComparison.Ordinal) ? heads
                     : arch == "llama" && gguf.EndsWith("attn_k.weight", StringComparison.Ordinal) ? kvHeads : 0;
-                plan.Add(new PlannedTensor(gguf, type, expected, GgufWriter.TensorByteSize(type, expected), [view], permute));
+                plan.Add(new PlannedTensor(gguf, type, expected, GgufWriter.TensorByteSize(type, expected), [source], permute));
             }
 
         foreach (var (stacked, slots) in pendingExperts)
@@ -218,13 +285,13 @@ internal static class HfToGgufConverter
         dims <= 1 || name.EndsWith("_norm.weight", StringComparison.Ordinal) || !name.EndsWith(".weight", StringComparison.Ordinal)
         || name.EndsWith(".ffn_gate_inp.weight", StringComparison.Ordinal) || name.EndsWith(".ffn_gate_inp_shexp.weight", StringComparison.Ordinal);
 
-    static void CheckShape(TensorView view, long[] expected, string hfName, string? file)
+    static void CheckShape(long[] shape, long[] expected, string hfName, string? file)
     {
-        if (!view.Shape.SequenceEqual(expected))
+        if (!shape.SequenceEqual(expected))
             throw new ModelFormatException(FormatErrorKind.InvalidShape,
                 "tensor shape does not match config.json", field: hfName,
                 expected: "[" + string.Join(", ", expected.Reverse()) + "]",
-                actual: "[" + string.Join(", ", view.Shape.Reverse()) + "]", filePath: file);
+                actual: "[" + string.Join(", ", shape.Reverse()) + "]", filePath: file);
     }
 
     static void CheckComplete(List<PlannedTensor> plan, HfConfig hf, string arch, bool moe, string dir)
@@ -257,7 +324,7 @@ internal static class HfToGgufConverter
             }
     }
 
-    static void AddModelMetadata(GgufWriter w, HfConfig hf, string arch, GgmlType target, string name, JsonElement config)
+    static void AddModelMetadata(GgufWriter w, HfConfig hf, string arch, uint fileType, string name, JsonElement config)
     {
         w.AddMetadata(GgufKeys.Architecture, arch);
         w.AddMetadata(GgufKeys.Name, name);
@@ -303,7 +370,7 @@ internal static class HfToGgufConverter
             w.AddMetadata($"{arch}.attention.key_length", (uint)hf.EffectiveHeadDim);
             w.AddMetadata($"{arch}.attention.value_length", (uint)hf.EffectiveHeadDim);
         }
-        w.AddMetadata(GgufKeys.FileType, target switch { GgmlType.F32 => 0u, GgmlType.BF16 => 32u, _ => 1u });
+        w.AddMetadata(GgufKeys.FileType, fileType);
         if (arch == "llama")
         {
             w.AddMetadata($"{arch}.vocab_size", (uint)hf.VocabSize);
@@ -321,15 +388,22 @@ internal static class HfToGgufConverter
 
     /// <summary>Writes one tensor row by row (a row is ne0 elements of one source), converting the element type and
     /// permuting q/k rows. Same-type rows are copied as they are, so an F16 checkpoint written as F16 is bit-exact.</summary>
-    static void WriteTensor(Stream stream, PlannedTensor t, CancellationToken ct)
+    static void WriteTensor(Stream stream, PlannedTensor t, QuantizedLinearSource? int4, CancellationToken ct)
     {
         if (t.Computed is { } computed) { stream.Write(MemoryMarshal.AsBytes(computed.AsSpan())); return; }
         int rowLength = (int)t.Shape[0];
         int outBytes = (int)GgufWriter.TensorByteSize(t.Type, [rowLength]);
         var floats = new float[rowLength];
         var outRow = new byte[outBytes];
-        foreach (var source in t.Sources)
+        foreach (var (view, prefix) in t.Sources)
         {
+            if (prefix is not null)
+            {
+                ct.ThrowIfCancellationRequested();
+                WriteInt4Layer(stream, t, int4!, prefix, outRow);
+                continue;
+            }
+            var source = view!;
             long rows = source.RowCount;
             int inBytes = (int)(source.ByteSize / Math.Max(rows, 1));
             for (long r = 0; r < rows; r++)
@@ -342,6 +416,27 @@ internal static class HfToGgufConverter
                 RowEncoder.Encode(t.Type, floats, outRow);
                 stream.Write(outRow);
             }
+        }
+    }
+
+    /// <summary>A GPTQ / AWQ layer: its exact Q4_0 rows, or its dequantized weights row by row in the tensor's float
+    /// type; q/k rows permuted as for a float checkpoint.</summary>
+    static void WriteInt4Layer(Stream stream, PlannedTensor t, QuantizedLinearSource int4, string prefix, byte[] outRow)
+    {
+        var (inputs, outputs) = int4.Shape(prefix);
+        int[]? rowOrder = t.PermuteHeads > 0 ? Enumerable.Range(0, outputs).Select(r => (int)PermutedSource(r, outputs, t.PermuteHeads)).ToArray() : null;
+        if (t.Type == GgmlType.Q4_0)
+        {
+            stream.Write(int4.ExactQ4_0Rows(prefix, rowOrder));
+            return;
+        }
+        var w = int4.Dequantize(prefix);
+        for (int r = 0; r < outputs; r++)
+        {
+            var row = w.AsSpan((rowOrder is null ? r : rowOrder[r]) * inputs, inputs);
+            if (t.Type == GgmlType.F32) { stream.Write(MemoryMarshal.AsBytes(row)); continue; }
+            RowEncoder.Encode(t.Type, row, outRow);
+            stream.Write(outRow);
         }
     }
 

@@ -37,6 +37,9 @@ internal sealed class LoadedModel : IDisposable
     public Llama Model { get; }
     /// <summary>GGUF metadata when the model came from a GGUF file (tokenizer, chat template).</summary>
     public IReadOnlyDictionary<string, GgufValue>? GgufMetadata { get; }
+    /// <summary>A GPTQ / AWQ folder's format and activation mode, e.g. "GPTQ v1 4-bit, group size 128, symmetric;
+    /// activations q8 (fast)"; null for any other model.</summary>
+    public string? QuantizedCheckpoint { get; private init; }
     readonly IDisposable _file;
 
     LoadedModel(string path, ModelConfig config, Llama model, IReadOnlyDictionary<string, GgufValue>? metadata, IDisposable file)
@@ -113,7 +116,11 @@ internal sealed class LoadedModel : IDisposable
             var weights = LlamaWeights.Load(config, new HfTensorSource(model, config.TiedOutput), quantized);
             if (config.RopeScaling.Type == RopeScalingType.Llama3 && weights.RopeFrequencyFactors is null)
                 weights = weights with { RopeFrequencyFactors = new WeightVector("rope_freqs.weight", HfModelConfig.Llama3FrequencyFactors(config)) };
-            return new LoadedModel(path, config, Bind(config, weights, options), null, quantized is null ? model : new OwnedPair(quantized, model));
+            return new LoadedModel(path, config, Bind(config, weights, options), null, quantized is null ? model : new OwnedPair(quantized, model))
+            {
+                QuantizedCheckpoint = quantized is null ? null
+                    : $"{quantized.Description}; activations {(quantized.FloatActivations ? "f32 (exact)" : "q8 (fast)")}",
+            };
         }
         catch (ModelFormatException e) { quantized?.Dispose(); model.Dispose(); throw e.WithFile(path); }
         catch { quantized?.Dispose(); model.Dispose(); throw; }

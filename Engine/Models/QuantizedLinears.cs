@@ -7,15 +7,17 @@ namespace Engine.Models;
 
 /// <summary>What a GPTQ / AWQ linear needs beyond its rows, which are held as Q4_0 blocks (same 4-bit codes, d = the
 /// group's f16 scale): Q4_0 computes d·(q − 8), the checkpoint means s·(q − z), so a layer whose zeros are not all 8
-/// adds Σ_blocks s·(8 − z)·Σ_block(x) per row. Both terms are exact in float (an f16 scale times a small integer),
-/// so the zero point costs one float per 32 weights and no new block kernel.</summary>
+/// adds Σ_groups s·(8 − z)·Σ_group(x) per row. Both terms are exact in float (an f16 scale times a small integer),
+/// so the zero point costs one float per group of weights (g128: 1/32 byte per weight) and no new block kernel.</summary>
 internal sealed class QuantizedLinear
 {
     /// <summary>Act-order: the matrix's columns are the input sorted by group, so the matmul reads x[InputOrder[j]]
     /// at column j. Null when the input is used in its own order.</summary>
     public int[]? InputOrder { get; init; }
-    /// <summary>[rows x blocks of 32 inputs]: s·(8 − z) of the block's group, or null when every zero is 8.</summary>
+    /// <summary>[rows x groups]: s·(8 − z) of each group, or null when every zero is 8.</summary>
     public float[]? ZeroCorrection { get; init; }
+    /// <summary>Columns per group (a multiple of 32): the zero-point term of a group multiplies the sum of these inputs.</summary>
+    public int GroupColumns { get; init; } = 32;
     /// <summary>Compute with the activations in float32 (exact) instead of quantized to Q8_0 blocks (fast).</summary>
     public bool FloatActivations { get; init; }
     /// <summary>The checkpoint's format and settings, e.g. "GPTQ 4-bit g128 sym".</summary>
@@ -77,6 +79,79 @@ internal sealed class QuantizedLinearSource : IDisposable
 
     public int LayerCount => _layers.Count;
 
+    /// <summary>Whether a Hugging Face prefix (e.g. model.layers.0.self_attn.q_proj) is a quantized layer here.</summary>
+    public bool IsLayer(string prefix) => _layers.ContainsKey(prefix);
+
+    /// <summary>The (input, output) widths of a quantized layer.</summary>
+    public (int In, int Out) Shape(string prefix) => (_layers[prefix].In, _layers[prefix].Out);
+
+    /// <summary>Whether every layer is exactly a Q4_0 matrix: all zeros 8 (GPTQ symmetric, or an AWQ layer that happens
+    /// to have them) and the inputs in their own order (no act-order, or a g_idx that is simply i / group size).
+    /// The group size is a multiple of 32 for every layer the constructor accepted.</summary>
+    public bool AllExactQ4_0 => _layers.Values.All(l => l.Order is null && AllZerosEight(l));
+
+    bool AllZerosEight(Layer layer)
+    {
+        // GPTQ v1 stores zero − 1, so 8 is nibble 7; AWQ stores the zero itself (any nibble order: all eight are equal).
+        uint eights = _config.Method == HfQuantMethod.Gptq ? 0x77777777u : 0x88888888u;
+        foreach (uint word in MemoryMarshal.Cast<byte, uint>(layer.QZeros.Bytes))
+            if (word != eights) return false;
+        return true;
+    }
+
+    /// <summary>A layer whose zeros are all 8 and whose inputs are in order, as Q4_0 rows: the file's own 4-bit codes and
+    /// f16 scales (row r is output rowOrder[r], or r).</summary>
+    public byte[] ExactQ4_0Rows(string prefix, int[]? rowOrder)
+    {
+        var layer = _layers[prefix];
+        if (layer.Order is not null || !AllZerosEight(layer))
+            throw new InvalidOperationException($"{prefix} is not exactly a Q4_0 matrix (act-order or zeros other than 8)");
+        var rows = Repack(layer, _config.Method, rowOrder, out var correction);
+        if (correction is not null) throw new InvalidOperationException($"{prefix}: zero-point terms on a layer whose zeros are all 8");
+        return rows;
+    }
+
+    /// <summary>The layer's weights in float32, [out, in] row-major, by the formula every reader agrees on:
+    /// GPTQ v1 scales[g_idx[i], o]·(q − (stored zero + 1)), AWQ scales[i / G, o]·(q − z). Each value is an f16 scale
+    /// times an integer in −15..15, so it is exact in float32.</summary>
+    public unsafe float[] Dequantize(string prefix)
+    {
+        var layer = _layers[prefix];
+        int inputs = layer.In, outputs = layer.Out, groups = inputs / layer.GroupRows;
+        bool gptq = _config.Method == HfQuantMethod.Gptq;
+        var group = new int[inputs];
+        if (gptq && layer.Order is { } order)
+            for (int position = 0; position < inputs; position++) group[order[position]] = position / layer.GroupRows;
+        else
+            for (int i = 0; i < inputs; i++) group[i] = i / layer.GroupRows;
+        var qzeros = MemoryMarshal.Cast<byte, uint>(layer.QZeros.Bytes);
+        var scales = MemoryMarshal.Cast<byte, Half>(layer.Scales.Bytes);
+        // Zero and scale per (group, output) as floats, then every weight from its code, in the file's storage order.
+        var zeroScale = new float[(long)groups * outputs];
+        var scale = new float[(long)groups * outputs];
+        for (int g = 0; g < groups; g++)
+            for (int o = 0; o < outputs; o++)
+            {
+                uint word = qzeros[g * (outputs / 8) + o / 8];
+                int z = gptq ? (int)((word >> (4 * (o % 8))) & 0xF) + 1 : (int)((word >> (4 * AwqNibble[o % 8])) & 0xF);
+                float s = (float)scales[g * outputs + o];
+                scale[(long)g * outputs + o] = s;
+                zeroScale[(long)g * outputs + o] = s * z;
+            }
+        var w = new float[(long)outputs * inputs];
+        var qweight = (uint*)layer.QWeight.Pointer;
+        Parallel.For(0, inputs, i =>
+        {
+            long at = (long)group[i] * outputs;
+            for (int o = 0; o < outputs; o++)
+            {
+                int q = Code(qweight, gptq, outputs, i, o);
+                w[(long)o * inputs + i] = scale[at + o] * q - zeroScale[at + o];
+            }
+        });
+        return w;
+    }
+
     /// <summary>The description every repacked matrix carries (for inspect and messages).</summary>
     public string Description => Describe(_config);
 
@@ -96,7 +171,7 @@ internal sealed class QuantizedLinearSource : IDisposable
         string runs = config.Method == HfQuantMethod.Gptq && config.Sym && !config.DescAct
             ? "loaded as Q4_0 rows (exact), CPU and GPU"
             : "loaded as Q4_0 rows plus exact zero-point terms" + (config.DescAct ? " and a sorted input order" : "") + ", CPU and GPU";
-        return $"{Describe(config)} (from {config.Source}); {runs}";
+        return $"{Describe(config)} (from {config.Source}); {runs}; activations q8 by default, f32 (exact) with --gptq-activations f32";
     }
 
     Layer Check(SafetensorsModel model, string prefix, (int In, int Out)? expected)
@@ -199,13 +274,23 @@ internal sealed class QuantizedLinearSource : IDisposable
             rowOrder = downLayer.Order;
         else if (layer.Order is not null && IsDown(layer.Prefix) && BothUpstreamQuantized(layer.Prefix))
             inputOrder = null; // gate and up emit their rows in this layer's column order
-        var bytes = Repack(layer, _config.Method, rowOrder, out var correction);
-        var region = MappedRegion.FromBytes(bytes, layer.Prefix);
+        var correction = ZeroTerms(layer.QZeros, layer.Scales, _config.Method, layer.In, layer.Out, layer.GroupRows, rowOrder);
+        // The Q4_0 rows are made when first read: the CPU backend's 8-row repack reads them once and drops them, so a
+        // folder holds one copy of its weights, as a GGUF does.
+        long bytes = (long)rows * (cols / Block) * BlockBytes;
+        var method = _config.Method;
+        var region = MappedRegion.Deferred(layer.Prefix + " (Q4_0 repack)", bytes, dst =>
+        {
+            unsafe { RepackRows(layer.QWeight, layer.Scales, method, layer.In, layer.Out, layer.GroupRows, layer.Order, rowOrder, (byte*)dst); }
+        });
         lock (_regionsLock) _regions.Add(region);
-        var view = new TensorView(layer.Prefix + " (Q4_0 repack)", GgmlType.Q4_0, [cols, rows], (long)cols * rows, bytes.Length, 0, region);
+        var view = new TensorView(layer.Prefix + " (Q4_0 repack)", GgmlType.Q4_0, [cols, rows], (long)cols * rows, bytes, 0, region);
         return new WeightMatrix(ggufName, view)
         {
-            Quantized = new QuantizedLinear { InputOrder = inputOrder, ZeroCorrection = correction, FloatActivations = _floatActivations, Description = Description },
+            Quantized = new QuantizedLinear
+            {
+                InputOrder = inputOrder, ZeroCorrection = correction, GroupColumns = layer.GroupRows, FloatActivations = _floatActivations, Description = Description,
+            },
         };
     }
 
@@ -235,58 +320,83 @@ internal sealed class QuantizedLinearSource : IDisposable
     }
 
     /// <summary>The layer's rows as Q4_0 (row r is the file's output rowOrder[r], its columns in the layer's input
-    /// order), and the zero-point term (null when every zero is 8).</summary>
+    /// order), and the zero-point terms (null when every zero is 8).</summary>
     internal static unsafe byte[] Repack(TensorView qweightView, TensorView qzerosView, TensorView scalesView, HfQuantMethod method,
         int inputs, int outputs, int groupRows, int[]? inputOrder, int[]? rowOrder, out float[]? correction)
     {
-        int blocks = inputs / Block;
-        const int BlockBytes = 18;
-        var dst = new byte[(long)outputs * blocks * BlockBytes];
+        var dst = new byte[(long)outputs * (inputs / Block) * BlockBytes];
+        fixed (byte* p = dst) RepackRows(qweightView, scalesView, method, inputs, outputs, groupRows, inputOrder, rowOrder, p);
+        correction = ZeroTerms(qzerosView, scalesView, method, inputs, outputs, groupRows, rowOrder);
+        return dst;
+    }
+
+    const int BlockBytes = 18;
+
+    /// <summary>s·(8 − z) per (row, group) in the matrix's row order, [rows x groups]; null when every zero is 8. One
+    /// term per group, not per 32-block: every block of a group shares its scale and zero (act-order sorts the columns by
+    /// group), so the matmul multiplies it by the sum of the group's inputs.</summary>
+    internal static float[]? ZeroTerms(TensorView qzerosView, TensorView scalesView, HfQuantMethod method, int inputs, int outputs, int groupRows, int[]? rowOrder)
+    {
         var qzeros = MemoryMarshal.Cast<byte, uint>(qzerosView.Bytes);
+        var scales = MemoryMarshal.Cast<byte, Half>(scalesView.Bytes);
         bool gptq = method == HfQuantMethod.Gptq;
-        // Zeros per (group, output), decoded once: GPTQ v1 stores zero − 1, AWQ the zero in its interleaved nibble.
         int groups = inputs / groupRows;
-        var zeros = new byte[(long)groups * outputs];
-        bool allEight = true;
-        for (int g = 0; g < groups; g++)
-            for (int o = 0; o < outputs; o++)
+        float[]? terms = null;
+        for (int row = 0; row < outputs; row++)
+        {
+            int o = rowOrder is null ? row : rowOrder[row];
+            for (int g = 0; g < groups; g++)
             {
+                // GPTQ v1 stores zero − 1, AWQ the zero itself in its interleaved nibble.
                 uint word = qzeros[g * (outputs / 8) + o / 8];
                 int z = gptq ? (int)((word >> (4 * (o % 8))) & 0xF) + 1 : (int)((word >> (4 * AwqNibble[o % 8])) & 0xF);
-                zeros[(long)g * outputs + o] = (byte)z;
-                allEight &= z == 8;
+                if (z == 8 && terms is null) continue;
+                terms ??= new float[(long)outputs * groups];
+                terms[(long)row * groups + g] = (float)scales[g * outputs + o] * (8 - z);
             }
-        var terms = allEight ? null : new float[(long)outputs * blocks];
-        // Read in place from the map. Rows go to the workers in tiles of 16: GPTQ keeps 16 neighbouring outputs of an
-        // input in one 64-byte line, so a tile reads each line of qweight once instead of once per row.
-        var qweight = (uint*)qweightView.Pointer;
-        var scales = (ushort*)scalesView.Pointer;
-        const int Tile = 16;
-        Parallel.For(0, (outputs + Tile - 1) / Tile, tile =>
+        }
+        return terms;
+    }
+
+    /// <summary>Writes the layer's Q4_0 rows at dst: the same 4-bit codes, d = the group's f16 scale. The packed
+    /// weights are read through the file into a scratch buffer (freed at the end), not through the map: the map's
+    /// pages would otherwise stay resident in this process beside the rows made from them.</summary>
+    internal static unsafe void RepackRows(TensorView qweightView, TensorView scalesView, HfQuantMethod method,
+        int inputs, int outputs, int groupRows, int[]? inputOrder, int[]? rowOrder, byte* dst)
+    {
+        int blocks = inputs / Block;
+        bool gptq = method == HfQuantMethod.Gptq;
+        var qweight = (uint*)NativeMemory.Alloc((nuint)qweightView.ByteSize);
+        try
         {
-            for (int row = tile * Tile; row < Math.Min(outputs, tile * Tile + Tile); row++)
+            qweightView.ReadBytes(0, new Span<byte>(qweight, checked((int)qweightView.ByteSize)));
+            var scales = (ushort*)scalesView.Pointer;
+            // Rows go to the workers in tiles of 16: GPTQ keeps 16 neighbouring outputs of an input in one 64-byte line,
+            // so a tile reads each line of qweight once instead of once per row.
+            const int Tile = 16;
+            Parallel.For(0, (outputs + Tile - 1) / Tile, tile =>
             {
-                int o = rowOrder is null ? row : rowOrder[row];
-                for (int b = 0; b < blocks; b++)
+                for (int row = tile * Tile; row < Math.Min(outputs, tile * Tile + Tile); row++)
                 {
-                    int g = b * Block / groupRows;
-                    long at = ((long)row * blocks + b) * BlockBytes;
-                    ushort scaleBits = scales[(long)g * outputs + o];
-                    dst[at] = (byte)scaleBits;
-                    dst[at + 1] = (byte)(scaleBits >> 8);
-                    for (int j = 0; j < Block / 2; j++)
+                    int o = rowOrder is null ? row : rowOrder[row];
+                    for (int b = 0; b < blocks; b++)
                     {
-                        int lo = Code(qweight, gptq, outputs, inputOrder is null ? b * Block + j : inputOrder[b * Block + j], o);
-                        int hi = Code(qweight, gptq, outputs, inputOrder is null ? b * Block + j + 16 : inputOrder[b * Block + j + 16], o);
-                        dst[at + 2 + j] = (byte)(lo | hi << 4);
+                        int g = b * Block / groupRows;
+                        byte* at = dst + ((long)row * blocks + b) * BlockBytes;
+                        ushort scaleBits = scales[(long)g * outputs + o];
+                        at[0] = (byte)scaleBits;
+                        at[1] = (byte)(scaleBits >> 8);
+                        for (int j = 0; j < Block / 2; j++)
+                        {
+                            int lo = Code(qweight, gptq, outputs, inputOrder is null ? b * Block + j : inputOrder[b * Block + j], o);
+                            int hi = Code(qweight, gptq, outputs, inputOrder is null ? b * Block + j + 16 : inputOrder[b * Block + j + 16], o);
+                            at[2 + j] = (byte)(lo | hi << 4);
+                        }
                     }
-                    if (terms is not null)
-                        terms[(long)row * blocks + b] = (float)BitConverter.UInt16BitsToHalf(scaleBits) * (8 - zeros[(long)g * outputs + o]);
                 }
-            }
-        });
-        correction = terms;
-        return dst;
+            });
+        }
+        finally { NativeMemory.Free(qweight); }
     }
 
     byte[] Repack(Layer layer, HfQuantMethod method, int[]? rowOrder, out float[]? correction) =>

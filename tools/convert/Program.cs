@@ -9,10 +9,15 @@ const string Usage = """
     usage:
       engine-convert presets
           list the presets with parameter counts and sizes
-      engine-convert synth --preset NAME --type TYPE -o OUT [--seed N] [--layers N] [--format gguf|safetensors]
-                           [--vocab PATH] [--force] [--pool N] [--dry-run]
+      engine-convert synth --preset NAME --type TYPE -o OUT [--seed N] [--layers N] [--format gguf|safetensors|gptq|awq]
+                           [--group-size N] [--act-order] [--asym] [--vocab PATH] [--force] [--pool N] [--dry-run]
           TYPE: F16, BF16, Q8_0, Q4_0, Q4_K_M (llama-quantize's mix), F32
           --format safetensors writes a Hugging Face folder OUT (config.json + model.safetensors; F16, BF16, F32)
+          --format gptq|awq writes a 4-bit checkpoint folder as AutoGPTQ (v1) / AutoAWQ (gemm) save it: every
+                   projection as qweight/qzeros/scales(/g_idx), the rest in TYPE (default F16)
+          --group-size N: input rows per scale (default 128; -1 = one group per row, GPTQ only)
+          --act-order: GPTQ desc_act (a permuted g_idx; q/k/v share one order, gate/up another)
+          --asym: GPTQ with zero points (sym false); AWQ always has them
           --vocab: the vocab GGUF to copy tokenizer.* from (default: the preset's llama.cpp models/ggml-vocab-*.gguf,
                    found under $ENGINE_SHARED_DIR/models/ggml-vocab or shared/models/ggml-vocab above this folder)
           --force: replace OUT if it exists. OUT is written as OUT.part and renamed when complete.

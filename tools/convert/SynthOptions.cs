@@ -18,6 +18,9 @@ public sealed record SynthOptions(ModelPreset Preset, OutputType Type, string Ou
     public int PoolLength { get; init; } = NormalPool.DefaultLength;
     /// <summary>--dry-run: print the tensor table (name, type, shape) and sizes, write nothing.</summary>
     public bool DryRun { get; init; }
+    /// <summary>--format gptq|awq: the projections are written as 4-bit GPTQ / AWQ linears (safetensors output only);
+    /// null for plain float checkpoints.</summary>
+    public Quant.Int4Settings? Int4 { get; init; }
 }
 
 /// <summary>What was written.</summary>

@@ -80,8 +80,8 @@ internal sealed class QuantizedLinearKernels : IDisposable
             throw new NotSupportedException($"tensor {w.Name} ({q.Description}) is held as {w.Type} x {w.Cols} inputs; the GPU backend runs GPTQ / AWQ layers as Q4_0 rows of whole 32-input blocks");
         if (q.InputOrder is { } order && order.Length != w.Cols)
             throw new ArgumentException($"tensor {w.Name}: its input order has {order.Length} entries for {w.Cols} inputs");
-        if (q.ZeroCorrection is { } terms && terms.LongLength != (long)w.Rows * (w.Cols / Block))
-            throw new ArgumentException($"tensor {w.Name}: {terms.LongLength} zero-point terms for {w.Rows} rows x {w.Cols / Block} blocks");
+        if (q.ZeroCorrection is { } terms && (q.GroupColumns % Block != 0 || w.Cols % q.GroupColumns != 0 || terms.LongLength != (long)w.Rows * (w.Cols / q.GroupColumns)))
+            throw new ArgumentException($"tensor {w.Name}: {terms.LongLength} zero-point terms for {w.Rows} rows x groups of {q.GroupColumns} of {w.Cols} inputs");
     }
 
     /// <summary>Device bytes <see cref="Upload"/> takes for these matrices (one, or a layer's experts).</summary>
@@ -117,11 +117,14 @@ internal sealed class QuantizedLinearKernels : IDisposable
         {
             var host = new float[checked((long)parts.Count * blocks * rows)];
             for (int e = 0; e < parts.Count; e++)
-                if (parts[e].Quantized?.ZeroCorrection is { } t)
+                if (parts[e].Quantized is { ZeroCorrection: { } t } q)
                 {
+                    // The host holds one term per group (GroupColumns inputs, a multiple of 32); the device kernel
+                    // reads one per 32-input block, so each group's term is repeated for its blocks.
                     long at = (long)e * blocks * rows;
+                    int groups = cols / q.GroupColumns, blocksPerGroup = q.GroupColumns / Block;
                     for (int r = 0; r < rows; r++)
-                        for (int b = 0; b < blocks; b++) host[at + (long)b * rows + r] = t[(long)r * blocks + b];
+                        for (int b = 0; b < blocks; b++) host[at + (long)b * rows + r] = t[(long)r * groups + b / blocksPerGroup];
                 }
             terms = _buffers.Allocate(host);
         }

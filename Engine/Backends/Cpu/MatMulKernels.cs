@@ -32,7 +32,7 @@ internal sealed unsafe class MatMulKernels
     readonly FloatActivationRowsWork _floatActivationRows;
     readonly ZeroPointWork _zeroPoints = new();
     float[] _gathered = [];
-    float[] _blockSums = [];
+    float[] _groupSums = [];
 
     /// <summary>Repacked copies of some matrices, used in place of the map; null for none.</summary>
     internal RepackedWeights? Repacked { get; set; }
@@ -48,7 +48,7 @@ internal sealed unsafe class MatMulKernels
 
     /// <summary>A GPTQ / AWQ linear (its rows are Q4_0, see <see cref="QuantizedLinear"/>): the input read in the
     /// matrix's column order, the Q4_0 product with quantized or float activations, then the zero-point term
-    /// Σ_b s·(8 − z)·Σ_block(x) per row.</summary>
+    /// Σ_g s·(8 − z)·Σ_group(x) per row.</summary>
     void QuantizedLinearMatMul(WeightMatrix w, QuantizedLinear linear, float[] x, int tokens, float[] y)
     {
         int k = w.Cols, n = w.Rows;
@@ -64,29 +64,31 @@ internal sealed unsafe class MatMulKernels
             }
             input = _gathered;
         }
+        // The zero-point term is added by the matmul's own workers, to the rows each has just written: a pass of its
+        // own would cost a second hand-off to the workers per matmul, which under load weighs more than the work.
+        ZeroPointWork? zeroPoints = null;
+        if (linear.ZeroCorrection is { } terms)
+        {
+            int width = linear.GroupColumns, groups = k / width;
+            if (_groupSums.Length < groups * tokens) _groupSums = new float[checked(groups * tokens)];
+            for (int t = 0; t < tokens; t++)
+                for (int g = 0; g < groups; g++)
+                    _groupSums[t * groups + g] = TensorPrimitives.Sum(input.AsSpan(t * k + g * width, width));
+            zeroPoints = _zeroPoints;
+            zeroPoints.Terms = terms; zeroPoints.Sums = _groupSums; zeroPoints.Groups = groups; zeroPoints.N = n; zeroPoints.Tokens = tokens; zeroPoints.Y = y;
+        }
         if (linear.FloatActivations)
         {
             var f = _floatActivationRows;
             f.Weights = w.View.Pointer; f.RowBytes = w.RowBytes; f.Format = RowFormats.For(w.Type); f.K = k; f.N = n; f.Tokens = tokens; f.X = input; f.Y = y;
+            f.ZeroPoints = zeroPoints;
             split.For(n, RowTile, f);
+            f.ZeroPoints = null;
         }
-        else WeightMatMul(w, input, tokens, y);
-        if (linear.ZeroCorrection is { } terms)
-        {
-            int blocks = k / QuantizedBlock;
-            if (_blockSums.Length < blocks * tokens) _blockSums = new float[checked(blocks * tokens)];
-            for (int t = 0; t < tokens; t++)
-                for (int b = 0; b < blocks; b++)
-                    _blockSums[t * blocks + b] = TensorPrimitives.Sum(input.AsSpan(t * k + b * QuantizedBlock, QuantizedBlock));
-            var z = _zeroPoints;
-            z.Terms = terms; z.Sums = _blockSums; z.Blocks = blocks; z.N = n; z.Tokens = tokens; z.Y = y;
-            split.For(n, RowTile, z);
-        }
+        else WeightMatMul(w, input, tokens, y, zeroPoints);
     }
 
-    const int QuantizedBlock = 32;
-
-    void WeightMatMul(WeightMatrix w, float[] x, int tokens, float[] y)
+    void WeightMatMul(WeightMatrix w, float[] x, int tokens, float[] y, ZeroPointWork? zeroPoints = null)
     {
         int k = w.Cols, n = w.Rows;
         if (w.Type == GgmlType.F32)
@@ -109,14 +111,18 @@ internal sealed unsafe class MatMulKernels
         {
             var g = _repackedRows;
             g.Packed = (byte*)packed.Bytes; g.Format = packed.Format; g.K = k; g.N = n; g.Tokens = tokens; g.ActBytes = actBytes; g.Activations = _activations; g.Y = y;
+            g.ZeroPoints = zeroPoints;
             split.For(n / 8, GroupTile, g);
+            g.ZeroPoints = null;
             return;
         }
 
         var r = _quantRows;
         r.Format = format; r.Weights = w.View.Pointer; r.RowBytes = w.RowBytes; r.K = k; r.N = n; r.Tokens = tokens;
         r.ActBytes = actBytes; r.Activations = _activations; r.Y = y;
+        r.ZeroPoints = zeroPoints;
         split.For(n, RowTile, r);
+        r.ZeroPoints = null;
     }
 
     /// <summary>Row `row` of W as float32 (the embedding lookup).</summary>
@@ -146,6 +152,7 @@ internal sealed unsafe class MatMulKernels
     sealed class FloatActivationRowsWork(int workers) : IRangeWork
     {
         public byte* Weights; public long RowBytes; public IRowFormat Format = null!; public int K, N, Tokens; public float[] X = [], Y = [];
+        public ZeroPointWork? ZeroPoints;
         readonly float[][] _rows = new float[workers][];
 
         public void Execute(int start, int end, int worker)
@@ -158,21 +165,23 @@ internal sealed unsafe class MatMulKernels
                 for (int t = 0; t < Tokens; t++)
                     Y[t * N + r] = TensorPrimitives.Dot(values, X.AsSpan(t * K, K));
             }
+            ZeroPoints?.Execute(start, end, worker);
         }
     }
 
-    /// <summary>y[t, r] += Σ_b terms[r, b] · sums[t, b]: the zero points of a GPTQ / AWQ linear.</summary>
+    /// <summary>y[t, r] += Σ_g terms[r, g] · sums[t, g]: the zero points of a GPTQ / AWQ linear, for rows [start, end),
+    /// run by the worker that has just written those rows.</summary>
     sealed class ZeroPointWork : IRangeWork
     {
-        public float[] Terms = [], Sums = [], Y = []; public int Blocks, N, Tokens;
+        public float[] Terms = [], Sums = [], Y = []; public int Groups, N, Tokens;
 
         public void Execute(int start, int end, int worker)
         {
             for (int r = start; r < end; r++)
             {
-                var terms = Terms.AsSpan(r * Blocks, Blocks);
+                var terms = Terms.AsSpan(r * Groups, Groups);
                 for (int t = 0; t < Tokens; t++)
-                    Y[t * N + r] += TensorPrimitives.Dot(terms, Sums.AsSpan(t * Blocks, Blocks));
+                    Y[t * N + r] += TensorPrimitives.Dot(terms, Sums.AsSpan(t * Groups, Groups));
             }
         }
     }
@@ -192,6 +201,7 @@ internal sealed unsafe class MatMulKernels
     {
         public IRowFormat Format = null!; public byte* Weights; public long RowBytes; public int K, N, Tokens, ActBytes;
         public byte[] Activations = []; public float[] Y = [];
+        public ZeroPointWork? ZeroPoints;
 
         public void Execute(int start, int end, int worker)
         {
@@ -202,12 +212,14 @@ internal sealed unsafe class MatMulKernels
                 RowFormats.MatMulRows(Format, Weights, RowBytes, K, Activations.AsSpan(0, Tokens * ActBytes), ActBytes, Tokens,
                     Y.AsSpan(0, Tokens * N), N, tile, tileEnd);
             }
+            ZeroPoints?.Execute(start, end, worker);
         }
     }
 
     sealed class RepackedRowsWork : IRangeWork
     {
         public byte* Packed; public IRepackedFormat Format = null!; public int K, N, Tokens, ActBytes; public byte[] Activations = []; public float[] Y = [];
+        public ZeroPointWork? ZeroPoints;
 
         public void Execute(int start, int end, int worker)
         {
@@ -216,6 +228,7 @@ internal sealed unsafe class MatMulKernels
                 if (Tokens == 1) Format.MatVec(Packed, K, a, y, start, end);
                 else Format.MatMul(Packed, K, a, ActBytes, Tokens, y, N, start, end);
             }
+            ZeroPoints?.Execute(start * 8, end * 8, worker); // start and end count groups of 8 rows
         }
     }
 }

@@ -50,6 +50,8 @@ internal sealed unsafe class RepackedWeights : IDisposable
                 var dst = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
                 try { Repack(m, format, dst, buffer); }
                 catch { NativeMemory.AlignedFree(dst); throw; }
+                // A GPTQ / AWQ layer's Q4_0 rows are computed, not mapped: drop them now that the repacked copy holds them.
+                m.View.DropComputedBytes();
                 lock (_add) { _packed[m] = new Packed((nint)dst, format); Bytes += bytes; }
                 return buffer;
             },

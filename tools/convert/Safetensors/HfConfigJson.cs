@@ -7,7 +7,7 @@ namespace Engine.Convert.Safetensors;
 /// <summary>The config.json transformers writes for these architectures (the fields its model classes read).</summary>
 public static class HfConfigJson
 {
-    public static byte[] Build(ModelPreset p, int vocabSize, GgmlType dtype, long? bosId, long? eosId)
+    public static byte[] Build(ModelPreset p, int vocabSize, GgmlType dtype, long? bosId, long? eosId, Quant.Int4Settings? int4 = null)
     {
         var ms = new MemoryStream();
         using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Indented = true }))
@@ -63,6 +63,7 @@ public static class HfConfigJson
             if (bosId is long bos) w.WriteNumber("bos_token_id", bos);
             if (eosId is long eos) w.WriteNumber("eos_token_id", eos);
             w.WriteString("torch_dtype", dtype switch { GgmlType.F16 => "float16", GgmlType.BF16 => "bfloat16", _ => "float32" });
+            if (int4 is not null) Quant.Int4Checkpoint.WriteConfig(w, int4);
             w.WriteEndObject();
         }
         return ms.ToArray();

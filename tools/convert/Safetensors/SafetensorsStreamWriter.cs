@@ -25,6 +25,9 @@ public sealed class SafetensorsStreamWriter
 
     public int Count => _entries.Count;
 
+    /// <summary>Every tensor's name, dtype and shape, in file order (for --dry-run).</summary>
+    public IEnumerable<(string Name, string DType, long[] Shape)> Table => _entries.Select(e => (e.Name, e.DType, e.Shape));
+
     public byte[] HeaderBytes()
     {
         var json = new MemoryStream();

@@ -31,10 +31,22 @@ public static class SafetensorsSynthesizer
         var writer = new SafetensorsStreamWriter();
         var data = new TensorDataWriter(new NormalPool(o.Seed, o.PoolLength), o.Seed, preset);
         ProgressStream? progress = null;
+        var linears = o.Int4 is { } int4 ? new Int4Linears(data, int4, o.Seed) : null;
         for (int i = 0; i < tensors.Count; i++)
         {
             var t = tensors[i];
             int number = i + 1;
+            if (linears is not null && Int4Linears.IsQuantized(t.Name))
+            {
+                foreach (var part in linears.Parts(t))
+                    writer.Add(part.Name, part.DType, part.Shape, part.ByteSize, stream =>
+                    {
+                        progress!.TensorNumber = number;
+                        progress.TensorName = part.Name;
+                        stream.Write(part.Bytes());
+                    });
+                continue;
+            }
             writer.Add(t.Name, dtypeName, t.Shape, RowEncoder.RowBytes(dtype, t.Source.RowLength) * t.RowCount, stream =>
             {
                 progress!.TensorNumber = number;
@@ -49,11 +61,12 @@ public static class SafetensorsSynthesizer
         string model = Path.Combine(folder, "model.safetensors");
         long parameters = tensors.Sum(t => t.ElementCount);
         long fileBytes = writer.FileSize;
-        log?.WriteLine($"{preset.Name} {o.Type} safetensors: {tensors.Count} tensors, {Units.Count(parameters)} parameters -> {model} ({Units.Size(fileBytes)})");
+        string kind = o.Int4 is { } settings ? $"{settings.Name} (other tensors {o.Type})" : $"{o.Type}";
+        log?.WriteLine($"{preset.Name} {kind} safetensors: {writer.Count} tensors, {Units.Count(parameters)} parameters -> {model} ({Units.Size(fileBytes)})");
         if (o.DryRun)
         {
-            foreach (var t in tensors) log?.WriteLine($"  {t.Name,-48} {dtypeName,-4} [{string.Join(", ", t.Shape)}]");
-            return new SynthResult(folder, fileBytes, tensors.Count, parameters, $"{dtype} {tensors.Count}", clock.Elapsed);
+            foreach (var (name, dt, shape) in writer.Table) log?.WriteLine($"  {name,-48} {dt,-4} [{string.Join(", ", shape)}]");
+            return new SynthResult(folder, fileBytes, writer.Count, parameters, $"{dtype} {tensors.Count}", clock.Elapsed);
         }
         PartFile.Write(model, o.Overwrite, fileBytes, file =>
         {
@@ -64,10 +77,10 @@ public static class SafetensorsSynthesizer
 
         long? bos = tokenizer.Entries.FirstOrDefault(e => e.Key == GgufKeys.BosId).Value?.AsInteger();
         long? eos = tokenizer.Entries.FirstOrDefault(e => e.Key == GgufKeys.EosId).Value?.AsInteger();
-        File.WriteAllBytes(Path.Combine(folder, "config.json"), HfConfigJson.Build(preset, tokenizer.TokenCount, dtype, bos, eos));
+        File.WriteAllBytes(Path.Combine(folder, "config.json"), HfConfigJson.Build(preset, tokenizer.TokenCount, dtype, bos, eos, o.Int4));
         CopyTokenizerFiles(vocabPath, folder, log);
         log?.WriteLine($"done in {clock.Elapsed.TotalSeconds:0.0} s: {folder}");
-        return new SynthResult(folder, fileBytes, tensors.Count, parameters, $"{dtype} {tensors.Count}", clock.Elapsed);
+        return new SynthResult(folder, fileBytes, writer.Count, parameters, $"{dtype} {tensors.Count}", clock.Elapsed);
     }
 
     /// <summary>The tokenizer.json of the vocab's family, from the folder beside ggml-vocab (shared/models/*-tokenizer),
