@@ -290,89 +290,13 @@ internal static unsafe class QuantMath
         return scale;
     }
 
-    /// <summary>make_qkx3_quants: as <see cref="MakeQkx2Quants"/> (asymmetric levels [0, nmax] with a min, nstep scales
-    /// tried around nmax/(max-min)), the form the importance-weighted quantizers use; weights are never null there.
-    /// Returns the scale; theMin receives -min (&gt;= 0).</summary>
+    /// <summary>make_qkx3_quants, as the importance-weighted quantizers call it (weights never null): ggml's body is
+    /// <see cref="MakeQkx2Quants"/>'s with weights given (its `max &lt;= min` test is `max == min` here, since min is
+    /// clamped to at most 0 and max is never below it), so this is that function. Returns the scale; theMin receives
+    /// -min (&gt;= 0).</summary>
     public static float MakeQkx3Quants(int n, int nmax, float* x, float* weights, byte* L, out float theMin, byte* Laux,
-        float rmin, float rdelta, int nstep, bool useMad)
-    {
-        float min = x[0], max = x[0];
-        float sumW = weights[0];
-        float sumX = sumW * x[0];
-        for (int i = 1; i < n; i++)
-        {
-            if (x[i] < min) min = x[i];
-            if (x[i] > max) max = x[i];
-            float w = weights[i];
-            sumW += w;
-            sumX += w * x[i];
-        }
-        if (min > 0) min = 0;
-        if (max <= min)
-        {
-            for (int i = 0; i < n; i++) L[i] = 0;
-            theMin = -min;
-            return 0f;
-        }
-        float iscale = nmax / (max - min);
-        float scale = 1 / iscale;
-        float bestMad = 0;
-        for (int i = 0; i < n; i++)
-        {
-            int l = NearestInt(iscale * (x[i] - min));
-            L[i] = (byte)Math.Max(0, Math.Min(nmax, l));
-            float diff = scale * L[i] + min - x[i];
-            diff = useMad ? MathF.Abs(diff) : diff * diff;
-            bestMad += weights[i] * diff;
-        }
-        if (nstep < 1)
-        {
-            theMin = -min;
-            return scale;
-        }
-        for (int step = 0; step <= nstep; step++)
-        {
-            iscale = (rmin + rdelta * step + nmax) / (max - min);
-            float sumL = 0, sumL2 = 0, sumXL = 0;
-            for (int i = 0; i < n; i++)
-            {
-                int l = NearestInt(iscale * (x[i] - min));
-                l = Math.Max(0, Math.Min(nmax, l));
-                Laux[i] = (byte)l;
-                float w = weights[i];
-                sumL += w * l;
-                sumL2 += w * l * l;
-                sumXL += w * l * x[i];
-            }
-            float D = sumW * sumL2 - sumL * sumL;
-            if (D > 0)
-            {
-                float thisScale = (sumW * sumXL - sumX * sumL) / D;
-                float thisMin = (sumL2 * sumX - sumL * sumXL) / D;
-                if (thisMin > 0)
-                {
-                    thisMin = 0;
-                    thisScale = sumXL / sumL2;
-                }
-                float mad = 0;
-                for (int i = 0; i < n; i++)
-                {
-                    float diff = thisScale * Laux[i] + thisMin - x[i];
-                    diff = useMad ? MathF.Abs(diff) : diff * diff;
-                    mad += weights[i] * diff;
-                }
-                if (mad < bestMad)
-                {
-                    for (int i = 0; i < n; i++) L[i] = Laux[i];
-                    bestMad = mad;
-                    scale = thisScale;
-                    min = thisMin;
-                }
-            }
-        }
-        theMin = -min;
-        return scale;
-    }
+        float rmin, float rdelta, int nstep, bool useMad) =>
+        MakeQkx2Quants(n, nmax, x, weights, L, out theMin, Laux, rmin, rdelta, nstep, useMad);
 
     /// <summary>make_qp_quants: levels [0, nmax] for positive values (the sub-block scales and mins of Q2_K, Q4_K and
     /// Q5_K), weighted by quantWeights: the best of 9 scales, then up to 5 passes moving single levels.
