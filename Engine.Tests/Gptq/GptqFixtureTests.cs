@@ -21,8 +21,11 @@ public class GptqFixtureTests
     internal static string FixtureRoot =>
         TestPaths.Shared("fixtures", "quantized-hf") ?? throw new Xunit.Sdk.XunitException($"fixtures/quantized-hf is missing from {TestPaths.SharedDir}");
 
-    internal static LoadedModel Open(string name, bool floatActivations, bool repack = true) =>
-        LoadedModel.Open(Path.Combine(FixtureRoot, name), new ModelOptions { QuantizedCheckpointFloatActivations = floatActivations, Threads = 2, RepackWeights = repack });
+    internal static LoadedModel Open(string name, bool floatActivations, bool repack = true, bool roundHead = true) =>
+        LoadedModel.Open(Path.Combine(FixtureRoot, name), new ModelOptions
+        {
+            QuantizedCheckpointFloatActivations = floatActivations, Threads = 2, RepackWeights = repack, RoundCheckpointOutputHead = roundHead,
+        });
 
     internal static float[] PromptLogits(Llama model, GoldenCase golden)
     {

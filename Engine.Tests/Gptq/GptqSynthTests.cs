@@ -37,9 +37,12 @@ public sealed class GptqSynthTests : IDisposable
 
     static readonly int[] Tokens = [1, 15, 200, 7, 311, 42, 99, 5, 128, 64, 3, 500];
 
-    static float[] Logits(string folder, bool floatActivations)
+    static float[] Logits(string folder, bool floatActivations, bool roundHead = true)
     {
-        using var model = LoadedModel.Open(folder, new ModelOptions { Threads = 2, QuantizedCheckpointFloatActivations = floatActivations });
+        using var model = LoadedModel.Open(folder, new ModelOptions
+        {
+            Threads = 2, QuantizedCheckpointFloatActivations = floatActivations, RoundCheckpointOutputHead = roundHead,
+        });
         using var cache = model.Model.CreateCache(Tokens.Length);
         var logits = new float[Tokens.Length * model.Config.VocabSize];
         model.Model.Forward(Tokens, 0, cache, logits);
@@ -128,6 +131,40 @@ public sealed class GptqSynthTests : IDisposable
         LogitCompare.Nmse(Logits(folder, false), expectedLogits).Should().BeLessThanOrEqualTo(preset.Contains("moe") ? 5e-2 : 2e-3);
     }
 
+    [Theory]
+    [InlineData("test-qwen2")] // tied embedding: the head is the F16 embedding
+    [InlineData("test-llama")] // separate F16 lm_head
+    public void The_fast_mode_multiplies_with_the_float_head_rounded_to_q8_0_and_keeps_the_embedding(string preset)
+    {
+        string folder = Synth(preset, "head", new Int4Settings(Int4Method.Gptq, 64));
+        using var fast = LoadedModel.Open(folder, new ModelOptions { Threads = 2 });
+        using var exact = LoadedModel.Open(folder, new ModelOptions { Threads = 2, QuantizedCheckpointFloatActivations = true });
+        using var stored = LoadedModel.Open(folder, new ModelOptions { Threads = 2, RoundCheckpointOutputHead = false });
+        var head = exact.Model.Weights.Output;
+        head.Type.Should().Be(GgmlType.F16, "the float mode keeps the stored head");
+        stored.Model.Weights.Output.Type.Should().Be(GgmlType.F16, "switched off, the stored head is kept");
+        var rounded = fast.Model.Weights.Output;
+        rounded.Type.Should().Be(GgmlType.Q8_0);
+        rounded.Quantized.Should().BeNull("a plain Q8_0 matrix, run by the Q8_0 kernels");
+        fast.Model.Weights.TokenEmbedding.Type.Should().Be(GgmlType.F16, "the lookups read the stored embedding");
+        fast.QuantizedCheckpoint.Should().EndWith("; output head F16 rounded to Q8_0 at load");
+        exact.QuantizedCheckpoint.Should().NotContain("output head");
+
+        // Row by row the Q8_0 bytes are ggml's reference rounding of the stored row.
+        var row = new float[head.Cols];
+        var expected = new byte[head.Cols / 32 * 34];
+        for (int r = 0; r < head.Rows; r += 37)
+        {
+            Engine.Quantization.RowFormats.For(GgmlType.F16).DequantizeRow(head.View.Bytes.Slice((int)(r * head.RowBytes), (int)head.RowBytes), row);
+            Engine.Quantization.Q8_0Format.Instance.QuantizeRowReference(row, expected);
+            rounded.View.Bytes.Slice(r * expected.Length, expected.Length).SequenceEqual(expected).Should().BeTrue($"row {r}");
+        }
+
+        // The rounding moves the logits far less than the 8-bit activations already do.
+        var withStoredHead = Logits(folder, false, roundHead: false);
+        LogitCompare.Nmse(Logits(folder, false), withStoredHead).Should().BeLessThan(1e-4);
+    }
+
     [Fact]
     public void Synthesis_is_deterministic_and_the_seed_matters()
     {
@@ -199,7 +236,8 @@ public sealed class GptqSynthTests : IDisposable
         using var cache = fromGguf.Model.CreateCache(Tokens.Length);
         var logits = new float[Tokens.Length * fromGguf.Config.VocabSize];
         fromGguf.Model.Forward(Tokens, 0, cache, logits);
-        logits.Should().Equal(Logits(folder, false), "the same Q4_0 rows through the same kernels");
+        // The converted file keeps the folder's F16 head, which the folder's fast mode would round to Q8_0.
+        logits.Should().Equal(Logits(folder, false, roundHead: false), "the same Q4_0 rows through the same kernels");
     }
 
     [Fact]

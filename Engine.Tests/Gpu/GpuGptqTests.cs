@@ -49,6 +49,9 @@ public class GpuGptqTests(GpuTestDevice device, ITestOutputHelper output)
         return logits;
     }
 
+    /// <summary>How close the CPU's best two logits must be for the 8-bit mode's backends to pick differently.</summary>
+    const float NearTie = 0.05f;
+
     static void ShouldAgreeWithTheCpu(float[] gpu, float[] cpu, int vocab, bool floatActivations, string what)
     {
         if (floatActivations)
@@ -57,8 +60,15 @@ public class GpuGptqTests(GpuTestDevice device, ITestOutputHelper output)
             return;
         }
         LogitCompare.Nmse(gpu, cpu).Should().BeLessThanOrEqualTo(EightBitAgreementNmse, what);
+        // The head (a float head rounded to Q8_0 at load) takes Q8_0 activations on the CPU and float ones on the GPU, as
+        // every Q8_0 matrix does, so the top token may differ only where the CPU's own top two are a near tie.
         for (int i = 0; i < gpu.Length / vocab; i++)
-            LogitCompare.Argmax(gpu.AsSpan(i * vocab, vocab)).Should().Be(LogitCompare.Argmax(cpu.AsSpan(i * vocab, vocab)), $"{what}: the CPU's top token at row {i}");
+        {
+            var cpuRow = cpu.AsSpan(i * vocab, vocab);
+            int gpuTop = LogitCompare.Argmax(gpu.AsSpan(i * vocab, vocab)), cpuTop = LogitCompare.Argmax(cpuRow);
+            if (gpuTop != cpuTop)
+                (cpuRow[cpuTop] - cpuRow[gpuTop]).Should().BeLessThanOrEqualTo(NearTie, $"{what}: row {i}, the GPU's top token {gpuTop} against the CPU's {cpuTop}");
+        }
     }
 
     [SharedTheory]

@@ -95,6 +95,8 @@ internal sealed record LlamaWeights(
         var embedding = w.Matrix("token_embd.weight", c.EmbeddingLength, c.VocabSize);
         // M4: a missing output projection means the embedding is tied (documented fallback, as llama.cpp).
         var output = w.TryMatrix("output.weight", c.EmbeddingLength, c.VocabSize) ?? embedding;
+        // A GPTQ / AWQ folder's float head, in Q8_0 for the fast mode (the embedding lookups keep the stored rows).
+        if (quantized is not null) output = quantized.OutputHead(output);
         return new LlamaWeights(embedding, layers, w.Vector("output_norm.weight", c.EmbeddingLength), output,
             w.TryVector("rope_freqs.weight", c.RopeDimensions / 2));
     }

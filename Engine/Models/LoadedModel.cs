@@ -25,6 +25,10 @@ internal sealed record ModelOptions
     /// <summary>GPTQ / AWQ checkpoints: compute their matmuls with float32 activations (exact) instead of activations
     /// quantized to Q8_0 blocks as the GGUF kernels do (the default: faster, within the 8-bit tolerance).</summary>
     public bool QuantizedCheckpointFloatActivations { get; init; }
+    /// <summary>GPTQ / AWQ checkpoints in the 8-bit mode: multiply with their float output head rounded to Q8_0 rows
+    /// (the default, see <see cref="QuantizedLinearSource.OutputHead"/>). Off keeps the stored head, so a folder and
+    /// the GGUF converted from it run the same matrices (the tests that prove the conversion lossless).</summary>
+    public bool RoundCheckpointOutputHead { get; init; } = true;
     /// <summary>Told what long loading steps are doing (a GPU upload, repacking a large model), one line each.</summary>
     public Action<string>? Progress { get; init; }
 }
@@ -112,14 +116,15 @@ internal sealed class LoadedModel : IDisposable
             var config = HfModelConfig.Read(hf, model.Contains("lm_head.weight") || model.Contains("lm_head.qweight"));
             if (HfQuantizationConfig.Load(folder) is { } quantization)
                 quantized = new QuantizedLinearSource(model, quantization, prefix => QuantizedLinearShapes.Expected(config, prefix),
-                    config.TiedOutput, options.QuantizedCheckpointFloatActivations);
+                    config.TiedOutput, options.QuantizedCheckpointFloatActivations) { RoundOutputHead = options.RoundCheckpointOutputHead };
             var weights = LlamaWeights.Load(config, new HfTensorSource(model, config.TiedOutput), quantized);
             if (config.RopeScaling.Type == RopeScalingType.Llama3 && weights.RopeFrequencyFactors is null)
                 weights = weights with { RopeFrequencyFactors = new WeightVector("rope_freqs.weight", HfModelConfig.Llama3FrequencyFactors(config)) };
             return new LoadedModel(path, config, Bind(config, weights, options), null, quantized is null ? model : new OwnedPair(quantized, model))
             {
                 QuantizedCheckpoint = quantized is null ? null
-                    : $"{quantized.Description}; activations {(quantized.FloatActivations ? "f32 (exact)" : "q8 (fast)")}",
+                    : $"{quantized.Description}; activations {(quantized.FloatActivations ? "f32 (exact)" : "q8 (fast)")}"
+                        + (quantized.RoundedOutputHead is { } head ? $"; output head {head} rounded to Q8_0 at load" : ""),
             };
         }
         catch (ModelFormatException e) { quantized?.Dispose(); model.Dispose(); throw e.WithFile(path); }
