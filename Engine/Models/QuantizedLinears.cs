@@ -297,11 +297,12 @@ internal sealed class QuantizedLinearSource : IDisposable
     /// <summary>The output head the fast mode multiplies with. GPTQ and AWQ leave lm_head (or the tied embedding) in
     /// F16 / BF16, which is a fifth of a 1.5B model's bytes read per token: the same model's Q4_0 GGUF stores it in
     /// Q6_K, so the folder would read 30% more bytes per token than that file. With 8-bit activations the head is
-    /// rounded to Q8_0 rows once at load (ggml's reference rounding, a 1/254 step of each 32-block's largest value, far
-    /// below the activations' own 8-bit rounding): 34 bytes per 32 weights instead of 64. Q6_K would match the GGUF
+    /// rounded to Q8_0 rows once at load (ggml's reference rounding): 34 bytes per 32 weights instead of 64. Its error is
+    /// of the order of the activations' own 8-bit rounding (the same step, 1/254 of each 32-block's largest value). Q6_K would match the GGUF
     /// byte for byte but takes about 15 s to make for a 151,936-row head on two cores; Q8_0 takes under a second.
-    /// A tied embedding stays as it is for the token lookups, so only the product changes. In the float mode, and for a
-    /// head that is itself quantized, the head is returned unchanged.</summary>
+    /// The rows are read through the file, never the map, so the stored head's pages do not stay resident beside them
+    /// (a tied embedding is then looked up in these rows too: see LlamaWeights.Load). In the float mode, and for a head
+    /// that is itself quantized, the head is returned unchanged.</summary>
     public WeightMatrix OutputHead(WeightMatrix head)
     {
         RoundedOutputHead = null;
@@ -313,11 +314,10 @@ internal sealed class QuantizedLinearSource : IDisposable
         var q8 = Engine.Quantization.Q8_0Format.Instance;
         int cols = head.Cols, rows = head.Rows;
         long sourceRowBytes = source.ByteSize / rows, rowBytes = (long)(cols / Block) * 34;
-        string name = $"{source.Name} (Q8_0 for the output product)";
+        string name = $"{source.Name} (rounded to Q8_0)";
         var region = MappedRegion.Deferred(name, rowBytes * rows, dst =>
         {
-            // Read through the file, not the map, in 256-row tiles: the map's pages would otherwise stay resident
-            // beside the Q8_0 rows (the lookups touch only the rows of tokens actually seen).
+            // Read through the file, not the map, in 256-row tiles.
             const int Tile = 256;
             Parallel.For(0, (rows + Tile - 1) / Tile, () => (Raw: new byte[sourceRowBytes * Tile], Row: new float[cols]), (tile, _, buffers) =>
             {
