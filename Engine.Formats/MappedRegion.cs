@@ -18,7 +18,13 @@ internal sealed unsafe class MappedRegion : IDisposable
     readonly Lock _openHandle = new();
     // A deferred region: its bytes are made by _produce into native memory when first read, and can be dropped again.
     readonly Action<IntPtr>? _produce;
+    // Optionally, part of a deferred region's bytes made straight into a reader's buffer (Read), without making the rest.
+    readonly ProduceRange? _produceRange;
     readonly Lock _materialize = new();
+
+    /// <summary>Writes bytes [offset, offset + destination.Length) of a deferred region into destination, returning false
+    /// when it cannot make that range alone (then the whole region is made and copied from).</summary>
+    public delegate bool ProduceRange(long offset, Span<byte> destination);
     bool _disposed;
 
     public long Length { get; }
@@ -78,13 +84,20 @@ internal sealed unsafe class MappedRegion : IDisposable
     /// given, when the region is first read. <see cref="DropDeferred"/> frees them again (a later read makes them
     /// anew, possibly at another address), so a copy that a backend has turned into a layout of its own does not stay
     /// resident beside it. Used for GPTQ / AWQ layers, whose Q4_0 rows are computed from the checkpoint's packing.</summary>
-    public static MappedRegion Deferred(string source, long length, Action<IntPtr> produce)
+    /// `produceRange`, when given, makes a part of the bytes for <see cref="Read"/> while they are not in memory, so a
+    /// backend that copies them into a layout of its own (the CPU's 8-row repack reads in 4 MiB chunks) never holds
+    /// them all, nor leaves freed blocks of their size in the native heap.</summary>
+    public static MappedRegion Deferred(string source, long length, Action<IntPtr> produce, ProduceRange? produceRange = null)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(length);
-        return new MappedRegion(source, length, produce);
+        return new MappedRegion(source, length, produce, produceRange);
     }
 
-    MappedRegion(string source, long length, Action<IntPtr> produce) : this(source, length) => _produce = produce;
+    MappedRegion(string source, long length, Action<IntPtr> produce, ProduceRange? produceRange) : this(source, length)
+    {
+        _produce = produce;
+        _produceRange = produceRange;
+    }
 
     /// <summary>Address of the first byte. Only for code that has validated its offsets against Length.</summary>
     public byte* Pointer => _pointer != null || Length == 0 ? _pointer
@@ -140,6 +153,7 @@ internal sealed unsafe class MappedRegion : IDisposable
             throw new ArgumentOutOfRangeException(nameof(offset), $"[{offset}, {offset}+{destination.Length}) is outside the region of {Length} bytes");
         if (_filePath is null)
         {
+            if (_produceRange is not null && !_disposed && _pointer == null && _produceRange(offset, destination)) return;
             new ReadOnlySpan<byte>(Pointer + offset, destination.Length).CopyTo(destination);
             return;
         }

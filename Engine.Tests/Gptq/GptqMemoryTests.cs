@@ -43,6 +43,51 @@ public class GptqMemoryTests
         region.HoldsDeferredBytes.Should().BeFalse();
     }
 
+    [Fact]
+    public unsafe void A_range_producer_serves_reads_without_making_the_whole_region()
+    {
+        int made = 0, ranges = 0;
+        using var region = MappedRegion.Deferred("test", 64, dst =>
+        {
+            made++;
+            for (int i = 0; i < 64; i++) ((byte*)dst)[i] = (byte)(i * 3);
+        }, (offset, destination) =>
+        {
+            if (offset % 8 != 0) return false; // only aligned ranges, as whole rows
+            ranges++;
+            for (int i = 0; i < destination.Length; i++) destination[i] = (byte)((offset + i) * 3);
+            return true;
+        });
+        var bytes = new byte[8];
+        region.Read(16, bytes);
+        bytes.Should().Equal(48, 51, 54, 57, 60, 63, 66, 69);
+        (made, ranges).Should().Be((0, 1));
+        region.HoldsDeferredBytes.Should().BeFalse("a range was made, not the region");
+        region.Read(10, bytes); // refused by the range producer: the whole region is made
+        bytes[0].Should().Be(30);
+        (made, ranges).Should().Be((1, 1));
+        region.Read(16, bytes); // in memory now: read from there
+        (made, ranges).Should().Be((1, 1));
+    }
+
+    [SharedTheory]
+    [InlineData("fx-llama-gptq-4bit-g128")]
+    [InlineData("fx-llama-gptq-4bit-g32-actorder")]
+    [InlineData("fx-llama-awq-4bit-g128")]
+    public void Whole_rows_read_in_chunks_are_the_rows_of_the_whole_matrix(string name)
+    {
+        using var model = GptqFixtureTests.Open(name, floatActivations: false, repack: false);
+        foreach (var m in model.Model.Weights.Matrices().Where(m => m.Quantized is not null))
+        {
+            m.View.DropComputedBytes();
+            int rows = Math.Min(m.Rows, 24), first = m.Rows - rows;
+            var chunk = new byte[rows * m.RowBytes];
+            m.View.ReadBytes(first * m.RowBytes, chunk);
+            m.View.HoldsComputedBytes.Should().BeFalse($"{m.Name}: whole rows are made alone");
+            m.View.Bytes.Slice((int)(first * m.RowBytes), chunk.Length).SequenceEqual(chunk).Should().BeTrue(m.Name);
+        }
+    }
+
     [SharedTheory]
     [InlineData("fx-llama-gptq-4bit-g128")]
     [InlineData("fx-llama-gptq-4bit-g32-actorder")]

@@ -279,9 +279,21 @@ internal sealed class QuantizedLinearSource : IDisposable
         // folder holds one copy of its weights, as a GGUF does.
         long bytes = (long)rows * (cols / Block) * BlockBytes;
         var method = _config.Method;
+        long rowBytes = (long)(cols / Block) * BlockBytes;
         var region = MappedRegion.Deferred(layer.Prefix + " (Q4_0 repack)", bytes, dst =>
         {
-            unsafe { RepackRows(layer.QWeight, layer.Scales, method, layer.In, layer.Out, layer.GroupRows, layer.Order, rowOrder, (byte*)dst); }
+            unsafe { RepackRows(layer.QWeight, layer.Scales, method, layer.In, layer.Out, layer.GroupRows, layer.Order, rowOrder, 0, layer.Out, (byte*)dst); }
+        }, (offset, destination) =>
+        {
+            // Whole rows only (the CPU's repack reads whole groups of 8 rows); anything else makes the whole matrix.
+            if (offset % rowBytes != 0 || destination.Length % rowBytes != 0) return false;
+            unsafe
+            {
+                fixed (byte* d = destination)
+                    RepackRows(layer.QWeight, layer.Scales, method, layer.In, layer.Out, layer.GroupRows, layer.Order, rowOrder,
+                        (int)(offset / rowBytes), (int)(destination.Length / rowBytes), d);
+            }
+            return true;
         });
         lock (_regionsLock) _regions.Add(region);
         var view = new TensorView(layer.Prefix + " (Q4_0 repack)", GgmlType.Q4_0, [cols, rows], (long)cols * rows, bytes, 0, region);
@@ -374,7 +386,7 @@ internal sealed class QuantizedLinearSource : IDisposable
         int inputs, int outputs, int groupRows, int[]? inputOrder, int[]? rowOrder, out float[]? correction)
     {
         var dst = new byte[(long)outputs * (inputs / Block) * BlockBytes];
-        fixed (byte* p = dst) RepackRows(qweightView, scalesView, method, inputs, outputs, groupRows, inputOrder, rowOrder, p);
+        fixed (byte* p = dst) RepackRows(qweightView, scalesView, method, inputs, outputs, groupRows, inputOrder, rowOrder, 0, outputs, p);
         correction = ZeroTerms(qzerosView, scalesView, method, inputs, outputs, groupRows, rowOrder);
         return dst;
     }
@@ -407,12 +419,14 @@ internal sealed class QuantizedLinearSource : IDisposable
         return terms;
     }
 
-    /// <summary>Writes the layer's Q4_0 rows at dst: the same 4-bit codes, d = the group's f16 scale. The packed
-    /// weights are read through the file into a scratch buffer (freed at the end), not through the map: the map's
-    /// pages would otherwise stay resident in this process beside the rows made from them.</summary>
+    /// <summary>Writes the layer's Q4_0 rows [firstRow, firstRow + rowCount) at dst: the same 4-bit codes, d = the
+    /// group's f16 scale. The packed weights are read through the file into a scratch buffer (freed at the end), not
+    /// through the map: the map's pages would otherwise stay resident in this process beside the rows made from them.</summary>
     internal static unsafe void RepackRows(TensorView qweightView, TensorView scalesView, HfQuantMethod method,
-        int inputs, int outputs, int groupRows, int[]? inputOrder, int[]? rowOrder, byte* dst)
+        int inputs, int outputs, int groupRows, int[]? inputOrder, int[]? rowOrder, int firstRow, int rowCount, byte* dst)
     {
+        if (firstRow < 0 || rowCount < 0 || firstRow > outputs - rowCount)
+            throw new ArgumentOutOfRangeException(nameof(firstRow), $"rows [{firstRow}, +{rowCount}) of {outputs}");
         int blocks = inputs / Block;
         bool gptq = method == HfQuantMethod.Gptq;
         var qweight = (uint*)NativeMemory.Alloc((nuint)qweightView.ByteSize);
@@ -423,15 +437,16 @@ internal sealed class QuantizedLinearSource : IDisposable
             // Rows go to the workers in tiles of 16: GPTQ keeps 16 neighbouring outputs of an input in one 64-byte line,
             // so a tile reads each line of qweight once instead of once per row.
             const int Tile = 16;
-            Parallel.For(0, (outputs + Tile - 1) / Tile, tile =>
+            int end = firstRow + rowCount;
+            Parallel.For(0, (rowCount + Tile - 1) / Tile, tile =>
             {
-                for (int row = tile * Tile; row < Math.Min(outputs, tile * Tile + Tile); row++)
+                for (int row = firstRow + tile * Tile; row < Math.Min(end, firstRow + tile * Tile + Tile); row++)
                 {
                     int o = rowOrder is null ? row : rowOrder[row];
                     for (int b = 0; b < blocks; b++)
                     {
                         int g = b * Block / groupRows;
-                        byte* at = dst + ((long)row * blocks + b) * BlockBytes;
+                        byte* at = dst + ((long)(row - firstRow) * blocks + b) * BlockBytes;
                         ushort scaleBits = scales[(long)g * outputs + o];
                         at[0] = (byte)scaleBits;
                         at[1] = (byte)(scaleBits >> 8);
