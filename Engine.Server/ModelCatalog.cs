@@ -3,7 +3,7 @@ namespace Engine.Server;
 /// <summary>The models a server can answer with, by name. A model is loaded on its first request (its progress goes to
 /// the log), kept while requests use it and for the keep-alive after the last, then unloaded. Loading is one at a
 /// time per model; requests that arrive meanwhile wait for the same load.</summary>
-internal sealed class ModelCatalog : IDisposable
+internal sealed partial class ModelCatalog : IDisposable
 {
     readonly ServerOptions _options;
     readonly Dictionary<string, Entry> _entries = new(StringComparer.Ordinal);
@@ -89,6 +89,29 @@ internal sealed class ModelCatalog : IDisposable
         foreach (var entry in All) entry.Unload();
     }
 
+    /// <summary>Bytes a model takes on disk before it is loaded (what the memory limit is checked against and the Ollama
+    /// API reports): a file, with the other parts of a split GGUF named as llama.cpp's gguf-split names them
+    /// (PREFIX-00001-of-0000N.gguf is the first of N), or a folder's files.</summary>
+    internal static long DiskBytes(string path)
+    {
+        if (Directory.Exists(path)) return new DirectoryInfo(path).EnumerateFiles("*", SearchOption.AllDirectories).Sum(f => f.Length);
+        if (!File.Exists(path)) return 0;
+        long bytes = new FileInfo(path).Length;
+        if (SplitFirstPart().Match(path) is { Success: true } split)
+        {
+            int count = int.Parse(split.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture);
+            for (int part = 2; part <= count; part++)
+            {
+                var file = new FileInfo($"{split.Groups[1].Value}-{part:00000}-of-{split.Groups[2].Value}.gguf");
+                if (file.Exists) bytes += file.Length;
+            }
+        }
+        return bytes;
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^(.*)-00001-of-(\d{5})\.gguf$")]
+    private static partial System.Text.RegularExpressions.Regex SplitFirstPart();
+
     /// <summary>One served model: its name and path, and the loaded model while it is loaded.</summary>
     internal sealed class Entry(string name, string path, Action<Entry> makeRoom, SemaphoreSlim loadGate, Func<bool> catalogDisposed)
     {
@@ -100,8 +123,7 @@ internal sealed class ModelCatalog : IDisposable
 
         public string Name { get; } = name;
         public string Path { get; } = path;
-        public long FileBytes { get; } = File.Exists(path) ? new FileInfo(path).Length
-            : Directory.Exists(path) ? new DirectoryInfo(path).EnumerateFiles("*", SearchOption.AllDirectories).Sum(f => f.Length) : 0;
+        public long FileBytes { get; } = DiskBytes(path);
         public DateTime Modified { get; } = File.Exists(path) ? File.GetLastWriteTimeUtc(path) : Directory.GetLastWriteTimeUtc(path);
 
         public Model? Loaded { get { lock (_gate) return _model; } }

@@ -69,10 +69,7 @@ public static class BenchCommand
 
         var stages = model.Model.Stages;
         int threads = stages.Select(s => s.Backend).OfType<Engine.Backends.Cpu.CpuBackend>().FirstOrDefault()?.Threads ?? Environment.ProcessorCount;
-        var file = new FileInfo(model.Path);
-        // A Hugging Face folder's size is that of its safetensors files.
-        long fileBytes = file.Exists ? file.Length
-            : Directory.Exists(model.Path) ? Directory.EnumerateFiles(model.Path, "*.safetensors").Sum(f => new FileInfo(f).Length) : 0;
+        long fileBytes = model.FileBytes; // every part of a split GGUF; a folder's safetensors files
         long bytesPerToken = WeightTraffic.BytesPerToken(model.Model.Weights, model.Config);
         string placement = string.Join(" + ", stages.Select(s => stages.Count == 1 ? s.Backend.Name : $"{s.Backend.Name} (layers {s.FirstLayer}-{s.EndLayer - 1})"));
         Console.Error.WriteLine($"bench: {Path.GetFileName(model.Path)} on {placement}, {threads} threads, measuring memory bandwidth...");

@@ -91,6 +91,22 @@ public sealed class SplitGgufTests : IDisposable
     }
 
     [Fact]
+    public void The_size_on_disk_counts_every_part_for_bench_and_the_server()
+    {
+        var parts = SplitStories();
+        long all = parts.Sum(p => new FileInfo(p).Length);
+        all.Should().BeGreaterThan(new FileInfo(parts[0]).Length);
+        using (var model = LoadedModel.Open(parts[0], new ModelOptions { Threads = 1 }))
+            model.FileBytes.Should().Be(all);
+        Engine.Server.ModelCatalog.DiskBytes(parts[0]).Should().Be(all, "the server's memory check and /api/tags see the whole model");
+        Engine.Server.ModelCatalog.DiskBytes(Stories).Should().Be(new FileInfo(Stories).Length);
+        var r = CliRunner.Run("bench", "--model", parts[0], "-p", "4", "-n", "2", "-r", "1", "--threads", "1", "--json");
+        r.ExitCode.Should().Be(0, r.Stderr);
+        using var doc = JsonDocument.Parse(r.Stdout);
+        doc.RootElement.GetProperty("file_bytes").GetInt64().Should().Be(all);
+    }
+
+    [Fact]
     public void A_single_file_and_a_split_of_one_open_as_one_part()
     {
         using (var whole = GgufModelFiles.Open(Stories)) whole.Parts.Should().HaveCount(1);

@@ -45,6 +45,8 @@ internal sealed class LoadedModel : IDisposable
     /// activations q8 (fast)"; null for any other model.</summary>
     public string? QuantizedCheckpoint { get; private init; }
     readonly IDisposable _file;
+    /// <summary>Bytes the model takes on disk: every part of a split GGUF, or a folder's safetensors files.</summary>
+    public long FileBytes { get; private init; }
 
     LoadedModel(string path, ModelConfig config, Llama model, IReadOnlyDictionary<string, GgufValue>? metadata, IDisposable file)
     {
@@ -62,7 +64,7 @@ internal sealed class LoadedModel : IDisposable
         {
             var config = GgufModelConfig.Read(files);
             var weights = LlamaWeights.Load(config, new GgufTensorSource(files));
-            return new LoadedModel(path, config, Bind(config, weights, options), files.Metadata, files);
+            return new LoadedModel(path, config, Bind(config, weights, options), files.Metadata, files) { FileBytes = files.TotalSize };
         }
         catch (ModelFormatException e) { files.Dispose(); throw e.WithFile(path); }
         catch { files.Dispose(); throw; }
@@ -122,6 +124,7 @@ internal sealed class LoadedModel : IDisposable
                 weights = weights with { RopeFrequencyFactors = new WeightVector("rope_freqs.weight", HfModelConfig.Llama3FrequencyFactors(config)) };
             return new LoadedModel(path, config, Bind(config, weights, options), null, quantized is null ? model : new OwnedPair(quantized, model))
             {
+                FileBytes = model.Shards.Sum(shard => shard.FileLength),
                 QuantizedCheckpoint = quantized is null ? null
                     : $"{quantized.Description}; activations {(quantized.FloatActivations ? "f32 (exact)" : "q8 (fast)")}"
                         + (quantized.RoundedOutputHead is { } head ? $"; output head {head} rounded to Q8_0 at load" : ""),
