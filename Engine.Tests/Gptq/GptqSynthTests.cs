@@ -132,23 +132,26 @@ public sealed class GptqSynthTests : IDisposable
     }
 
     [Theory]
-    [InlineData("test-qwen2", true)] // tied embedding: the head is the F16 embedding
-    [InlineData("test-llama", false)] // separate F16 lm_head
-    public void The_fast_mode_multiplies_with_the_float_head_rounded_to_q8_0(string preset, bool tied)
+    [InlineData("test-qwen2", true, "F16")] // tied embedding: the head is the F16 embedding
+    [InlineData("test-llama", false, "F16")] // separate F16 lm_head
+    [InlineData("test-llama", false, "BF16")]
+    public void The_fast_mode_multiplies_with_the_float_head_rounded_to_q8_0(string preset, bool tied, string headType)
     {
-        string folder = Synth(preset, "head", new Int4Settings(Int4Method.Gptq, 64));
+        string folder = Synth(preset, "head", new Int4Settings(Int4Method.Gptq, 64), headType);
+        var stored = headType == "BF16" ? GgmlType.BF16 : GgmlType.F16;
         using var fast = LoadedModel.Open(folder, new ModelOptions { Threads = 2 });
         using var exact = LoadedModel.Open(folder, new ModelOptions { Threads = 2, QuantizedCheckpointFloatActivations = true });
-        using var stored = LoadedModel.Open(folder, new ModelOptions { Threads = 2, RoundCheckpointOutputHead = false });
+        using var kept = LoadedModel.Open(folder, new ModelOptions { Threads = 2, RoundCheckpointOutputHead = false });
         var head = exact.Model.Weights.Output;
-        head.Type.Should().Be(GgmlType.F16, "the float mode keeps the stored head");
-        stored.Model.Weights.Output.Type.Should().Be(GgmlType.F16, "switched off, the stored head is kept");
+        head.Type.Should().Be(stored, "the float mode keeps the stored head");
+        kept.Model.Weights.Output.Type.Should().Be(stored, "switched off, the stored head is kept");
         var rounded = fast.Model.Weights.Output;
         rounded.Type.Should().Be(GgmlType.Q8_0);
         rounded.Quantized.Should().BeNull("a plain Q8_0 matrix, run by the Q8_0 kernels");
         if (tied) fast.Model.Weights.TokenEmbedding.Should().BeSameAs(rounded, "one copy: the lookups read the rounded rows too");
-        else fast.Model.Weights.TokenEmbedding.Type.Should().Be(GgmlType.F16, "a separate embedding is kept as stored");
-        fast.QuantizedCheckpoint.Should().EndWith("; output head F16 rounded to Q8_0 at load");
+        else fast.Model.Weights.TokenEmbedding.Type.Should().Be(stored, "a separate embedding is kept as stored");
+        rounded.View.HoldsComputedBytes.Should().BeTrue("made while loading, not in the first request");
+        fast.QuantizedCheckpoint.Should().EndWith($"; output head {headType} rounded to Q8_0 at load");
         exact.QuantizedCheckpoint.Should().NotContain("output head");
 
         // Row by row the Q8_0 bytes are ggml's reference rounding of the stored row.
@@ -156,7 +159,7 @@ public sealed class GptqSynthTests : IDisposable
         var expected = new byte[head.Cols / 32 * 34];
         for (int r = 0; r < head.Rows; r += 37)
         {
-            Engine.Quantization.RowFormats.For(GgmlType.F16).DequantizeRow(head.View.Bytes.Slice((int)(r * head.RowBytes), (int)head.RowBytes), row);
+            Engine.Quantization.RowFormats.For(stored).DequantizeRow(head.View.Bytes.Slice((int)(r * head.RowBytes), (int)head.RowBytes), row);
             Engine.Quantization.Q8_0Format.Instance.QuantizeRowReference(row, expected);
             rounded.View.Bytes.Slice(r * expected.Length, expected.Length).SequenceEqual(expected).Should().BeTrue($"row {r}");
         }

@@ -23,7 +23,7 @@ internal static unsafe class WeightTraffic
         }
         if (last) bytes += w.Output.View.ByteSize;
         // A tied output already read the whole table when the same stage computes the logits.
-        bool tiedHere = last && w.Output.View.Pointer == w.TokenEmbedding.View.Pointer;
+        bool tiedHere = last && ReferenceEquals(w.Output, w.TokenEmbedding);
         if (first && !tiedHere) bytes += w.TokenEmbedding.RowBytes;
         return bytes;
     }

@@ -310,14 +310,14 @@ internal sealed class QuantizedLinearSource : IDisposable
     /// F16 / BF16, which is a fifth of a 1.5B model's bytes read per token: the same model's Q4_0 GGUF stores it in
     /// Q6_K, so the folder would read 30% more bytes per token than that file. With 8-bit activations the head is
     /// rounded to Q8_0 rows once at load (ggml's reference rounding): 34 bytes per 32 weights instead of 64. Its error is
-    /// of the order of the activations' own 8-bit rounding (the same step, 1/254 of each 32-block's largest value). Q6_K would match the GGUF
-    /// byte for byte but takes about 15 s to make for a 151,936-row head on two cores; Q8_0 takes under a second.
+    /// of the order of the activations' own 8-bit rounding (the same step, 1/254 of each 32-block's largest value).
+    /// Q6_K would match the GGUF byte for byte but takes about 15 s to make for a 151,936-row head on two cores with the
+    /// reference quantizer (the whole 1.5B model: 190 s on a busy host); Q8_0 takes under a second.
     /// The rows are read through the file, never the map, so the stored head's pages do not stay resident beside them
     /// (a tied embedding is then looked up in these rows too: see LlamaWeights.Load). In the float mode, and for a head
     /// that is itself quantized, the head is returned unchanged.</summary>
     public WeightMatrix OutputHead(WeightMatrix head)
     {
-        RoundedOutputHead = null;
         if (_floatActivations || !RoundOutputHead || head.Quantized is not null || head.Type is not (GgmlType.F16 or GgmlType.BF16 or GgmlType.F32)
             || head.Cols % Block != 0)
             return head;
@@ -346,13 +346,17 @@ internal sealed class QuantizedLinearSource : IDisposable
         });
         lock (_regionsLock) _regions.Add(region);
         RoundedOutputHead = source.Type.ToString();
-        return new WeightMatrix("output.weight", new TensorView(name, GgmlType.Q8_0, [cols, rows], (long)cols * rows, rowBytes * rows, 0, region));
+        var view = new TensorView(name, GgmlType.Q8_0, [cols, rows], (long)cols * rows, rowBytes * rows, 0, region);
+        // Made now, as part of loading, not inside the first request (no backend repacks Q8_0, so none would earlier).
+        unsafe { _ = view.Pointer; }
+        return new WeightMatrix("output.weight", view);
     }
 
     /// <summary>Whether <see cref="OutputHead"/> rounds a float head in the 8-bit mode (off: the stored head is kept).</summary>
     public bool RoundOutputHead { get; init; } = true;
 
-    /// <summary>The stored type of the head <see cref="OutputHead"/> rounded to Q8_0 (F16, BF16, F32), or null.</summary>
+    /// <summary>The stored type of the head <see cref="OutputHead"/> rounded to Q8_0 (F16, BF16, F32), or null when it
+    /// rounded none (a rounded head passed to it again is a Q8_0 matrix, returned as it is).</summary>
     public string? RoundedOutputHead { get; private set; }
 
     bool TryLayer(string ggufName, out Layer layer)
@@ -420,19 +424,24 @@ internal sealed class QuantizedLinearSource : IDisposable
     }
 
     /// <summary>Writes the layer's Q4_0 rows [firstRow, firstRow + rowCount) at dst: the same 4-bit codes, d = the
-    /// group's f16 scale. The packed weights are read through the file into a scratch buffer (freed at the end), not
-    /// through the map: the map's pages would otherwise stay resident in this process beside the rows made from them.</summary>
+    /// group's f16 scale. The packed words those rows need are read through the file into a scratch buffer (freed at
+    /// the end), not through the map: the map's pages would otherwise stay resident in this process beside the rows made
+    /// from them. Rows in the file's order need only their own columns of qweight (GPTQ: `rowCount` words of each packed
+    /// input row; AWQ: the words holding those eight-output groups), so a matrix made chunk by chunk reads qweight once;
+    /// rows in another order (gate and up of an act-order checkpoint) read all of it.</summary>
     internal static unsafe void RepackRows(TensorView qweightView, TensorView scalesView, HfQuantMethod method,
         int inputs, int outputs, int groupRows, int[]? inputOrder, int[]? rowOrder, int firstRow, int rowCount, byte* dst)
     {
         if (firstRow < 0 || rowCount < 0 || firstRow > outputs - rowCount)
             throw new ArgumentOutOfRangeException(nameof(firstRow), $"rows [{firstRow}, +{rowCount}) of {outputs}");
+        if (rowCount == 0) return;
         int blocks = inputs / Block;
         bool gptq = method == HfQuantMethod.Gptq;
-        var qweight = (uint*)NativeMemory.Alloc((nuint)qweightView.ByteSize);
+        var window = QWeightWindow.For(gptq, inputs, outputs, rowOrder is null ? firstRow : 0, rowOrder is null ? rowCount : outputs);
+        var qweight = (uint*)NativeMemory.Alloc((nuint)window.Bytes);
         try
         {
-            qweightView.ReadBytes(0, new Span<byte>(qweight, checked((int)qweightView.ByteSize)));
+            window.Read(qweightView, qweight);
             var scales = (ushort*)scalesView.Pointer;
             // Rows go to the workers in tiles of 16: GPTQ keeps 16 neighbouring outputs of an input in one 64-byte line,
             // so a tile reads each line of qweight once instead of once per row.
@@ -452,8 +461,8 @@ internal sealed class QuantizedLinearSource : IDisposable
                         at[1] = (byte)(scaleBits >> 8);
                         for (int j = 0; j < Block / 2; j++)
                         {
-                            int lo = Code(qweight, gptq, outputs, inputOrder is null ? b * Block + j : inputOrder[b * Block + j], o);
-                            int hi = Code(qweight, gptq, outputs, inputOrder is null ? b * Block + j + 16 : inputOrder[b * Block + j + 16], o);
+                            int lo = window.Code(qweight, inputOrder is null ? b * Block + j : inputOrder[b * Block + j], o);
+                            int hi = window.Code(qweight, inputOrder is null ? b * Block + j + 16 : inputOrder[b * Block + j + 16], o);
                             at[2 + j] = (byte)(lo | hi << 4);
                         }
                     }
@@ -461,6 +470,34 @@ internal sealed class QuantizedLinearSource : IDisposable
             });
         }
         finally { NativeMemory.Free(qweight); }
+    }
+
+    /// <summary>The part of qweight that outputs [first, first + count) are packed in, as words: per packed row of
+    /// eight inputs (GPTQ, stored [in/8, out]) the words of those outputs, per input (AWQ, stored [in, out/8]) the words
+    /// of their eight-output groups. Stride words per line, the first word of a line being column Column0.</summary>
+    readonly record struct QWeightWindow(bool Gptq, int Lines, int Stride, int FileStride, int Column0)
+    {
+        public long Bytes => (long)Lines * Stride * sizeof(uint);
+
+        public static QWeightWindow For(bool gptq, int inputs, int outputs, int first, int count) => gptq
+            ? new QWeightWindow(true, inputs / 8, count, outputs, first)
+            : new QWeightWindow(false, inputs, (first + count + 7) / 8 - first / 8, outputs / 8, first / 8);
+
+        public unsafe void Read(TensorView qweight, uint* dst)
+        {
+            if (Stride == FileStride)
+            {
+                qweight.ReadBytes(0, new Span<byte>(dst, checked((int)Bytes)));
+                return;
+            }
+            for (int line = 0; line < Lines; line++)
+                qweight.ReadBytes(((long)line * FileStride + Column0) * sizeof(uint), new Span<byte>(dst + (long)line * Stride, Stride * sizeof(uint)));
+        }
+
+        /// <summary>The 4-bit code of input i, output o (an output inside the window).</summary>
+        public unsafe int Code(uint* words, int i, int o) => Gptq
+            ? (int)((words[(long)(i / 8) * Stride + o - Column0] >> (4 * (i % 8))) & 0xF)
+            : (int)((words[(long)i * Stride + o / 8 - Column0] >> (4 * AwqNibble[o % 8])) & 0xF);
     }
 
     byte[] Repack(Layer layer, HfQuantMethod method, int[]? rowOrder, out float[]? correction) =>
