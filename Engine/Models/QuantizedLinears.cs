@@ -323,9 +323,8 @@ internal sealed class QuantizedLinearSource : IDisposable
             return head;
         var source = head.View;
         var sourceFormat = Engine.Quantization.RowFormats.For(source.Type);
-        var q8 = Engine.Quantization.Q8_0Format.Instance;
         int cols = head.Cols, rows = head.Rows;
-        long sourceRowBytes = source.ByteSize / rows, rowBytes = (long)(cols / Block) * 34;
+        long sourceRowBytes = source.ByteSize / rows, rowBytes = Engine.Quantization.RowEncoder.RowBytes(GgmlType.Q8_0, cols);
         string name = $"{source.Name} (rounded to Q8_0)";
         var region = MappedRegion.Deferred(name, rowBytes * rows, dst =>
         {
@@ -339,7 +338,7 @@ internal sealed class QuantizedLinearSource : IDisposable
                 for (int r = 0; r < count; r++)
                 {
                     sourceFormat.DequantizeRow(raw.Slice((int)(r * sourceRowBytes), (int)sourceRowBytes), buffers.Row);
-                    unsafe { q8.QuantizeRowReference(buffers.Row, new Span<byte>((byte*)dst + (first + r) * rowBytes, (int)rowBytes)); }
+                    unsafe { Engine.Quantization.RowEncoder.Encode(GgmlType.Q8_0, buffers.Row, new Span<byte>((byte*)dst + (first + r) * rowBytes, (int)rowBytes)); }
                 }
                 return buffers;
             }, _ => { });
