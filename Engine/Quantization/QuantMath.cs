@@ -142,6 +142,71 @@ internal static unsafe class QuantMath
         };
     }
 
+    /// <summary><see cref="MakeQxQuants"/> with rmseType 1 for eight groups of n values at once, bit for bit: vector lane g
+    /// is group g and walks its own values in the scalar order, so every sum adds the same terms in the same order (no
+    /// lane ever adds another's values). About 20 times faster than eight scalar calls: the 19 scale candidates are the
+    /// whole cost, and a 151,936-row output head (233M values) takes about 15 s on two cores with the scalar one.
+    /// `x` is transposed, x[i * 8 + g] the i-th value of group g; `qw` likewise (null: weights x^2, the reference's);
+    /// the levels go to L[g * n + i] (stored + nmax) and the scales to scales[g].</summary>
+    public static void MakeQxQuants8(int n, int nmax, float* x, sbyte* L, float* scales, float* qw = null)
+    {
+        var max = Vector256<float>.Zero;
+        var amax = Vector256<float>.Zero;
+        for (int i = 0; i < n; i++)
+        {
+            var v = Vector256.Load(x + 8 * i);
+            var ax = Vector256.Abs(v);
+            var larger = Vector256.GreaterThan(ax, amax);
+            amax = Vector256.ConditionalSelect(larger, ax, amax);
+            max = Vector256.ConditionalSelect(larger, v, max);
+        }
+        var empty = Vector256.LessThan(amax, Vector256.Create(GroupMaxEps));
+        var bestIscale = Vector256.Create((float)-nmax) / max;
+        Sums(n, nmax, x, qw, bestIscale, out var sumlx, out var suml2);
+        var scale = Vector256.ConditionalSelect(Vector256.Equals(suml2, Vector256<float>.Zero), Vector256<float>.Zero, sumlx / suml2);
+        var best = scale * sumlx;
+        for (int step = -9; step <= 9; step++)
+        {
+            if (step == 0) continue;
+            var iscale = Vector256.Create(-(nmax + 0.1f * step)) / max;
+            Sums(n, nmax, x, qw, iscale, out sumlx, out suml2);
+            var better = Vector256.GreaterThan(suml2, Vector256<float>.Zero) & Vector256.GreaterThan(sumlx * sumlx, best * suml2);
+            scale = Vector256.ConditionalSelect(better, sumlx / suml2, scale);
+            best = Vector256.ConditionalSelect(better, scale * sumlx, best);
+            bestIscale = Vector256.ConditionalSelect(better, iscale, bestIscale);
+        }
+        Vector256.ConditionalSelect(empty, Vector256<float>.Zero, scale).Store(scales);
+        var emptyLanes = empty.AsInt32();
+        int* levels = stackalloc int[8];
+        for (int i = 0; i < n; i++)
+        {
+            var l = Vector256.ConditionalSelect(emptyLanes, Vector256<int>.Zero, Levels(bestIscale * Vector256.Load(x + 8 * i), nmax) + Vector256.Create(nmax));
+            l.Store(levels);
+            for (int g = 0; g < 8; g++) L[g * n + i] = (sbyte)levels[g];
+        }
+
+        // Σ w·x·l and Σ w·l·l per lane, each product in the scalar's order ((w·x)·l, (w·l)·l).
+        static void Sums(int n, int nmax, float* x, float* qw, Vector256<float> iscale, out Vector256<float> sumlx, out Vector256<float> suml2)
+        {
+            sumlx = suml2 = Vector256<float>.Zero;
+            for (int i = 0; i < n; i++)
+            {
+                var v = Vector256.Load(x + 8 * i);
+                var l = Vector256.ConvertToSingle(Levels(iscale * v, nmax));
+                var w = qw != null ? Vector256.Load(qw + 8 * i) : v * v;
+                sumlx += w * v * l;
+                suml2 += w * l * l;
+            }
+        }
+
+        // NearestInt, clamped to [-nmax, nmax - 1].
+        static Vector256<int> Levels(Vector256<float> scaled, int nmax)
+        {
+            var l = ((scaled + Vector256.Create(12582912f)).AsInt32() & Vector256.Create(0x007fffff)) - Vector256.Create(0x00400000);
+            return Vector256.Max(Vector256.Create(-nmax), Vector256.Min(Vector256.Create(nmax - 1), l));
+        }
+    }
+
     /// <summary>make_q3_quants: like make_qx_quants(rmse) but refines levels one at a time (Q3_K).</summary>
     public static float MakeQ3Quants(int n, int nmax, float* x, sbyte* L, bool doRmse)
     {
