@@ -116,6 +116,9 @@ internal sealed unsafe class MappedRegion : IDisposable
         }
     }
 
+    /// <summary>Whether this region's bytes are computed (<see cref="Deferred"/>).</summary>
+    public bool IsDeferred => _produce is not null;
+
     /// <summary>Whether a deferred region's bytes are in memory now (false for other regions).</summary>
     public bool HoldsDeferredBytes => _produce is not null && _pointer != null;
 

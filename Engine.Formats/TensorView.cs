@@ -110,6 +110,9 @@ public sealed unsafe class TensorView
     /// <summary>Whether a view of computed bytes holds them in memory now (false for a view of a file or array).</summary>
     internal bool HoldsComputedBytes => _region.HoldsDeferredBytes;
 
+    /// <summary>Whether this view's bytes are computed on first read (<see cref="DropComputedBytes"/>) rather than mapped.</summary>
+    internal bool IsComputed => _region.IsDeferred;
+
     /// <summary>The shape as text, "[4096, 32000]" (ggml order).</summary>
     public string ShapeText => Format(Shape);
 

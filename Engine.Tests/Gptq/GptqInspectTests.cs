@@ -15,14 +15,14 @@ public class GptqInspectTests
         r.ExitCode.Should().Be(0, r.Stderr);
         using var doc = System.Text.Json.JsonDocument.Parse(r.Stdout);
         doc.RootElement.GetProperty("quantization").GetString().Should().Contain(expected)
-            .And.Contain("activations q8 by default (with a float output head rounded to Q8_0 at load), f32 (exact) with --gptq-activations f32");
+            .And.Contain("activations q8 by default (with a float output head rounded at load to Q6_K, as the Q4_0 GGUF stores it), f32 (exact) with --gptq-activations f32");
         doc.RootElement.GetProperty("quantized_linears").GetString().Should().Be("14");
         doc.RootElement.GetProperty("hyperparameters").GetProperty("output").GetString().Should().Be("separate output.weight");
     }
 
     [SharedTheory]
-    [InlineData(null, "activations q8 (fast); output head F32 rounded to Q8_0 at load")]
-    [InlineData("q8", "activations q8 (fast); output head F32 rounded to Q8_0 at load")]
+    [InlineData(null, "activations q8 (fast); output head F32 rounded to Q6_K at load")]
+    [InlineData("q8", "activations q8 (fast); output head F32 rounded to Q6_K at load")]
     [InlineData("f32", "activations f32 (exact)")]
     public void Bench_shows_the_activation_mode_the_flag_chose(string? mode, string expected)
     {

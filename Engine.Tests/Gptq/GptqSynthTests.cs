@@ -132,10 +132,10 @@ public sealed class GptqSynthTests : IDisposable
     }
 
     [Theory]
-    [InlineData("test-qwen2", true, "F16")] // tied embedding: the head is the F16 embedding
-    [InlineData("test-llama", false, "F16")] // separate F16 lm_head
+    [InlineData("test-qwen2", true, "F16")] // tied embedding: the head is the F16 embedding; rows of 320, so Q8_0
+    [InlineData("test-llama", false, "F16")] // separate F16 lm_head; rows of 256, so Q6_K
     [InlineData("test-llama", false, "BF16")]
-    public void The_fast_mode_multiplies_with_the_float_head_rounded_to_q8_0(string preset, bool tied, string headType)
+    public void The_fast_mode_multiplies_with_the_float_head_rounded_as_llama_quantize_rounds_it(string preset, bool tied, string headType)
     {
         string folder = Synth(preset, "head", new Int4Settings(Int4Method.Gptq, 64), headType);
         var stored = headType == "BF16" ? GgmlType.BF16 : GgmlType.F16;
@@ -146,31 +146,73 @@ public sealed class GptqSynthTests : IDisposable
         head.Type.Should().Be(stored, "the float mode keeps the stored head");
         kept.Model.Weights.Output.Type.Should().Be(stored, "switched off, the stored head is kept");
         var rounded = fast.Model.Weights.Output;
-        rounded.Type.Should().Be(GgmlType.Q8_0);
-        rounded.Quantized.Should().BeNull("a plain Q8_0 matrix, run by the Q8_0 kernels");
+        // llama_tensor_get_type: Q6_K for the output of a Q4_0 model, Q8_0 where rows are not whole 256-blocks.
+        var type = head.Cols % 256 == 0 ? GgmlType.Q6_K : GgmlType.Q8_0;
+        rounded.Type.Should().Be(type);
+        rounded.Quantized.Should().BeNull("a plain quantized matrix, run by that type's kernels");
         if (tied) fast.Model.Weights.TokenEmbedding.Should().BeSameAs(rounded, "one copy: the lookups read the rounded rows too");
         else fast.Model.Weights.TokenEmbedding.Type.Should().Be(stored, "a separate embedding is kept as stored");
-        rounded.View.HoldsComputedBytes.Should().BeTrue("made while loading, not in the first request");
-        fast.QuantizedCheckpoint.Should().EndWith($"; output head {headType} rounded to Q8_0 at load");
+        fast.QuantizedCheckpoint.Should().EndWith($"; output head {headType} rounded to {type} at load");
         exact.QuantizedCheckpoint.Should().NotContain("output head");
 
-        // Row by row the Q8_0 bytes are ggml's reference rounding of the stored row.
+        // Row by row the bytes are ggml's reference rounding of the stored row.
         var row = new float[head.Cols];
-        var expected = new byte[head.Cols / 32 * 34];
+        var expected = new byte[Engine.Quantization.RowEncoder.RowBytes(type, head.Cols)];
+        var actual = new byte[expected.Length];
         for (int r = 0; r < head.Rows; r += 37)
         {
             Engine.Quantization.RowFormats.For(stored).DequantizeRow(head.View.Bytes.Slice((int)(r * head.RowBytes), (int)head.RowBytes), row);
-            Engine.Quantization.Q8_0Format.Instance.QuantizeRowReference(row, expected);
-            rounded.View.Bytes.Slice(r * expected.Length, expected.Length).SequenceEqual(expected).Should().BeTrue($"row {r}");
+            if (type == GgmlType.Q6_K) Engine.Quantization.Q6_KFormat.Instance.QuantizeRowReference(row, expected);
+            else Engine.Quantization.Q8_0Format.Instance.QuantizeRowReference(row, expected);
+            rounded.View.ReadBytes(r * expected.Length, actual);
+            actual.Should().Equal(expected, $"row {r}");
         }
 
-        // The rounding moves the logits about as much as the 8-bit activations already do (the same 1/254 step of a
-        // block's largest value), far inside the 8-bit mode's bar of NMSE 2e-3.
+        // The rounding moves the logits by a step of its type (Q8_0: 1/254 of a 32-block's largest value, as the 8-bit
+        // activations do; Q6_K: 1/64 of a 16-weight sub-block's, as the Q4_0 GGUF's head does), and the whole fast mode
+        // stays well inside the 8-bit mode's bar of NMSE 2e-3 against the exact one.
         var withStoredHead = Logits(folder, false, roundHead: false);
-        double fromRounding = LogitCompare.Nmse(Logits(folder, false), withStoredHead);
+        var fastLogits = Logits(folder, false);
+        double fromRounding = LogitCompare.Nmse(fastLogits, withStoredHead);
         double fromActivations = LogitCompare.Nmse(withStoredHead, Logits(folder, true));
-        fromRounding.Should().BeLessThan(2 * fromActivations, $"the head's rounding (NMSE {fromRounding:E2}) against the activations' ({fromActivations:E2})")
-            .And.BeLessThan(2e-3 / 4);
+        string measured = $"the head's rounding (NMSE {fromRounding:E2}) against the activations' ({fromActivations:E2})";
+        if (type == GgmlType.Q8_0) fromRounding.Should().BeLessThan(2 * fromActivations, measured);
+        fromRounding.Should().BeLessThan(2e-3 / 4, measured);
+        LogitCompare.Nmse(fastLogits, Logits(folder, true)).Should().BeLessThan(2e-3 / 2, measured);
+    }
+
+    [Fact]
+    public void A_tied_embedding_looks_up_single_rounded_rows_without_making_the_whole_head_again()
+    {
+        // test-qwen3: tied, rows of 256, so the head (and the embedding) is Q6_K, which the CPU backend repacks in chunks.
+        string folder = Synth("test-qwen3", "tied", new Int4Settings(Int4Method.Gptq, 64));
+        using var fast = LoadedModel.Open(folder, new ModelOptions { Threads = 2 });
+        using var exact = LoadedModel.Open(folder, new ModelOptions { Threads = 2, QuantizedCheckpointFloatActivations = true });
+        var rounded = fast.Model.Weights.Output;
+        rounded.Type.Should().Be(GgmlType.Q6_K);
+        fast.Model.Weights.TokenEmbedding.Should().BeSameAs(rounded);
+
+        var embedded = new float[Tokens.Length * rounded.Cols];
+        using (fast.Model.Hooks.Add("inp_embd", (context, values) => values.CopyTo(embedded)))
+        {
+            using var cache = fast.Model.CreateCache(Tokens.Length);
+            fast.Model.Forward(Tokens, 0, cache, new float[Tokens.Length * fast.Config.VocabSize]);
+        }
+        if (Engine.Quantization.Simd.Avx2Fma)
+            rounded.View.HoldsComputedBytes.Should().BeFalse("the repacked copy holds the head; each lookup made its one row");
+
+        // Each looked-up row is the stored row rounded to Q6_K by ggml's reference quantizer, then read back.
+        var stored = exact.Model.Weights.Output;
+        var row = new float[stored.Cols];
+        var bytes = new byte[Engine.Quantization.RowEncoder.RowBytes(GgmlType.Q6_K, stored.Cols)];
+        var expected = new float[stored.Cols];
+        for (int t = 0; t < Tokens.Length; t++)
+        {
+            Engine.Quantization.RowFormats.For(stored.Type).DequantizeRow(stored.View.Bytes.Slice((int)(Tokens[t] * stored.RowBytes), (int)stored.RowBytes), row);
+            Engine.Quantization.Q6_KFormat.Instance.QuantizeRowReference(row, bytes);
+            Engine.Quantization.RowFormats.For(GgmlType.Q6_K).DequantizeRow(bytes, expected);
+            embedded.AsSpan(t * stored.Cols, stored.Cols).ToArray().Should().Equal(expected, $"token {Tokens[t]}");
+        }
     }
 
     [Fact]
@@ -244,7 +286,7 @@ public sealed class GptqSynthTests : IDisposable
         using var cache = fromGguf.Model.CreateCache(Tokens.Length);
         var logits = new float[Tokens.Length * fromGguf.Config.VocabSize];
         fromGguf.Model.Forward(Tokens, 0, cache, logits);
-        // The converted file keeps the folder's F16 head, which the folder's fast mode would round to Q8_0.
+        // The converted file keeps the folder's F16 head, which the folder's fast mode would round to Q6_K.
         logits.Should().Equal(Logits(folder, false, roundHead: false), "the same Q4_0 rows through the same kernels");
     }
 

@@ -60,8 +60,8 @@ public class GpuGptqTests(GpuTestDevice device, ITestOutputHelper output)
             return;
         }
         LogitCompare.Nmse(gpu, cpu).Should().BeLessThanOrEqualTo(EightBitAgreementNmse, what);
-        // The head (a float head rounded to Q8_0 at load) takes Q8_0 activations on the CPU and float ones on the GPU, as
-        // every Q8_0 matrix does, so the top token may differ only where the CPU's own top two are a near tie.
+        // The head (a float head rounded to Q6_K at load) takes Q8_K activations on the CPU and float ones on the GPU, as
+        // every Q6_K matrix does, so the top token may differ only where the CPU's own top two are a near tie.
         for (int i = 0; i < gpu.Length / vocab; i++)
         {
             var cpuRow = cpu.AsSpan(i * vocab, vocab);

@@ -25,7 +25,7 @@ internal sealed record ModelOptions
     /// <summary>GPTQ / AWQ checkpoints: compute their matmuls with float32 activations (exact) instead of activations
     /// quantized to Q8_0 blocks as the GGUF kernels do (the default: faster, within the 8-bit tolerance).</summary>
     public bool QuantizedCheckpointFloatActivations { get; init; }
-    /// <summary>GPTQ / AWQ checkpoints in the 8-bit mode: multiply with their float output head rounded to Q8_0 rows
+    /// <summary>GPTQ / AWQ checkpoints in the 8-bit mode: multiply with their float output head rounded to Q6_K (or Q8_0) rows
     /// (the default, see <see cref="QuantizedLinearSource.OutputHead"/>). Off keeps the stored head, so a folder and
     /// the GGUF converted from it run the same matrices (the tests that prove the conversion lossless).</summary>
     public bool RoundCheckpointOutputHead { get; init; } = true;
@@ -127,7 +127,7 @@ internal sealed class LoadedModel : IDisposable
                 FileBytes = model.Shards.Sum(shard => shard.FileLength),
                 QuantizedCheckpoint = quantized is null ? null
                     : $"{quantized.Description}; activations {(quantized.FloatActivations ? "f32 (exact)" : "q8 (fast)")}"
-                        + (quantized.RoundedOutputHead is { } head ? $"; output head {head} rounded to Q8_0 at load" : ""),
+                        + (quantized.RoundedOutputHead is { } head ? $"; output head {head} rounded to {quantized.OutputHeadType} at load" : ""),
             };
         }
         catch (ModelFormatException e) { quantized?.Dispose(); model.Dispose(); throw e.WithFile(path); }

@@ -171,7 +171,7 @@ internal sealed class QuantizedLinearSource : IDisposable
         string runs = config.Method == HfQuantMethod.Gptq && config.Sym && !config.DescAct
             ? "loaded as Q4_0 rows (exact), CPU and GPU"
             : "loaded as Q4_0 rows plus exact zero-point terms" + (config.DescAct ? " and a sorted input order" : "") + ", CPU and GPU";
-        return $"{Describe(config)} (from {config.Source}); {runs}; activations q8 by default (with a float output head rounded to Q8_0 at load), f32 (exact) with --gptq-activations f32";
+        return $"{Describe(config)} (from {config.Source}); {runs}; activations q8 by default (with a float output head rounded at load to Q6_K, as the Q4_0 GGUF stores it), f32 (exact) with --gptq-activations f32";
     }
 
     Layer Check(SafetensorsModel model, string prefix, (int In, int Out)? expected)
@@ -309,13 +309,14 @@ internal sealed class QuantizedLinearSource : IDisposable
     /// <summary>The output head the fast mode multiplies with. GPTQ and AWQ leave lm_head (or the tied embedding) in
     /// F16 / BF16, which is a fifth of a 1.5B model's bytes read per token: the same model's Q4_0 GGUF stores it in
     /// Q6_K, so the folder would read 30% more bytes per token than that file. With 8-bit activations the head is
-    /// rounded to Q8_0 rows once at load (ggml's reference rounding): 34 bytes per 32 weights instead of 64. Its error is
-    /// of the order of the activations' own 8-bit rounding (the same step, 1/254 of each 32-block's largest value).
-    /// Q6_K would match the GGUF byte for byte but takes about 15 s to make for a 151,936-row head on two cores with the
-    /// reference quantizer (the whole 1.5B model: 190 s on a busy host); Q8_0 takes under a second.
-    /// The rows are read through the file, never the map, so the stored head's pages do not stay resident beside them
-    /// (a tied embedding is then looked up in these rows too: see LlamaWeights.Load). In the float mode, and for a head
-    /// that is itself quantized, the head is returned unchanged.</summary>
+    /// rounded as llama-quantize rounds that GGUF's (llama_tensor_get_type): to Q6_K (ggml's reference quantizer, so the
+    /// same bytes as the GGUF's head made from the same weights) when its rows are whole 256-blocks, else to Q8_0.
+    /// Its error adds about 4e-4 to the fixtures' logit NMSE (Q8_0: 5e-5), below the 8-bit activations' own.
+    /// The rows are made from the file, never the map, so the stored head's pages do not stay resident beside them,
+    /// and any range of rows can be made alone: the CPU backend's repack reads the head in chunks and never holds the
+    /// whole Q6_K copy beside its repacked one, and a tied embedding (looked up in these rows, one copy, as the GGUF
+    /// looks up its Q6_K one: see LlamaWeights.Load) then makes each looked-up row when it is read. In the float mode,
+    /// and for a head that is itself quantized, the head is returned unchanged.</summary>
     public WeightMatrix OutputHead(WeightMatrix head)
     {
         if (_floatActivations || !RoundOutputHead || head.Quantized is not null || head.Type is not (GgmlType.F16 or GgmlType.BF16 or GgmlType.F32)
@@ -324,39 +325,54 @@ internal sealed class QuantizedLinearSource : IDisposable
         var source = head.View;
         var sourceFormat = Engine.Quantization.RowFormats.For(source.Type);
         int cols = head.Cols, rows = head.Rows;
-        long sourceRowBytes = source.ByteSize / rows, rowBytes = Engine.Quantization.RowEncoder.RowBytes(GgmlType.Q8_0, cols);
-        string name = $"{source.Name} (rounded to Q8_0)";
-        var region = MappedRegion.Deferred(name, rowBytes * rows, dst =>
+        var type = cols % Engine.Quantization.QuantMath.QK_K == 0 ? GgmlType.Q6_K : GgmlType.Q8_0;
+        long sourceRowBytes = source.ByteSize / rows, rowBytes = Engine.Quantization.RowEncoder.RowBytes(type, cols);
+        string name = $"{source.Name} (rounded to {type})";
+
+        // Rows [first, first + count) into dst, in 256-row tiles over the cores.
+        unsafe void MakeRows(int first, int count, byte* dst)
         {
-            // Read through the file, not the map, in 256-row tiles.
-            const int Tile = 256;
-            Parallel.For(0, (rows + Tile - 1) / Tile, () => (Raw: new byte[sourceRowBytes * Tile], Row: new float[cols]), (tile, _, buffers) =>
+            int tileSize = Math.Min(256, count); // one row (an embedding lookup) reads and makes one row
+            Parallel.For(0, (count + tileSize - 1) / tileSize, () => (Raw: new byte[sourceRowBytes * tileSize], Row: new float[cols]), (tile, _, buffers) =>
             {
-                int first = tile * Tile, count = Math.Min(Tile, rows - first);
-                var raw = buffers.Raw.AsSpan(0, (int)(sourceRowBytes * count));
-                source.ReadBytes(first * sourceRowBytes, raw);
-                for (int r = 0; r < count; r++)
+                int from = tile * tileSize, tileRows = Math.Min(tileSize, count - from);
+                var raw = buffers.Raw.AsSpan(0, (int)(sourceRowBytes * tileRows));
+                source.ReadBytes((first + from) * sourceRowBytes, raw);
+                for (int r = 0; r < tileRows; r++)
                 {
                     sourceFormat.DequantizeRow(raw.Slice((int)(r * sourceRowBytes), (int)sourceRowBytes), buffers.Row);
-                    unsafe { Engine.Quantization.RowEncoder.Encode(GgmlType.Q8_0, buffers.Row, new Span<byte>((byte*)dst + (first + r) * rowBytes, (int)rowBytes)); }
+                    Engine.Quantization.RowEncoder.Encode(type, buffers.Row, new Span<byte>(dst + (from + r) * rowBytes, (int)rowBytes));
                 }
                 return buffers;
             }, _ => { });
-        });
+        }
+
+        MappedRegion region;
+        unsafe
+        {
+            region = MappedRegion.Deferred(name, rowBytes * rows, dst => MakeRows(0, rows, (byte*)dst), (offset, destination) =>
+            {
+                if (offset % rowBytes != 0 || destination.Length % rowBytes != 0) return false;
+                fixed (byte* d = destination) MakeRows((int)(offset / rowBytes), (int)(destination.Length / rowBytes), d);
+                return true;
+            });
+        }
         lock (_regionsLock) _regions.Add(region);
         RoundedOutputHead = source.Type.ToString();
-        var view = new TensorView(name, GgmlType.Q8_0, [cols, rows], (long)cols * rows, rowBytes * rows, 0, region);
-        // Made now, as part of loading, not inside the first request (no backend repacks Q8_0, so none would earlier).
-        unsafe { _ = view.Pointer; }
+        OutputHeadType = type;
+        var view = new TensorView(name, type, [cols, rows], (long)cols * rows, rowBytes * rows, 0, region);
         return new WeightMatrix("output.weight", view);
     }
 
     /// <summary>Whether <see cref="OutputHead"/> rounds a float head in the 8-bit mode (off: the stored head is kept).</summary>
     public bool RoundOutputHead { get; init; } = true;
 
-    /// <summary>The stored type of the head <see cref="OutputHead"/> rounded to Q8_0 (F16, BF16, F32), or null when it
-    /// rounded none (a rounded head passed to it again is a Q8_0 matrix, returned as it is).</summary>
+    /// <summary>The stored type of the head <see cref="OutputHead"/> rounded (F16, BF16, F32), or null when it rounded
+    /// none (a rounded head passed to it again is a quantized matrix, returned as it is).</summary>
     public string? RoundedOutputHead { get; private set; }
+
+    /// <summary>The type <see cref="OutputHead"/> rounded the head to (Q6_K, or Q8_0 for rows that are not whole 256-blocks).</summary>
+    public GgmlType? OutputHeadType { get; private set; }
 
     bool TryLayer(string ggufName, out Layer layer)
     {

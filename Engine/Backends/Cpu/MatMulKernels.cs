@@ -33,6 +33,7 @@ internal sealed unsafe class MatMulKernels
     readonly ZeroPointWork _zeroPoints = new();
     float[] _gathered = [];
     float[] _groupSums = [];
+    byte[] _lookupRow = [];
 
     /// <summary>Repacked copies of some matrices, used in place of the map; null for none.</summary>
     internal RepackedWeights? Repacked { get; set; }
@@ -129,7 +130,16 @@ internal sealed unsafe class MatMulKernels
     public void DequantizeRow(WeightMatrix w, int row, Span<float> dst)
     {
         if ((uint)row >= (uint)w.Rows) throw new ArgumentOutOfRangeException(nameof(row), $"token id {row} is outside the vocabulary of {w.Rows}");
-        var bytes = new ReadOnlySpan<byte>(w.View.Pointer + row * w.RowBytes, checked((int)w.RowBytes));
+        ReadOnlySpan<byte> bytes;
+        if (w.View.IsComputed && !w.View.HoldsComputedBytes)
+        {
+            // Computed rows the backend holds only repacked (a GPTQ folder's rounded head, tied to the embedding): make
+            // this one row, rather than the whole matrix again beside the repacked copy.
+            if (_lookupRow.Length < w.RowBytes) _lookupRow = new byte[w.RowBytes];
+            w.View.ReadBytes(row * w.RowBytes, _lookupRow.AsSpan(0, (int)w.RowBytes));
+            bytes = _lookupRow.AsSpan(0, (int)w.RowBytes);
+        }
+        else bytes = new ReadOnlySpan<byte>(w.View.Pointer + row * w.RowBytes, checked((int)w.RowBytes));
         RowFormats.For(w.Type).DequantizeRow(bytes, dst);
     }
 
