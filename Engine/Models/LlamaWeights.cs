@@ -95,8 +95,9 @@ internal sealed record LlamaWeights(
         var embedding = w.Matrix("token_embd.weight", c.EmbeddingLength, c.VocabSize);
         // M4: a missing output projection means the embedding is tied (documented fallback, as llama.cpp).
         var output = w.TryMatrix("output.weight", c.EmbeddingLength, c.VocabSize) ?? embedding;
-        // A GPTQ / AWQ folder's float head, in Q8_0 for the fast mode. A tied embedding is then looked up in the same
-        // Q8_0 rows (one copy, as the Q4_0 GGUF of the model looks up its Q6_K one); a separate embedding is kept.
+        // A GPTQ / AWQ folder's float head, rounded to Q6_K (or Q8_0) for the fast mode. A tied embedding is then looked
+        // up in the same rounded rows (one copy, as the Q4_0 GGUF of the model looks up its Q6_K one); a separate
+        // embedding is kept.
         if (quantized is not null)
         {
             bool tied = ReferenceEquals(output, embedding);
