@@ -112,6 +112,38 @@ public class CpuKernelTests
             }
     }
 
+    [Theory]
+    [InlineData(3, 128)] // a pair of heads and a single one
+    [InlineData(6, 64)]  // Qwen2.5-1.5B's group: three pairs
+    [InlineData(7, 128)] // Qwen2.5-7B's group
+    public void Heads_attended_in_pairs_give_the_bits_of_each_head_alone(int group, int dim)
+    {
+        // The attention reads each key and value once for two heads of a row; every head's result must still be the
+        // one it gets alone (batch invariance rests on it), so one KV head's group is compared with each query alone.
+        const int blockTokens = 32, tokens = 45;
+        var rng = new Random(11);
+        using var backend = new CpuBackend(2);
+        int blocks = (tokens + blockTokens - 1) / blockTokens;
+        var q = Random(rng, tokens * group * dim); var k = Random(rng, tokens * dim); var v = Random(rng, tokens * dim);
+        var batch = new ForwardBatch(blockTokens);
+        batch.Add(new int[tokens], 0, Enumerable.Range(0, blocks).ToArray(), LogitsWanted.None);
+        using var pool = backend.CreateKvPool(new KvPoolShape(1, blocks, blockTokens, dim, dim, KvElementType.F16));
+        backend.StoreKv(pool, 0, batch, Load(backend, k), Load(backend, v));
+        var grouped = backend.Allocate("grouped", tokens * group * dim);
+        backend.Attention(Load(backend, q), pool, 0, batch, group, 1, dim, dim, grouped);
+        var together = new float[tokens * group * dim]; backend.Read(grouped, 0, together);
+        for (int h = 0; h < group; h++)
+        {
+            var single = new float[tokens * dim];
+            for (int t = 0; t < tokens; t++) q.AsSpan((t * group + h) * dim, dim).CopyTo(single.AsSpan(t * dim));
+            var output = backend.Allocate($"head {h}", tokens * dim);
+            backend.Attention(Load(backend, single), pool, 0, batch, 1, 1, dim, dim, output);
+            var alone = new float[tokens * dim]; backend.Read(output, 0, alone);
+            for (int t = 0; t < tokens; t++)
+                together.AsSpan((t * group + h) * dim, dim).ToArray().Should().Equal(alone.AsSpan(t * dim, dim).ToArray(), $"head {h}, row {t}");
+        }
+    }
+
     static unsafe float[] RoundTrip(float[] rows, int width, KvElementType type)
     {
         var result = new float[rows.Length];

@@ -252,38 +252,29 @@ internal sealed unsafe class PagedAttention(WorkSplit split) : IRangeWork
                 int row = firstRow + r;
                 int seen = Math.Min(n, _batch.Positions[row] + 1 - start); // causal: the row sees itself and what is before
                 if (seen <= 0) continue;
-                for (int g = 0; g < group; g++)
+                for (int g = 0; g < group;)
                 {
                     int h = r * group + g;
                     float* query = queries + ((long)row * _heads + firstHead + g) * headDim;
                     float* s = scores + h * blockTokens;
-                    float blockMax = float.NegativeInfinity;
-                    int j = 0;
-                    // Eight keys at a time share each load of the query and one horizontal reduction (a row's keys fall
-                    // in the same groups of eight alone or batched: the grouping depends only on its position).
-                    if (Avx.IsSupported && headDim % 8 == 0)
-                        for (; j + 8 <= seen; j += 8)
-                        {
-                            var eight = Dot8(query, keys + j * headDim, headDim) * _scale;
-                            eight.Store(s + j);
-                            blockMax = MaxOf(eight, blockMax);
-                        }
-                    for (; j < seen; j++)
+                    if (g + 1 < group && Avx.IsSupported && headDim % 8 == 0)
                     {
-                        s[j] = Dot(query, keys + j * headDim, headDim) * _scale;
-                        blockMax = MathF.Max(blockMax, s[j]);
+                        // Two heads of the row (their queries are adjacent) read each key and each value once for both;
+                        // every (head, key) product and sum is the one a head alone computes.
+                        float* s1 = s + blockTokens;
+                        ScoreTwo(query, query + headDim, keys, s, s1, seen, headDim, out float max0, out float max1);
+                        float correction0 = Normalize(h, max0, s, seen, max, sum);
+                        float correction1 = Normalize(h + 1, max1, s1, seen, max, sum);
+                        AccumulateTwo(acc + h * valueDim, correction0, s, acc + (h + 1) * valueDim, correction1, s1, values, seen, valueDim);
+                        g += 2;
                     }
-                    // Online softmax: rescale what was summed under the old maximum to the new one.
-                    float newMax = MathF.Max(max[h], blockMax);
-                    float correction = MathF.Exp(max[h] - newMax);
-                    var block = new Span<float>(s, seen);
-                    TensorPrimitives.Subtract(block, newMax, block);
-                    TensorPrimitives.Exp(block, block);
-                    float blockSum = 0;
-                    for (int k = 0; k < seen; k++) blockSum += s[k];
-                    sum[h] = sum[h] * correction + blockSum;
-                    max[h] = newMax;
-                    Accumulate(acc + h * valueDim, correction, s, values, seen, valueDim);
+                    else
+                    {
+                        float blockMax = Score(query, keys, s, seen, headDim);
+                        float correction = Normalize(h, blockMax, s, seen, max, sum);
+                        Accumulate(acc + h * valueDim, correction, s, values, seen, valueDim, 0);
+                        g++;
+                    }
                 }
             }
         }
@@ -295,6 +286,78 @@ internal sealed unsafe class PagedAttention(WorkSplit split) : IRangeWork
                 float inverse = 1f / sum[h];
                 for (int d = 0; d < valueDim; d++) o[d] = acc[h * valueDim + d] * inverse;
             }
+    }
+
+    /// <summary>s[j] = q · keys[j] * scale for the `seen` keys of a block; returns their maximum. Eight keys at a time
+    /// share each load of the query and one horizontal reduction (a row's keys fall in the same groups of eight alone or
+    /// batched: the grouping depends only on its position). The maximum is kept in lanes: a maximum is the same value in
+    /// any order.</summary>
+    float Score(float* query, float* keys, float* s, int seen, int headDim)
+    {
+        float blockMax = float.NegativeInfinity;
+        int j = 0;
+        if (Avx.IsSupported && headDim % 8 == 0 && seen >= 8)
+        {
+            var laneMax = Vector256.Create(float.NegativeInfinity);
+            for (; j + 8 <= seen; j += 8)
+            {
+                var eight = Dot8(query, keys + j * headDim, headDim) * _scale;
+                eight.Store(s + j);
+                laneMax = Avx.Max(laneMax, eight);
+            }
+            blockMax = MaxOf(laneMax);
+        }
+        for (; j < seen; j++)
+        {
+            s[j] = Dot(query, keys + j * headDim, headDim) * _scale;
+            blockMax = MathF.Max(blockMax, s[j]);
+        }
+        return blockMax;
+    }
+
+    /// <summary><see cref="Score"/> for two queries at once: each group of eight keys is loaded once for both (the
+    /// scores are bit for bit those of two calls).</summary>
+    void ScoreTwo(float* query0, float* query1, float* keys, float* s0, float* s1, int seen, int headDim, out float max0, out float max1)
+    {
+        max0 = max1 = float.NegativeInfinity;
+        int j = 0;
+        if (seen >= 8)
+        {
+            var laneMax0 = Vector256.Create(float.NegativeInfinity);
+            var laneMax1 = laneMax0;
+            for (; j + 8 <= seen; j += 8)
+            {
+                Dot8Two(query0, query1, keys + j * headDim, headDim, out var eight0, out var eight1);
+                eight0 *= _scale; eight1 *= _scale;
+                eight0.Store(s0 + j); eight1.Store(s1 + j);
+                laneMax0 = Avx.Max(laneMax0, eight0);
+                laneMax1 = Avx.Max(laneMax1, eight1);
+            }
+            max0 = MaxOf(laneMax0);
+            max1 = MaxOf(laneMax1);
+        }
+        for (; j < seen; j++)
+        {
+            s0[j] = Dot(query0, keys + j * headDim, headDim) * _scale;
+            s1[j] = Dot(query1, keys + j * headDim, headDim) * _scale;
+            max0 = MathF.Max(max0, s0[j]);
+            max1 = MathF.Max(max1, s1[j]);
+        }
+    }
+
+    /// <summary>Online softmax for head h over one block: the scores become exp(s - m) for the new running maximum m,
+    /// the running sum is rescaled to m and the block's exponentials added. Returns the factor that rescales what
+    /// was accumulated under the old maximum.</summary>
+    static float Normalize(int h, float blockMax, float* s, int seen, float* max, float* sum)
+    {
+        float newMax = MathF.Max(max[h], blockMax);
+        float correction = MathF.Exp(max[h] - newMax);
+        var block = new Span<float>(s, seen);
+        TensorPrimitives.Subtract(block, newMax, block);
+        TensorPrimitives.Exp(block, block);
+        sum[h] = sum[h] * correction + SumOf(s, seen);
+        max[h] = newMax;
+        return correction;
     }
 
     /// <summary>a · b with a fixed order: 8-lane partial sums over the vector part, summed lane by lane, then the tail.</summary>
@@ -319,12 +382,29 @@ internal sealed unsafe class PagedAttention(WorkSplit split) : IRangeWork
         return result;
     }
 
-    /// <summary>The largest of `current` and the eight lanes of `v` (MathF.Max lane by lane, in lane order).</summary>
+    /// <summary>The largest of the eight lanes of `v` (a tree of max instructions).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static float MaxOf(Vector256<float> v, float current)
+    static float MaxOf(Vector256<float> v)
     {
-        for (int i = 0; i < 8; i++) current = MathF.Max(current, v.GetElement(i));
-        return current;
+        var four = Sse.Max(v.GetLower(), v.GetUpper());
+        var two = Sse.Max(four, Sse.MoveHighToLow(four, four));
+        return Sse.MaxScalar(two, Sse.Shuffle(two, two, 1)).ToScalar();
+    }
+
+    /// <summary>Σ p[0..n) in a fixed order: 8-lane partial sums, reduced by Vector256.Sum, then the tail in order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static float SumOf(float* p, int n)
+    {
+        int k = 0;
+        float total = 0;
+        if (Vector256.IsHardwareAccelerated && n >= 8)
+        {
+            var lanes = Vector256.Load(p);
+            for (k = 8; k + 8 <= n; k += 8) lanes += Vector256.Load(p + k);
+            total = Vector256.Sum(lanes);
+        }
+        for (; k < n; k++) total += p[k];
+        return total;
     }
 
     /// <summary>q · keys[j] for the eight keys (rows of `length`) at `keys`: one accumulator per key, each summed over
@@ -345,18 +425,58 @@ internal sealed unsafe class PagedAttention(WorkSplit split) : IRangeWork
             a6 = Vector256.FusedMultiplyAdd(x, Vector256.Load(keys + 6 * length + i), a6);
             a7 = Vector256.FusedMultiplyAdd(x, Vector256.Load(keys + 7 * length + i), a7);
         }
+        return Reduce8(a0, a1, a2, a3, a4, a5, a6, a7);
+    }
+
+    /// <summary>The lane sums of eight accumulators, as one vector (lane k: the sum of a_k's lanes).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<float> Reduce8(Vector256<float> a0, Vector256<float> a1, Vector256<float> a2, Vector256<float> a3,
+        Vector256<float> a4, Vector256<float> a5, Vector256<float> a6, Vector256<float> a7)
+    {
         // [a0 a1 a2 a3 | a0 a1 a2 a3] partial sums of the low and high lane halves, then the halves added.
         var low = Avx.HorizontalAdd(Avx.HorizontalAdd(a0, a1), Avx.HorizontalAdd(a2, a3));
         var high = Avx.HorizontalAdd(Avx.HorizontalAdd(a4, a5), Avx.HorizontalAdd(a6, a7));
         return Avx.Permute2x128(low, high, 0x20) + Avx.Permute2x128(low, high, 0x31);
     }
 
-    /// <summary>acc = acc * correction + Σ_j p[j] * values[j], in key order for every element (32 elements at a time
-    /// share each broadcast of p[j]).</summary>
+    /// <summary><see cref="Dot8"/> for two queries: each key vector is loaded once and multiplied into both queries'
+    /// accumulators, which are summed exactly as Dot8 sums them.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static void Accumulate(float* acc, float correction, float* p, float* values, int n, int width)
+    static void Dot8Two(float* q0, float* q1, float* keys, int length, out Vector256<float> result0, out Vector256<float> result1)
     {
-        int d = 0;
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+        Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default, b4 = default, b5 = default, b6 = default, b7 = default;
+        for (int i = 0; i < length; i += 8)
+        {
+            var x = Vector256.Load(q0 + i);
+            var y = Vector256.Load(q1 + i);
+            var k = Vector256.Load(keys + i);
+            a0 = Vector256.FusedMultiplyAdd(x, k, a0); b0 = Vector256.FusedMultiplyAdd(y, k, b0);
+            k = Vector256.Load(keys + length + i);
+            a1 = Vector256.FusedMultiplyAdd(x, k, a1); b1 = Vector256.FusedMultiplyAdd(y, k, b1);
+            k = Vector256.Load(keys + 2 * length + i);
+            a2 = Vector256.FusedMultiplyAdd(x, k, a2); b2 = Vector256.FusedMultiplyAdd(y, k, b2);
+            k = Vector256.Load(keys + 3 * length + i);
+            a3 = Vector256.FusedMultiplyAdd(x, k, a3); b3 = Vector256.FusedMultiplyAdd(y, k, b3);
+            k = Vector256.Load(keys + 4 * length + i);
+            a4 = Vector256.FusedMultiplyAdd(x, k, a4); b4 = Vector256.FusedMultiplyAdd(y, k, b4);
+            k = Vector256.Load(keys + 5 * length + i);
+            a5 = Vector256.FusedMultiplyAdd(x, k, a5); b5 = Vector256.FusedMultiplyAdd(y, k, b5);
+            k = Vector256.Load(keys + 6 * length + i);
+            a6 = Vector256.FusedMultiplyAdd(x, k, a6); b6 = Vector256.FusedMultiplyAdd(y, k, b6);
+            k = Vector256.Load(keys + 7 * length + i);
+            a7 = Vector256.FusedMultiplyAdd(x, k, a7); b7 = Vector256.FusedMultiplyAdd(y, k, b7);
+        }
+        result0 = Reduce8(a0, a1, a2, a3, a4, a5, a6, a7);
+        result1 = Reduce8(b0, b1, b2, b3, b4, b5, b6, b7);
+    }
+
+    /// <summary>acc = acc * correction + Σ_j p[j] * values[j] for the elements [from, width), in key order for every
+    /// element (32 elements at a time share each broadcast of p[j]).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Accumulate(float* acc, float correction, float* p, float* values, int n, int width, int from)
+    {
+        int d = from;
         // Each element's operations (scale, then one fused multiply-add per key in key order) are the same at every
         // vector width, so the 16-lane form gives the bits of the 8-lane one with half the instructions.
         if (Vector512.IsHardwareAccelerated)
@@ -408,5 +528,71 @@ internal sealed unsafe class PagedAttention(WorkSplit split) : IRangeWork
             for (int j = 0; j < n; j++) a = MathF.FusedMultiplyAdd(p[j], values[j * width + d], a);
             acc[d] = a;
         }
+    }
+
+    /// <summary><see cref="Accumulate"/> for two heads over the same values: each value vector is loaded once for
+    /// both. Every element takes the same operations in the same order as alone (scale, then one fused multiply-add
+    /// per key in key order), so the bits are those of two calls.</summary>
+    static void AccumulateTwo(float* acc0, float correction0, float* p0, float* acc1, float correction1, float* p1, float* values, int n, int width)
+    {
+        int d = 0;
+        if (Vector512.IsHardwareAccelerated)
+            for (; d + 64 <= width; d += 64)
+            {
+                var a0 = Vector512.Load(acc0 + d) * correction0;
+                var a1 = Vector512.Load(acc0 + d + 16) * correction0;
+                var a2 = Vector512.Load(acc0 + d + 32) * correction0;
+                var a3 = Vector512.Load(acc0 + d + 48) * correction0;
+                var b0 = Vector512.Load(acc1 + d) * correction1;
+                var b1 = Vector512.Load(acc1 + d + 16) * correction1;
+                var b2 = Vector512.Load(acc1 + d + 32) * correction1;
+                var b3 = Vector512.Load(acc1 + d + 48) * correction1;
+                for (int j = 0; j < n; j++)
+                {
+                    var pj = Vector512.Create(p0[j]);
+                    var qj = Vector512.Create(p1[j]);
+                    float* v = values + j * width + d;
+                    var v0 = Vector512.Load(v);
+                    a0 = Vector512.FusedMultiplyAdd(pj, v0, a0); b0 = Vector512.FusedMultiplyAdd(qj, v0, b0);
+                    var v1 = Vector512.Load(v + 16);
+                    a1 = Vector512.FusedMultiplyAdd(pj, v1, a1); b1 = Vector512.FusedMultiplyAdd(qj, v1, b1);
+                    var v2 = Vector512.Load(v + 32);
+                    a2 = Vector512.FusedMultiplyAdd(pj, v2, a2); b2 = Vector512.FusedMultiplyAdd(qj, v2, b2);
+                    var v3 = Vector512.Load(v + 48);
+                    a3 = Vector512.FusedMultiplyAdd(pj, v3, a3); b3 = Vector512.FusedMultiplyAdd(qj, v3, b3);
+                }
+                a0.Store(acc0 + d); a1.Store(acc0 + d + 16); a2.Store(acc0 + d + 32); a3.Store(acc0 + d + 48);
+                b0.Store(acc1 + d); b1.Store(acc1 + d + 16); b2.Store(acc1 + d + 32); b3.Store(acc1 + d + 48);
+            }
+        if (Vector256.IsHardwareAccelerated)
+            for (; d + 32 <= width; d += 32)
+            {
+                var a0 = Vector256.Load(acc0 + d) * correction0;
+                var a1 = Vector256.Load(acc0 + d + 8) * correction0;
+                var a2 = Vector256.Load(acc0 + d + 16) * correction0;
+                var a3 = Vector256.Load(acc0 + d + 24) * correction0;
+                var b0 = Vector256.Load(acc1 + d) * correction1;
+                var b1 = Vector256.Load(acc1 + d + 8) * correction1;
+                var b2 = Vector256.Load(acc1 + d + 16) * correction1;
+                var b3 = Vector256.Load(acc1 + d + 24) * correction1;
+                for (int j = 0; j < n; j++)
+                {
+                    var pj = Vector256.Create(p0[j]);
+                    var qj = Vector256.Create(p1[j]);
+                    float* v = values + j * width + d;
+                    var v0 = Vector256.Load(v);
+                    a0 = Vector256.FusedMultiplyAdd(pj, v0, a0); b0 = Vector256.FusedMultiplyAdd(qj, v0, b0);
+                    var v1 = Vector256.Load(v + 8);
+                    a1 = Vector256.FusedMultiplyAdd(pj, v1, a1); b1 = Vector256.FusedMultiplyAdd(qj, v1, b1);
+                    var v2 = Vector256.Load(v + 16);
+                    a2 = Vector256.FusedMultiplyAdd(pj, v2, a2); b2 = Vector256.FusedMultiplyAdd(qj, v2, b2);
+                    var v3 = Vector256.Load(v + 24);
+                    a3 = Vector256.FusedMultiplyAdd(pj, v3, a3); b3 = Vector256.FusedMultiplyAdd(qj, v3, b3);
+                }
+                a0.Store(acc0 + d); a1.Store(acc0 + d + 8); a2.Store(acc0 + d + 16); a3.Store(acc0 + d + 24);
+                b0.Store(acc1 + d); b1.Store(acc1 + d + 8); b2.Store(acc1 + d + 16); b3.Store(acc1 + d + 24);
+            }
+        Accumulate(acc0, correction0, p0, values, n, width, d);
+        Accumulate(acc1, correction1, p1, values, n, width, d);
     }
 }
