@@ -412,6 +412,25 @@ internal sealed unsafe class PagedAttention(WorkSplit split) : IRangeWork
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static Vector256<float> Dot8(float* q, float* keys, int length)
     {
+        if (Vector512.IsHardwareAccelerated && length % 16 == 0)
+        {
+            // Sixteen lanes per fused multiply-add where the CPU has them (twice the throughput on a full-width AVX-512
+            // core); each accumulator's halves are added before the same reduction.
+            Vector512<float> w0 = default, w1 = default, w2 = default, w3 = default, w4 = default, w5 = default, w6 = default, w7 = default;
+            for (int i = 0; i < length; i += 16)
+            {
+                var x = Vector512.Load(q + i);
+                w0 = Vector512.FusedMultiplyAdd(x, Vector512.Load(keys + i), w0);
+                w1 = Vector512.FusedMultiplyAdd(x, Vector512.Load(keys + length + i), w1);
+                w2 = Vector512.FusedMultiplyAdd(x, Vector512.Load(keys + 2 * length + i), w2);
+                w3 = Vector512.FusedMultiplyAdd(x, Vector512.Load(keys + 3 * length + i), w3);
+                w4 = Vector512.FusedMultiplyAdd(x, Vector512.Load(keys + 4 * length + i), w4);
+                w5 = Vector512.FusedMultiplyAdd(x, Vector512.Load(keys + 5 * length + i), w5);
+                w6 = Vector512.FusedMultiplyAdd(x, Vector512.Load(keys + 6 * length + i), w6);
+                w7 = Vector512.FusedMultiplyAdd(x, Vector512.Load(keys + 7 * length + i), w7);
+            }
+            return Reduce8(Fold(w0), Fold(w1), Fold(w2), Fold(w3), Fold(w4), Fold(w5), Fold(w6), Fold(w7));
+        }
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
         for (int i = 0; i < length; i += 8)
         {
@@ -427,6 +446,10 @@ internal sealed unsafe class PagedAttention(WorkSplit split) : IRangeWork
         }
         return Reduce8(a0, a1, a2, a3, a4, a5, a6, a7);
     }
+
+    /// <summary>A 16-lane accumulator as 8 lanes: lane i + lane i + 8.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<float> Fold(Vector512<float> v) => v.GetLower() + v.GetUpper();
 
     /// <summary>The lane sums of eight accumulators, as one vector (lane k: the sum of a_k's lanes).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -444,6 +467,35 @@ internal sealed unsafe class PagedAttention(WorkSplit split) : IRangeWork
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static void Dot8Two(float* q0, float* q1, float* keys, int length, out Vector256<float> result0, out Vector256<float> result1)
     {
+        if (Vector512.IsHardwareAccelerated && length % 16 == 0)
+        {
+            Vector512<float> w0 = default, w1 = default, w2 = default, w3 = default, w4 = default, w5 = default, w6 = default, w7 = default;
+            Vector512<float> z0 = default, z1 = default, z2 = default, z3 = default, z4 = default, z5 = default, z6 = default, z7 = default;
+            for (int i = 0; i < length; i += 16)
+            {
+                var x = Vector512.Load(q0 + i);
+                var y = Vector512.Load(q1 + i);
+                var k = Vector512.Load(keys + i);
+                w0 = Vector512.FusedMultiplyAdd(x, k, w0); z0 = Vector512.FusedMultiplyAdd(y, k, z0);
+                k = Vector512.Load(keys + length + i);
+                w1 = Vector512.FusedMultiplyAdd(x, k, w1); z1 = Vector512.FusedMultiplyAdd(y, k, z1);
+                k = Vector512.Load(keys + 2 * length + i);
+                w2 = Vector512.FusedMultiplyAdd(x, k, w2); z2 = Vector512.FusedMultiplyAdd(y, k, z2);
+                k = Vector512.Load(keys + 3 * length + i);
+                w3 = Vector512.FusedMultiplyAdd(x, k, w3); z3 = Vector512.FusedMultiplyAdd(y, k, z3);
+                k = Vector512.Load(keys + 4 * length + i);
+                w4 = Vector512.FusedMultiplyAdd(x, k, w4); z4 = Vector512.FusedMultiplyAdd(y, k, z4);
+                k = Vector512.Load(keys + 5 * length + i);
+                w5 = Vector512.FusedMultiplyAdd(x, k, w5); z5 = Vector512.FusedMultiplyAdd(y, k, z5);
+                k = Vector512.Load(keys + 6 * length + i);
+                w6 = Vector512.FusedMultiplyAdd(x, k, w6); z6 = Vector512.FusedMultiplyAdd(y, k, z6);
+                k = Vector512.Load(keys + 7 * length + i);
+                w7 = Vector512.FusedMultiplyAdd(x, k, w7); z7 = Vector512.FusedMultiplyAdd(y, k, z7);
+            }
+            result0 = Reduce8(Fold(w0), Fold(w1), Fold(w2), Fold(w3), Fold(w4), Fold(w5), Fold(w6), Fold(w7));
+            result1 = Reduce8(Fold(z0), Fold(z1), Fold(z2), Fold(z3), Fold(z4), Fold(z5), Fold(z6), Fold(z7));
+            return;
+        }
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
         Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default, b4 = default, b5 = default, b6 = default, b7 = default;
         for (int i = 0; i < length; i += 8)
