@@ -1,4 +1,3 @@
-using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -352,10 +351,40 @@ internal sealed unsafe class PagedAttention(WorkSplit split) : IRangeWork
     {
         float newMax = MathF.Max(max[h], blockMax);
         float correction = MathF.Exp(max[h] - newMax);
-        var block = new Span<float>(s, seen);
-        TensorPrimitives.Subtract(block, newMax, block);
-        TensorPrimitives.Exp(block, block);
-        sum[h] = sum[h] * correction + SumOf(s, seen);
+        // One pass: subtract, exponentiate, store and sum, in chunks fixed by `seen` alone (so by the row's position).
+        int k = 0;
+        float blockSum = 0;
+        if (Vector512.IsHardwareAccelerated && seen >= 16)
+        {
+            var shift = Vector512.Create(newMax);
+            var total = Vector512<float>.Zero;
+            for (; k + 16 <= seen; k += 16)
+            {
+                var e = Vector512.Exp(Vector512.Load(s + k) - shift);
+                e.Store(s + k);
+                total += e;
+            }
+            blockSum = Vector512.Sum(total);
+        }
+        if (Vector256.IsHardwareAccelerated && k + 8 <= seen)
+        {
+            var shift = Vector256.Create(newMax);
+            var total = Vector256<float>.Zero;
+            for (; k + 8 <= seen; k += 8)
+            {
+                var e = Vector256.Exp(Vector256.Load(s + k) - shift);
+                e.Store(s + k);
+                total += e;
+            }
+            blockSum += Vector256.Sum(total);
+        }
+        for (; k < seen; k++)
+        {
+            float e = MathF.Exp(s[k] - newMax);
+            s[k] = e;
+            blockSum += e;
+        }
+        sum[h] = sum[h] * correction + blockSum;
         max[h] = newMax;
         return correction;
     }
@@ -389,22 +418,6 @@ internal sealed unsafe class PagedAttention(WorkSplit split) : IRangeWork
         var four = Sse.Max(v.GetLower(), v.GetUpper());
         var two = Sse.Max(four, Sse.MoveHighToLow(four, four));
         return Sse.MaxScalar(two, Sse.Shuffle(two, two, 1)).ToScalar();
-    }
-
-    /// <summary>Σ p[0..n) in a fixed order: 8-lane partial sums, reduced by Vector256.Sum, then the tail in order.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static float SumOf(float* p, int n)
-    {
-        int k = 0;
-        float total = 0;
-        if (Vector256.IsHardwareAccelerated && n >= 8)
-        {
-            var lanes = Vector256.Load(p);
-            for (k = 8; k + 8 <= n; k += 8) lanes += Vector256.Load(p + k);
-            total = Vector256.Sum(lanes);
-        }
-        for (; k < n; k++) total += p[k];
-        return total;
     }
 
     /// <summary>q · keys[j] for the eight keys (rows of `length`) at `keys`: one accumulator per key, each summed over
