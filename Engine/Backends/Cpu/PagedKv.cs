@@ -142,11 +142,14 @@ internal sealed unsafe class CpuKvPool : KvBlockPool
 /// as FlashAttention does: no row of scores longer than a block is ever formed, so a 4096-token prompt needs no
 /// 4096 x 4096 matrix. One work item is a tile of up to <see cref="TileRows"/> consecutive rows of one sequence and
 /// one KV head: each block's keys and values are converted to float once for every query head of every row of the
-/// tile that reads them (a prompt chunk reads each block for 8 rows x the group's heads, not once per row).
+/// tile that reads them (a prompt chunk reads each block for 8 rows x the group's heads, not once per row), and two
+/// heads of a row go through the scores and the weighted sum of values together, so each key and value vector is
+/// loaded once for both.
 ///
 /// Batch invariance: every row's result is computed in one fixed order (blocks by absolute position, keys within a
 /// block in order, dot products with a fixed lane order, the exponentials of a block's scores together) from its own
-/// query and its own sequence's cache only; the tile only shares the exactly converted keys and values. So a
+/// query and its own sequence's cache only; the tile only shares the exactly converted keys and values, and a head
+/// paired with another computes exactly what it computes alone. So a
 /// sequence's attention output is bit-identical whether it runs alone or beside other sequences, in one prompt chunk
 /// or another, first in a tile or last.
 /// </summary>
