@@ -83,7 +83,7 @@ internal sealed unsafe class MappedRegion : IDisposable
     /// <summary>A region whose bytes are computed rather than read: `produce` fills the Length bytes at the address it is
     /// given, when the region is first read. <see cref="DropDeferred"/> frees them again (a later read makes them
     /// anew, possibly at another address), so a copy that a backend has turned into a layout of its own does not stay
-    /// resident beside it. Used for GPTQ / AWQ layers, whose Q4_0 rows are computed from the checkpoint's packing.</summary>
+    /// resident beside it. Used for GPTQ / AWQ layers, whose Q4_0 rows are computed from the checkpoint's packing.
     /// `produceRange`, when given, makes a part of the bytes for <see cref="Read"/> while they are not in memory, so a
     /// backend that copies them into a layout of its own (the CPU's 8-row repack reads in 4 MiB chunks) never holds
     /// them all, nor leaves freed blocks of their size in the native heap.</summary>

@@ -329,22 +329,36 @@ internal sealed class QuantizedLinearSource : IDisposable
         long sourceRowBytes = source.ByteSize / rows, rowBytes = Engine.Quantization.RowEncoder.RowBytes(type, cols);
         string name = $"{source.Name} (rounded to {type})";
 
-        // Rows [first, first + count) into dst, in 256-row tiles over the cores.
+        // Rows [first, first + count) into dst: one tile on this thread (an embedding lookup makes one row, per token),
+        // more in 256-row tiles over the cores.
+        const int Tile = 256;
+        unsafe void MakeTile(int first, int count, byte* dst)
+        {
+            var raw = System.Buffers.ArrayPool<byte>.Shared.Rent((int)(sourceRowBytes * count));
+            var row = System.Buffers.ArrayPool<float>.Shared.Rent(cols);
+            try
+            {
+                source.ReadBytes(first * sourceRowBytes, raw.AsSpan(0, (int)(sourceRowBytes * count)));
+                for (int r = 0; r < count; r++)
+                {
+                    sourceFormat.DequantizeRow(raw.AsSpan((int)(r * sourceRowBytes), (int)sourceRowBytes), row.AsSpan(0, cols));
+                    Engine.Quantization.RowEncoder.Encode(type, row.AsSpan(0, cols), new Span<byte>(dst + r * rowBytes, (int)rowBytes));
+                }
+            }
+            finally
+            {
+                System.Buffers.ArrayPool<byte>.Shared.Return(raw);
+                System.Buffers.ArrayPool<float>.Shared.Return(row);
+            }
+        }
         unsafe void MakeRows(int first, int count, byte* dst)
         {
-            int tileSize = Math.Min(256, count); // one row (an embedding lookup) reads and makes one row
-            Parallel.For(0, (count + tileSize - 1) / tileSize, () => (Raw: new byte[sourceRowBytes * tileSize], Row: new float[cols]), (tile, _, buffers) =>
+            if (count <= Tile) { MakeTile(first, count, dst); return; }
+            Parallel.For(0, (count + Tile - 1) / Tile, tile =>
             {
-                int from = tile * tileSize, tileRows = Math.Min(tileSize, count - from);
-                var raw = buffers.Raw.AsSpan(0, (int)(sourceRowBytes * tileRows));
-                source.ReadBytes((first + from) * sourceRowBytes, raw);
-                for (int r = 0; r < tileRows; r++)
-                {
-                    sourceFormat.DequantizeRow(raw.Slice((int)(r * sourceRowBytes), (int)sourceRowBytes), buffers.Row);
-                    Engine.Quantization.RowEncoder.Encode(type, buffers.Row, new Span<byte>(dst + (from + r) * rowBytes, (int)rowBytes));
-                }
-                return buffers;
-            }, _ => { });
+                int from = tile * Tile;
+                MakeTile(first + from, Math.Min(Tile, count - from), dst + from * rowBytes);
+            });
         }
 
         MappedRegion region;

@@ -144,8 +144,8 @@ internal static unsafe class QuantMath
 
     /// <summary><see cref="MakeQxQuants"/> with rmseType 1 for eight groups of n values at once, bit for bit: vector lane g
     /// is group g and walks its own values in the scalar order, so every sum adds the same terms in the same order (no
-    /// lane ever adds another's values). About 20 times faster than eight scalar calls: the 19 scale candidates are the
-    /// whole cost, and a 151,936-row output head (233M values) takes about 15 s on two cores with the scalar one.
+    /// lane ever adds another's values). The 19 scale candidates are nearly all of Q6_K's quantizing cost, which a GPTQ
+    /// folder's 151,936-row output head (233M values) pays at load: about 15 s on two cores with the scalar search.
     /// `x` is transposed, x[i * 8 + g] the i-th value of group g; `qw` likewise (null: weights x^2, the reference's);
     /// the levels go to L[g * n + i] (stored + nmax) and the scales to scales[g].</summary>
     public static void MakeQxQuants8(int n, int nmax, float* x, sbyte* L, float* scales, float* qw = null)
