@@ -45,7 +45,8 @@ public class BatchInvarianceTests
         int unit = Math.Max(format.BlockSize, format.ActivationType.Info().BlockSize);
         // Float types (blocks of 1) also at a length that leaves a tail after every vector loop.
         foreach (int k in unit == 1 ? new[] { 512, 131 } : [Math.Max(512, unit * 2)])
-            CheckLength(type, repacked, k);
+            if (!repacked || RepackedFormats.For(type)!.CanRepack(Rows, k)) // the F16 layout takes whole 16-half blocks only
+                CheckLength(type, repacked, k);
     }
 
     static void CheckLength(GgmlType type, bool repacked, int k)

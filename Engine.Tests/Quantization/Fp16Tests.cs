@@ -38,7 +38,7 @@ public class Fp16Tests
     }
 
     /// <summary>The 16-half loads of the float-weight kernels (an integer rebias when all 16 are normal, the full
-    /// conversion otherwise, and the branch-free full conversion on its own) against the scalar conversion: every half in every window of 16 consecutive halves
+    /// conversion otherwise, the branch-free full conversion on its own, and the repacked kernels' multiply by 2^112) against the scalar conversion: every half in every window of 16 consecutive halves
     /// (all-normal windows take the fast path, the others the full one), and each special half (zeros, subnormals,
     /// infinities, NaNs, the smallest and largest normals) in each lane of a window of normals, which must send
     /// the whole window down the full path.</summary>
@@ -56,12 +56,14 @@ public class Fp16Tests
                 if (avx2) Fp16.Load16Avx2(p, out lo, out hi);
                 var wide = avx512 ? Fp16.Load16Avx512(p) : default;
                 var exact = avx512 ? Fp16.Load16ExactAvx512(p) : default;
+                var any = avx512 ? Fp16.Load16AnyAvx512(p) : default;
                 for (int i = 0; i < 16; i++)
                 {
                     uint expected = BitConverter.SingleToUInt32Bits(Fp16.ToSingle(halves[i]));
                     if (avx2) BitConverter.SingleToUInt32Bits(i < 8 ? lo[i] : hi[i - 8]).Should().Be(expected, $"{what}: half 0x{halves[i]:x4} in lane {i} (AVX2)");
                     if (avx512) BitConverter.SingleToUInt32Bits(wide[i]).Should().Be(expected, $"{what}: half 0x{halves[i]:x4} in lane {i} (AVX-512)");
                     if (avx512) BitConverter.SingleToUInt32Bits(exact[i]).Should().Be(expected, $"{what}: half 0x{halves[i]:x4} in lane {i} (AVX-512, branch-free)");
+                    if (avx512) BitConverter.SingleToUInt32Bits(any[i]).Should().Be(expected, $"{what}: half 0x{halves[i]:x4} in lane {i} (AVX-512, scaled by 2^112)");
                 }
             }
         }

@@ -8,13 +8,14 @@ namespace Engine.Tests.Quantization;
 /// internal to the engine and xunit discovers only public classes, so each fact is a theory over the layout's name.</summary>
 public class RepackedLayoutTests
 {
-    public static TheoryData<string> Layouts => [nameof(Q4_Kx8), nameof(Q6_Kx8), nameof(Q4_0x8)];
+    public static TheoryData<string> Layouts => [nameof(Q4_Kx8), nameof(Q6_Kx8), nameof(Q4_0x8), nameof(F16x8)];
 
     static IRepackedLayoutChecks Checks(string layout) => layout switch
     {
         nameof(Q4_Kx8) => new Q4_Kx8Checks(),
         nameof(Q6_Kx8) => new Q6_Kx8Checks(),
         nameof(Q4_0x8) => new Q4_0x8Checks(),
+        nameof(F16x8) => new F16x8Checks(),
         _ => throw new ArgumentException($"no checks for the repacked layout '{layout}'", nameof(layout)),
     };
 
@@ -58,6 +59,8 @@ internal abstract class RepackedLayoutChecks<TLayout> : IRepackedLayoutChecks wh
     protected abstract int[] HalfOffsets { get; }
     /// <summary>The size of the layout's group-block struct.</summary>
     protected abstract int GroupStructSize { get; }
+    /// <summary>True when the layout promises a row the row kernel's bits (not only the reference's).</summary>
+    protected virtual bool RowKernelBits => false;
 
     /// <summary>One f16 scale as real files have them: from subnormal halves (common in trained weights) to normal
     /// ones, occasionally zero.</summary>
@@ -72,7 +75,7 @@ internal abstract class RepackedLayoutChecks<TLayout> : IRepackedLayoutChecks wh
     public void A_group_block_is_8_source_blocks()
     {
         int block = TLayout.BlockWidth;
-        GroupStructSize.Should().Be(TLayout.GroupBlockBytes).And.Be(8 * F.BytesPerBlock);
+        GroupStructSize.Should().Be(TLayout.GroupBlockBytes).And.Be((int)(8 * F.RowBytes(block)));
         RepackedMatrix<TLayout>.PackedBytes(16, 2 * block).Should().Be(2 * 2 * TLayout.GroupBlockBytes);
         RepackedMatrix<TLayout>.CanRepack(16, block).Should().BeTrue();
         RepackedMatrix<TLayout>.CanRepack(12, block).Should().BeFalse("rows come in groups of 8");
@@ -163,6 +166,7 @@ internal abstract class RepackedLayoutChecks<TLayout> : IRepackedLayoutChecks wh
                     double tolerance = 1e-5 * magnitude + 1e-30;
                     Math.Abs((double)reference[j] - rowReference).Should().BeLessThanOrEqualTo(tolerance, $"k={k} row {r}: repacked {reference[j]} row reference {rowReference}");
                     Math.Abs((double)reference[j] - rowFast).Should().BeLessThanOrEqualTo(tolerance, $"k={k} row {r}: repacked {reference[j]} row kernel {rowFast}");
+                    if (RowKernelBits) SameBits(reference[j], rowFast).Should().BeTrue($"k={k} row {r}: repacked {reference[j]} row kernel {rowFast}");
                 }
             }
         }
@@ -226,4 +230,20 @@ internal sealed class Q4_0x8Checks : RepackedLayoutChecks<Q4_0x8>
     protected override int[] ShortLengths => [32, 96, 1248, 4096, 14336];
     protected override int[] HalfOffsets => [0];
     protected override int GroupStructSize => Unsafe.SizeOf<BlockQ4_0x8>();
+}
+
+/// <summary>Multiples of 16 from 16 to Qwen2.5-1.5B's FFN width (8960) and Llama-3-8B's (14336). A source "block" is one
+/// half, so every half of the random rows is drawn as real weights are: mostly normal, often subnormal, sometimes zero,
+/// a tenth negative, and a few large ones. The layout sums in the row kernel's order, so it must give its bits.</summary>
+internal sealed class F16x8Checks : RepackedLayoutChecks<F16x8>
+{
+    protected override int[] Lengths => [16, 32, 48, 64, 80, 128, 144, 256, 1536, 4096, 8960, 14336];
+    protected override int[] ShortLengths => [16, 48, 160];
+    protected override int[] HalfOffsets => [0];
+    protected override int GroupStructSize => 8 * F16x8.Width * sizeof(ushort);
+    protected override bool RowKernelBits => true;
+
+    protected override ushort RandomScale(Random rng) => rng.Next(8) == 0
+        ? Fp16.FromSingle((float)(rng.NextDouble() * 60000))
+        : base.RandomScale(rng);
 }

@@ -243,18 +243,43 @@ internal sealed unsafe class F16Format : RowFormat
         fixed (float* rows = converted)
         {
             for (int i = 0; i < tiledRows; i++) ConvertRow((ushort*)(weights + (rowStart + i) * rowBytes), rows + (long)i * k, k);
-            int t = 0;
-            for (; t + 4 <= tokens; t += 4)
-            {
-                byte* group = acts + (long)t * actStride;
-                float* yt = y + (long)t * yStride;
-                for (int r = 0; r < tiledRows; r += 4)
-                    Tile4x4Avx512(rows + (long)r * k, k, group, actStride, yt + rowStart + r, yStride);
-                for (int r = rowStart + tiledRows; r < rowEnd; r++)
-                    Dot4(weights + r * rowBytes, group, actStride, k, yt + r, yStride);
-            }
-            MatVecEachToken(weights, rowBytes, k, acts, actStride, t, tokens, y, yStride, rowStart, rowEnd);
+            MultiplyFloatRows(rows, tiledRows, k, acts, actStride, tokens, y + rowStart, yStride);
         }
+        int t = 0;
+        for (; t + 4 <= tokens; t += 4)
+            for (int r = rowStart + tiledRows; r < rowEnd; r++)
+                Dot4(weights + r * rowBytes, acts + (long)t * actStride, actStride, k, y + (long)t * yStride + r, yStride);
+        MatVecEachToken(weights, rowBytes, k, acts, actStride, t, tokens, y, yStride, rowStart + tiledRows, rowEnd);
+    }
+
+    /// <summary>Float rows (a multiple of 4 of them, row i at rows + i * k, converted exactly from halves) times every
+    /// token (AVX-512): y[t * yStride + i]. Groups of four tokens go through the 4 x 4 tile, the tokens left over one
+    /// at a time; every (row, token) gets <see cref="DotCore"/>'s bits. The prompt form of the repacked F16 layout
+    /// (<see cref="Repacked.F16x8"/>) shares it.</summary>
+    internal static void MultiplyFloatRows(float* rows, int rowCount, int k, byte* acts, int actStride, int tokens, float* y, int yStride)
+    {
+        int t = 0;
+        for (; t + 4 <= tokens; t += 4)
+        {
+            byte* group = acts + (long)t * actStride;
+            float* yt = y + (long)t * yStride;
+            for (int r = 0; r < rowCount; r += 4)
+                Tile4x4Avx512(rows + (long)r * k, k, group, actStride, yt + r, yStride);
+        }
+        for (; t < tokens; t++)
+        {
+            var x = (float*)(acts + (long)t * actStride);
+            for (int r = 0; r < rowCount; r++) y[(long)t * yStride + r] = FloatDotAvx512(rows + (long)r * k, x, k);
+        }
+    }
+
+    /// <summary>A float row times one token in <see cref="DotCore"/>'s order.</summary>
+    static float FloatDotAvx512(float* w, float* x, int k)
+    {
+        Vector512<float> acc = default;
+        int whole = k & ~15;
+        for (int i = 0; i < whole; i += 16) acc = Avx512F.FusedMultiplyAdd(Vector512.Load(w + i), Vector512.Load(x + i), acc);
+        return FloatTail(w, x, whole, k, Simd.HSum(acc));
     }
 
     /// <summary>k halves to floats, exactly (the fast rebias for runs of normal halves, the full conversion otherwise).</summary>

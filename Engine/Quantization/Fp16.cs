@@ -153,6 +153,75 @@ internal static unsafe class Fp16
         return Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(magnitude, Vector512.Create(0x7C00)), special, bits).AsSingle();
     }
 
+    /// <summary>2^112: the distance between the half and the float exponent bias.</summary>
+    const float HalfToFloatScale = 5.192296858534828e33f;
+
+    /// <summary>16 halves at p as floats, exactly, whatever they hold, in five operations and one patch: the
+    /// sign-extended half shifted so that its exponent and mantissa sit in a float's (bits 28-30, copies of the sign,
+    /// masked off) reads as the float 2^-112 times the half's value, subnormals included, and multiplying by 2^112 is
+    /// exact. An infinity or NaN (exponent 31) is given the float all-ones exponent. Unlike the rebias of
+    /// <see cref="Load16Avx512"/> it needs no check of the 16 halves and no branch (real weights hold a zero or a
+    /// subnormal half in about one 32-half run in 13); but a subnormal half is a subnormal float operand to the
+    /// multiply, so it is only for cores that take no assist on those (<see cref="SubnormalOperandsAreSlow"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Load16AnyAvx512(ushort* p)
+    {
+        var h = Avx512F.ConvertToVector512Int32(Vector256.Load((short*)p));
+        var value = ((h << 13) & Vector512.Create(unchecked((int)0x8FFFFFFF))).AsSingle() * Vector512.Create(HalfToFloatScale);
+        var special = Vector512.Equals(h & Vector512.Create(0x7C00), Vector512.Create(0x7C00));
+        return Vector512.ConditionalSelect(special.AsSingle(), value | Vector512.Create(0x7F800000).AsSingle(), value);
+    }
+
+    /// <summary>True when this core multiplies a vector holding subnormal floats much more slowly than one without (a
+    /// microcode assist per instruction, as some x86 cores take; the Zen 5 this was written on takes none), so that
+    /// <see cref="Load16AnyAvx512"/> would be slow on real weights. Measured once, on first use: the same 512-bit
+    /// multiplies over normal and over subnormal operands, best of several tries, slow when the subnormal ones take
+    /// more than twice as long. Only speed depends on it: every conversion gives the same bits.</summary>
+    public static bool SubnormalOperandsAreSlow => SubnormalProbe.Slow;
+
+    static class SubnormalProbe
+    {
+        public static readonly bool Slow = Measure();
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        static bool Measure()
+        {
+            if (!Simd.Avx512) return false;
+            var operands = new float[2 * 64];
+            for (int i = 0; i < 64; i++)
+            {
+                operands[i] = 1.5f + i;
+                operands[64 + i] = BitConverter.Int32BitsToSingle(0x1000 + i); // subnormal
+            }
+            long normal = long.MaxValue, subnormal = long.MaxValue;
+            fixed (float* p = operands)
+                for (int attempt = 0; attempt < 5; attempt++)
+                {
+                    normal = Math.Min(normal, Time(p));
+                    subnormal = Math.Min(subnormal, Time(p + 64));
+                }
+            return subnormal > 2 * normal;
+        }
+
+        /// <summary>Stopwatch ticks for 4096 passes of four independent multiplies over the 64 floats at p.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+        static long Time(float* p)
+        {
+            var scale = Vector512.Create(HalfToFloatScale);
+            Vector512<float> a = Vector512.Load(p), b = Vector512.Load(p + 16), c = Vector512.Load(p + 32), d = Vector512.Load(p + 48);
+            Vector512<float> sum = default;
+            long start = System.Diagnostics.Stopwatch.GetTimestamp();
+            for (int i = 0; i < 4096; i++)
+            {
+                sum += a * scale + b * scale + c * scale + d * scale;
+                a = Vector512.Load(p); // reloaded so the products are not hoisted out of the loop
+            }
+            long ticks = System.Diagnostics.Stopwatch.GetTimestamp() - start;
+            if (sum[0] == 1f) Console.Write(""); // keeps the sum alive
+            return ticks;
+        }
+    }
+
     /// <summary>Loads 8 bfloat16 at p as floats.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> LoadBF8(ushort* p)

@@ -9,7 +9,7 @@ namespace Engine.Backends.Cpu;
 /// <summary>
 /// The CPU backend's repacked copies of matrices (<see cref="IRepackedFormat"/>: 8 rows per group, e.g.
 /// <see cref="BlockQ4_Kx8"/>), keyed by the WeightMatrix object, in native memory it owns (64-byte aligned, freed
-/// on Dispose).
+/// on Dispose; huge pages where the system gives them, see <see cref="NativeBlocks"/>).
 ///
 /// The source bytes are read through the file (<see cref="TensorView.ReadBytes"/>), never through the memory
 /// map: touching the map would make its pages resident in this process too, and a repacked model would hold
@@ -47,9 +47,9 @@ internal sealed unsafe class RepackedWeights : IDisposable
             {
                 var format = RepackedFormats.For(m.Type)!;
                 long bytes = format.PackedBytes(m.Rows, m.Cols);
-                var dst = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
+                var dst = NativeBlocks.Allocate(bytes);
                 try { Repack(m, format, dst, buffer); }
-                catch { NativeMemory.AlignedFree(dst); throw; }
+                catch { NativeBlocks.Free(dst); throw; }
                 // A GPTQ / AWQ layer's Q4_0 rows are computed, not mapped: drop them now that the repacked copy holds them.
                 m.View.DropComputedBytes();
                 lock (_add) { _packed[m] = new Packed((nint)dst, format); Bytes += bytes; }
@@ -78,7 +78,7 @@ internal sealed unsafe class RepackedWeights : IDisposable
     {
         lock (_add)
         {
-            foreach (var p in _packed.Values) NativeMemory.AlignedFree((void*)p.Bytes);
+            foreach (var p in _packed.Values) NativeBlocks.Free((byte*)p.Bytes);
             _packed.Clear();
             Bytes = 0;
         }

@@ -12,7 +12,8 @@ internal unsafe interface IRepackedLayout
     static abstract int GroupBlockBytes { get; }
     /// <summary>The source rows' format (row size, activation format).</summary>
     static abstract RowFormat Source { get; }
-    static abstract void PackBlock(byte* src, long rowBytes, int block, byte* dst);
+    /// <summary>Packs the nb blocks of 8 rows (row r at src + r * rowBytes) into one group (nb group blocks at dst).</summary>
+    static abstract void PackGroup(byte* src, long rowBytes, int nb, byte* dst);
     static abstract void DequantizeBlock(byte* groupBlock, int row, float* dst);
     static abstract void DotReference(byte* group, byte* act, int nb, float* y);
     static abstract void Dot8(byte* group, byte* act, int nb, float* y);
@@ -114,9 +115,8 @@ internal abstract unsafe class RepackedMatrix<TLayout> where TLayout : IRepacked
     internal static void RepackRows(byte* src, long rowBytes, int rows, int k, byte* dst)
     {
         int nb = k / BlockWidth;
-        for (int r = 0; r < rows; r += Rows)
-            for (int b = 0; b < nb; b++, dst += TLayout.GroupBlockBytes)
-                TLayout.PackBlock(src + r * rowBytes, rowBytes, b, dst);
+        for (int r = 0; r < rows; r += Rows, dst += (long)nb * TLayout.GroupBlockBytes)
+            TLayout.PackGroup(src + r * rowBytes, rowBytes, nb, dst);
     }
 
     static void Check(int rows, int k)
