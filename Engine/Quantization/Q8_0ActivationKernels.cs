@@ -179,16 +179,22 @@ internal static unsafe class Q8_0ActivationKernels
     /// once per row and block. Every lane's integer is the same w . x as in <see cref="Dot{TWeights}"/>, and the
     /// scale products d_w * d_x are rounded to float the same way, so each (row, token) keeps its one-token bits.
     /// Rows [rowStart, rowEnd) are at most <see cref="TiledRows"/>; whole groups of four run tiled, the rest of
-    /// the rows go a row times four tokens, the tokens left after the groups of four one at a time.</summary>
+    /// the rows go a row times four tokens, the tokens left after the groups of four one at a time.
+    ///
+    /// Before the tokens, each group of four rows is laid out for the tile once: per block the four rows' decoded
+    /// signed bytes side by side (128 bytes), and beside them the four rows' starting sums (4 x 8 ints). So a block's
+    /// weights are decoded once for all the tokens of the batch (not once per four tokens: Q4_0, Q5_0 and IQ4_NL
+    /// decode in several instructions), and the tile walks two sequential streams with one pointer each instead of
+    /// eight (measured: the JIT had run out of registers and reloaded pointers and accumulators from the stack).</summary>
     static void MatMulTiled<TWeights>(byte* weights, long rowBytes, int blocks, byte* acts, int actStride, int tokens,
         float* y, int yStride, int rowStart, int rowEnd) where TWeights : struct, IByteBlockWeights
     {
         int tiledRows = (rowEnd - rowStart) & ~3;
-        // Scratch: per tiled row and block the lane offsets (8 ints) and the row's scale; the four tokens' scales
-        // by token and by block; per block the 16 scale products of a tile.
-        long offsetBytes = (long)tiledRows * blocks * 32, rowScaleBytes = (long)tiledRows * blocks * 4;
-        long tokenScaleBytes = (long)blocks * 16, productBytes = (long)blocks * 64;
-        long need = offsetBytes + rowScaleBytes + 2 * tokenScaleBytes + productBytes + 64;
+        // Scratch: per tiled row and block the decoded quants (32 bytes), the lane offsets (8 ints) and the row's
+        // scale; the four tokens' scales by token and by block; per block the 16 scale products of a tile.
+        long quantBytes = (long)tiledRows * blocks * 32, offsetBytes = quantBytes, rowScaleBytes = (long)tiledRows * blocks * 4;
+        long tokenScaleBytes = (long)blocks * 16, productBytes = (long)blocks * 64, biasedBytes = (long)blocks * 128;
+        long need = quantBytes + offsetBytes + rowScaleBytes + 2 * tokenScaleBytes + productBytes + biasedBytes + 64;
         if (need > int.MaxValue / 2)
         {
             MatMulRowByRow<TWeights>(weights, rowBytes, blocks, acts, actStride, tokens, y, yStride, rowStart, rowEnd);
@@ -196,22 +202,27 @@ internal static unsafe class Q8_0ActivationKernels
         }
         var scratch = t_tileScratch is { } s && s.Length >= need ? s : t_tileScratch = GC.AllocateUninitializedArray<byte>((int)need, pinned: true);
         byte* basePtr = (byte*)(((nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(scratch)) + 63) & ~(nint)63);
-        int* offsets = (int*)basePtr;                                                  // [row][block][lane]
-        float* rowScales = (float*)(basePtr + offsetBytes);                            // [row][block]
-        float* tokenScales = (float*)(basePtr + offsetBytes + rowScaleBytes);          // [token i][block]
+        sbyte* quants = (sbyte*)basePtr;                                                // [row tile][block][row i][32]
+        int* offsets = (int*)(basePtr + quantBytes);                                   // [row tile][block][row i][lane]
+        float* rowScales = (float*)(basePtr + quantBytes + offsetBytes);               // [row][block]
+        float* tokenScales = (float*)(basePtr + quantBytes + offsetBytes + rowScaleBytes); // [token i][block]
         float* tokenScalesByBlock = tokenScales + 4 * blocks;                          // [block][token i]
         float* products = tokenScalesByBlock + 4 * blocks;                             // [block][row i][token j]
+        byte* biased = (byte*)(products + 16 * blocks);                                // [block][token j][32]
 
         var bias = Vector256.Create((byte)0x80);
         for (int i = 0; i < tiledRows; i++)
         {
             byte* row = weights + (rowStart + i) * rowBytes;
-            int* rowOffsets = offsets + (long)i * blocks * 8;
+            sbyte* rowQuants = quants + (long)(i / 4) * blocks * 128 + (i % 4) * 32;
+            int* rowOffsets = offsets + (long)(i / 4) * blocks * 32 + (i % 4) * 8;
             float* scales = rowScales + (long)i * blocks;
             for (int b = 0; b < blocks; b++, row += TWeights.BlockBytes)
             {
+                var w = TWeights.Quants(row);
+                w.Store(rowQuants + b * 128);
                 // -128 * (sum of each lane's four weights): the lane's sum of (x + 128) * w starts there.
-                (Vector256<int>.Zero - AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, bias, TWeights.Quants(row))).Store(rowOffsets + b * 8);
+                (Vector256<int>.Zero - AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, bias, w)).Store(rowOffsets + b * 32);
                 scales[b] = TWeights.Scale(row);
             }
         }
@@ -223,6 +234,10 @@ internal static unsafe class Q8_0ActivationKernels
             for (int i = 0; i < 4; i++) ActivationScales(group + (long)i * actStride, blocks, tokenScales + i * blocks);
             float* t0 = tokenScales, t1 = tokenScales + blocks, t2 = tokenScales + 2 * blocks, t3 = tokenScales + 3 * blocks;
             for (int b = 0; b < blocks; b++) Vector128.Create(t0[b], t1[b], t2[b], t3[b]).Store(tokenScalesByBlock + b * 4);
+            // The four tokens' quants shifted to unsigned once for all row tiles, a block's four side by side.
+            for (int b = 0; b < blocks; b++)
+                for (int j = 0; j < 4; j++)
+                    (Vector256.Load(group + (long)j * actStride + b * ActivationBlockBytes + 2) ^ bias).Store(biased + b * 128 + j * 32);
             float* yt = y + (long)t * yStride;
             for (int r = 0; r < tiledRows; r += 4)
             {
@@ -234,8 +249,8 @@ internal static unsafe class Q8_0ActivationKernels
                     for (int i = 0; i < 4; i++)
                         (Vector128.Create(scales[i * blocks + b]) * tokenScale).Store(products + b * 16 + i * 4);
                 }
-                Tile4x4<TWeights>(weights + (rowStart + r) * rowBytes, rowBytes, group, actStride, blocks,
-                    offsets + (long)r * blocks * 8, products, yt + rowStart + r, yStride);
+                Tile4x4(quants + (long)(r / 4) * blocks * 128, offsets + (long)(r / 4) * blocks * 32, biased, blocks,
+                    products, yt + rowStart + r, yStride);
             }
             for (int r = rowStart + tiledRows; r < rowEnd; r++)
                 Dot4<TWeights>(weights + r * rowBytes, group, actStride, tokenScales, blocks, yt + r, yStride);
@@ -262,41 +277,38 @@ internal static unsafe class Q8_0ActivationKernels
         for (; b < blocks; b++) scales[b] = ActivationScale(act + b * ActivationBlockBytes);
     }
 
-    /// <summary>4 rows x 4 tokens (see <see cref="MatMulTiled{TWeights}"/>): offsets[(i * blocks + b) * 8] are row
-    /// i's lane offsets of block b, products[b * 16 + i * 4 + j] the scale of row i and token j in block b.</summary>
+    /// <summary>4 rows x 4 tokens (see <see cref="MatMulTiled{TWeights}"/>): quants[b * 128 + i * 32] are row i's
+    /// signed bytes of block b, offsets[b * 32 + i * 8] its lane offsets, biased[b * 128 + j * 32] token j's quants
+    /// plus 128, products[b * 16 + i * 4 + j] the scale of row i and token j in block b.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Tile4x4<TWeights>(byte* row, long rowBytes, byte* act, int actStride, int blocks, int* offsets, float* products,
-        float* y, int yStride) where TWeights : struct, IByteBlockWeights
+    static void Tile4x4(sbyte* quants, int* offsets, byte* biased, int blocks, float* products, float* y, int yStride)
     {
         Vector256<float> c00 = default, c01 = default, c02 = default, c03 = default;
         Vector256<float> c10 = default, c11 = default, c12 = default, c13 = default;
         Vector256<float> c20 = default, c21 = default, c22 = default, c23 = default;
         Vector256<float> c30 = default, c31 = default, c32 = default, c33 = default;
-        byte* r0 = row, r1 = row + rowBytes, r2 = row + 2 * rowBytes, r3 = row + 3 * rowBytes;
-        byte* a0 = act + 2, a1 = act + actStride + 2, a2 = act + 2 * actStride + 2, a3 = act + 3 * actStride + 2;
-        int* o0 = offsets, o1 = offsets + blocks * 8, o2 = offsets + 2 * blocks * 8, o3 = offsets + 3 * blocks * 8;
-        var bias = Vector256.Create((byte)0x80);
-        for (int b = 0; b < blocks; b++)
+        for (int b = 0; b < blocks; b++, quants += 128, offsets += 32, products += 16, biased += 128)
         {
-            int o = b * ActivationBlockBytes, ob = b * 8;
-            long wb = (long)b * TWeights.BlockBytes;
-            float* s = products + b * 16;
-            var x0 = Vector256.Load(a0 + o) ^ bias;
-            var x1 = Vector256.Load(a1 + o) ^ bias;
-            var x2 = Vector256.Load(a2 + o) ^ bias;
-            var x3 = Vector256.Load(a3 + o) ^ bias;
-            var w = TWeights.Quants(r0 + wb);
-            c00 = Pair(c00, o0 + ob, x0, w, s[0]); c01 = Pair(c01, o0 + ob, x1, w, s[1]);
-            c02 = Pair(c02, o0 + ob, x2, w, s[2]); c03 = Pair(c03, o0 + ob, x3, w, s[3]);
-            w = TWeights.Quants(r1 + wb);
-            c10 = Pair(c10, o1 + ob, x0, w, s[4]); c11 = Pair(c11, o1 + ob, x1, w, s[5]);
-            c12 = Pair(c12, o1 + ob, x2, w, s[6]); c13 = Pair(c13, o1 + ob, x3, w, s[7]);
-            w = TWeights.Quants(r2 + wb);
-            c20 = Pair(c20, o2 + ob, x0, w, s[8]); c21 = Pair(c21, o2 + ob, x1, w, s[9]);
-            c22 = Pair(c22, o2 + ob, x2, w, s[10]); c23 = Pair(c23, o2 + ob, x3, w, s[11]);
-            w = TWeights.Quants(r3 + wb);
-            c30 = Pair(c30, o3 + ob, x0, w, s[12]); c31 = Pair(c31, o3 + ob, x1, w, s[13]);
-            c32 = Pair(c32, o3 + ob, x2, w, s[14]); c33 = Pair(c33, o3 + ob, x3, w, s[15]);
+            var x0 = Vector256.Load(biased);
+            var x1 = Vector256.Load(biased + 32);
+            var x2 = Vector256.Load(biased + 64);
+            var x3 = Vector256.Load(biased + 96);
+            var w = Vector256.Load(quants);
+            var o = Vector256.Load(offsets);
+            c00 = Pair(c00, o, x0, w, products[0]); c01 = Pair(c01, o, x1, w, products[1]);
+            c02 = Pair(c02, o, x2, w, products[2]); c03 = Pair(c03, o, x3, w, products[3]);
+            w = Vector256.Load(quants + 32);
+            o = Vector256.Load(offsets + 8);
+            c10 = Pair(c10, o, x0, w, products[4]); c11 = Pair(c11, o, x1, w, products[5]);
+            c12 = Pair(c12, o, x2, w, products[6]); c13 = Pair(c13, o, x3, w, products[7]);
+            w = Vector256.Load(quants + 64);
+            o = Vector256.Load(offsets + 16);
+            c20 = Pair(c20, o, x0, w, products[8]); c21 = Pair(c21, o, x1, w, products[9]);
+            c22 = Pair(c22, o, x2, w, products[10]); c23 = Pair(c23, o, x3, w, products[11]);
+            w = Vector256.Load(quants + 96);
+            o = Vector256.Load(offsets + 24);
+            c30 = Pair(c30, o, x0, w, products[12]); c31 = Pair(c31, o, x1, w, products[13]);
+            c32 = Pair(c32, o, x2, w, products[14]); c33 = Pair(c33, o, x3, w, products[15]);
         }
         y[0] = Simd.HSum(c00); y[1] = Simd.HSum(c10); y[2] = Simd.HSum(c20); y[3] = Simd.HSum(c30);
         y += yStride;
@@ -309,8 +321,8 @@ internal static unsafe class Q8_0ActivationKernels
 
     /// <summary>acc += scale * float(the lane sums of (x + 128) * w, started at the row's offsets).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector256<float> Pair(Vector256<float> acc, int* offsets, Vector256<byte> biasedX, Vector256<sbyte> w, float scale) =>
-        Fma.MultiplyAdd(Vector256.Create(scale), Avx.ConvertToVector256Single(AvxVnni.MultiplyWideningAndAdd(Vector256.Load(offsets), biasedX, w)), acc);
+    static Vector256<float> Pair(Vector256<float> acc, Vector256<int> offsets, Vector256<byte> biasedX, Vector256<sbyte> w, float scale) =>
+        Fma.MultiplyAdd(Vector256.Create(scale), Avx.ConvertToVector256Single(AvxVnni.MultiplyWideningAndAdd(offsets, biasedX, w)), acc);
 
     /// <summary>acc += scale * float(w . x), with w . x = |w| . sign(x, w) as Simd.DotI8I8 computes it and
     /// scale = d_w * d_x rounded to float first, as in the one-token dot.</summary>
