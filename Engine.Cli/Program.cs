@@ -32,7 +32,7 @@ namespace Engine.Cli
               convert HF_FOLDER OUT.gguf [--type F16]   a Hugging Face safetensors folder to GGUF (F32, F16, BF16; GPTQ/AWQ to Q4_0)
               estimate --model M|REPO[:QUANT] [--ctx N]  memory by part and expected speed, from the GGUF header only
             run, chat, logits, bench, perplexity and imatrix take --device cpu|cuda|opencl|auto (default cpu) and --gpu-layers N|all
-            and --no-repack (the CPU backend then reads Q4_K, Q6_K, Q4_0 and F16 matrices in place instead of repacking them at load)
+            and --no-repack (the CPU backend then reads Q4_K, Q6_K, Q4_0, F16 and BF16 matrices in place instead of repacking them at load)
             and, with a GPTQ / AWQ folder, --gptq-activations q8|f32 (8-bit activations, the fast default, or float ones, exact)
             run, chat, logits and serve take llama.cpp's control vectors: --control-vector F, --control-vector-scaled F S
             (both repeatable, summed) and --control-vector-layer-range A B

@@ -8,7 +8,7 @@ namespace Engine.Tests.Quantization;
 /// internal to the engine and xunit discovers only public classes, so each fact is a theory over the layout's name.</summary>
 public class RepackedLayoutTests
 {
-    public static TheoryData<string> Layouts => [nameof(Q4_Kx8), nameof(Q6_Kx8), nameof(Q4_0x8), nameof(F16x8)];
+    public static TheoryData<string> Layouts => [nameof(Q4_Kx8), nameof(Q6_Kx8), nameof(Q4_0x8), nameof(F16x8), nameof(BF16x8)];
 
     static IRepackedLayoutChecks Checks(string layout) => layout switch
     {
@@ -16,6 +16,7 @@ public class RepackedLayoutTests
         nameof(Q6_Kx8) => new Q6_Kx8Checks(),
         nameof(Q4_0x8) => new Q4_0x8Checks(),
         nameof(F16x8) => new F16x8Checks(),
+        nameof(BF16x8) => new BF16x8Checks(),
         _ => throw new ArgumentException($"no checks for the repacked layout '{layout}'", nameof(layout)),
     };
 
@@ -246,4 +247,19 @@ internal sealed class F16x8Checks : RepackedLayoutChecks<F16x8>
     protected override ushort RandomScale(Random rng) => rng.Next(8) == 0
         ? Fp16.FromSingle((float)(rng.NextDouble() * 60000))
         : base.RandomScale(rng);
+}
+
+/// <summary>Multiples of 32 from 32 to 14336; every bfloat16 drawn from magnitudes of 1e-6 to 1e3, sometimes zero. The
+/// layout sums in the row kernel's order, so it must give its bits.</summary>
+internal sealed class BF16x8Checks : RepackedLayoutChecks<BF16x8>
+{
+    protected override int[] Lengths => [32, 64, 96, 160, 256, 1536, 4096, 8960, 14336];
+    protected override int[] ShortLengths => [32, 96, 160];
+    protected override int[] HalfOffsets => [0];
+    protected override int GroupStructSize => 8 * BF16x8.Width * sizeof(ushort);
+    protected override bool RowKernelBits => true;
+
+    protected override ushort RandomScale(Random rng) => rng.Next(30) == 0
+        ? (ushort)0
+        : Fp16.SingleToBF16((float)(rng.NextDouble() * Math.Pow(10, rng.Next(-6, 4))));
 }

@@ -38,7 +38,7 @@ public sealed record ModelLoadOptions
     /// number of sessions can run, sharing it, and requests wait or are preempted when it is full. 4 by default.</summary>
     public int ParallelSequences { get; init; } = 4;
 
-    /// <summary>Let the CPU backend copy Q4_K, Q6_K and Q4_0 matrices (and F16 ones on AVX-512 CPUs) into 8-row groups at
+    /// <summary>Let the CPU backend copy Q4_K, Q6_K and Q4_0 matrices (and F16 and BF16 ones on AVX-512 CPUs) into 8-row groups at
     /// load: up to twice the matmul speed for the same memory (llama.cpp does the same). Off, every matrix is read in place from the file.</summary>
     public bool RepackWeights { get; init; } = true;
 

@@ -23,7 +23,7 @@ internal sealed record EstimateOptions
     public int Threads { get; init; }
     /// <summary>Rows of one forward step (the loader's default, ModelOptions.MaxBatch).</summary>
     public int MaxBatch { get; init; } = 64;
-    /// <summary>As <see cref="ModelLoadOptions.RepackWeights"/>: the CPU holds Q4_K, Q6_K and Q4_0 matrices (F16 with AVX-512) as repacked copies.</summary>
+    /// <summary>As <see cref="ModelLoadOptions.RepackWeights"/>: the CPU holds Q4_K, Q6_K and Q4_0 matrices (F16 and BF16 with AVX-512) as repacked copies.</summary>
     public bool RepackWeights { get; init; } = true;
     /// <summary>Memory the process may use, for the cap on the default KV pool; 0 for this machine's.</summary>
     public long HostMemoryBytes { get; init; }

@@ -6,7 +6,7 @@ namespace Engine.Backends.Cpu;
 /// <summary>The CPU backend: TensorPrimitives for float work, per-type row kernels for matmuls, and a
 /// contiguous work split over the cores. Buffers are plain float arrays; scratch is allocated once.
 /// As a resident-weights backend it repacks the Q4_K, Q6_K and Q4_0 matrices it is handed into 8-row groups, and
-/// the F16 ones on AVX-512 machines (unless told not to, or without AVX2, where the row kernels are the faster ones);
+/// the F16 and BF16 ones on AVX-512 machines (unless told not to, or without AVX2, where the row kernels are the faster ones);
 /// every other matrix is read from the map.</summary>
 internal sealed class CpuBackend : IBackend, IResidentWeights
 {

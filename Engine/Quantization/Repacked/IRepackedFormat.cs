@@ -45,6 +45,8 @@ internal static class RepackedFormats
         // F16 gains from eight rows at once with AVX-512's 32 registers and the branch-free conversion, which needs
         // subnormal operands at full speed.
         if (type == GgmlType.F16) return Simd.Avx512 && !Fp16.SubnormalOperandsAreSlow ? RepackedFormat<F16x8>.Instance : null;
+        // BF16 likewise (its conversion is a shift, no branch to lose).
+        if (type == GgmlType.BF16) return Simd.Avx512 ? RepackedFormat<BF16x8>.Instance : null;
         foreach (var format in All)
             if (format.Type == type) return format;
         return null;
