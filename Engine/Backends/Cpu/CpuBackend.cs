@@ -80,11 +80,50 @@ internal sealed class CpuBackend : IBackend, IResidentWeights
 
     public void RmsNorm(ActivationBuffer x, WeightVector weight, float epsilon, int rows, ActivationBuffer y)
     {
-        int width = weight.Length;
-        var src = D(x); var dst = D(y);
-        for (int r = 0; r < rows; r++)
+        var work = _rmsNorm;
+        work.X = D(x); work.Y = D(y); work.Weight = weight.Values; work.Epsilon = epsilon;
+        _split.For(rows, ElementwiseRows, work);
+        work.X = work.Y = [];
+    }
+
+    /// <summary>Rows a worker takes at least in the row-wise operations (norms): a prompt's are split over the workers, a
+    /// decode step's few rows run on the calling thread (a hand-off costs more than they do).</summary>
+    const int ElementwiseRows = 16;
+
+    /// <summary>Elements a worker takes at least in the element-wise operations (SwiGLU), in whole runs of 64.</summary>
+    const int ElementwiseRun = 64, ElementwiseRuns = 1024;
+
+    readonly RmsNormWork _rmsNorm = new();
+    readonly SwiGluWork _swiGlu = new();
+
+    sealed class RmsNormWork : IRangeWork
+    {
+        public float[] X = [], Y = [], Weight = [];
+        public float Epsilon;
+
+        public void Execute(int start, int end, int worker)
         {
-            NormKernels.RmsNorm(src.AsSpan(r * width, width), weight.Values, epsilon, dst.AsSpan(r * width, width));
+            int width = Weight.Length;
+            for (int r = start; r < end; r++)
+                NormKernels.RmsNorm(X.AsSpan(r * width, width), Weight, Epsilon, Y.AsSpan(r * width, width));
+        }
+    }
+
+    /// <summary>silu(gate) * up over runs [start, end) of 64 elements (the last one may be short). Each element's
+    /// result does not depend on the range it is computed in: TensorPrimitives works lane by lane.</summary>
+    sealed class SwiGluWork : IRangeWork
+    {
+        public float[] Gate = [], Up = [], Y = [];
+        public int Length;
+
+        public void Execute(int start, int end, int worker)
+        {
+            int from = start * ElementwiseRun, to = Math.Min(Length, end * ElementwiseRun);
+            var g = Gate.AsSpan(from, to - from); var u = Up.AsSpan(from, to - from); var dst = Y.AsSpan(from, to - from);
+            // silu(g) = g * sigmoid(g)
+            TensorPrimitives.Sigmoid(g, dst);
+            TensorPrimitives.Multiply(dst, g, dst);
+            TensorPrimitives.Multiply(dst, u, dst);
         }
     }
 
@@ -148,11 +187,10 @@ internal sealed class CpuBackend : IBackend, IResidentWeights
 
     public void SwiGlu(ActivationBuffer gate, ActivationBuffer up, int length, ActivationBuffer y)
     {
-        var g = D(gate).AsSpan(0, length); var u = D(up).AsSpan(0, length); var dst = D(y).AsSpan(0, length);
-        // silu(g) = g * sigmoid(g)
-        TensorPrimitives.Sigmoid(g, dst);
-        TensorPrimitives.Multiply(dst, g, dst);
-        TensorPrimitives.Multiply(dst, u, dst);
+        var work = _swiGlu;
+        work.Gate = D(gate); work.Up = D(up); work.Y = D(y); work.Length = length;
+        _split.For((length + ElementwiseRun - 1) / ElementwiseRun, ElementwiseRuns, work);
+        work.Gate = work.Up = work.Y = [];
     }
 
     public void Add(ActivationBuffer x, ActivationBuffer y, int length)
