@@ -123,6 +123,14 @@ internal sealed unsafe class BF16x8 : RepackedMatrix<BF16x8>, IRepackedLayout
     {
         int nb = k / Width;
         long groupBytes = (long)nb * GroupBlockBytes;
+        if (!Simd.Avx512)
+        {
+            // Never repacked without AVX-512 (RepackedFormats); the tests still run the layout there, in its order.
+            for (int t = 0; t < tokens; t++)
+                for (int g = groupStart; g < groupEnd; g++)
+                    DotReference(packed + g * groupBytes, (ushort*)(acts + (long)t * actStride), nb, y + (long)t * yStride + 8 * g);
+            return;
+        }
         long rowBytes = (long)k * sizeof(ushort);
         var rows = t_rows is { } r && r.Length >= 8 * rowBytes ? r : t_rows = GC.AllocateUninitializedArray<byte>(checked((int)(8 * rowBytes)), pinned: true);
         fixed (byte* dst = rows)
