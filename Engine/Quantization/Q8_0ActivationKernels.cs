@@ -184,8 +184,9 @@ internal static unsafe class Q8_0ActivationKernels
     /// Before the tokens, each group of four rows is laid out for the tile once: per block the four rows' decoded
     /// signed bytes side by side (128 bytes), and beside them the four rows' starting sums (4 x 8 ints). So a block's
     /// weights are decoded once for all the tokens of the batch (not once per four tokens: Q4_0, Q5_0 and IQ4_NL
-    /// decode in several instructions), and the tile walks two sequential streams with one pointer each instead of
-    /// eight (measured: the JIT had run out of registers and reloaded pointers and accumulators from the stack).</summary>
+    /// decode in several instructions). The four tokens' quants are shifted to unsigned once per group of tokens, a
+    /// block's four side by side, so the tile walks sequential streams with one pointer each instead of twelve pointers
+    /// (measured: the JIT had run out of registers and reloaded pointers and accumulators from the stack).</summary>
     static void MatMulTiled<TWeights>(byte* weights, long rowBytes, int blocks, byte* acts, int actStride, int tokens,
         float* y, int yStride, int rowStart, int rowEnd) where TWeights : struct, IByteBlockWeights
     {

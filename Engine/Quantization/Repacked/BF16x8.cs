@@ -26,12 +26,13 @@ internal sealed unsafe class BF16x8 : RepackedMatrix<BF16x8>, IRepackedLayout
     static int IRepackedLayout.BlockWidth => Width;
     static int IRepackedLayout.GroupBlockBytes => GroupBlockBytes;
     static RowFormat IRepackedLayout.Source => BF16Format.Instance;
+    // Eight rows' accumulators need AVX-512's 32 registers.
+    static bool IRepackedLayout.FasterHere => Simd.Avx2Fma && Simd.Avx512;
 
-    static void IRepackedLayout.PackGroup(byte* src, long rowBytes, int nb, byte* dst)
+    static void IRepackedLayout.PackBlock(byte* src, long rowBytes, int block, byte* dst)
     {
-        for (int b = 0; b < nb; b++)
-            for (int r = 0; r < 8; r++, dst += RowBlockBytes)
-                Buffer.MemoryCopy(src + r * rowBytes + b * RowBlockBytes, dst, RowBlockBytes, RowBlockBytes);
+        for (int r = 0; r < 8; r++)
+            Vector512.Load(src + r * rowBytes + block * RowBlockBytes).Store(dst + r * RowBlockBytes);
     }
 
     static void IRepackedLayout.DequantizeBlock(byte* groupBlock, int row, float* dst)

@@ -15,6 +15,9 @@ internal unsafe interface IRepackedFormat
 {
     GgmlType Type { get; }
 
+    /// <summary>Whether this machine runs the layout's kernels faster than the row kernels.</summary>
+    bool FasterHere { get; }
+
     /// <summary>True when a rows x k matrix can be repacked (whole groups of 8 rows, whole blocks).</summary>
     bool CanRepack(int rows, int k);
 
@@ -32,23 +35,18 @@ internal unsafe interface IRepackedFormat
     void MatMul(byte* packed, int k, byte* acts, int actStride, int tokens, float* y, int yStride, int groupStart, int groupEnd);
 }
 
-/// <summary>The block types with a repacked layout, and whether this machine runs their kernels faster than the
-/// row kernels (their fast paths need AVX2 + FMA; without them the row kernels, Vector128 included, win).</summary>
+/// <summary>The block types with a repacked layout, each used where this machine runs its kernels faster than the
+/// row kernels (<see cref="IRepackedFormat.FasterHere"/>).</summary>
 internal static class RepackedFormats
 {
-    static readonly IRepackedFormat[] All = [RepackedFormat<Q4_Kx8>.Instance, RepackedFormat<Q6_Kx8>.Instance, RepackedFormat<Q4_0x8>.Instance];
+    static readonly IRepackedFormat[] All = [RepackedFormat<Q4_Kx8>.Instance, RepackedFormat<Q6_Kx8>.Instance, RepackedFormat<Q4_0x8>.Instance,
+        RepackedFormat<F16x8>.Instance, RepackedFormat<BF16x8>.Instance];
 
     /// <summary>The repacked layout for `type`, or null when there is none or this machine would not gain from it.</summary>
     public static IRepackedFormat? For(GgmlType type)
     {
-        if (!Simd.Avx2Fma) return null;
-        // F16 gains from eight rows at once with AVX-512's 32 registers and the branch-free conversion, which needs
-        // subnormal operands at full speed.
-        if (type == GgmlType.F16) return Simd.Avx512 && !Fp16.SubnormalOperandsAreSlow ? RepackedFormat<F16x8>.Instance : null;
-        // BF16 likewise (its conversion is a shift, no branch to lose).
-        if (type == GgmlType.BF16) return Simd.Avx512 ? RepackedFormat<BF16x8>.Instance : null;
         foreach (var format in All)
-            if (format.Type == type) return format;
+            if (format.Type == type) return format.FasterHere ? format : null;
         return null;
     }
 }

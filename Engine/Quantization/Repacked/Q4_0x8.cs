@@ -18,10 +18,7 @@ internal sealed unsafe class Q4_0x8 : RepackedMatrix<Q4_0x8>, IRepackedLayout
     static int IRepackedLayout.BlockWidth => BlockQ4_0.QK;
     static int IRepackedLayout.GroupBlockBytes => BlockQ4_0x8.Size;
     static RowFormat IRepackedLayout.Source => Q4_0Format.Instance;
-    static void IRepackedLayout.PackGroup(byte* src, long rowBytes, int nb, byte* dst)
-    {
-        for (int b = 0; b < nb; b++) BlockQ4_0x8.Pack(src, rowBytes, b, (BlockQ4_0x8*)dst + b);
-    }
+    static void IRepackedLayout.PackBlock(byte* src, long rowBytes, int block, byte* dst) => BlockQ4_0x8.Pack(src, rowBytes, block, (BlockQ4_0x8*)dst);
     static void IRepackedLayout.DequantizeBlock(byte* groupBlock, int row, float* dst) => ((BlockQ4_0x8*)groupBlock)->Dequantize(row, dst);
     static void IRepackedLayout.DotReference(byte* group, byte* act, int nb, float* y) => Q4_0x8Kernels.DotReference(group, act, nb, y);
     static void IRepackedLayout.Dot8(byte* group, byte* act, int nb, float* y) => Q4_0x8Kernels.MatVec(group, nb * BlockQ4_0.QK, act, y, 0, 1);

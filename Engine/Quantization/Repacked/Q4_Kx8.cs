@@ -17,10 +17,7 @@ internal sealed unsafe class Q4_Kx8 : RepackedMatrix<Q4_Kx8>, IRepackedLayout
     static int IRepackedLayout.BlockWidth => QuantMath.QK_K;
     static int IRepackedLayout.GroupBlockBytes => BlockQ4_Kx8.Size;
     static RowFormat IRepackedLayout.Source => Q4_KFormat.Instance;
-    static void IRepackedLayout.PackGroup(byte* src, long rowBytes, int nb, byte* dst)
-    {
-        for (int b = 0; b < nb; b++) BlockQ4_Kx8.Pack(src, rowBytes, b, (BlockQ4_Kx8*)dst + b);
-    }
+    static void IRepackedLayout.PackBlock(byte* src, long rowBytes, int block, byte* dst) => BlockQ4_Kx8.Pack(src, rowBytes, block, (BlockQ4_Kx8*)dst);
     static void IRepackedLayout.DequantizeBlock(byte* groupBlock, int row, float* dst) => ((BlockQ4_Kx8*)groupBlock)->Dequantize(row, dst);
     static void IRepackedLayout.DotReference(byte* group, byte* act, int nb, float* y) => Q4_Kx8Kernels.DotReference(group, act, nb, y);
     static void IRepackedLayout.Dot8(byte* group, byte* act, int nb, float* y) => Q4_Kx8Kernels.Dot8(group, act, nb, y);

@@ -17,10 +17,7 @@ internal sealed unsafe class Q6_Kx8 : RepackedMatrix<Q6_Kx8>, IRepackedLayout
     static int IRepackedLayout.BlockWidth => QuantMath.QK_K;
     static int IRepackedLayout.GroupBlockBytes => BlockQ6_Kx8.Size;
     static RowFormat IRepackedLayout.Source => Q6_KFormat.Instance;
-    static void IRepackedLayout.PackGroup(byte* src, long rowBytes, int nb, byte* dst)
-    {
-        for (int b = 0; b < nb; b++) BlockQ6_Kx8.Pack(src, rowBytes, b, (BlockQ6_Kx8*)dst + b);
-    }
+    static void IRepackedLayout.PackBlock(byte* src, long rowBytes, int block, byte* dst) => BlockQ6_Kx8.Pack(src, rowBytes, block, (BlockQ6_Kx8*)dst);
     static void IRepackedLayout.DequantizeBlock(byte* groupBlock, int row, float* dst) => ((BlockQ6_Kx8*)groupBlock)->Dequantize(row, dst);
     static void IRepackedLayout.DotReference(byte* group, byte* act, int nb, float* y) => Q6_Kx8Kernels.DotReference(group, act, nb, y);
     static void IRepackedLayout.Dot8(byte* group, byte* act, int nb, float* y) => Q6_Kx8Kernels.Dot8(group, act, nb, y);

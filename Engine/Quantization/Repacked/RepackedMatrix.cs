@@ -12,8 +12,10 @@ internal unsafe interface IRepackedLayout
     static abstract int GroupBlockBytes { get; }
     /// <summary>The source rows' format (row size, activation format).</summary>
     static abstract RowFormat Source { get; }
-    /// <summary>Packs the nb blocks of 8 rows (row r at src + r * rowBytes) into one group (nb group blocks at dst).</summary>
-    static abstract void PackGroup(byte* src, long rowBytes, int nb, byte* dst);
+    /// <summary>Whether this machine runs the layout's kernels faster than the row kernels: by default wherever the
+    /// AVX2 + FMA fast paths run (without them the row kernels, Vector128 included, win).</summary>
+    static virtual bool FasterHere => Simd.Avx2Fma;
+    static abstract void PackBlock(byte* src, long rowBytes, int block, byte* dst);
     static abstract void DequantizeBlock(byte* groupBlock, int row, float* dst);
     static abstract void DotReference(byte* group, byte* act, int nb, float* y);
     static abstract void Dot8(byte* group, byte* act, int nb, float* y);
@@ -115,8 +117,9 @@ internal abstract unsafe class RepackedMatrix<TLayout> where TLayout : IRepacked
     internal static void RepackRows(byte* src, long rowBytes, int rows, int k, byte* dst)
     {
         int nb = k / BlockWidth;
-        for (int r = 0; r < rows; r += Rows, dst += (long)nb * TLayout.GroupBlockBytes)
-            TLayout.PackGroup(src + r * rowBytes, rowBytes, nb, dst);
+        for (int r = 0; r < rows; r += Rows)
+            for (int b = 0; b < nb; b++, dst += TLayout.GroupBlockBytes)
+                TLayout.PackBlock(src + r * rowBytes, rowBytes, b, dst);
     }
 
     static void Check(int rows, int k)
@@ -139,6 +142,7 @@ internal sealed unsafe class RepackedFormat<TLayout> : IRepackedFormat where TLa
 {
     public static readonly RepackedFormat<TLayout> Instance = new();
     public GgmlType Type => TLayout.Source.Type;
+    public bool FasterHere => TLayout.FasterHere;
     public bool CanRepack(int rows, int k) => RepackedMatrix<TLayout>.CanRepack(rows, k);
     public long PackedBytes(int rows, int k) => RepackedMatrix<TLayout>.PackedBytes(rows, k);
     public void RepackRows(byte* src, long rowBytes, int rows, int k, byte* dst) => RepackedMatrix<TLayout>.RepackRows(src, rowBytes, rows, k, dst);
