@@ -67,8 +67,8 @@ public static unsafe class F16DecodeQuick
                     fixed (byte* pp = packed)
                     {
                         byte* ppp = pp;
-                        repacked = $", repacked 8 rows {Best(() => RepackedFormats.For(GgmlType.F16)?.MatVec(ppp, k, pa, yy, 0, rows / 8)):F1} GB/s";
-                        if (RepackedFormats.For(GgmlType.F16) is null) repacked = " (this machine does not repack F16)";
+                        repacked = $", repacked 8 rows {Best(() => RepackedFormats.For(GgmlType.F16, rows, k)?.MatVec(ppp, k, pa, yy, 0, rows / 8)):F1} GB/s";
+                        if (RepackedFormats.For(GgmlType.F16, rows, k) is null) repacked = " (this machine does not repack F16)";
                     }
                 }
                 Console.WriteLine($"{rows} x {k}: row kernel {engine:F1} GB/s{repacked}, reading alone {stream:F1} GB/s");

@@ -8,11 +8,12 @@ namespace Engine.Tests.Quantization;
 /// internal to the engine and xunit discovers only public classes, so each fact is a theory over the layout's name.</summary>
 public class RepackedLayoutTests
 {
-    public static TheoryData<string> Layouts => [nameof(Q4_Kx8), nameof(Q6_Kx8), nameof(Q4_0x8), nameof(F16x8), nameof(BF16x8)];
+    public static TheoryData<string> Layouts => [nameof(Q4_Kx8), nameof(Q4_Kx16), nameof(Q6_Kx8), nameof(Q4_0x8), nameof(F16x8), nameof(BF16x8)];
 
     static IRepackedLayoutChecks Checks(string layout) => layout switch
     {
         nameof(Q4_Kx8) => new Q4_Kx8Checks(),
+        nameof(Q4_Kx16) => new Q4_Kx16Checks(),
         nameof(Q6_Kx8) => new Q6_Kx8Checks(),
         nameof(Q4_0x8) => new Q4_0x8Checks(),
         nameof(F16x8) => new F16x8Checks(),
@@ -21,7 +22,7 @@ public class RepackedLayoutTests
     };
 
     [Theory, MemberData(nameof(Layouts))]
-    public void A_group_block_is_8_source_blocks(string layout) => Checks(layout).A_group_block_is_8_source_blocks();
+    public void A_group_block_is_its_rows_source_blocks(string layout) => Checks(layout).A_group_block_is_its_rows_source_blocks();
 
     [Theory, MemberData(nameof(Layouts))]
     public void Repack_round_trips_every_row_exactly(string layout) => Checks(layout).Repack_round_trips_every_row_exactly();
@@ -32,17 +33,51 @@ public class RepackedLayoutTests
 
     [Theory, MemberData(nameof(Layouts))]
     public void MatMul_gives_each_token_the_decode_bits(string layout) => Checks(layout).MatMul_gives_each_token_the_decode_bits();
+
+    /// <summary>The 16-row Q4_K layout computes each row as the 8-row one does: a machine that repacks into one or the
+    /// other gets the same logits, prompt and decode alike.</summary>
+    [Fact]
+    public void Q4_K_in_16_row_groups_gives_the_8_row_layouts_bits()
+    {
+        var rng = new Random(4);
+        const int rows = 32, tokens = 9;
+        var format = Q4_KFormat.Instance;
+        foreach (int k in new[] { 256, 1536, 8960 })
+        {
+            var src = new byte[rows * format.RowBytes(k)];
+            rng.NextBytes(src);
+            for (int block = 0; block < src.Length / format.BytesPerBlock; block++)
+                for (int offset = 0; offset <= 2; offset += 2) // d and dmin: finite, small
+                    BitConverter.TryWriteBytes(src.AsSpan(block * format.BytesPerBlock + offset), Fp16.FromSingle((float)(rng.NextDouble() * 1e-3)));
+            var x8 = new byte[Q4_Kx8.PackedBytes(rows, k)];
+            var x16 = new byte[Q4_Kx16.PackedBytes(rows, k)];
+            Q4_Kx8.Repack(src, format.RowBytes(k), rows, k, x8);
+            Q4_Kx16.Repack(src, format.RowBytes(k), rows, k, x16);
+            int actBytes = format.ActivationBytes(k);
+            var act = new byte[tokens * actBytes];
+            for (int t = 0; t < tokens; t++)
+                format.QuantizeActivations(QuantTestData.RandomActivations(k, rng), act.AsSpan(t * actBytes, actBytes));
+            var y8 = new float[tokens * rows];
+            var y16 = new float[tokens * rows];
+            Q4_Kx8.MatMul(x8, rows, k, act, tokens, y8);
+            Q4_Kx16.MatMul(x16, rows, k, act, tokens, y16);
+            y16.Select(BitConverter.SingleToInt32Bits).Should().Equal(y8.Select(BitConverter.SingleToInt32Bits), $"k={k}");
+            Q4_Kx16.MatVec(x16, k, act, y16, 0, rows / 16);
+            Q4_Kx8.MatVec(x8, k, act, y8, 0, rows / 8);
+            y16.Take(rows).Select(BitConverter.SingleToInt32Bits).Should().Equal(y8.Take(rows).Select(BitConverter.SingleToInt32Bits), $"k={k}, one token");
+        }
+    }
 }
 
 internal interface IRepackedLayoutChecks
 {
-    void A_group_block_is_8_source_blocks();
+    void A_group_block_is_its_rows_source_blocks();
     void Repack_round_trips_every_row_exactly();
     void Fast_dot_and_decode_match_reference_bits_and_the_row_kernels();
     void MatMul_gives_each_token_the_decode_bits();
 }
 
-/// <summary>A repacked 8-row layout against the scalar reference (to the bit: the integers are exact and the float
+/// <summary>A repacked layout (groups of 8 or 16 rows) against the scalar reference (to the bit: the integers are exact and the float
 /// steps are the same) and against the row kernels of the unrepacked rows (within the rounding of another
 /// accumulation order): repacking round-trips every row, the fast dot and the decode form give the reference's
 /// bits, and the prompt form gives every (row, token) the decode bits. One class per layout supplies its lengths and
@@ -73,14 +108,17 @@ internal abstract class RepackedLayoutChecks<TLayout> : IRepackedLayoutChecks wh
         _ => (ushort)(rng.Next(30) == 0 ? 0 : Fp16.FromSingle((float)(1e-4 + rng.NextDouble() * 1e-2))),
     };
 
-    public void A_group_block_is_8_source_blocks()
+    /// <summary>Rows per group.</summary>
+    static int G => TLayout.GroupRows;
+
+    public void A_group_block_is_its_rows_source_blocks()
     {
         int block = TLayout.BlockWidth;
-        GroupStructSize.Should().Be(TLayout.GroupBlockBytes).And.Be((int)(8 * F.RowBytes(block)));
-        RepackedMatrix<TLayout>.PackedBytes(16, 2 * block).Should().Be(2 * 2 * TLayout.GroupBlockBytes);
-        RepackedMatrix<TLayout>.CanRepack(16, block).Should().BeTrue();
-        RepackedMatrix<TLayout>.CanRepack(12, block).Should().BeFalse("rows come in groups of 8");
-        RepackedMatrix<TLayout>.CanRepack(16, block + block / 2).Should().BeFalse("rows are whole blocks");
+        GroupStructSize.Should().Be(TLayout.GroupBlockBytes).And.Be((int)(G * F.RowBytes(block)));
+        RepackedMatrix<TLayout>.PackedBytes(2 * G, 2 * block).Should().Be(2 * 2 * TLayout.GroupBlockBytes);
+        RepackedMatrix<TLayout>.CanRepack(2 * G, block).Should().BeTrue();
+        RepackedMatrix<TLayout>.CanRepack(G + 4, block).Should().BeFalse($"rows come in groups of {G}");
+        RepackedMatrix<TLayout>.CanRepack(2 * G, block + block / 2).Should().BeFalse("rows are whole blocks");
     }
 
     /// <summary>Random rows: every byte random, then the f16 scales set (sometimes negative) so they stay finite.</summary>
@@ -119,7 +157,7 @@ internal abstract class RepackedLayoutChecks<TLayout> : IRepackedLayoutChecks wh
     public void Repack_round_trips_every_row_exactly()
     {
         var rng = new Random(1);
-        const int rows = 24;
+        int rows = 3 * G;
         foreach (int k in ShortLengths)
         {
             var src = RandomRows(rows, k, rng);
@@ -140,9 +178,9 @@ internal abstract class RepackedLayoutChecks<TLayout> : IRepackedLayoutChecks wh
     public void Fast_dot_and_decode_match_reference_bits_and_the_row_kernels()
     {
         var rng = new Random(2);
-        const int rows = 16;
-        var fast = new float[8];
-        var reference = new float[8];
+        int rows = 2 * G;
+        var fast = new float[G];
+        var reference = new float[G];
         foreach (int k in Lengths)
         {
             var src = RandomRows(rows, k, rng);
@@ -150,14 +188,14 @@ internal abstract class RepackedLayoutChecks<TLayout> : IRepackedLayoutChecks wh
             int rowBytes = (int)F.RowBytes(k);
             var act = Activations(1, k, rng);
             var matvec = new float[rows];
-            RepackedMatrix<TLayout>.MatVec(packed, k, act, matvec, 0, rows / 8);
-            for (int g = 0; g < rows / 8; g++)
+            RepackedMatrix<TLayout>.MatVec(packed, k, act, matvec, 0, rows / G);
+            for (int g = 0; g < rows / G; g++)
             {
                 RepackedMatrix<TLayout>.DotReference(packed, g, act, k, reference);
                 RepackedMatrix<TLayout>.Dot(packed, g, act, k, fast);
-                for (int j = 0; j < 8; j++)
+                for (int j = 0; j < G; j++)
                 {
-                    int r = 8 * g + j;
+                    int r = G * g + j;
                     SameBits(fast[j], reference[j]).Should().BeTrue($"k={k} row {r}: fast {fast[j]} reference {reference[j]}");
                     SameBits(matvec[r], reference[j]).Should().BeTrue($"k={k} row {r}: MatVec {matvec[r]} reference {reference[j]}");
                     var row = src.AsSpan(r * rowBytes, rowBytes);
@@ -177,7 +215,7 @@ internal abstract class RepackedLayoutChecks<TLayout> : IRepackedLayoutChecks wh
     public void MatMul_gives_each_token_the_decode_bits()
     {
         var rng = new Random(3);
-        const int rows = 24;
+        int rows = 3 * G;
         foreach (int k in ShortLengths)
             foreach (int tokens in new[] { 1, 2, 3, 4, 5, 7, 8, 9, 11, 12, 16 })
             {
@@ -186,14 +224,14 @@ internal abstract class RepackedLayoutChecks<TLayout> : IRepackedLayoutChecks wh
                 var act = Activations(tokens, k, rng);
                 var y = new float[tokens * rows];
                 RepackedMatrix<TLayout>.MatMul(packed, rows, k, act, tokens, y);
-                var one = new float[8];
+                var one = new float[G];
                 for (int t = 0; t < tokens; t++)
-                    for (int g = 0; g < rows / 8; g++)
+                    for (int g = 0; g < rows / G; g++)
                     {
                         RepackedMatrix<TLayout>.DotReference(packed, g, act.AsSpan(t * actBytes, actBytes), k, one);
-                        for (int j = 0; j < 8; j++)
-                            SameBits(y[t * rows + 8 * g + j], one[j]).Should().BeTrue(
-                                $"k={k} tokens={tokens} token {t} row {8 * g + j}: {y[t * rows + 8 * g + j]} vs {one[j]}");
+                        for (int j = 0; j < G; j++)
+                            SameBits(y[t * rows + G * g + j], one[j]).Should().BeTrue(
+                                $"k={k} tokens={tokens} token {t} row {G * g + j}: {y[t * rows + G * g + j]} vs {one[j]}");
                     }
             }
     }
@@ -206,6 +244,15 @@ internal sealed class Q4_Kx8Checks : RepackedLayoutChecks<Q4_Kx8>
     protected override int[] ShortLengths => [256, 768, 1280, 4096];
     protected override int[] HalfOffsets => [0, 2];
     protected override int GroupStructSize => Unsafe.SizeOf<BlockQ4_Kx8>();
+}
+
+/// <summary>As <see cref="Q4_Kx8Checks"/>: the 16-row layout of AVX-512 machines.</summary>
+internal sealed class Q4_Kx16Checks : RepackedLayoutChecks<Q4_Kx16>
+{
+    protected override int[] Lengths => [.. Enumerable.Range(1, 16).Select(i => 256 * i), 14336];
+    protected override int[] ShortLengths => [256, 768, 1280, 4096];
+    protected override int[] HalfOffsets => [0, 2];
+    protected override int GroupStructSize => Unsafe.SizeOf<BlockQ4_Kx16>();
 }
 
 /// <summary>Q6_K blocks end with d (byte 208); subnormal scales are common in trained Q6_K weights.</summary>

@@ -155,8 +155,7 @@ internal sealed record MemoryEstimate
     static long ResidentBytes(GgufTensorInfo t, bool repack, bool tiedOutput)
     {
         if (t.Shape.Count == 1) return t.ByteSize + t.ElementCount * sizeof(float);
-        if (!repack || t.Shape.Count != 2 || Engine.Quantization.Repacked.RepackedFormats.For(t.Type) is not { } format
-            || !format.CanRepack((int)t.Shape[1], (int)t.Shape[0]))
+        if (!repack || t.Shape.Count != 2 || Engine.Quantization.Repacked.RepackedFormats.For(t.Type, (int)t.Shape[1], (int)t.Shape[0]) is not { } format)
             return t.ByteSize;
         long packed = format.PackedBytes((int)t.Shape[1], (int)t.Shape[0]);
         return t.Name == "token_embd.weight" ? (tiedOutput ? packed + t.ByteSize : t.ByteSize) : packed;

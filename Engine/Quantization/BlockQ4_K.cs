@@ -294,7 +294,7 @@ internal sealed unsafe class Q4_KFormat : RowFormat, IWeightQuantizer
         else base.MatMulCore(weights, rowBytes, k, acts, actStride, tokens, y, yStride, rowStart, rowEnd);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     static void Dot4(byte* row, byte* act, int actStride, int k, float* y, int yStride)
     {
         var mask = Vector256.Create((byte)0x0F);

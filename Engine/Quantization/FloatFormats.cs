@@ -150,7 +150,7 @@ internal sealed unsafe class F16Format : RowFormat
     }
 
     /// <summary>Four rows (row i at row + i * rowBytes) times one token: y[0..3].</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     static void Rows4Avx512(byte* row, long rowBytes, float* x, int k, float* y)
     {
         ushort* w0 = (ushort*)row, w1 = (ushort*)(row + rowBytes), w2 = (ushort*)(row + 2 * rowBytes), w3 = (ushort*)(row + 3 * rowBytes);
@@ -292,7 +292,7 @@ internal sealed unsafe class F16Format : RowFormat
 
     /// <summary>4 float rows (row i at rows + i * k) times 4 tokens (token j's activations at act + j * actStride):
     /// y[j * yStride + i]. The elements after the last whole 16 are added one by one, as in <see cref="Tail"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     static void Tile4x4Avx512(float* rows, int k, byte* act, int actStride, float* y, int yStride)
     {
         float* w0 = rows, w1 = rows + k, w2 = rows + 2 * k, w3 = rows + 3 * k;
@@ -496,7 +496,7 @@ internal sealed unsafe class BF16Format : RowFormat
 
     /// <summary>4 rows (row i at row + i * rowBytes) times 4 tokens (token j's activations at act + j * actStride):
     /// y[j * yStride + i].</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     static void Tile4x4Avx512(byte* row, long rowBytes, byte* act, int actStride, int k, float* y, int yStride)
     {
         ushort* w0 = (ushort*)row, w1 = (ushort*)(row + rowBytes), w2 = (ushort*)(row + 2 * rowBytes), w3 = (ushort*)(row + 3 * rowBytes);

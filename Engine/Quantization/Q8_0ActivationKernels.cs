@@ -141,7 +141,7 @@ internal static unsafe class Q8_0ActivationKernels
 
     /// <summary>One row times four tokens: the weight block is decoded, and its absolute value taken, once.
     /// scales[i * blocks + b] is token i's scale of block b.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     static void Dot4<TWeights>(byte* row, byte* act, int actStride, float* scales, int blocks, float* y, int yStride)
         where TWeights : struct, IByteBlockWeights
     {
@@ -281,7 +281,7 @@ internal static unsafe class Q8_0ActivationKernels
     /// <summary>4 rows x 4 tokens (see <see cref="MatMulTiled{TWeights}"/>): quants[b * 128 + i * 32] are row i's
     /// signed bytes of block b, offsets[b * 32 + i * 8] its lane offsets, biased[b * 128 + j * 32] token j's quants
     /// plus 128, products[b * 16 + i * 4 + j] the scale of row i and token j in block b.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     static void Tile4x4(sbyte* quants, int* offsets, byte* biased, int blocks, float* products, float* y, int yStride)
     {
         Vector256<float> c00 = default, c01 = default, c02 = default, c03 = default;

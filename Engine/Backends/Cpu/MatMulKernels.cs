@@ -10,8 +10,8 @@ namespace Engine.Backends.Cpu;
 /// split across the workers; each worker walks its rows in small tiles and multiplies every token of the
 /// batch by a tile while it is in cache, so a batch reads the weights from memory once.
 /// For quantized W, each token's activations are first quantized to the type's activation format (as
-/// llama.cpp does) so the dot products run on integers. Matrices the backend holds repacked (Q4_K, Q6_K, Q4_0 in groups of
-/// 8 rows, see <see cref="RepackedWeights"/>) run the 8-row kernels, split over the workers in whole groups.</summary>
+/// llama.cpp does) so the dot products run on integers. Matrices the backend holds repacked (Q4_K, Q6_K, Q4_0, F16, BF16 in groups
+/// of 8 or 16 rows, see <see cref="RepackedWeights"/>) run the group kernels, split over the workers in whole groups.</summary>
 internal sealed unsafe class MatMulKernels
 {
     readonly WorkSplit split;
@@ -23,7 +23,7 @@ internal sealed unsafe class MatMulKernels
     }
 
     const int RowTile = 16;
-    const int GroupTile = 2; // groups of 8 rows: the smallest piece of a repacked matrix a worker takes
+    const int GroupTileRows = 16; // the smallest piece of a repacked matrix a worker takes: 2 groups of 8 rows or 1 of 16
     byte[] _activations = [];
     readonly FloatRowsWork _floatRows = new();
     readonly QuantizeWork _quantize = new();
@@ -113,7 +113,8 @@ internal sealed unsafe class MatMulKernels
             var g = _repackedRows;
             g.Packed = (byte*)packed.Bytes; g.Format = packed.Format; g.K = k; g.N = n; g.Tokens = tokens; g.ActBytes = actBytes; g.Activations = _activations; g.Y = y;
             g.ZeroPoints = zeroPoints;
-            split.For(n / 8, GroupTile, g);
+            int groupRows = packed.Format.GroupRows;
+            split.For(n / groupRows, Math.Max(1, GroupTileRows / groupRows), g);
             g.ZeroPoints = null;
             return;
         }
@@ -238,7 +239,8 @@ internal sealed unsafe class MatMulKernels
                 if (Tokens == 1) Format.MatVec(Packed, K, a, y, start, end);
                 else Format.MatMul(Packed, K, a, ActBytes, Tokens, y, N, start, end);
             }
-            ZeroPoints?.Execute(start * 8, end * 8, worker); // start and end count groups of 8 rows
+            int groupRows = Format.GroupRows; // start and end count groups of rows
+            ZeroPoints?.Execute(start * groupRows, end * groupRows, worker);
         }
     }
 }

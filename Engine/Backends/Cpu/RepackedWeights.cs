@@ -7,7 +7,7 @@ using Engine.Quantization.Repacked;
 namespace Engine.Backends.Cpu;
 
 /// <summary>
-/// The CPU backend's repacked copies of matrices (<see cref="IRepackedFormat"/>: 8 rows per group, e.g.
+/// The CPU backend's repacked copies of matrices (<see cref="IRepackedFormat"/>: 8 or 16 rows per group, e.g.
 /// <see cref="BlockQ4_Kx8"/>), keyed by the WeightMatrix object, in native memory it owns (64-byte aligned, freed
 /// on Dispose; huge pages where the system gives them, see <see cref="NativeBlocks"/>).
 ///
@@ -31,10 +31,10 @@ internal sealed unsafe class RepackedWeights : IDisposable
     public long Bytes { get; private set; }
     public int Count => _packed.Count;
 
-    /// <summary>A matrix of a type with a repacked layout, in whole groups of 8 rows of whole blocks, rows stored
-    /// back to back.</summary>
+    /// <summary>A matrix with a repacked layout for its type and shape (whole groups of rows of whole blocks), rows
+    /// stored back to back.</summary>
     public static bool Eligible(WeightMatrix m) =>
-        m.Quantized is not { FloatActivations: true } && RepackedFormats.For(m.Type) is { } format && format.CanRepack(m.Rows, m.Cols) && RowFormats.For(m.Type) is RowFormat rows && m.RowBytes == rows.RowBytes(m.Cols);
+        m.Quantized is not { FloatActivations: true } && RepackedFormats.For(m.Type, m.Rows, m.Cols) is not null && RowFormats.For(m.Type) is RowFormat rows && m.RowBytes == rows.RowBytes(m.Cols);
 
     public bool TryGet(WeightMatrix m, out Packed packed) => _packed.TryGetValue(m, out packed);
 
@@ -45,7 +45,7 @@ internal sealed unsafe class RepackedWeights : IDisposable
         Parallel.ForEach(todo, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, threads) }, () => new byte[ChunkBytes],
             (m, _, buffer) =>
             {
-                var format = RepackedFormats.For(m.Type)!;
+                var format = RepackedFormats.For(m.Type, m.Rows, m.Cols)!;
                 long bytes = format.PackedBytes(m.Rows, m.Cols);
                 var dst = NativeBlocks.Allocate(bytes);
                 try { Repack(m, format, dst, buffer); }
@@ -58,19 +58,20 @@ internal sealed unsafe class RepackedWeights : IDisposable
             _ => { });
     }
 
-    /// <summary>Reads the matrix in chunks of whole groups of 8 rows and repacks each chunk into dst.</summary>
+    /// <summary>Reads the matrix in chunks of whole groups of rows and repacks each chunk into dst.</summary>
     static void Repack(WeightMatrix m, IRepackedFormat format, byte* dst, byte[] buffer)
     {
         long rowBytes = m.RowBytes;
-        int chunkRows = (int)Math.Max(8, buffer.Length / rowBytes / 8 * 8);
+        int groupRows = format.GroupRows;
+        int chunkRows = (int)Math.Max(groupRows, buffer.Length / rowBytes / groupRows * groupRows);
         if (chunkRows * rowBytes > buffer.Length) buffer = new byte[chunkRows * rowBytes];
-        long groupBytes = format.PackedBytes(8, m.Cols);
+        long groupBytes = format.PackedBytes(groupRows, m.Cols);
         fixed (byte* src = buffer)
             for (int row = 0; row < m.Rows; row += chunkRows)
             {
                 int rows = Math.Min(chunkRows, m.Rows - row);
                 m.View.ReadBytes(row * rowBytes, buffer.AsSpan(0, checked((int)(rows * rowBytes))));
-                format.RepackRows(src, rowBytes, rows, m.Cols, dst + row / 8 * groupBytes);
+                format.RepackRows(src, rowBytes, rows, m.Cols, dst + row / groupRows * groupBytes);
             }
     }
 

@@ -43,7 +43,7 @@ internal sealed unsafe class F16x8 : RepackedMatrix<F16x8>, IRepackedLayout
     }
 
     static void IRepackedLayout.DotReference(byte* group, byte* act, int nb, float* y) => DotReference(group, (float*)act, nb, y);
-    static void IRepackedLayout.Dot8(byte* group, byte* act, int nb, float* y) => MatVec(group, nb * Width, act, y, 0, 1);
+    static void IRepackedLayout.DotGroup(byte* group, byte* act, int nb, float* y) => MatVec(group, nb * Width, act, y, 0, 1);
     static void IRepackedLayout.MatVec(byte* packed, int k, byte* act, float* y, int groupStart, int groupEnd) => MatVec(packed, k, act, y, groupStart, groupEnd);
     static void IRepackedLayout.MatMul(byte* packed, int k, byte* acts, int actStride, int tokens, float* y, int yStride, int groupStart, int groupEnd) =>
         MatMul(packed, k, acts, actStride, tokens, y, yStride, groupStart, groupEnd);
@@ -78,7 +78,7 @@ internal sealed unsafe class F16x8 : RepackedMatrix<F16x8>, IRepackedLayout
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     static void Dot8Avx512(byte* group, float* x, int nb, float* y)
     {
         var h = (ushort*)group;

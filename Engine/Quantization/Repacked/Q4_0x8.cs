@@ -21,7 +21,7 @@ internal sealed unsafe class Q4_0x8 : RepackedMatrix<Q4_0x8>, IRepackedLayout
     static void IRepackedLayout.PackBlock(byte* src, long rowBytes, int block, byte* dst) => BlockQ4_0x8.Pack(src, rowBytes, block, (BlockQ4_0x8*)dst);
     static void IRepackedLayout.DequantizeBlock(byte* groupBlock, int row, float* dst) => ((BlockQ4_0x8*)groupBlock)->Dequantize(row, dst);
     static void IRepackedLayout.DotReference(byte* group, byte* act, int nb, float* y) => Q4_0x8Kernels.DotReference(group, act, nb, y);
-    static void IRepackedLayout.Dot8(byte* group, byte* act, int nb, float* y) => Q4_0x8Kernels.MatVec(group, nb * BlockQ4_0.QK, act, y, 0, 1);
+    static void IRepackedLayout.DotGroup(byte* group, byte* act, int nb, float* y) => Q4_0x8Kernels.MatVec(group, nb * BlockQ4_0.QK, act, y, 0, 1);
     static void IRepackedLayout.MatVec(byte* packed, int k, byte* act, float* y, int groupStart, int groupEnd) => Q4_0x8Kernels.MatVec(packed, k, act, y, groupStart, groupEnd);
     static void IRepackedLayout.MatMul(byte* packed, int k, byte* acts, int actStride, int tokens, float* y, int yStride, int groupStart, int groupEnd) =>
         Q4_0x8Kernels.MatMul(packed, k, acts, actStride, tokens, y, yStride, groupStart, groupEnd);

@@ -114,7 +114,7 @@ internal static unsafe class Q4_0x8Kernels
     }
 
     /// <summary>The decode kernel: one token, 8 rows in the 8 lanes.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     static void Dot8Avx2(byte* group, byte* act, float* dx, int* c, int nb, float* y)
     {
         var m4 = Vector256.Create((byte)0x0F);
@@ -143,7 +143,7 @@ internal static unsafe class Q4_0x8Kernels
     /// <summary>The prompt tile: 8 rows x 4 tokens (token t's activations at act + t * actStride, its scales and sums
     /// at dx + t * nb and c + t * nb, its 8 results at y + t * yStride). Each block's nibbles are unpacked once for
     /// the four tokens; per (row, token) the arithmetic is <see cref="Dot8Avx2"/>'s.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     static void Dot8x4Avx2(byte* group, byte* act, int actStride, float* dx, int* c, int nb, float* y, int yStride)
     {
         var m4 = Vector256.Create((byte)0x0F);

@@ -88,7 +88,7 @@ internal static unsafe class Q4_Kx8Kernels
     }
 
     /// <summary>The decode kernel: one token, 8 rows in the 8 float lanes.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     static void Dot8Avx2(byte* group, byte* act, int nb, float* y)
     {
         var m4 = Vector256.Create((byte)0x0F);
@@ -177,7 +177,7 @@ internal static unsafe class Q4_Kx8Kernels
     /// <summary>The prompt tile: 8 rows x 4 tokens (token t's activations at act + t * actStride, its 8 results
     /// at y + t * yStride). Each 32 bytes of quants is unpacked once for the four tokens; per (row, token) the
     /// arithmetic is <see cref="Dot8Avx2"/>'s.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     static void Dot8x4Avx2(byte* group, byte* act, int actStride, int nb, float* y, int yStride)
     {
         var m4 = Vector256.Create((byte)0x0F);

@@ -87,7 +87,7 @@ internal static unsafe class Q6_Kx8Kernels
     }
 
     /// <summary>The decode kernel: one token, 8 rows in the 8 float lanes.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     static void Dot8Avx2(byte* group, byte* act, int nb, float* y)
     {
         Vector256<float> acc = default;
@@ -161,7 +161,7 @@ internal static unsafe class Q6_Kx8Kernels
     /// <summary>The prompt tile: 8 rows x 4 tokens (token t's activations at act + t * actStride, its 8 results
     /// at y + t * yStride). Each sub-block's quants and scale are unpacked once for the four tokens; per (row,
     /// token) the arithmetic is <see cref="Dot8Avx2"/>'s.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     static void Dot8x4Avx2(byte* group, byte* act, int actStride, int nb, float* y, int yStride)
     {
         Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
@@ -195,7 +195,7 @@ internal static unsafe class Q6_Kx8Kernels
     }
 
     /// <summary>The wide prompt tile: 8 rows x 8 tokens, each sub-block unpacked once for eight tokens.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     static void Dot8x8Avx2(byte* group, byte* act, int actStride, int nb, float* y, int yStride)
     {
         var acc = stackalloc Vector256<float>[8];

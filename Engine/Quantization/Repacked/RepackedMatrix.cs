@@ -2,13 +2,15 @@ using Engine.Formats;
 
 namespace Engine.Quantization.Repacked;
 
-/// <summary>What a repacked block type supplies: its block geometry, how one group block is packed from and
-/// unpacked to 8 rows, and its kernels. <see cref="RepackedMatrix{TLayout}"/> builds the checked edge on it.</summary>
+/// <summary>What a repacked block type supplies: its block geometry (rows per group, 8 or 16), how one group block is
+/// packed from and unpacked to its rows, and its kernels. <see cref="RepackedMatrix{TLayout}"/> builds the checked edge on it.</summary>
 internal unsafe interface IRepackedLayout
 {
     /// <summary>Elements per block (256 for k-quants, 32 for Q4_0).</summary>
     static abstract int BlockWidth { get; }
-    /// <summary>Bytes of one block of 8 rows.</summary>
+    /// <summary>Rows per group: 8, or 16 for a layout whose 512-bit vectors hold 4 bytes of each of 16 rows.</summary>
+    static virtual int GroupRows => 8;
+    /// <summary>Bytes of one block of a group's rows.</summary>
     static abstract int GroupBlockBytes { get; }
     /// <summary>The source rows' format (row size, activation format).</summary>
     static abstract RowFormat Source { get; }
@@ -18,21 +20,21 @@ internal unsafe interface IRepackedLayout
     static abstract void PackBlock(byte* src, long rowBytes, int block, byte* dst);
     static abstract void DequantizeBlock(byte* groupBlock, int row, float* dst);
     static abstract void DotReference(byte* group, byte* act, int nb, float* y);
-    static abstract void Dot8(byte* group, byte* act, int nb, float* y);
+    static abstract void DotGroup(byte* group, byte* act, int nb, float* y);
     static abstract void MatVec(byte* packed, int k, byte* act, float* y, int groupStart, int groupEnd);
     static abstract void MatMul(byte* packed, int k, byte* acts, int actStride, int tokens, float* y, int yStride, int groupStart, int groupEnd);
 }
 
 /// <summary>
 /// The checked public edge of a repacked layout (repack, unpack, dots over spans), the same for every block type:
-/// rows in groups of 8, each group's blocks consecutive (group g, block b at (g * k/BlockWidth + b) *
+/// rows in groups of GroupRows, each group's blocks consecutive (group g, block b at (g * k/BlockWidth + b) *
 /// GroupBlockBytes). A type's class derives from this, so its members read as Q4_Kx8.Repack, Q6_Kx8.Dot, ...
 /// </summary>
 internal abstract unsafe class RepackedMatrix<TLayout> where TLayout : IRepackedLayout
 {
     private protected RepackedMatrix() { }
 
-    const int Rows = 8;
+    static int Rows => TLayout.GroupRows;
     static int BlockWidth => TLayout.BlockWidth;
 
     /// <summary>True when a matrix of this shape can be repacked: whole groups of rows, whole blocks.</summary>
@@ -58,15 +60,15 @@ internal abstract unsafe class RepackedMatrix<TLayout> where TLayout : IRepacked
         int nb = k / BlockWidth;
         if (k <= 0 || k % BlockWidth != 0 || dst.Length < k) throw new ArgumentException("bad row length", nameof(k));
         long groupBytes = (long)nb * TLayout.GroupBlockBytes;
-        if (row < 0 || (row / 8 + 1) * groupBytes > packed.Length) throw new ArgumentOutOfRangeException(nameof(row));
+        if (row < 0 || (row / Rows + 1) * groupBytes > packed.Length) throw new ArgumentOutOfRangeException(nameof(row));
         fixed (byte* p = packed) fixed (float* y = dst)
         {
-            byte* group = p + row / 8 * groupBytes;
-            for (int b = 0; b < nb; b++) TLayout.DequantizeBlock(group + b * TLayout.GroupBlockBytes, row % 8, y + b * BlockWidth);
+            byte* group = p + row / Rows * groupBytes;
+            for (int b = 0; b < nb; b++) TLayout.DequantizeBlock(group + b * TLayout.GroupBlockBytes, row % Rows, y + b * BlockWidth);
         }
     }
 
-    /// <summary>The 8 results of group `group` against one token's activations, by the scalar reference.</summary>
+    /// <summary>The GroupRows results of group `group` against one token's activations, by the scalar reference.</summary>
     public static void DotReference(ReadOnlySpan<byte> packed, int group, ReadOnlySpan<byte> activations, int k, Span<float> y8)
     {
         CheckDot(packed, group, activations, k, y8);
@@ -79,16 +81,16 @@ internal abstract unsafe class RepackedMatrix<TLayout> where TLayout : IRepacked
     {
         CheckDot(packed, group, activations, k, y8);
         fixed (byte* p = packed) fixed (byte* a = activations) fixed (float* y = y8)
-            TLayout.Dot8(p + group * (long)(k / BlockWidth) * TLayout.GroupBlockBytes, a, k / BlockWidth, y);
+            TLayout.DotGroup(p + group * (long)(k / BlockWidth) * TLayout.GroupBlockBytes, a, k / BlockWidth, y);
     }
 
     /// <summary>The decode form: y[r] = row r . activations for the rows of groups [groupStart, groupEnd) (rows
-    /// 8 * groupStart to 8 * groupEnd), y indexed by absolute row so threads can share it.</summary>
+    /// GroupRows * groupStart to GroupRows * groupEnd), y indexed by absolute row so threads can share it.</summary>
     public static void MatVec(ReadOnlySpan<byte> packed, int k, ReadOnlySpan<byte> activations, Span<float> y, int groupStart, int groupEnd)
     {
         if (k <= 0 || k % BlockWidth != 0) throw new ArgumentException($"k {k} is not a positive multiple of {BlockWidth}", nameof(k));
         long groupBytes = (long)(k / BlockWidth) * TLayout.GroupBlockBytes;
-        if (groupStart < 0 || groupEnd < groupStart || groupEnd * groupBytes > packed.Length || 8L * groupEnd > y.Length)
+        if (groupStart < 0 || groupEnd < groupStart || groupEnd * groupBytes > packed.Length || (long)Rows * groupEnd > y.Length)
             throw new ArgumentOutOfRangeException(nameof(groupEnd));
         if (activations.Length < TLayout.Source.ActivationBytes(k)) throw new ArgumentException("activations too short", nameof(activations));
         fixed (byte* p = packed) fixed (byte* a = activations) fixed (float* yp = y)
@@ -98,14 +100,14 @@ internal abstract unsafe class RepackedMatrix<TLayout> where TLayout : IRepacked
     /// <summary>The prompt form over a whole matrix: y[t * rows + r] = row r . token t for every row and every one
     /// of `tokens` activation vectors (token t's at t * ActivationBytes(k)).</summary>
     public static void MatMul(ReadOnlySpan<byte> packed, int rows, int k, ReadOnlySpan<byte> activations, int tokens, Span<float> y)
-        => MatMul(packed, rows, k, activations, tokens, y, 0, rows / 8);
+        => MatMul(packed, rows, k, activations, tokens, y, 0, rows / Rows);
 
-    /// <summary>As above for the groups [groupStart, groupEnd) only (rows 8 * groupStart to 8 * groupEnd; y still
+    /// <summary>As above for the groups [groupStart, groupEnd) only (rows GroupRows * groupStart to GroupRows * groupEnd; y still
     /// has rows values per token), so threads can share a matrix.</summary>
     public static void MatMul(ReadOnlySpan<byte> packed, int rows, int k, ReadOnlySpan<byte> activations, int tokens, Span<float> y, int groupStart, int groupEnd)
     {
         Check(rows, k);
-        if (groupStart < 0 || groupEnd < groupStart || 8L * groupEnd > rows) throw new ArgumentOutOfRangeException(nameof(groupEnd));
+        if (groupStart < 0 || groupEnd < groupStart || (long)Rows * groupEnd > rows) throw new ArgumentOutOfRangeException(nameof(groupEnd));
         int actBytes = TLayout.Source.ActivationBytes(k);
         if (packed.Length < PackedBytes(rows, k)) throw new ArgumentException("packed matrix too short", nameof(packed));
         if (activations.Length < (long)actBytes * tokens) throw new ArgumentException("activations too short", nameof(activations));
@@ -124,7 +126,7 @@ internal abstract unsafe class RepackedMatrix<TLayout> where TLayout : IRepacked
 
     static void Check(int rows, int k)
     {
-        if (!CanRepack(rows, k)) throw new ArgumentException($"a {rows} x {k} matrix cannot be repacked: rows must be a multiple of 8 and k of {BlockWidth}");
+        if (!CanRepack(rows, k)) throw new ArgumentException($"a {rows} x {k} matrix cannot be repacked: rows must be a multiple of {Rows} and k of {BlockWidth}");
     }
 
     static void CheckDot(ReadOnlySpan<byte> packed, int group, ReadOnlySpan<byte> activations, int k, Span<float> y8)
@@ -133,7 +135,7 @@ internal abstract unsafe class RepackedMatrix<TLayout> where TLayout : IRepacked
         long groupBytes = (long)(k / BlockWidth) * TLayout.GroupBlockBytes;
         if (group < 0 || (group + 1) * groupBytes > packed.Length) throw new ArgumentOutOfRangeException(nameof(group));
         if (activations.Length < TLayout.Source.ActivationBytes(k)) throw new ArgumentException("activations too short", nameof(activations));
-        if (y8.Length < Rows) throw new ArgumentException("8 results needed", nameof(y8));
+        if (y8.Length < Rows) throw new ArgumentException($"{Rows} results needed", nameof(y8));
     }
 }
 
@@ -142,6 +144,7 @@ internal sealed unsafe class RepackedFormat<TLayout> : IRepackedFormat where TLa
 {
     public static readonly RepackedFormat<TLayout> Instance = new();
     public GgmlType Type => TLayout.Source.Type;
+    public int GroupRows => TLayout.GroupRows;
     public bool FasterHere => TLayout.FasterHere;
     public bool CanRepack(int rows, int k) => RepackedMatrix<TLayout>.CanRepack(rows, k);
     public long PackedBytes(int rows, int k) => RepackedMatrix<TLayout>.PackedBytes(rows, k);
