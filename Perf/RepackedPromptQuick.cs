@@ -4,7 +4,7 @@ using Engine.Quantization.Repacked;
 namespace Engine.Perf;
 
 /// <summary>The prompt form (many tokens) of the repacked k-quant layouts on the shapes of a 1.5B model, one thread,
-/// best of 5: GMAC/s (rows x k x tokens multiply-adds per second) of Q4_Kx8, Q4_Kx16 and Q6_Kx8 over 64 tokens, the row range
+/// best of 5: GMAC/s (rows x k x tokens multiply-adds per second) of Q4_Kx8, Q4_Kx16, Q6_Kx8 and Q6_Kx16 over 64 tokens, the row range
 /// one work item of the CPU backend covers repeated over the whole matrix.
 ///   dotnet run -c Release --project Perf -- repacked-prompt</summary>
 public static unsafe class RepackedPromptQuick
@@ -16,7 +16,7 @@ public static unsafe class RepackedPromptQuick
             : [(1536, 1536), (8960, 1536), (1536, 8960)];
         foreach (var (rows, k) in shapes)
         {
-            Console.WriteLine($"{rows} x {k}: Q4_Kx8 {Measure<Q4_Kx8>(rows, k):F1} GMAC/s, Q4_Kx16 {Measure<Q4_Kx16>(rows, k):F1} GMAC/s, Q6_Kx8 {Measure<Q6_Kx8>(rows, k):F1} GMAC/s");
+            Console.WriteLine($"{rows} x {k}: Q4_Kx8 {Measure<Q4_Kx8>(rows, k):F1} GMAC/s, Q4_Kx16 {Measure<Q4_Kx16>(rows, k):F1} GMAC/s, Q6_Kx8 {Measure<Q6_Kx8>(rows, k):F1} GMAC/s, Q6_Kx16 {Measure<Q6_Kx16>(rows, k):F1} GMAC/s");
         }
     }
 

@@ -8,13 +8,14 @@ namespace Engine.Tests.Quantization;
 /// internal to the engine and xunit discovers only public classes, so each fact is a theory over the layout's name.</summary>
 public class RepackedLayoutTests
 {
-    public static TheoryData<string> Layouts => [nameof(Q4_Kx8), nameof(Q4_Kx16), nameof(Q6_Kx8), nameof(Q4_0x8), nameof(F16x8), nameof(BF16x8)];
+    public static TheoryData<string> Layouts => [nameof(Q4_Kx8), nameof(Q4_Kx16), nameof(Q6_Kx8), nameof(Q6_Kx16), nameof(Q4_0x8), nameof(F16x8), nameof(BF16x8)];
 
     static IRepackedLayoutChecks Checks(string layout) => layout switch
     {
         nameof(Q4_Kx8) => new Q4_Kx8Checks(),
         nameof(Q4_Kx16) => new Q4_Kx16Checks(),
         nameof(Q6_Kx8) => new Q6_Kx8Checks(),
+        nameof(Q6_Kx16) => new Q6_Kx16Checks(),
         nameof(Q4_0x8) => new Q4_0x8Checks(),
         nameof(F16x8) => new F16x8Checks(),
         nameof(BF16x8) => new BF16x8Checks(),
@@ -34,37 +35,43 @@ public class RepackedLayoutTests
     [Theory, MemberData(nameof(Layouts))]
     public void MatMul_gives_each_token_the_decode_bits(string layout) => Checks(layout).MatMul_gives_each_token_the_decode_bits();
 
-    /// <summary>The 16-row Q4_K layout computes each row as the 8-row one does: a machine that repacks into one or the
-    /// other gets the same logits, prompt and decode alike.</summary>
+    /// <summary>The 16-row layouts compute each row as the 8-row ones do: a machine that repacks into one or the other
+    /// gets the same logits, prompt and decode alike.</summary>
     [Fact]
-    public void Q4_K_in_16_row_groups_gives_the_8_row_layouts_bits()
+    public void Q4_K_in_16_row_groups_gives_the_8_row_layouts_bits() => SameBitsAsEightRowGroups<Q4_Kx16, Q4_Kx8>([0, 2]);
+
+    [Fact]
+    public void Q6_K_in_16_row_groups_gives_the_8_row_layouts_bits() => SameBitsAsEightRowGroups<Q6_Kx16, Q6_Kx8>([208]);
+
+    static void SameBitsAsEightRowGroups<TWide, TNarrow>(int[] halfOffsets)
+        where TWide : RepackedMatrix<TWide>, IRepackedLayout where TNarrow : RepackedMatrix<TNarrow>, IRepackedLayout
     {
         var rng = new Random(4);
-        const int rows = 32, tokens = 9;
-        var format = Q4_KFormat.Instance;
+        const int rows = 32, tokens = 13; // an 8-token tile, a 4-token one and a single token
+        var format = TNarrow.Source;
         foreach (int k in new[] { 256, 1536, 8960 })
         {
             var src = new byte[rows * format.RowBytes(k)];
             rng.NextBytes(src);
             for (int block = 0; block < src.Length / format.BytesPerBlock; block++)
-                for (int offset = 0; offset <= 2; offset += 2) // d and dmin: finite, small
+                foreach (int offset in halfOffsets) // the f16 scales: finite, small
                     BitConverter.TryWriteBytes(src.AsSpan(block * format.BytesPerBlock + offset), Fp16.FromSingle((float)(rng.NextDouble() * 1e-3)));
-            var x8 = new byte[Q4_Kx8.PackedBytes(rows, k)];
-            var x16 = new byte[Q4_Kx16.PackedBytes(rows, k)];
-            Q4_Kx8.Repack(src, format.RowBytes(k), rows, k, x8);
-            Q4_Kx16.Repack(src, format.RowBytes(k), rows, k, x16);
+            var narrow = new byte[RepackedMatrix<TNarrow>.PackedBytes(rows, k)];
+            var wide = new byte[RepackedMatrix<TWide>.PackedBytes(rows, k)];
+            RepackedMatrix<TNarrow>.Repack(src, format.RowBytes(k), rows, k, narrow);
+            RepackedMatrix<TWide>.Repack(src, format.RowBytes(k), rows, k, wide);
             int actBytes = format.ActivationBytes(k);
             var act = new byte[tokens * actBytes];
             for (int t = 0; t < tokens; t++)
                 format.QuantizeActivations(QuantTestData.RandomActivations(k, rng), act.AsSpan(t * actBytes, actBytes));
-            var y8 = new float[tokens * rows];
-            var y16 = new float[tokens * rows];
-            Q4_Kx8.MatMul(x8, rows, k, act, tokens, y8);
-            Q4_Kx16.MatMul(x16, rows, k, act, tokens, y16);
-            y16.Select(BitConverter.SingleToInt32Bits).Should().Equal(y8.Select(BitConverter.SingleToInt32Bits), $"k={k}");
-            Q4_Kx16.MatVec(x16, k, act, y16, 0, rows / 16);
-            Q4_Kx8.MatVec(x8, k, act, y8, 0, rows / 8);
-            y16.Take(rows).Select(BitConverter.SingleToInt32Bits).Should().Equal(y8.Take(rows).Select(BitConverter.SingleToInt32Bits), $"k={k}, one token");
+            var yNarrow = new float[tokens * rows];
+            var yWide = new float[tokens * rows];
+            RepackedMatrix<TNarrow>.MatMul(narrow, rows, k, act, tokens, yNarrow);
+            RepackedMatrix<TWide>.MatMul(wide, rows, k, act, tokens, yWide);
+            yWide.Select(BitConverter.SingleToInt32Bits).Should().Equal(yNarrow.Select(BitConverter.SingleToInt32Bits), $"k={k}");
+            RepackedMatrix<TWide>.MatVec(wide, k, act, yWide, 0, rows / TWide.GroupRows);
+            RepackedMatrix<TNarrow>.MatVec(narrow, k, act, yNarrow, 0, rows / TNarrow.GroupRows);
+            yWide.Take(rows).Select(BitConverter.SingleToInt32Bits).Should().Equal(yNarrow.Take(rows).Select(BitConverter.SingleToInt32Bits), $"k={k}, one token");
         }
     }
 }
@@ -262,6 +269,22 @@ internal sealed class Q6_Kx8Checks : RepackedLayoutChecks<Q6_Kx8>
     protected override int[] ShortLengths => [256, 768, 1280, 4096];
     protected override int[] HalfOffsets => [208];
     protected override int GroupStructSize => Unsafe.SizeOf<BlockQ6_Kx8>();
+
+    protected override ushort RandomScale(Random rng) => rng.Next(4) switch
+    {
+        0 or 1 => (ushort)rng.Next(1, 0x400),
+        2 => Fp16.FromSingle((float)(rng.NextDouble() * 1e-3)),
+        _ => (ushort)(rng.Next(30) == 0 ? 0 : Fp16.FromSingle((float)(1e-5 + rng.NextDouble() * 1e-2))),
+    };
+}
+
+/// <summary>As <see cref="Q6_Kx8Checks"/>: the 16-row layout of AVX-512 machines.</summary>
+internal sealed class Q6_Kx16Checks : RepackedLayoutChecks<Q6_Kx16>
+{
+    protected override int[] Lengths => [.. Enumerable.Range(1, 16).Select(i => 256 * i), 14336];
+    protected override int[] ShortLengths => [256, 768, 1280, 4096];
+    protected override int[] HalfOffsets => [208];
+    protected override int GroupStructSize => Unsafe.SizeOf<BlockQ6_Kx16>();
 
     protected override ushort RandomScale(Random rng) => rng.Next(4) switch
     {

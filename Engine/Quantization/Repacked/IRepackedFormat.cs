@@ -42,8 +42,8 @@ internal unsafe interface IRepackedFormat
 /// row kernels (<see cref="IRepackedFormat.FasterHere"/>).</summary>
 internal static class RepackedFormats
 {
-    /// <summary>Every layout, a type's preferred one first (the 16-row Q4_K layout where AVX-512 runs it).</summary>
-    static readonly IRepackedFormat[] All = [RepackedFormat<Q4_Kx16>.Instance, RepackedFormat<Q4_Kx8>.Instance, RepackedFormat<Q6_Kx8>.Instance,
+    /// <summary>Every layout, a type's preferred one first (the 16-row Q4_K and Q6_K layouts where AVX-512 runs them).</summary>
+    static readonly IRepackedFormat[] All = [RepackedFormat<Q4_Kx16>.Instance, RepackedFormat<Q4_Kx8>.Instance, RepackedFormat<Q6_Kx16>.Instance, RepackedFormat<Q6_Kx8>.Instance,
         RepackedFormat<Q4_0x8>.Instance, RepackedFormat<F16x8>.Instance, RepackedFormat<BF16x8>.Instance];
 
     /// <summary>The repacked layout for a rows x k matrix of `type`: the first this machine gains from that can hold
