@@ -16,7 +16,34 @@ public static unsafe class RepackedPromptQuick
             : [(1536, 1536), (8960, 1536), (1536, 8960)];
         foreach (var (rows, k) in shapes)
         {
-            Console.WriteLine($"{rows} x {k}: Q4_Kx8 {Measure<Q4_Kx8>(rows, k):F1} GMAC/s, Q4_Kx16 {Measure<Q4_Kx16>(rows, k):F1} GMAC/s, Q6_Kx8 {Measure<Q6_Kx8>(rows, k):F1} GMAC/s, Q6_Kx16 {Measure<Q6_Kx16>(rows, k):F1} GMAC/s");
+            Console.WriteLine($"{rows} x {k}: Q8_0 rows {MeasureRows(Engine.Formats.GgmlType.Q8_0, rows, k):F1}, Q8_0x8 {Measure<Q8_0x8>(rows, k):F1}, Q4_Kx8 {Measure<Q4_Kx8>(rows, k):F1} GMAC/s, Q4_Kx16 {Measure<Q4_Kx16>(rows, k):F1} GMAC/s, Q6_Kx8 {Measure<Q6_Kx8>(rows, k):F1} GMAC/s, Q6_Kx16 {Measure<Q6_Kx16>(rows, k):F1} GMAC/s");
+        }
+    }
+
+    /// <summary>The row kernels of an unrepacked type (Q8_0 is not repacked): GMAC/s, or GB/s for one token.</summary>
+    public static double MeasureRows(Engine.Formats.GgmlType type, int rows, int k)
+    {
+        int tokens = int.Parse(Environment.GetEnvironmentVariable("TOKENS") ?? "64");
+        var format = (Engine.Quantization.RowFormat)Engine.Quantization.RowFormats.For(type);
+        var weights = RandomWeights.Quantized(type, rows, k, out long rowBytes);
+        int actBytes = format.ActivationBytes(k);
+        var act = new byte[actBytes * tokens];
+        for (int t = 0; t < tokens; t++) format.QuantizeActivations(RandomWeights.Floats(k, seed: 7 + t), act.AsSpan(t * actBytes, actBytes));
+        var y = new float[rows * tokens];
+        fixed (byte* w = weights)
+        {
+            byte* pw = w;
+            void Run() => Engine.Quantization.RowFormats.MatMulRows(format, pw, rowBytes, k, act, actBytes, tokens, y, rows, 0, rows);
+            for (int i = 0; i < 3; i++) Run();
+            double best = double.MaxValue;
+            for (int i = 0; i < 5; i++)
+            {
+                var clock = Stopwatch.StartNew();
+                Run();
+                best = Math.Min(best, clock.Elapsed.TotalSeconds);
+            }
+            if (tokens == 1) return (double)weights.Length / best / 1e9;
+            return (double)rows * k * tokens / best / 1e9;
         }
     }
 

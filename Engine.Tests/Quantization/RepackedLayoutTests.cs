@@ -8,7 +8,7 @@ namespace Engine.Tests.Quantization;
 /// internal to the engine and xunit discovers only public classes, so each fact is a theory over the layout's name.</summary>
 public class RepackedLayoutTests
 {
-    public static TheoryData<string> Layouts => [nameof(Q4_Kx8), nameof(Q4_Kx16), nameof(Q6_Kx8), nameof(Q6_Kx16), nameof(Q4_0x8), nameof(F16x8), nameof(BF16x8)];
+    public static TheoryData<string> Layouts => [nameof(Q4_Kx8), nameof(Q4_Kx16), nameof(Q6_Kx8), nameof(Q6_Kx16), nameof(Q4_0x8), nameof(Q8_0x8), nameof(F16x8), nameof(BF16x8)];
 
     static IRepackedLayoutChecks Checks(string layout) => layout switch
     {
@@ -17,6 +17,7 @@ public class RepackedLayoutTests
         nameof(Q6_Kx8) => new Q6_Kx8Checks(),
         nameof(Q6_Kx16) => new Q6_Kx16Checks(),
         nameof(Q4_0x8) => new Q4_0x8Checks(),
+        nameof(Q8_0x8) => new Q8_0x8Checks(),
         nameof(F16x8) => new F16x8Checks(),
         nameof(BF16x8) => new BF16x8Checks(),
         _ => throw new ArgumentException($"no checks for the repacked layout '{layout}'", nameof(layout)),
@@ -301,6 +302,15 @@ internal sealed class Q4_0x8Checks : RepackedLayoutChecks<Q4_0x8>
     protected override int[] ShortLengths => [32, 96, 1248, 4096, 14336];
     protected override int[] HalfOffsets => [0];
     protected override int GroupStructSize => Unsafe.SizeOf<BlockQ4_0x8>();
+}
+
+/// <summary>As Q4_0: from one block up, odd block counts included. Q8_0 blocks start with d.</summary>
+internal sealed class Q8_0x8Checks : RepackedLayoutChecks<Q8_0x8>
+{
+    protected override int[] Lengths => [32, 64, 96, 160, 288, 480, 896, 1024, 1568, 2048, 3040, 4096, 4864, 14336];
+    protected override int[] ShortLengths => [32, 96, 1248, 4096, 14336];
+    protected override int[] HalfOffsets => [0];
+    protected override int GroupStructSize => Unsafe.SizeOf<BlockQ8_0x8>();
 }
 
 /// <summary>Multiples of 16 from 16 to Qwen2.5-1.5B's FFN width (8960) and Llama-3-8B's (14336). A source "block" is one

@@ -44,7 +44,7 @@ internal static class RepackedFormats
 {
     /// <summary>Every layout, a type's preferred one first (the 16-row Q4_K and Q6_K layouts where AVX-512 runs them).</summary>
     static readonly IRepackedFormat[] All = [RepackedFormat<Q4_Kx16>.Instance, RepackedFormat<Q4_Kx8>.Instance, RepackedFormat<Q6_Kx16>.Instance, RepackedFormat<Q6_Kx8>.Instance,
-        RepackedFormat<Q4_0x8>.Instance, RepackedFormat<F16x8>.Instance, RepackedFormat<BF16x8>.Instance];
+        RepackedFormat<Q4_0x8>.Instance, RepackedFormat<Q8_0x8>.Instance, RepackedFormat<F16x8>.Instance, RepackedFormat<BF16x8>.Instance];
 
     /// <summary>The repacked layout for a rows x k matrix of `type`: the first this machine gains from that can hold
     /// the shape, or null.</summary>
