@@ -93,15 +93,11 @@ internal static unsafe class Q4_Kx16Kernels
             var isum = Pair(q, q8, m4, sa, 0) + Pair(q + 512, q8 + 64, m4, sa, 1)
                      + Pair(q + 1024, q8 + 128, m4, sb, 0) + Pair(q + 1536, q8 + 192, m4, sb, 1);
             var yd = Vector512.Create(a->D);
-            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), Load16(g->D) * yd, acc);
-            accMin = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(MinSums(ma, mb, a)), Load16(g->DMin) * yd, accMin);
+            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), Fp16.Load16ExactAvx512(g->D) * yd, acc);
+            accMin = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(MinSums(ma, mb, a)), Fp16.Load16ExactAvx512(g->DMin) * yd, accMin);
         }
         (acc - accMin).Store(y);
     }
-
-    /// <summary>16 f16 scales as floats, exactly (the conversion <see cref="Q4_Kx8Kernels"/> uses, twice).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector512<float> Load16(ushort* p) => Vector512.Create(Fp16.Load8(p), Fp16.Load8(p + 8));
 
     /// <summary>The four 64-byte vectors of 6-bit values: scales of sub-blocks 0-3 (sa) and 4-7 (sb), mins likewise;
     /// row j's four values at bytes 4(j mod 8) .. + 3 of 256-bit lane j / 8.</summary>
@@ -194,8 +190,8 @@ internal static unsafe class Q4_Kx16Kernels
             TilePair(g->Qs + 512, 4 + 64, a0, a1, a2, a3, m4, sa, 1, ref s0, ref s1, ref s2, ref s3);
             TilePair(g->Qs + 1024, 4 + 128, a0, a1, a2, a3, m4, sb, 0, ref s0, ref s1, ref s2, ref s3);
             TilePair(g->Qs + 1536, 4 + 192, a0, a1, a2, a3, m4, sb, 1, ref s0, ref s1, ref s2, ref s3);
-            var d = Load16(g->D);
-            var dmin = Load16(g->DMin);
+            var d = Fp16.Load16ExactAvx512(g->D);
+            var dmin = Fp16.Load16ExactAvx512(g->DMin);
             acc0 = Accumulate(s0, d, (BlockQ8_K*)a0, acc0); min0 = Accumulate(MinSums(ma, mb, (BlockQ8_K*)a0), dmin, (BlockQ8_K*)a0, min0);
             acc1 = Accumulate(s1, d, (BlockQ8_K*)a1, acc1); min1 = Accumulate(MinSums(ma, mb, (BlockQ8_K*)a1), dmin, (BlockQ8_K*)a1, min1);
             acc2 = Accumulate(s2, d, (BlockQ8_K*)a2, acc2); min2 = Accumulate(MinSums(ma, mb, (BlockQ8_K*)a2), dmin, (BlockQ8_K*)a2, min2);

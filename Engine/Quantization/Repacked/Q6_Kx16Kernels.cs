@@ -94,14 +94,10 @@ internal static unsafe class Q6_Kx16Kernels
                 var pair = ScalePair(g, p);
                 isum += SubBlock(g, 2 * p, a->Qs, ScaleOf(pair, 0)) + SubBlock(g, 2 * p + 1, a->Qs, ScaleOf(pair, 1));
             }
-            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), Load16(g->D) * Vector512.Create(a->D), acc);
+            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), Fp16.Load16ExactAvx512(g->D) * Vector512.Create(a->D), acc);
         }
         acc.Store(y);
     }
-
-    /// <summary>16 f16 scales as floats, exactly (the conversion <see cref="Q6_Kx8Kernels"/> uses, twice).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector512<float> Load16(ushort* p) => Vector512.Create(Fp16.Load8(p), Fp16.Load8(p + 8));
 
     /// <summary>Sub-block s of the 16 rows against one token: lane j = scale[j][s] * (q . q8) over its 16 elements.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -186,7 +182,7 @@ internal static unsafe class Q6_Kx16Kernels
                 s2 += TileSubBlock(q0, q1, q2, q3, scale, a2->Qs + o);
                 s3 += TileSubBlock(q0, q1, q2, q3, scale, a3->Qs + o);
             }
-            var d = Load16(g->D);
+            var d = Fp16.Load16ExactAvx512(g->D);
             acc0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(s0), d * Vector512.Create(a0->D), acc0);
             acc1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(s1), d * Vector512.Create(a1->D), acc1);
             acc2 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(s2), d * Vector512.Create(a2->D), acc2);
@@ -230,7 +226,7 @@ internal static unsafe class Q6_Kx16Kernels
                 s6 += TileSubBlock(q0, q1, q2, q3, scale, a6->Qs + o);
                 s7 += TileSubBlock(q0, q1, q2, q3, scale, a7->Qs + o);
             }
-            var d = Load16(g->D);
+            var d = Fp16.Load16ExactAvx512(g->D);
             acc[0] = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(s0), d * Vector512.Create(a0->D), acc[0]);
             acc[1] = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(s1), d * Vector512.Create(a1->D), acc[1]);
             acc[2] = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(s2), d * Vector512.Create(a2->D), acc[2]);
